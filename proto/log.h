@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * log.h: structured logging for every vigil process. Entries go to journald
+ * when /run/systemd/journal/socket exists (or VIGIL_LOG=journal), else to
+ * stderr as one human line per entry followed by its fields. Context fields
+ * (VIGIL_RUN, VIGIL_MACHINE, ...) are set once per process and added to every
+ * entry. Lifecycle events carry a stable MESSAGE_ID from the table in log.c.
+ */
+#pragma once
+
+#include <stdarg.h>
+#include <syslog.h>
+
+#include "macro.h"
+
+enum log_event {
+        LOG_EVENT_NONE,
+        LOG_EVENT_SPAWNED,
+        LOG_EVENT_READY,
+        LOG_EVENT_EXITED,
+        LOG_EVENT_RESTARTED,
+        LOG_EVENT_GAVE_UP,
+        LOG_EVENT_TIMEOUT,
+        LOG_EVENT_SUBTEST_BEGIN,
+        LOG_EVENT_SUBTEST_END,
+        LOG_EVENT_PROTOCOL_ERROR,
+        LOG_EVENT_RUN_BEGIN,
+        LOG_EVENT_RUN_END,
+        LOG_EVENT_COMMAND,
+        LOG_EVENT_CONSOLE,
+        LOG_EVENT_KILLED,
+        _LOG_EVENT_MAX,
+};
+
+enum log_target {
+        LOG_TARGET_AUTO,
+        LOG_TARGET_JOURNAL,
+        LOG_TARGET_STDERR,
+};
+
+/* Call once at start: identifier becomes SYSLOG_IDENTIFIER. */
+void log_open(const char *identifier, enum log_target target);
+/* Set (or with value NULL, clear) a context field added to every entry, e.g.
+ * log_set_field("VIGIL_MACHINE", "server"). Names must be journald-valid. */
+void log_set_field(const char *name, const char *value);
+void log_set_max_level(int prio);
+int log_get_max_level(void);
+bool log_to_journal(void);
+
+/* Core: @extra is NULL or a NULL-terminated list of "NAME=value" strings.
+ * Returns -abs(error) if error != 0, else 0, so it composes with return. */
+int log_internal(int prio, int error, enum log_event ev, const char *const *extra, const char *fmt, ...)
+        _printf_(5, 6);
+int log_internalv(int prio, int error, enum log_event ev, const char *const *extra, const char *fmt, va_list ap)
+        _printf_(5, 0);
+
+const char *log_event_to_string(enum log_event ev);
+const char *log_event_message_id(enum log_event ev);
+
+#define log_debug(...) log_internal(LOG_DEBUG, 0, LOG_EVENT_NONE, NULL, __VA_ARGS__)
+#define log_info(...) log_internal(LOG_INFO, 0, LOG_EVENT_NONE, NULL, __VA_ARGS__)
+#define log_notice(...) log_internal(LOG_NOTICE, 0, LOG_EVENT_NONE, NULL, __VA_ARGS__)
+#define log_warning(...) log_internal(LOG_WARNING, 0, LOG_EVENT_NONE, NULL, __VA_ARGS__)
+#define log_error(...) log_internal(LOG_ERR, 0, LOG_EVENT_NONE, NULL, __VA_ARGS__)
+/* Appends ": <strerror(-r)>" and returns r (negative). */
+#define log_error_errno(r, ...) log_internal(LOG_ERR, (r), LOG_EVENT_NONE, NULL, __VA_ARGS__)
+#define log_warning_errno(r, ...) log_internal(LOG_WARNING, (r), LOG_EVENT_NONE, NULL, __VA_ARGS__)
+#define log_debug_errno(r, ...) log_internal(LOG_DEBUG, (r), LOG_EVENT_NONE, NULL, __VA_ARGS__)
+/* A lifecycle event with extra fields. */
+#define log_event(prio, ev, extra, ...) log_internal((prio), 0, (ev), (extra), __VA_ARGS__)

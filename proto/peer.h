@@ -44,7 +44,6 @@ int peer_new(struct event_base *base, int fd, unsigned accept_dir, const struct 
              struct peer **ret);
 struct peer *peer_free(struct peer *p);
 static inline void peer_freep(struct peer **p) {
-        extern struct peer *peer_free(struct peer *);
         *p = peer_free(*p);
 }
 

@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Proves the peer's contract on a real socketpair: frames and their fds
+ * arrive intact, and each way a peer can go bad (wrong direction, garbage,
+ * oversized datagram, queue overflow, EOF) is reported exactly once, because
+ * the supervisor's whole safety story rests on that single report.
+ */
+#include <event2/event.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include "fd-util.h"
+#include "macro.h"
+#include "peer.h"
+#include "tap.h"
+
+struct ctx {
+        int frames;
+        int last_type;
+        int lost_calls;
+        enum peer_lost_reason reason;
+        char detail[256];
+        char fd_content[32];
+};
+
+static int on_frame(struct peer *p, const struct frame *f, int *fds, size_t n_fds, void *userdata) {
+        struct ctx *c = userdata;
+
+        c->frames++;
+        c->last_type = f->type;
+        if (n_fds > 0) {
+                _cleanup_close_ int fd = TAKE_FD(fds[0]);
+                ssize_t n = read(fd, c->fd_content, sizeof(c->fd_content) - 1);
+                if (n > 0)
+                        c->fd_content[n] = 0;
+        }
+        return 0;
+}
+
+static void on_lost(struct peer *p, enum peer_lost_reason reason, const char *detail, void *userdata) {
+        struct ctx *c = userdata;
+
+        c->lost_calls++;
+        c->reason = reason;
+        snprintf(c->detail, sizeof(c->detail), "%s", detail);
+}
+
+static const struct peer_ops ops = { .on_frame = on_frame, .on_lost = on_lost };
+
+static void spin(struct event_base *base) {
+        for (int i = 0; i < 20; i++)
+                event_base_loop(base, EVLOOP_NONBLOCK);
+}
+
+static struct peer *make_pair(struct event_base *base, struct ctx *c, int *ret_other) {
+        int sv[2];
+        struct peer *p = NULL;
+
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return NULL;
+        if (peer_new(base, sv[0], DIR_TO_SUP, &ops, c, &p) < 0)
+                return NULL;
+        *ret_other = sv[1];
+        return p;
+}
+
+static void test_frames_and_fds(struct event_base *base) {
+        struct ctx c = {};
+        _cleanup_close_ int other = -EBADF;
+        struct peer *p = make_pair(base, &c, &other);
+        int pipefd[2];
+        struct frame f = {};
+
+        CHECK(p != NULL, "peer created");
+        if (!p)
+                return;
+        CHECK(pipe2(pipefd, O_CLOEXEC) == 0 && write(pipefd[1], "stored", 6) == 6, "pipe ready");
+        close(pipefd[1]);
+        CHECK(frame_write_blocking(other, MSG_FD_STORE, 5, &(struct msg_fd_store){ .name = "shell" }, &pipefd[0], 1) == 0,
+              "worker sends FD_STORE with an fd");
+        close(pipefd[0]);
+        spin(base);
+        CHECK(c.frames == 1 && c.last_type == MSG_FD_STORE, "supervisor side received the frame (%d frames, type %d)", c.frames, c.last_type);
+        CHECK(streq(c.fd_content, "stored"), "the fd arrived and is readable ('%s')", c.fd_content);
+
+        CHECK(peer_send(p, MSG_CONFIG, 9, &(struct msg_config){ .run_id = "r", .json = "{}" }, NULL, 0) == 0,
+              "supervisor queues CONFIG");
+        CHECK(frame_read_blocking(other, &f, NULL, 0, NULL, NULL) == 0 && f.type == MSG_CONFIG && f.seq == 9,
+              "worker reads CONFIG with its seq");
+        frame_done(&f);
+
+        CHECK(frame_write_blocking(other, MSG_CONFIG, 1, &(struct msg_config){ .run_id = "r", .json = "{}" }, NULL, 0) == 0,
+              "worker sends a supervisor-only message");
+        spin(base);
+        CHECK(c.lost_calls == 1 && c.reason == PEER_LOST_DIRECTION, "wrong direction reported once (%s)", c.detail);
+        CHECK(peer_send_ok(p, 1) == -EPIPE, "a lost peer refuses to send");
+        peer_kill(p, PEER_LOST_KILLED, "again");
+        spin(base);
+        CHECK(c.lost_calls == 1, "a second kill does not report again");
+        peer_free(p);
+}
+
+static void test_garbage(struct event_base *base) {
+        struct ctx c = {};
+        _cleanup_close_ int other = -EBADF;
+        struct peer *p = make_pair(base, &c, &other);
+
+        CHECK(p && write(other, "\xc1garbage", 8) == 8, "garbage written");
+        spin(base);
+        CHECK(c.lost_calls == 1 && c.reason == PEER_LOST_BAD_FRAME && c.frames == 0, "garbage kills the peer (%s)",
+              c.detail);
+        peer_free(p);
+}
+
+static void test_oversized(struct event_base *base) {
+        struct ctx c = {};
+        _cleanup_close_ int other = -EBADF;
+        struct peer *p = make_pair(base, &c, &other);
+        size_t big = FRAME_MAX + 100;
+        _cleanup_free_ char *buf = calloc(1, big);
+        int sz = 4 * 1024 * 1024;
+
+        (void) setsockopt(other, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+        CHECK(p && buf && write(other, buf, big) == (ssize_t) big, "oversized datagram written");
+        spin(base);
+        CHECK(c.lost_calls == 1 && c.reason == PEER_LOST_BAD_FRAME, "oversized datagram kills the peer (%s)", c.detail);
+        peer_free(p);
+}
+
+static void test_overflow(struct event_base *base) {
+        struct ctx c = {};
+        _cleanup_close_ int other = -EBADF;
+        struct peer *p = make_pair(base, &c, &other);
+        uint8_t payload[8192] = {};
+        int r = 0, sent = 0;
+
+        peer_set_queue_max(p, 64 * 1024);
+        while (sent < 10000) {
+                r = peer_send(p, MSG_PONG, 1, &(struct msg_ping){ .payload = { payload, sizeof(payload) } }, NULL, 0);
+                if (r < 0)
+                        break;
+                sent++;
+        }
+        spin(base);
+        CHECK(r == -ENOBUFS, "sending to a reader that never reads ends in -ENOBUFS after %d frames", sent);
+        CHECK(c.lost_calls == 1 && c.reason == PEER_LOST_OVERFLOW, "overflow reported once (%s)", c.detail);
+        peer_free(p);
+}
+
+static void test_eof(struct event_base *base) {
+        struct ctx c = {};
+        int other = -EBADF;
+        struct peer *p = make_pair(base, &c, &other);
+
+        close(other);
+        spin(base);
+        CHECK(c.lost_calls == 1 && c.reason == PEER_LOST_EOF, "EOF reported once (%s)", c.detail);
+        peer_free(p);
+}
+
+int main(void) {
+        struct event_base *base = event_base_new();
+
+        test_frames_and_fds(base);
+        test_garbage(base);
+        test_oversized(base);
+        test_overflow(base);
+        test_eof(base);
+        event_base_free(base);
+        return tap_done();
+}

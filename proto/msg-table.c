@@ -132,7 +132,8 @@ static const struct msg_info table[] = {
                                      F(msg_m_state_result, booted, FIELD_BOOL, 0),
                                      F(msg_m_state_result, connected, FIELD_BOOL, 0),
                                      F(msg_m_state_result, pid, FIELD_I64, 0),
-                                     F(msg_m_state_result, backend, FIELD_STR, NAME_MAX_LEN)),
+                                     F(msg_m_state_result, backend, FIELD_STR, NAME_MAX_LEN),
+                                     F(msg_m_state_result, worker_pid, FIELD_I64, 0)),
 
         [MSG_S_RESULT] = { .name = "S_RESULT", .dir = DIR_TO_SUP, .senders = KIND_BIT(KIND_SCRIPT),
                            FIELDS(msg_s_result, F(msg_s_result, exit_code, FIELD_I64, 0),

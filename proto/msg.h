@@ -248,6 +248,7 @@ struct msg_m_state_result {
         bool connected;
         int64_t pid;
         char *backend;
+        int64_t worker_pid; /* the machine worker's own pid (for fault-injection tests) */
 };
 
 struct msg_s_result {

@@ -71,20 +71,20 @@ static void test_every_cell(void) {
                         struct child_transition t = child_fsm_step(s, e);
                         const struct expect *x = find_allowed(s, e);
                         if (x)
-                                tap_ok(t.next == x->next && t.action == x->action, "%s x %s -> %s/%s",
+                                CHECK(t.next == x->next && t.action == x->action, "%s x %s -> %s/%s",
                                        child_state_to_string(s), child_event_to_string(e),
                                        child_state_to_string(x->next), child_action_to_string(x->action));
                         else
-                                tap_ok(t.next == s && t.action == CHILD_ACT_INVALID, "%s x %s is invalid",
+                                CHECK(t.next == (enum child_state) s && t.action == CHILD_ACT_INVALID, "%s x %s is invalid",
                                        child_state_to_string(s), child_event_to_string(e));
                 }
 }
 
 static void test_out_of_range(void) {
         struct child_transition t = child_fsm_step(_CHILD_STATE_MAX, CHILD_EV_START);
-        tap_ok(t.action == CHILD_ACT_INVALID, "state out of range is invalid");
+        CHECK(t.action == CHILD_ACT_INVALID, "state out of range is invalid");
         t = child_fsm_step(CHILD_STOPPED, _CHILD_EVENT_MAX);
-        tap_ok(t.action == CHILD_ACT_INVALID && t.next == CHILD_STOPPED, "event out of range is invalid");
+        CHECK(t.action == CHILD_ACT_INVALID && t.next == CHILD_STOPPED, "event out of range is invalid");
 }
 
 static void test_names(void) {
@@ -95,8 +95,8 @@ static void test_names(void) {
                 all = all && child_event_to_string(e);
         for (int a = 0; a < _CHILD_ACTION_MAX; a++)
                 all = all && child_action_to_string(a);
-        tap_ok(all, "every state, event and action has a name");
-        tap_ok(!child_state_to_string(_CHILD_STATE_MAX), "no name past the end");
+        CHECK(all, "every state, event and action has a name");
+        CHECK(!child_state_to_string(_CHILD_STATE_MAX), "no name past the end");
 }
 
 /* Walk a sequence of events and check the actions in order. */
@@ -116,7 +116,7 @@ static void test_lifecycles(void) {
                 const enum child_event ev[] = { CHILD_EV_START, CHILD_EV_HELLO, CHILD_EV_READY, CHILD_EV_EXITED };
                 const enum child_action act[] = { CHILD_ACT_SPAWN, CHILD_ACT_HANDSHAKE, CHILD_ACT_MARK_READY,
                                                   CHILD_ACT_REPORT_EXIT };
-                tap_ok(walk(CHILD_STOPPED, ev, act, 4, CHILD_STOPPED), "start, ready, crash: exit is judged");
+                CHECK(walk(CHILD_STOPPED, ev, act, 4, CHILD_STOPPED), "start, ready, crash: exit is judged");
         }
         {
                 const enum child_event ev[] = { CHILD_EV_START, CHILD_EV_HELLO, CHILD_EV_READY, CHILD_EV_STOP,
@@ -124,7 +124,7 @@ static void test_lifecycles(void) {
                 const enum child_action act[] = { CHILD_ACT_SPAWN,     CHILD_ACT_HANDSHAKE, CHILD_ACT_MARK_READY,
                                                   CHILD_ACT_TERMINATE, CHILD_ACT_KILL,      CHILD_ACT_NONE,
                                                   CHILD_ACT_STOPPED };
-                tap_ok(walk(CHILD_STOPPED, ev, act, 7, CHILD_STOPPED),
+                CHECK(walk(CHILD_STOPPED, ev, act, 7, CHILD_STOPPED),
                        "stop ignoring SIGTERM: timeout escalates to kill, exit completes the stop");
         }
         {
@@ -132,7 +132,7 @@ static void test_lifecycles(void) {
                                                 CHILD_EV_CHAN_LOST, CHILD_EV_EXITED };
                 const enum child_action act[] = { CHILD_ACT_SPAWN, CHILD_ACT_HANDSHAKE, CHILD_ACT_MARK_READY,
                                                   CHILD_ACT_KILL, CHILD_ACT_REPORT_EXIT };
-                tap_ok(walk(CHILD_STOPPED, ev, act, 5, CHILD_STOPPED),
+                CHECK(walk(CHILD_STOPPED, ev, act, 5, CHILD_STOPPED),
                        "bad frame: channel lost, kill, the exit counts as a crash");
         }
         {
@@ -141,7 +141,7 @@ static void test_lifecycles(void) {
                 const enum child_action act[] = { CHILD_ACT_SPAWN,          CHILD_ACT_HANDSHAKE,
                                                   CHILD_ACT_MARK_READY,     CHILD_ACT_PROTOCOL_ERROR,
                                                   CHILD_ACT_NONE,           CHILD_ACT_STOPPED };
-                tap_ok(walk(CHILD_STOPPED, ev, act, 6, CHILD_STOPPED),
+                CHECK(walk(CHILD_STOPPED, ev, act, 6, CHILD_STOPPED),
                        "second READY is a protocol error; a teardown overtaking the kill makes the exit ours");
         }
         {
@@ -149,10 +149,10 @@ static void test_lifecycles(void) {
                                                 CHILD_EV_START };
                 const enum child_action act[] = { CHILD_ACT_SPAWN, CHILD_ACT_REPORT_EXIT, CHILD_ACT_NONE,
                                                   CHILD_ACT_INVALID };
-                tap_ok(walk(CHILD_STOPPED, ev, act, 4, CHILD_REMOVED),
+                CHECK(walk(CHILD_STOPPED, ev, act, 4, CHILD_REMOVED),
                        "spawn failure is judged; a removed child never starts again");
         }
-        tap_ok(!child_state_has_process(CHILD_STOPPED) && !child_state_has_process(CHILD_REMOVED) &&
+        CHECK(!child_state_has_process(CHILD_STOPPED) && !child_state_has_process(CHILD_REMOVED) &&
                        child_state_has_process(CHILD_STARTING) && child_state_has_process(CHILD_KILLING),
                "has_process matches the states with a process");
 }

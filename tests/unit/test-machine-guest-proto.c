@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-machine-guest-proto: the backdoor protocol state machine against the
+ * reference's exact command text and against hostile byte streams (markers
+ * split across reads, garbage, oversized output, bad status lines).
+ */
+#include <stdio.h>
+
+#include "guest-proto.h"
+#include "macro.h"
+
+static unsigned n_test, n_fail;
+
+static void ok(bool cond, const char *what) {
+        n_test++;
+        if (!cond)
+                n_fail++;
+        printf("%sok %u - %s\n", cond ? "" : "not ", n_test, what);
+}
+
+/* Feed @s in pieces of @step bytes; return the first event != NONE (or NONE). */
+static enum guest_event feed_steps(struct guest_proto *gp, const char *s, size_t len, size_t step, size_t *ret_used) {
+        size_t off = 0;
+        while (off < len) {
+                size_t n = MIN(step, len - off), used;
+                enum guest_event ev = guest_proto_feed(gp, (const uint8_t *) s + off, n, &used);
+                off += used;
+                if (ev != GUEST_EVENT_NONE) {
+                        *ret_used = off;
+                        return ev;
+                }
+        }
+        *ret_used = off;
+        return GUEST_EVENT_NONE;
+}
+
+static void test_quote(void) {
+        char *q;
+
+        ok(guest_shell_quote("abc-_./=:,+@%", &q) == 0 && streq(q, "abc-_./=:,+@%"), "quote: safe chars bare");
+        free(q);
+        ok(guest_shell_quote("", &q) == 0 && streq(q, "''"), "quote: empty string is ''");
+        free(q);
+        ok(guest_shell_quote("it's", &q) == 0 && streq(q, "'it'\"'\"'s'"), "quote: ' becomes '\"'\"'");
+        free(q);
+        ok(guest_shell_quote("a b$c\n", &q) == 0 && streq(q, "'a b$c\n'"), "quote: spaces, $ and newline quoted");
+        free(q);
+}
+
+static void test_build(void) {
+        char *l;
+
+        ok(guest_build_command("echo hi", 900, &l) == 0 &&
+                   streq(l, "timeout 900 bash -c 'set -euo pipefail; echo hi' | (base64 -w 0; echo)\n"),
+           "build: reference line with timeout");
+        free(l);
+        ok(guest_build_command("true", -1, &l) == 0 &&
+                   streq(l, "bash -c 'set -euo pipefail; true' | (base64 -w 0; echo)\n"),
+           "build: no timeout prefix when none");
+        free(l);
+        ok(guest_build_command("echo 'x'", 5, &l) == 0 &&
+                   streq(l, "timeout 5 bash -c 'set -euo pipefail; echo '\"'\"'x'\"'\"'' | (base64 -w 0; echo)\n"),
+           "build: embedded single quotes");
+        free(l);
+        ok(guest_build_nonce_command("vigil-sync-1234", &l) == 0 && streq(l, "echo 'v''igil-sync-1234'\n") &&
+                   !strstr(l, "vigil-sync-1234"),
+           "build: nonce command does not contain its own answer");
+        free(l);
+        ok(guest_build_nonce_command("bad nonce'", &l) == -EINVAL, "build: unsafe nonce refused");
+        ok(strcmp(GUEST_STATUS_COMMAND, "echo ${PIPESTATUS[0]}\n") == 0, "build: status command text");
+}
+
+static void test_ready(void) {
+        struct guest_proto gp;
+        const char *s = "boot noise\r\nconnecting to host...\nSpawning backdoor root shell...\n";
+        size_t used;
+
+        guest_proto_init(&gp, 0);
+        for (size_t step = 1; step <= strlen(s); step++) {
+                guest_proto_expect_ready(&gp);
+                if (feed_steps(&gp, s, strlen(s), step, &used) != GUEST_EVENT_READY) {
+                        ok(false, "ready: marker found for every chunk size");
+                        goto out;
+                }
+        }
+        ok(true, "ready: marker found for every chunk size 1..len");
+        guest_proto_expect_ready(&gp);
+        ok(feed_steps(&gp, "Spawning backdoor root shell..", 30, 30, &used) == GUEST_EVENT_NONE,
+           "ready: partial marker is not ready");
+        ok(feed_steps(&gp, ".", 1, 1, &used) == GUEST_EVENT_READY, "ready: completed by the next chunk");
+        guest_proto_expect_ready(&gp);
+        ok(feed_steps(&gp, "SSSpawning backdoor root shellSpawning backdoor root shell...", 61, 7, &used) ==
+                   GUEST_EVENT_READY,
+           "ready: overlapping false start");
+out:
+        guest_proto_done(&gp);
+}
+
+static enum guest_event output_of(struct guest_proto *gp, const char *line, size_t step, uint8_t **ret, size_t *ret_len) {
+        size_t used;
+        guest_proto_expect_output(gp);
+        enum guest_event ev = feed_steps(gp, line, strlen(line), step, &used);
+        if (ev == GUEST_EVENT_OUTPUT)
+                *ret = guest_proto_take_output(gp, ret_len);
+        return ev;
+}
+
+static void test_output(void) {
+        struct guest_proto gp;
+        uint8_t *o;
+        size_t n, used;
+
+        guest_proto_init(&gp, 0);
+        ok(output_of(&gp, "aGVsbG8K\n", 3, &o, &n) == GUEST_EVENT_OUTPUT && n == 6 && memcmp(o, "hello\n", 6) == 0,
+           "output: decodes hello\\n");
+        free(o);
+        ok(output_of(&gp, "\n", 1, &o, &n) == GUEST_EVENT_OUTPUT && n == 0, "output: empty line is empty output");
+        free(o);
+        ok(output_of(&gp, "AP8A/w==\n", 1, &o, &n) == GUEST_EVENT_OUTPUT && n == 4 && o[0] == 0 && o[1] == 0xff &&
+                   o[2] == 0 && o[3] == 0xff,
+           "output: binary bytes with padding");
+        free(o);
+        ok(output_of(&gp, "w6k=\n", 2, &o, &n) == GUEST_EVENT_OUTPUT && n == 2 && memcmp(o, "\xc3\xa9", 2) == 0,
+           "output: UTF-8 é");
+        free(o);
+        ok(output_of(&gp, "aGV*bG8K\n", 4, &o, &n) == GUEST_EVENT_ERROR && strstr(guest_proto_error(&gp), "0x2a"),
+           "output: garbage byte is a clear error");
+        ok(gp.phase == GUEST_PHASE_IDLE, "output: error leaves the machine idle");
+        ok(output_of(&gp, "aGVsbG8\n", 4, &o, &n) == GUEST_EVENT_ERROR, "output: truncated group is an error");
+        ok(output_of(&gp, "aG==bG8K\n", 4, &o, &n) == GUEST_EVENT_ERROR, "output: data after padding is an error");
+        ok(output_of(&gp, "a===\n", 4, &o, &n) == GUEST_EVENT_ERROR, "output: misplaced padding is an error");
+
+        /* Two lines in one chunk: the first event consumes only the first line. */
+        guest_proto_expect_output(&gp);
+        ok(guest_proto_feed(&gp, (const uint8_t *) "eA==\n0\n", 7, &used) == GUEST_EVENT_OUTPUT && used == 5,
+           "output: stops after its newline");
+        free(guest_proto_take_output(&gp, &n));
+        guest_proto_expect_status(&gp);
+        ok(guest_proto_feed(&gp, (const uint8_t *) "0\n", 2, &used) == GUEST_EVENT_STATUS &&
+                   guest_proto_status(&gp) == 0,
+           "output: rest parsed as status");
+        guest_proto_done(&gp);
+
+        /* The cap: 12 bytes allowed, 15 sent. */
+        guest_proto_init(&gp, 12);
+        ok(output_of(&gp, "MDEyMzQ1Njc4OWFi\n", 5, &o, &n) == GUEST_EVENT_OUTPUT && n == 12,
+           "cap: exactly the limit passes");
+        free(o);
+        ok(output_of(&gp, "MDEyMzQ1Njc4OWFiY2Rl\n", 5, &o, &n) == GUEST_EVENT_ERROR &&
+                   strstr(guest_proto_error(&gp), "exceeds the limit of 12 bytes"),
+           "cap: beyond the limit is a clear error");
+        guest_proto_done(&gp);
+
+        /* A large output in odd chunk sizes decodes exactly. */
+        guest_proto_init(&gp, 0);
+        size_t big = 3 * 400000;
+        char *line = malloc(big / 3 * 4 + 2);
+        for (size_t i = 0; i < big / 3; i++)
+                memcpy(line + 4 * i, "/+9A", 4); /* bytes ff ef 40 */
+        strcpy(line + big / 3 * 4, "\n");
+        ok(output_of(&gp, line, 4093, &o, &n) == GUEST_EVENT_OUTPUT && n == big && o[0] == 0xff && o[1] == 0xef &&
+                   o[2] == 0x40 && o[big - 1] == 0x40,
+           "output: 1.2 MB in 4093-byte reads");
+        free(o);
+        free(line);
+        guest_proto_done(&gp);
+}
+
+static void test_status(void) {
+        struct guest_proto gp;
+        size_t used;
+
+        guest_proto_init(&gp, 0);
+        static const struct {
+                const char *in;
+                enum guest_event ev;
+                int status;
+        } cases[] = {
+                { "0\n", GUEST_EVENT_STATUS, 0 },      { "124\n", GUEST_EVENT_STATUS, 124 },
+                { " 7 \r\n", GUEST_EVENT_STATUS, 7 },  { "\n", GUEST_EVENT_ERROR, 0 },
+                { "abc\n", GUEST_EVENT_ERROR, 0 },     { "99999999999\n", GUEST_EVENT_ERROR, 0 },
+                { "1 2\n", GUEST_EVENT_ERROR, 0 },     { "000000000000000000000000000000\n", GUEST_EVENT_ERROR, 0 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char what[64];
+                guest_proto_expect_status(&gp);
+                enum guest_event ev = feed_steps(&gp, cases[i].in, strlen(cases[i].in), 1, &used);
+                snprintf(what, sizeof what, "status: case %zu", i);
+                ok(ev == cases[i].ev && (ev != GUEST_EVENT_STATUS || guest_proto_status(&gp) == cases[i].status),
+                   what);
+        }
+        guest_proto_done(&gp);
+}
+
+static void test_nonce(void) {
+        struct guest_proto gp;
+        size_t used;
+        const char *s = "c3RhbGUK\n0\necho 'v''igil-sync-ab'\r\nvigil-sync-ab\n";
+
+        guest_proto_init(&gp, 0);
+        ok(guest_proto_expect_nonce(&gp, "vigil-sync-ab") == 0, "nonce: accepted");
+        ok(feed_steps(&gp, s, strlen(s), 3, &used) == GUEST_EVENT_SYNCED && used == strlen(s),
+           "nonce: stale output and tty echo skipped, synced at the nonce line");
+        ok(guest_proto_expect_nonce(&gp, "x y") == -EINVAL, "nonce: invalid characters refused");
+        /* idle drops stray bytes */
+        guest_proto_reset(&gp);
+        ok(guest_proto_feed(&gp, (const uint8_t *) "junk", 4, &used) == GUEST_EVENT_NONE && gp.stray_bytes == 4,
+           "idle: stray bytes counted and dropped");
+        guest_proto_done(&gp);
+}
+
+int main(void) {
+        test_quote();
+        test_build();
+        test_ready();
+        test_output();
+        test_status();
+        test_nonce();
+        printf("1..%u\n", n_test);
+        return n_fail ? 1 : 0;
+}

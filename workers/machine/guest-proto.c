@@ -1,0 +1,397 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * guest-proto.c: the backdoor shell protocol as a byte-driven state machine
+ * (see guest-proto.h). Pure: no I/O, no logging.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+
+#include "guest-proto.h"
+#include "macro.h"
+
+static const char *const phase_names[_GUEST_PHASE_MAX] = {
+        [GUEST_PHASE_IDLE] = "idle",
+        [GUEST_PHASE_READY] = "waiting for the ready line",
+        [GUEST_PHASE_OUTPUT] = "reading command output",
+        [GUEST_PHASE_STATUS] = "reading the exit status",
+        [GUEST_PHASE_NONCE] = "resynchronising",
+};
+
+void guest_proto_init(struct guest_proto *gp, size_t output_max) {
+        *gp = (struct guest_proto) {
+                .phase = GUEST_PHASE_IDLE,
+                .output_max = output_max > 0 ? output_max : GUEST_OUTPUT_MAX_DEFAULT,
+        };
+}
+
+void guest_proto_done(struct guest_proto *gp) {
+        free(gp->out);
+        gp->out = NULL;
+        gp->out_len = gp->out_alloc = 0;
+}
+
+static void set_marker(struct guest_proto *gp, const char *m, size_t len) {
+        memcpy(gp->marker, m, len);
+        gp->marker_len = len;
+        gp->matched = 0;
+        /* KMP failure function: longest proper prefix that is also a suffix. */
+        gp->marker_fail[0] = 0;
+        for (size_t i = 1, k = 0; i < len; i++) {
+                while (k > 0 && m[i] != m[k])
+                        k = gp->marker_fail[k - 1];
+                if (m[i] == m[k])
+                        k++;
+                gp->marker_fail[i] = k;
+        }
+}
+
+void guest_proto_reset(struct guest_proto *gp) {
+        guest_proto_done(gp);
+        gp->phase = GUEST_PHASE_IDLE;
+        gp->matched = 0;
+        gp->n_quad = gp->n_pad = 0;
+        gp->line_len = 0;
+}
+
+void guest_proto_expect_ready(struct guest_proto *gp) {
+        guest_proto_reset(gp);
+        set_marker(gp, GUEST_READY_LINE, strlen(GUEST_READY_LINE));
+        gp->phase = GUEST_PHASE_READY;
+}
+
+void guest_proto_expect_output(struct guest_proto *gp) {
+        guest_proto_reset(gp);
+        gp->phase = GUEST_PHASE_OUTPUT;
+}
+
+void guest_proto_expect_status(struct guest_proto *gp) {
+        guest_proto_reset(gp);
+        gp->phase = GUEST_PHASE_STATUS;
+}
+
+static bool nonce_valid(const char *nonce) {
+        size_t n = strlen(nonce);
+        if (n < 2 || n > GUEST_NONCE_MAX)
+                return false;
+        for (const char *c = nonce; *c; c++)
+                if (!(('a' <= *c && *c <= 'z') || ('A' <= *c && *c <= 'Z') || ('0' <= *c && *c <= '9') ||
+                      *c == '-' || *c == '_'))
+                        return false;
+        return true;
+}
+
+int guest_proto_expect_nonce(struct guest_proto *gp, const char *nonce) {
+        char m[GUEST_NONCE_MAX + 2];
+
+        if (!nonce_valid(nonce))
+                return -EINVAL;
+        guest_proto_reset(gp);
+        size_t n = strlen(nonce);
+        memcpy(m, nonce, n);
+        m[n] = '\n';
+        set_marker(gp, m, n + 1);
+        gp->phase = GUEST_PHASE_NONCE;
+        return 0;
+}
+
+_printf_(2, 3) static enum guest_event fail(struct guest_proto *gp, const char *fmt, ...) {
+        va_list ap;
+        int n;
+
+        n = snprintf(gp->error, sizeof gp->error, "guest shell protocol error while %s: ", phase_names[gp->phase]);
+        if (n < 0 || (size_t) n >= sizeof gp->error)
+                n = 0;
+        va_start(ap, fmt);
+        (void) vsnprintf(gp->error + n, sizeof gp->error - (size_t) n, fmt, ap);
+        va_end(ap);
+        guest_proto_reset(gp);
+        return GUEST_EVENT_ERROR;
+}
+
+/* Streaming KMP; returns the index just past the marker's end, or len. */
+static size_t marker_scan(struct guest_proto *gp, const uint8_t *buf, size_t len, bool *ret_found) {
+        for (size_t i = 0; i < len; i++) {
+                char c = (char) buf[i];
+                while (gp->matched > 0 && c != gp->marker[gp->matched])
+                        gp->matched = gp->marker_fail[gp->matched - 1];
+                if (c == gp->marker[gp->matched])
+                        gp->matched++;
+                if (gp->matched == gp->marker_len) {
+                        gp->matched = 0;
+                        *ret_found = true;
+                        return i + 1;
+                }
+        }
+        *ret_found = false;
+        return len;
+}
+
+static int b64_value(uint8_t c) {
+        if ('A' <= c && c <= 'Z')
+                return c - 'A';
+        if ('a' <= c && c <= 'z')
+                return c - 'a' + 26;
+        if ('0' <= c && c <= '9')
+                return c - '0' + 52;
+        if (c == '+')
+                return 62;
+        if (c == '/')
+                return 63;
+        return -1;
+}
+
+static int out_reserve(struct guest_proto *gp, size_t extra) {
+        if (gp->out_len + extra + 1 <= gp->out_alloc)
+                return 0;
+        size_t want = MAX(gp->out_alloc * 2, (size_t) 4096);
+        while (want < gp->out_len + extra + 1)
+                want *= 2;
+        want = MIN(want, gp->output_max + 4);
+        if (want < gp->out_len + extra + 1)
+                return -E2BIG;
+        uint8_t *p = realloc(gp->out, want);
+        if (!p)
+                return -ENOMEM;
+        gp->out = p;
+        gp->out_alloc = want;
+        return 0;
+}
+
+static enum guest_event flush_quad(struct guest_proto *gp) {
+        /* n_pad '=' at the end: 4 chars carry 3 - n_pad bytes. */
+        size_t n = 3 - gp->n_pad;
+        uint32_t v = 0;
+
+        if (gp->out_len + n > gp->output_max)
+                return fail(gp, "command output exceeds the limit of %zu bytes", gp->output_max);
+        if (out_reserve(gp, n) < 0)
+                return fail(gp, "out of memory for %zu bytes of command output", gp->out_len + n);
+        for (unsigned i = 0; i < 4; i++)
+                v = (v << 6) | gp->quad[i];
+        uint8_t bytes[3] = { (uint8_t) (v >> 16), (uint8_t) (v >> 8), (uint8_t) v };
+        memcpy(gp->out + gp->out_len, bytes, n);
+        gp->out_len += n;
+        gp->n_quad = 0;
+        return GUEST_EVENT_NONE;
+}
+
+static enum guest_event feed_output(struct guest_proto *gp, const uint8_t *buf, size_t len, size_t *ret_consumed) {
+        for (size_t i = 0; i < len; i++) {
+                uint8_t c = buf[i];
+
+                if (c == '\n') {
+                        *ret_consumed = i + 1;
+                        if (gp->n_quad != 0)
+                                return fail(gp, "base64 output ends in the middle of a group (%u stray characters)",
+                                            gp->n_quad);
+                        if (out_reserve(gp, 0) < 0)
+                                return fail(gp, "out of memory");
+                        gp->out[gp->out_len] = 0;
+                        gp->phase = GUEST_PHASE_IDLE;
+                        return GUEST_EVENT_OUTPUT;
+                }
+                if (c == '=') {
+                        /* Padding only in the last two positions of the final group. */
+                        if (gp->n_quad < 2) {
+                                *ret_consumed = i + 1;
+                                return fail(gp, "misplaced base64 padding");
+                        }
+                        gp->quad[gp->n_quad++] = 0;
+                        gp->n_pad++;
+                } else {
+                        int v = b64_value(c);
+                        if (v < 0 || gp->n_pad > 0) {
+                                *ret_consumed = i + 1;
+                                if (v < 0)
+                                        return fail(gp, "unexpected byte 0x%02x in base64 output after %zu bytes", c,
+                                                    gp->out_len);
+                                return fail(gp, "base64 data after padding");
+                        }
+                        gp->quad[gp->n_quad++] = (uint8_t) v;
+                }
+                if (gp->n_quad == 4) {
+                        /* Data after a padded group is refused above; a padded
+                         * group stays "final" until the newline. */
+                        unsigned pad = gp->n_pad;
+                        if (flush_quad(gp) == GUEST_EVENT_ERROR) {
+                                *ret_consumed = i + 1;
+                                return GUEST_EVENT_ERROR;
+                        }
+                        gp->n_pad = pad;
+                }
+        }
+        *ret_consumed = len;
+        return GUEST_EVENT_NONE;
+}
+
+static enum guest_event parse_status(struct guest_proto *gp) {
+        const char *p = gp->line, *end = gp->line + gp->line_len;
+        bool neg = false;
+        int64_t v = 0;
+        size_t digits = 0;
+
+        /* Python's int(s.strip()). */
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
+                p++;
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+                end--;
+        if (p < end && (*p == '-' || *p == '+'))
+                neg = *p++ == '-';
+        for (; p < end && '0' <= *p && *p <= '9'; p++, digits++)
+                if ((v = v * 10 + (*p - '0')) > INT32_MAX)
+                        return fail(gp, "exit status out of range");
+        if (digits == 0 || p != end)
+                return fail(gp, "expected an exit status, got \"%.*s\"", (int) gp->line_len, gp->line);
+        gp->status = (int) (neg ? -v : v);
+        gp->phase = GUEST_PHASE_IDLE;
+        return GUEST_EVENT_STATUS;
+}
+
+static enum guest_event feed_status(struct guest_proto *gp, const uint8_t *buf, size_t len, size_t *ret_consumed) {
+        for (size_t i = 0; i < len; i++) {
+                if (buf[i] == '\n') {
+                        *ret_consumed = i + 1;
+                        return parse_status(gp);
+                }
+                if (gp->line_len >= sizeof gp->line - 1) {
+                        *ret_consumed = i + 1;
+                        return fail(gp, "exit status line longer than %zu bytes", sizeof gp->line - 1);
+                }
+                gp->line[gp->line_len++] = (char) buf[i];
+        }
+        *ret_consumed = len;
+        return GUEST_EVENT_NONE;
+}
+
+enum guest_event guest_proto_feed(struct guest_proto *gp, const uint8_t *buf, size_t len, size_t *ret_consumed) {
+        bool found;
+        size_t n;
+
+        switch (gp->phase) {
+        case GUEST_PHASE_IDLE:
+                gp->stray_bytes += len;
+                *ret_consumed = len;
+                return GUEST_EVENT_NONE;
+        case GUEST_PHASE_READY:
+                (void) marker_scan(gp, buf, len, &found);
+                /* The reference drops whatever followed the marker in that chunk. */
+                *ret_consumed = len;
+                if (!found)
+                        return GUEST_EVENT_NONE;
+                gp->phase = GUEST_PHASE_IDLE;
+                return GUEST_EVENT_READY;
+        case GUEST_PHASE_NONCE:
+                n = marker_scan(gp, buf, len, &found);
+                *ret_consumed = n;
+                if (!found)
+                        return GUEST_EVENT_NONE;
+                gp->phase = GUEST_PHASE_IDLE;
+                return GUEST_EVENT_SYNCED;
+        case GUEST_PHASE_OUTPUT:
+                return feed_output(gp, buf, len, ret_consumed);
+        case GUEST_PHASE_STATUS:
+                return feed_status(gp, buf, len, ret_consumed);
+        case _GUEST_PHASE_MAX:
+                break;
+        }
+        *ret_consumed = len;
+        return fail(gp, "invalid phase");
+}
+
+uint8_t *guest_proto_take_output(struct guest_proto *gp, size_t *ret_len) {
+        uint8_t *p = gp->out;
+
+        if (!p) {
+                p = calloc(1, 1);
+                if (!p)
+                        return NULL;
+        }
+        *ret_len = gp->out_len;
+        gp->out = NULL;
+        gp->out_len = gp->out_alloc = 0;
+        return p;
+}
+
+int guest_proto_status(const struct guest_proto *gp) {
+        return gp->status;
+}
+
+const char *guest_proto_error(const struct guest_proto *gp) {
+        return gp->error;
+}
+
+static bool shell_safe(char c) {
+        /* Python 3's shlex._find_unsafe: [^\w@%+=:,./-] with re.ASCII. */
+        return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') || c == '_' || c == '@' ||
+               c == '%' || c == '+' || c == '=' || c == ':' || c == ',' || c == '.' || c == '/' || c == '-';
+}
+
+int guest_shell_quote(const char *s, char **ret) {
+        size_t n = strlen(s), quotes = 0;
+        bool safe = n > 0;
+        char *buf, *p;
+
+        for (const char *c = s; *c; c++) {
+                if (!shell_safe(*c))
+                        safe = false;
+                if (*c == '\'')
+                        quotes++;
+        }
+        if (safe) {
+                buf = strdup(s);
+                if (!buf)
+                        return -ENOMEM;
+                *ret = buf;
+                return 0;
+        }
+        /* Each ' becomes '"'"' (5 bytes for 1); plus the two outer quotes. */
+        buf = malloc(n + quotes * 4 + 3);
+        if (!buf)
+                return -ENOMEM;
+        p = buf;
+        *p++ = '\'';
+        for (const char *c = s; *c; c++) {
+                if (*c == '\'') {
+                        memcpy(p, "'\"'\"'", 5);
+                        p += 5;
+                } else
+                        *p++ = *c;
+        }
+        *p++ = '\'';
+        *p = 0;
+        *ret = buf;
+        return 0;
+}
+
+int guest_build_command(const char *command, int64_t timeout_s, char **ret) {
+        _cleanup_free_ char *wrapped = NULL, *quoted = NULL;
+        char prefix[48] = "";
+        char *line;
+        int r;
+
+        if (asprintf(&wrapped, "set -euo pipefail; %s", command) < 0) {
+                wrapped = NULL;
+                return -ENOMEM;
+        }
+        r = guest_shell_quote(wrapped, &quoted);
+        if (r < 0)
+                return r;
+        if (timeout_s >= 0)
+                (void) snprintf(prefix, sizeof prefix, "timeout %" PRIi64 " ", timeout_s);
+        if (asprintf(&line, "%sbash -c %s | (base64 -w 0; echo)\n", prefix, quoted) < 0)
+                return -ENOMEM;
+        *ret = line;
+        return 0;
+}
+
+int guest_build_nonce_command(const char *nonce, char **ret) {
+        char *line;
+
+        if (!nonce_valid(nonce))
+                return -EINVAL;
+        /* echo 'v''igil-sync-…' prints the nonce; the command text never contains it. */
+        if (asprintf(&line, "echo '%c''%s'\n", nonce[0], nonce + 1) < 0)
+                return -ENOMEM;
+        *ret = line;
+        return 0;
+}

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * guest-proto.h owns the reference backdoor protocol spoken with the guest's
+ * root shell on hvc0 (nixos-test-driver §2.3), as pure code: building the
+ * command lines exactly like the reference, and a state machine that eats the
+ * shell's byte stream in whatever chunks it arrives and reports the ready
+ * line, a decoded command output, an exit status or a resync nonce. Guest
+ * bytes are untrusted: every buffer is bounded, anything that is not what the
+ * current phase expects is a protocol error with a clear message, never a
+ * crash and never unbounded growth.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GUEST_READY_LINE "Spawning backdoor root shell..."
+#define GUEST_STATUS_COMMAND "echo ${PIPESTATUS[0]}\n"
+#define GUEST_OUTPUT_MAX_DEFAULT (64u * 1024u * 1024u)
+
+enum guest_phase {
+        GUEST_PHASE_IDLE,   /* nothing expected: bytes are stray and dropped */
+        GUEST_PHASE_READY,  /* waiting for GUEST_READY_LINE */
+        GUEST_PHASE_OUTPUT, /* reading the base64 line of a command's stdout */
+        GUEST_PHASE_STATUS, /* reading the ${PIPESTATUS[0]} line */
+        GUEST_PHASE_NONCE,  /* discarding everything up to the nonce line */
+        _GUEST_PHASE_MAX,
+};
+
+enum guest_event {
+        GUEST_EVENT_NONE,   /* all bytes consumed, need more */
+        GUEST_EVENT_READY,  /* the ready line was seen */
+        GUEST_EVENT_OUTPUT, /* the output line is complete: guest_proto_take_output() */
+        GUEST_EVENT_STATUS, /* the status line was parsed: guest_proto_status() */
+        GUEST_EVENT_SYNCED, /* the nonce line was seen */
+        GUEST_EVENT_ERROR,  /* protocol error: guest_proto_error(); phase is IDLE again */
+        _GUEST_EVENT_MAX,
+};
+
+#define GUEST_NONCE_MAX 64u
+
+struct guest_proto {
+        enum guest_phase phase;
+        size_t output_max;
+
+        /* READY / NONCE: streaming substring match (KMP), so a marker split
+         * across any number of reads is still found with O(1) memory. */
+        char marker[GUEST_NONCE_MAX + 2];
+        size_t marker_len;
+        size_t marker_fail[GUEST_NONCE_MAX + 2];
+        size_t matched;
+
+        /* OUTPUT: incremental base64 decoding into out[] (<= output_max). */
+        uint8_t *out;
+        size_t out_len;
+        size_t out_alloc;
+        uint8_t quad[4];
+        unsigned n_quad;
+        unsigned n_pad;
+
+        /* STATUS */
+        char line[24];
+        size_t line_len;
+        int status;
+
+        uint64_t stray_bytes; /* bytes dropped in IDLE, for a diagnostic */
+        char error[160];
+};
+
+void guest_proto_init(struct guest_proto *gp, size_t output_max);
+void guest_proto_done(struct guest_proto *gp);
+
+/* Enter a phase. guest_proto_expect_nonce() copies @nonce (the text the guest
+ * will print on its own line, <= GUEST_NONCE_MAX bytes). */
+void guest_proto_expect_ready(struct guest_proto *gp);
+void guest_proto_expect_output(struct guest_proto *gp);
+void guest_proto_expect_status(struct guest_proto *gp);
+int guest_proto_expect_nonce(struct guest_proto *gp, const char *nonce);
+void guest_proto_reset(struct guest_proto *gp);
+
+/* Eat bytes until an event or the end of @buf. *ret_consumed says how many
+ * bytes were used; call again with the rest after handling the event. As in
+ * the reference, bytes after the ready line in the same chunk are consumed
+ * and dropped (nothing may follow the ready line). */
+enum guest_event guest_proto_feed(struct guest_proto *gp, const uint8_t *buf, size_t len, size_t *ret_consumed);
+
+/* After GUEST_EVENT_OUTPUT: the decoded bytes; ownership moves to the caller
+ * (a NUL is appended, not counted in *ret_len). */
+uint8_t *guest_proto_take_output(struct guest_proto *gp, size_t *ret_len);
+int guest_proto_status(const struct guest_proto *gp);
+const char *guest_proto_error(const struct guest_proto *gp);
+
+/* Python shlex.quote(). */
+int guest_shell_quote(const char *s, char **ret);
+
+/* The execute line of the reference driver (with its trailing newline):
+ *   timeout N bash -c '<set -euo pipefail; CMD>' | (base64 -w 0; echo)
+ * timeout_s < 0 omits the `timeout N ` prefix. */
+int guest_build_command(const char *command, int64_t timeout_s, char **ret);
+
+/* A resync command whose output line (@nonce) does not occur in its own text,
+ * so a tty echo of the command can never be mistaken for the answer. */
+int guest_build_nonce_command(const char *nonce, char **ret);

@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * qemu-argv.c: QEMU command lines and environments (see qemu-argv.h). Pure.
+ */
+#include <stdarg.h>
+
+#include "macro.h"
+#include "qemu-argv.h"
+
+/* A growing NULL-terminated vector; the first allocation failure sticks. */
+struct strv_builder {
+        char **v;
+        size_t n;
+        size_t alloc;
+        int error;
+};
+
+static void sb_add_owned(struct strv_builder *b, char *s) {
+        if (b->error || !s) {
+                free(s);
+                b->error = b->error ?: -ENOMEM;
+                return;
+        }
+        if (b->n + 2 > b->alloc) {
+                size_t a = MAX(b->alloc * 2, (size_t) 16);
+                char **p = realloc(b->v, a * sizeof *p);
+                if (!p) {
+                        free(s);
+                        b->error = -ENOMEM;
+                        return;
+                }
+                b->v = p;
+                b->alloc = a;
+        }
+        b->v[b->n++] = s;
+        b->v[b->n] = NULL;
+}
+
+static void sb_add(struct strv_builder *b, const char *s) {
+        sb_add_owned(b, strdup(s));
+}
+
+_printf_(2, 3) static void sb_addf(struct strv_builder *b, const char *fmt, ...) {
+        va_list ap;
+        char *s;
+
+        va_start(ap, fmt);
+        if (vasprintf(&s, fmt, ap) < 0)
+                s = NULL;
+        va_end(ap);
+        sb_add_owned(b, s);
+}
+
+static void sb_addv(struct strv_builder *b, char *const *v) {
+        for (; v && *v; v++)
+                sb_add(b, *v);
+}
+
+static int sb_finish(struct strv_builder *b, char ***ret) {
+        if (!b->error && !b->v) {
+                b->v = calloc(1, sizeof(char *));
+                if (!b->v)
+                        b->error = -ENOMEM;
+        }
+        if (b->error) {
+                int r = b->error;
+                strv_free(b->v);
+                *b = (struct strv_builder) {};
+                return r;
+        }
+        *ret = b->v;
+        *b = (struct strv_builder) {};
+        return 0;
+}
+
+void qemu_cmd_done(struct qemu_cmd *c) {
+        strv_free(c->argv);
+        strv_free(c->env);
+        free(c->cwd);
+        *c = (struct qemu_cmd) {};
+}
+
+static const char *env_get(char *const *env, const char *name) {
+        size_t n = strlen(name);
+        for (; env && *env; env++)
+                if (strncmp(*env, name, n) == 0 && (*env)[n] == '=')
+                        return *env + n + 1;
+        return NULL;
+}
+
+int qemu_control_args(const char *state_dir, bool allow_reboot, bool nographic, char ***ret) {
+        struct strv_builder b = {};
+
+        sb_add(&b, "-qmp");
+        sb_addf(&b, "unix:%s/" QEMU_QMP_NAME ",server=on,wait=off", state_dir);
+        sb_add(&b, "-monitor");
+        sb_addf(&b, "unix:%s/" QEMU_MONITOR_NAME, state_dir);
+        sb_add(&b, "-chardev");
+        sb_addf(&b, "socket,id=shell,path=%s/" QEMU_SHELL_NAME, state_dir);
+        sb_add(&b, "-device");
+        sb_add(&b, "virtio-serial");
+        sb_add(&b, "-device");
+        sb_add(&b, "virtconsole,chardev=shell");
+        sb_add(&b, "-device");
+        sb_add(&b, "virtio-rng-pci");
+        sb_add(&b, "-serial");
+        sb_add(&b, "stdio");
+        if (!allow_reboot)
+                sb_add(&b, "-no-reboot");
+        if (nographic)
+                sb_add(&b, "-nographic");
+        return sb_finish(&b, ret);
+}
+
+/* The environment both kinds get: host env with our variables replacing any
+ * inherited ones. */
+static int build_env(const struct machine_config *c, char *const *host_env, char ***ret) {
+        struct strv_builder b = {};
+        static const char *const ours[] = { "TMPDIR", "SHARED_DIR", "USE_TMPDIR" };
+
+        for (char *const *e = host_env; e && *e; e++) {
+                bool skip = strncmp(*e, "QEMU_VDE_SOCKET_", 16) == 0 && c->n_vlans > 0;
+                for (size_t i = 0; i < ELEMENTSOF(ours) && !skip; i++) {
+                        size_t n = strlen(ours[i]);
+                        skip = strncmp(*e, ours[i], n) == 0 && (*e)[n] == '=';
+                }
+                if (!skip)
+                        sb_add(&b, *e);
+        }
+        sb_addf(&b, "TMPDIR=%s", c->state_dir);
+        sb_addf(&b, "SHARED_DIR=%s", c->shared_dir);
+        sb_add(&b, "USE_TMPDIR=1");
+        for (size_t i = 0; i < c->n_vlans; i++)
+                sb_addf(&b, "QEMU_VDE_SOCKET_%llu=%s", (unsigned long long) c->vlans[i].nr, c->vlans[i].socket);
+        return sb_finish(&b, ret);
+}
+
+int qemu_build_start_script(const struct machine_config *c, bool allow_reboot, char *const *host_env,
+                            struct qemu_cmd *ret) {
+        _cleanup_strv_free_ char **ctl = NULL;
+        struct qemu_cmd cmd = {};
+        struct strv_builder b = {};
+        size_t len;
+        char *line, *p;
+        bool nographic = !env_get(host_env, "DISPLAY") && !env_get(host_env, "WAYLAND_DISPLAY");
+        int r;
+
+        r = qemu_control_args(c->state_dir, allow_reboot, nographic, &ctl);
+        if (r < 0)
+                return r;
+        /* The reference joins with single spaces, unquoted: "<script> -qmp ... -nographic". */
+        len = strlen(c->start_script) + 1;
+        for (char **a = ctl; *a; a++)
+                len += strlen(*a) + 1;
+        line = malloc(len);
+        if (!line)
+                return -ENOMEM;
+        p = stpcpy(line, c->start_script);
+        for (char **a = ctl; *a; a++) {
+                *p++ = ' ';
+                p = stpcpy(p, *a);
+        }
+        sb_add(&b, "/bin/sh");
+        sb_add(&b, "-c");
+        sb_add_owned(&b, line);
+        r = sb_finish(&b, &cmd.argv);
+        if (r < 0)
+                return r;
+        r = build_env(c, host_env, &cmd.env);
+        if (r < 0)
+                goto fail;
+        cmd.cwd = strdup(c->state_dir);
+        if (!cmd.cwd) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        *ret = cmd;
+        return 0;
+fail:
+        qemu_cmd_done(&cmd);
+        return r;
+}
+
+static const char *disk_format(const char *path) {
+        size_t n = strlen(path);
+        if (n > 6 && streq(path + n - 6, ".qcow2"))
+                return "qcow2";
+        return "raw";
+}
+
+int qemu_build_direct(const struct machine_config *c, const char *accel, bool allow_reboot, char *const *host_env,
+                      struct qemu_cmd *ret) {
+        _cleanup_strv_free_ char **ctl = NULL;
+        struct qemu_cmd cmd = {};
+        struct strv_builder b = {};
+        int r;
+
+        r = qemu_control_args(c->state_dir, allow_reboot, true, &ctl);
+        if (r < 0)
+                return r;
+        sb_add(&b, c->binary);
+        sb_add(&b, "-name");
+        sb_add(&b, c->name);
+        /* -nodefaults: no default NIC (user-mode networking could reach off-host),
+         * no default serial/monitor competing with ours. */
+        sb_add(&b, "-nodefaults");
+        sb_add(&b, "-accel");
+        sb_add(&b, accel);
+        sb_add(&b, "-m");
+        sb_addf(&b, "%llu", (unsigned long long) c->memory_mb);
+        sb_add(&b, "-smp");
+        sb_addf(&b, "%llu", (unsigned long long) c->cpus);
+        sb_add(&b, "-kernel");
+        sb_add(&b, c->kernel);
+        if (c->initrd) {
+                sb_add(&b, "-initrd");
+                sb_add(&b, c->initrd);
+        }
+        if (c->append) {
+                sb_add(&b, "-append");
+                sb_add(&b, c->append);
+        }
+        if (c->disk) {
+                sb_add(&b, "-drive");
+                sb_addf(&b, "index=1,id=drive1,if=none,file=%s,format=%s,cache=writeback,werror=report", c->disk,
+                        disk_format(c->disk));
+                sb_add(&b, "-device");
+                sb_add(&b, "virtio-blk-pci,bootindex=1,serial=root,drive=drive1");
+        }
+        for (size_t i = 0, k = 1; i < c->n_vlans; i++) {
+                if (!c->vlans[i].mac)
+                        continue;
+                sb_add(&b, "-device");
+                sb_addf(&b, "virtio-net-pci,netdev=vlan%zu,mac=%s,id=nic%zu", k, c->vlans[i].mac, k);
+                sb_add(&b, "-netdev");
+                sb_addf(&b, "vde,id=vlan%zu,sock=%s", k, c->vlans[i].socket);
+                k++;
+        }
+        sb_add(&b, "-virtfs");
+        sb_addf(&b, "local,path=%s,security_model=none,mount_tag=shared", c->shared_dir);
+        sb_add(&b, "-virtfs");
+        sb_addf(&b, "local,path=%s/xchg,security_model=none,mount_tag=xchg", c->state_dir);
+        sb_addv(&b, ctl);
+        sb_addv(&b, c->extra_args);
+        r = sb_finish(&b, &cmd.argv);
+        if (r < 0)
+                return r;
+        r = build_env(c, host_env, &cmd.env);
+        if (r < 0)
+                goto fail;
+        cmd.cwd = strdup(c->state_dir);
+        if (!cmd.cwd) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        *ret = cmd;
+        return 0;
+fail:
+        qemu_cmd_done(&cmd);
+        return r;
+}
+
+const char *qemu_default_nic(const struct machine_config *c) {
+        return c->start_script ? "virtio-net-pci.1" : "nic1";
+}
+
+static const char *const probe_names[_QEMU_KVM_PROBE_MAX] = {
+        [QEMU_KVM_UNTESTED] = "untested",
+        [QEMU_KVM_WORKS] = "works",
+        [QEMU_KVM_MISSING] = "missing",
+        [QEMU_KVM_HANGS] = "hangs",
+        [QEMU_KVM_FAILED] = "failed",
+};
+
+const char *qemu_kvm_probe_to_string(enum qemu_kvm_probe p) {
+        if (p < 0 || p >= _QEMU_KVM_PROBE_MAX)
+                return NULL;
+        return probe_names[p];
+}
+
+enum qemu_kvm_probe qemu_kvm_probe_from_string(const char *s) {
+        for (size_t i = 0; s && i < ELEMENTSOF(probe_names); i++)
+                if (streq(probe_names[i], s))
+                        return (enum qemu_kvm_probe) i;
+        return _QEMU_KVM_PROBE_INVALID;
+}
+
+bool qemu_accel_needs_probe(enum machine_accel requested) {
+        return requested == MACHINE_ACCEL_AUTO;
+}
+
+struct accel_rule {
+        const char *accel;
+        const char *reason;
+};
+
+/* auto: KVM only when a probe guest actually ran under it. */
+static const struct accel_rule auto_rules[_QEMU_KVM_PROBE_MAX] = {
+        [QEMU_KVM_UNTESTED] = { "tcg", "KVM was not probed" },
+        [QEMU_KVM_WORKS] = { "kvm", "/dev/kvm works (probe guest ran)" },
+        [QEMU_KVM_MISSING] = { "tcg", "/dev/kvm is not available" },
+        [QEMU_KVM_HANGS] = { "tcg", "/dev/kvm exists but a KVM guest made no progress (probe timed out)" },
+        [QEMU_KVM_FAILED] = { "tcg", "QEMU could not use KVM (probe failed)" },
+};
+
+const char *qemu_accel_decide(enum machine_accel requested, enum qemu_kvm_probe probe, const char **ret_reason) {
+        const char *reason;
+        const char *accel;
+
+        switch (requested) {
+        case MACHINE_ACCEL_KVM:
+                accel = "kvm";
+                reason = "accel \"kvm\" configured";
+                break;
+        case MACHINE_ACCEL_TCG:
+                accel = "tcg";
+                reason = "accel \"tcg\" configured";
+                break;
+        case MACHINE_ACCEL_AUTO:
+        case _MACHINE_ACCEL_MAX:
+        case _MACHINE_ACCEL_INVALID:
+        default:
+                if (probe < 0 || probe >= _QEMU_KVM_PROBE_MAX)
+                        probe = QEMU_KVM_UNTESTED;
+                accel = auto_rules[probe].accel;
+                reason = auto_rules[probe].reason;
+                break;
+        }
+        if (ret_reason)
+                *ret_reason = reason;
+        return accel;
+}

@@ -1,0 +1,973 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * run-plan.c owns the translation from what a user typed (vigil's CLI, a
+ * JSON spec, or the reference driver's CLI/env/--config contracts) into one
+ * checked plan, and from the plan into each worker's configuration JSON.
+ * Every refusal names the offending option or key. Pure: the caller reads
+ * files and creates directories.
+ */
+#include <ctype.h>
+#include <json-c/json.h>
+#include <regex.h>
+#include <stdarg.h>
+
+#include "macro.h"
+#include "run-plan.h"
+
+#define DEFAULT_GLOBAL_TIMEOUT 3600u
+#define DEFAULT_MEMORY_MB 256u
+
+static int fail(char **ret_error, const char *fmt, ...) _printf_(2, 3);
+static int fail(char **ret_error, const char *fmt, ...) {
+        va_list ap;
+
+        if (ret_error) {
+                va_start(ap, fmt);
+                if (vasprintf(ret_error, fmt, ap) < 0)
+                        *ret_error = NULL;
+                va_end(ap);
+        }
+        return -EINVAL;
+}
+
+static void set_str(char **dst, const char *v) {
+        free(*dst);
+        *dst = v ? strdup(v) : NULL;
+}
+
+void run_plan_init(struct run_plan *p) {
+        *p = (struct run_plan){ .global_timeout = DEFAULT_GLOBAL_TIMEOUT };
+}
+
+static void node_done(struct run_node *n) {
+        free(n->name);
+        free(n->backend);
+        free(n->start_script);
+        free(n->kernel);
+        free(n->initrd);
+        free(n->append);
+        *n = (struct run_node){};
+}
+
+void run_plan_done(struct run_plan *p) {
+        for (size_t i = 0; i < p->n_nodes; i++)
+                node_done(&p->nodes[i]);
+        free(p->script);
+        free(p->out_dir);
+        free(p->junit);
+        free(p->accel);
+        free(p->log_level);
+        free(p->spec_file);
+        free(p->config_file);
+        *p = (struct run_plan){};
+}
+
+/* Names become hostnames, journal field values and path components. */
+static bool name_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > 32 || s[0] == '-' || s[0] == '.')
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!isalnum((unsigned char) s[i]) && s[i] != '-' && s[i] != '_')
+                        return false;
+        return true;
+}
+
+static int parse_uint(const char *s, unsigned max, unsigned *ret) {
+        char *end;
+        unsigned long v;
+
+        if (!s || !*s || !isdigit((unsigned char) s[0]))
+                return -EINVAL;
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno || *end || v > max)
+                return -EINVAL;
+        *ret = (unsigned) v;
+        return 0;
+}
+
+static struct run_node *node_find(struct run_plan *p, const char *name) {
+        for (size_t i = 0; i < p->n_nodes; i++)
+                if (streq(p->nodes[i].name, name))
+                        return &p->nodes[i];
+        return NULL;
+}
+
+static int node_add(struct run_plan *p, const char *name, struct run_node **ret, char **ret_error) {
+        struct run_node *n;
+
+        if (!name_valid(name))
+                return fail(ret_error,
+                            "invalid machine name '%s': use 1-32 letters, digits, '-' or '_', not starting with '-'",
+                            name);
+        if (node_find(p, name))
+                return fail(ret_error, "machine '%s' is defined twice", name);
+        if (p->n_nodes >= RUN_NODES_MAX)
+                return fail(ret_error, "too many machines (at most %u)", RUN_NODES_MAX);
+        n = &p->nodes[p->n_nodes++];
+        *n = (struct run_node){ .name = strdup(name), .backend = strdup("qemu"), .memory_mb = DEFAULT_MEMORY_MB, .cpus = 1 };
+        *ret = n;
+        return 0;
+}
+
+char *run_plan_name_from_script(const char *path) {
+        const char *base = strrchr(path, '/');
+        regex_t re;
+        regmatch_t m[2];
+        char *name = NULL;
+
+        base = base ? base + 1 : path;
+        if (regcomp(&re, "run-(.+)-vm$", REG_EXTENDED) != 0)
+                return NULL;
+        if (regexec(&re, base, 2, m, 0) == 0)
+                name = strndup(base + m[1].rm_so, (size_t) (m[1].rm_eo - m[1].rm_so));
+        else
+                name = strdup("machine");
+        regfree(&re);
+        return name;
+}
+
+static int vlan_parse(const char *s, int *ret) {
+        unsigned v;
+
+        if (parse_uint(s, 4094, &v) < 0 || v == 0)
+                return -EINVAL;
+        *ret = (int) v;
+        return 0;
+}
+
+/* ---- vigil run ---- */
+
+enum run_opt {
+        OPT_NODE,
+        OPT_SPEC,
+        OPT_VLAN,
+        OPT_GLOBAL_TIMEOUT,
+        OPT_OUT,
+        OPT_JUNIT,
+        OPT_INTERACTIVE,
+        OPT_KEEP,
+        OPT_ACCEL,
+        OPT_LOG_LEVEL,
+        OPT_NO_PIDNS,
+        /* reference driver */
+        OPT_START_SCRIPTS,
+        OPT_VM_NAMES,
+        OPT_VM_START_SCRIPTS,
+        OPT_CONTAINER_NAMES,
+        OPT_CONTAINER_START_SCRIPTS,
+        OPT_VLANS,
+        OPT_CONFIG,
+        OPT_NO_INTERACTIVE,
+        OPT_IGNORED,
+        _OPT_MAX,
+};
+
+enum opt_arg {
+        ARG_NONE,
+        ARG_ONE,
+        ARG_LIST, /* argparse nargs='*': every following word up to the next option */
+};
+
+struct opt {
+        const char *long_name;
+        char short_name;
+        enum opt_arg arg;
+        enum run_opt id;
+};
+
+static const struct opt vigil_opts[] = {
+        { "node", 0, ARG_ONE, OPT_NODE },
+        { "spec", 0, ARG_ONE, OPT_SPEC },
+        { "vlan", 0, ARG_ONE, OPT_VLAN },
+        { "global-timeout", 0, ARG_ONE, OPT_GLOBAL_TIMEOUT },
+        { "output-dir", 'o', ARG_ONE, OPT_OUT },
+        { "junit", 0, ARG_ONE, OPT_JUNIT },
+        { "interactive", 'I', ARG_NONE, OPT_INTERACTIVE },
+        { "keep-vm-state", 'K', ARG_NONE, OPT_KEEP },
+        { "keep-machine-state", 0, ARG_NONE, OPT_KEEP },
+        { "accel", 0, ARG_ONE, OPT_ACCEL },
+        { "log-level", 0, ARG_ONE, OPT_LOG_LEVEL },
+        { "no-pidns", 0, ARG_NONE, OPT_NO_PIDNS },
+        {},
+};
+
+/* The reference's argparse options; prefixes of long names are accepted like argparse does. */
+static const struct opt reference_opts[] = {
+        { "keep-vm-state", 'K', ARG_NONE, OPT_KEEP },
+        { "keep-machine-state", 0, ARG_NONE, OPT_KEEP },
+        { "interactive", 'I', ARG_NONE, OPT_INTERACTIVE },
+        { "no-interactive", 0, ARG_NONE, OPT_NO_INTERACTIVE },
+        { "start-scripts", 0, ARG_LIST, OPT_START_SCRIPTS },
+        { "vm-names", 0, ARG_LIST, OPT_VM_NAMES },
+        { "vm-start-scripts", 0, ARG_LIST, OPT_VM_START_SCRIPTS },
+        { "container-names", 0, ARG_LIST, OPT_CONTAINER_NAMES },
+        { "container-start-scripts", 0, ARG_LIST, OPT_CONTAINER_START_SCRIPTS },
+        { "vlans", 0, ARG_LIST, OPT_VLANS },
+        { "global-timeout", 0, ARG_ONE, OPT_GLOBAL_TIMEOUT },
+        { "output_directory", 'o', ARG_ONE, OPT_OUT },
+        { "junit-xml", 0, ARG_ONE, OPT_JUNIT },
+        { "config", 'c', ARG_ONE, OPT_CONFIG },
+        { "log-level", 0, ARG_ONE, OPT_LOG_LEVEL },
+        { "debug-hook-attach", 0, ARG_ONE, OPT_IGNORED },
+        { "dump-vsocks", 0, ARG_ONE, OPT_IGNORED },
+        { "accel", 0, ARG_ONE, OPT_ACCEL },
+        { "no-pidns", 0, ARG_NONE, OPT_NO_PIDNS },
+        {},
+};
+
+/* Find an option by exact name, else by unique prefix (argparse semantics). */
+static const struct opt *opt_lookup(const struct opt *table, const char *name, size_t len, bool *ret_ambiguous) {
+        const struct opt *found = NULL;
+        int matches = 0;
+
+        *ret_ambiguous = false;
+        for (const struct opt *o = table; o->long_name; o++)
+                if (strlen(o->long_name) == len && strncmp(o->long_name, name, len) == 0)
+                        return o;
+        for (const struct opt *o = table; o->long_name; o++)
+                if (strncmp(o->long_name, name, len) == 0 && o->id != (found ? found->id : _OPT_MAX)) {
+                        found = o;
+                        matches++;
+                }
+        if (matches > 1) {
+                *ret_ambiguous = true;
+                return NULL;
+        }
+        return found;
+}
+
+struct parsed_opt {
+        const struct opt *opt;
+        char **values; /* borrowed argv pointers, NULL-terminated */
+        size_t n_values;
+};
+
+typedef int (*opt_handler)(struct run_plan *p, const struct parsed_opt *po, void *ctx, char **ret_error);
+
+/* Walk argv with @table, calling @handle for each option and @positional for the rest. */
+static int parse_argv(struct run_plan *p, int argc, char **argv, const struct opt *table, opt_handler handle,
+                      int (*positional)(struct run_plan *, const char *, char **), void *ctx, char **ret_error) {
+        for (int i = 1; i < argc; i++) {
+                const char *a = argv[i], *value = NULL, *eq;
+                const struct opt *o = NULL;
+                bool ambiguous = false;
+                char *vals[RUN_NODES_MAX + 1] = {};
+                size_t nv = 0;
+                int r;
+
+                if (streq(a, "--")) {
+                        for (i++; i < argc; i++) {
+                                r = positional(p, argv[i], ret_error);
+                                if (r < 0)
+                                        return r;
+                        }
+                        break;
+                }
+                if (a[0] != '-' || a[1] == 0) {
+                        r = positional(p, a, ret_error);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (a[1] == '-') {
+                        eq = strchr(a + 2, '=');
+                        o = opt_lookup(table, a + 2, eq ? (size_t) (eq - a - 2) : strlen(a + 2), &ambiguous);
+                        if (eq)
+                                value = eq + 1;
+                } else {
+                        for (const struct opt *t = table; t->long_name; t++)
+                                if (t->short_name == a[1])
+                                        o = t;
+                        if (o && a[2])
+                                value = a + 2;
+                }
+                if (ambiguous)
+                        return fail(ret_error, "ambiguous option '%s'", a);
+                if (!o)
+                        return fail(ret_error, "unknown option '%s' (see 'vigil help')", a);
+
+                switch (o->arg) {
+                case ARG_NONE:
+                        if (value)
+                                return fail(ret_error, "option '%s' takes no value", a);
+                        break;
+                case ARG_ONE:
+                        if (!value) {
+                                if (i + 1 >= argc)
+                                        return fail(ret_error, "option '%s' needs a value", a);
+                                value = argv[++i];
+                        }
+                        vals[nv++] = (char *) value;
+                        break;
+                case ARG_LIST:
+                        if (value)
+                                vals[nv++] = (char *) value;
+                        while (i + 1 < argc && argv[i + 1][0] != '-' && nv < RUN_NODES_MAX)
+                                vals[nv++] = argv[++i];
+                        break;
+                }
+                r = handle(p, &(struct parsed_opt){ .opt = o, .values = vals, .n_values = nv }, ctx, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int set_script(struct run_plan *p, const char *s, char **ret_error) {
+        if (p->script)
+                return fail(ret_error, "more than one test script given ('%s' and '%s')", p->script, s);
+        set_str(&p->script, s);
+        return 0;
+}
+
+/* Options both front doors share. Returns 1 if handled. */
+static int common_option(struct run_plan *p, const struct parsed_opt *po, char **ret_error) {
+        const char *v = po->n_values ? po->values[0] : NULL;
+        unsigned u;
+
+        switch (po->opt->id) {
+        case OPT_GLOBAL_TIMEOUT:
+                if (parse_uint(v, 7u * 24 * 3600, &u) < 0 || u == 0)
+                        return fail(ret_error, "--global-timeout: '%s' is not a number of seconds (1..604800)", v);
+                p->global_timeout = u;
+                return 1;
+        case OPT_OUT:
+                set_str(&p->out_dir, v);
+                return 1;
+        case OPT_JUNIT:
+                set_str(&p->junit, v);
+                return 1;
+        case OPT_INTERACTIVE:
+                p->interactive = true;
+                return 1;
+        case OPT_NO_INTERACTIVE:
+                p->interactive = false;
+                return 1;
+        case OPT_KEEP:
+                p->keep_state = true;
+                return 1;
+        case OPT_ACCEL:
+                if (!streq(v, "auto") && !streq(v, "kvm") && !streq(v, "tcg"))
+                        return fail(ret_error, "--accel: '%s' is not one of auto, kvm, tcg", v);
+                set_str(&p->accel, v);
+                return 1;
+        case OPT_LOG_LEVEL:
+                if (!streq(v, "debug") && !streq(v, "info") && !streq(v, "warning") && !streq(v, "error"))
+                        return fail(ret_error, "--log-level: '%s' is not one of debug, info, warning, error", v);
+                set_str(&p->log_level, v);
+                return 1;
+        case OPT_NO_PIDNS:
+                p->no_pidns = true;
+                return 1;
+        case OPT_NODE:
+        case OPT_SPEC:
+        case OPT_VLAN:
+        case OPT_START_SCRIPTS:
+        case OPT_VM_NAMES:
+        case OPT_VM_START_SCRIPTS:
+        case OPT_CONTAINER_NAMES:
+        case OPT_CONTAINER_START_SCRIPTS:
+        case OPT_VLANS:
+        case OPT_CONFIG:
+        case OPT_IGNORED:
+        case _OPT_MAX:
+                break;
+        }
+        return 0;
+}
+
+static int vigil_option(struct run_plan *p, const struct parsed_opt *po, void *ctx, char **ret_error) {
+        const char *v = po->n_values ? po->values[0] : NULL;
+        struct run_node *n;
+        int r = common_option(p, po, ret_error);
+
+        if (r != 0)
+                return r < 0 ? r : 0;
+        if (po->opt->id == OPT_NODE) {
+                _cleanup_free_ char *name = strdup(v);
+                char *backend = strchr(name, '=');
+
+                if (backend)
+                        *backend++ = 0;
+                if (backend && !streq(backend, "qemu"))
+                        return fail(ret_error, "--node %s: unknown backend '%s' (available: qemu)", v, backend);
+                return node_add(p, name, &n, ret_error);
+        }
+        if (po->opt->id == OPT_SPEC) {
+                set_str(&p->spec_file, v);
+                return 0;
+        }
+        if (po->opt->id == OPT_VLAN) {
+                int vl;
+                if (vlan_parse(v, &vl) < 0)
+                        return fail(ret_error, "--vlan: '%s' is not a VLAN number (1..4094)", v);
+                if (p->n_default_vlans >= RUN_NODE_VLANS_MAX)
+                        return fail(ret_error, "--vlan: at most %u VLANs per machine", RUN_NODE_VLANS_MAX);
+                p->default_vlans[p->n_default_vlans++] = vl;
+                return 0;
+        }
+        return fail(ret_error, "option '--%s' is not available for 'vigil run'", po->opt->long_name);
+}
+
+int run_plan_parse_args(struct run_plan *p, int argc, char **argv, char **ret_error) {
+        return parse_argv(p, argc, argv, vigil_opts, vigil_option, set_script, NULL, ret_error);
+}
+
+/* ---- the reference driver's CLI ---- */
+
+struct reference_lists {
+        char *start_scripts[RUN_NODES_MAX + 1];
+        size_t n_start_scripts;
+        char *vm_names[RUN_NODES_MAX + 1];
+        size_t n_vm_names;
+        bool vlans_given;
+        bool have_container;
+};
+
+static void list_set(char **dst, size_t *n, char **vals, size_t nv) {
+        for (size_t i = 0; i < *n; i++)
+                free(dst[i]);
+        *n = 0;
+        for (size_t i = 0; i < nv && i < RUN_NODES_MAX; i++)
+                dst[(*n)++] = strdup(vals[i]);
+}
+
+static int set_vlans(struct run_plan *p, char **vals, size_t nv, char **ret_error) {
+        p->n_default_vlans = 0;
+        for (size_t i = 0; i < nv; i++) {
+                int vl;
+                if (vlan_parse(vals[i], &vl) < 0)
+                        return fail(ret_error, "--vlans: '%s' is not a VLAN number (1..4094)", vals[i]);
+                if (p->n_default_vlans < RUN_NODE_VLANS_MAX)
+                        p->default_vlans[p->n_default_vlans++] = vl;
+        }
+        return 0;
+}
+
+static int reference_option(struct run_plan *p, const struct parsed_opt *po, void *ctx, char **ret_error) {
+        struct reference_lists *l = ctx;
+        int r = common_option(p, po, ret_error);
+
+        if (r != 0)
+                return r < 0 ? r : 0;
+        if (po->opt->id == OPT_START_SCRIPTS || po->opt->id == OPT_VM_START_SCRIPTS) {
+                list_set(l->start_scripts, &l->n_start_scripts, po->values, po->n_values);
+                return 0;
+        }
+        if (po->opt->id == OPT_VM_NAMES) {
+                list_set(l->vm_names, &l->n_vm_names, po->values, po->n_values);
+                return 0;
+        }
+        if (po->opt->id == OPT_CONTAINER_NAMES || po->opt->id == OPT_CONTAINER_START_SCRIPTS) {
+                if (po->n_values > 0)
+                        l->have_container = true;
+                return 0;
+        }
+        if (po->opt->id == OPT_VLANS) {
+                l->vlans_given = true;
+                return set_vlans(p, po->values, po->n_values, ret_error);
+        }
+        if (po->opt->id == OPT_CONFIG) {
+                set_str(&p->config_file, po->values[0]);
+                return 0;
+        }
+        if (po->opt->id == OPT_IGNORED)
+                return 0;
+        return fail(ret_error, "option '--%s' is not available here", po->opt->long_name);
+}
+
+/* Split an environment list on whitespace into @dst (strdup'ed). */
+static void env_split(const char *s, char **dst, size_t *n) {
+        _cleanup_free_ char *copy = s ? strdup(s) : NULL;
+        char *save = NULL;
+
+        if (!copy)
+                return;
+        for (char *t = strtok_r(copy, " \t\n", &save); t && *n < RUN_NODES_MAX; t = strtok_r(NULL, " \t\n", &save))
+                dst[(*n)++] = strdup(t);
+}
+
+int run_plan_parse_reference(struct run_plan *p, int argc, char **argv, const char *(*env)(const char *name),
+                             char **ret_error) {
+        struct reference_lists l = {};
+        const char *e;
+        int r;
+
+        p->reference_cli = true;
+        /* Environment first: argparse uses env vars as defaults that options override. */
+        env_split(env("startScripts"), l.start_scripts, &l.n_start_scripts);
+        if (l.n_start_scripts == 0)
+                env_split(env("vmStartScripts"), l.start_scripts, &l.n_start_scripts);
+        env_split(env("vmNames"), l.vm_names, &l.n_vm_names);
+        if ((e = env("containerNames")) && *e)
+                l.have_container = true;
+        if ((e = env("vlans"))) {
+                char *vals[RUN_VLANS_MAX + 1] = {};
+                size_t nv = 0;
+                env_split(e, vals, &nv);
+                r = set_vlans(p, vals, nv, ret_error);
+                for (size_t i = 0; i < nv; i++)
+                        free(vals[i]);
+                if (r < 0)
+                        goto out;
+        }
+        if ((e = env("globalTimeout")) && *e) {
+                unsigned u;
+                if (parse_uint(e, 7u * 24 * 3600, &u) < 0 || u == 0) {
+                        r = fail(ret_error, "globalTimeout: '%s' is not a number of seconds", e);
+                        goto out;
+                }
+                p->global_timeout = u;
+        }
+        if ((e = env("testScript")) && *e)
+                set_str(&p->script, e);
+
+        r = parse_argv(p, argc, argv, reference_opts, reference_option, set_script, &l, ret_error);
+        if (r < 0)
+                goto out;
+        if (l.have_container) {
+                r = fail(ret_error, "systemd-nspawn containers (containerNames) are not supported by this vigil build yet");
+                goto out;
+        }
+        if (l.n_vm_names > 0 && l.n_vm_names != l.n_start_scripts) {
+                r = fail(ret_error, "vmNames lists %zu machines but vmStartScripts lists %zu", l.n_vm_names,
+                         l.n_start_scripts);
+                goto out;
+        }
+        for (size_t i = 0; i < l.n_start_scripts; i++) {
+                _cleanup_free_ char *derived = NULL;
+                struct run_node *n;
+                const char *name = l.n_vm_names ? l.vm_names[i] : (derived = run_plan_name_from_script(l.start_scripts[i]));
+
+                r = node_add(p, name, &n, ret_error);
+                if (r < 0)
+                        goto out;
+                n->start_script = strdup(l.start_scripts[i]);
+                /* Start scripts carry their own NICs; VLANs are only needed for the switches. */
+                n->vlans_set = true;
+        }
+        if (l.vlans_given || env("vlans"))
+                for (size_t i = 0; i < p->n_default_vlans && p->n_vlans < RUN_VLANS_MAX; i++)
+                        p->vlans[p->n_vlans++] = p->default_vlans[i];
+        r = 0;
+out:
+        for (size_t i = 0; i < l.n_start_scripts; i++)
+                free(l.start_scripts[i]);
+        for (size_t i = 0; i < l.n_vm_names; i++)
+                free(l.vm_names[i]);
+        return r;
+}
+
+/* ---- JSON inputs ---- */
+
+static int json_vlans(json_object *arr, int *dst, size_t *n, size_t max, const char *where, char **ret_error) {
+        if (!json_object_is_type(arr, json_type_array))
+                return fail(ret_error, "%s: \"vlans\" must be an array of VLAN numbers", where);
+        *n = 0;
+        for (size_t i = 0; i < json_object_array_length(arr); i++) {
+                json_object *v = json_object_array_get_idx(arr, i);
+                int x = json_object_get_int(v);
+                if (!json_object_is_type(v, json_type_int) || x < 1 || x > 4094)
+                        return fail(ret_error, "%s: \"vlans\"[%zu] is not a VLAN number (1..4094)", where, i);
+                if (*n >= max)
+                        return fail(ret_error, "%s: too many VLANs (at most %zu)", where, max);
+                dst[(*n)++] = x;
+        }
+        return 0;
+}
+
+static int json_top_common(struct run_plan *p, json_object *j, const char *what, char **ret_error) {
+        json_object *o;
+
+        if (json_object_object_get_ex(j, "global_timeout", &o)) {
+                if (!json_object_is_type(o, json_type_int) || json_object_get_int64(o) < 1 ||
+                    json_object_get_int64(o) > 7 * 24 * 3600)
+                        return fail(ret_error, "%s: \"global_timeout\" must be seconds (1..604800)", what);
+                p->global_timeout = (unsigned) json_object_get_int64(o);
+        }
+        if (json_object_object_get_ex(j, "test_script", &o)) {
+                if (!json_object_is_type(o, json_type_string))
+                        return fail(ret_error, "%s: \"test_script\" must be a path", what);
+                if (!p->script)
+                        set_str(&p->script, json_object_get_string(o));
+        }
+        if (json_object_object_get_ex(j, "vlans", &o)) {
+                int r = json_vlans(o, p->vlans, &p->n_vlans, RUN_VLANS_MAX, what, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int get_opt_string(json_object *node, const char *key, char **dst, const char *where, char **ret_error) {
+        json_object *o;
+
+        if (!json_object_object_get_ex(node, key, &o) || json_object_is_type(o, json_type_null))
+                return 0;
+        if (!json_object_is_type(o, json_type_string))
+                return fail(ret_error, "%s: \"%s\" must be a string", where, key);
+        set_str(dst, json_object_get_string(o));
+        return 0;
+}
+
+static int get_opt_uint(json_object *node, const char *key, unsigned max, unsigned *dst, const char *where,
+                        char **ret_error) {
+        json_object *o;
+
+        if (!json_object_object_get_ex(node, key, &o))
+                return 0;
+        if (!json_object_is_type(o, json_type_int) || json_object_get_int64(o) < 1 || json_object_get_int64(o) > max)
+                return fail(ret_error, "%s: \"%s\" must be an integer in 1..%u", where, key, max);
+        *dst = (unsigned) json_object_get_int64(o);
+        return 0;
+}
+
+static const char *const spec_node_keys[] = { "backend", "start_script", "kernel", "initrd", "append",
+                                              "memory_mb", "cpus", "vlans", NULL };
+static const char *const spec_top_keys[] = { "nodes", "vlans", "global_timeout", "test_script", NULL };
+
+static int check_keys(json_object *j, const char *const *allowed, const char *where, char **ret_error) {
+        json_object_object_foreach(j, key, val) {
+                bool ok = false;
+                (void) val;
+                for (size_t i = 0; allowed[i]; i++)
+                        ok = ok || streq(allowed[i], key);
+                if (!ok)
+                        return fail(ret_error, "%s: unknown key \"%s\"", where, key);
+        }
+        return 0;
+}
+
+int run_plan_load_spec(struct run_plan *p, const char *json, char **ret_error) {
+        json_object *j = json_tokener_parse(json), *nodes;
+        int r;
+
+        if (!j || !json_object_is_type(j, json_type_object)) {
+                if (j)
+                        json_object_put(j);
+                return fail(ret_error, "spec: not a JSON object");
+        }
+        r = check_keys(j, spec_top_keys, "spec", ret_error);
+        if (r >= 0)
+                r = json_top_common(p, j, "spec", ret_error);
+        if (r >= 0 && json_object_object_get_ex(j, "nodes", &nodes)) {
+                if (!json_object_is_type(nodes, json_type_object))
+                        r = fail(ret_error, "spec: \"nodes\" must be an object of name -> node");
+                else {
+                        json_object_object_foreach(nodes, name, node) {
+                                char where[96];
+                                struct run_node *n;
+                                json_object *v;
+
+                                snprintf(where, sizeof(where), "spec: node \"%s\"", name);
+                                if (!json_object_is_type(node, json_type_object)) {
+                                        r = fail(ret_error, "%s must be an object", where);
+                                        break;
+                                }
+                                r = check_keys(node, spec_node_keys, where, ret_error);
+                                if (r >= 0)
+                                        r = node_add(p, name, &n, ret_error);
+                                if (r >= 0)
+                                        r = get_opt_string(node, "backend", &n->backend, where, ret_error);
+                                if (r >= 0 && !streq(n->backend, "qemu"))
+                                        r = fail(ret_error, "%s: unknown backend \"%s\" (available: qemu)", where,
+                                                 n->backend);
+                                if (r >= 0)
+                                        r = get_opt_string(node, "start_script", &n->start_script, where, ret_error);
+                                if (r >= 0)
+                                        r = get_opt_string(node, "kernel", &n->kernel, where, ret_error);
+                                if (r >= 0)
+                                        r = get_opt_string(node, "initrd", &n->initrd, where, ret_error);
+                                if (r >= 0)
+                                        r = get_opt_string(node, "append", &n->append, where, ret_error);
+                                if (r >= 0)
+                                        r = get_opt_uint(node, "memory_mb", 65536, &n->memory_mb, where, ret_error);
+                                if (r >= 0)
+                                        r = get_opt_uint(node, "cpus", 64, &n->cpus, where, ret_error);
+                                if (r >= 0 && json_object_object_get_ex(node, "vlans", &v)) {
+                                        r = json_vlans(v, n->vlans, &n->n_vlans, RUN_NODE_VLANS_MAX, where, ret_error);
+                                        n->vlans_set = true;
+                                }
+                                if (r >= 0 && !n->kernel != !n->initrd)
+                                        r = fail(ret_error, "%s: \"kernel\" and \"initrd\" go together", where);
+                                if (r >= 0 && n->kernel && n->start_script)
+                                        r = fail(ret_error, "%s: give either \"start_script\" or \"kernel\", not both",
+                                                 where);
+                                if (r < 0)
+                                        break;
+                        }
+                }
+        }
+        json_object_put(j);
+        return r < 0 ? r : 0;
+}
+
+int run_plan_load_reference_config(struct run_plan *p, const char *json, char **ret_error) {
+        json_object *j = json_tokener_parse(json), *vms, *o;
+        int r;
+
+        if (!j || !json_object_is_type(j, json_type_object)) {
+                if (j)
+                        json_object_put(j);
+                return fail(ret_error, "--config: not a JSON object");
+        }
+        r = json_top_common(p, j, "--config", ret_error);
+        if (r >= 0 && json_object_object_get_ex(j, "containers", &o) && json_object_is_type(o, json_type_object) &&
+            json_object_object_length(o) > 0)
+                r = fail(ret_error, "--config: systemd-nspawn \"containers\" are not supported by this vigil build yet");
+        if (r >= 0 && json_object_object_get_ex(j, "vms", &vms)) {
+                if (!json_object_is_type(vms, json_type_object))
+                        r = fail(ret_error, "--config: \"vms\" must be an object");
+                else {
+                        json_object_object_foreach(vms, key, vm) {
+                                struct run_node *n;
+                                json_object *s, *nm;
+                                const char *name = key;
+
+                                if (!json_object_is_type(vm, json_type_object) ||
+                                    !json_object_object_get_ex(vm, "start_script", &s) ||
+                                    !json_object_is_type(s, json_type_string)) {
+                                        r = fail(ret_error, "--config: vms.\"%s\" needs a \"start_script\" string", key);
+                                        break;
+                                }
+                                if (json_object_object_get_ex(vm, "name", &nm) && json_object_is_type(nm, json_type_string))
+                                        name = json_object_get_string(nm);
+                                r = node_add(p, name, &n, ret_error);
+                                if (r < 0)
+                                        break;
+                                n->start_script = strdup(json_object_get_string(s));
+                                n->vlans_set = true;
+                        }
+                }
+        }
+        json_object_put(j);
+        return r < 0 ? r : 0;
+}
+
+/* ---- finalize and render ---- */
+
+static int node_cmp(const void *a, const void *b) {
+        return strcmp(((const struct run_node *) a)->name, ((const struct run_node *) b)->name);
+}
+
+static void vlan_collect(struct run_plan *p, int v) {
+        for (size_t i = 0; i < p->n_vlans; i++)
+                if (p->vlans[i] == v)
+                        return;
+        if (p->n_vlans < RUN_VLANS_MAX)
+                p->vlans[p->n_vlans++] = v;
+}
+
+static int int_cmp(const void *a, const void *b) {
+        return *(const int *) a - *(const int *) b;
+}
+
+int run_plan_finalize(struct run_plan *p, char **ret_error) {
+        if (!p->script)
+                return fail(ret_error, "no test script given (vigil run SCRIPT ...)");
+        if (p->n_nodes == 0)
+                return fail(ret_error, "no machines: add --node NAME (or a spec with \"nodes\")");
+        if (p->n_default_vlans == 0)
+                p->default_vlans[p->n_default_vlans++] = 1;
+        qsort(p->nodes, p->n_nodes, sizeof(p->nodes[0]), node_cmp);
+        for (size_t i = 0; i < p->n_nodes; i++) {
+                struct run_node *n = &p->nodes[i];
+
+                n->number = (unsigned) i + 1;
+                if (!n->vlans_set) {
+                        memcpy(n->vlans, p->default_vlans, sizeof(int) * p->n_default_vlans);
+                        n->n_vlans = p->n_default_vlans;
+                }
+                for (size_t k = 0; k < n->n_vlans; k++)
+                                vlan_collect(p, n->vlans[k]);
+        }
+        qsort(p->vlans, p->n_vlans, sizeof(int), int_cmp);
+        return 0;
+}
+
+bool run_plan_needs_guest(const struct run_plan *p) {
+        for (size_t i = 0; i < p->n_nodes; i++)
+                if (!p->nodes[i].start_script && !p->nodes[i].kernel)
+                        return true;
+        return false;
+}
+
+static char *json_take_string(json_object *j) {
+        char *s = j ? strdup(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE))
+                    : NULL;
+        if (j)
+                json_object_put(j);
+        return s;
+}
+
+static void jset_str(json_object *o, const char *k, const char *v) {
+        json_object_object_add(o, k, v ? json_object_new_string(v) : json_object_new_null());
+}
+
+static void node_address(const struct run_node *n, int vlan, char *buf, size_t size) {
+        snprintf(buf, size, "192.168.%d.%u", vlan, n->number);
+}
+
+static void node_mac(const struct run_node *n, int vlan, char *buf, size_t size) {
+        snprintf(buf, size, "52:54:00:12:%02x:%02x", (unsigned) vlan & 0xff, n->number & 0xff);
+}
+
+static void vlan_socket_dir(const struct run_dirs *d, int vlan, char *buf, size_t size) {
+        snprintf(buf, size, "%s/vde%d.ctl", d->tmp_dir, vlan);
+}
+
+static void machine_dirs(const struct run_dirs *d, const struct run_node *n, char *state, size_t ssize, char *shared,
+                         size_t shsize) {
+        snprintf(state, ssize, "%s/vm-state-%s", d->tmp_dir, n->name);
+        snprintf(shared, shsize, "%s/shared-xchg", d->tmp_dir);
+}
+
+/* Kernel parameters of the tiny guest: hostname, addresses by MAC, /etc/hosts. */
+static char *guest_append(const struct run_plan *p, const struct run_node *n) {
+        char *s = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&s, &len);
+
+        if (!f)
+                return NULL;
+        fprintf(f, "console=ttyS0 panic=1 vigil.hostname=%s", n->name);
+        for (size_t k = 0; k < n->n_vlans; k++) {
+                char mac[32], addr[32];
+                node_mac(n, n->vlans[k], mac, sizeof(mac));
+                node_address(n, n->vlans[k], addr, sizeof(addr));
+                fprintf(f, " vigil.if=%s,%s/24", mac, addr);
+        }
+        fprintf(f, " vigil.hosts=");
+        for (size_t i = 0, first = 1; i < p->n_nodes; i++) {
+                const struct run_node *m = &p->nodes[i];
+                char addr[32];
+                if (m->n_vlans == 0)
+                        continue;
+                node_address(m, m->vlans[0], addr, sizeof(addr));
+                fprintf(f, "%s%s:%s", first ? "" : ",", addr, m->name);
+                first = 0;
+        }
+        if (n->append)
+                fprintf(f, " %s", n->append);
+        fclose(f);
+        return s;
+}
+
+char *run_plan_machine_config(const struct run_plan *p, size_t node, const struct run_dirs *d) {
+        const struct run_node *n = &p->nodes[node];
+        json_object *j = json_object_new_object(), *vlans = json_object_new_array(), *hosts = json_object_new_array(),
+                    *qemu = json_object_new_object(), *timeouts = json_object_new_object();
+        char state[512], shared[512], buf[512];
+
+        machine_dirs(d, n, state, sizeof(state), shared, sizeof(shared));
+        jset_str(j, "name", n->name);
+        jset_str(j, "backend", n->backend);
+        json_object_object_add(j, "node_number", json_object_new_int((int) n->number));
+        jset_str(j, "state_dir", state);
+        jset_str(j, "shared_dir", shared);
+        jset_str(j, "out_dir", d->out_dir);
+        json_object_object_add(j, "keep_state", json_object_new_boolean(p->keep_state));
+        jset_str(j, "accel", p->accel ?: "auto");
+        json_object_object_add(j, "allow_reboot", json_object_new_boolean(false));
+        for (size_t k = 0; k < n->n_vlans; k++) {
+                json_object *v = json_object_new_object();
+                json_object_object_add(v, "nr", json_object_new_int(n->vlans[k]));
+                vlan_socket_dir(d, n->vlans[k], buf, sizeof(buf));
+                jset_str(v, "socket", buf);
+                node_mac(n, n->vlans[k], buf, sizeof(buf));
+                jset_str(v, "mac", buf);
+                node_address(n, n->vlans[k], buf, sizeof(buf));
+                strncat(buf, "/24", sizeof(buf) - strlen(buf) - 1);
+                jset_str(v, "address", buf);
+                json_object_array_add(vlans, v);
+        }
+        json_object_object_add(j, "vlans", vlans);
+        for (size_t i = 0; i < p->n_nodes; i++) {
+                const struct run_node *m = &p->nodes[i];
+                json_object *h;
+                if (m->n_vlans == 0)
+                        continue;
+                h = json_object_new_object();
+                jset_str(h, "name", m->name);
+                node_address(m, m->vlans[0], buf, sizeof(buf));
+                jset_str(h, "address", buf);
+                json_object_array_add(hosts, h);
+        }
+        json_object_object_add(j, "hosts", hosts);
+        if (n->start_script)
+                jset_str(qemu, "start_script", n->start_script);
+        else {
+                _cleanup_free_ char *append = guest_append(p, n);
+                char kernel[512], initrd[512];
+                bool tiny = !n->kernel;
+
+                snprintf(kernel, sizeof(kernel), "%s/kernel", d->guest_dir ?: "");
+                snprintf(initrd, sizeof(initrd), "%s/initrd", d->guest_dir ?: "");
+                jset_str(qemu, "kernel", tiny ? kernel : n->kernel);
+                jset_str(qemu, "initrd", tiny ? initrd : n->initrd);
+                jset_str(qemu, "append", append);
+                json_object_object_add(qemu, "disk", json_object_new_null());
+                json_object_object_add(qemu, "memory_mb", json_object_new_int((int) n->memory_mb));
+                json_object_object_add(qemu, "cpus", json_object_new_int((int) n->cpus));
+        }
+        json_object_object_add(j, "qemu", qemu);
+        json_object_object_add(timeouts, "connect_s", json_object_new_int((int) MIN(p->global_timeout, 900u)));
+        json_object_object_add(j, "timeouts", timeouts);
+        return json_take_string(j);
+}
+
+char *run_plan_switch_config(const struct run_plan *p, size_t vlan, const struct run_dirs *d) {
+        json_object *j = json_object_new_object();
+        char buf[512];
+
+        json_object_object_add(j, "vlan", json_object_new_int(p->vlans[vlan]));
+        vlan_socket_dir(d, p->vlans[vlan], buf, sizeof(buf));
+        jset_str(j, "socket_dir", buf);
+        return json_take_string(j);
+}
+
+char *run_plan_script_config(const struct run_plan *p, const struct run_dirs *d) {
+        json_object *j = json_object_new_object(), *machines = json_object_new_array(), *vlans = json_object_new_array();
+        char state[512], shared[512], buf[512];
+
+        jset_str(j, "test_script", p->script);
+        jset_str(j, "out_dir", d->out_dir);
+        jset_str(j, "tmp_dir", d->tmp_dir);
+        json_object_object_add(j, "global_timeout", json_object_new_int((int) p->global_timeout));
+        json_object_object_add(j, "interactive", json_object_new_boolean(p->interactive));
+        if (p->junit && p->junit[0] != '/') {
+                snprintf(buf, sizeof(buf), "%s/%s", d->out_dir, p->junit);
+                jset_str(j, "junit", buf);
+        } else
+                jset_str(j, "junit", p->junit);
+        json_object_object_add(j, "keep_state", json_object_new_boolean(p->keep_state));
+        jset_str(j, "log_level", p->log_level ?: "info");
+        for (size_t i = 0; i < p->n_nodes; i++) {
+                const struct run_node *n = &p->nodes[i];
+                json_object *m = json_object_new_object(), *mv = json_object_new_array();
+
+                machine_dirs(d, n, state, sizeof(state), shared, sizeof(shared));
+                jset_str(m, "name", n->name);
+                jset_str(m, "backend", n->backend);
+                jset_str(m, "state_dir", state);
+                jset_str(m, "shared_dir", shared);
+                jset_str(m, "start_command", n->start_script);
+                for (size_t k = 0; k < n->n_vlans; k++)
+                        json_object_array_add(mv, json_object_new_int(n->vlans[k]));
+                json_object_object_add(m, "vlans", mv);
+                json_object_array_add(machines, m);
+        }
+        json_object_object_add(j, "machines", machines);
+        for (size_t i = 0; i < p->n_vlans; i++) {
+                json_object *v = json_object_new_object();
+                json_object_object_add(v, "nr", json_object_new_int(p->vlans[i]));
+                vlan_socket_dir(d, p->vlans[i], buf, sizeof(buf));
+                jset_str(v, "socket_dir", buf);
+                json_object_array_add(vlans, v);
+        }
+        json_object_object_add(j, "vlans", vlans);
+        return json_take_string(j);
+}

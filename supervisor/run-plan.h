@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * run-plan.h: what a test run consists of, decided before any process
+ * starts. Three front doors fill the same plan: vigil's own `vigil run` CLI,
+ * a vigil JSON spec, and the reference driver's contracts (its CLI, its
+ * environment variables and the JSON --config of newer nixpkgs). The plan
+ * then renders each worker's configuration JSON. Pure code: no I/O besides
+ * reading the files named on the command line (done by the caller).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define RUN_NODES_MAX 254u /* the reference numbers nodes 1..254 */
+#define RUN_VLANS_MAX 32u
+#define RUN_NODE_VLANS_MAX 8u
+
+struct run_node {
+        char *name;
+        char *backend;      /* "qemu" */
+        char *start_script; /* NixOS run-<name>-vm, or NULL */
+        char *kernel;       /* kernel+initrd VM; NULL with no start script = built-in tiny guest */
+        char *initrd;
+        char *append;       /* extra kernel parameters */
+        unsigned memory_mb;
+        unsigned cpus;
+        int vlans[RUN_NODE_VLANS_MAX];
+        size_t n_vlans;
+        bool vlans_set;
+        unsigned number; /* 1-based, by sorted name */
+};
+
+struct run_plan {
+        char *script;
+        struct run_node nodes[RUN_NODES_MAX];
+        size_t n_nodes;
+        int vlans[RUN_VLANS_MAX];
+        size_t n_vlans;
+        int default_vlans[RUN_NODE_VLANS_MAX]; /* for --node nodes */
+        size_t n_default_vlans;
+        unsigned global_timeout;
+        char *out_dir;
+        char *junit;
+        char *accel;
+        char *log_level;
+        char *spec_file;
+        char *config_file; /* reference --config */
+        bool interactive;
+        bool keep_state;
+        bool no_pidns;
+        bool reference_cli;
+};
+
+/* Where the run lives on disk; chosen by run-main.c. */
+struct run_dirs {
+        const char *run_id;
+        const char *tmp_dir;   /* per-run directory (short: AF_UNIX paths) */
+        const char *out_dir;   /* absolute */
+        const char *guest_dir; /* tiny guest kernel+initrd, or NULL if none needed */
+};
+
+void run_plan_init(struct run_plan *p);
+void run_plan_done(struct run_plan *p);
+
+/* `vigil run SCRIPT [options]`; argv[0] is "run". */
+int run_plan_parse_args(struct run_plan *p, int argc, char **argv, char **ret_error);
+/* The reference driver's CLI with its environment-variable defaults. */
+int run_plan_parse_reference(struct run_plan *p, int argc, char **argv, const char *(*env)(const char *name),
+                             char **ret_error);
+/* vigil's JSON spec: {"nodes": {...}, "vlans": [...], "global_timeout": N, "test_script": "..."} */
+int run_plan_load_spec(struct run_plan *p, const char *json, char **ret_error);
+/* The reference's --config JSON: {"vms": {...}, "vlans": [...], "global_timeout": N, "test_script": "..."} */
+int run_plan_load_reference_config(struct run_plan *p, const char *json, char **ret_error);
+/* Sort, number and check nodes; collect VLANs. Must run before rendering. */
+int run_plan_finalize(struct run_plan *p, char **ret_error);
+
+bool run_plan_needs_guest(const struct run_plan *p);
+
+/* Configuration JSON for each child; malloc'd strings, NULL on OOM. */
+char *run_plan_machine_config(const struct run_plan *p, size_t node, const struct run_dirs *d);
+char *run_plan_switch_config(const struct run_plan *p, size_t vlan, const struct run_dirs *d);
+char *run_plan_script_config(const struct run_plan *p, const struct run_dirs *d);
+
+/* Derive a machine name from a start script path: run-(.+)-vm$, else "machine". */
+char *run_plan_name_from_script(const char *path);
+
+int run_main(int argc, char **argv);

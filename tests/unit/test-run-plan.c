@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Proves that every front door (vigil's CLI, the JSON spec, the reference
+ * driver's CLI/env/--config) yields the same kind of plan, with the
+ * reference's node numbering and addressing, and that each bad input is
+ * refused with a message naming it: users swap drivers on these contracts.
+ */
+#include <stdlib.h>
+
+#include "macro.h"
+#include "run-plan.h"
+#include "tap.h"
+
+#define ARGV(...) ((char *[]){ __VA_ARGS__, NULL })
+#define ARGC(a) ((int) (sizeof(a) / sizeof((a)[0]) - 1))
+
+static const char *env_vals[16][2];
+
+static const char *fake_env(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(env_vals) && env_vals[i][0]; i++)
+                if (streq(env_vals[i][0], name))
+                        return env_vals[i][1];
+        return NULL;
+}
+
+static bool contains(const char *hay, const char *needle) {
+        return hay && needle && strstr(hay, needle);
+}
+
+static void test_vigil_cli(void) {
+        struct run_plan p;
+        char *err = NULL;
+        char **a = ARGV("run", "t.py", "--node", "server", "--node=client", "--global-timeout", "60", "-o", "out");
+        struct run_dirs d = { .run_id = "r1", .tmp_dir = "/tmp/v", .out_dir = "/abs/out", .guest_dir = "/g" };
+        int r;
+
+        run_plan_init(&p);
+        r = run_plan_parse_args(&p, 9, a, &err);
+        CHECK(r == 0, "vigil run CLI parses (%s)", err ?: "");
+        r = run_plan_finalize(&p, &err);
+        CHECK(r == 0 && p.n_nodes == 2, "two machines");
+        CHECK(streq(p.nodes[0].name, "client") && p.nodes[0].number == 1 && p.nodes[1].number == 2,
+              "machines numbered by sorted name like the reference");
+        CHECK(p.n_vlans == 1 && p.vlans[0] == 1 && p.global_timeout == 60 && streq(p.out_dir, "out"),
+              "default VLAN 1, timeout and output dir");
+        CHECK(run_plan_needs_guest(&p), "no start script: the tiny guest is needed");
+
+        _cleanup_free_ char *mc = run_plan_machine_config(&p, 1, &d);
+        CHECK(contains(mc, "\"address\":\"192.168.1.2/24\"") && contains(mc, "\"mac\":\"52:54:00:12:01:02\""),
+              "server gets 192.168.1.2 and the reference MAC scheme");
+        CHECK(contains(mc, "vigil.hosts=192.168.1.1:client,192.168.1.2:server") &&
+                      contains(mc, "vigil.hostname=server") && contains(mc, "\"kernel\":\"/g/kernel\""),
+              "tiny guest kernel parameters name every host");
+        CHECK(contains(mc, "\"state_dir\":\"/tmp/v/vm-state-server\""), "state dir follows the reference layout");
+        _cleanup_free_ char *sc = run_plan_script_config(&p, &d);
+        CHECK(contains(sc, "\"test_script\":\"t.py\"") && contains(sc, "\"socket_dir\":\"/tmp/v/vde1.ctl\""),
+              "script config lists script and VLAN sockets");
+        _cleanup_free_ char *wc = run_plan_switch_config(&p, 0, &d);
+        CHECK(contains(wc, "\"vlan\":1"), "switch config names its VLAN");
+        run_plan_done(&p);
+}
+
+static void expect_cli_error(char **argv, int argc, const char *needle) {
+        struct run_plan p;
+        char *err = NULL;
+        int r;
+
+        run_plan_init(&p);
+        r = run_plan_parse_args(&p, argc, argv, &err);
+        if (r == 0)
+                r = run_plan_finalize(&p, &err);
+        CHECK(r == -EINVAL && contains(err, needle), "refused with a message naming '%s' (got: %s)", needle,
+              err ?: "nothing");
+        free(err);
+        run_plan_done(&p);
+}
+
+static void test_vigil_cli_errors(void) {
+        expect_cli_error(ARGV("run", "t.py", "--node", "bad name"), 4, "bad name");
+        expect_cli_error(ARGV("run", "t.py", "--node", "a", "--node", "a"), 6, "defined twice");
+        expect_cli_error(ARGV("run", "t.py", "--node", "a", "--global-timeout", "soon"), 6, "--global-timeout");
+        expect_cli_error(ARGV("run", "t.py", "--frobnicate"), 3, "--frobnicate");
+        expect_cli_error(ARGV("run", "t.py"), 2, "--node");
+        expect_cli_error(ARGV("run", "--node", "a"), 3, "test script");
+        expect_cli_error(ARGV("run", "t.py", "--node", "a=vmware"), 4, "vmware");
+        expect_cli_error(ARGV("run", "t.py", "--node", "a", "--vlan", "0"), 6, "--vlan");
+        expect_cli_error(ARGV("run", "t.py", "--node", "a", "--global-timeout"), 5, "needs a value");
+}
+
+static void test_reference_env(void) {
+        struct run_plan p;
+        char *err = NULL;
+        int r;
+
+        env_vals[0][0] = "startScripts";
+        env_vals[0][1] = "/nix/store/aaa-nixos-vm/bin/run-server-vm /nix/store/bbb-nixos-vm/bin/run-client-vm";
+        env_vals[1][0] = "vlans";
+        env_vals[1][1] = "1 2";
+        env_vals[2][0] = "testScript";
+        env_vals[2][1] = "/nix/store/ccc-test-script";
+        env_vals[3][0] = "globalTimeout";
+        env_vals[3][1] = "120";
+        run_plan_init(&p);
+        r = run_plan_parse_reference(&p, ARGC(ARGV("nixos-test-driver", "-o", "/out", "--keep")),
+                                     ARGV("nixos-test-driver", "-o", "/out", "--keep"), fake_env, &err);
+        CHECK(r == 0, "reference env contract parses (%s)", err ?: "");
+        r = run_plan_finalize(&p, &err);
+        CHECK(r == 0 && p.n_nodes == 2 && streq(p.nodes[1].name, "server") &&
+                      contains(p.nodes[1].start_script, "run-server-vm"),
+              "machines named after run-<name>-vm");
+        CHECK(p.n_vlans == 2 && p.vlans[1] == 2 && p.global_timeout == 120 && p.keep_state &&
+                      streq(p.script, "/nix/store/ccc-test-script"),
+              "vlans, timeout, keep-state (by prefix) and script from env and argv");
+        CHECK(!run_plan_needs_guest(&p), "start scripts need no tiny guest");
+        run_plan_done(&p);
+
+        env_vals[0][0] = "vmStartScripts";
+        env_vals[4][0] = "vmNames";
+        env_vals[4][1] = "only-one";
+        run_plan_init(&p);
+        r = run_plan_parse_reference(&p, 1, ARGV("nixos-test-driver"), fake_env, &err);
+        CHECK(r == -EINVAL && contains(err, "vmNames"), "vmNames/vmStartScripts mismatch refused (%s)", err ?: "");
+        free(err);
+        err = NULL;
+        run_plan_done(&p);
+        memset(env_vals, 0, sizeof(env_vals));
+}
+
+static void test_reference_config(void) {
+        struct run_plan p;
+        char *err = NULL;
+        int r;
+
+        run_plan_init(&p);
+        r = run_plan_load_reference_config(
+                &p,
+                "{\"vms\": {\"web\": {\"name\": \"web\", \"start_script\": \"/s/bin/run-web-vm\"}}, \"containers\": {},"
+                " \"vlans\": [1], \"global_timeout\": 30, \"enable_ssh_backdoor\": false, \"test_script\": \"/s/t\"}",
+                &err);
+        CHECK(r == 0, "--config JSON loads (%s)", err ?: "");
+        r = run_plan_finalize(&p, &err);
+        CHECK(r == 0 && p.n_nodes == 1 && streq(p.nodes[0].name, "web") && p.global_timeout == 30 &&
+                      streq(p.script, "/s/t"),
+              "--config machine, timeout and script");
+        run_plan_done(&p);
+}
+
+static void expect_spec_error(const char *json, const char *needle) {
+        struct run_plan p;
+        char *err = NULL;
+        int r;
+
+        run_plan_init(&p);
+        r = run_plan_load_spec(&p, json, &err);
+        CHECK(r == -EINVAL && contains(err, needle), "spec refused naming '%s' (got: %s)", needle, err ?: "nothing");
+        free(err);
+        run_plan_done(&p);
+}
+
+static void test_spec(void) {
+        struct run_plan p;
+        char *err = NULL;
+        int r;
+
+        run_plan_init(&p);
+        r = run_plan_load_spec(&p,
+                               "{\"nodes\": {\"router\": {\"vlans\": [1, 2], \"memory_mb\": 384},"
+                               " \"a\": {\"vlans\": [1]}, \"b\": {\"vlans\": [2]}}, \"global_timeout\": 90, \"test_script\": \"t.py\"}",
+                               &err);
+        CHECK(r == 0, "spec loads (%s)", err ?: "");
+        r = run_plan_finalize(&p, &err);
+        CHECK(r == 0 && p.n_vlans == 2 && p.nodes[2].n_vlans == 2 && p.nodes[2].memory_mb == 384,
+              "multi-VLAN router from the spec");
+        run_plan_done(&p);
+
+        expect_spec_error("[1]", "not a JSON object");
+        expect_spec_error("{\"nodez\": {}}", "nodez");
+        expect_spec_error("{\"nodes\": {\"a\": {\"memroy_mb\": 1}}}", "memroy_mb");
+        expect_spec_error("{\"nodes\": {\"a\": {\"kernel\": \"/k\"}}}", "initrd");
+        expect_spec_error("{\"nodes\": {\"a\": {\"vlans\": [\"x\"]}}}", "vlans");
+        expect_spec_error("{\"nodes\": {\"a\": {\"backend\": \"firecracker\"}}}", "firecracker");
+        expect_spec_error("{\"global_timeout\": -5}", "global_timeout");
+        expect_spec_error("{\"nodes\": {\"a b\": {}}}", "a b");
+}
+
+int main(void) {
+        test_vigil_cli();
+        test_vigil_cli_errors();
+        test_reference_env();
+        test_reference_config();
+        test_spec();
+        return tap_done();
+}

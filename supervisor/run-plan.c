@@ -872,7 +872,15 @@ char *run_plan_machine_config(const struct run_plan *p, size_t node, const struc
         json_object_object_add(j, "keep_state", json_object_new_boolean(p->keep_state));
         jset_str(j, "accel", p->accel ?: "auto");
         json_object_object_add(j, "allow_reboot", json_object_new_boolean(false));
-        for (size_t k = 0; k < n->n_vlans; k++) {
+        /* A start script carries its own NICs and needs QEMU_VDE_SOCKET_<n> for every VLAN of the run. */
+        for (size_t k = 0; n->start_script && k < p->n_vlans; k++) {
+                json_object *v = json_object_new_object();
+                json_object_object_add(v, "nr", json_object_new_int(p->vlans[k]));
+                vlan_socket_dir(d, p->vlans[k], buf, sizeof(buf));
+                jset_str(v, "socket", buf);
+                json_object_array_add(vlans, v);
+        }
+        for (size_t k = 0; !n->start_script && k < n->n_vlans; k++) {
                 json_object *v = json_object_new_object();
                 json_object_object_add(v, "nr", json_object_new_int(n->vlans[k]));
                 vlan_socket_dir(d, n->vlans[k], buf, sizeof(buf));

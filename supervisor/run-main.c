@@ -1,0 +1,403 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * run-main.c owns `vigil run` and the reference driver's command line
+ * (`nixos-test-driver`): it turns a run plan into directories on disk, the
+ * tiny guest (built or reused by tools/mkguest), and a supervision tree of
+ * one switch worker per VLAN, one machine worker per node and the script
+ * worker, then runs the tree and turns the script's verdict into vigil's exit
+ * code. Bad input ends here with exit 2 and a message naming the problem.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <libgen.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "config.h"
+#include "exit-status.h"
+#include "log.h"
+#include "macro.h"
+#include "run-plan.h"
+#include "sup.h"
+
+#define RUN_INTENSITY_RESTARTS 3u
+#define RUN_INTENSITY_SECONDS 5u
+#define MACHINE_SHUTDOWN_MS 10000
+#define SWITCH_SHUTDOWN_MS 2000
+#define SCRIPT_SHUTDOWN_MS 5000
+
+struct run_state {
+        char verdict[512];
+        bool have_verdict;
+};
+
+static const char *real_env(const char *name) {
+        return getenv(name);
+}
+
+static int usage_error(const char *msg) {
+        fprintf(stderr, "vigil: %s\n", msg);
+        return VIGIL_EXIT_USAGE;
+}
+
+static int read_file(const char *path, char **ret) {
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        char *buf = NULL;
+        size_t len = 0, n;
+        char chunk[4096];
+        FILE *m;
+
+        if (!f)
+                return negative_errno();
+        m = open_memstream(&buf, &len);
+        if (!m)
+                return -ENOMEM;
+        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+                fwrite(chunk, 1, n, m);
+                if (len > (4u << 20)) {
+                        fclose(m);
+                        free(buf);
+                        return -EFBIG;
+                }
+        }
+        fclose(m);
+        *ret = buf;
+        return 0;
+}
+
+static int mkdir_p(const char *path, mode_t mode) {
+        _cleanup_free_ char *p = strdup(path);
+
+        if (!p)
+                return -ENOMEM;
+        for (char *s = p + 1; *s; s++)
+                if (*s == '/') {
+                        *s = 0;
+                        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                                return negative_errno();
+                        *s = '/';
+                }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return negative_errno();
+        return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        (void) (flag == FTW_DP ? rmdir(path) : unlink(path));
+        return 0;
+}
+
+static void rm_rf(const char *path) {
+        (void) nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void random_id(char *buf, size_t size) {
+        uint8_t b[8] = {};
+
+        if (getrandom(b, sizeof(b), 0) != (ssize_t) sizeof(b)) {
+                uint64_t x = now_usec() ^ ((uint64_t) getpid() << 32);
+                memcpy(b, &x, sizeof(b));
+        }
+        snprintf(buf, size, "%02x%02x%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]);
+}
+
+/* The reference requires an existing, writable output directory; vigil run creates it. */
+static int prepare_out_dir(const struct run_plan *p, char *ret, size_t size, char **ret_error) {
+        const char *dir = p->out_dir ?: (p->reference_cli ? "." : "vigil-out");
+        struct stat st;
+        int r;
+
+        if (!p->reference_cli) {
+                r = mkdir_p(dir, 0755);
+                if (r < 0)
+                        return asprintf(ret_error, "cannot create output directory %s: %s", dir, strerror(-r)),
+                               -EINVAL;
+        }
+        if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+                return asprintf(ret_error, "%s is not a directory", dir), -EINVAL;
+        if (access(dir, W_OK) < 0)
+                return asprintf(ret_error, "%s is not a writeable directory", dir), -EINVAL;
+        if (!realpath(dir, ret) || strlen(ret) >= size)
+                return asprintf(ret_error, "cannot resolve %s", dir), -EINVAL;
+        return 0;
+}
+
+/* Short, private run directory: AF_UNIX socket paths below it must stay < 108 bytes. */
+static int prepare_tmp_dir(const struct run_plan *p, const char *run_id, char *ret, size_t size, char **ret_error) {
+        const char *base = getenv("XDG_RUNTIME_DIR");
+        int r;
+
+        if (!base || access(base, W_OK) < 0)
+                base = getenv("TMPDIR");
+        if (!base || access(base, W_OK) < 0)
+                base = "/tmp";
+        if (p->keep_state)
+                snprintf(ret, size, "%s/vigil-keep-%u", base, (unsigned) getuid());
+        else
+                snprintf(ret, size, "%s/vigil-%.8s", base, run_id);
+        if (strlen(ret) > 60)
+                return asprintf(ret_error, "temporary directory %s is too long for unix socket paths: set TMPDIR",
+                                ret),
+                       -EINVAL;
+        r = mkdir_p(ret, 0700);
+        if (r < 0)
+                return asprintf(ret_error, "cannot create %s: %s", ret, strerror(-r)), -EINVAL;
+        return 0;
+}
+
+static int prepare_machine_dirs(const struct run_plan *p, const char *tmp, char **ret_error) {
+        char path[600];
+        int r;
+
+        snprintf(path, sizeof(path), "%s/shared-xchg", tmp);
+        r = mkdir_p(path, 0700);
+        for (size_t i = 0; r >= 0 && i < p->n_nodes; i++) {
+                snprintf(path, sizeof(path), "%s/vm-state-%s", tmp, p->nodes[i].name);
+                if (!p->keep_state && access(path, F_OK) == 0) {
+                        log_info("deleting VM state directory %s", path);
+                        rm_rf(path);
+                }
+                r = mkdir_p(path, 0700);
+        }
+        if (r < 0)
+                return asprintf(ret_error, "cannot create %s: %s", path, strerror(-r)), -EINVAL;
+        return 0;
+}
+
+static const char *mkguest_path(void) {
+        static char buf[600];
+        const char *env = getenv("VIGIL_MKGUEST");
+        const char *candidates[] = { VIGIL_SOURCE_ROOT "/tools/mkguest", VIGIL_DATADIR "/mkguest" };
+
+        if (env)
+                return env;
+        for (size_t i = 0; i < ELEMENTSOF(candidates); i++)
+                if (access(candidates[i], X_OK) == 0) {
+                        snprintf(buf, sizeof(buf), "%s", candidates[i]);
+                        return buf;
+                }
+        return NULL;
+}
+
+/* Run tools/mkguest (it caches by content) and read the directory it prints. */
+static int build_guest(char *ret, size_t size, char **ret_error) {
+        const char *tool = mkguest_path();
+        int pfd[2], status;
+        ssize_t n;
+        size_t len = 0;
+        pid_t pid;
+
+        if (!tool)
+                return asprintf(ret_error, "tools/mkguest not found (set VIGIL_MKGUEST)"), -ENOENT;
+        if (pipe2(pfd, O_CLOEXEC) < 0)
+                return negative_errno();
+        pid = fork();
+        if (pid < 0)
+                return negative_errno();
+        if (pid == 0) {
+                dup2(pfd[1], STDOUT_FILENO);
+                execl(tool, tool, (char *) NULL);
+                _exit(127);
+        }
+        close(pfd[1]);
+        while (len + 1 < size && (n = read(pfd[0], ret + len, size - len - 1)) > 0)
+                len += (size_t) n;
+        close(pfd[0]);
+        ret[len] = 0;
+        while (len > 0 && (ret[len - 1] == '\n' || ret[len - 1] == ' '))
+                ret[--len] = 0;
+        if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || len == 0)
+                return asprintf(ret_error, "%s failed to build the tiny guest (exit status %d); see its messages above",
+                                tool, WIFEXITED(status) ? WEXITSTATUS(status) : -1),
+                       -EIO;
+        return 0;
+}
+
+static int verdict_of(int code, int signal) {
+        if (signal)
+                return VIGIL_EXIT_TEST_FAILED;
+        switch (code) {
+        case 0:
+                return VIGIL_EXIT_PASS;
+        case 78:
+                return VIGIL_EXIT_USAGE;
+        default:
+                return VIGIL_EXIT_TEST_FAILED;
+        }
+}
+
+static void on_child_exited(struct sup *s, const char *id, int code, int signal, bool will_restart, void *userdata) {
+        struct run_state *st = userdata;
+        char why[600];
+
+        if (!streq(id, "script"))
+                return;
+        if (signal)
+                snprintf(why, sizeof(why), "test script worker was killed by signal %d (%s)", signal, strsignal(signal));
+        else if (st->have_verdict)
+                snprintf(why, sizeof(why), "%s", st->verdict);
+        else
+                snprintf(why, sizeof(why), "test script finished with exit code %d", code);
+        sup_shutdown(s, verdict_of(code, signal), why);
+}
+
+static int on_script_result(struct sup *s, const char *id, int64_t exit_code, const char *message, void *userdata) {
+        struct run_state *st = userdata;
+
+        snprintf(st->verdict, sizeof(st->verdict), "%s", message);
+        st->have_verdict = true;
+        return 0;
+}
+
+static int add_child(struct sup *s, const char *id, enum worker_kind kind, enum restart_type restart,
+                     int64_t shutdown_ms, char *config) {
+        _cleanup_free_ char *cfg = config;
+        _cleanup_free_ char *err = NULL;
+        struct child_spec c = {
+                .id = (char *) id,
+                .kind = kind,
+                .restart = restart,
+                .shutdown_ms = shutdown_ms,
+                .config_json = cfg,
+        };
+        int r;
+
+        if (!cfg)
+                return -ENOMEM;
+        r = sup_tree_add_child(s, &c, &err);
+        if (r < 0)
+                log_error("cannot add child '%s': %s", id, err ?: strerror(-r));
+        return r;
+}
+
+static int run_tree(const struct run_plan *p, const struct run_dirs *d, int notify_fd) {
+        _cleanup_(sup_freep) struct sup *s = NULL;
+        static struct run_state st;
+        char vlan_id[32];
+        int r;
+
+        r = sup_new(&(struct sup_options){ .run_id = d->run_id,
+                                           .outdir = d->out_dir,
+                                           .global_timeout_usec = (uint64_t) p->global_timeout * USEC_PER_SEC,
+                                           .log_target = LOG_TARGET_AUTO,
+                                           .notify_fd = notify_fd },
+                    &s);
+        if (r < 0)
+                return log_error_errno(r, "cannot create the supervisor"), VIGIL_EXIT_INTERNAL;
+        sup_set_strategy(s, STRATEGY_ONE_FOR_ONE,
+                         &(struct sup_intensity){ .max_restarts = RUN_INTENSITY_RESTARTS,
+                                                  .max_seconds = RUN_INTENSITY_SECONDS });
+        sup_set_hooks(s, &(struct sup_hooks){ .child_exited = on_child_exited, .script_result = on_script_result }, &st);
+
+        for (size_t i = 0; r >= 0 && i < p->n_vlans; i++) {
+                snprintf(vlan_id, sizeof(vlan_id), "vlan%d", p->vlans[i]);
+                r = add_child(s, vlan_id, KIND_SWITCH, RESTART_PERMANENT, SWITCH_SHUTDOWN_MS,
+                              run_plan_switch_config(p, i, d));
+        }
+        for (size_t i = 0; r >= 0 && i < p->n_nodes; i++)
+                r = add_child(s, p->nodes[i].name, KIND_MACHINE, RESTART_PERMANENT, MACHINE_SHUTDOWN_MS,
+                              run_plan_machine_config(p, i, d));
+        if (r >= 0)
+                r = add_child(s, "script", KIND_SCRIPT, RESTART_TEMPORARY, SCRIPT_SHUTDOWN_MS,
+                              run_plan_script_config(p, d));
+        if (r < 0)
+                return VIGIL_EXIT_INTERNAL;
+        return sup_run(s);
+}
+
+static int load_inputs(struct run_plan *p, char **ret_error) {
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        if (p->spec_file) {
+                r = read_file(p->spec_file, &text);
+                if (r < 0)
+                        return asprintf(ret_error, "cannot read spec %s: %s", p->spec_file, strerror(-r)), -EINVAL;
+                r = run_plan_load_spec(p, text, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        if (p->config_file) {
+                free(text);
+                text = NULL;
+                r = read_file(p->config_file, &text);
+                if (r < 0)
+                        return asprintf(ret_error, "cannot read --config %s: %s", p->config_file, strerror(-r)),
+                               -EINVAL;
+                r = run_plan_load_reference_config(p, text, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        r = run_plan_finalize(p, ret_error);
+        if (r < 0)
+                return r;
+        if (access(p->script, R_OK) < 0)
+                return asprintf(ret_error, "cannot read test script %s: %s", p->script, strerror(errno)), -EINVAL;
+        for (size_t i = 0; i < p->n_nodes; i++) {
+                const struct run_node *n = &p->nodes[i];
+                if (n->start_script && access(n->start_script, X_OK) < 0)
+                        return asprintf(ret_error, "machine '%s': start script %s is not executable: %s", n->name,
+                                        n->start_script, strerror(errno)),
+                               -EINVAL;
+                if (n->kernel && (access(n->kernel, R_OK) < 0 || access(n->initrd, R_OK) < 0))
+                        return asprintf(ret_error, "machine '%s': cannot read kernel %s or initrd %s", n->name,
+                                        n->kernel, n->initrd),
+                               -EINVAL;
+        }
+        return 0;
+}
+
+int run_main(int argc, char **argv) {
+        struct run_plan p;
+        _cleanup_free_ char *err = NULL;
+        char run_id[32], out[4096], tmp[512], guest[4096] = "";
+        const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+        int notify_fd = -1, r, code;
+
+        run_plan_init(&p);
+        if (streq(base, "run"))
+                r = run_plan_parse_args(&p, argc, argv, &err);
+        else
+                r = run_plan_parse_reference(&p, argc, argv, real_env, &err);
+        if (r >= 0)
+                r = load_inputs(&p, &err);
+        if (r < 0) {
+                code = usage_error(err ?: strerror(-r));
+                run_plan_done(&p);
+                return code;
+        }
+        if (p.log_level)
+                setenv("VIGIL_LOG_LEVEL", streq(p.log_level, "warning") ? "warning" : streq(p.log_level, "error") ? "err" : p.log_level, 1);
+
+        random_id(run_id, sizeof(run_id));
+        r = prepare_out_dir(&p, out, sizeof(out), &err);
+        if (r >= 0)
+                r = prepare_tmp_dir(&p, run_id, tmp, sizeof(tmp), &err);
+        if (r >= 0)
+                r = prepare_machine_dirs(&p, tmp, &err);
+        if (r >= 0 && run_plan_needs_guest(&p))
+                r = build_guest(guest, sizeof(guest), &err);
+        if (r < 0) {
+                code = usage_error(err ?: strerror(-r));
+                run_plan_done(&p);
+                return code;
+        }
+        if (p.reference_cli && !p.keep_state)
+                log_info("Machine state will be reset. To keep it, pass --keep-vm-state");
+
+        r = sup_pidns_enter(!p.no_pidns, &notify_fd);
+        if (r < 0) {
+                log_error_errno(r, "cannot set up the process namespace");
+                run_plan_done(&p);
+                return VIGIL_EXIT_INTERNAL;
+        }
+        code = run_tree(&p, &(struct run_dirs){ .run_id = run_id, .tmp_dir = tmp, .out_dir = out,
+                                                .guest_dir = guest[0] ? guest : NULL },
+                        notify_fd);
+        if (!p.keep_state)
+                rm_rf(tmp);
+        run_plan_done(&p);
+        return code;
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+# Proves that every kind of bad input to `vigil run` and to the reference-driver
+# front door ends at once with exit 2 and a message naming the problem, before
+# any machine starts: a typo must never cost a multi-hour run or a silent default.
+import os
+import subprocess
+import sys
+import tempfile
+
+VIGIL = sys.argv[1]
+failures = 0
+
+
+def run(args, env=None, argv0=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.run([argv0 or VIGIL] + args, capture_output=True, text=True, env=e, timeout=60,
+                       executable=VIGIL)
+    return p.returncode, p.stderr
+
+
+def expect(name, args, needle, env=None, argv0=None, code=2):
+    global failures
+    rc, err = run(args, env, argv0)
+    ok = rc == code and needle in err
+    print(("ok" if ok else "not ok") + f" - {name}: exit {rc}, stderr mentions {needle!r}")
+    if not ok:
+        print("#   stderr: " + err.strip().replace("\n", "\n#   "))
+        failures += 1
+
+
+with tempfile.TemporaryDirectory() as d:
+    script = os.path.join(d, "t.py")
+    with open(script, "w") as f:
+        f.write("pass\n")
+    spec = os.path.join(d, "spec.json")
+    with open(spec, "w") as f:
+        f.write('{"nodes": {"a": {"memroy_mb": 512}}}')
+    badjson = os.path.join(d, "bad.json")
+    with open(badjson, "w") as f:
+        f.write('{"nodes": ')
+    notexec = os.path.join(d, "run-web-vm")
+    with open(notexec, "w") as f:
+        f.write("#!/bin/sh\n")
+    execok = os.path.join(d, "run-ok-vm")
+    with open(execok, "w") as f:
+        f.write("#!/bin/sh\nexit 1\n")
+    os.chmod(execok, 0o755)
+
+    expect("unknown option", ["run", script, "--node", "a", "--frob"], "--frob")
+    expect("no machines", ["run", script], "--node")
+    expect("missing script", ["run", os.path.join(d, "nope.py"), "--node", "a"], "nope.py")
+    expect("bad machine name", ["run", script, "--node", "a/b"], "a/b")
+    expect("bad timeout", ["run", script, "--node", "a", "--global-timeout", "-1"], "--global-timeout")
+    expect("spec typo", ["run", script, "--spec", spec], "memroy_mb")
+    expect("spec not JSON", ["run", script, "--spec", badjson], "not a JSON object")
+    expect("spec missing", ["run", script, "--spec", os.path.join(d, "missing.json")], "missing.json")
+    expect("reference: start script not executable", [], "not executable",
+           env={"startScripts": notexec, "testScript": script}, argv0="nixos-test-driver")
+    expect("reference: output dir missing", ["-o", os.path.join(d, "nodir")], "is not a directory",
+           env={"startScripts": execok, "testScript": script}, argv0="nixos-test-driver")
+    expect("reference: containers refused", [], "nspawn",
+           env={"containerNames": "c1", "testScript": script}, argv0="nixos-test-driver")
+
+print(f"1..11")
+sys.exit(1 if failures else 0)

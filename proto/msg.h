@@ -92,6 +92,11 @@ enum msg_type {
         /* 300..399: script worker */
         MSG_S_RESULT = 300, /* w->s  the test verdict, just before the script worker exits */
 
+        /* 400..499: switch operations, requested by the script worker, routed to "vlan<N>" */
+        MSG_W_SET_LINK = 400, /* fault rule between two machines (or all: "") */
+        MSG_W_CLEAR = 401,    /* remove rules */
+        MSG_W_STATS = 402,    /* -> M_TEXT_RESULT with JSON counters after CHUNKs */
+
         /* 900..999: test worker (fault injection, routing benchmarks) */
         MSG_T_ECHO = 900,       /* routed to the child named by field 0 */
         MSG_T_ECHO_REPLY = 901, /* reply to ECHO */
@@ -249,6 +254,27 @@ struct msg_m_state_result {
         int64_t pid;
         char *backend;
         int64_t worker_pid; /* the machine worker's own pid (for fault-injection tests) */
+};
+
+/* A link rule applies to frames from machine @from to machine @to ("" = any);
+ * with @both it applies in both directions. Probabilities are parts per million. */
+struct msg_w_set_link {
+        char *vlan_switch; /* routing key: the switch child, "vlan<N>" */
+        char *from;
+        char *to;
+        bool both;
+        bool drop;
+        uint64_t loss_ppm;
+        uint64_t dup_ppm;
+        uint64_t delay_us;
+        uint64_t jitter_us;
+};
+
+struct msg_w_clear {
+        char *vlan_switch;
+        char *from; /* "" = every rule */
+        char *to;
+        bool both;
 };
 
 struct msg_s_result {

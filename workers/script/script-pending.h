@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * script-pending.h: the requests the script worker is waiting on, keyed by
+ * seq. Replies arrive as zero or more MSG_CHUNKs then one final frame
+ * (M_*_RESULT, OK or ERROR); the table accumulates the chunks of each request
+ * up to a byte cap and keeps the final frame for the waiting thread. Pure
+ * code: no locking, no I/O (script-channel.c adds both).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frame.h"
+
+struct script_pending {
+        uint32_t seq;
+        bool done;      /* final frame (or a local error) is in */
+        bool abandoned; /* the waiter gave up (interrupted): drop it when done */
+        bool overflow;  /* chunks went past the cap; the data was cut */
+        int error;      /* local failure (e.g. -EPIPE: supervisor gone), 0 if final is valid */
+        uint8_t *data;
+        size_t len, cap;
+        struct frame final;
+        struct script_pending *next;
+};
+
+struct script_pending_table {
+        struct script_pending *head;
+        size_t data_max; /* cap on accumulated chunk bytes per request */
+        size_t n;
+};
+
+void script_pending_table_init(struct script_pending_table *t, size_t data_max);
+/* Free every entry (waiters must be gone). */
+void script_pending_table_done(struct script_pending_table *t);
+
+/* Register a request about to be sent. -EEXIST if @seq is in use. */
+int script_pending_add(struct script_pending_table *t, uint32_t seq, struct script_pending **ret);
+
+enum script_deliver {
+        SCRIPT_DELIVER_PART,    /* a chunk was added */
+        SCRIPT_DELIVER_FINAL,   /* the request is complete: wake its waiter */
+        SCRIPT_DELIVER_DROPPED, /* belonged to an abandoned request (freed now if final) */
+};
+
+/* Hand a decoded reply frame to its request. On success the table owns *f
+ * (and zeroes it). -ENOENT: no such seq; -EBADMSG: not a reply frame. In both
+ * error cases *f is left to the caller. */
+int script_pending_deliver(struct script_pending_table *t, struct frame *f, enum script_deliver *ret);
+
+/* Complete every waiting request with @error (the supervisor is gone). */
+void script_pending_fail_all(struct script_pending_table *t, int error);
+
+/* Take @p out of the table and free it (after its waiter consumed it). */
+void script_pending_remove(struct script_pending_table *t, struct script_pending *p);
+
+/* The waiter stops waiting: free now if complete, else drop on completion. */
+void script_pending_abandon(struct script_pending_table *t, struct script_pending *p);

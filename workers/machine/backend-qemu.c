@@ -1,0 +1,1209 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * backend-qemu.c owns everything QEMU-specific about a machine: the bounded
+ * KVM probe, the listening monitor/shell sockets and stdio pipes of the
+ * reference driver's layout, asking the supervisor to spawn QEMU (never
+ * forking it here, so nothing outlives vigil), accepting QEMU's connections
+ * while watching for its exit, the QMP handshake and HMP greeting, HMP/QMP
+ * request queues, the serial console and stderr streams, the fd store that
+ * lets a restarted worker re-attach, and turning QEMU's exit into a clear
+ * error or a stopped machine.
+ */
+#include <fcntl.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "fd-util.h"
+#include "log.h"
+#include "machine.h"
+#include "qemu-argv.h"
+#include "qemu-hmp.h"
+#include "qemu-qmp.h"
+
+#define QEMU_PROC "qemu"
+#define PROBE_PROC "kvm-probe"
+#define PROBE_MARK "Linux version"
+#define PROBE_USEC (5 * USEC_PER_SEC)
+#define PROBE_CACHE "vigil-kvm-probe"
+#define START_MIN_S 120
+#define MONITOR_TIMEOUT_USEC (30 * USEC_PER_SEC)
+#define CRASH_KILL_USEC (10 * USEC_PER_SEC)
+#define QMP_EVENTS_MAX 256u
+#define IO_READ_MAX (64u * 1024u)
+#define ENV_ENTRIES_MAX 200u
+
+/* Names in the supervisor's fd store. */
+static const char *const store_names[] = { "shell", "monitor", "qmp", "console", "stdin", "stderr" };
+
+enum start_step {
+        STEP_IDLE,
+        STEP_PROBING,
+        STEP_SPAWNING,
+        STEP_ACCEPTING,
+        STEP_HANDSHAKE,
+        STEP_RUNNING,
+        _STEP_MAX,
+};
+
+enum hmp_kind {
+        HMP_GREETING,
+        HMP_TEXT,     /* MSG_M_MONITOR: reply with the raw text */
+        HMP_SET_LINK, /* MSG_M_SET_LINK: reply OK */
+        HMP_REBOOT,   /* MSG_M_REBOOT: connected=false, reply OK */
+        _HMP_KIND_MAX,
+};
+
+struct hmp_job {
+        enum hmp_kind kind;
+        char *command;
+        uint32_t seq;
+        TAILQ_ENTRY(hmp_job) link;
+};
+
+enum qmp_kind {
+        QMP_GREETING,
+        QMP_CAPABILITIES,
+        QMP_USER,
+        _QMP_KIND_MAX,
+};
+
+struct qmp_job {
+        enum qmp_kind kind;
+        char *line; /* with '\n'; NULL for the greeting */
+        uint32_t seq;
+        TAILQ_ENTRY(qmp_job) link;
+};
+
+struct qemu {
+        struct machine *m;
+        enum start_step step;
+        bool allow_reboot;
+        uint32_t spawn_seq;
+        char accel[8];
+        unsigned handshake_pending;
+        bool stored; /* our fds are in the supervisor's store */
+
+        int monitor_listen;
+        int shell_listen;
+        struct event *monitor_accept_ev;
+        struct event *shell_accept_ev;
+        struct event *start_timer;
+
+        int monitor_fd;
+        int shell_fd; /* until handed to machine-shell */
+        int qmp_fd;
+        int console_fd;
+        int stdin_fd;
+        int stderr_fd;
+        struct event *monitor_ev;
+        struct event *qmp_ev;
+        struct event *console_ev;
+        struct event *stderr_ev;
+        struct console_splitter stderr_split;
+
+        struct qemu_hmp_reply hmp;
+        TAILQ_HEAD(, hmp_job) hmp_jobs;
+        struct hmp_job *hmp_active;
+        struct event *hmp_timer;
+
+        struct qemu_qmp_reader qmp;
+        TAILQ_HEAD(, qmp_job) qmp_jobs;
+        struct qmp_job *qmp_active;
+        struct event *qmp_timer;
+        char *events[QMP_EVENTS_MAX];
+        size_t n_events;
+
+        /* KVM probe */
+        uint32_t probe_seq;
+        int probe_fd;
+        struct event *probe_ev;
+        struct event *probe_timer;
+        char probe_tail[64];
+        bool probing;
+
+        struct event *kill_timer;
+};
+
+static struct qemu *Q(struct machine *m) {
+        return m->backend_data;
+}
+
+static void set_timer(struct event *e, unsigned long long usec) {
+        struct timeval tv = { .tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_usec = (suseconds_t) (usec % USEC_PER_SEC) };
+        (void) evtimer_add(e, &tv);
+}
+
+static void free_event(struct event **e) {
+        if (*e)
+                event_free(*e);
+        *e = NULL;
+}
+
+static void hmp_job_free(struct hmp_job *j) {
+        if (j) {
+                free(j->command);
+                free(j);
+        }
+}
+
+static void qmp_job_free(struct qmp_job *j) {
+        if (j) {
+                free(j->line);
+                free(j);
+        }
+}
+
+/* ---- teardown ---- */
+
+static void fail_monitor_jobs(struct qemu *q, const char *why) {
+        struct hmp_job *h;
+        struct qmp_job *j;
+
+        (void) evtimer_del(q->hmp_timer);
+        (void) evtimer_del(q->qmp_timer);
+        if (q->hmp_active)
+                TAILQ_INSERT_HEAD(&q->hmp_jobs, q->hmp_active, link);
+        q->hmp_active = NULL;
+        while ((h = TAILQ_FIRST(&q->hmp_jobs))) {
+                TAILQ_REMOVE(&q->hmp_jobs, h, link);
+                if (h->kind != HMP_GREETING)
+                        (void) machine_reply_error(q->m, h->seq, -ECONNRESET, "%s", why);
+                hmp_job_free(h);
+        }
+        if (q->qmp_active)
+                TAILQ_INSERT_HEAD(&q->qmp_jobs, q->qmp_active, link);
+        q->qmp_active = NULL;
+        while ((j = TAILQ_FIRST(&q->qmp_jobs))) {
+                TAILQ_REMOVE(&q->qmp_jobs, j, link);
+                if (j->kind == QMP_USER)
+                        (void) machine_reply_error(q->m, j->seq, -ECONNRESET, "%s", why);
+                qmp_job_free(j);
+        }
+        qemu_hmp_reply_done(&q->hmp);
+        qemu_qmp_reader_done(&q->qmp);
+}
+
+/* Read what QEMU left in its stdout/stderr pipes (it is gone, so this ends). */
+static void drain_streams(struct qemu *q) {
+        uint8_t buf[IO_READ_MAX];
+
+        for (unsigned i = 0; q->console_fd >= 0 && i < 1024; i++) {
+                ssize_t n = read(q->console_fd, buf, sizeof buf);
+                if (n <= 0)
+                        break;
+                machine_console_feed(q->m, buf, (size_t) n);
+        }
+}
+
+static void close_all(struct qemu *q, bool forget) {
+        free_event(&q->monitor_accept_ev);
+        free_event(&q->shell_accept_ev);
+        free_event(&q->monitor_ev);
+        free_event(&q->qmp_ev);
+        free_event(&q->console_ev);
+        free_event(&q->stderr_ev);
+        (void) evtimer_del(q->start_timer);
+        (void) evtimer_del(q->kill_timer);
+        q->monitor_listen = safe_close(q->monitor_listen);
+        q->shell_listen = safe_close(q->shell_listen);
+        q->monitor_fd = safe_close(q->monitor_fd);
+        q->shell_fd = safe_close(q->shell_fd);
+        q->qmp_fd = safe_close(q->qmp_fd);
+        q->console_fd = safe_close(q->console_fd);
+        q->stdin_fd = safe_close(q->stdin_fd);
+        q->stderr_fd = safe_close(q->stderr_fd);
+        machine_shell_detach(q->m);
+        if (forget && q->stored)
+                for (size_t i = 0; i < ELEMENTSOF(store_names); i++)
+                        (void) worker_forget_fd(q->m->w, store_names[i]);
+        if (forget)
+                q->stored = false;
+}
+
+/* ---- streams ---- */
+
+static int stderr_line(const char *line, size_t len, void *userdata) {
+        struct qemu *q = userdata;
+        if (len > 0)
+                machine_stderr_line(q->m, line);
+        return 0;
+}
+
+static void drain_stderr(struct qemu *q) {
+        uint8_t buf[IO_READ_MAX];
+
+        for (unsigned i = 0; q->stderr_fd >= 0 && i < 64; i++) {
+                ssize_t n = read(q->stderr_fd, buf, sizeof buf);
+                if (n <= 0)
+                        break;
+                (void) console_splitter_feed(&q->stderr_split, buf, (size_t) n, stderr_line, q);
+        }
+        (void) console_splitter_finish(&q->stderr_split, stderr_line, q);
+}
+
+static void console_cb(evutil_socket_t fd, short what, void *arg) {
+        struct qemu *q = arg;
+        uint8_t buf[IO_READ_MAX];
+        ssize_t n = read(fd, buf, sizeof buf);
+
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        if (n <= 0) {
+                machine_console_eof(q->m);
+                free_event(&q->console_ev);
+                q->console_fd = safe_close(q->console_fd);
+                return;
+        }
+        machine_console_feed(q->m, buf, (size_t) n);
+}
+
+static void stderr_cb(evutil_socket_t fd, short what, void *arg) {
+        struct qemu *q = arg;
+        uint8_t buf[IO_READ_MAX];
+        ssize_t n = read(fd, buf, sizeof buf);
+
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        if (n <= 0) {
+                (void) console_splitter_finish(&q->stderr_split, stderr_line, q);
+                free_event(&q->stderr_ev);
+                q->stderr_fd = safe_close(q->stderr_fd);
+                return;
+        }
+        (void) console_splitter_feed(&q->stderr_split, buf, (size_t) n, stderr_line, q);
+}
+
+/* ---- HMP ---- */
+
+static void hmp_run(struct qemu *q);
+static void start_step_done(struct qemu *q);
+
+static int write_all(int fd, const char *text) {
+        size_t len = strlen(text);
+
+        while (len > 0) {
+                ssize_t n = write(fd, text, len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                text += n;
+                len -= (size_t) n;
+        }
+        return 0;
+}
+
+/* Bytes nobody asked for (a reply to a request of a worker that died) must
+ * not be taken for the next reply. */
+static void drain_stale(int fd) {
+        char buf[4096];
+        for (unsigned i = 0; i < 256 && read(fd, buf, sizeof buf) > 0; i++)
+                ;
+}
+
+static void hmp_complete(struct qemu *q, int error, const char *why) {
+        struct hmp_job *j = TAKE_PTR(q->hmp_active);
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+
+        (void) evtimer_del(q->hmp_timer);
+        text = qemu_hmp_reply_take(&q->hmp, &len);
+        if (!j)
+                return;
+        if (error < 0) {
+                if (j->kind == HMP_GREETING) {
+                        hmp_job_free(j);
+                        machine_started(q->m, error, why);
+                        return;
+                }
+                (void) machine_reply_error(q->m, j->seq, error, "%s", why);
+        } else
+                switch (j->kind) {
+                case HMP_GREETING:
+                        start_step_done(q);
+                        break;
+                case HMP_TEXT:
+                        (void) machine_reply_text(q->m, j->seq, text ?: "", text ? len : 0, 0);
+                        break;
+                case HMP_SET_LINK:
+                        if (text && strstr(text, "Error"))
+                                log_warning("HMP %s answered: %s", j->command, text);
+                        (void) machine_reply_ok(q->m, j->seq);
+                        break;
+                case HMP_REBOOT:
+                        q->m->connected = false;
+                        machine_save_state(q->m);
+                        (void) machine_reply_ok(q->m, j->seq);
+                        break;
+                case _HMP_KIND_MAX:
+                        break;
+                }
+        hmp_job_free(j);
+        hmp_run(q);
+}
+
+static void hmp_run(struct qemu *q) {
+        struct hmp_job *j;
+        int r;
+
+        if (q->hmp_active || q->monitor_fd < 0 || !(j = TAILQ_FIRST(&q->hmp_jobs)))
+                return;
+        TAILQ_REMOVE(&q->hmp_jobs, j, link);
+        q->hmp_active = j;
+        qemu_hmp_reply_done(&q->hmp);
+        set_timer(q->hmp_timer, MONITOR_TIMEOUT_USEC);
+        if (!j->command)
+                return;
+        drain_stale(q->monitor_fd);
+        r = write_all(q->monitor_fd, j->command);
+        if (r >= 0)
+                r = write_all(q->monitor_fd, "\n");
+        if (r < 0)
+                hmp_complete(q, r, "could not write to the QEMU monitor");
+}
+
+static int hmp_submit(struct qemu *q, enum hmp_kind kind, const char *command, uint32_t seq) {
+        struct hmp_job *j = calloc(1, sizeof *j);
+
+        if (!j || (command && !(j->command = strdup(command)))) {
+                hmp_job_free(j);
+                return -ENOMEM;
+        }
+        j->kind = kind;
+        j->seq = seq;
+        TAILQ_INSERT_TAIL(&q->hmp_jobs, j, link);
+        hmp_run(q);
+        return 0;
+}
+
+static void hmp_timer_cb(evutil_socket_t fd, short what, void *arg) {
+        hmp_complete(arg, -ETIMEDOUT, "the QEMU monitor did not answer within 30 s");
+}
+
+static void monitor_cb(evutil_socket_t fd, short what, void *arg) {
+        struct qemu *q = arg;
+        char buf[IO_READ_MAX];
+        ssize_t n = read(fd, buf, sizeof buf);
+
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        if (n <= 0) {
+                free_event(&q->monitor_ev);
+                q->monitor_fd = safe_close(q->monitor_fd);
+                if (q->hmp_active)
+                        hmp_complete(q, -ECONNRESET, "the QEMU monitor closed its connection");
+                return;
+        }
+        if (!q->hmp_active)
+                return; /* stray output */
+        if (qemu_hmp_reply_append(&q->hmp, buf, (size_t) n) < 0) {
+                hmp_complete(q, -E2BIG, "QEMU monitor reply too large");
+                return;
+        }
+        if (qemu_hmp_reply_complete(&q->hmp))
+                hmp_complete(q, 0, NULL);
+}
+
+/* ---- QMP ---- */
+
+static void qmp_run(struct qemu *q);
+
+static void qmp_complete(struct qemu *q, int error, const char *why, const char *line) {
+        struct qmp_job *j = TAKE_PTR(q->qmp_active);
+
+        (void) evtimer_del(q->qmp_timer);
+        if (!j)
+                return;
+        if (j->kind != QMP_USER) {
+                if (error < 0) {
+                        qmp_job_free(j);
+                        machine_started(q->m, error, why);
+                        return;
+                }
+                if (j->kind == QMP_CAPABILITIES)
+                        start_step_done(q);
+        } else if (error < 0)
+                (void) machine_reply_error(q->m, j->seq, error, "%s", why);
+        else
+                (void) machine_reply_text(q->m, j->seq, line, strlen(line), 0);
+        qmp_job_free(j);
+        qmp_run(q);
+}
+
+static void qmp_run(struct qemu *q) {
+        struct qmp_job *j;
+
+        if (q->qmp_active || q->qmp_fd < 0 || !(j = TAILQ_FIRST(&q->qmp_jobs)))
+                return;
+        TAILQ_REMOVE(&q->qmp_jobs, j, link);
+        q->qmp_active = j;
+        set_timer(q->qmp_timer, MONITOR_TIMEOUT_USEC);
+        if (j->line) {
+                int r = write_all(q->qmp_fd, j->line);
+                if (r < 0)
+                        qmp_complete(q, r, "could not write to QMP", NULL);
+        }
+}
+
+static int qmp_submit(struct qemu *q, enum qmp_kind kind, const char *json, uint32_t seq) {
+        struct qmp_job *j = calloc(1, sizeof *j);
+
+        if (!j)
+                return -ENOMEM;
+        if (json && asprintf(&j->line, "%s\n", json) < 0) {
+                free(j);
+                return -ENOMEM;
+        }
+        j->kind = kind;
+        j->seq = seq;
+        TAILQ_INSERT_TAIL(&q->qmp_jobs, j, link);
+        qmp_run(q);
+        return 0;
+}
+
+static void qmp_timer_cb(evutil_socket_t fd, short what, void *arg) {
+        qmp_complete(arg, -ETIMEDOUT, "QMP did not answer within 30 s", NULL);
+}
+
+static void qmp_event_push(struct qemu *q, const char *line) {
+        if (q->n_events == QMP_EVENTS_MAX) {
+                free(q->events[0]);
+                memmove(q->events, q->events + 1, (QMP_EVENTS_MAX - 1) * sizeof q->events[0]);
+                q->n_events--;
+        }
+        q->events[q->n_events] = strdup(line);
+        if (q->events[q->n_events])
+                q->n_events++;
+}
+
+static void qmp_line(struct qemu *q, char *line) {
+        enum qemu_qmp_kind kind;
+        json_object *obj = NULL;
+
+        if (qemu_qmp_classify(line, &kind, &obj) < 0) {
+                log_warning("Ignoring a QMP line that is not a JSON object: %.200s", line);
+                return;
+        }
+        if (kind == QEMU_QMP_EVENT) {
+                qmp_event_push(q, line);
+        } else if (q->qmp_active) {
+                if (q->qmp_active->kind == QMP_GREETING && !json_object_object_get_ex(obj, "QMP", NULL))
+                        qmp_complete(q, -EPROTO, "QMP greeting lacks \"QMP\"", NULL);
+                else if (q->qmp_active->kind != QMP_USER && kind == QEMU_QMP_ERROR)
+                        qmp_complete(q, -EPROTO, "QMP refused qmp_capabilities", NULL);
+                else
+                        qmp_complete(q, 0, NULL, line);
+        }
+        json_object_put(obj);
+}
+
+static void qmp_cb(evutil_socket_t fd, short what, void *arg) {
+        struct qemu *q = arg;
+        uint8_t buf[IO_READ_MAX];
+        ssize_t n = read(fd, buf, sizeof buf);
+
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        if (n <= 0) {
+                free_event(&q->qmp_ev);
+                q->qmp_fd = safe_close(q->qmp_fd);
+                if (q->qmp_active)
+                        qmp_complete(q, -ECONNRESET, "QMP closed its connection", NULL);
+                return;
+        }
+        for (size_t off = 0; off < (size_t) n;) {
+                size_t used = 0;
+                char *line = NULL;
+                int r = qemu_qmp_reader_feed(&q->qmp, buf + off, (size_t) n - off, &used, &line);
+                off += used;
+                if (r == -E2BIG)
+                        log_warning("Dropped a QMP line longer than %u bytes", QEMU_QMP_LINE_MAX);
+                if (r == 1) {
+                        qmp_line(q, line);
+                        free(line);
+                }
+                if (q->qmp_fd < 0)
+                        break;
+        }
+}
+
+/* ---- start ---- */
+
+static int listen_unix(const char *dir, const char *name, int *ret) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -EBADF;
+
+        if ((size_t) snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", dir, name) >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        (void) unlink(sa.sun_path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return negative_errno();
+        if (bind(fd, (struct sockaddr *) &sa, sizeof sa) < 0 || listen(fd, 1) < 0)
+                return negative_errno();
+        *ret = TAKE_FD(fd);
+        return 0;
+}
+
+static int connect_unix(const char *dir, const char *name, int *ret) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -EBADF;
+
+        if ((size_t) snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", dir, name) >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return negative_errno();
+        if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
+                return negative_errno();
+        (void) fd_set_nonblock(fd, 1);
+        *ret = TAKE_FD(fd);
+        return 0;
+}
+
+static void start_failed(struct qemu *q, int r, const char *fmt, ...) _printf_(3, 4);
+static void start_failed(struct qemu *q, int r, const char *fmt, ...) {
+        char msg[MSG_STR_MAX];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        if (q->m->pid > 0) {
+                /* QEMU is up but unusable: do not leave it running. */
+                (void) peer_send(worker_peer(q->m->w), MSG_PROC_KILL, 0,
+                                 &(struct msg_proc_kill){ .name = QEMU_PROC, .signal = SIGKILL }, NULL, 0);
+                q->m->pid = 0;
+        }
+        close_all(q, true);
+        q->step = STEP_IDLE;
+        machine_started(q->m, r, msg);
+}
+
+static void store_fds(struct qemu *q) {
+        const int fds[] = { q->shell_fd, q->monitor_fd, q->qmp_fd, q->console_fd, q->stdin_fd, q->stderr_fd };
+
+        for (size_t i = 0; i < ELEMENTSOF(store_names); i++)
+                if (fds[i] >= 0 && (q->stored = true) && worker_store_fd(q->m->w, store_names[i], fds[i]) < 0)
+                        log_warning("Could not hand the %s fd to the supervisor's store", store_names[i]);
+}
+
+static int add_read_event(struct qemu *q, int fd, event_callback_fn cb, struct event **ret) {
+        free_event(ret);
+        *ret = event_new(q->m->base, fd, EV_READ | EV_PERSIST, cb, q);
+        if (!*ret || event_add(*ret, NULL) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+/* Both connections accepted: talk QMP, then wait for the HMP greeting. */
+static void handshake(struct qemu *q) {
+        int r;
+
+        q->step = STEP_HANDSHAKE;
+        q->handshake_pending = 0;
+        free_event(&q->monitor_accept_ev);
+        free_event(&q->shell_accept_ev);
+        q->monitor_listen = safe_close(q->monitor_listen);
+        q->shell_listen = safe_close(q->shell_listen);
+        r = connect_unix(q->m->cfg.state_dir, QEMU_QMP_NAME, &q->qmp_fd);
+        if (r < 0) {
+                start_failed(q, r, "could not connect to QMP at %s/" QEMU_QMP_NAME ": %s", q->m->cfg.state_dir,
+                             strerror(-r));
+                return;
+        }
+        if (add_read_event(q, q->qmp_fd, qmp_cb, &q->qmp_ev) < 0 ||
+            add_read_event(q, q->monitor_fd, monitor_cb, &q->monitor_ev) < 0 ||
+            qmp_submit(q, QMP_GREETING, NULL, 0) < 0 ||
+            qmp_submit(q, QMP_CAPABILITIES, "{\"execute\": \"qmp_capabilities\"}", 0) < 0 ||
+            hmp_submit(q, HMP_GREETING, NULL, 0) < 0)
+                start_failed(q, -ENOMEM, "out of memory");
+}
+
+static void start_step_done(struct qemu *q) {
+        struct machine *m = q->m;
+        int r;
+
+        /* Called twice: QMP capabilities done, HMP greeting done. */
+        if (q->step != STEP_HANDSHAKE || ++q->handshake_pending < 2)
+                return;
+        q->handshake_pending = 0;
+        evtimer_del(q->start_timer);
+        store_fds(q);
+        r = machine_shell_attach(m, q->shell_fd);
+        if (r < 0) {
+                start_failed(q, r, "out of memory");
+                return;
+        }
+        q->shell_fd = -EBADF; /* machine-shell owns it now */
+        q->step = STEP_RUNNING;
+        m->allow_reboot = q->allow_reboot;
+        log_event(LOG_INFO, LOG_EVENT_READY, NULL, "QEMU running (pid %lld)", (long long) m->pid);
+        machine_started(m, 0, NULL);
+}
+
+static void accept_cb(evutil_socket_t fd, short what, void *arg) {
+        struct qemu *q = arg;
+        bool monitor = fd == q->monitor_listen;
+        int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+        if (c < 0) {
+                if (errno != EAGAIN && errno != EINTR)
+                        start_failed(q, negative_errno(), "accept() on the %s socket failed: %m",
+                                     monitor ? "monitor" : "shell");
+                return;
+        }
+        if (monitor) {
+                safe_close(q->monitor_fd);
+                q->monitor_fd = c;
+                free_event(&q->monitor_accept_ev);
+        } else {
+                safe_close(q->shell_fd);
+                q->shell_fd = c;
+                free_event(&q->shell_accept_ev);
+        }
+        if (q->monitor_fd >= 0 && q->shell_fd >= 0)
+                handshake(q);
+}
+
+static void start_timer_cb(evutil_socket_t fd, short what, void *arg) {
+        struct qemu *q = arg;
+        char tail[2048];
+
+        machine_tail_describe(q->m, tail, sizeof tail);
+        start_failed(q, -ETIMEDOUT, "QEMU did not connect its monitor and shell sockets within %llu s; %s",
+                     (unsigned long long) MAX(q->m->cfg.connect_s, (uint64_t) START_MIN_S), tail);
+}
+
+/* The host environment, minus what the spawn message cannot carry. */
+static char **host_env_filtered(void) {
+        extern char **environ;
+        size_t n = 0;
+        char **v = calloc(ENV_ENTRIES_MAX + 1, sizeof *v);
+
+        if (!v)
+                return NULL;
+        for (char **e = environ; e && *e && n < ENV_ENTRIES_MAX; e++) {
+                if (strlen(*e) >= MSG_STR_MAX) {
+                        log_warning("Not passing an environment variable longer than %u bytes to QEMU: %.40s...",
+                                    MSG_STR_MAX, *e);
+                        continue;
+                }
+                v[n++] = *e;
+        }
+        return v;
+}
+
+static int spawn_qemu(struct qemu *q) {
+        struct machine *m = q->m;
+        struct qemu_cmd cmd = {};
+        _cleanup_free_ char **env = NULL;
+        _cleanup_close_ int in_r = -EBADF, out_w = -EBADF, err_w = -EBADF;
+        int p[2], r;
+
+        env = host_env_filtered();
+        if (!env)
+                return -ENOMEM;
+        if (m->cfg.start_script)
+                r = qemu_build_start_script(&m->cfg, q->allow_reboot, env, &cmd);
+        else
+                r = qemu_build_direct(&m->cfg, q->accel, q->allow_reboot, env, &cmd);
+        if (r < 0)
+                return r;
+        if (strv_length(cmd.env) > MSG_STRV_MAX || strv_length(cmd.argv) > MSG_STRV_MAX) {
+                qemu_cmd_done(&cmd);
+                return -E2BIG;
+        }
+        r = listen_unix(m->cfg.state_dir, QEMU_MONITOR_NAME, &q->monitor_listen);
+        if (r >= 0)
+                r = listen_unix(m->cfg.state_dir, QEMU_SHELL_NAME, &q->shell_listen);
+        if (r < 0)
+                goto out;
+        if (pipe2(p, O_CLOEXEC) < 0)
+                goto errno_out;
+        in_r = p[0];
+        q->stdin_fd = p[1];
+        if (pipe2(p, O_CLOEXEC) < 0)
+                goto errno_out;
+        q->console_fd = p[0];
+        out_w = p[1];
+        if (pipe2(p, O_CLOEXEC) < 0)
+                goto errno_out;
+        q->stderr_fd = p[0];
+        err_w = p[1];
+        (void) fd_set_nonblock(q->console_fd, 1);
+        (void) fd_set_nonblock(q->stderr_fd, 1);
+        (void) fd_set_nonblock(q->stdin_fd, 1);
+        (void) fcntl(q->console_fd, F_SETPIPE_SZ, 1024 * 1024);
+
+        if ((r = add_read_event(q, q->console_fd, console_cb, &q->console_ev)) < 0 ||
+            (r = add_read_event(q, q->stderr_fd, stderr_cb, &q->stderr_ev)) < 0 ||
+            (r = add_read_event(q, q->monitor_listen, accept_cb, &q->monitor_accept_ev)) < 0 ||
+            (r = add_read_event(q, q->shell_listen, accept_cb, &q->shell_accept_ev)) < 0)
+                goto out;
+
+        log_info("starting vm");
+        log_debug("QEMU command: %s ...", cmd.argv[0]);
+        q->spawn_seq = peer_next_seq(worker_peer(m->w));
+        const int fds[] = { in_r, out_w, err_w };
+        r = peer_send(worker_peer(m->w), MSG_SPAWN, q->spawn_seq,
+                      &(struct msg_spawn){ .name = QEMU_PROC, .argv = cmd.argv, .env = cmd.env, .cwd = cmd.cwd,
+                                           .stdio = 7 },
+                      fds, 3);
+        if (r < 0)
+                goto out;
+        q->step = STEP_SPAWNING;
+        set_timer(q->start_timer, MAX(m->cfg.connect_s, (uint64_t) START_MIN_S) * USEC_PER_SEC);
+        r = 0;
+        goto out;
+errno_out:
+        r = negative_errno();
+out:
+        qemu_cmd_done(&cmd);
+        return r;
+}
+
+static void continue_start(struct qemu *q) {
+        int r = spawn_qemu(q);
+        if (r < 0)
+                start_failed(q, r, "could not start QEMU: %s", strerror(-r));
+}
+
+/* ---- KVM probe ---- */
+
+static void probe_cache_path(struct qemu *q, char *buf, size_t size) {
+        _cleanup_free_ char *copy = strdup(q->m->cfg.state_dir);
+        (void) snprintf(buf, size, "%s/" PROBE_CACHE, copy ? dirname(copy) : "/tmp");
+}
+
+static enum qemu_kvm_probe probe_cache_read(struct qemu *q) {
+        char path[512], text[32] = "";
+        _cleanup_close_ int fd = -EBADF;
+        ssize_t n;
+
+        probe_cache_path(q, path, sizeof path);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || (n = read(fd, text, sizeof text - 1)) <= 0)
+                return QEMU_KVM_UNTESTED;
+        text[n] = 0;
+        text[strcspn(text, "\n")] = 0;
+        enum qemu_kvm_probe p = qemu_kvm_probe_from_string(text);
+        return p < 0 ? QEMU_KVM_UNTESTED : p;
+}
+
+static void probe_cache_write(struct qemu *q, enum qemu_kvm_probe p) {
+        char path[512], tmp[520];
+        _cleanup_close_ int fd = -EBADF;
+        const char *s = qemu_kvm_probe_to_string(p);
+
+        probe_cache_path(q, path, sizeof path);
+        (void) snprintf(tmp, sizeof tmp, "%s.%d", path, (int) getpid());
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || write(fd, s, strlen(s)) < 0 || write(fd, "\n", 1) < 0 || rename(tmp, path) < 0)
+                (void) unlink(tmp);
+}
+
+static void accel_chosen(struct qemu *q, enum qemu_kvm_probe p) {
+        const char *why;
+        const char *accel = qemu_accel_decide(q->m->cfg.accel, p, &why);
+
+        (void) snprintf(q->accel, sizeof q->accel, "%s", accel);
+        log_info("Using %s acceleration: %s", streq(accel, "kvm") ? "KVM" : "TCG (software)", why);
+}
+
+static void probe_finish(struct qemu *q, enum qemu_kvm_probe p) {
+        if (!q->probing)
+                return;
+        q->probing = false;
+        free_event(&q->probe_ev);
+        (void) evtimer_del(q->probe_timer);
+        q->probe_fd = safe_close(q->probe_fd);
+        (void) peer_send(worker_peer(q->m->w), MSG_PROC_KILL, 0,
+                         &(struct msg_proc_kill){ .name = PROBE_PROC, .signal = SIGKILL }, NULL, 0);
+        probe_cache_write(q, p);
+        accel_chosen(q, p);
+        if (q->step == STEP_PROBING)
+                continue_start(q);
+}
+
+static void probe_read_cb(evutil_socket_t fd, short what, void *arg) {
+        struct qemu *q = arg;
+        char buf[4096 + sizeof q->probe_tail];
+        size_t keep = strlen(q->probe_tail);
+        ssize_t n;
+
+        memcpy(buf, q->probe_tail, keep);
+        n = read(fd, buf + keep, 4096);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        if (n <= 0) {
+                free_event(&q->probe_ev);
+                return; /* wait for PROC_EXIT or the timer */
+        }
+        buf[keep + (size_t) n] = 0;
+        for (size_t i = 0; i < keep + (size_t) n; i++)
+                if (!buf[i])
+                        buf[i] = ' ';
+        if (strstr(buf, PROBE_MARK)) {
+                probe_finish(q, QEMU_KVM_WORKS);
+                return;
+        }
+        size_t total = keep + (size_t) n, t = MIN(total, sizeof q->probe_tail - 1);
+        memcpy(q->probe_tail, buf + total - t, t);
+        q->probe_tail[t] = 0;
+}
+
+static void probe_timer_cb(evutil_socket_t fd, short what, void *arg) {
+        probe_finish(arg, QEMU_KVM_HANGS);
+}
+
+static int probe_start(struct qemu *q) {
+        struct machine *m = q->m;
+        _cleanup_close_ int kvm = -EBADF, out_w = -EBADF;
+        char mem[] = "128";
+        char *argv[] = { m->cfg.binary, "-accel", "kvm", "-nodefaults", "-nographic", "-no-reboot", "-m", mem,
+                         "-kernel", m->cfg.kernel, "-append", "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1",
+                         "-serial", "stdio", "-monitor", "none", NULL };
+        char *env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+        int p[2], r;
+
+        kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+        if (kvm < 0)
+                return 0; /* caller sees !probing: missing */
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return negative_errno();
+        q->probe_fd = p[0];
+        out_w = p[1];
+        (void) fd_set_nonblock(q->probe_fd, 1);
+        q->probe_tail[0] = 0;
+        r = add_read_event(q, q->probe_fd, probe_read_cb, &q->probe_ev);
+        if (r < 0)
+                return r;
+        q->probe_seq = peer_next_seq(worker_peer(m->w));
+        r = peer_send(worker_peer(m->w), MSG_SPAWN, q->probe_seq,
+                      &(struct msg_spawn){ .name = PROBE_PROC, .argv = argv, .env = env, .cwd = "", .stdio = 2 },
+                      &out_w, 1);
+        if (r < 0)
+                return r;
+        q->probing = true;
+        set_timer(q->probe_timer, PROBE_USEC);
+        log_info("/dev/kvm exists; probing whether a KVM guest makes progress (at most %llu s)",
+                 PROBE_USEC / USEC_PER_SEC);
+        return 1;
+}
+
+/* ---- vtable ---- */
+
+static int qemu_start(struct machine *m, bool allow_reboot) {
+        struct qemu *q = Q(m);
+        const char *need = m->cfg.start_script ?: m->cfg.kernel;
+        char xchg[512];
+        int r;
+
+        if (q->step != STEP_IDLE)
+                return -EBUSY;
+        /* Refuse early and clearly what QEMU would only complain about later. */
+        if (access(need, m->cfg.start_script ? X_OK : R_OK) < 0) {
+                r = negative_errno();
+                start_failed(q, r, "%s %s is not %s: %s", m->cfg.start_script ? "start script" : "kernel", need,
+                             m->cfg.start_script ? "executable" : "readable", strerror(-r));
+                return 0;
+        }
+        if (m->cfg.initrd && access(m->cfg.initrd, R_OK) < 0) {
+                r = negative_errno();
+                start_failed(q, r, "initrd %s is not readable: %s", m->cfg.initrd, strerror(-r));
+                return 0;
+        }
+        (void) mkdir(m->cfg.state_dir, 0700);
+        (void) snprintf(xchg, sizeof xchg, "%s/xchg", m->cfg.state_dir);
+        (void) mkdir(xchg, 0755);
+        (void) mkdir(m->cfg.shared_dir, 0755);
+        q->allow_reboot = allow_reboot;
+        m->stderr_n = 0;
+        console_splitter_done(&q->stderr_split);
+        (void) console_splitter_init(&q->stderr_split, 0);
+
+        if (!m->cfg.start_script) {
+                if (qemu_accel_needs_probe(m->cfg.accel)) {
+                        enum qemu_kvm_probe p = probe_cache_read(q);
+                        if (p == QEMU_KVM_UNTESTED) {
+                                q->step = STEP_PROBING;
+                                r = probe_start(q);
+                                if (r > 0)
+                                        return 0;
+                                p = r == 0 ? QEMU_KVM_MISSING : QEMU_KVM_FAILED;
+                                probe_cache_write(q, p);
+                        } else
+                                log_debug("KVM probe result from this run's cache: %s", qemu_kvm_probe_to_string(p));
+                        accel_chosen(q, p);
+                } else
+                        accel_chosen(q, QEMU_KVM_UNTESTED);
+        }
+        continue_start(q);
+        return 0;
+}
+
+static int qemu_shutdown(struct machine *m) {
+        /* The reference writes the raw bytes, not an execute(). */
+        return machine_shell_write_raw(m, "poweroff\n");
+}
+
+static void kill_timer_cb(evutil_socket_t fd, short what, void *arg) {
+        struct qemu *q = arg;
+
+        log_warning("QEMU did not quit within %llu s of HMP quit; killing it", CRASH_KILL_USEC / USEC_PER_SEC);
+        (void) peer_send(worker_peer(q->m->w), MSG_PROC_KILL, 0,
+                         &(struct msg_proc_kill){ .name = QEMU_PROC, .signal = SIGKILL }, NULL, 0);
+}
+
+static int qemu_crash(struct machine *m) {
+        struct qemu *q = Q(m);
+        int r = -ENOTCONN;
+
+        if (q->monitor_fd >= 0)
+                r = write_all(q->monitor_fd, "quit\n");
+        if (r < 0)
+                (void) peer_send(worker_peer(m->w), MSG_PROC_KILL, 0,
+                                 &(struct msg_proc_kill){ .name = QEMU_PROC, .signal = SIGKILL }, NULL, 0);
+        set_timer(q->kill_timer, CRASH_KILL_USEC);
+        return 0;
+}
+
+static int qemu_reboot(struct machine *m, uint32_t seq) {
+        int r = hmp_submit(Q(m), HMP_REBOOT, "sendkey ctrl-alt-delete", seq);
+        return r < 0 ? machine_reply_error(m, seq, r, "out of memory") : 0;
+}
+
+static int qemu_monitor(struct machine *m, const char *command, uint32_t seq) {
+        int r = hmp_submit(Q(m), HMP_TEXT, command, seq);
+        return r < 0 ? machine_reply_error(m, seq, r, "out of memory") : 0;
+}
+
+static int qemu_set_link(struct machine *m, const char *nic, bool up, uint32_t seq) {
+        _cleanup_free_ char *cmd = NULL;
+
+        if (asprintf(&cmd, "set_link %s %s", *nic ? nic : qemu_default_nic(&m->cfg), up ? "on" : "off") < 0)
+                return machine_reply_error(m, seq, -ENOMEM, "out of memory");
+        int r = hmp_submit(Q(m), HMP_SET_LINK, cmd, seq);
+        return r < 0 ? machine_reply_error(m, seq, r, "out of memory") : 0;
+}
+
+static int qemu_qmp(struct machine *m, const char *json, uint32_t seq) {
+        struct qemu *q = Q(m);
+
+        if (!*json) {
+                /* "" asks for the events seen since the last such call. */
+                size_t len = 0;
+                for (size_t i = 0; i < q->n_events; i++)
+                        len += strlen(q->events[i]) + 1;
+                _cleanup_free_ char *text = malloc(len + 1);
+                if (!text)
+                        return machine_reply_error(m, seq, -ENOMEM, "out of memory");
+                char *p = text;
+                for (size_t i = 0; i < q->n_events; i++) {
+                        p = stpcpy(p, q->events[i]);
+                        *p++ = '\n';
+                        free(q->events[i]);
+                }
+                *p = 0;
+                q->n_events = 0;
+                return machine_reply_text(m, seq, text, len, 0);
+        }
+        if (strchr(json, '\n'))
+                return machine_reply_error(m, seq, -EINVAL, "a QMP command must be one line of JSON");
+        int r = qmp_submit(q, QMP_USER, json, seq);
+        return r < 0 ? machine_reply_error(m, seq, r, "out of memory") : 0;
+}
+
+static int qemu_send_console(struct machine *m, const char *text, size_t len) {
+        struct qemu *q = Q(m);
+
+        if (q->stdin_fd < 0)
+                return -ENOTCONN;
+        return write_all(q->stdin_fd, text);
+}
+
+static void describe_exit(const struct msg_proc_exit *e, char *buf, size_t size) {
+        if (e->signal > 0)
+                (void) snprintf(buf, size, "killed by signal %lld (%s)", (long long) e->signal,
+                                strsignal((int) e->signal));
+        else
+                (void) snprintf(buf, size, "exit status %lld", (long long) e->code);
+}
+
+static void qemu_exited(struct qemu *q, const struct msg_proc_exit *e) {
+        struct machine *m = q->m;
+        char how[96], tail[2048], why[MSG_STR_MAX];
+
+        describe_exit(e, how, sizeof how);
+        drain_streams(q);
+        drain_stderr(q);
+        if (q->console_fd >= 0)
+                machine_console_eof(m);
+        log_event(LOG_INFO, LOG_EVENT_EXITED, NULL, "QEMU (pid %lld) exited: %s", (long long) e->pid, how);
+        if (q->step != STEP_RUNNING && q->step != STEP_IDLE) {
+                machine_tail_describe(m, tail, sizeof tail);
+                m->pid = 0;
+                start_failed(q, -ECHILD, "QEMU exited before the machine was up (%s); %s", how, tail);
+                return;
+        }
+        (void) snprintf(why, sizeof why, "QEMU exited (%s)", how);
+        fail_monitor_jobs(q, why);
+        close_all(q, true);
+        q->step = STEP_IDLE;
+        machine_stopped(m, why);
+}
+
+static int qemu_on_frame(struct machine *m, const struct frame *f, int *fds, size_t n_fds) {
+        struct qemu *q = Q(m);
+
+        switch (f->type) {
+        case MSG_SPAWNED: {
+                const struct msg_spawned *s = f->body;
+                if (f->seq == q->spawn_seq && q->step == STEP_SPAWNING) {
+                        m->pid = s->pid;
+                        q->step = STEP_ACCEPTING;
+                        log_event(LOG_INFO, LOG_EVENT_SPAWNED, NULL, "QEMU spawned (pid %lld)", (long long) s->pid);
+                }
+                return 0;
+        }
+        case MSG_ERROR: {
+                const struct msg_error *e = f->body;
+                if (f->seq == q->spawn_seq && q->step == STEP_SPAWNING) {
+                        start_failed(q, (int) e->code, "the supervisor could not spawn QEMU: %s", e->message);
+                        return 0;
+                }
+                if (f->seq == q->probe_seq && q->probing) {
+                        probe_finish(q, QEMU_KVM_FAILED);
+                        return 0;
+                }
+                return -ENOENT;
+        }
+        case MSG_PROC_EXIT: {
+                const struct msg_proc_exit *e = f->body;
+                if (streq(e->name, PROBE_PROC)) {
+                        probe_finish(q, QEMU_KVM_FAILED);
+                        return 0;
+                }
+                if (streq(e->name, QEMU_PROC) && (e->pid == m->pid || m->pid <= 0)) {
+                        qemu_exited(q, e);
+                        return 0;
+                }
+                log_debug("Ignoring the exit of %s (pid %lld)", e->name, (long long) e->pid);
+                return 0;
+        }
+        default:
+                return -ENOENT;
+        }
+}
+
+static int qemu_attach(struct machine *m) {
+        struct qemu *q = Q(m);
+        const struct worker_restored_proc *procs;
+        int *slots[] = { &q->shell_fd, &q->monitor_fd, &q->qmp_fd, &q->console_fd, &q->stdin_fd, &q->stderr_fd };
+        size_t n;
+        int64_t pid = 0;
+        int r;
+
+        for (size_t i = 0; i < ELEMENTSOF(store_names); i++) {
+                r = worker_take_fd(m->w, store_names[i]);
+                *slots[i] = r >= 0 ? r : -EBADF;
+        }
+        procs = worker_procs(m->w, &n);
+        for (size_t i = 0; i < n; i++)
+                if (streq(procs[i].name, QEMU_PROC))
+                        pid = procs[i].pid;
+        if (pid <= 0 || q->shell_fd < 0 || q->monitor_fd < 0 || q->console_fd < 0) {
+                if (pid > 0) {
+                        log_warning("QEMU (pid %lld) still runs but its fds are lost; stopping it", (long long) pid);
+                        (void) peer_send(worker_peer(m->w), MSG_PROC_KILL, 0,
+                                         &(struct msg_proc_kill){ .name = QEMU_PROC, .signal = SIGKILL }, NULL, 0);
+                }
+                close_all(q, true);
+                return 0;
+        }
+        m->pid = pid;
+        (void) console_splitter_init(&q->stderr_split, 0);
+        for (size_t i = 0; i < ELEMENTSOF(slots); i++)
+                if (*slots[i] >= 0)
+                        (void) fd_set_nonblock(*slots[i], 1);
+        drain_stale(q->monitor_fd);
+        if (q->qmp_fd >= 0)
+                drain_stale(q->qmp_fd);
+        if ((r = add_read_event(q, q->console_fd, console_cb, &q->console_ev)) < 0 ||
+            (q->stderr_fd >= 0 && (r = add_read_event(q, q->stderr_fd, stderr_cb, &q->stderr_ev)) < 0) ||
+            (r = add_read_event(q, q->monitor_fd, monitor_cb, &q->monitor_ev)) < 0 ||
+            (q->qmp_fd >= 0 && (r = add_read_event(q, q->qmp_fd, qmp_cb, &q->qmp_ev)) < 0))
+                return r;
+        r = machine_shell_attach(m, q->shell_fd);
+        if (r < 0)
+                return r;
+        q->shell_fd = -EBADF;
+        q->step = STEP_RUNNING;
+        return 1;
+}
+
+static int qemu_init(struct machine *m) {
+        struct qemu *q = calloc(1, sizeof *q);
+
+        if (!q)
+                return -ENOMEM;
+        q->m = m;
+        q->monitor_listen = q->shell_listen = q->monitor_fd = q->shell_fd = q->qmp_fd = -EBADF;
+        q->console_fd = q->stdin_fd = q->stderr_fd = q->probe_fd = -EBADF;
+        TAILQ_INIT(&q->hmp_jobs);
+        TAILQ_INIT(&q->qmp_jobs);
+        qemu_hmp_reply_init(&q->hmp, 0);
+        qemu_qmp_reader_init(&q->qmp, 0);
+        m->backend_data = q;
+        q->start_timer = evtimer_new(m->base, start_timer_cb, q);
+        q->hmp_timer = evtimer_new(m->base, hmp_timer_cb, q);
+        q->qmp_timer = evtimer_new(m->base, qmp_timer_cb, q);
+        q->probe_timer = evtimer_new(m->base, probe_timer_cb, q);
+        q->kill_timer = evtimer_new(m->base, kill_timer_cb, q);
+        if (!q->start_timer || !q->hmp_timer || !q->qmp_timer || !q->probe_timer || !q->kill_timer)
+                return -ENOMEM;
+        return 0;
+}
+
+static void qemu_free(struct machine *m) {
+        struct qemu *q = Q(m);
+
+        if (!q)
+                return;
+        fail_monitor_jobs(q, "worker exiting");
+        close_all(q, false);
+        free_event(&q->probe_ev);
+        q->probe_fd = safe_close(q->probe_fd);
+        free_event(&q->start_timer);
+        free_event(&q->hmp_timer);
+        free_event(&q->qmp_timer);
+        free_event(&q->probe_timer);
+        free_event(&q->kill_timer);
+        for (size_t i = 0; i < q->n_events; i++)
+                free(q->events[i]);
+        console_splitter_done(&q->stderr_split);
+        free(q);
+        m->backend_data = NULL;
+}
+
+const struct machine_backend backend_qemu = {
+        .name = "qemu",
+        .init = qemu_init,
+        .free = qemu_free,
+        .start = qemu_start,
+        .attach = qemu_attach,
+        .shutdown = qemu_shutdown,
+        .crash = qemu_crash,
+        .reboot = qemu_reboot,
+        .on_frame = qemu_on_frame,
+        .monitor = qemu_monitor,
+        .qmp = qemu_qmp,
+        .send_console = qemu_send_console,
+        .set_link = qemu_set_link,
+};

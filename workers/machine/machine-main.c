@@ -1,0 +1,820 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * machine-main.c owns vigil-machine's request layer: it decodes the config,
+ * picks the backend, answers every MSG_M_* request (a table indexed by type),
+ * keeps the machine's lifecycle flags and the waiters on them, runs the
+ * wait-until retry loop (reference semantics: one attempt, then 1 s pauses,
+ * then a final attempt) and turns console bytes into the log file, the
+ * journal and the line ring that wait_for_console_text reads.
+ */
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+
+#include "exit-status.h"
+#include "log.h"
+#include "machine.h"
+#include "peer.h"
+
+#define CONSOLE_READ_MAX (1024u * 1024u)
+#define CONSOLE_LOG_FILE_MAX (256ull * 1024ull * 1024ull)
+#define CONSOLE_JOURNAL_BURST 200u
+#define CONSOLE_JOURNAL_INTERVAL_USEC USEC_PER_SEC
+#define STATE_FILE "vigil-machine.state"
+
+struct wait_until {
+        struct machine *m;
+        uint32_t seq;
+        char *command;
+        int64_t timeout_s;
+        bool want_success;
+        bool last_try;
+        unsigned long long start;
+        struct event *timer;
+        LIST_ENTRY(wait_until) link;
+};
+
+static uint64_t console_file_bytes;
+static bool console_file_capped;
+
+/* ---- replies ---- */
+
+int machine_reply_error(struct machine *m, uint32_t seq, int code, const char *fmt, ...) {
+        char msg[MSG_STR_MAX];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        return peer_send_error(worker_peer(m->w), seq, code < 0 ? code : -EIO, "%s", msg);
+}
+
+int machine_reply_ok(struct machine *m, uint32_t seq) {
+        return peer_send_ok(worker_peer(m->w), seq);
+}
+
+int machine_reply_text(struct machine *m, uint32_t seq, const char *text, size_t len, uint64_t next_line) {
+        int r = peer_send_chunks(worker_peer(m->w), seq, (const uint8_t *) text, len);
+        if (r < 0)
+                return r;
+        return peer_send(worker_peer(m->w), MSG_M_TEXT_RESULT, seq,
+                         &(struct msg_m_text_result){ .length = len, .next_line = next_line }, NULL, 0);
+}
+
+int machine_reply_exec(struct machine *m, uint32_t seq, int64_t status, const uint8_t *data, size_t len) {
+        int r = peer_send_chunks(worker_peer(m->w), seq, data, len);
+        if (r < 0)
+                return r;
+        return peer_send(worker_peer(m->w), MSG_M_EXEC_RESULT, seq,
+                         &(struct msg_m_exec_result){ .status = status, .length = len }, NULL, 0);
+}
+
+void machine_send_ready(struct machine *m) {
+        if (m->ready_sent)
+                return;
+        m->ready_sent = true;
+        (void) worker_send_ready(m->w);
+}
+
+/* ---- waiters ---- */
+
+static void seq_waiter_free(struct seq_waiter *s) {
+        LIST_REMOVE(s, link);
+        if (s->timer)
+                event_free(s->timer);
+        free(s);
+}
+
+static struct seq_waiter *seq_waiter_add(struct machine *m, void *head, uint32_t seq) {
+        struct seq_waiter *s = calloc(1, sizeof *s);
+
+        if (!s)
+                return NULL;
+        s->seq = seq;
+        s->m = m;
+        LIST_INSERT_HEAD((LIST_HEAD(, seq_waiter) *) head, s, link);
+        return s;
+}
+
+static void reply_all(struct machine *m, void *head, int error, const char *message) {
+        LIST_HEAD(, seq_waiter) *h = head;
+        struct seq_waiter *s;
+
+        while ((s = LIST_FIRST(h))) {
+                if (error < 0)
+                        (void) machine_reply_error(m, s->seq, error, "%s", message);
+                else
+                        (void) machine_reply_ok(m, s->seq);
+                seq_waiter_free(s);
+        }
+}
+
+/* ---- state file (what a restarted worker cannot learn from the fds) ---- */
+
+void machine_save_state(struct machine *m) {
+        char path[512], tmp[520];
+        _cleanup_free_ char *text = NULL;
+        _cleanup_close_ int fd = -EBADF;
+
+        (void) snprintf(path, sizeof path, "%s/" STATE_FILE, m->cfg.state_dir);
+        (void) snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        if (asprintf(&text, "{\"booted\":%s,\"connected\":%s,\"pid\":%lld,\"allow_reboot\":%s}\n",
+                     m->booted ? "true" : "false", m->connected ? "true" : "false", (long long) m->pid,
+                     m->allow_reboot ? "true" : "false") < 0) {
+                text = NULL;
+                return;
+        }
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t) strlen(text) || rename(tmp, path) < 0)
+                log_warning_errno(negative_errno(), "Failed to write %s", path);
+}
+
+static void load_state(struct machine *m, bool *ret_connected, bool *ret_allow_reboot) {
+        char path[512];
+        json_object *j, *v;
+
+        *ret_connected = *ret_allow_reboot = false;
+        (void) snprintf(path, sizeof path, "%s/" STATE_FILE, m->cfg.state_dir);
+        j = json_object_from_file(path);
+        if (!j)
+                return;
+        if (json_object_object_get_ex(j, "connected", &v))
+                *ret_connected = json_object_get_boolean(v);
+        if (json_object_object_get_ex(j, "allow_reboot", &v))
+                *ret_allow_reboot = json_object_get_boolean(v);
+        json_object_put(j);
+}
+
+/* ---- console ---- */
+
+struct console_batch {
+        struct machine *m;
+        char *buf;
+        size_t len;
+        size_t alloc;
+        bool any;
+};
+
+static int console_line(const char *line, size_t len, void *userdata) {
+        struct console_batch *b = userdata;
+        struct machine *m = b->m;
+        uint64_t suppressed = 0;
+
+        b->any = true;
+        (void) console_ring_push(&m->ring, line, len);
+        if (console_ratelimit_allow(&m->ratelimit, now_usec(), &suppressed)) {
+                if (suppressed > 0)
+                        log_event(LOG_WARNING, LOG_EVENT_CONSOLE, NULL, "%s # [vigil: %llu console lines suppressed]",
+                                  m->cfg.name, (unsigned long long) suppressed);
+                log_event(LOG_INFO, LOG_EVENT_CONSOLE, NULL, "%s # %s", m->cfg.name, line);
+        }
+        if (b->len + len + 1 > b->alloc) {
+                size_t a = MAX(b->alloc * 2, b->len + len + 1 + 4096);
+                char *p = realloc(b->buf, a);
+                if (!p)
+                        return 0; /* the file misses this batch; memory is not worth more */
+                b->buf = p;
+                b->alloc = a;
+        }
+        memcpy(b->buf + b->len, line, len);
+        b->buf[b->len + len] = '\n';
+        b->len += len + 1;
+        return 0;
+}
+
+static void console_write_file(struct machine *m, const char *buf, size_t len) {
+        static const char capped[] = "[vigil: console log truncated here; the limit is 256 MiB]\n";
+
+        if (m->console_log_fd < 0 || console_file_capped || len == 0)
+                return;
+        if (console_file_bytes + len > CONSOLE_LOG_FILE_MAX) {
+                console_file_capped = true;
+                buf = capped;
+                len = sizeof capped - 1;
+                log_warning("Console log reached %llu bytes; further console output is not written to the file",
+                            CONSOLE_LOG_FILE_MAX);
+        }
+        while (len > 0) {
+                ssize_t n = write(m->console_log_fd, buf, len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        log_warning_errno(negative_errno(), "Failed to write the console log");
+                        return;
+                }
+                buf += n;
+                len -= (size_t) n;
+                console_file_bytes += (size_t) n;
+        }
+}
+
+static void console_waiter_free(struct console_waiter *cw) {
+        LIST_REMOVE(cw, link);
+        if (cw->timer)
+                event_free(cw->timer);
+        free(cw);
+}
+
+static void console_answer(struct machine *m, uint32_t seq, uint64_t from) {
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        uint64_t first, next;
+        int r;
+
+        r = console_ring_read(&m->ring, from, CONSOLE_READ_MAX, &text, &len, &first, &next);
+        if (r < 0) {
+                (void) machine_reply_error(m, seq, r, "out of memory reading the console");
+                return;
+        }
+        (void) machine_reply_text(m, seq, text, len, next);
+}
+
+static void console_wake(struct machine *m, bool all) {
+        struct console_waiter *cw, *next;
+
+        for (cw = LIST_FIRST(&m->console_waiters); cw; cw = next) {
+                next = LIST_NEXT(cw, link);
+                if (!all && cw->from >= console_ring_end(&m->ring))
+                        continue;
+                console_answer(m, cw->seq, cw->from);
+                console_waiter_free(cw);
+        }
+}
+
+void machine_console_feed(struct machine *m, const uint8_t *buf, size_t len) {
+        struct console_batch b = { .m = m };
+
+        (void) console_splitter_feed(&m->splitter, buf, len, console_line, &b);
+        console_write_file(m, b.buf, b.len);
+        free(b.buf);
+        if (b.any)
+                console_wake(m, false);
+}
+
+void machine_console_eof(struct machine *m) {
+        struct console_batch b = { .m = m };
+
+        (void) console_splitter_finish(&m->splitter, console_line, &b);
+        console_write_file(m, b.buf, b.len);
+        free(b.buf);
+        if (b.any)
+                console_wake(m, false);
+}
+
+void machine_stderr_line(struct machine *m, const char *line) {
+        log_warning("qemu: %s", line);
+        (void) snprintf(m->stderr_tail[m->stderr_n % ELEMENTSOF(m->stderr_tail)], sizeof m->stderr_tail[0], "%s",
+                        line);
+        m->stderr_n++;
+}
+
+void machine_tail_describe(struct machine *m, char *buf, size_t size) {
+        _cleanup_free_ char *text = NULL;
+        size_t len, o = 0;
+        uint64_t first, next, end = console_ring_end(&m->ring);
+        unsigned n_err = MIN(m->stderr_n, (unsigned) ELEMENTSOF(m->stderr_tail));
+
+        buf[0] = 0;
+        if (console_ring_read(&m->ring, end > 5 ? end - 5 : 0, 1024, &text, &len, &first, &next) >= 0 && len > 0) {
+                for (char *p = text; *p; p++)
+                        if (*p == '\n')
+                                *p = '|';
+                o += (size_t) snprintf(buf + o, size - o, "last console lines: %s", text);
+        } else
+                o += (size_t) snprintf(buf + o, size - o, "no console output");
+        for (unsigned i = m->stderr_n - n_err; i < m->stderr_n && o < size; i++)
+                o += (size_t) snprintf(buf + o, size - o, "%sqemu stderr: %s", o ? "; " : "",
+                                       m->stderr_tail[i % ELEMENTSOF(m->stderr_tail)]);
+}
+
+static int console_open(struct machine *m, bool truncate) {
+        char path[512];
+        struct stat st;
+
+        (void) mkdir(m->cfg.out_dir, 0755);
+        (void) snprintf(path, sizeof path, "%s/%s-console.log", m->cfg.out_dir, m->cfg.name);
+        m->console_log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (truncate ? O_TRUNC : 0), 0644);
+        if (m->console_log_fd < 0)
+                return log_error_errno(negative_errno(), "Failed to open the console log %s", path);
+        if (fstat(m->console_log_fd, &st) == 0)
+                console_file_bytes = (uint64_t) st.st_size;
+        return 0;
+}
+
+/* After a restart: continue the line numbering where the log file ends, and
+ * refill the ring from it so wait_for_console_text still sees recent lines. */
+static void console_reload(struct machine *m) {
+        char path[512];
+        _cleanup_fclose_ FILE *f = NULL;
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t n;
+
+        (void) snprintf(path, sizeof path, "%s/%s-console.log", m->cfg.out_dir, m->cfg.name);
+        f = fopen(path, "re");
+        if (!f)
+                return;
+        while ((n = getline(&line, &cap, f)) > 0) {
+                if (line[n - 1] == '\n')
+                        line[--n] = 0;
+                (void) console_ring_push(&m->ring, line, (size_t) n);
+        }
+        free(line);
+        log_info("Console log has %llu lines; numbering continues from there",
+                 (unsigned long long) console_ring_end(&m->ring));
+}
+
+/* ---- lifecycle ---- */
+
+int machine_start(struct machine *m, bool allow_reboot) {
+        int r;
+
+        if (m->starting || m->booted)
+                return 0;
+        m->starting = true;
+        r = m->backend->start(m, allow_reboot);
+        if (r < 0)
+                machine_started(m, r, "could not start the machine");
+        return 0;
+}
+
+void machine_started(struct machine *m, int r, const char *message) {
+        m->starting = false;
+        if (r < 0) {
+                (void) snprintf(m->last_error, sizeof m->last_error, "%s", message);
+                log_error("Starting the machine failed: %s", message);
+                reply_all(m, &m->start_waiters, r, message);
+                machine_shell_fail_all(m, r, message);
+                return;
+        }
+        m->booted = true;
+        m->connected = false;
+        m->booted_at = now_usec();
+        m->last_error[0] = 0;
+        machine_save_state(m);
+        reply_all(m, &m->start_waiters, 0, NULL);
+        machine_shell_kick(m);
+}
+
+void machine_stopped(struct machine *m, const char *why) {
+        bool was = m->booted;
+
+        m->booted = false;
+        m->connected = false;
+        m->starting = false;
+        m->pid = 0;
+        machine_save_state(m);
+        if (was)
+                log_info("Machine stopped: %s", why);
+        machine_shell_fail_all(m, -ECONNRESET, why);
+        reply_all(m, &m->shutdown_waiters, 0, NULL);
+        console_wake(m, true);
+}
+
+/* ---- requests ---- */
+
+static void exec_done(struct machine *m, struct shell_job *j, int error, const char *message, int status,
+                      uint8_t *output, size_t len) {
+        uint32_t seq = (uint32_t) (uintptr_t) j->userdata;
+
+        if (error < 0)
+                (void) machine_reply_error(m, seq, error, "%s", message ?: "command failed");
+        else
+                (void) machine_reply_exec(m, seq, status, output, len);
+        free(output);
+}
+
+static int handle_execute(struct machine *m, const struct frame *f) {
+        const struct msg_m_execute *b = f->body;
+        struct shell_job *j = shell_job_new(SHELL_JOB_EXEC, b->command);
+
+        if (!j)
+                return machine_reply_error(m, f->seq, -ENOMEM, "out of memory");
+        j->timeout_s = b->timeout_s;
+        j->check_return = b->check_return;
+        j->check_output = b->check_output;
+        j->done = exec_done;
+        j->userdata = (void *) (uintptr_t) f->seq;
+        log_event(LOG_DEBUG, LOG_EVENT_COMMAND, NULL, "execute: %s", b->command);
+        machine_shell_submit(m, j);
+        return 0;
+}
+
+static void connect_done(struct machine *m, struct shell_job *j, int error, const char *message, int status,
+                         uint8_t *output, size_t len) {
+        uint32_t seq = (uint32_t) (uintptr_t) j->userdata;
+
+        free(output);
+        if (error < 0)
+                (void) machine_reply_error(m, seq, error, "%s", message ?: "connect failed");
+        else
+                (void) machine_reply_ok(m, seq);
+}
+
+static int handle_connect(struct machine *m, const struct frame *f) {
+        const struct msg_m_timeout *b = f->body;
+        struct shell_job *j;
+
+        if (m->booted && m->connected && !m->active && TAILQ_EMPTY(&m->jobs))
+                return machine_reply_ok(m, f->seq);
+        j = shell_job_new(SHELL_JOB_CONNECT, NULL);
+        if (!j)
+                return machine_reply_error(m, f->seq, -ENOMEM, "out of memory");
+        j->connect_timeout_ms = b->timeout_ms;
+        j->done = connect_done;
+        j->userdata = (void *) (uintptr_t) f->seq;
+        machine_shell_submit(m, j);
+        return 0;
+}
+
+static void wait_until_free(struct wait_until *wu) {
+        LIST_REMOVE(wu, link);
+        if (wu->timer)
+                event_free(wu->timer);
+        free(wu->command);
+        free(wu);
+}
+
+static void wait_until_attempt(struct wait_until *wu);
+
+static void wait_until_done(struct machine *m, struct shell_job *j, int error, const char *message, int status,
+                            uint8_t *output, size_t len) {
+        struct wait_until *wu = j->userdata;
+        struct timeval one = { 1, 0 };
+
+        if (error < 0) {
+                /* As in the reference, an execute failure propagates out of retry(). */
+                (void) machine_reply_error(m, wu->seq, error, "%s", message ?: "command failed");
+                goto done;
+        }
+        if (wu->want_success ? status == 0 : status != 0) {
+                (void) machine_reply_exec(m, wu->seq, status, output, len);
+                goto done;
+        }
+        if (wu->last_try) {
+                (void) machine_reply_error(m, wu->seq, -ETIMEDOUT, "action timed out after %.2f seconds (timeout=%lld)",
+                                           (double) (now_usec() - wu->start) / USEC_PER_SEC, (long long) wu->timeout_s);
+                goto done;
+        }
+        free(output);
+        (void) evtimer_add(wu->timer, &one);
+        return;
+done:
+        free(output);
+        wait_until_free(wu);
+}
+
+static bool wait_until_time_left(const struct wait_until *wu) {
+        return wu->timeout_s < 0 || now_usec() - wu->start < (unsigned long long) wu->timeout_s * USEC_PER_SEC;
+}
+
+static void wait_until_attempt(struct wait_until *wu) {
+        struct shell_job *j = shell_job_new(SHELL_JOB_EXEC, wu->command);
+
+        if (!j) {
+                (void) machine_reply_error(wu->m, wu->seq, -ENOMEM, "out of memory");
+                wait_until_free(wu);
+                return;
+        }
+        wu->last_try = !wait_until_time_left(wu);
+        j->timeout_s = wu->timeout_s;
+        j->done = wait_until_done;
+        j->userdata = wu;
+        machine_shell_submit(wu->m, j);
+}
+
+static void wait_until_timer(evutil_socket_t fd, short what, void *arg) {
+        wait_until_attempt(arg);
+}
+
+static int handle_wait_until(struct machine *m, const struct frame *f) {
+        const struct msg_m_wait_until *b = f->body;
+        struct wait_until *wu = calloc(1, sizeof *wu);
+
+        if (!wu || !(wu->command = strdup(b->command))) {
+                free(wu);
+                return machine_reply_error(m, f->seq, -ENOMEM, "out of memory");
+        }
+        wu->m = m;
+        wu->seq = f->seq;
+        wu->timeout_s = b->timeout_s;
+        wu->want_success = b->want_success;
+        wu->start = now_usec();
+        LIST_INSERT_HEAD(&m->wait_untils, wu, link);
+        wu->timer = evtimer_new(m->base, wait_until_timer, wu);
+        if (!wu->timer) {
+                wait_until_free(wu);
+                return machine_reply_error(m, f->seq, -ENOMEM, "out of memory");
+        }
+        wait_until_attempt(wu);
+        return 0;
+}
+
+static int handle_start(struct machine *m, const struct frame *f) {
+        const struct msg_m_start *b = f->body;
+
+        if (m->booted)
+                return machine_reply_ok(m, f->seq);
+        if (!seq_waiter_add(m, &m->start_waiters, f->seq))
+                return machine_reply_error(m, f->seq, -ENOMEM, "out of memory");
+        return machine_start(m, b->allow_reboot);
+}
+
+static void shutdown_timer(evutil_socket_t fd, short what, void *arg) {
+        struct seq_waiter *s = arg;
+
+        (void) machine_reply_error(s->m, s->seq, -ETIMEDOUT, "timed out waiting for the VM to power off");
+        seq_waiter_free(s);
+}
+
+static int add_shutdown_waiter(struct machine *m, uint32_t seq, int64_t timeout_ms) {
+        struct seq_waiter *s = seq_waiter_add(m, &m->shutdown_waiters, seq);
+
+        if (!s)
+                return machine_reply_error(m, seq, -ENOMEM, "out of memory");
+        if (timeout_ms >= 0) {
+                struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+                s->timer = evtimer_new(m->base, shutdown_timer, s);
+                if (s->timer)
+                        (void) evtimer_add(s->timer, &tv);
+        }
+        return 0;
+}
+
+static int handle_shutdown(struct machine *m, const struct frame *f) {
+        int r;
+
+        if (!m->booted)
+                return machine_reply_ok(m, f->seq);
+        r = m->backend->shutdown(m);
+        if (r < 0)
+                return machine_reply_error(m, f->seq, r, "could not ask the guest to power off");
+        return add_shutdown_waiter(m, f->seq, -1);
+}
+
+static int handle_crash(struct machine *m, const struct frame *f) {
+        int r;
+
+        if (!m->booted)
+                return machine_reply_ok(m, f->seq);
+        log_info("forced crash");
+        r = m->backend->crash(m);
+        if (r < 0)
+                return machine_reply_error(m, f->seq, r, "could not stop the machine");
+        return add_shutdown_waiter(m, f->seq, -1);
+}
+
+static int handle_reboot(struct machine *m, const struct frame *f) {
+        if (!m->booted)
+                return machine_reply_error(m, f->seq, -ENOTCONN, "machine %s is not running", m->cfg.name);
+        return m->backend->reboot(m, f->seq);
+}
+
+static int handle_wait_shutdown(struct machine *m, const struct frame *f) {
+        const struct msg_m_timeout *b = f->body;
+
+        if (!m->booted)
+                return machine_reply_ok(m, f->seq);
+        return add_shutdown_waiter(m, f->seq, b->timeout_ms);
+}
+
+static int need_running(struct machine *m, uint32_t seq) {
+        if (m->booted)
+                return 0;
+        (void) machine_reply_error(m, seq, -ENOTCONN, "machine %s is not running (start it first)", m->cfg.name);
+        return -ENOTCONN;
+}
+
+static int handle_monitor(struct machine *m, const struct frame *f) {
+        const struct msg_m_text *b = f->body;
+
+        if (need_running(m, f->seq) < 0)
+                return 0;
+        if (!m->backend->monitor)
+                return machine_reply_error(m, f->seq, -EOPNOTSUPP, "backend %s has no monitor", m->backend->name);
+        return m->backend->monitor(m, b->text, f->seq);
+}
+
+static int handle_qmp(struct machine *m, const struct frame *f) {
+        const struct msg_m_text *b = f->body;
+
+        if (need_running(m, f->seq) < 0)
+                return 0;
+        if (!m->backend->qmp)
+                return machine_reply_error(m, f->seq, -EOPNOTSUPP, "backend %s has no QMP", m->backend->name);
+        return m->backend->qmp(m, b->text, f->seq);
+}
+
+static int handle_set_link(struct machine *m, const struct frame *f) {
+        const struct msg_m_set_link *b = f->body;
+
+        if (need_running(m, f->seq) < 0)
+                return 0;
+        if (!m->backend->set_link)
+                return machine_reply_error(m, f->seq, -EOPNOTSUPP, "backend %s cannot switch links",
+                                           m->backend->name);
+        return m->backend->set_link(m, b->nic, b->up, f->seq);
+}
+
+static int handle_send_console(struct machine *m, const struct frame *f) {
+        const struct msg_m_text *b = f->body;
+        int r;
+
+        if (need_running(m, f->seq) < 0)
+                return 0;
+        if (!m->backend->send_console)
+                return machine_reply_error(m, f->seq, -EOPNOTSUPP, "backend %s has no console input",
+                                           m->backend->name);
+        r = m->backend->send_console(m, b->text, strlen(b->text));
+        if (r < 0)
+                return machine_reply_error(m, f->seq, r, "could not write to the console");
+        return machine_reply_ok(m, f->seq);
+}
+
+static void console_timer(evutil_socket_t fd, short what, void *arg) {
+        struct console_waiter *cw = arg;
+
+        console_answer(cw->m, cw->seq, cw->from);
+        console_waiter_free(cw);
+}
+
+static int handle_console_read(struct machine *m, const struct frame *f) {
+        const struct msg_m_console_read *b = f->body;
+        struct console_waiter *cw;
+
+        /* Answer now if there is something, if the caller will not wait, or if
+         * nothing more can come (no machine, console closed). */
+        if (b->from_line < console_ring_end(&m->ring) || b->timeout_ms == 0 || (!m->booted && !m->starting)) {
+                console_answer(m, f->seq, b->from_line);
+                return 0;
+        }
+        cw = calloc(1, sizeof *cw);
+        if (!cw)
+                return machine_reply_error(m, f->seq, -ENOMEM, "out of memory");
+        cw->m = m;
+        cw->seq = f->seq;
+        cw->from = b->from_line;
+        LIST_INSERT_HEAD(&m->console_waiters, cw, link);
+        if (b->timeout_ms > 0) {
+                struct timeval tv = { .tv_sec = b->timeout_ms / 1000, .tv_usec = (b->timeout_ms % 1000) * 1000 };
+                cw->timer = evtimer_new(m->base, console_timer, cw);
+                if (cw->timer)
+                        (void) evtimer_add(cw->timer, &tv);
+        }
+        return 0;
+}
+
+static int handle_state(struct machine *m, const struct frame *f) {
+        return peer_send(worker_peer(m->w), MSG_M_STATE_RESULT, f->seq,
+                         &(struct msg_m_state_result){ .booted = m->booted,
+                                                       .connected = m->connected,
+                                                       .pid = m->pid,
+                                                       .backend = (char *) m->backend->name,
+                                                       .worker_pid = getpid() },
+                         NULL, 0);
+}
+
+typedef int (*request_fn)(struct machine *m, const struct frame *f);
+
+static const request_fn request_handlers[] = {
+        [MSG_M_START] = handle_start,
+        [MSG_M_CONNECT] = handle_connect,
+        [MSG_M_EXECUTE] = handle_execute,
+        [MSG_M_WAIT_UNTIL] = handle_wait_until,
+        [MSG_M_SHUTDOWN] = handle_shutdown,
+        [MSG_M_CRASH] = handle_crash,
+        [MSG_M_REBOOT] = handle_reboot,
+        [MSG_M_WAIT_SHUTDOWN] = handle_wait_shutdown,
+        [MSG_M_MONITOR] = handle_monitor,
+        [MSG_M_QMP] = handle_qmp,
+        [MSG_M_CONSOLE_READ] = handle_console_read,
+        [MSG_M_SEND_CONSOLE] = handle_send_console,
+        [MSG_M_STATE] = handle_state,
+        [MSG_M_SET_LINK] = handle_set_link,
+};
+
+static int machine_on_frame(struct worker *w, const struct frame *f, int *fds, size_t n_fds, void *userdata) {
+        struct machine *m = userdata;
+        int r;
+
+        if (f->type > 0 && (size_t) f->type < ELEMENTSOF(request_handlers) && request_handlers[f->type]) {
+                const char *target = *(char *const *) f->body; /* field 0 of every MSG_M_* body */
+                if (!streq_ptr(target, m->cfg.name))
+                        return machine_reply_error(m, f->seq, -ENOENT, "this worker runs machine %s, not %s",
+                                                   m->cfg.name, target);
+                r = request_handlers[f->type](m, f);
+                return r == -EBADMSG ? r : 0;
+        }
+        r = m->backend->on_frame(m, f, fds, n_fds);
+        if (r != -ENOENT)
+                return 0;
+        if (f->type == MSG_OK || f->type == MSG_ERROR || f->type == MSG_PONG) {
+                log_debug("Ignoring a %s with seq %u that answers nothing of ours", f->info->name, f->seq);
+                return 0;
+        }
+        log_error("Unexpected %s from the supervisor", f->info->name);
+        return -EBADMSG;
+}
+
+static int machine_configure(struct worker *w, const struct msg_config *cfg, void *userdata) {
+        struct machine *m = userdata;
+        char error[MACHINE_CONFIG_ERROR_MAX];
+        bool restarted = cfg->restarts > 0;
+        int r;
+
+        m->w = w;
+        m->base = worker_event_base(w);
+        m->console_log_fd = -EBADF;
+        LIST_INIT(&m->console_waiters);
+        LIST_INIT(&m->start_waiters);
+        LIST_INIT(&m->shutdown_waiters);
+        LIST_INIT(&m->wait_untils);
+
+        r = machine_config_parse(cfg->json, &m->cfg, error, sizeof error);
+        if (r < 0) {
+                log_error("%s", error);
+                return r;
+        }
+        if (!streq(m->cfg.name, worker_name(w)))
+                log_warning("Config names machine %s but this worker is %s", m->cfg.name, worker_name(w));
+        m->backend = &backend_qemu;
+        /* A whole command output can be queued at once; let the channel hold it. */
+        peer_set_queue_max(worker_peer(w), m->cfg.output_max + 16u * 1024u * 1024u);
+
+        if ((r = console_splitter_init(&m->splitter, 0)) < 0 || (r = console_ring_init(&m->ring, 0, 0)) < 0 ||
+            (r = machine_shell_init(m)) < 0)
+                return r;
+        console_ratelimit_init(&m->ratelimit, CONSOLE_JOURNAL_INTERVAL_USEC, CONSOLE_JOURNAL_BURST);
+        (void) mkdir(m->cfg.state_dir, 0700);
+        if (restarted)
+                console_reload(m);
+        r = console_open(m, !restarted);
+        if (r < 0)
+                return r;
+        r = m->backend->init(m);
+        if (r < 0)
+                return r;
+
+        if (!restarted) {
+                log_info("Machine %s configured (backend %s, %s)", m->cfg.name, m->backend->name,
+                         m->cfg.start_script ? m->cfg.start_script : m->cfg.kernel);
+                machine_send_ready(m);
+                return 0;
+        }
+        bool connected, allow_reboot;
+        load_state(m, &connected, &allow_reboot);
+        r = m->backend->attach(m);
+        if (r < 0)
+                return r;
+        if (r == 0) {
+                log_info("Restarted (restart %llu); no running machine to re-attach to",
+                         (unsigned long long) cfg->restarts);
+                machine_send_ready(m);
+                return 0;
+        }
+        m->booted = true;
+        m->connected = connected;
+        m->allow_reboot = allow_reboot;
+        log_event(LOG_NOTICE, LOG_EVENT_RESTARTED, NULL,
+                  "Re-attached to the running machine (pid %lld) after restart %llu; guest shell %s",
+                  (long long) m->pid, (unsigned long long) cfg->restarts,
+                  connected ? "connected, resynchronising" : "not connected yet");
+        machine_save_state(m);
+        machine_shell_resync_then_ready(m);
+        return 0;
+}
+
+static void machine_on_exit(struct worker *w, void *userdata) {
+        struct machine *m = userdata;
+        struct wait_until *wu;
+        struct console_waiter *cw;
+
+        if (m->backend && m->backend->free)
+                m->backend->free(m);
+        machine_shell_free(m);
+        while ((wu = LIST_FIRST(&m->wait_untils)))
+                wait_until_free(wu);
+        while ((cw = LIST_FIRST(&m->console_waiters)))
+                console_waiter_free(cw);
+        while (LIST_FIRST(&m->start_waiters))
+                seq_waiter_free(LIST_FIRST(&m->start_waiters));
+        while (LIST_FIRST(&m->shutdown_waiters))
+                seq_waiter_free(LIST_FIRST(&m->shutdown_waiters));
+        console_splitter_done(&m->splitter);
+        console_ring_done(&m->ring);
+        m->console_log_fd = safe_close(m->console_log_fd);
+        machine_config_done(&m->cfg);
+}
+
+int main(int argc, char **argv) {
+        static struct machine m;
+        static const struct worker_ops ops = {
+                .kind = KIND_MACHINE,
+                .configure = machine_configure,
+                .on_frame = machine_on_frame,
+                .on_exit = machine_on_exit,
+        };
+
+        return worker_main(argc, argv, &ops, &m);
+}

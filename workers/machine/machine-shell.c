@@ -1,0 +1,460 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * machine-shell.c owns the guest shell channel of one machine: the FIFO of
+ * shell jobs (connect, execute), driving guest-proto over the shell fd with
+ * libevent, host-side deadlines so no wait is unbounded by accident, and the
+ * nonce resync that puts the stream back in step after a protocol error, a
+ * check_output=False command or a worker restart. One job at a time: the
+ * backdoor protocol has no framing that would allow more.
+ */
+#include <event2/buffer.h>
+#include <sys/random.h>
+
+#include "log.h"
+#include "machine.h"
+
+#define SHELL_READ_MAX (64u * 1024u)
+#define SHELL_RESYNC_USEC (60 * USEC_PER_SEC)
+#define SHELL_QUIET_LOG_USEC (30 * USEC_PER_SEC)
+#define SHELL_GRACE_MIN_S 60
+
+static void shell_run(struct machine *m);
+
+static struct evbuffer *out_buf(struct machine *m) {
+        if (!m->shell_out)
+                m->shell_out = evbuffer_new();
+        return m->shell_out;
+}
+
+struct shell_job *shell_job_new(enum shell_job_kind kind, const char *command) {
+        struct shell_job *j = calloc(1, sizeof *j);
+
+        if (!j)
+                return NULL;
+        j->kind = kind;
+        j->timeout_s = -1;
+        j->connect_timeout_ms = -1;
+        j->check_return = true;
+        j->check_output = true;
+        if (command && !(j->command = strdup(command))) {
+                free(j);
+                return NULL;
+        }
+        return j;
+}
+
+void shell_job_free(struct shell_job *j) {
+        if (!j)
+                return;
+        free(j->command);
+        free(j);
+}
+
+static void arm_timer(struct machine *m, unsigned long long usec) {
+        struct timeval tv = { .tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_usec = (suseconds_t) (usec % USEC_PER_SEC) };
+        (void) evtimer_add(m->shell_timer, &tv);
+}
+
+static void complete(struct machine *m, int error, const char *message, int status) {
+        struct shell_job *j = TAKE_PTR(m->active);
+        uint8_t *out = TAKE_PTR(m->active_output);
+        size_t len = m->active_output_len;
+
+        m->active_output_len = 0;
+        (void) evtimer_del(m->shell_timer);
+        if (!j) {
+                free(out);
+                return;
+        }
+        j->done(m, j, error, message, status, out, len);
+        shell_job_free(j);
+        event_active(m->shell_kick, 0, 0);
+}
+
+/* The stream is in an unknown state: the next job resyncs first. */
+static void fail_desync(struct machine *m, int error, const char *message) {
+        m->needs_resync = true;
+        guest_proto_reset(&m->gp);
+        if (m->resyncing) {
+                m->resyncing = false;
+                log_warning("Guest shell resync failed: %s", message);
+                machine_send_ready(m);
+        }
+        complete(m, error, message, 0);
+}
+
+static int shell_flush(struct machine *m) {
+        struct evbuffer *b = out_buf(m);
+
+        while (evbuffer_get_length(b) > 0) {
+                int n = evbuffer_write(b, m->shell_fd);
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                break;
+                        return negative_errno();
+                }
+        }
+        if (evbuffer_get_length(b) > 0)
+                (void) event_add(m->shell_wev, NULL);
+        else
+                (void) event_del(m->shell_wev);
+        return 0;
+}
+
+static int shell_send(struct machine *m, const char *text) {
+        if (m->shell_fd < 0)
+                return -ENOTCONN;
+        if (evbuffer_add(out_buf(m), text, strlen(text)) < 0)
+                return -ENOMEM;
+        return shell_flush(m);
+}
+
+int machine_shell_write_raw(struct machine *m, const char *text) {
+        m->needs_resync = true;
+        return shell_send(m, text);
+}
+
+static void begin_resync(struct machine *m) {
+        _cleanup_free_ char *cmd = NULL;
+        uint8_t rnd[8];
+        int r;
+
+        if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd)
+                for (size_t i = 0; i < sizeof rnd; i++)
+                        rnd[i] = (uint8_t) (now_usec() >> (i * 3));
+        (void) snprintf(m->nonce, sizeof m->nonce, "vigil-sync-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
+                        rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+        m->resyncing = true;
+        (void) guest_proto_expect_nonce(&m->gp, m->nonce);
+        m->phase_started = now_usec();
+        r = guest_build_nonce_command(m->nonce, &cmd);
+        if (r >= 0)
+                r = shell_send(m, cmd);
+        if (r < 0) {
+                fail_desync(m, r, "could not write the resync marker to the guest shell");
+                return;
+        }
+        arm_timer(m, SHELL_RESYNC_USEC);
+}
+
+static void begin_exec(struct machine *m) {
+        struct shell_job *j = m->active;
+        _cleanup_free_ char *line = NULL;
+        int r;
+
+        if (j->kind == SHELL_JOB_CONNECT) {
+                complete(m, 0, NULL, 0);
+                return;
+        }
+        r = guest_build_command(j->command, j->timeout_s, &line);
+        if (r < 0) {
+                complete(m, r, "out of memory", 0);
+                return;
+        }
+        if (!j->check_output) {
+                /* As the reference: send and return (-2, "") without reading. We
+                 * no longer know where the stream is, so resync before the next. */
+                r = shell_send(m, line);
+                m->needs_resync = true;
+                guest_proto_reset(&m->gp);
+                complete(m, r < 0 ? r : 0, r < 0 ? "could not write to the guest shell" : NULL, -2);
+                return;
+        }
+        guest_proto_expect_output(&m->gp);
+        m->phase_started = now_usec();
+        r = shell_send(m, line);
+        if (r < 0) {
+                fail_desync(m, r, "could not write the command to the guest shell");
+                return;
+        }
+        if (j->timeout_s >= 0) {
+                /* The guest's `timeout` bounds the command; this only catches a
+                 * guest that stopped answering altogether. */
+                unsigned long long s = (unsigned long long) j->timeout_s;
+                arm_timer(m, (s + MAX(s / 2, (unsigned long long) SHELL_GRACE_MIN_S)) * USEC_PER_SEC);
+        }
+}
+
+static unsigned long long connect_budget_usec(struct machine *m) {
+        struct shell_job *j = m->active;
+        unsigned long long cfg = m->cfg.connect_s * USEC_PER_SEC;
+
+        if (j && j->connect_timeout_ms >= 0) {
+                unsigned long long req = (unsigned long long) j->connect_timeout_ms * USEC_PER_MSEC;
+                return cfg > 0 ? MIN(cfg, req) : req;
+        }
+        return cfg; /* 0: unbounded, as the reference */
+}
+
+static void arm_connect_timer(struct machine *m) {
+        unsigned long long budget = connect_budget_usec(m), used = now_usec() - m->phase_started;
+        unsigned long long next = SHELL_QUIET_LOG_USEC;
+
+        if (budget > 0)
+                next = used >= budget ? 1 : MIN(next, budget - used);
+        arm_timer(m, next);
+}
+
+static void begin_connect(struct machine *m) {
+        guest_proto_expect_ready(&m->gp);
+        m->phase_started = now_usec();
+        arm_connect_timer(m);
+}
+
+static void shell_run(struct machine *m) {
+        struct shell_job *j;
+
+        if (m->active || m->resyncing)
+                return;
+        j = TAILQ_FIRST(&m->jobs);
+        if (!j)
+                return;
+        if (!m->booted) {
+                /* As the reference: connect() (so every execute) starts the machine. */
+                (void) machine_start(m, m->cfg.allow_reboot);
+                return;
+        }
+        TAILQ_REMOVE(&m->jobs, j, link);
+        m->active = j;
+        if (m->shell_fd < 0) {
+                complete(m, -ENOTCONN, "Shell disconnected", 0);
+                return;
+        }
+        if (!m->connected)
+                begin_connect(m);
+        else if (m->needs_resync)
+                begin_resync(m);
+        else
+                begin_exec(m);
+}
+
+static void kick_cb(evutil_socket_t fd, short what, void *arg) {
+        shell_run(arg);
+}
+
+void machine_shell_kick(struct machine *m) {
+        event_active(m->shell_kick, 0, 0);
+}
+
+void machine_shell_submit(struct machine *m, struct shell_job *j) {
+        TAILQ_INSERT_TAIL(&m->jobs, j, link);
+        shell_run(m);
+}
+
+void machine_shell_fail_all(struct machine *m, int error, const char *message) {
+        struct shell_job *j;
+
+        if (m->active) {
+                guest_proto_reset(&m->gp);
+                complete(m, error, message, 0);
+        }
+        while ((j = TAILQ_FIRST(&m->jobs))) {
+                TAILQ_REMOVE(&m->jobs, j, link);
+                j->done(m, j, error, message, 0, NULL, 0);
+                shell_job_free(j);
+        }
+}
+
+static void on_event(struct machine *m, enum guest_event ev) {
+        char msg[MSG_STR_MAX];
+        int r;
+
+        switch (ev) {
+        case GUEST_EVENT_NONE:
+                return;
+        case GUEST_EVENT_READY:
+                m->connected = true;
+                m->needs_resync = false;
+                log_info("connected to guest root shell");
+                log_info("(connecting took %.2f seconds)", (double) (now_usec() - m->phase_started) / USEC_PER_SEC);
+                machine_save_state(m);
+                (void) evtimer_del(m->shell_timer);
+                if (m->active)
+                        begin_exec(m);
+                return;
+        case GUEST_EVENT_SYNCED:
+                m->needs_resync = false;
+                m->resyncing = false;
+                (void) evtimer_del(m->shell_timer);
+                log_debug("Guest shell resynchronised (%s)", m->nonce);
+                machine_send_ready(m);
+                if (m->active)
+                        begin_exec(m);
+                else
+                        machine_shell_kick(m);
+                return;
+        case GUEST_EVENT_OUTPUT:
+                m->active_output = guest_proto_take_output(&m->gp, &m->active_output_len);
+                if (!m->active_output) {
+                        fail_desync(m, -ENOMEM, "out of memory");
+                        return;
+                }
+                if (!m->active->check_return) {
+                        complete(m, 0, NULL, -1);
+                        return;
+                }
+                guest_proto_expect_status(&m->gp);
+                r = shell_send(m, GUEST_STATUS_COMMAND);
+                if (r < 0)
+                        fail_desync(m, r, "could not write to the guest shell");
+                return;
+        case GUEST_EVENT_STATUS:
+                complete(m, 0, NULL, guest_proto_status(&m->gp));
+                return;
+        case GUEST_EVENT_ERROR:
+                (void) snprintf(msg, sizeof msg, "%s", guest_proto_error(&m->gp));
+                log_error("%s; will resynchronise the guest shell before the next command", msg);
+                fail_desync(m, -EPROTO, msg);
+                return;
+        case _GUEST_EVENT_MAX:
+                break;
+        }
+}
+
+static void shell_lost(struct machine *m, const char *why) {
+        log_info("Guest shell connection closed (%s)", why);
+        machine_shell_detach(m);
+        m->connected = false;
+        if (m->resyncing) {
+                m->resyncing = false;
+                machine_send_ready(m);
+        }
+        if (m->active) {
+                guest_proto_reset(&m->gp);
+                complete(m, -ECONNRESET, "Shell disconnected", 0);
+        }
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg) {
+        struct machine *m = arg;
+        static uint8_t buf[SHELL_READ_MAX];
+        ssize_t n;
+
+        n = read(fd, buf, sizeof buf);
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                        return;
+                shell_lost(m, strerror(errno));
+                return;
+        }
+        if (n == 0) {
+                shell_lost(m, "end of file");
+                return;
+        }
+        for (size_t off = 0; off < (size_t) n && m->shell_fd >= 0;) {
+                size_t used = 0;
+                enum guest_event ev = guest_proto_feed(&m->gp, buf + off, (size_t) n - off, &used);
+                off += used;
+                on_event(m, ev);
+        }
+}
+
+static void write_cb(evutil_socket_t fd, short what, void *arg) {
+        struct machine *m = arg;
+        int r = shell_flush(m);
+
+        if (r < 0)
+                shell_lost(m, strerror(-r));
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg) {
+        struct machine *m = arg;
+        char msg[MSG_STR_MAX], tail[2048];
+        unsigned long long used = now_usec() - m->phase_started;
+
+        if (m->resyncing) {
+                (void) snprintf(msg, sizeof msg,
+                                "guest shell did not answer the resync marker within %llu s (a command from before "
+                                "may still be running in the guest)",
+                                SHELL_RESYNC_USEC / USEC_PER_SEC);
+                fail_desync(m, -ETIMEDOUT, msg);
+                return;
+        }
+        if (!m->active)
+                return;
+        if (m->gp.phase == GUEST_PHASE_READY) {
+                unsigned long long budget = connect_budget_usec(m);
+                if (budget > 0 && used >= budget) {
+                        machine_tail_describe(m, tail, sizeof tail);
+                        (void) snprintf(msg, sizeof msg,
+                                        "guest did not print the backdoor ready line (\"%s\") within %.0f s; %s",
+                                        GUEST_READY_LINE, (double) budget / USEC_PER_SEC, tail);
+                        log_error("%s", msg);
+                        guest_proto_reset(&m->gp);
+                        complete(m, -ETIMEDOUT, msg, 0);
+                        return;
+                }
+                log_info("Guest root shell did not produce any data yet...");
+                log_info("  To debug, enter the VM and run 'systemctl status backdoor.service'.");
+                arm_connect_timer(m);
+                return;
+        }
+        (void) snprintf(msg, sizeof msg,
+                        "guest shell gave no answer %.0f s after a command with timeout %lld s (is the guest hung?)",
+                        (double) used / USEC_PER_SEC, (long long) m->active->timeout_s);
+        log_error("%s", msg);
+        fail_desync(m, -ETIMEDOUT, msg);
+}
+
+int machine_shell_init(struct machine *m) {
+        m->shell_fd = -EBADF;
+        TAILQ_INIT(&m->jobs);
+        guest_proto_init(&m->gp, m->cfg.output_max);
+        m->shell_timer = evtimer_new(m->base, timer_cb, m);
+        m->shell_kick = event_new(m->base, -1, 0, kick_cb, m);
+        if (!m->shell_timer || !m->shell_kick || !out_buf(m))
+                return -ENOMEM;
+        return 0;
+}
+
+void machine_shell_free(struct machine *m) {
+        machine_shell_detach(m);
+        if (m->shell_timer)
+                event_free(m->shell_timer);
+        if (m->shell_kick)
+                event_free(m->shell_kick);
+        m->shell_timer = m->shell_kick = NULL;
+        shell_job_free(m->active);
+        m->active = NULL;
+        free(m->active_output);
+        for (struct shell_job *j; (j = TAILQ_FIRST(&m->jobs));) {
+                TAILQ_REMOVE(&m->jobs, j, link);
+                shell_job_free(j);
+        }
+        guest_proto_done(&m->gp);
+        if (m->shell_out)
+                evbuffer_free(m->shell_out);
+        m->shell_out = NULL;
+}
+
+int machine_shell_attach(struct machine *m, int fd) {
+        machine_shell_detach(m);
+        m->shell_ev = event_new(m->base, fd, EV_READ | EV_PERSIST, read_cb, m);
+        m->shell_wev = event_new(m->base, fd, EV_WRITE, write_cb, m);
+        if (!m->shell_ev || !m->shell_wev || event_add(m->shell_ev, NULL) < 0) {
+                machine_shell_detach(m);
+                return -ENOMEM;
+        }
+        m->shell_fd = fd;
+        return 0;
+}
+
+void machine_shell_detach(struct machine *m) {
+        if (m->shell_ev)
+                event_free(m->shell_ev);
+        if (m->shell_wev)
+                event_free(m->shell_wev);
+        m->shell_ev = NULL;
+        m->shell_wev = NULL;
+        m->shell_fd = safe_close(m->shell_fd);
+        if (m->shell_out)
+                (void) evbuffer_drain(m->shell_out, evbuffer_get_length(m->shell_out));
+}
+
+void machine_shell_resync_then_ready(struct machine *m) {
+        if (m->shell_fd < 0 || !m->connected || m->active) {
+                machine_send_ready(m);
+                return;
+        }
+        begin_resync(m);
+}

@@ -931,9 +931,31 @@ char *run_plan_switch_config(const struct run_plan *p, size_t vlan, const struct
         json_object *j = json_object_new_object();
         char buf[512];
 
+        json_object *machines = json_object_new_array();
+
         json_object_object_add(j, "vlan", json_object_new_int(p->vlans[vlan]));
         vlan_socket_dir(d, p->vlans[vlan], buf, sizeof(buf));
         jset_str(j, "socket_dir", buf);
+        jset_str(j, "out_dir", d->out_dir);
+        json_object_object_add(j, "pcap", json_object_new_boolean(true));
+        /* Every machine's MAC on this VLAN, so fault rules can name machines. Start
+         * scripts use the same 52:54:00:12:<vlan>:<node> scheme as NixOS. */
+        for (size_t i = 0; i < p->n_nodes; i++) {
+                const struct run_node *n = &p->nodes[i];
+                bool on = n->start_script != NULL;
+                json_object *m;
+
+                for (size_t k = 0; k < n->n_vlans; k++)
+                        on = on || n->vlans[k] == p->vlans[vlan];
+                if (!on)
+                        continue;
+                m = json_object_new_object();
+                jset_str(m, "name", n->name);
+                node_mac(n, p->vlans[vlan], buf, sizeof(buf));
+                jset_str(m, "mac", buf);
+                json_object_array_add(machines, m);
+        }
+        json_object_object_add(j, "machines", machines);
         return json_take_string(j);
 }
 

@@ -56,7 +56,8 @@ static void test_vigil_cli(void) {
         CHECK(contains(sc, "\"test_script\":\"t.py\"") && contains(sc, "\"socket_dir\":\"/tmp/v/vde1.ctl\""),
               "script config lists script and VLAN sockets");
         _cleanup_free_ char *wc = run_plan_switch_config(&p, 0, &d);
-        CHECK(contains(wc, "\"vlan\":1"), "switch config names its VLAN");
+        CHECK(contains(wc, "\"vlan\":1") && contains(wc, "{\"name\":\"server\",\"mac\":\"52:54:00:12:01:02\"}"),
+              "switch config names its VLAN and each machine's MAC");
         run_plan_done(&p);
 }
 

@@ -18,7 +18,7 @@
 #include "worker.h"
 
 #define WORKER_FD 3
-#define RESTORED_FDS_MAX 32
+#define RESTORED_FDS_MAX 600 /* a switch stores two fds per port, 256 ports */
 #define RESTORED_PROCS_MAX 32
 
 struct restored_fd {

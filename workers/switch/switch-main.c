@@ -1,145 +1,640 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * switch-main.c owns one VLAN until vigil's own L2 switch lands: it asks the
- * supervisor to run Debian's `vde_switch --hub` on the VLAN's socket
- * directory (exactly how the reference driver provides VLANs, so NixOS start
- * scripts' `-netdev vde,sock=$QEMU_VDE_SOCKET_<n>` work), waits for its
- * control socket, and reports READY. The switch process and its stdin pipe
- * belong to the supervisor's stores, so a restarted worker re-attaches to the
- * running switch and no VM notices.
+ * switch-main.c owns one VLAN: a layer-2 learning switch speaking the VDE
+ * control protocol, so QEMU's `-netdev vde,sock=DIR` (NixOS start scripts and
+ * the tiny guest alike) connects unchanged. Every frame passes through here,
+ * which is what lets a test cut, degrade, delay or duplicate traffic between
+ * named machines and record it all to <out>/vlan<N>.pcap. The listening
+ * socket and every port's control and data sockets live in the supervisor's
+ * fd store: a restarted switch takes them back and traffic resumes after a
+ * pause that no VM notices beyond a few lost frames.
  */
 #include <fcntl.h>
-#include "json-util.h"
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <time.h>
 
 #include "exit-status.h"
+#include "fd-util.h"
+#include "json-util.h"
 #include "log.h"
 #include "macro.h"
+#include "switch-core.h"
 #include "worker.h"
 
-#define SWITCH_START_TIMEOUT_USEC (10 * USEC_PER_SEC)
-#define SWITCH_POLL_USEC (20 * USEC_PER_MSEC)
+#define VDE_HANDSHAKE_TIMEOUT_SEC 5
+#define DELAYED_FRAMES_MAX 4096
+#define KNOWN_MACHINES_MAX 256
 
-struct vlan {
-        struct worker *w;
-        int nr;
-        char socket_dir[256];
-        uint32_t spawn_seq;
-        int64_t pid;
-        unsigned long long deadline;
-        struct event *poll;
+struct sw;
+
+struct port {
+        struct sw *sw;
+        int id;
+        bool up;
+        uint64_t generation;
+        int ctl_fd;
+        int data_fd;
+        struct event *ev_ctl;
+        struct event *ev_data;
+        char machine[NAME_MAX_LEN + 1];
+        uint64_t rx, tx, dropped;
 };
 
-static bool ctl_exists(const struct vlan *v) {
-        char path[300];
+struct conn {
+        struct sw *sw;
+        int fd;
+        struct event *ev;
+        uint8_t buf[512];
+        size_t len;
+};
 
-        snprintf(path, sizeof(path), "%s/ctl", v->socket_dir);
-        return access(path, F_OK) == 0;
+struct delayed {
+        struct sw *sw;
+        int port;
+        uint64_t generation;
+        struct event *ev;
+        size_t len;
+        uint8_t data[];
+};
+
+struct known_machine {
+        uint8_t mac[6];
+        char name[NAME_MAX_LEN + 1];
+};
+
+struct sw {
+        struct worker *w;
+        int nr;
+        char socket_dir[96]; /* leaves room for "/port255" in a 108-byte sun_path */
+        char pcap_path[4096];
+        int listen_fd;
+        int pcap_fd;
+        struct event *ev_listen;
+        struct port ports[SWITCH_PORTS_MAX];
+        struct mac_table macs;
+        struct link_rules rules;
+        struct known_machine known[KNOWN_MACHINES_MAX];
+        size_t n_known;
+        size_t n_delayed;
+        uint64_t generation;
+        uint64_t frames, bytes, oversized;
+        uint8_t frame[SWITCH_FRAME_MAX + 1];
+};
+
+static void port_fd_names(int id, char *c, char *d, size_t size) {
+        snprintf(c, size, "p%dc", id);
+        snprintf(d, size, "p%dd", id);
 }
 
-static void poll_cb(evutil_socket_t fd, short what, void *arg) {
-        struct vlan *v = arg;
-        struct timeval tv = { 0, SWITCH_POLL_USEC };
-
-        if (ctl_exists(v)) {
-                log_info("vlan %d: switch running (pid %lld; ctl %s)", v->nr, (long long) v->pid, v->socket_dir);
-                (void) worker_send_ready(v->w);
-                return;
-        }
-        if (now_usec() > v->deadline) {
-                log_error("vlan %d: vde_switch did not create %s/ctl within %llu s", v->nr, v->socket_dir,
-                          SWITCH_START_TIMEOUT_USEC / USEC_PER_SEC);
-                worker_exit(v->w, WORKER_EXIT_CRASH);
-                return;
-        }
-        (void) evtimer_add(v->poll, &tv);
+static void port_data_path(const struct sw *s, int id, char *buf, size_t size) {
+        snprintf(buf, size, "%.95s/port%d", s->socket_dir, id);
 }
 
-static int start_switch(struct vlan *v) {
-        char *argv[] = { "vde_switch", "--sock", v->socket_dir, "--dirmode", "0700", "--hub", NULL };
-        char *env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL };
-        _cleanup_close_ int rd = -EBADF, wr = -EBADF;
-        int p[2], r;
+static const char *machine_of_mac(const struct sw *s, const uint8_t *mac) {
+        for (size_t i = 0; i < s->n_known; i++)
+                if (memcmp(s->known[i].mac, mac, 6) == 0)
+                        return s->known[i].name;
+        return NULL;
+}
 
-        /* vde_switch reads commands from stdin and quits at EOF: keep a pipe open
-         * for it in the fd store, as the reference driver keeps its stdin. */
-        if (pipe2(p, O_CLOEXEC) < 0)
+static bool machine_known(const struct sw *s, const char *name) {
+        if (!*name)
+                return true;
+        for (size_t i = 0; i < s->n_known; i++)
+                if (streq(s->known[i].name, name))
+                        return true;
+        return false;
+}
+
+static void port_close(struct port *p, const char *why) {
+        struct sw *s = p->sw;
+        char c[32], d[32], path[300];
+
+        if (!p->up)
+                return;
+        log_info("vlan %d: port %d (%s) closed: %s", s->nr, p->id, *p->machine ? p->machine : "unknown machine", why);
+        if (p->ev_ctl)
+                event_free(p->ev_ctl);
+        if (p->ev_data)
+                event_free(p->ev_data);
+        safe_close(p->ctl_fd);
+        safe_close(p->data_fd);
+        port_fd_names(p->id, c, d, sizeof(c));
+        (void) worker_forget_fd(s->w, c);
+        (void) worker_forget_fd(s->w, d);
+        port_data_path(s, p->id, path, sizeof(path));
+        (void) unlink(path);
+        mac_table_forget_port(&s->macs, p->id);
+        *p = (struct port){ .sw = s, .id = p->id, .ctl_fd = -EBADF, .data_fd = -EBADF };
+}
+
+static void port_send(struct port *p, const uint8_t *data, size_t len) {
+        if (send(p->data_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+                p->dropped++;
+        else
+                p->tx++;
+}
+
+static void delayed_cb(evutil_socket_t fd, short what, void *arg) {
+        struct delayed *d = arg;
+        struct port *p = &d->sw->ports[d->port];
+
+        if (p->up && p->generation == d->generation)
+                port_send(p, d->data, d->len);
+        d->sw->n_delayed--;
+        event_free(d->ev);
+        free(d);
+}
+
+static void port_delay(struct sw *s, struct port *p, const uint8_t *data, size_t len, uint64_t usec) {
+        struct timeval tv = { .tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_usec = (suseconds_t) (usec % USEC_PER_SEC) };
+        struct delayed *d;
+
+        if (s->n_delayed >= DELAYED_FRAMES_MAX) {
+                p->dropped++;
+                return;
+        }
+        d = malloc(sizeof(*d) + len);
+        if (!d) {
+                p->dropped++;
+                return;
+        }
+        *d = (struct delayed){ .sw = s, .port = p->id, .generation = p->generation, .len = len };
+        memcpy(d->data, data, len);
+        d->ev = evtimer_new(worker_event_base(s->w), delayed_cb, d);
+        if (!d->ev || evtimer_add(d->ev, &tv) < 0) {
+                if (d->ev)
+                        event_free(d->ev);
+                free(d);
+                p->dropped++;
+                return;
+        }
+        s->n_delayed++;
+}
+
+static void pcap_write(struct sw *s, const uint8_t *data, size_t len) {
+        uint8_t hdr[PCAP_RECORD_HEADER_LEN];
+        struct timespec ts;
+        struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *) data, len } };
+
+        if (s->pcap_fd < 0)
+                return;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        pcap_record_header(hdr, (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000, len);
+        if (writev(s->pcap_fd, iov, 2) < 0) {
+                log_warning("vlan %d: cannot write %s: %m, stopping the capture", s->nr, s->pcap_path);
+                s->pcap_fd = safe_close(s->pcap_fd);
+        }
+}
+
+static void switch_frame(struct sw *s, struct port *in, size_t len) {
+        bool up[SWITCH_PORTS_MAX];
+        int out[SWITCH_PORTS_MAX];
+        const char *src;
+        size_t n;
+
+        in->rx++;
+        s->frames++;
+        s->bytes += len;
+        if (len < ETH_HEADER_LEN) {
+                in->dropped++;
+                return;
+        }
+        src = machine_of_mac(s, s->frame + 6);
+        if (src && !streq(in->machine, src))
+                snprintf(in->machine, sizeof(in->machine), "%s", src);
+        pcap_write(s, s->frame, len);
+
+        for (size_t i = 0; i < SWITCH_PORTS_MAX; i++)
+                up[i] = s->ports[i].up;
+        n = mac_table_forward(&s->macs, in->id, s->frame, len, now_usec(), up, SWITCH_PORTS_MAX, out);
+        for (size_t i = 0; i < n; i++) {
+                struct port *e = &s->ports[out[i]];
+                struct link_verdict v = link_rules_decide(&s->rules, in->machine, e->machine);
+
+                if (v.copies == 0) {
+                        e->dropped++;
+                        continue;
+                }
+                for (unsigned c = 0; c < v.copies; c++)
+                        if (v.delay_us)
+                                port_delay(s, e, s->frame, len, v.delay_us);
+                        else
+                                port_send(e, s->frame, len);
+        }
+}
+
+static void data_cb(evutil_socket_t fd, short what, void *arg) {
+        struct port *p = arg;
+        struct sw *s = p->sw;
+
+        for (int i = 0; i < 64 && p->up; i++) {
+                ssize_t n = recv(fd, s->frame, sizeof(s->frame), MSG_DONTWAIT | MSG_TRUNC);
+
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                return;
+                        if (errno == ECONNREFUSED)
+                                return; /* the peer's socket went away; its control EOF follows */
+                        port_close(p, strerror(errno));
+                        return;
+                }
+                if ((size_t) n > SWITCH_FRAME_MAX) {
+                        s->oversized++;
+                        p->dropped++;
+                        continue;
+                }
+                switch_frame(s, p, (size_t) n);
+        }
+}
+
+static void ctl_cb(evutil_socket_t fd, short what, void *arg) {
+        struct port *p = arg;
+        char junk[256];
+        ssize_t n = recv(fd, junk, sizeof(junk), MSG_DONTWAIT);
+
+        if (n == 0)
+                port_close(p, "peer closed its control connection");
+        else if (n < 0 && errno != EAGAIN && errno != EINTR)
+                port_close(p, strerror(errno));
+}
+
+static int port_activate(struct sw *s, int id, int ctl_fd, int data_fd) {
+        struct port *p = &s->ports[id];
+        struct event_base *b = worker_event_base(s->w);
+
+        *p = (struct port){ .sw = s, .id = id, .up = true, .generation = ++s->generation, .ctl_fd = ctl_fd,
+                            .data_fd = data_fd };
+        p->ev_ctl = event_new(b, ctl_fd, EV_READ | EV_PERSIST, ctl_cb, p);
+        p->ev_data = event_new(b, data_fd, EV_READ | EV_PERSIST, data_cb, p);
+        if (!p->ev_ctl || !p->ev_data || event_add(p->ev_ctl, NULL) < 0 || event_add(p->ev_data, NULL) < 0) {
+                port_close(p, "out of memory");
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int port_pick(const struct sw *s, int wanted) {
+        if (wanted > 0 && wanted < SWITCH_PORTS_MAX && !s->ports[wanted].up)
+                return wanted;
+        for (int i = 1; i < SWITCH_PORTS_MAX; i++)
+                if (!s->ports[i].up)
+                        return i;
+        return -ENOSPC;
+}
+
+/* Answer a complete VDE request: a data socket connected to the client's. */
+static int conn_finish(struct conn *c) {
+        struct sw *s = c->sw;
+        struct vde_request req;
+        struct sockaddr_un ours = { .sun_family = AF_UNIX }, theirs = { .sun_family = AF_UNIX };
+        _cleanup_close_ int data = -EBADF;
+        char cn[32], dn[32];
+        int id, r;
+
+        r = vde_request_parse(c->buf, c->len, &req);
+        if (r < 0)
+                return log_warning_errno(r, "vlan %d: malformed VDE handshake (%zu bytes), closing it", s->nr, c->len);
+        id = port_pick(s, req.port);
+        if (id < 0)
+                return log_warning_errno(id, "vlan %d: no free port for '%s'", s->nr, req.description);
+        data = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (data < 0)
                 return negative_errno();
-        rd = p[0];
-        wr = p[1];
-        r = worker_store_fd(v->w, "switch-stdin", wr);
+        port_data_path(s, id, ours.sun_path, sizeof(ours.sun_path));
+        (void) unlink(ours.sun_path);
+        if (bind(data, (struct sockaddr *) &ours, sizeof(ours)) < 0)
+                return log_warning_errno(negative_errno(), "vlan %d: cannot bind %s", s->nr, ours.sun_path);
+        snprintf(theirs.sun_path, sizeof(theirs.sun_path), "%s", req.path);
+        if (connect(data, (struct sockaddr *) &theirs, sizeof(theirs)) < 0)
+                return log_warning_errno(negative_errno(), "vlan %d: cannot reach the client's socket %s", s->nr,
+                                         req.path);
+        if (send(c->fd, &ours, sizeof(ours), MSG_NOSIGNAL) != (ssize_t) sizeof(ours))
+                return log_warning_errno(-EIO, "vlan %d: cannot answer the VDE handshake", s->nr);
+
+        port_fd_names(id, cn, dn, sizeof(cn));
+        r = worker_store_fd(s->w, cn, c->fd);
+        if (r >= 0)
+                r = worker_store_fd(s->w, dn, data);
+        if (r < 0)
+                return log_warning_errno(r, "vlan %d: cannot store port %d's fds", s->nr, id);
+        r = port_activate(s, id, TAKE_FD(c->fd), TAKE_FD(data));
+        if (r >= 0)
+                log_info("vlan %d: port %d connected (%s)", s->nr, id, req.description);
+        return r;
+}
+
+static void conn_free(struct conn *c) {
+        if (c->ev)
+                event_free(c->ev);
+        safe_close(c->fd);
+        free(c);
+}
+
+static void conn_cb(evutil_socket_t fd, short what, void *arg) {
+        struct conn *c = arg;
+        ssize_t n;
+
+        if (what & EV_TIMEOUT) {
+                log_warning("vlan %d: VDE handshake timed out after %d s", c->sw->nr, VDE_HANDSHAKE_TIMEOUT_SEC);
+                conn_free(c);
+                return;
+        }
+        n = recv(fd, c->buf + c->len, sizeof(c->buf) - c->len, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        if (n <= 0) {
+                conn_free(c);
+                return;
+        }
+        c->len += (size_t) n;
+        if (c->len < VDE_REQUEST_MIN)
+                return;
+        (void) conn_finish(c);
+        conn_free(c); /* its fd moved into the port on success */
+}
+
+static void listen_cb(evutil_socket_t fd, short what, void *arg) {
+        struct sw *s = arg;
+        struct timeval tv = { VDE_HANDSHAKE_TIMEOUT_SEC, 0 };
+        struct conn *c;
+        int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+        if (cfd < 0)
+                return;
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+                close(cfd);
+                return;
+        }
+        *c = (struct conn){ .sw = s, .fd = cfd };
+        c->ev = event_new(worker_event_base(s->w), cfd, EV_READ | EV_PERSIST | EV_TIMEOUT, conn_cb, c);
+        if (!c->ev || event_add(c->ev, &tv) < 0)
+                conn_free(c);
+}
+
+static int listen_start(struct sw *s, int fd) {
+        s->listen_fd = fd;
+        s->ev_listen = event_new(worker_event_base(s->w), fd, EV_READ | EV_PERSIST, listen_cb, s);
+        if (!s->ev_listen || event_add(s->ev_listen, NULL) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+static int listen_create(struct sw *s) {
+        struct sockaddr_un sun = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        if (mkdir(s->socket_dir, 0700) < 0 && errno != EEXIST)
+                return log_error_errno(negative_errno(), "vlan %d: cannot create %s", s->nr, s->socket_dir);
+        snprintf(sun.sun_path, sizeof(sun.sun_path), "%.95s/ctl", s->socket_dir);
+        (void) unlink(sun.sun_path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0 || bind(fd, (struct sockaddr *) &sun, sizeof(sun)) < 0 || listen(fd, 64) < 0)
+                return log_error_errno(negative_errno(), "vlan %d: cannot listen on %s", s->nr, sun.sun_path);
+        r = worker_store_fd(s->w, "listen", fd);
         if (r < 0)
                 return r;
-        v->spawn_seq = peer_next_seq(worker_peer(v->w));
-        return peer_send(worker_peer(v->w), MSG_SPAWN, v->spawn_seq,
-                         &(struct msg_spawn){ .name = "vde_switch", .argv = argv, .env = env, .cwd = "", .stdio = 1 },
-                         &rd, 1);
+        return listen_start(s, TAKE_FD(fd));
+}
+
+static int pcap_open(struct sw *s) {
+        struct stat st;
+
+        s->pcap_fd = open(s->pcap_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (s->pcap_fd < 0)
+                return log_warning_errno(negative_errno(), "vlan %d: cannot open %s, no capture", s->nr, s->pcap_path);
+        if (fstat(s->pcap_fd, &st) == 0 && st.st_size == 0) {
+                uint8_t h[PCAP_FILE_HEADER_LEN];
+                pcap_file_header(h);
+                if (write(s->pcap_fd, h, sizeof(h)) != (ssize_t) sizeof(h))
+                        s->pcap_fd = safe_close(s->pcap_fd);
+        }
+        return 0;
+}
+
+static int parse_mac(const char *s, uint8_t out[6]) {
+        unsigned b[6];
+
+        if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) != 6)
+                return -EINVAL;
+        for (int i = 0; i < 6; i++)
+                out[i] = (uint8_t) b[i];
+        return 0;
+}
+
+static int switch_parse_config(struct sw *s, const char *json) {
+        _cleanup_json_ json_object *j = json_tokener_parse(json);
+        json_object *o, *arr;
+        const char *out_dir = NULL;
+        bool pcap = true;
+
+        if (!j || !json_object_object_get_ex(j, "vlan", &o) || !json_object_is_type(o, json_type_int))
+                return log_error_errno(-EINVAL, "switch config lacks an integer \"vlan\"");
+        s->nr = json_object_get_int(o);
+        if (!json_object_object_get_ex(j, "socket_dir", &o) || !json_object_is_type(o, json_type_string))
+                return log_error_errno(-EINVAL, "switch config lacks a string \"socket_dir\"");
+        if (strlen(json_object_get_string(o)) >= sizeof(s->socket_dir) - 1)
+                return log_error_errno(-EINVAL, "switch socket_dir %s is too long for unix socket paths",
+                                       json_object_get_string(o));
+        snprintf(s->socket_dir, sizeof(s->socket_dir), "%s", json_object_get_string(o));
+        if (json_object_object_get_ex(j, "out_dir", &o) && json_object_is_type(o, json_type_string))
+                out_dir = json_object_get_string(o);
+        if (json_object_object_get_ex(j, "pcap", &o))
+                pcap = json_object_get_boolean(o);
+        if (out_dir && pcap)
+                snprintf(s->pcap_path, sizeof(s->pcap_path), "%s/vlan%d.pcap", out_dir, s->nr);
+        if (json_object_object_get_ex(j, "machines", &arr) && json_object_is_type(arr, json_type_array))
+                for (size_t i = 0; i < json_object_array_length(arr) && s->n_known < KNOWN_MACHINES_MAX; i++) {
+                        json_object *m = json_object_array_get_idx(arr, i), *name, *mac;
+                        struct known_machine *k = &s->known[s->n_known];
+
+                        if (!json_object_object_get_ex(m, "name", &name) || !json_object_object_get_ex(m, "mac", &mac) ||
+                            parse_mac(json_object_get_string(mac), k->mac) < 0)
+                                return log_error_errno(-EINVAL, "switch config: machines[%zu] needs name and mac", i);
+                        snprintf(k->name, sizeof(k->name), "%s", json_object_get_string(name));
+                        s->n_known++;
+                }
+        return 0;
+}
+
+/* After a restart: take back the listening socket and every port. */
+static int switch_reattach(struct sw *s) {
+        int fd = worker_take_fd(s->w, "listen"), n = 0, r;
+
+        if (fd < 0)
+                return log_error_errno(fd, "vlan %d: restarted without its listening socket", s->nr);
+        r = listen_start(s, fd);
+        if (r < 0)
+                return r;
+        for (int id = 0; id < SWITCH_PORTS_MAX; id++) {
+                char cn[32], dn[32];
+                int c, d;
+
+                port_fd_names(id, cn, dn, sizeof(cn));
+                c = worker_take_fd(s->w, cn);
+                d = worker_take_fd(s->w, dn);
+                if (c < 0 || d < 0) {
+                        safe_close(c);
+                        safe_close(d);
+                        continue;
+                }
+                (void) fd_set_nonblock(c, 1);
+                (void) fd_set_nonblock(d, 1);
+                r = port_activate(s, id, c, d);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        log_info("vlan %d: switch re-attached to %d port(s)", s->nr, n);
+        return 0;
 }
 
 static int switch_configure(struct worker *w, const struct msg_config *cfg, void *userdata) {
-        struct vlan *v = userdata;
-        _cleanup_json_ json_object *j = json_tokener_parse(cfg->json);
-        json_object *o;
-        size_t n;
-        const struct worker_restored_proc *procs = worker_procs(w, &n);
+        struct sw *s = userdata;
+        int r;
 
-        v->w = w;
-        if (!j || !json_object_object_get_ex(j, "vlan", &o) || !json_object_is_type(o, json_type_int))
-                return log_error_errno(-EINVAL, "switch config lacks an integer \"vlan\"");
-        v->nr = json_object_get_int(o);
-        if (!json_object_object_get_ex(j, "socket_dir", &o) || !json_object_is_type(o, json_type_string))
-                return log_error_errno(-EINVAL, "switch config lacks a string \"socket_dir\"");
-        snprintf(v->socket_dir, sizeof(v->socket_dir), "%s", json_object_get_string(o));
-        log_set_field("VIGIL_VLAN", json_object_get_string(json_object_object_get(j, "vlan")));
-
-        v->poll = evtimer_new(worker_event_base(w), poll_cb, v);
-        if (!v->poll)
-                return -ENOMEM;
-        v->deadline = now_usec() + SWITCH_START_TIMEOUT_USEC;
-        for (size_t i = 0; i < n; i++)
-                if (streq(procs[i].name, "vde_switch")) {
-                        v->pid = procs[i].pid;
-                        log_info("vlan %d: re-attached to the running switch (pid %lld)", v->nr, (long long) v->pid);
-                        poll_cb(-1, 0, v);
-                        return 0;
-                }
-        (void) mkdir(v->socket_dir, 0700);
-        return start_switch(v);
+        s->w = w;
+        s->listen_fd = -EBADF;
+        s->pcap_fd = -EBADF;
+        for (int i = 0; i < SWITCH_PORTS_MAX; i++)
+                s->ports[i] = (struct port){ .sw = s, .id = i, .ctl_fd = -EBADF, .data_fd = -EBADF };
+        link_rules_init(&s->rules, (uint64_t) getpid() ^ now_usec());
+        r = switch_parse_config(s, cfg->json);
+        if (r < 0)
+                return r;
+        {
+                char v[16];
+                snprintf(v, sizeof(v), "%d", s->nr);
+                log_set_field("VIGIL_VLAN", v);
+        }
+        if (s->pcap_path[0])
+                (void) pcap_open(s);
+        r = worker_restarts(w) > 0 ? switch_reattach(s) : listen_create(s);
+        if (r < 0)
+                return r;
+        log_info("vlan %d: switch ready on %s/ctl", s->nr, s->socket_dir);
+        return worker_send_ready(w);
 }
 
-static int switch_on_frame(struct worker *w, const struct frame *f, int *fds, size_t n_fds, void *userdata) {
-        struct vlan *v = userdata;
+static int on_set_link(struct sw *s, const struct frame *f) {
+        const struct msg_w_set_link *m = f->body;
+        struct link_rule rule = { .drop = m->drop,
+                                  .loss_ppm = (uint32_t) MIN(m->loss_ppm, 2000000u),
+                                  .dup_ppm = (uint32_t) MIN(m->dup_ppm, 2000000u),
+                                  .delay_us = m->delay_us,
+                                  .jitter_us = m->jitter_us };
+        int r;
 
-        switch (f->type) {
-        case MSG_SPAWNED:
-                v->pid = ((const struct msg_spawned *) f->body)->pid;
-                poll_cb(-1, 0, v);
-                return 0;
-        case MSG_ERROR:
-                log_error("vlan %d: could not start vde_switch: %s", v->nr, ((const struct msg_error *) f->body)->message);
-                worker_exit(w, WORKER_EXIT_PERMANENT);
-                return 0;
-        case MSG_PROC_EXIT: {
-                const struct msg_proc_exit *e = f->body;
-                log_error("vlan %d: vde_switch (pid %lld) exited (code %lld, signal %lld)", v->nr, (long long) e->pid,
-                          (long long) e->code, (long long) e->signal);
-                worker_exit(w, WORKER_EXIT_CRASH);
-                return 0;
+        if (!machine_known(s, m->from) || !machine_known(s, m->to))
+                return peer_send_error(worker_peer(s->w), f->seq, -ENOENT, "no machine '%s' on vlan %d",
+                                       machine_known(s, m->from) ? m->to : m->from, s->nr);
+        if (m->delay_us > 60 * USEC_PER_SEC || m->jitter_us > 60 * USEC_PER_SEC)
+                return peer_send_error(worker_peer(s->w), f->seq, -EINVAL, "delay and jitter are limited to 60 s");
+        snprintf(rule.from, sizeof(rule.from), "%s", m->from);
+        snprintf(rule.to, sizeof(rule.to), "%s", m->to);
+        r = link_rules_set(&s->rules, &rule);
+        if (r >= 0 && m->both) {
+                snprintf(rule.from, sizeof(rule.from), "%s", m->to);
+                snprintf(rule.to, sizeof(rule.to), "%s", m->from);
+                r = link_rules_set(&s->rules, &rule);
         }
-        default:
-                return -EBADMSG;
+        if (r < 0)
+                return peer_send_error(worker_peer(s->w), f->seq, r, "cannot set the link rule: %s",
+                                       r == -EINVAL ? "a probability is above 1" : "too many rules");
+        log_notice("vlan %d: link %s %s %s: %s loss=%llu ppm dup=%llu ppm delay=%llu us jitter=%llu us", s->nr,
+                   *m->from ? m->from : "*", m->both ? "<->" : "->", *m->to ? m->to : "*", m->drop ? "blocked" : "open",
+                   (unsigned long long) m->loss_ppm, (unsigned long long) m->dup_ppm,
+                   (unsigned long long) m->delay_us, (unsigned long long) m->jitter_us);
+        return peer_send_ok(worker_peer(s->w), f->seq);
+}
+
+static int on_clear(struct sw *s, const struct frame *f) {
+        const struct msg_w_clear *m = f->body;
+        size_t n = link_rules_clear(&s->rules, m->from, m->to);
+
+        if (m->both && (*m->from || *m->to))
+                n += link_rules_clear(&s->rules, m->to, m->from);
+        log_notice("vlan %d: cleared %zu link rule(s) %s %s %s", s->nr, n, *m->from ? m->from : "*",
+                   m->both ? "<->" : "->", *m->to ? m->to : "*");
+        return peer_send_ok(worker_peer(s->w), f->seq);
+}
+
+static int on_stats(struct sw *s, const struct frame *f) {
+        _cleanup_json_ json_object *j = json_object_new_object();
+        json_object *ports = json_object_new_array();
+        const char *text;
+        int r;
+
+        json_object_object_add(j, "vlan", json_object_new_int(s->nr));
+        json_object_object_add(j, "frames", json_object_new_int64((int64_t) s->frames));
+        json_object_object_add(j, "bytes", json_object_new_int64((int64_t) s->bytes));
+        json_object_object_add(j, "oversized", json_object_new_int64((int64_t) s->oversized));
+        json_object_object_add(j, "rules", json_object_new_int((int) s->rules.n));
+        for (int i = 0; i < SWITCH_PORTS_MAX; i++) {
+                const struct port *p = &s->ports[i];
+                json_object *o;
+                if (!p->up)
+                        continue;
+                o = json_object_new_object();
+                json_object_object_add(o, "port", json_object_new_int(i));
+                json_object_object_add(o, "machine", json_object_new_string(p->machine));
+                json_object_object_add(o, "rx", json_object_new_int64((int64_t) p->rx));
+                json_object_object_add(o, "tx", json_object_new_int64((int64_t) p->tx));
+                json_object_object_add(o, "dropped", json_object_new_int64((int64_t) p->dropped));
+                json_object_array_add(ports, o);
         }
+        json_object_object_add(j, "ports", ports);
+        text = json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN);
+        r = peer_send_chunks(worker_peer(s->w), f->seq, (const uint8_t *) text, strlen(text));
+        if (r < 0)
+                return r;
+        return peer_send(worker_peer(s->w), MSG_M_TEXT_RESULT, f->seq,
+                         &(struct msg_m_text_result){ .length = strlen(text) }, NULL, 0);
+}
+
+typedef int (*switch_handler)(struct sw *s, const struct frame *f);
+
+static const struct {
+        int type;
+        switch_handler fn;
+} switch_handlers[] = {
+        { MSG_W_SET_LINK, on_set_link },
+        { MSG_W_CLEAR, on_clear },
+        { MSG_W_STATS, on_stats },
+};
+
+static int switch_on_frame(struct worker *w, const struct frame *f, int *fds, size_t n_fds, void *userdata) {
+        for (size_t i = 0; i < ELEMENTSOF(switch_handlers); i++)
+                if (switch_handlers[i].type == f->type)
+                        return switch_handlers[i].fn(userdata, f);
+        return -EBADMSG; /* nothing else is addressed to a switch */
 }
 
 static void switch_on_exit(struct worker *w, void *userdata) {
-        struct vlan *v = userdata;
+        struct sw *s = userdata;
 
-        if (v->poll)
-                event_free(v->poll);
+        /* Leave the ports' sockets to the fd store: a restart takes them back. */
+        for (int i = 0; i < SWITCH_PORTS_MAX; i++) {
+                if (s->ports[i].ev_ctl)
+                        event_free(s->ports[i].ev_ctl);
+                if (s->ports[i].ev_data)
+                        event_free(s->ports[i].ev_data);
+                safe_close(s->ports[i].ctl_fd);
+                safe_close(s->ports[i].data_fd);
+        }
+        if (s->ev_listen)
+                event_free(s->ev_listen);
+        safe_close(s->listen_fd);
+        safe_close(s->pcap_fd);
 }
 
 int main(int argc, char **argv) {
-        static struct vlan v;
+        static struct sw s;
         static const struct worker_ops ops = {
                 .kind = KIND_SWITCH,
                 .configure = switch_configure,
@@ -147,5 +642,5 @@ int main(int argc, char **argv) {
                 .on_exit = switch_on_exit,
         };
 
-        return worker_main(argc, argv, &ops, &v);
+        return worker_main(argc, argv, &ops, &s);
 }

@@ -17,6 +17,7 @@
 #define SHELL_RESYNC_USEC (60 * USEC_PER_SEC)
 #define SHELL_QUIET_LOG_USEC (30 * USEC_PER_SEC)
 #define SHELL_GRACE_MIN_S 60
+#define SHELL_LOST_GRACE_USEC (2 * USEC_PER_SEC)
 
 static void shell_run(struct machine *m);
 
@@ -315,14 +316,15 @@ static void shell_lost(struct machine *m, const char *why) {
         log_info("Guest shell connection closed (%s)", why);
         machine_shell_detach(m);
         m->connected = false;
+        guest_proto_reset(&m->gp);
         if (m->resyncing) {
                 m->resyncing = false;
                 machine_send_ready(m);
         }
-        if (m->active) {
-                guest_proto_reset(&m->gp);
-                complete(m, -ECONNRESET, "Shell disconnected", 0);
-        }
+        /* Usually QEMU is exiting: give its exit a moment to arrive, so the
+         * error can say how it ended rather than just "Shell disconnected". */
+        if (m->active)
+                arm_timer(m, SHELL_LOST_GRACE_USEC);
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg) {
@@ -372,6 +374,10 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
         }
         if (!m->active)
                 return;
+        if (m->shell_fd < 0) {
+                complete(m, -ECONNRESET, "Shell disconnected", 0);
+                return;
+        }
         if (m->gp.phase == GUEST_PHASE_READY) {
                 unsigned long long budget = connect_budget_usec(m);
                 if (budget > 0 && used >= budget) {

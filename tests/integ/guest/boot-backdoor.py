@@ -1,0 +1,260 @@
+#!/usr/bin/python3
+# Proves the tiny guest from tools/mkguest boots under TCG to the NixOS backdoor ready line and
+# answers the reference driver's exact shell protocol (base64 stdout, PIPESTATUS, stderr on serial).
+# Why: every vigil VM test stands on this guest speaking the same protocol as a real NixOS guest.
+"""Boots the tiny guest the way the reference driver starts a VM (listening unix sockets for the
+shell and the monitor, QEMU connecting as client, -serial stdio) and drives it with the reference
+execute protocol. Self-contained: python3 stdlib only. Exit 0 = pass, 1 = fail, 77 = skip.
+Env: VIGIL_CACHE_DIR (mkguest cache), VIGIL_GUEST_APPEND (extra kernel parameters, for
+measuring), VIGIL_TEST_VERBOSE=1 (echo the serial console)."""
+
+import base64
+import os
+import re
+import select
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+READY = b"Spawning backdoor root shell..."
+BOOT_DEADLINE = 120     # seconds; ~5 s expected, but CI shares 2 cores among several guests
+CMD_DEADLINE = 30
+VERBOSE = os.environ.get("VIGIL_TEST_VERBOSE") == "1"
+failures = []
+
+
+def check(ok, what):
+        print(f"{'ok' if ok else 'FAIL'} - {what}", flush=True)
+        if not ok:
+                failures.append(what)
+
+
+class Serial(threading.Thread):
+        """Collects QEMU's stdout (the guest's ttyS0) as (seconds since spawn, line)."""
+
+        def __init__(self, stream, t0):
+                super().__init__(daemon=True)
+                self.stream, self.t0 = stream, t0
+                self.lines = []
+                self.cond = threading.Condition()
+
+        def run(self):
+                for raw in self.stream:
+                        line = raw.decode(errors="replace").rstrip("\r\n")
+                        if VERBOSE:
+                                print(f"  serial {time.monotonic() - self.t0:6.2f}| {line}", flush=True)
+                        with self.cond:
+                                self.lines.append((time.monotonic() - self.t0, line))
+                                self.cond.notify_all()
+
+        def wait_for(self, pattern, timeout):
+                end = time.monotonic() + timeout
+                with self.cond:
+                        while True:
+                                for _, line in self.lines:
+                                        if re.search(pattern, line):
+                                                return line
+                                left = end - time.monotonic()
+                                if left <= 0:
+                                        return None
+                                self.cond.wait(left)
+
+
+def accept(listener, proc, deadline, what):
+        """accept() that gives up when QEMU dies first (the reference blocks forever there)."""
+        while time.monotonic() < deadline:
+                r, _, _ = select.select([listener], [], [], 0.2)
+                if r:
+                        conn, _ = listener.accept()
+                        return conn
+                if proc.poll() is not None:
+                        raise RuntimeError(f"QEMU exited ({proc.returncode}) before connecting {what}")
+        raise RuntimeError(f"QEMU did not connect {what}")
+
+
+class Shell:
+        """The reference shell protocol over the `shell` socket, buffered (the reference checks
+        per recv() chunk; a buffer cannot miss a marker split across reads)."""
+
+        def __init__(self, sock):
+                self.sock = sock
+                self.buf = b""
+
+        def _fill(self, deadline):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                        raise TimeoutError("guest shell timed out")
+                r, _, _ = select.select([self.sock], [], [], left)
+                if not r:
+                        raise TimeoutError("guest shell timed out")
+                chunk = self.sock.recv(4096)
+                if not chunk:
+                        raise RuntimeError("Shell disconnected")
+                self.buf += chunk
+
+        def wait_ready(self, timeout):
+                deadline = time.monotonic() + timeout
+                while READY not in self.buf:
+                        self._fill(deadline)
+                tail = self.buf.split(READY, 1)[1]
+                self.buf = b""
+                return tail
+
+        def _line(self, deadline):
+                while b"\n" not in self.buf:
+                        self._fill(deadline)
+                line, self.buf = self.buf.split(b"\n", 1)
+                return line
+
+        def execute(self, command, timeout=10):
+                wrapped = f"set -euo pipefail; {command}"
+                prefix = f"timeout {timeout} " if timeout is not None else ""
+                line = f"{prefix}bash -c {shlex.quote(wrapped)} | (base64 -w 0; echo)\n"
+                self.sock.sendall(line.encode())
+                deadline = time.monotonic() + CMD_DEADLINE + (timeout or 0)
+                out = base64.b64decode(self._line(deadline))
+                self.sock.sendall(b"echo ${PIPESTATUS[0]}\n")
+                status = int(self._line(deadline).strip())
+                return status, out.decode(errors="replace")
+
+
+def main():
+        qemu = shutil.which("qemu-system-x86_64")
+        if not qemu:
+                print("SKIP: no qemu-system-x86_64 (apt-get install qemu-system-x86)")
+                return 77
+        t = time.monotonic()
+        mk = subprocess.run([str(ROOT / "tools/mkguest")], stdout=subprocess.PIPE, text=True)
+        if mk.returncode != 0:
+                print(f"FAIL: tools/mkguest exited {mk.returncode}")
+                return 1
+        guest = Path(mk.stdout.strip())
+        print(f"guest {guest} (mkguest {time.monotonic() - t:.2f}s, "
+              f"initrd {(guest / 'initrd').stat().st_size} bytes)", flush=True)
+
+        tmp = Path(tempfile.mkdtemp(prefix="vigil-guest-"))
+        proc = serial = None
+        try:
+                (tmp / "xchg").mkdir()
+                listeners = {}
+                for name in ("shell", "monitor"):
+                        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                        s.bind(str(tmp / name))
+                        s.listen(1)
+                        listeners[name] = s
+                cmdline = (guest / "cmdline").read_text().strip()
+                append = (f"{cmdline} vigil.hostname=boottest "
+                          "vigil.hosts=10.9.8.7:alpha,fd00::2:beta,10.9.8.6:boottest,127.0.0.5:gamma "
+                          + os.environ.get("VIGIL_GUEST_APPEND", ""))
+                argv = [qemu, "-accel", "tcg", "-m", "256", "-smp", "1", "-name", "boottest",
+                        "-kernel", str(guest / "kernel"), "-initrd", str(guest / "initrd"),
+                        "-append", append,
+                        "-device", "virtio-rng-pci",
+                        "-virtfs", f"local,path={tmp / 'xchg'},security_model=none,mount_tag=xchg",
+                        "-qmp", f"unix:{tmp / 'qmp'},server=on,wait=off",
+                        "-monitor", f"unix:{tmp / 'monitor'}",
+                        "-chardev", f"socket,id=shell,path={tmp / 'shell'}",
+                        "-device", "virtio-serial", "-device", "virtconsole,chardev=shell",
+                        "-serial", "stdio", "-no-reboot", "-nographic"]
+                t0 = time.monotonic()
+                proc = subprocess.Popen(argv, cwd=tmp, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT)
+                serial = Serial(proc.stdout, t0)
+                serial.start()
+                deadline = t0 + 30
+                monitor = accept(listeners["monitor"], proc, deadline, "the monitor")
+                shell = Shell(accept(listeners["shell"], proc, deadline, "the shell"))
+
+                tail = shell.wait_ready(BOOT_DEADLINE)
+                ready = time.monotonic() - t0
+                print(f"boot-to-ready {ready:.2f}s", flush=True)
+                check(tail.strip(b"\r\n") == b"", f"nothing after the ready line (got {tail!r})")
+
+                status, out = shell.execute("hostname")
+                check((status, out) == (0, "boottest\n"), f"hostname -> {status} {out!r}")
+
+                status, out = shell.execute("exit 3")
+                check(status == 3, f"exit 3 -> status {status}")
+
+                status, out = shell.execute("false; echo not reached")
+                check((status, out) == (1, ""), f"set -e stops a ;-sequence -> {status} {out!r}")
+
+                text = "h\u00e9llo \u2713 \u65e5\u672c"
+                status, out = shell.execute(f"printf '%s\\n' {shlex.quote(text)}")
+                check((status, out) == (0, text + "\n"), f"UTF-8 round trip -> {out!r}")
+
+                big = 200000
+                status, out = shell.execute(f"head -c {big} /dev/zero | tr '\\0' x")
+                check(status == 0 and out == "x" * big, f"{big}-byte output -> {len(out)} bytes")
+
+                status, out = shell.execute("echo stderr-marker-$((6*7)) >&2; echo out")
+                check((status, out) == (0, "out\n"), f"stderr kept out of stdout -> {out!r}")
+                check(serial.wait_for(r"stderr-marker-42", 10) is not None,
+                      "stderr appears on the serial console")
+
+                status, out = shell.execute("cat /etc/hosts")
+                lines = set(out.splitlines())
+                check({"127.0.0.1 localhost", "10.9.8.7 alpha", "fd00::2 beta",
+                       "10.9.8.6 boottest"} <= lines and not any("127.0.0.2" in l for l in lines),
+                      f"/etc/hosts from vigil.hosts -> {out!r}")
+
+                status, out = shell.execute("ping -c1 -W2 gamma")
+                check(status == 0 and "PING gamma (127.0.0.5)" in out, f"ping gamma via /etc/hosts -> {out!r}")
+
+                status, out = shell.execute("sleep 5", timeout=1)
+                check(status == 124, f"timeout fires with GNU status 124 -> {status}")
+
+                status, out = shell.execute("echo from-guest > /tmp/xchg/hello; "
+                                            "cat /proc/mounts | grep -c ' /tmp/xchg 9p '")
+                host_file = tmp / "xchg" / "hello"
+                check(status == 0 and out == "1\n" and host_file.exists()
+                      and host_file.read_text() == "from-guest\n", "9p xchg share is writable")
+
+                status, out = shell.execute("pwd; echo $USER $HOME; [ -t 1 ] || echo notty")
+                check(out == "/tmp\nroot /root\nnotty\n", f"backdoor environment -> {out!r}")
+
+                t = time.monotonic()
+                for _ in range(20):
+                        shell.execute("true")
+                rtt = (time.monotonic() - t) / 20
+                print(f"command round trip {rtt * 1000:.0f} ms", flush=True)
+
+                m = serial.wait_for(r"Run /init as init process", 1)
+                kt = re.match(r"\[\s*([0-9.]+)\]", m) if m else None
+                print(f"kernel reached init at {kt.group(1) if kt else '?'}s (console timestamp)")
+                m = serial.wait_for(r"vigil-guest: up in", 1)
+                print(f"guest says: {m}", flush=True)
+
+                t = time.monotonic()
+                shell.sock.sendall(b"poweroff\n")
+                try:
+                        rc = proc.wait(30)
+                        check(rc == 0, f"poweroff makes QEMU exit 0 (exit {rc}, "
+                              f"{time.monotonic() - t:.2f}s)")
+                except subprocess.TimeoutExpired:
+                        check(False, "poweroff makes QEMU exit within 30 s")
+                monitor.close()
+        except Exception as e:
+                check(False, f"{type(e).__name__}: {e}")
+        finally:
+                if proc and proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+                if failures and not VERBOSE and serial:
+                        print("serial console tail:")
+                        for ts, line in serial.lines[-40:]:
+                                print(f"  {ts:7.2f} | {line}")
+                shutil.rmtree(tmp, ignore_errors=True)
+        print("PASS" if not failures else f"FAIL: {len(failures)} check(s) failed")
+        return 1 if failures else 0
+
+
+if __name__ == "__main__":
+        sys.exit(main())

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sup-main.c: the vigil executable's entry point. It opens the log and hands
+ * argv to the verb named by argv[1]; each verb lives in its own file.
+ */
+#include "config.h"
+#include "exit-status.h"
+#include "log.h"
+#include "sup-verbs.h"
+
+struct verb {
+        const char *name;
+        int (*run)(int argc, char **argv);
+        const char *help;
+};
+
+static const struct verb verbs[] = {
+        { "supervise", verb_supervise, "run a supervision tree described in JSON" },
+};
+
+static void help(FILE *f) {
+        fprintf(f, "Usage: vigil VERB [OPTIONS...]\n\nVerbs:\n");
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                fprintf(f, "  %-12s %s\n", verbs[i].name, verbs[i].help);
+        fprintf(f, "\nvigil VERB --help for a verb's options. vigil %s\n", VIGIL_VERSION);
+}
+
+int main(int argc, char **argv) {
+        log_open("vigil", LOG_TARGET_AUTO);
+        if (argc < 2) {
+                help(stderr);
+                return VIGIL_EXIT_USAGE;
+        }
+        if (streq(argv[1], "--help") || streq(argv[1], "-h") || streq(argv[1], "help")) {
+                help(stdout);
+                return VIGIL_EXIT_PASS;
+        }
+        if (streq(argv[1], "--version")) {
+                printf("vigil %s\n", VIGIL_VERSION);
+                return VIGIL_EXIT_PASS;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (streq(argv[1], verbs[i].name))
+                        return verbs[i].run(argc - 1, argv + 1);
+        fprintf(stderr, "vigil: unknown verb '%s' (see vigil --help)\n", argv[1]);
+        return VIGIL_EXIT_USAGE;
+}

@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sup-spawn.c owns fork+exec: for workers (channel moved to fd 3) and for the
+ * processes workers ask the spawn service for. Between fork and exec the child
+ * leaves the supervisor's session, arranges to die with the supervisor
+ * (PR_SET_PDEATHSIG), gets exactly its stdio and channel (everything else is
+ * closed), drops capabilities per its kind and execs. A failure there travels
+ * back through a CLOEXEC pipe with the child's own errno and wording (crun's
+ * pattern), so the supervisor reports "execve /x: No such file or directory"
+ * rather than an anonymous exit 127.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "config.h"
+#include "fd-util.h"
+#include "sup-internal.h"
+
+struct spawn_error {
+        int err; /* positive errno */
+        char msg[480];
+};
+
+_noreturn_ static void child_fail(int errfd, int err, const char *fmt, ...) _printf_(3, 4);
+static void child_fail(int errfd, int err, const char *fmt, ...) {
+        struct spawn_error e = { .err = err > 0 ? err : EIO };
+        va_list ap;
+        size_t n;
+
+        va_start(ap, fmt);
+        vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
+        va_end(ap);
+        n = strlen(e.msg);
+        snprintf(e.msg + n, sizeof(e.msg) - n, ": %s", strerror(e.err));
+        (void) !write(errfd, &e, sizeof(e));
+        _exit(127);
+}
+
+/* Runs in the forked child; never returns. */
+_noreturn_ static void spawn_child(const struct spawn_req *req, pid_t parent, int errfd) {
+        int src[4], nul = -1;
+        sigset_t all;
+
+        /* Signal state is inherited across exec: start from a clean one. */
+        sigemptyset(&all);
+        (void) sigprocmask(SIG_SETMASK, &all, NULL);
+        for (int sig = 1; sig < NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP)
+                        (void) signal(sig, SIG_DFL);
+
+        /* Own session: a terminal's Ctrl-C reaches only vigil, which then stops
+         * everything in order instead of every process dying at once. */
+        (void) setsid();
+
+        /* Die with the supervisor; recheck in case it died before the prctl. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+                child_fail(errfd, errno, "prctl(PR_SET_PDEATHSIG)");
+        if (getppid() != parent)
+                _exit(127);
+
+        /* Lift errfd and every source fd above the targets first, so that moving
+         * one into place never clobbers another. */
+        errfd = fcntl(errfd, F_DUPFD_CLOEXEC, 10);
+        if (errfd < 0)
+                _exit(127);
+        for (int i = 0; i < 3; i++) {
+                if (req->stdio[i] < 0) {
+                        if (nul < 0 && (nul = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
+                                child_fail(errfd, errno, "open /dev/null");
+                        src[i] = fcntl(nul, F_DUPFD_CLOEXEC, 10);
+                } else
+                        src[i] = fcntl(req->stdio[i], F_DUPFD_CLOEXEC, 10);
+                if (src[i] < 0)
+                        child_fail(errfd, errno, "dup stdio %d", i);
+        }
+        src[3] = req->chan_fd >= 0 ? fcntl(req->chan_fd, F_DUPFD_CLOEXEC, 10) : -1;
+        if (req->chan_fd >= 0 && src[3] < 0)
+                child_fail(errfd, errno, "dup channel");
+        for (int i = 0; i < 4; i++)
+                if (src[i] >= 0 && dup2(src[i], i) < 0) /* dup2 clears CLOEXEC on the target */
+                        child_fail(errfd, errno, "dup2 to fd %d", i);
+        /* Nothing else crosses exec, even an fd a library opened without CLOEXEC. */
+        (void) fd_close_all_except(req->chan_fd >= 0 ? 4 : 3, &errfd, 1);
+
+        if (req->cwd && req->cwd[0] && chdir(req->cwd) < 0)
+                child_fail(errfd, errno, "chdir %s", req->cwd);
+
+        if (req->caps) {
+                int r = caps_apply(req->caps);
+                if (r < 0)
+                        child_fail(errfd, -r, "dropping capabilities");
+        }
+
+        if (req->path)
+                execve(req->path, req->argv, req->envp);
+        else
+                execvpe(req->argv[0], req->argv, req->envp);
+        child_fail(errfd, errno, "execve %s", req->path ?: req->argv[0]);
+}
+
+int sup_spawn(const struct spawn_req *req, pid_t *ret_pid, int *ret_pidfd, char *errbuf, size_t errsize) {
+        _cleanup_close_ int rd = -EBADF, wr = -EBADF;
+        struct spawn_error e = {};
+        int p[2], pidfd;
+        pid_t parent = getpid(), pid;
+        ssize_t n;
+
+        if (!req->argv || !req->argv[0])
+                return -EINVAL;
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return negative_errno();
+        rd = p[0];
+        wr = p[1];
+
+        pid = fork();
+        if (pid < 0) {
+                snprintf(errbuf, errsize, "fork: %s", strerror(errno));
+                return negative_errno();
+        }
+        if (pid == 0)
+                spawn_child(req, parent, wr);
+
+        wr = safe_close(wr);
+        do
+                n = read(rd, &e, sizeof(e));
+        while (n < 0 && errno == EINTR);
+        if (n > 0) {
+                /* exec failed: the child exits at once; reap it here, it was never watched. */
+                (void) waitpid(pid, NULL, 0);
+                e.msg[sizeof(e.msg) - 1] = '\0';
+                snprintf(errbuf, errsize, "%s", n == (ssize_t) sizeof(e) ? e.msg : "spawn failed");
+                return -(n == (ssize_t) sizeof(e) && e.err > 0 ? e.err : EIO);
+        }
+
+        pidfd = pidfd_open_pid(pid);
+        if (pidfd < 0) {
+                /* Without a pidfd we could neither watch nor safely signal it. */
+                snprintf(errbuf, errsize, "pidfd_open: %s", strerror(-pidfd));
+                (void) kill(pid, SIGKILL);
+                (void) waitpid(pid, NULL, 0);
+                return pidfd;
+        }
+        *ret_pid = pid;
+        *ret_pidfd = pidfd;
+        return 0;
+}
+
+static bool executable(const char *path) {
+        return access(path, X_OK) == 0;
+}
+
+int sup_resolve_exe(struct sup *s, const struct sup_kind *k, char *buf, size_t size) {
+        const char *dir = getenv("VIGIL_LIBEXEC_DIR");
+
+        /* An explicit override, then next to vigil (installed layout), then the
+         * build tree (running uninstalled), then the configured libexecdir. */
+        if (dir && dir[0]) {
+                snprintf(buf, size, "%s/%s", dir, k->exe);
+                if (executable(buf))
+                        return 0;
+        }
+        if (s->self_dir[0]) {
+                snprintf(buf, size, "%s/%s", s->self_dir, k->exe);
+                if (executable(buf))
+                        return 0;
+        }
+        snprintf(buf, size, "%s/%s", VIGIL_BUILD_ROOT, k->build_path);
+        if (executable(buf))
+                return 0;
+        snprintf(buf, size, "%s/%s", VIGIL_LIBEXECDIR, k->exe);
+        if (executable(buf))
+                return 0;
+        return -ENOENT;
+}
+
+static bool env_dropped(const char *e) {
+        /* Our own notify/watchdog/activation state must not leak into workers,
+         * or a worker could tell systemd we are ready (sd_notify(3)). */
+        static const char *const drop[] = { "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=", "LISTEN_FDS=",
+                                            "LISTEN_PID=",    "LISTEN_FDNAMES=", "VIGIL_RUN=", "VIGIL_LOG_TARGET=" };
+        for (size_t i = 0; i < ELEMENTSOF(drop); i++)
+                if (strncmp(e, drop[i], strlen(drop[i])) == 0)
+                        return true;
+        return false;
+}
+
+static char **env_build(char *const *base, const char *run_id, const char *log_target) {
+        size_t n = strv_length(base), k = 0;
+        char **env = calloc(n + 3, sizeof(char *));
+
+        if (!env)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                if (env_dropped(base[i]))
+                        continue;
+                if (!(env[k++] = strdup(base[i])))
+                        return strv_free(env);
+        }
+        if (asprintf(&env[k++], "VIGIL_RUN=%s", run_id) < 0) {
+                env[k - 1] = NULL;
+                return strv_free(env);
+        }
+        if (log_target && asprintf(&env[k++], "VIGIL_LOG_TARGET=%s", log_target) < 0) {
+                env[k - 1] = NULL;
+                return strv_free(env);
+        }
+        return env;
+}
+
+char **sup_build_worker_env(const char *run_id, enum log_target t) {
+        extern char **environ;
+        const char *target = t == LOG_TARGET_JOURNAL ? "journal" : t == LOG_TARGET_STDERR ? "stderr" : NULL;
+
+        return env_build(environ, run_id, target);
+}
+
+char **sup_env_with_run(char *const *env, const char *run_id) {
+        return env_build(env, run_id, NULL);
+}
+
+int child_spawn(struct child *c) {
+        struct sup *s = c->sup;
+        _cleanup_close_ int mine = -EBADF, theirs = -EBADF;
+        _cleanup_free_ char **argv = NULL;
+        char exe[4096], err[512] = "", pid[32];
+        size_t n_args = strv_length(c->spec.args), k = 0;
+        int sv[2], r;
+
+        r = sup_resolve_exe(s, c->kind, exe, sizeof(exe));
+        if (r < 0) {
+                sup_event(s, c, LOG_ERR, LOG_EVENT_NONE, "spawn_failed", (const char *[]){ "reason", "not found", NULL },
+                          "Cannot find %s: not in $VIGIL_LIBEXEC_DIR, %s, the build tree %s or %s", c->kind->exe,
+                          s->self_dir, VIGIL_BUILD_ROOT, VIGIL_LIBEXECDIR);
+                return r;
+        }
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return log_error_errno(negative_errno(), "socketpair for '%s'", c->spec.id);
+        mine = sv[0];
+        theirs = sv[1];
+
+        argv = calloc(n_args + 4, sizeof(char *));
+        if (!argv)
+                return -ENOMEM;
+        argv[k++] = exe;
+        argv[k++] = (char *) "--name";
+        argv[k++] = c->spec.id;
+        for (size_t i = 0; i < n_args; i++)
+                argv[k++] = c->spec.args[i];
+
+        struct spawn_req req = {
+                .path = exe,
+                .argv = argv,
+                .envp = s->worker_env,
+                .stdio = { -1, STDOUT_FILENO, STDERR_FILENO },
+                .chan_fd = theirs,
+                .caps = &c->kind->caps,
+        };
+        r = sup_spawn(&req, &c->pid, &c->pidfd, err, sizeof(err));
+        if (r < 0) {
+                sup_event(s, c, LOG_ERR, LOG_EVENT_NONE, "spawn_failed", (const char *[]){ "reason", err, NULL },
+                          "Cannot start %s '%s': %s", worker_kind_to_string(c->spec.kind), c->spec.id, err);
+                return r;
+        }
+        theirs = safe_close(theirs);
+
+        c->generation++;
+        c->reaped = c->lost = false;
+        c->exit_code = c->exit_signal = 0;
+        c->spawned_usec = now_usec();
+        r = peer_new(s->base, mine, DIR_TO_SUP, &child_peer_ops, c, &c->peer);
+        if (r < 0) {
+                /* It is running but unreachable: kill it; the reap reports the exit. */
+                (void) pidfd_send(c->pidfd, SIGKILL);
+                c->lost = true;
+                c->lost_reason = PEER_LOST_IO;
+        } else {
+                TAKE_FD(mine);
+                peer_set_queue_max(c->peer, CHILD_QUEUE_MAX);
+        }
+        r = child_watch_pid(c);
+        if (r < 0)
+                log_warning_errno(r, "Cannot watch pidfd of '%s', relying on SIGCHLD", c->spec.id);
+
+        snprintf(pid, sizeof(pid), "%d", (int) c->pid);
+        sup_event(s, c, LOG_INFO, LOG_EVENT_SPAWNED, "spawned", (const char *[]){ "pid", pid, "exe", exe, NULL },
+                  "Started %s '%s' (pid %d)", worker_kind_to_string(c->spec.kind), c->spec.id, (int) c->pid);
+        return 0;
+}

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sup-timeline.c owns <outdir>/timeline.jsonl: one JSON object per lifecycle
+ * event, in the order the supervisor decided them, with the time since the
+ * run began. It is the run's machine-readable story; tests assert on it.
+ */
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "sup-internal.h"
+
+static int mkdir_p(const char *path) {
+        char buf[4096];
+
+        snprintf(buf, sizeof(buf), "%s", path);
+        for (char *p = buf + 1; *p; p++)
+                if (*p == '/') {
+                        *p = '\0';
+                        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                                return negative_errno();
+                        *p = '/';
+                }
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                return negative_errno();
+        return 0;
+}
+
+int timeline_open(struct sup *s) {
+        char path[4096];
+        int r;
+
+        if (!s->outdir)
+                return 0;
+        r = mkdir_p(s->outdir);
+        if (r < 0)
+                return r;
+        snprintf(path, sizeof(path), "%s/timeline.jsonl", s->outdir);
+        s->timeline_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        return s->timeline_fd < 0 ? negative_errno() : 0;
+}
+
+static json_object *value_of(const char *v) {
+        char *end;
+        long long n;
+
+        /* Numbers stay numbers, so readers can compare pids and codes. */
+        errno = 0;
+        n = strtoll(v, &end, 10);
+        if (v[0] && !*end && errno == 0 && (v[0] != '0' || !v[1]))
+                return json_object_new_int64(n);
+        return json_object_new_string(v);
+}
+
+void timeline_write(struct sup *s, const char *event, struct child *c, const char *const *kv, const char *message) {
+        json_object *o;
+        const char *line;
+        struct timespec ts;
+
+        if (s->timeline_fd < 0 || !event)
+                return;
+        o = json_object_new_object();
+        if (!o)
+                return;
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        double t = (double) (now_usec() - s->started_usec) / 1e6, wall = (double) ts.tv_sec + ts.tv_nsec / 1e9;
+        char tb[32], wb[32];
+        snprintf(tb, sizeof(tb), "%.6f", t);
+        snprintf(wb, sizeof(wb), "%.6f", wall);
+        json_object_object_add(o, "t", json_object_new_double_s(t, tb));
+        json_object_object_add(o, "ts", json_object_new_double_s(wall, wb));
+        json_object_object_add(o, "event", json_object_new_string(event));
+        if (c) {
+                json_object_object_add(o, "child", json_object_new_string(c->spec.id));
+                json_object_object_add(o, "kind", json_object_new_string(worker_kind_to_string(c->spec.kind)));
+                json_object_object_add(o, "restarts", json_object_new_int64((int64_t) c->restarts));
+        }
+        for (size_t i = 0; kv && kv[i] && kv[i + 1]; i += 2)
+                json_object_object_add(o, kv[i], value_of(kv[i + 1]));
+        if (message)
+                json_object_object_add(o, "message", json_object_new_string(message));
+
+        line = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+        if (line) {
+                size_t n = strlen(line);
+                char *buf = malloc(n + 1);
+                if (buf) {
+                        memcpy(buf, line, n);
+                        buf[n] = '\n';
+                        /* One write per line: O_APPEND keeps lines whole. */
+                        (void) !write(s->timeline_fd, buf, n + 1);
+                        free(buf);
+                }
+        }
+        json_object_put(o);
+}

@@ -1,0 +1,8 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sup-verbs.h: the verbs of the vigil executable, one file each; sup-main.c
+ * dispatches argv[1] through its table. Each returns the process exit code.
+ */
+#pragma once
+
+int verb_supervise(int argc, char **argv);

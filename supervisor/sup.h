@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sup.h: the supervision tree as a library, for every front end of the vigil
+ * executable (`vigil supervise SPEC.json`, `vigil run SCRIPT`). Build a tree
+ * with sup_new() + sup_tree_add_child() (children start in the order added),
+ * then sup_run() starts them, supervises them and returns the run's exit code
+ * (enum vigil_exit) once the tree is down. Everything else (spawning, reaping,
+ * routing, the fd store, timeouts, signals) happens inside sup_run().
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "log.h"
+#include "sup-spec.h"
+
+struct sup;
+
+struct sup_options {
+        const char *run_id;          /* NULL: a random one */
+        const char *outdir;          /* NULL: no timeline.jsonl */
+        uint64_t global_timeout_usec; /* 0: none */
+        enum log_target log_target;  /* passed on to workers (VIGIL_LOG_TARGET) */
+        int notify_fd;               /* >= 0: sd_notify lines are written here (PID namespace relay) */
+};
+
+struct sup_hooks {
+        /* A child went down and the strategy has decided (restart or not). */
+        void (*child_exited)(struct sup *s, const char *id, int code, int signal, bool will_restart,
+                             void *userdata);
+        /* MSG_S_RESULT from a script worker: return < 0 to treat it as a protocol error. */
+        int (*script_result)(struct sup *s, const char *id, int64_t exit_code, const char *message,
+                             void *userdata);
+};
+
+int sup_new(const struct sup_options *o, struct sup **ret);
+struct sup *sup_free(struct sup *s);
+static inline void sup_freep(struct sup **s) {
+        extern struct sup *sup_free(struct sup *);
+        *s = sup_free(*s);
+}
+
+void sup_set_strategy(struct sup *s, enum sup_strategy strategy, const struct sup_intensity *in);
+void sup_set_hooks(struct sup *s, const struct sup_hooks *h, void *userdata);
+
+/* Append a child (copied). -EINVAL with a message in *ret_error for a bad spec
+ * or a duplicate id, -E2BIG past SUP_CHILDREN_MAX, -EBUSY once running. */
+int sup_tree_add_child(struct sup *s, const struct child_spec *spec, char **ret_error);
+/* Strategy, intensity and every child of @spec. */
+int sup_tree_add_spec(struct sup *s, const struct sup_spec *spec, char **ret_error);
+
+/* Start the children in order and supervise them until the tree is down (all
+ * children ended for good, give-up, global timeout, signal). Returns the exit
+ * code: the one set with sup_set_exit_code() / sup_shutdown(), VIGIL_EXIT_PASS
+ * by default. */
+int sup_run(struct sup *s);
+
+/* Begin an orderly teardown (reverse start order, honouring shutdown specs);
+ * sup_run() returns @exit_code. A second call while tearing down is ignored. */
+void sup_shutdown(struct sup *s, int exit_code, const char *why);
+void sup_set_exit_code(struct sup *s, int exit_code);
+
+const char *sup_run_id(const struct sup *s);
+
+/* PID namespace for the whole tree (sup-pidns.c). Call before sup_new(), with
+ * no threads running. In the namespace's PID 1 it returns 0 (and *ret_notify_fd
+ * is the sd_notify relay, or -1); the original process never returns from it:
+ * it waits for PID 1, forwarding signals, and exits with its status. Returns 1
+ * when no namespace is used (disabled, or not permitted: logged), < 0 on error. */
+int sup_pidns_enter(bool allow, int *ret_notify_fd);

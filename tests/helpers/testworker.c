@@ -1,0 +1,500 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vigil-testworker: a worker that misbehaves on command, for the supervisor's
+ * tests and benchmark. It speaks the real protocol through workers/common, so
+ * everything it does not fake is the real thing: it answers T_ECHO, and after
+ * READY it can crash, exit with any code, hang, ignore SIGTERM, send each kind
+ * of bad frame, flood its queue, leave a detached grandchild, have the
+ * supervisor spawn a process, store an fd and check it comes back, or drive
+ * echo traffic to another test worker and report the latency. Everything it
+ * observes is reported as a MSG_EVENT (so it lands in timeline.jsonl).
+ */
+#include <fcntl.h>
+#include <getopt.h>
+#include <msgpack.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include "exit-status.h"
+#include "fd-util.h"
+#include "log.h"
+#include "worker.h"
+
+#define ECHO_MAX 1000000
+
+struct tw {
+        struct worker *w;
+        /* options */
+        int crash_after_ms, exit_code, after_ms, ready_delay_ms;
+        const char *once_file;
+        bool hang, ignore_sigterm, garbage, oversized, unknown_type, wrong_direction, flood;
+        bool spawn_grandchild, spawn_via_sup, exit_when_done;
+        const char *store_fd, *echo_to;
+        int count, window, payload, interval_ms;
+        /* state */
+        bool misbehave;
+        struct event *ev_ready, *ev_act, *ev_echo;
+        int sent, ok, errors, in_flight;
+        uint64_t *sent_at;  /* by seq */
+        uint64_t *rtt;      /* per completed echo */
+        uint64_t t0;
+        uint32_t spawn_seq;
+};
+
+static int tw_parse(struct tw *t, int argc, char **argv) {
+        enum {
+                O_CRASH = 0x100, O_EXIT, O_AFTER, O_ONCE, O_HANG, O_IGN, O_GARBAGE, O_OVERSIZED, O_UNKNOWN, O_WRONG,
+                O_FLOOD, O_GRAND, O_VIA, O_STORE, O_ECHO, O_COUNT, O_WINDOW, O_PAYLOAD, O_INTERVAL, O_READY_DELAY,
+                O_DONE, O_NAME,
+        };
+        static const struct option opts[] = {
+                { "name", required_argument, NULL, O_NAME },
+                { "crash-after-ms", required_argument, NULL, O_CRASH },
+                { "exit-code", required_argument, NULL, O_EXIT },
+                { "after-ms", required_argument, NULL, O_AFTER },
+                { "once-file", required_argument, NULL, O_ONCE },
+                { "hang", no_argument, NULL, O_HANG },
+                { "ignore-sigterm", no_argument, NULL, O_IGN },
+                { "garbage", no_argument, NULL, O_GARBAGE },
+                { "oversized", no_argument, NULL, O_OVERSIZED },
+                { "unknown-type", no_argument, NULL, O_UNKNOWN },
+                { "wrong-direction", no_argument, NULL, O_WRONG },
+                { "flood", no_argument, NULL, O_FLOOD },
+                { "spawn-grandchild", no_argument, NULL, O_GRAND },
+                { "spawn-via-supervisor", no_argument, NULL, O_VIA },
+                { "store-fd", required_argument, NULL, O_STORE },
+                { "echo-to", required_argument, NULL, O_ECHO },
+                { "count", required_argument, NULL, O_COUNT },
+                { "window", required_argument, NULL, O_WINDOW },
+                { "payload", required_argument, NULL, O_PAYLOAD },
+                { "interval-ms", required_argument, NULL, O_INTERVAL },
+                { "ready-delay-ms", required_argument, NULL, O_READY_DELAY },
+                { "exit-when-done", no_argument, NULL, O_DONE },
+                {},
+        };
+        int c;
+
+        optind = 1;
+        opterr = 1;
+        while ((c = getopt_long(argc, argv, "", opts, NULL)) >= 0)
+                switch (c) {
+                case O_NAME: break;
+                case O_CRASH: t->crash_after_ms = atoi(optarg); break;
+                case O_EXIT: t->exit_code = atoi(optarg); break;
+                case O_AFTER: t->after_ms = atoi(optarg); break;
+                case O_ONCE: t->once_file = optarg; break;
+                case O_HANG: t->hang = true; break;
+                case O_IGN: t->ignore_sigterm = true; break;
+                case O_GARBAGE: t->garbage = true; break;
+                case O_OVERSIZED: t->oversized = true; break;
+                case O_UNKNOWN: t->unknown_type = true; break;
+                case O_WRONG: t->wrong_direction = true; break;
+                case O_FLOOD: t->flood = true; break;
+                case O_GRAND: t->spawn_grandchild = true; break;
+                case O_VIA: t->spawn_via_sup = true; break;
+                case O_STORE: t->store_fd = optarg; break;
+                case O_ECHO: t->echo_to = optarg; break;
+                case O_COUNT: t->count = atoi(optarg); break;
+                case O_WINDOW: t->window = atoi(optarg); break;
+                case O_PAYLOAD: t->payload = atoi(optarg); break;
+                case O_INTERVAL: t->interval_ms = atoi(optarg); break;
+                case O_READY_DELAY: t->ready_delay_ms = atoi(optarg); break;
+                case O_DONE: t->exit_when_done = true; break;
+                default: return -EINVAL;
+                }
+        if (t->count < 0 || t->count > ECHO_MAX || t->window < 0 || t->payload < 0 || t->payload > (int) CHUNK_MAX)
+                return -EINVAL;
+        if (t->window == 0)
+                t->window = 1;
+        optind = 1;
+        return 0;
+}
+
+static struct timeval ms_tv(int ms) {
+        return (struct timeval){ .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+}
+
+/* ---- bad frames, written straight to the channel ---- */
+
+static void send_raw(struct tw *t, const void *buf, size_t len) {
+        int r = fd_send_datagram(peer_fd(worker_peer(t->w)), buf, len, NULL, 0);
+        if (r < 0)
+                log_warning_errno(r, "Sending the bad frame failed");
+}
+
+static void send_bad_frames(struct tw *t) {
+        if (t->garbage) {
+                static const uint8_t junk[] = { 0xc1, 0xff, 0x00, 'g', 'a', 'r', 'b', 'a', 'g', 'e', 0x93 };
+                worker_send_event(t->w, "misbehave", "sending garbage");
+                send_raw(t, junk, sizeof(junk));
+        }
+        if (t->oversized) {
+                size_t n = FRAME_MAX + 4096;
+                uint8_t *big = calloc(1, n);
+                if (big) {
+                        worker_send_event(t->w, "misbehave", "sending an oversized frame");
+                        send_raw(t, big, n);
+                        free(big);
+                }
+        }
+        if (t->unknown_type) {
+                msgpack_sbuffer sb;
+                msgpack_packer pk;
+                msgpack_sbuffer_init(&sb);
+                msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+                msgpack_pack_array(&pk, 4);
+                msgpack_pack_uint32(&pk, PROTO_VERSION);
+                msgpack_pack_uint32(&pk, 999);
+                msgpack_pack_uint32(&pk, 0);
+                msgpack_pack_array(&pk, 0);
+                worker_send_event(t->w, "misbehave", "sending an unknown message type");
+                send_raw(t, sb.data, sb.size);
+                msgpack_sbuffer_destroy(&sb);
+        }
+        if (t->wrong_direction) {
+                /* CONFIG only ever travels supervisor -> worker. */
+                worker_send_event(t->w, "misbehave", "sending a supervisor-only message");
+                (void) peer_send(worker_peer(t->w), MSG_CONFIG, 0,
+                                 &(struct msg_config){ .restarts = 0, .run_id = (char *) "x", .json = (char *) "{}" },
+                                 NULL, 0);
+        }
+}
+
+/* Write PINGs and never read the PONGs: the supervisor's queue towards us
+ * fills up and it must drop us, not grow without bound. */
+_noreturn_ static void flood(struct tw *t) {
+        static uint8_t payload[32 * 1024];
+        _cleanup_free_ uint8_t *buf = NULL;
+        int fd = peer_fd(worker_peer(t->w));
+        size_t len;
+        uint64_t sent = 0;
+
+        worker_send_event(t->w, "misbehave", "flooding");
+        if (frame_encode(MSG_PING, 1, &(struct msg_ping){ .payload = { payload, sizeof(payload) } }, &buf, &len) < 0)
+                _exit(WORKER_EXIT_CRASH);
+        for (;;) {
+                int r = fd_send_datagram(fd, buf, len, NULL, 0);
+                if (r == -EAGAIN) {
+                        struct pollfd p = { .fd = fd, .events = POLLOUT };
+                        (void) poll(&p, 1, 100);
+                        continue;
+                }
+                if (r < 0) {
+                        fprintf(stderr, "vigil-testworker: flood ended after %llu pings: %s\n",
+                                (unsigned long long) sent, strerror(-r));
+                        _exit(WORKER_EXIT_CRASH);
+                }
+                sent++;
+        }
+}
+
+/* ---- misbehaviour after READY ---- */
+
+static void on_act(evutil_socket_t fd, short what, void *arg) {
+        struct tw *t = arg;
+
+        if (t->crash_after_ms > 0) {
+                fprintf(stderr, "vigil-testworker %s: crashing as asked\n", worker_name(t->w));
+                _exit(WORKER_EXIT_CRASH);
+        }
+        if (t->exit_code >= 0) {
+                fprintf(stderr, "vigil-testworker %s: exiting with %d as asked\n", worker_name(t->w), t->exit_code);
+                _exit(t->exit_code);
+        }
+        send_bad_frames(t);
+        if (t->flood)
+                flood(t);
+        if (t->hang) {
+                worker_send_event(t->w, "misbehave", "hanging");
+                for (;;)
+                        pause();
+        }
+}
+
+static void spawn_grandchild(struct tw *t) {
+        pid_t pid = fork();
+
+        if (pid == 0) {
+                /* Detached and not a child of the supervisor: only the subreaper or
+                 * the PID namespace can catch it. */
+                (void) setsid();
+                for (int i = 3; i < 1024; i++)
+                        (void) close(i);
+                execlp("sleep", "sleep", "1000", (char *) NULL);
+                _exit(127);
+        }
+        if (pid > 0)
+                worker_send_event(t->w, "grandchild", "%d", (int) pid);
+}
+
+static void spawn_via_supervisor(struct tw *t) {
+        char path[512];
+        char *argv[] = { (char *) "sleep", (char *) "1000", NULL };
+        char *env[] = { path, NULL };
+
+        snprintf(path, sizeof(path), "PATH=%s", getenv("PATH") ?: "/usr/bin:/bin");
+        t->spawn_seq = peer_next_seq(worker_peer(t->w));
+        (void) peer_send(worker_peer(t->w), MSG_SPAWN, t->spawn_seq,
+                         &(struct msg_spawn){ .name = (char *) "sleeper", .argv = argv, .env = env, .cwd = (char *) "",
+                                              .stdio = 0 },
+                         NULL, 0);
+}
+
+static void store_or_check_fd(struct tw *t) {
+        char want[128], got[128] = "";
+        int fd = worker_take_fd(t->w, t->store_fd);
+
+        snprintf(want, sizeof(want), "vigil-fd-store:%s", t->store_fd);
+        if (fd >= 0) {
+                ssize_t n = pread(fd, got, sizeof(got) - 1, 0);
+                got[n > 0 ? n : 0] = '\0';
+                worker_send_event(t->w, streq(got, want) ? "fd_restored" : "fd_corrupt", "%s %s", t->store_fd, got);
+                /* Keep it stored for the next restart too. */
+                (void) worker_store_fd(t->w, t->store_fd, fd);
+                safe_close(fd);
+                return;
+        }
+        if (worker_restarts(t->w) > 0)
+                worker_send_event(t->w, "fd_missing", "%s", t->store_fd);
+        fd = memfd_create("vigil-testworker", MFD_CLOEXEC);
+        if (fd < 0 || write(fd, want, strlen(want)) != (ssize_t) strlen(want)) {
+                worker_send_event(t->w, "fd_error", "memfd: %s", strerror(errno));
+                safe_close(fd);
+                return;
+        }
+        (void) worker_store_fd(t->w, t->store_fd, fd);
+        worker_send_event(t->w, "fd_created", "%s", t->store_fd);
+        safe_close(fd);
+}
+
+/* ---- echo traffic ---- */
+
+static void echo_report(struct tw *t) {
+        uint64_t total = now_usec() - t->t0, sum = 0, p50 = 0, p99 = 0;
+        int n = t->ok;
+
+        /* insertion sort is plenty for a report; the counts are small or sorted-ish */
+        for (int i = 1; i < n; i++) {
+                uint64_t v = t->rtt[i];
+                int j = i - 1;
+                while (j >= 0 && t->rtt[j] > v) {
+                        t->rtt[j + 1] = t->rtt[j];
+                        j--;
+                }
+                t->rtt[j + 1] = v;
+        }
+        for (int i = 0; i < n; i++)
+                sum += t->rtt[i];
+        if (n > 0) {
+                p50 = t->rtt[n / 2];
+                p99 = t->rtt[MIN(n - 1, n * 99 / 100)];
+        }
+        char msg[256];
+        snprintf(msg, sizeof(msg), "count=%d ok=%d errors=%d avg_us=%.1f p50_us=%llu p99_us=%llu total_us=%llu msgs_per_s=%.0f",
+                 t->count, t->ok, t->errors, n ? (double) sum / n : 0.0, (unsigned long long) p50,
+                 (unsigned long long) p99, (unsigned long long) total, total ? (double) n * 1e6 / (double) total : 0.0);
+        worker_send_event(t->w, "echo_done", "%s", msg);
+        printf("%s: %s\n", worker_name(t->w), msg);
+        fflush(stdout);
+        if (t->exit_when_done)
+                worker_exit(t->w, WORKER_EXIT_OK);
+}
+
+static void echo_send_one(struct tw *t) {
+        static uint8_t payload[CHUNK_MAX];
+        uint32_t seq = (uint32_t) t->sent + 1;
+
+        t->sent_at[t->sent] = now_usec();
+        t->sent++;
+        t->in_flight++;
+        if (peer_send(worker_peer(t->w), MSG_T_ECHO, seq,
+                      &(struct msg_t_echo){ .target = (char *) t->echo_to, .payload = { payload, (size_t) t->payload } },
+                      NULL, 0) < 0) {
+                t->in_flight--;
+                t->errors++;
+        }
+}
+
+static void echo_pump(struct tw *t) {
+        if (t->interval_ms > 0)
+                return; /* paced by the timer */
+        while (t->sent < t->count && t->in_flight < t->window)
+                echo_send_one(t);
+        if (t->ok + t->errors >= t->count)
+                echo_report(t);
+}
+
+static void on_echo_tick(evutil_socket_t fd, short what, void *arg) {
+        struct tw *t = arg;
+
+        if (t->sent < t->count)
+                echo_send_one(t);
+        if (t->sent < t->count) {
+                struct timeval tv = ms_tv(t->interval_ms);
+                (void) event_add(t->ev_echo, &tv);
+        }
+}
+
+static void echo_done_one(struct tw *t, uint32_t seq, bool ok, const char *err) {
+        if (seq == 0 || seq > (uint32_t) t->sent)
+                return;
+        t->in_flight--;
+        if (ok)
+                t->rtt[t->ok++] = now_usec() - t->sent_at[seq - 1];
+        else {
+                t->errors++;
+                worker_send_event(t->w, "echo_error", "seq %u: %s", seq, err);
+        }
+        if (t->interval_ms > 0) {
+                if (t->ok + t->errors >= t->count)
+                        echo_report(t);
+        } else
+                echo_pump(t);
+}
+
+/* ---- worker ops ---- */
+
+static void go_ready(struct tw *t) {
+        int r = worker_send_ready(t->w);
+        if (r < 0)
+                return;
+
+        if (t->ignore_sigterm) {
+                /* Overrides the worker library's handler: SIGTERM does nothing now. */
+                (void) signal(SIGTERM, SIG_IGN);
+                worker_send_event(t->w, "misbehave", "ignoring SIGTERM");
+        }
+        if (t->spawn_grandchild)
+                spawn_grandchild(t);
+        if (t->spawn_via_sup && worker_restarts(t->w) == 0)
+                spawn_via_supervisor(t);
+        if (t->misbehave) {
+                bool any = t->crash_after_ms > 0 || t->exit_code >= 0 || t->garbage || t->oversized ||
+                           t->unknown_type || t->wrong_direction || t->flood || t->hang;
+                if (any) {
+                        int ms = t->crash_after_ms > 0 ? t->crash_after_ms : t->after_ms;
+                        struct timeval tv = ms_tv(ms);
+                        t->ev_act = evtimer_new(worker_event_base(t->w), on_act, t);
+                        (void) event_add(t->ev_act, &tv);
+                }
+        }
+        if (t->echo_to && t->count > 0) {
+                t->sent_at = calloc((size_t) t->count, sizeof(uint64_t));
+                t->rtt = calloc((size_t) t->count, sizeof(uint64_t));
+                if (!t->sent_at || !t->rtt) {
+                        worker_exit(t->w, WORKER_EXIT_CRASH);
+                        return;
+                }
+                t->t0 = now_usec();
+                if (t->interval_ms > 0) {
+                        t->ev_echo = evtimer_new(worker_event_base(t->w), on_echo_tick, t);
+                        struct timeval tv = ms_tv(0);
+                        (void) event_add(t->ev_echo, &tv);
+                } else
+                        echo_pump(t);
+        }
+}
+
+static void on_ready_delay(evutil_socket_t fd, short what, void *arg) {
+        go_ready(arg);
+}
+
+static int tw_configure(struct worker *w, const struct msg_config *cfg, void *userdata) {
+        struct tw *t = userdata;
+        size_t n_procs;
+        const struct worker_restored_proc *procs = worker_procs(w, &n_procs);
+
+        t->w = w;
+        /* --once-file: misbehave the first time only, so "crash once, then behave". */
+        t->misbehave = true;
+        if (t->once_file) {
+                int fd = open(t->once_file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+                if (fd < 0)
+                        t->misbehave = false;
+                safe_close(fd);
+        }
+        for (size_t i = 0; i < n_procs; i++)
+                worker_send_event(w, "proc_restored", "%s %lld", procs[i].name, (long long) procs[i].pid);
+        if (t->store_fd)
+                store_or_check_fd(t);
+
+        if (t->ready_delay_ms > 0) {
+                struct timeval tv = ms_tv(t->ready_delay_ms);
+                t->ev_ready = evtimer_new(worker_event_base(w), on_ready_delay, t);
+                (void) event_add(t->ev_ready, &tv);
+        } else
+                go_ready(t);
+        return 0;
+}
+
+static int tw_on_frame(struct worker *w, const struct frame *f, int *fds, size_t n_fds, void *userdata) {
+        struct tw *t = userdata;
+
+        switch (f->type) {
+        case MSG_T_ECHO: {
+                const struct msg_t_echo *m = f->body;
+                return peer_send(worker_peer(w), MSG_T_ECHO_REPLY, f->seq,
+                                 &(struct msg_t_echo){ .target = (char *) worker_name(w), .payload = m->payload }, NULL,
+                                 0);
+        }
+        case MSG_T_ECHO_REPLY:
+                echo_done_one(t, f->seq, true, NULL);
+                return 0;
+        case MSG_ERROR: {
+                const struct msg_error *m = f->body;
+                if (t->spawn_seq && f->seq == t->spawn_seq) {
+                        worker_send_event(w, "spawn_error", "%s", m->message);
+                        return 0;
+                }
+                echo_done_one(t, f->seq, false, m->message);
+                return 0;
+        }
+        case MSG_SPAWNED: {
+                const struct msg_spawned *m = f->body;
+                worker_send_event(w, "spawned", "%s %lld", m->name, (long long) m->pid);
+                return 0;
+        }
+        case MSG_PROC_EXIT: {
+                const struct msg_proc_exit *m = f->body;
+                worker_send_event(w, "proc_exit", "%s %lld code=%lld signal=%lld", m->name, (long long) m->pid,
+                                  (long long) m->code, (long long) m->signal);
+                return 0;
+        }
+        case MSG_OK:
+        case MSG_PONG:
+                return 0;
+        default:
+                return -EBADMSG;
+        }
+}
+
+static void tw_on_exit(struct worker *w, void *userdata) {
+        struct tw *t = userdata;
+
+        if (t->ev_ready)
+                event_free(t->ev_ready);
+        if (t->ev_act)
+                event_free(t->ev_act);
+        if (t->ev_echo)
+                event_free(t->ev_echo);
+        free(t->sent_at);
+        free(t->rtt);
+}
+
+int main(int argc, char **argv) {
+        static const struct worker_ops ops = {
+                .kind = KIND_TEST,
+                .configure = tw_configure,
+                .on_frame = tw_on_frame,
+                .on_exit = tw_on_exit,
+        };
+        struct tw t = { .exit_code = -1 };
+
+        if (tw_parse(&t, argc, argv) < 0) {
+                fprintf(stderr, "vigil-testworker: bad arguments\n");
+                return WORKER_EXIT_CONFIG;
+        }
+        return worker_main(argc, argv, &ops, &t);
+}

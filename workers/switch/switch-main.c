@@ -27,6 +27,10 @@
 #define VDE_HANDSHAKE_TIMEOUT_SEC 5
 #define DELAYED_FRAMES_MAX 4096
 #define KNOWN_MACHINES_MAX 256
+/* Frames held per port while its reader is slow. AF_UNIX datagram receivers
+ * queue only net.unix.max_dgram_qlen (10 by default) frames; dropping on the
+ * first EAGAIN would turn every burst into TCP retransmissions. */
+#define PORT_QUEUE_MAX 512
 
 struct sw;
 
@@ -39,6 +43,10 @@ struct port {
         int data_fd;
         struct event *ev_ctl;
         struct event *ev_data;
+        struct event *ev_write;
+        uint8_t *q_buf[PORT_QUEUE_MAX];
+        uint16_t q_len[PORT_QUEUE_MAX];
+        size_t q_head, q_n;
         char machine[NAME_MAX_LEN + 1];
         uint64_t rx, tx, dropped;
 };
@@ -120,6 +128,10 @@ static void port_close(struct port *p, const char *why) {
                 event_free(p->ev_ctl);
         if (p->ev_data)
                 event_free(p->ev_data);
+        if (p->ev_write)
+                event_free(p->ev_write);
+        for (size_t i = 0; i < p->q_n; i++)
+                free(p->q_buf[(p->q_head + i) % PORT_QUEUE_MAX]);
         safe_close(p->ctl_fd);
         safe_close(p->data_fd);
         port_fd_names(p->id, c, d, sizeof(c));
@@ -131,11 +143,51 @@ static void port_close(struct port *p, const char *why) {
         *p = (struct port){ .sw = s, .id = p->id, .ctl_fd = -EBADF, .data_fd = -EBADF };
 }
 
+static bool port_enqueue(struct port *p, const uint8_t *data, size_t len) {
+        uint8_t *copy;
+
+        if (p->q_n >= PORT_QUEUE_MAX || !(copy = malloc(len)))
+                return false;
+        memcpy(copy, data, len);
+        p->q_buf[(p->q_head + p->q_n) % PORT_QUEUE_MAX] = copy;
+        p->q_len[(p->q_head + p->q_n) % PORT_QUEUE_MAX] = (uint16_t) len;
+        if (p->q_n++ == 0)
+                (void) event_add(p->ev_write, NULL);
+        return true;
+}
+
 static void port_send(struct port *p, const uint8_t *data, size_t len) {
-        if (send(p->data_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        if (p->q_n == 0) {
+                if (send(p->data_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) {
+                        p->tx++;
+                        return;
+                }
+                if (errno != EAGAIN) {
+                        p->dropped++;
+                        return;
+                }
+        }
+        if (!port_enqueue(p, data, len))
                 p->dropped++;
-        else
-                p->tx++;
+}
+
+static void write_cb(evutil_socket_t fd, short what, void *arg) {
+        struct port *p = arg;
+
+        while (p->q_n > 0) {
+                uint8_t *b = p->q_buf[p->q_head];
+
+                if (send(fd, b, p->q_len[p->q_head], MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+                        if (errno == EAGAIN)
+                                return;
+                        p->dropped++;
+                } else
+                        p->tx++;
+                free(b);
+                p->q_head = (p->q_head + 1) % PORT_QUEUE_MAX;
+                p->q_n--;
+        }
+        (void) event_del(p->ev_write);
 }
 
 static void delayed_cb(evutil_socket_t fd, short what, void *arg) {
@@ -270,7 +322,8 @@ static int port_activate(struct sw *s, int id, int ctl_fd, int data_fd) {
                             .data_fd = data_fd };
         p->ev_ctl = event_new(b, ctl_fd, EV_READ | EV_PERSIST, ctl_cb, p);
         p->ev_data = event_new(b, data_fd, EV_READ | EV_PERSIST, data_cb, p);
-        if (!p->ev_ctl || !p->ev_data || event_add(p->ev_ctl, NULL) < 0 || event_add(p->ev_data, NULL) < 0) {
+        p->ev_write = event_new(b, data_fd, EV_WRITE | EV_PERSIST, write_cb, p);
+        if (!p->ev_ctl || !p->ev_data || !p->ev_write || event_add(p->ev_ctl, NULL) < 0 || event_add(p->ev_data, NULL) < 0) {
                 port_close(p, "out of memory");
                 return -ENOMEM;
         }
@@ -624,6 +677,8 @@ static void switch_on_exit(struct worker *w, void *userdata) {
                         event_free(s->ports[i].ev_ctl);
                 if (s->ports[i].ev_data)
                         event_free(s->ports[i].ev_data);
+                if (s->ports[i].ev_write)
+                        event_free(s->ports[i].ev_write);
                 safe_close(s->ports[i].ctl_fd);
                 safe_close(s->ports[i].data_fd);
         }

@@ -6,6 +6,7 @@
 #include "config.h"
 #include "exit-status.h"
 #include "log.h"
+#include "run-plan.h"
 #include "sup-verbs.h"
 
 struct verb {
@@ -15,6 +16,7 @@ struct verb {
 };
 
 static const struct verb verbs[] = {
+        { "run", run_main, "run a test script against machines (vigil run SCRIPT --node NAME ...)" },
         { "supervise", verb_supervise, "run a supervision tree described in JSON" },
 };
 
@@ -26,7 +28,12 @@ static void help(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+        const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+
         log_open("vigil", LOG_TARGET_AUTO);
+        /* Installed as nixos-test-driver, vigil speaks the reference driver's CLI. */
+        if (streq(base, "nixos-test-driver"))
+                return run_main(argc, argv);
         if (argc < 2) {
                 help(stderr);
                 return VIGIL_EXIT_USAGE;

@@ -215,6 +215,20 @@ static int build_guest(char *ret, size_t size, char **ret_error) {
         return 0;
 }
 
+static const char *exit_code_meaning(int code) {
+        static const char *const meanings[] = {
+                [VIGIL_EXIT_PASS] = "test passed",
+                [VIGIL_EXIT_TEST_FAILED] = "test failed",
+                [VIGIL_EXIT_USAGE] = "bad input",
+                [VIGIL_EXIT_TIMEOUT] = "global timeout reached",
+                [VIGIL_EXIT_GAVE_UP] = "gave up: a worker kept crashing",
+                [VIGIL_EXIT_INTERNAL] = "internal error",
+                [VIGIL_EXIT_INTERRUPTED] = "interrupted",
+        };
+
+        return code >= 0 && (size_t) code < ELEMENTSOF(meanings) && meanings[code] ? meanings[code] : "ended";
+}
+
 static int verdict_of(int code, int signal) {
         if (signal)
                 return VIGIL_EXIT_TEST_FAILED;
@@ -349,6 +363,25 @@ static int load_inputs(struct run_plan *p, char **ret_error) {
         return 0;
 }
 
+/* On stderr the test script's nested log is what a user reads; vigil's own
+ * entries join it from LOG_NOTICE (restarts, warnings, errors) unless
+ * --log-level or VIGIL_LOG_LEVEL asks for more. The journal gets everything. */
+static void set_log_level(const struct run_plan *p) {
+        static const char *const map[][2] = {
+                { "debug", "debug" }, { "info", "info" }, { "warning", "warning" }, { "error", "err" } };
+        const char *lvl = NULL;
+
+        for (size_t i = 0; p->log_level && i < ELEMENTSOF(map); i++)
+                if (streq(p->log_level, map[i][0]))
+                        lvl = map[i][1];
+        if (!lvl && !getenv("VIGIL_LOG_LEVEL") && !log_to_journal())
+                lvl = "notice";
+        if (!lvl)
+                return;
+        setenv("VIGIL_LOG_LEVEL", lvl, 1);
+        log_open(NULL, LOG_TARGET_AUTO); /* re-reads VIGIL_LOG_LEVEL */
+}
+
 int run_main(int argc, char **argv) {
         struct run_plan p;
         _cleanup_free_ char *err = NULL;
@@ -368,8 +401,7 @@ int run_main(int argc, char **argv) {
                 run_plan_done(&p);
                 return code;
         }
-        if (p.log_level)
-                setenv("VIGIL_LOG_LEVEL", streq(p.log_level, "warning") ? "warning" : streq(p.log_level, "error") ? "err" : p.log_level, 1);
+        set_log_level(&p);
 
         random_id(run_id, sizeof(run_id));
         r = prepare_out_dir(&p, out, sizeof(out), &err);
@@ -398,6 +430,7 @@ int run_main(int argc, char **argv) {
                         notify_fd);
         if (!p.keep_state)
                 rm_rf(tmp);
+        log_notice("%s (exit %d); logs in %s", exit_code_meaning(code), code, out);
         run_plan_done(&p);
         return code;
 }

@@ -200,7 +200,7 @@ static PyObject *reply_to_python(struct script_pending *p, size_t reply_max) {
         PyObject *fields = body_to_dict(f->info, f->body);
         if (!fields)
                 return NULL;
-        return Py_BuildValue("iNy#", f->type, fields, (const char *) p->data, (Py_ssize_t) p->len);
+        return Py_BuildValue("iNy#", f->type, fields, p->data ? (const char *) p->data : "", (Py_ssize_t) p->len);
 }
 
 static PyObject *vigil_request(PyObject *self, PyObject *args, PyObject *kwargs) {

@@ -31,7 +31,7 @@ struct tw {
         const char *once_file;
         bool hang, ignore_sigterm, garbage, oversized, unknown_type, wrong_direction, flood;
         bool spawn_grandchild, spawn_via_sup, exit_when_done;
-        const char *store_fd, *echo_to;
+        const char *store_fd, *echo_to, *spawn_program;
         int count, window, payload, interval_ms;
         /* state */
         bool misbehave;
@@ -47,7 +47,7 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
         enum {
                 O_CRASH = 0x100, O_EXIT, O_AFTER, O_ONCE, O_HANG, O_IGN, O_GARBAGE, O_OVERSIZED, O_UNKNOWN, O_WRONG,
                 O_FLOOD, O_GRAND, O_VIA, O_STORE, O_ECHO, O_COUNT, O_WINDOW, O_PAYLOAD, O_INTERVAL, O_READY_DELAY,
-                O_DONE, O_NAME,
+                O_DONE, O_NAME, O_SPAWN_PROGRAM,
         };
         static const struct option opts[] = {
                 { "name", required_argument, NULL, O_NAME },
@@ -64,6 +64,7 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
                 { "flood", no_argument, NULL, O_FLOOD },
                 { "spawn-grandchild", no_argument, NULL, O_GRAND },
                 { "spawn-via-supervisor", no_argument, NULL, O_VIA },
+                { "spawn-program", required_argument, NULL, O_SPAWN_PROGRAM },
                 { "store-fd", required_argument, NULL, O_STORE },
                 { "echo-to", required_argument, NULL, O_ECHO },
                 { "count", required_argument, NULL, O_COUNT },
@@ -94,6 +95,7 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
                 case O_FLOOD: t->flood = true; break;
                 case O_GRAND: t->spawn_grandchild = true; break;
                 case O_VIA: t->spawn_via_sup = true; break;
+                case O_SPAWN_PROGRAM: t->spawn_program = optarg; break;
                 case O_STORE: t->store_fd = optarg; break;
                 case O_ECHO: t->echo_to = optarg; break;
                 case O_COUNT: t->count = atoi(optarg); break;
@@ -231,7 +233,7 @@ static void spawn_grandchild(struct tw *t) {
 
 static void spawn_via_supervisor(struct tw *t) {
         char path[512];
-        char *argv[] = { (char *) "sleep", (char *) "1000", NULL };
+        char *argv[] = { (char *) (t->spawn_program ?: "sleep"), (char *) "1000", NULL };
         char *env[] = { path, NULL };
 
         snprintf(path, sizeof(path), "PATH=%s", getenv("PATH") ?: "/usr/bin:/bin");
@@ -360,6 +362,7 @@ static void go_ready(struct tw *t) {
         int r = worker_send_ready(t->w);
         if (r < 0)
                 return;
+        log_info("Test worker ready (restart %llu)", (unsigned long long) worker_restarts(t->w));
 
         if (t->ignore_sigterm) {
                 /* Overrides the worker library's handler: SIGTERM does nothing now. */

@@ -153,6 +153,30 @@ def run_pids(run_id):
     return pids
 
 
+def host_pid(run_id, nspid):
+    """The host pid of a run's process given the pid the timeline reports (which is the
+    pid inside the run's PID namespace, or the host pid without one)."""
+    for pid in run_pids(run_id):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("NSpid:"):
+                        if int(line.split()[-1]) == nspid:
+                            return pid
+        except OSError:
+            continue
+    return None
+
+
+def proc_status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
 def pid_alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:

@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
@@ -34,6 +35,16 @@ int sup_pidns_early_signal(void) {
 }
 
 /* The outer process: wait for PID 1, forwarding signals and notifications. */
+/* Give the namespace its own /proc, so pids read there (by us, by sanitizers,
+ * by tools in the tree) are the namespace's pids. The mount namespace is a
+ * slave of the host's: host mounts still appear inside, ours never leak out. */
+static void mount_own_proc(void) {
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0 ||
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+                log_warning_errno(negative_errno(), "Cannot mount a /proc for the PID namespace, pids under /proc "
+                                                    "will be the host's");
+}
+
 _noreturn_ static void outer_wait(pid_t pid, int sigfd, int notify_rd) {
         _cleanup_close_ int pidfd = pidfd_open_pid(pid);
         char buf[4096];
@@ -133,6 +144,7 @@ int sup_pidns_enter(bool allow, int *ret_notify_fd) {
                 if (poll(&p, 1, 0) > 0)
                         _exit(VIGIL_EXIT_INTERNAL);
                 safe_close(np[0]);
+                mount_own_proc();
                 /* PID 1 ignores signals it has no handler for, even from outside:
                  * catch them until the event loop installs its own. */
                 for (size_t i = 0; i < ELEMENTSOF(sigs); i++)

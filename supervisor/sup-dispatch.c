@@ -27,7 +27,10 @@ void child_protocol_error(struct child *c, const char *fmt, ...) {
         sup_event(c->sup, c, LOG_ERR, LOG_EVENT_PROTOCOL_ERROR, "protocol_error",
                   (const char *[]){ "pid", pid, "reason", why, NULL }, "Protocol error from %s '%s': %s", kind_name(c),
                   c->spec.id, why);
-        /* Logged here, once; the loss that follows is reported as "killed". */
+        /* Logged here, once; the loss that follows is reported as "killed". The
+         * worker may see EOF and exit 0 before our SIGKILL lands: that exit still
+         * counts as a crash. */
+        c->faulted = true;
         peer_kill(c->peer, PEER_LOST_KILLED, why);
 }
 
@@ -424,14 +427,15 @@ static void on_lost(struct peer *p, enum peer_lost_reason reason, const char *de
         case PEER_LOST_DIRECTION:
         case PEER_LOST_HANDLER:
         case PEER_LOST_OVERFLOW:
+        case PEER_LOST_IO:
                 /* The peer layer decided; this is the one place it gets logged. */
+                c->faulted = true;
                 snprintf(pid, sizeof(pid), "%d", (int) c->pid);
                 sup_event(c->sup, c, LOG_ERR, LOG_EVENT_PROTOCOL_ERROR, "protocol_error",
                           (const char *[]){ "pid", pid, "reason", detail, NULL }, "Protocol error from %s '%s': %s",
                           kind_name(c), c->spec.id, detail);
                 break;
         case PEER_LOST_EOF:
-        case PEER_LOST_IO:
         case PEER_LOST_KILLED:
                 log_debug("Channel of '%s' lost: %s", c->spec.id, detail);
                 break;

@@ -83,6 +83,7 @@ struct child {
         struct peer *peer;
         uint64_t generation; /* bumped per spawn; routed requests remember their origin's */
         bool reaped, lost;
+        bool faulted; /* broke the protocol or its channel: its exit counts as abnormal, whatever the code */
         enum peer_lost_reason lost_reason;
         int exit_code, exit_signal;
 

@@ -268,7 +268,7 @@ int child_spawn(struct child *c) {
         theirs = safe_close(theirs);
 
         c->generation++;
-        c->reaped = c->lost = false;
+        c->reaped = c->lost = c->faulted = false;
         c->exit_code = c->exit_signal = 0;
         c->spawned_usec = now_usec();
         r = peer_new(s->base, mine, DIR_TO_SUP, &child_peer_ops, c, &c->peer);

@@ -320,7 +320,7 @@ static void child_reset_process(struct child *c) {
 /* The child is down (reaped + channel lost, or never spawned). Decide. */
 static void child_down(struct child *c, bool deliberate) {
         struct sup *s = c->sup;
-        enum exit_kind kind = exit_kind_classify(c->exit_code, c->exit_signal);
+        enum exit_kind kind = c->faulted ? EXIT_KIND_ABNORMAL : exit_kind_classify(c->exit_code, c->exit_signal);
         char pid[32], code[32], sig[32];
         bool will_restart = false;
 
@@ -339,9 +339,9 @@ static void child_down(struct child *c, bool deliberate) {
                           "exited",
                           (const char *[]){ "pid", pid, "exit_code", code, "exit_kind", exit_kind_to_string(kind),
                                             "deliberate", deliberate ? "1" : "0", NULL },
-                          "%s '%s' (pid %d) exited with code %d (%s)%s", worker_kind_to_string(c->spec.kind),
+                          "%s '%s' (pid %d) exited with code %d (%s%s)%s", worker_kind_to_string(c->spec.kind),
                           c->spec.id, (int) c->pid, c->exit_code, exit_kind_to_string(kind),
-                          deliberate ? " (stopped by vigil)" : "");
+                          c->faulted ? ": after a protocol error" : "", deliberate ? " (stopped by vigil)" : "");
 
         route_origin_down(c);
 

@@ -209,6 +209,8 @@ def main():
                 check(status == 0 and "PING b (192.168.1.2)" in out, f"a pings b by name -> {out!r}")
                 status, out = b.execute("ping -c1 -W10 192.168.1.1")
                 check(status == 0, f"b pings 192.168.1.1 -> {status}")
+                status, out = b.execute("ping6 -c1 -W10 2001:db8:1::1")
+                check(status == 0, f"b pings 2001:db8:1::1 (IPv6, no DAD wait) -> {status} {out!r}")
 
                 status, out = b.execute("mkdir -p /tmp/www && echo served-by-b > /tmp/www/index.html && "
                                         "httpd -p 8080 -h /tmp/www")

@@ -41,7 +41,9 @@ void child_close_fds(struct child *c) {
                 free(c->fds[i].name);
                 safe_close(c->fds[i].fd);
         }
-        c->n_fds = 0;
+        free(c->fds);
+        c->fds = NULL;
+        c->n_fds = c->cap_fds = 0;
 }
 
 static int on_fd_store(struct child *c, const struct frame *f, int *fds, size_t n_fds) {
@@ -60,6 +62,14 @@ static int on_fd_store(struct child *c, const struct frame *f, int *fds, size_t 
                         log_warning("%s '%s' tried to store more than %u fds, refusing '%s'", kind_name(c),
                                     c->spec.id, CHILD_FDS_MAX, m->name);
                         return 0;
+                }
+                if (c->n_fds == c->cap_fds) {
+                        size_t cap = MIN(MAX(c->cap_fds * 2, (size_t) 8), (size_t) CHILD_FDS_MAX);
+                        struct stored_fd *n = realloc(c->fds, cap * sizeof(struct stored_fd));
+                        if (!n)
+                                return log_error_errno(-ENOMEM, "fd store");
+                        c->fds = n;
+                        c->cap_fds = cap;
                 }
                 char *name = strdup(m->name);
                 if (!name)

@@ -16,7 +16,7 @@
 #include "sup-fsm.h"
 #include "sup.h"
 
-#define CHILD_FDS_MAX 16u          /* stored fds per child */
+#define CHILD_FDS_MAX 1024u        /* stored fds per child (a switch keeps 1 + 2 per port) */
 #define CHILD_PROCS_MAX 16u        /* spawned processes per child */
 #define CHILD_PENDING_EXITS_MAX 32u /* PROC_EXITs remembered while the worker is down */
 #define CHILD_QUEUE_MAX (1024u * 1024u) /* send-queue cap per worker */
@@ -97,8 +97,8 @@ struct child {
         uint32_t seq;        /* the supervisor's seq counter towards this child, across restarts */
         uint64_t spawned_usec;
 
-        struct stored_fd fds[CHILD_FDS_MAX];
-        size_t n_fds;
+        struct stored_fd *fds; /* grown on demand up to CHILD_FDS_MAX */
+        size_t n_fds, cap_fds;
         struct sup_proc *procs;
         size_t n_procs;
         struct pending_exit pending_exits[CHILD_PENDING_EXITS_MAX];
@@ -205,6 +205,7 @@ struct spawn_req {
         int chan_fd;             /* >= 0: becomes fd 3 */
         const struct cap_policy *caps;
 };
+void sup_raise_nofile(void);
 int sup_spawn(const struct spawn_req *req, pid_t *ret_pid, int *ret_pidfd, char *errbuf, size_t errsize);
 int child_spawn(struct child *c);
 int child_signal(struct child *c, int sig);

@@ -13,12 +13,31 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
 #include "config.h"
 #include "fd-util.h"
 #include "sup-internal.h"
+
+static struct rlimit nofile_orig;
+static bool nofile_raised;
+
+/* Stored fds (a switch keeps two per port) and their copies queued for a
+ * restarted worker can pass the usual soft limit of 1024, so the supervisor
+ * raises its own; every process it starts gets the original back, because
+ * programs using select() break on fds above 1023 (systemd does the same). */
+void sup_raise_nofile(void) {
+        struct rlimit rl;
+
+        if (nofile_raised || getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+                return;
+        nofile_orig = rl;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+                nofile_raised = true;
+}
 
 struct spawn_error {
         int err; /* positive errno */
@@ -51,6 +70,9 @@ _noreturn_ static void spawn_child(const struct spawn_req *req, pid_t parent, in
         for (int sig = 1; sig < NSIG; sig++)
                 if (sig != SIGKILL && sig != SIGSTOP)
                         (void) signal(sig, SIG_DFL);
+
+        if (nofile_raised)
+                (void) setrlimit(RLIMIT_NOFILE, &nofile_orig);
 
         /* Own session: a terminal's Ctrl-C reaches only vigil, which then stops
          * everything in order instead of every process dying at once. */

@@ -82,6 +82,7 @@ int child_spec_copy(const struct child_spec *src, struct child_spec *ret) {
                 .kind = src->kind,
                 .restart = src->restart,
                 .shutdown_ms = src->shutdown_ms,
+                .significant = src->significant,
         };
 
         c.id = strdup(src->id);
@@ -140,7 +141,7 @@ static int get_int(json_object *v, int64_t min, int64_t max, const char *path, i
 }
 
 static int parse_child(json_object *o, size_t idx, struct child_spec *c, char **ret_error) {
-        static const char *const keys[] = { "id", "kind", "restart", "shutdown", "args", "config", NULL };
+        static const char *const keys[] = { "id", "kind", "restart", "shutdown", "significant", "args", "config", NULL };
         char where[64];
         json_object *v;
         int r;
@@ -189,6 +190,12 @@ static int parse_child(json_object *o, size_t idx, struct child_spec *c, char **
                         if (r < 0)
                                 return r;
                 }
+        }
+
+        if (json_object_object_get_ex(o, "significant", &v)) {
+                if (!json_object_is_type(v, json_type_boolean))
+                        return fail(ret_error, "%s.significant: expected true or false", where);
+                c->significant = json_object_get_boolean(v);
         }
 
         size_t n_args = 0;

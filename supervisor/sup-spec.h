@@ -25,6 +25,7 @@ struct child_spec {
         enum worker_kind kind;
         enum restart_type restart;
         int64_t shutdown_ms;     /* SHUTDOWN_BRUTAL_KILL, or ms between SIGTERM and SIGKILL */
+        bool significant;        /* OTP auto_shutdown: when it ends for good, the whole tree shuts down */
         char **args;             /* extra worker argv (after --name ID), NULL-terminated; may be NULL */
         char *config_json;       /* MSG_CONFIG json; NULL means "{}" */
 };

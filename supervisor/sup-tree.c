@@ -418,6 +418,12 @@ static void child_down(struct child *c, bool deliberate) {
         route_target_down(c, will_restart);
         if (s->hooks.child_exited)
                 s->hooks.child_exited(s, c->spec.id, c->exit_code, c->exit_signal, will_restart, s->hooks_userdata);
+        /* OTP's auto_shutdown = any_significant (the hook may already have begun it). */
+        if (c->spec.significant && !will_restart) {
+                char why[128];
+                snprintf(why, sizeof(why), "significant child '%s' ended", c->spec.id);
+                sup_shutdown(s, s->exit_code, why);
+        }
         notify_status(s);
 }
 
@@ -794,6 +800,7 @@ int sup_run(struct sup *s) {
                 return log_error_errno(-EINVAL, "Nothing to supervise");
         s->running = true;
         s->started_usec = now_usec();
+        sup_raise_nofile();
 
         /* Orphans of our workers (a QEMU whose worker died, a daemonised helper)
          * are reparented to us instead of init, so we reap and kill them. */

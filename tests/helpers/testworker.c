@@ -32,7 +32,7 @@ struct tw {
         bool hang, ignore_sigterm, garbage, oversized, unknown_type, wrong_direction, flood;
         bool spawn_grandchild, spawn_via_sup, exit_when_done;
         const char *store_fd, *echo_to, *spawn_program;
-        int count, window, payload, interval_ms;
+        int count, window, payload, interval_ms, store_many;
         /* state */
         bool misbehave;
         struct event *ev_ready, *ev_act, *ev_echo;
@@ -47,7 +47,7 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
         enum {
                 O_CRASH = 0x100, O_EXIT, O_AFTER, O_ONCE, O_HANG, O_IGN, O_GARBAGE, O_OVERSIZED, O_UNKNOWN, O_WRONG,
                 O_FLOOD, O_GRAND, O_VIA, O_STORE, O_ECHO, O_COUNT, O_WINDOW, O_PAYLOAD, O_INTERVAL, O_READY_DELAY,
-                O_DONE, O_NAME, O_SPAWN_PROGRAM,
+                O_DONE, O_NAME, O_SPAWN_PROGRAM, O_STORE_MANY,
         };
         static const struct option opts[] = {
                 { "name", required_argument, NULL, O_NAME },
@@ -66,6 +66,7 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
                 { "spawn-via-supervisor", no_argument, NULL, O_VIA },
                 { "spawn-program", required_argument, NULL, O_SPAWN_PROGRAM },
                 { "store-fd", required_argument, NULL, O_STORE },
+                { "store-many", required_argument, NULL, O_STORE_MANY },
                 { "echo-to", required_argument, NULL, O_ECHO },
                 { "count", required_argument, NULL, O_COUNT },
                 { "window", required_argument, NULL, O_WINDOW },
@@ -97,6 +98,7 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
                 case O_VIA: t->spawn_via_sup = true; break;
                 case O_SPAWN_PROGRAM: t->spawn_program = optarg; break;
                 case O_STORE: t->store_fd = optarg; break;
+                case O_STORE_MANY: t->store_many = atoi(optarg); break;
                 case O_ECHO: t->echo_to = optarg; break;
                 case O_COUNT: t->count = atoi(optarg); break;
                 case O_WINDOW: t->window = atoi(optarg); break;
@@ -271,6 +273,39 @@ static void store_or_check_fd(struct tw *t) {
         safe_close(fd);
 }
 
+/* --store-many N: N small fds, stored on the first start and counted back after a restart. */
+static void store_many(struct tw *t) {
+        int restored = 0, intact = 0;
+
+        for (int i = 0; i < t->store_many; i++) {
+                char name[32], want[32], got[32] = "";
+                snprintf(name, sizeof(name), "m%d", i);
+                snprintf(want, sizeof(want), "many-%d", i);
+                int fd = worker_take_fd(t->w, name);
+                if (fd >= 0) {
+                        restored++;
+                        ssize_t n = pread(fd, got, sizeof(got) - 1, 0);
+                        got[n > 0 ? n : 0] = '\0';
+                        intact += streq(got, want);
+                        safe_close(fd);
+                        continue;
+                }
+                if (worker_restarts(t->w) > 0)
+                        continue;
+                fd = memfd_create(name, MFD_CLOEXEC);
+                if (fd < 0 || write(fd, want, strlen(want)) < 0 || worker_store_fd(t->w, name, fd) < 0) {
+                        worker_send_event(t->w, "fd_error", "storing %s: %s", name, strerror(errno));
+                        safe_close(fd);
+                        return;
+                }
+                safe_close(fd);
+        }
+        if (worker_restarts(t->w) > 0)
+                worker_send_event(t->w, "fd_many_restored", "%d/%d intact=%d", restored, t->store_many, intact);
+        else
+                worker_send_event(t->w, "fd_many_stored", "%d", t->store_many);
+}
+
 /* ---- echo traffic ---- */
 
 static void echo_report(struct tw *t) {
@@ -422,6 +457,8 @@ static int tw_configure(struct worker *w, const struct msg_config *cfg, void *us
                 worker_send_event(w, "proc_restored", "%s %lld", procs[i].name, (long long) procs[i].pid);
         if (t->store_fd)
                 store_or_check_fd(t);
+        if (t->store_many > 0)
+                store_many(t);
 
         if (t->ready_delay_ms > 0) {
                 struct timeval tv = ms_tv(t->ready_delay_ms);

@@ -11,6 +11,9 @@ from suphelp import check, main, test
 def body(new_run):
     strategy = sys.argv[1]
     run = new_run(None)
+    if strategy == "many":
+        many(new_run)
+        return
     if strategy == "one_for_one":
         children = [test("keeper", ["--store-fd", "precious", "--crash-after-ms", "300", "--once-file",
                                     run.path("once")])]
@@ -29,6 +32,19 @@ def body(new_run):
     check(got and got[0]["message"] == "precious vigil-fd-store:precious",
           f"{strategy}: the new keeper got the fd back with its content ({got and got[0]['message']})")
     check(not run.worker_events("fd_missing") and not run.worker_events("fd_corrupt"), f"{strategy}: nothing lost")
+
+
+def many(new_run):
+    run = new_run(None)
+    run.set_spec({"children": [test("sw", ["--store-many", "600", "--crash-after-ms", "500", "--once-file",
+                                           run.path("once")])]})
+    run.start()
+    run.wait_for(lambda: run.worker_events("fd_many_restored", "sw"), what="the restarted worker to count its fds")
+    run.proc.send_signal(signal.SIGTERM)
+    run.wait()
+    check(run.worker_events("fd_many_stored", "sw"), "600 fds stored on the first start")
+    got = run.worker_events("fd_many_restored", "sw")[0]["message"]
+    check(got == "600/600 intact=600", f"all 600 came back after the restart, content intact ({got})")
 
 
 main(body)

@@ -54,8 +54,22 @@ def config(new_run):
     check(run.events("gave_up", reason="config"), "gave_up event with reason config")
 
 
+def significant(new_run):
+    main_child = test("main", ["--exit-code", "0", "--after-ms", "200"])
+    main_child["restart"] = "temporary"
+    main_child["significant"] = True
+    run = new_run({"children": [test("keep"), main_child, test("after")]})
+    rc = run.run(timeout=20)
+    check(rc == 0, f"a significant child ending ends the run, exit 0 (got {rc})")
+    stops = [e["child"] for e in run.events("exited") if e.get("deliberate") == 1]
+    check(stops == ["after", "keep"], f"the others are stopped in reverse start order ({stops})")
+    check("significant child 'main' ended" in run.stderr, "the log says why the run ended")
+
+
 def body(new_run):
-    if sys.argv[1] == "config":
+    if sys.argv[1] == "significant":
+        significant(new_run)
+    elif sys.argv[1] == "config":
         config(new_run)
     else:
         matrix(new_run, sys.argv[1])

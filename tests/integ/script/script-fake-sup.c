@@ -189,7 +189,7 @@ static int handle_console_read(uint32_t seq, struct fake_machine *m, uint64_t fr
         if (reply_chunks(seq, (uint8_t *) buf, len) < 0)
                 return -EPIPE;
         return reply(MSG_M_TEXT_RESULT, seq,
-                     &(struct msg_m_text_result){ .length = len, .next_line = MAX(from, (uint64_t) m->n_console) });
+                     &(struct msg_m_text_result){ .length = len, .next_line = m->n_console });
 }
 
 static int handle_text_reply(uint32_t seq, const char *text) {
@@ -209,10 +209,9 @@ static int handle_request(const struct frame *f) {
 
         switch (f->type) {
         case MSG_M_START:
+                /* Like vigil-machine: console lines are numbered over the
+                 * machine's whole life, not per start. */
                 if (!m->booted) {
-                        for (size_t i = 0; i < m->n_console; i++)
-                                free(m->console[i]);
-                        m->n_console = 0;
                         for (long i = 0; i < console_lines; i++) {
                                 snprintf(text, sizeof(text), "fake boot line %ld of %s", i + 1, m->name);
                                 console_add(m, text);

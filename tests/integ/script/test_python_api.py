@@ -60,6 +60,7 @@ class FakeChannel(Channel):
         self.shell = shell or (lambda m, c: (0, ""))
         self.calls: list[tuple[str, str, dict]] = []
         self.console: dict[str, list[str]] = {}
+        self.boot: dict[str, list[str]] = {}  # lines the machine prints when started
         self.booted: dict[str, bool] = {}
         self.fail: dict[str, ChannelError] = {}
         self.events: list[tuple[str, str]] = []
@@ -72,6 +73,7 @@ class FakeChannel(Channel):
             raise self.fail[kind]
         if kind == "M_START":
             self.booted[machine] = True
+            self.console.setdefault(machine, []).extend(self.boot.get(machine, []))
             return Reply("OK", {}, b"")
         if kind == "M_STATE":
             up = self.booted.get(machine, False)
@@ -90,7 +92,7 @@ class FakeChannel(Channel):
                 threading.Event().wait(0.05)  # a short long-poll
             lines = list(lines)
             data = "".join(line + "\n" for line in lines[start:]).encode()
-            return Reply("M_TEXT_RESULT", {"length": len(data), "next_line": max(start, len(lines))}, data)
+            return Reply("M_TEXT_RESULT", {"length": len(data), "next_line": len(lines)}, data)
         if kind == "M_MONITOR":
             return Reply("M_TEXT_RESULT", {"length": 0, "next_line": 0}, f"{fields['text']}\r\n(qemu) ".encode())
         if kind == "M_QMP":
@@ -426,7 +428,7 @@ class TestConsoleAndMonitor(unittest.TestCase):
     def test_console_follower_and_wait_for_console_text(self):
         d, ch, out = make_driver()
         m = d.machines[0]
-        ch.console["server"] = ["Linux version 6.1", "Run /init", "login: "]
+        ch.boot["server"] = ["Linux version 6.1", "Run /init", "login: "]
         m.start()
         m.wait_for_console_text("Run /in")
         self.assertIn("server # Linux version 6.1", plain(out))
@@ -435,6 +437,19 @@ class TestConsoleAndMonitor(unittest.TestCase):
         # lines are appended without separator: a regex spanning two lines matches joined text
         ch.console["server"].extend(["abc", "def"])
         m.wait_for_console_text("login:abc")
+
+    def test_console_log_restarts_with_each_start(self):
+        d, ch, out = make_driver()
+        m = d.machines[0]
+        ch.boot["server"] = ["first boot"]
+        m.start()
+        m.wait_for_console_text("first boot")
+        m.crash()
+        ch.boot["server"] = ["second boot"]
+        m.start()
+        m.wait_for_console_text("second")
+        self.assertEqual(m.get_console_log(), "second boot")
+        self.assertEqual(plain(out).count("server # first boot"), 1)
 
     def test_console_timeout_consumes_one_line_per_second(self):
         d, ch, _ = make_driver()

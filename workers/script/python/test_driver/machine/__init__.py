@@ -116,9 +116,11 @@ def _console_lines(data: bytes) -> list[str]:
 class _ConsoleFollower:
     """Follows one machine's serial console with long-polling
     MSG_M_CONSOLE_READ requests, feeding full_console_log, last_lines and the
-    `name # line` log, like the reference's serial reader thread. Line indices
-    restart at 0 with every start() ("generation"); lines from an older
-    generation that arrive late are dropped."""
+    `name # line` log, like the reference's serial reader thread. The worker
+    numbers console lines across the machine's whole life; every start()
+    begins a new "generation" at the then-current end, so the logs restart
+    as in the reference, and lines of an older generation that arrive late
+    are dropped."""
 
     POLL_MS = 1000
 
@@ -131,10 +133,20 @@ class _ConsoleFollower:
         self.drain = False
         self.thread: threading.Thread | None = None
 
-    def restart(self) -> None:
+    def end(self) -> int:
+        """The worker's current end of the console (a read from beyond it
+        returns nothing and the end)."""
+        m = self.machine
+        try:
+            reply = m._channel.request("M_CONSOLE_READ", m.name, from_line=2**63, timeout_ms=0)
+        except ChannelError:
+            return 0
+        return int(reply.fields.get("next_line", 0))
+
+    def restart(self, cursor: int) -> None:
         with self.cond:
             self.generation += 1
-            self.cursor = 0
+            self.cursor = cursor
             self.active = True
             self.drain = False
             self.cond.notify_all()
@@ -318,10 +330,11 @@ class BaseMachine:
             return
         if self._starting_message:
             self.log(self._starting_message)
+        console_start = self._console.end()
         self._call("M_START", allow_reboot=bool(allow_reboot))
         self.last_lines = Queue()
         self.full_console_log = []
-        self._console.restart()
+        self._console.restart(console_start)
         self._refresh_state()
         self.booted = True
         self.qmp_client = QMPSession(self._qmp_request, lambda what: self._unsupported(what))

@@ -252,6 +252,7 @@ int child_spawn(struct child *c) {
         size_t n_args = strv_length(c->spec.args), k = 0;
         int sv[2], r;
 
+        c->pid = 0; /* until there is a new process, there is none */
         r = sup_resolve_exe(s, c->kind, exe, sizeof(exe));
         if (r < 0) {
                 sup_event(s, c, LOG_ERR, LOG_EVENT_NONE, "spawn_failed", (const char *[]){ "reason", "not found", NULL },

@@ -328,7 +328,13 @@ static void child_down(struct child *c, bool deliberate) {
         snprintf(pid, sizeof(pid), "%d", (int) c->pid);
         snprintf(code, sizeof(code), "%d", c->exit_code);
         snprintf(sig, sizeof(sig), "%d", c->exit_signal);
-        if (c->exit_signal)
+        if (c->pid <= 0)
+                sup_event(s, c, LOG_WARNING, LOG_EVENT_EXITED, "exited",
+                          (const char *[]){ "exit_code", code, "exit_kind", exit_kind_to_string(kind), "deliberate", "0",
+                                            NULL },
+                          "%s '%s' could not be started (counted as a crash)", worker_kind_to_string(c->spec.kind),
+                          c->spec.id);
+        else if (c->exit_signal)
                 sup_event(s, c, deliberate ? LOG_INFO : LOG_WARNING, LOG_EVENT_EXITED, "exited",
                           (const char *[]){ "pid", pid, "signal", sig, "exit_kind", exit_kind_to_string(kind),
                                             "deliberate", deliberate ? "1" : "0", NULL },

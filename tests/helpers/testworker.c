@@ -32,10 +32,11 @@ struct tw {
         bool hang, ignore_sigterm, garbage, oversized, unknown_type, wrong_direction, flood;
         bool spawn_grandchild, spawn_via_sup, exit_when_done;
         const char *store_fd, *echo_to, *spawn_program;
-        int count, window, payload, interval_ms, store_many;
+        int count, window, payload, interval_ms, store_many, kill_spawned_ms;
+        bool forget_fd;
         /* state */
         bool misbehave;
-        struct event *ev_ready, *ev_act, *ev_echo;
+        struct event *ev_ready, *ev_act, *ev_echo, *ev_kill;
         int sent, ok, errors, in_flight;
         uint64_t *sent_at;  /* by seq */
         uint64_t *rtt;      /* per completed echo */
@@ -47,7 +48,7 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
         enum {
                 O_CRASH = 0x100, O_EXIT, O_AFTER, O_ONCE, O_HANG, O_IGN, O_GARBAGE, O_OVERSIZED, O_UNKNOWN, O_WRONG,
                 O_FLOOD, O_GRAND, O_VIA, O_STORE, O_ECHO, O_COUNT, O_WINDOW, O_PAYLOAD, O_INTERVAL, O_READY_DELAY,
-                O_DONE, O_NAME, O_SPAWN_PROGRAM, O_STORE_MANY,
+                O_DONE, O_NAME, O_SPAWN_PROGRAM, O_STORE_MANY, O_KILL_SPAWNED, O_FORGET,
         };
         static const struct option opts[] = {
                 { "name", required_argument, NULL, O_NAME },
@@ -67,6 +68,8 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
                 { "spawn-program", required_argument, NULL, O_SPAWN_PROGRAM },
                 { "store-fd", required_argument, NULL, O_STORE },
                 { "store-many", required_argument, NULL, O_STORE_MANY },
+                { "kill-spawned-after-ms", required_argument, NULL, O_KILL_SPAWNED },
+                { "forget-fd", no_argument, NULL, O_FORGET },
                 { "echo-to", required_argument, NULL, O_ECHO },
                 { "count", required_argument, NULL, O_COUNT },
                 { "window", required_argument, NULL, O_WINDOW },
@@ -99,6 +102,8 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
                 case O_SPAWN_PROGRAM: t->spawn_program = optarg; break;
                 case O_STORE: t->store_fd = optarg; break;
                 case O_STORE_MANY: t->store_many = atoi(optarg); break;
+                case O_KILL_SPAWNED: t->kill_spawned_ms = atoi(optarg); break;
+                case O_FORGET: t->forget_fd = true; break;
                 case O_ECHO: t->echo_to = optarg; break;
                 case O_COUNT: t->count = atoi(optarg); break;
                 case O_WINDOW: t->window = atoi(optarg); break;
@@ -246,6 +251,15 @@ static void spawn_via_supervisor(struct tw *t) {
                          NULL, 0);
 }
 
+static void on_kill_spawned(evutil_socket_t fd, short what, void *arg) {
+        struct tw *t = arg;
+
+        /* With a seq, so the supervisor answers OK (or ERROR). */
+        (void) peer_send(worker_peer(t->w), MSG_PROC_KILL, peer_next_seq(worker_peer(t->w)),
+                         &(struct msg_proc_kill){ .name = (char *) "sleeper", .signal = SIGTERM }, NULL, 0);
+        worker_send_event(t->w, "proc_kill_sent", "sleeper SIGTERM");
+}
+
 static void store_or_check_fd(struct tw *t) {
         char want[128], got[128] = "";
         int fd = worker_take_fd(t->w, t->store_fd);
@@ -271,6 +285,10 @@ static void store_or_check_fd(struct tw *t) {
         (void) worker_store_fd(t->w, t->store_fd, fd);
         worker_send_event(t->w, "fd_created", "%s", t->store_fd);
         safe_close(fd);
+        if (t->forget_fd) {
+                (void) worker_forget_fd(t->w, t->store_fd);
+                worker_send_event(t->w, "fd_forgotten", "%s", t->store_fd);
+        }
 }
 
 /* --store-many N: N small fds, stored on the first start and counted back after a restart. */
@@ -494,6 +512,11 @@ static int tw_on_frame(struct worker *w, const struct frame *f, int *fds, size_t
         case MSG_SPAWNED: {
                 const struct msg_spawned *m = f->body;
                 worker_send_event(w, "spawned", "%s %lld", m->name, (long long) m->pid);
+                if (t->kill_spawned_ms > 0 && !t->ev_kill) {
+                        struct timeval tv = ms_tv(t->kill_spawned_ms);
+                        t->ev_kill = evtimer_new(worker_event_base(w), on_kill_spawned, t);
+                        (void) event_add(t->ev_kill, &tv);
+                }
                 return 0;
         }
         case MSG_PROC_EXIT: {
@@ -503,6 +526,9 @@ static int tw_on_frame(struct worker *w, const struct frame *f, int *fds, size_t
                 return 0;
         }
         case MSG_OK:
+                if (t->ev_kill)
+                        worker_send_event(w, "proc_kill_ok", "%u", f->seq);
+                return 0;
         case MSG_PONG:
                 return 0;
         default:
@@ -519,6 +545,8 @@ static void tw_on_exit(struct worker *w, void *userdata) {
                 event_free(t->ev_act);
         if (t->ev_echo)
                 event_free(t->ev_echo);
+        if (t->ev_kill)
+                event_free(t->ev_kill);
         free(t->sent_at);
         free(t->rtt);
 }

@@ -14,6 +14,9 @@ def body(new_run):
     if strategy == "many":
         many(new_run)
         return
+    if strategy == "forget":
+        forget(new_run)
+        return
     if strategy == "one_for_one":
         children = [test("keeper", ["--store-fd", "precious", "--crash-after-ms", "300", "--once-file",
                                     run.path("once")])]
@@ -32,6 +35,19 @@ def body(new_run):
     check(got and got[0]["message"] == "precious vigil-fd-store:precious",
           f"{strategy}: the new keeper got the fd back with its content ({got and got[0]['message']})")
     check(not run.worker_events("fd_missing") and not run.worker_events("fd_corrupt"), f"{strategy}: nothing lost")
+
+
+def forget(new_run):
+    run = new_run(None)
+    run.set_spec({"children": [test("keeper", ["--store-fd", "gone", "--forget-fd", "--crash-after-ms", "300",
+                                               "--once-file", run.path("once")])]})
+    run.start()
+    run.wait_for(lambda: len(run.events("ready", child="keeper")) == 2, what="the restart")
+    run.proc.send_signal(signal.SIGTERM)
+    run.wait()
+    check(run.worker_events("fd_forgotten", "keeper"), "the worker stored an fd and then forgot it")
+    check(run.worker_events("fd_missing", "keeper") and not run.worker_events("fd_restored"),
+          "after the restart the forgotten fd is not handed back")
 
 
 def many(new_run):

@@ -104,7 +104,7 @@ static void test_start_script(void) {
         machine_config_parse(script_json, &c, err, sizeof err);
         ok(qemu_build_start_script(&c, false, env, &q) == 0, "script: builds");
         ok(strv_length(q.argv) == 3 && streq(q.argv[0], "/bin/sh") && streq(q.argv[1], "-c") &&
-                   streq(q.argv[2], "/nix/store/x/bin/run-server-vm -qmp unix:/tmp/r/vm-state-server/qmp,server=on,"
+                   streq(q.argv[2], "exec /nix/store/x/bin/run-server-vm -qmp unix:/tmp/r/vm-state-server/qmp,server=on,"
                                     "wait=off -monitor unix:/tmp/r/vm-state-server/monitor -chardev socket,id=shell,"
                                     "path=/tmp/r/vm-state-server/shell -device virtio-serial -device virtconsole,"
                                     "chardev=shell -device virtio-rng-pci -serial stdio -no-reboot -nographic"),

@@ -85,6 +85,8 @@ struct qemu {
         uint32_t spawn_seq;
         char accel[8];
         unsigned handshake_pending;
+        int pending_error; /* start-up problem waiting for QEMU's exit */
+        char pending_why[256];
         bool stored; /* our fds are in the supervisor's store */
 
         int monitor_listen;
@@ -281,6 +283,7 @@ static void stderr_cb(evutil_socket_t fd, short what, void *arg) {
 
 static void hmp_run(struct qemu *q);
 static void start_step_done(struct qemu *q);
+static void start_problem(struct qemu *q, int r, const char *why);
 
 static int write_all(int fd, const char *text) {
         size_t len = strlen(text);
@@ -318,7 +321,7 @@ static void hmp_complete(struct qemu *q, int error, const char *why) {
         if (error < 0) {
                 if (j->kind == HMP_GREETING) {
                         hmp_job_free(j);
-                        machine_started(q->m, error, why);
+                        start_problem(q, error, why);
                         return;
                 }
                 (void) machine_reply_error(q->m, j->seq, error, "%s", why);
@@ -422,7 +425,7 @@ static void qmp_complete(struct qemu *q, int error, const char *why, const char 
         if (j->kind != QMP_USER) {
                 if (error < 0) {
                         qmp_job_free(j);
-                        machine_started(q->m, error, why);
+                        start_problem(q, error, why);
                         return;
                 }
                 if (j->kind == QMP_CAPABILITIES)
@@ -671,11 +674,27 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg) {
                 handshake(q);
 }
 
+/* A connection to QEMU closed during start-up: QEMU is most likely exiting.
+ * Wait a moment for its exit, whose status and stderr make the better error. */
+static void start_problem(struct qemu *q, int r, const char *why) {
+        if (r != -ECONNRESET) {
+                start_failed(q, r, "%s", why);
+                return;
+        }
+        q->pending_error = r;
+        (void) snprintf(q->pending_why, sizeof q->pending_why, "%s", why);
+        set_timer(q->start_timer, 2 * USEC_PER_SEC);
+}
+
 static void start_timer_cb(evutil_socket_t fd, short what, void *arg) {
         struct qemu *q = arg;
         char tail[2048];
 
         machine_tail_describe(q->m, tail, sizeof tail);
+        if (q->pending_error < 0) {
+                start_failed(q, q->pending_error, "%s; %s", q->pending_why, tail);
+                return;
+        }
         start_failed(q, -ETIMEDOUT, "QEMU did not connect its monitor and shell sockets within %llu s; %s",
                      (unsigned long long) MAX(q->m->cfg.connect_s, (uint64_t) START_MIN_S), tail);
 }
@@ -924,6 +943,7 @@ static int qemu_start(struct machine *m, bool allow_reboot) {
         (void) mkdir(xchg, 0755);
         (void) mkdir(m->cfg.shared_dir, 0755);
         q->allow_reboot = allow_reboot;
+        q->pending_error = 0;
         m->stderr_n = 0;
         console_splitter_done(&q->stderr_split);
         (void) console_splitter_init(&q->stderr_split, 0);

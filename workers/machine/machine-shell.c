@@ -8,6 +8,7 @@
  * backdoor protocol has no framing that would allow more.
  */
 #include <event2/buffer.h>
+#include <sched.h>
 #include <sys/random.h>
 
 #include "log.h"
@@ -51,6 +52,28 @@ void shell_job_free(struct shell_job *j) {
         free(j);
 }
 
+/* QEMU's virtconsole drops guest output when its socket write would block
+ * (hw/char/virtio-console.c: "silently dropping console data on EAGAIN"), so
+ * a reader that is not scheduled for a few tens of ms on a busy host loses
+ * bytes of a large command output. While an output is being read, run this
+ * single-threaded worker at a low real-time priority so it drains the socket
+ * as soon as data arrives; it blocks in the event loop otherwise. */
+static void shell_priority(struct machine *m, bool high) {
+        static bool unavailable;
+        struct sched_param sp = { .sched_priority = high ? 1 : 0 };
+
+        if (unavailable || m->realtime == high)
+                return;
+        if (sched_setscheduler(0, high ? SCHED_FIFO : SCHED_OTHER, &sp) < 0) {
+                unavailable = true;
+                log_debug_errno(negative_errno(),
+                                "No real-time priority for reading command output (large outputs may lose bytes "
+                                "on a busy host)");
+                return;
+        }
+        m->realtime = high;
+}
+
 static void arm_timer(struct machine *m, unsigned long long usec) {
         struct timeval tv = { .tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_usec = (suseconds_t) (usec % USEC_PER_SEC) };
         (void) evtimer_add(m->shell_timer, &tv);
@@ -63,6 +86,7 @@ static void complete(struct machine *m, int error, const char *message, int stat
 
         m->active_output_len = 0;
         (void) evtimer_del(m->shell_timer);
+        shell_priority(m, false);
         if (!j) {
                 free(out);
                 return;
@@ -163,6 +187,7 @@ static void begin_exec(struct machine *m) {
         }
         guest_proto_expect_output(&m->gp);
         m->phase_started = now_usec();
+        shell_priority(m, true);
         r = shell_send(m, line);
         if (r < 0) {
                 fail_desync(m, r, "could not write the command to the guest shell");

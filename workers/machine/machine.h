@@ -128,6 +128,7 @@ struct machine {
         struct guest_proto gp;
         bool needs_resync;   /* stream position unknown: resync with a nonce first */
         bool resyncing;
+        bool realtime;       /* SCHED_FIFO while reading a command's output */
         char nonce[40];
         struct shell_job *active;
         enum guest_phase active_phase;

@@ -149,13 +149,14 @@ int qemu_build_start_script(const struct machine_config *c, bool allow_reboot, c
         if (r < 0)
                 return r;
         /* The reference joins with single spaces, unquoted: "<script> -qmp ... -nographic". */
-        len = strlen(c->start_script) + 1;
+        len = strlen("exec ") + strlen(c->start_script) + 1;
         for (char **a = ctl; *a; a++)
                 len += strlen(*a) + 1;
         line = malloc(len);
         if (!line)
                 return -ENOMEM;
-        p = stpcpy(line, c->start_script);
+        /* exec: QEMU (the script execs it) keeps the pid the supervisor tracks. */
+        p = stpcpy(stpcpy(line, "exec "), c->start_script);
         for (char **a = ctl; *a; a++) {
                 *p++ = ' ';
                 p = stpcpy(p, *a);

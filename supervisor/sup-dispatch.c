@@ -25,7 +25,7 @@ void child_protocol_error(struct child *c, const char *fmt, ...) {
         va_end(ap);
         snprintf(pid, sizeof(pid), "%d", (int) c->pid);
         sup_event(c->sup, c, LOG_ERR, LOG_EVENT_PROTOCOL_ERROR, "protocol_error",
-                  (const char *[]){ "pid", pid, "reason", why, NULL }, "Protocol error from %s '%s': %s", kind_name(c),
+                  (const char *[]){"pid", pid, "reason", why, NULL}, "Protocol error from %s '%s': %s", kind_name(c),
                   c->spec.id, why);
         /* Logged here, once; the loss that follows is reported as "killed". The
          * worker may see EOF and exit 0 before our SIGKILL lands: that exit still
@@ -59,8 +59,8 @@ static int on_fd_store(struct child *c, const struct frame *f, int *fds, size_t 
                         slot = &c->fds[i];
         if (!slot) {
                 if (c->n_fds >= CHILD_FDS_MAX) {
-                        log_warning("%s '%s' tried to store more than %u fds, refusing '%s'", kind_name(c),
-                                    c->spec.id, CHILD_FDS_MAX, m->name);
+                        log_warning("%s '%s' tried to store more than %u fds, refusing '%s'", kind_name(c), c->spec.id,
+                                    CHILD_FDS_MAX, m->name);
                         return 0;
                 }
                 if (c->n_fds == c->cap_fds) {
@@ -75,11 +75,11 @@ static int on_fd_store(struct child *c, const struct frame *f, int *fds, size_t 
                 if (!name)
                         return log_error_errno(-ENOMEM, "fd store");
                 slot = &c->fds[c->n_fds++];
-                *slot = (struct stored_fd){ .name = name, .fd = -EBADF };
+                *slot = (struct stored_fd){.name = name, .fd = -EBADF};
         }
         safe_close(slot->fd);
         slot->fd = TAKE_FD(fds[0]);
-        sup_event(c->sup, c, LOG_DEBUG, LOG_EVENT_NONE, "fd_stored", (const char *[]){ "name", m->name, NULL },
+        sup_event(c->sup, c, LOG_DEBUG, LOG_EVENT_NONE, "fd_stored", (const char *[]){"name", m->name, NULL},
                   "Stored fd '%s' for '%s'", m->name, c->spec.id);
         return 0;
 }
@@ -130,17 +130,16 @@ static void proc_unlink(struct sup_proc *p) {
 }
 
 static bool child_can_receive(const struct child *c) {
-        return c->peer && !peer_is_lost(c->peer) &&
-               (c->state == CHILD_CONFIGURING || c->state == CHILD_RUNNING);
+        return c->peer && !peer_is_lost(c->peer) && (c->state == CHILD_CONFIGURING || c->state == CHILD_RUNNING);
 }
 
 void child_flush_pending_exits(struct child *c) {
         for (size_t i = 0; i < c->n_pending_exits; i++) {
                 struct pending_exit *e = &c->pending_exits[i];
-                (void) peer_send(c->peer, MSG_PROC_EXIT, 0,
-                                 &(struct msg_proc_exit){ .name = e->name, .pid = e->pid, .code = e->code,
-                                                          .signal = e->signal },
-                                 NULL, 0);
+                (void) peer_send(
+                        c->peer, MSG_PROC_EXIT, 0,
+                        &(struct msg_proc_exit){.name = e->name, .pid = e->pid, .code = e->code, .signal = e->signal},
+                        NULL, 0);
                 free(e->name);
         }
         c->n_pending_exits = 0;
@@ -154,11 +153,11 @@ void child_proc_exited(struct sup_proc *p, int code, int sig) {
         snprintf(cs, sizeof(cs), "%d", code);
         snprintf(ss, sizeof(ss), "%d", sig);
         sup_event(c->sup, c, LOG_INFO, LOG_EVENT_NONE, "proc_exited",
-                  (const char *[]){ "name", p->name, "pid", pid, "exit_code", cs, "signal", ss, NULL },
+                  (const char *[]){"name", p->name, "pid", pid, "exit_code", cs, "signal", ss, NULL},
                   "Process '%s' (pid %d) of '%s' ended (exit %d, signal %d)", p->name, (int) p->pid, c->spec.id, code,
                   sig);
 
-        struct msg_proc_exit m = { .name = p->name, .pid = p->pid, .code = code, .signal = sig };
+        struct msg_proc_exit m = {.name = p->name, .pid = p->pid, .code = code, .signal = sig};
         if (child_can_receive(c))
                 (void) peer_send(c->peer, MSG_PROC_EXIT, 0, &m, NULL, 0);
         else if (c->state != CHILD_REMOVED) {
@@ -172,7 +171,7 @@ void child_proc_exited(struct sup_proc *p, int code, int sig) {
                 char *name = strdup(p->name);
                 if (name)
                         c->pending_exits[c->n_pending_exits++] =
-                                (struct pending_exit){ .name = name, .pid = p->pid, .code = code, .signal = sig };
+                                (struct pending_exit){.name = name, .pid = p->pid, .code = code, .signal = sig};
         }
         proc_unlink(p);
         sup_proc_free(p);
@@ -198,7 +197,7 @@ void child_kill_procs(struct child *c, bool immediately) {
                 if (!p->ev_term)
                         p->ev_term = evtimer_new(c->sup->base, on_proc_term_timeout, p);
                 if (p->ev_term)
-                        (void) event_add(p->ev_term, &(struct timeval){ .tv_usec = PROC_TERM_USEC });
+                        (void) event_add(p->ev_term, &(struct timeval){.tv_usec = PROC_TERM_USEC});
         }
 }
 
@@ -219,7 +218,8 @@ static int on_spawn(struct child *c, const struct frame *f, int *fds, size_t n_f
         if (!m->argv || !m->argv[0] || !m->argv[0][0])
                 return peer_send_error(c->peer, f->seq, -EINVAL, "SPAWN '%s': empty argv", m->name), 0;
         if (m->stdio & ~7ull) {
-                child_protocol_error(c, "SPAWN '%s': unknown stdio bits %#llx", m->name, (unsigned long long) m->stdio);
+                child_protocol_error(c, "SPAWN '%s': unknown stdio bits %#llx", m->name,
+                                     (unsigned long long) m->stdio);
                 return 0;
         }
         for (int i = 0; i < 3; i++)
@@ -253,7 +253,7 @@ static int on_spawn(struct child *c, const struct frame *f, int *fds, size_t n_f
                 .argv = m->argv,
                 .envp = env,
                 .cwd = m->cwd,
-                .stdio = { -1, -1, -1 },
+                .stdio = {-1, -1, -1},
                 .chan_fd = -1,
                 .caps = c->kind->spawn_caps ? c->kind->spawn_caps(basename_of(m->argv[0])) : &c->kind->caps,
         };
@@ -264,7 +264,7 @@ static int on_spawn(struct child *c, const struct frame *f, int *fds, size_t n_f
         r = sup_spawn(&req, &p->pid, &p->pidfd, err, sizeof(err));
         if (r < 0) {
                 sup_event(s, c, LOG_WARNING, LOG_EVENT_NONE, "proc_spawn_failed",
-                          (const char *[]){ "name", m->name, "reason", err, NULL }, "Spawn of '%s' for '%s' failed: %s",
+                          (const char *[]){"name", m->name, "reason", err, NULL}, "Spawn of '%s' for '%s' failed: %s",
                           m->name, c->spec.id, err);
                 sup_proc_free(p);
                 return peer_send_error(c->peer, f->seq, r, "%s", err), 0;
@@ -277,10 +277,9 @@ static int on_spawn(struct child *c, const struct frame *f, int *fds, size_t n_f
 
         snprintf(pid, sizeof(pid), "%d", (int) p->pid);
         sup_event(s, c, LOG_INFO, LOG_EVENT_NONE, "proc_spawned",
-                  (const char *[]){ "name", p->name, "pid", pid, "argv0", m->argv[0], NULL },
+                  (const char *[]){"name", p->name, "pid", pid, "argv0", m->argv[0], NULL},
                   "Spawned '%s' (pid %d, %s) for '%s'", p->name, (int) p->pid, m->argv[0], c->spec.id);
-        (void) peer_send(c->peer, MSG_SPAWNED, f->seq, &(struct msg_spawned){ .name = p->name, .pid = p->pid }, NULL,
-                         0);
+        (void) peer_send(c->peer, MSG_SPAWNED, f->seq, &(struct msg_spawned){.name = p->name, .pid = p->pid}, NULL, 0);
         return 0;
 }
 
@@ -343,8 +342,8 @@ static int on_pong(struct child *c, const struct frame *f, int *fds, size_t n_fd
 static int on_event(struct child *c, const struct frame *f, int *fds, size_t n_fds) {
         const struct msg_event *m = f->body;
 
-        sup_event(c->sup, c, LOG_INFO, LOG_EVENT_NONE, "worker_event", (const char *[]){ "name", m->event, NULL },
-                  "%s", m->message);
+        sup_event(c->sup, c, LOG_INFO, LOG_EVENT_NONE, "worker_event", (const char *[]){"name", m->event, NULL}, "%s",
+                  m->message);
         return 0;
 }
 
@@ -354,7 +353,7 @@ static int on_s_result(struct child *c, const struct frame *f, int *fds, size_t 
         char code[32];
 
         snprintf(code, sizeof(code), "%" PRId64, m->exit_code);
-        sup_event(s, c, LOG_INFO, LOG_EVENT_NONE, "script_result", (const char *[]){ "exit_code", code, NULL },
+        sup_event(s, c, LOG_INFO, LOG_EVENT_NONE, "script_result", (const char *[]){"exit_code", code, NULL},
                   "Script result: %s (exit %s)", m->message, code);
         if (s->hooks.script_result) {
                 int r = s->hooks.script_result(s, c->spec.id, m->exit_code, m->message, s->hooks_userdata);
@@ -367,8 +366,8 @@ static int on_s_result(struct child *c, const struct frame *f, int *fds, size_t 
 
 /* ---- handler tables, one per kind ---- */
 
-#define GENERIC_HANDLERS                                                                           \
-        [MSG_HELLO] = on_hello, [MSG_READY] = on_ready, [MSG_PING] = on_ping, [MSG_PONG] = on_pong, \
+#define GENERIC_HANDLERS                                                                                              \
+        [MSG_HELLO] = on_hello, [MSG_READY] = on_ready, [MSG_PING] = on_ping, [MSG_PONG] = on_pong,                   \
         [MSG_EVENT] = on_event, [MSG_FD_STORE] = on_fd_store, [MSG_FD_FORGET] = on_fd_forget
 
 const sup_handler_t sup_handlers_machine[MSG_PROC_LIST + 1] = {
@@ -442,7 +441,7 @@ static void on_lost(struct peer *p, enum peer_lost_reason reason, const char *de
                 c->faulted = true;
                 snprintf(pid, sizeof(pid), "%d", (int) c->pid);
                 sup_event(c->sup, c, LOG_ERR, LOG_EVENT_PROTOCOL_ERROR, "protocol_error",
-                          (const char *[]){ "pid", pid, "reason", detail, NULL }, "Protocol error from %s '%s': %s",
+                          (const char *[]){"pid", pid, "reason", detail, NULL}, "Protocol error from %s '%s': %s",
                           kind_name(c), c->spec.id, detail);
                 break;
         case PEER_LOST_EOF:
@@ -455,7 +454,7 @@ static void on_lost(struct peer *p, enum peer_lost_reason reason, const char *de
         child_lost(c, reason, detail);
 }
 
-const struct peer_ops child_peer_ops = { .on_frame = on_frame, .on_lost = on_lost };
+const struct peer_ops child_peer_ops = {.on_frame = on_frame, .on_lost = on_lost};
 
 /* ---- the handshake ---- */
 
@@ -464,16 +463,15 @@ void child_handshake(struct child *c) {
         int r = 0;
 
         for (struct sup_proc *p = c->procs; p && r >= 0; p = p->next)
-                r = peer_send(c->peer, MSG_PROC_LIST, 0, &(struct msg_proc_list){ .name = p->name, .pid = p->pid },
-                              NULL, 0);
+                r = peer_send(c->peer, MSG_PROC_LIST, 0, &(struct msg_proc_list){.name = p->name, .pid = p->pid}, NULL,
+                              0);
         for (size_t i = 0; i < c->n_fds && r >= 0; i++)
-                r = peer_send(c->peer, MSG_FD_RESTORE, 0, &(struct msg_fd_restore){ .name = c->fds[i].name },
+                r = peer_send(c->peer, MSG_FD_RESTORE, 0, &(struct msg_fd_restore){.name = c->fds[i].name},
                               &c->fds[i].fd, 1);
         if (r >= 0)
                 r = peer_send(c->peer, MSG_CONFIG, 0,
-                              &(struct msg_config){ .restarts = c->restarts,
-                                                    .run_id = s->run_id,
-                                                    .json = c->spec.config_json },
+                              &(struct msg_config){
+                                      .restarts = c->restarts, .run_id = s->run_id, .json = c->spec.config_json},
                               NULL, 0);
         if (r < 0) {
                 log_warning_errno(r, "Handshake with '%s' failed", c->spec.id);

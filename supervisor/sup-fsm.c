@@ -8,6 +8,7 @@
 
 #include "macro.h"
 
+/* clang-format off */
 #define T(s, a) { .next = (s), .action = (a), .set = true }
 
 struct cell {
@@ -69,15 +70,16 @@ static const struct cell fsm_table[_CHILD_STATE_MAX][_CHILD_EVENT_MAX] = {
                 [CHILD_EV_REMOVE] = T(CHILD_REMOVED, CHILD_ACT_NONE),
         },
 };
+/* clang-format on */
 
 struct child_transition child_fsm_step(enum child_state state, enum child_event event) {
         if ((unsigned) state >= _CHILD_STATE_MAX || (unsigned) event >= _CHILD_EVENT_MAX)
-                return (struct child_transition) { .next = state, .action = CHILD_ACT_INVALID };
+                return (struct child_transition){.next = state, .action = CHILD_ACT_INVALID};
 
         const struct cell *c = &fsm_table[state][event];
         if (!c->set)
-                return (struct child_transition) { .next = state, .action = CHILD_ACT_INVALID };
-        return (struct child_transition) { .next = c->next, .action = c->action };
+                return (struct child_transition){.next = state, .action = CHILD_ACT_INVALID};
+        return (struct child_transition){.next = c->next, .action = c->action};
 }
 
 bool child_state_has_process(enum child_state s) {
@@ -85,17 +87,15 @@ bool child_state_has_process(enum child_state s) {
 }
 
 static const char *const state_names[_CHILD_STATE_MAX] = {
-        [CHILD_STOPPED] = "stopped",         [CHILD_STARTING] = "starting", [CHILD_CONFIGURING] = "configuring",
-        [CHILD_RUNNING] = "running",         [CHILD_STOPPING] = "stopping", [CHILD_KILLING] = "killing",
+        [CHILD_STOPPED] = "stopped", [CHILD_STARTING] = "starting", [CHILD_CONFIGURING] = "configuring",
+        [CHILD_RUNNING] = "running", [CHILD_STOPPING] = "stopping", [CHILD_KILLING] = "killing",
         [CHILD_REMOVED] = "removed",
 };
 
 static const char *const event_names[_CHILD_EVENT_MAX] = {
-        [CHILD_EV_START] = "start",       [CHILD_EV_SPAWN_FAILED] = "spawn-failed",
-        [CHILD_EV_HELLO] = "hello",       [CHILD_EV_READY] = "ready",
-        [CHILD_EV_CHAN_LOST] = "chan-lost", [CHILD_EV_EXITED] = "exited",
-        [CHILD_EV_STOP] = "stop",         [CHILD_EV_STOP_TIMEOUT] = "stop-timeout",
-        [CHILD_EV_REMOVE] = "remove",
+        [CHILD_EV_START] = "start", [CHILD_EV_SPAWN_FAILED] = "spawn-failed", [CHILD_EV_HELLO] = "hello",
+        [CHILD_EV_READY] = "ready", [CHILD_EV_CHAN_LOST] = "chan-lost",       [CHILD_EV_EXITED] = "exited",
+        [CHILD_EV_STOP] = "stop",   [CHILD_EV_STOP_TIMEOUT] = "stop-timeout", [CHILD_EV_REMOVE] = "remove",
 };
 
 static const char *const action_names[_CHILD_ACTION_MAX] = {

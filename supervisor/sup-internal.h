@@ -16,16 +16,16 @@
 #include "sup-fsm.h"
 #include "sup.h"
 
-#define CHILD_FDS_MAX 1024u        /* stored fds per child (a switch keeps 1 + 2 per port) */
-#define CHILD_PROCS_MAX 16u        /* spawned processes per child */
-#define CHILD_PENDING_EXITS_MAX 32u /* PROC_EXITs remembered while the worker is down */
-#define CHILD_QUEUE_MAX (1024u * 1024u) /* send-queue cap per worker */
-#define ROUTES_MAX 4096u           /* routed requests in flight, whole tree */
-#define ROUTES_QUEUED_PER_TARGET 256u /* requests waiting for a target to be READY */
-#define DRAIN_USEC (500 * USEC_PER_MSEC)  /* reaped but channel open: kill the channel after this */
-#define EOF_GRACE_USEC (1000 * USEC_PER_MSEC) /* channel closed cleanly: let it exit with its own code */
-#define PROC_TERM_USEC (1000 * USEC_PER_MSEC) /* spawned process: SIGTERM -> SIGKILL */
-#define TEARDOWN_MAX_USEC (60 * USEC_PER_SEC) /* a teardown never takes longer than this */
+#define CHILD_FDS_MAX            1024u                  /* stored fds per child (a switch keeps 1 + 2 per port) */
+#define CHILD_PROCS_MAX          16u                    /* spawned processes per child */
+#define CHILD_PENDING_EXITS_MAX  32u                    /* PROC_EXITs remembered while the worker is down */
+#define CHILD_QUEUE_MAX          (1024u * 1024u)        /* send-queue cap per worker */
+#define ROUTES_MAX               4096u                  /* routed requests in flight, whole tree */
+#define ROUTES_QUEUED_PER_TARGET 256u                   /* requests waiting for a target to be READY */
+#define DRAIN_USEC               (500 * USEC_PER_MSEC)  /* reaped but channel open: kill the channel after this */
+#define EOF_GRACE_USEC           (1000 * USEC_PER_MSEC) /* channel closed cleanly: let it exit with its own code */
+#define PROC_TERM_USEC           (1000 * USEC_PER_MSEC) /* spawned process: SIGTERM -> SIGKILL */
+#define TEARDOWN_MAX_USEC        (60 * USEC_PER_SEC)    /* a teardown never takes longer than this */
 
 struct child;
 
@@ -33,8 +33,8 @@ struct child;
 typedef int (*sup_handler_t)(struct child *c, const struct frame *f, int *fds, size_t n_fds);
 
 struct cap_policy {
-        bool keep_all;      /* leave the capability sets alone (see sup-kind.c for who and why) */
-        const int *caps;    /* otherwise: exactly these, in effective/permitted/bounding */
+        bool keep_all;   /* leave the capability sets alone (see sup-kind.c for who and why) */
+        const int *caps; /* otherwise: exactly these, in effective/permitted/bounding */
         size_t n_caps;
         bool no_new_privs;
 };
@@ -90,11 +90,11 @@ struct child {
         struct event *ev_stop;  /* shutdown timeout */
         struct event *ev_drain; /* reaped but channel open / channel closed but alive */
 
-        uint64_t restarts;   /* times (re)started after the first start */
+        uint64_t restarts; /* times (re)started after the first start */
         bool started_once;
-        bool stop_pending;   /* a stop op for it is queued: its own exit is not a crash */
-        bool start_pending;  /* a start op for it is queued: requests to it wait */
-        uint32_t seq;        /* the supervisor's seq counter towards this child, across restarts */
+        bool stop_pending;  /* a stop op for it is queued: its own exit is not a crash */
+        bool start_pending; /* a start op for it is queued: requests to it wait */
+        uint32_t seq;       /* the supervisor's seq counter towards this child, across restarts */
         uint64_t spawned_usec;
 
         struct stored_fd *fds; /* grown on demand up to CHILD_FDS_MAX */
@@ -190,19 +190,19 @@ struct child *sup_find_child(struct sup *s, const char *id);
 /* One lifecycle event: journald/stderr via log_event() and a timeline line.
  * @kv is NULL or alternating key/value strings, NULL-terminated; keys are the
  * lower-case timeline names ("pid"), journald gets VIGIL_<UPPER>=value. */
-void sup_event(struct sup *s, struct child *c, int prio, enum log_event ev, const char *name,
-               const char *const *kv, const char *fmt, ...) _printf_(7, 8);
+void sup_event(struct sup *s, struct child *c, int prio, enum log_event ev, const char *name, const char *const *kv,
+               const char *fmt, ...) _printf_(7, 8);
 void sup_notify(struct sup *s, const char *line);
 bool child_will_restart(const struct child *c);
 
 /* sup-spawn.c */
 struct spawn_req {
-        const char *path;        /* exec this file; NULL: search argv[0] in PATH */
+        const char *path; /* exec this file; NULL: search argv[0] in PATH */
         char *const *argv;
         char *const *envp;
-        const char *cwd;         /* NULL or "": the supervisor's */
-        int stdio[3];            /* -1: /dev/null */
-        int chan_fd;             /* >= 0: becomes fd 3 */
+        const char *cwd; /* NULL or "": the supervisor's */
+        int stdio[3];    /* -1: /dev/null */
+        int chan_fd;     /* >= 0: becomes fd 3 */
         const struct cap_policy *caps;
 };
 void sup_raise_nofile(void);

@@ -22,13 +22,13 @@ extern const sup_handler_t sup_handlers_test[MSG_PROC_LIST + 1];
  * root worker without capabilities still owns root's files, so this limits
  * the kernel interfaces it can reach (mounts, namespaces, raw network,
  * ptrace, module loading), not the file system. */
-static const struct cap_policy caps_none = { .no_new_privs = true };
+static const struct cap_policy caps_none = {.no_new_privs = true};
 
 /* The switch worker and the helpers it spawns (vde_plug2tap) need
  * CAP_NET_ADMIN to create and configure TAP devices for container ports. It
  * is safe to keep alone: without CAP_SYS_ADMIN it cannot enter other network
  * namespaces it has no fd for, and no_new_privs stops it from gaining more. */
-static const int caps_net_admin_list[] = { CAP_NET_ADMIN };
+static const int caps_net_admin_list[] = {CAP_NET_ADMIN};
 static const struct cap_policy caps_net_admin = {
         .caps = caps_net_admin_list,
         .n_caps = ELEMENTSOF(caps_net_admin_list),
@@ -42,7 +42,7 @@ static const struct cap_policy caps_net_admin = {
  * far as the machine worker is trusted to choose the argv: the worker itself
  * runs without capabilities, so a compromised worker can reach root only
  * through this request, which is logged (proc_spawned) with its argv[0]. */
-static const struct cap_policy caps_keep_all = { .keep_all = true };
+static const struct cap_policy caps_keep_all = {.keep_all = true};
 
 /* QEMU (TCG or KVM), the NixOS run-*-vm scripts and ssh need no capability:
  * /dev/kvm access is a file permission, networking goes through the switch's
@@ -61,6 +61,7 @@ static const struct cap_policy *test_spawn_caps(const char *argv0) {
         return &caps_none;
 }
 
+/* clang-format off */
 static const struct sup_kind kinds[_KIND_MAX] = {
         [KIND_MACHINE] = {
                 .kind = KIND_MACHINE,
@@ -100,6 +101,7 @@ static const struct sup_kind kinds[_KIND_MAX] = {
                 .n_handlers = ELEMENTSOF(sup_handlers_test),
         },
 };
+/* clang-format on */
 
 const struct sup_kind *sup_kind_get(enum worker_kind k) {
         if (k <= KIND_SUPERVISOR || k >= _KIND_MAX)

@@ -16,8 +16,8 @@ struct verb {
 };
 
 static const struct verb verbs[] = {
-        { "run", run_main, "run a test script against machines (vigil run SCRIPT --node NAME ...)" },
-        { "supervise", verb_supervise, "run a supervision tree described in JSON" },
+        {"run", run_main, "run a test script against machines (vigil run SCRIPT --node NAME ...)"},
+        {"supervise", verb_supervise, "run a supervision tree described in JSON"},
 };
 
 static void help(FILE *f) {

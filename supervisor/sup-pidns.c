@@ -53,9 +53,9 @@ _noreturn_ static void outer_wait(pid_t pid, int sigfd, int notify_rd) {
 
         for (;;) {
                 struct pollfd p[3] = {
-                        { .fd = sigfd, .events = POLLIN },
-                        { .fd = pidfd, .events = POLLIN },
-                        { .fd = notify_rd, .events = POLLIN },
+                        {.fd = sigfd, .events = POLLIN},
+                        {.fd = pidfd, .events = POLLIN},
+                        {.fd = notify_rd, .events = POLLIN},
                 };
                 if (poll(p, 3, -1) < 0) {
                         if (errno == EINTR)
@@ -96,7 +96,7 @@ _noreturn_ static void outer_wait(pid_t pid, int sigfd, int notify_rd) {
 }
 
 int sup_pidns_enter(bool allow, int *ret_notify_fd) {
-        static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
+        static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
         _cleanup_close_ int self = -EBADF;
         sigset_t mask, old;
         int np[2], sigfd;
@@ -104,7 +104,8 @@ int sup_pidns_enter(bool allow, int *ret_notify_fd) {
 
         *ret_notify_fd = -EBADF;
         if (!allow) {
-                log_info("PID namespace disabled: no-orphans relies on PR_SET_PDEATHSIG, subreaper and cleanup at exit");
+                log_info("PID namespace disabled: no-orphans relies on PR_SET_PDEATHSIG, subreaper and cleanup at "
+                         "exit");
                 return 1;
         }
 
@@ -124,8 +125,10 @@ int sup_pidns_enter(bool allow, int *ret_notify_fd) {
                 (void) sigprocmask(SIG_SETMASK, &old, NULL);
                 safe_close(np[0]);
                 safe_close(np[1]);
-                log_internal(LOG_NOTICE, r, LOG_EVENT_NONE, NULL, "No PID namespace (%s); no-orphans relies on PR_SET_PDEATHSIG, subreaper and "
-                                 "cleanup at exit", geteuid() == 0 ? "not permitted here" : "not root");
+                log_internal(LOG_NOTICE, r, LOG_EVENT_NONE, NULL,
+                             "No PID namespace (%s); no-orphans relies on PR_SET_PDEATHSIG, subreaper and "
+                             "cleanup at exit",
+                             geteuid() == 0 ? "not permitted here" : "not root");
                 return 1;
         }
 
@@ -136,7 +139,7 @@ int sup_pidns_enter(bool allow, int *ret_notify_fd) {
                 return log_error_errno(r, "fork into the PID namespace");
         }
         if (pid == 0) {
-                struct pollfd p = { .fd = self, .events = POLLIN };
+                struct pollfd p = {.fd = self, .events = POLLIN};
 
                 /* PID 1 of the namespace: dies with the outer vigil, taking everything
                  * in the namespace with it. Recheck: it may have died already. */

@@ -43,7 +43,7 @@ static void route_fail(struct sup *s, struct route *r, int code, const char *fmt
         va_end(ap);
         if (origin_alive(r))
                 (void) peer_send(r->origin->peer, MSG_ERROR, r->origin_seq,
-                                 &(struct msg_error){ .code = code, .message = msg }, NULL, 0);
+                                 &(struct msg_error){.code = code, .message = msg}, NULL, 0);
         log_info("Request %s from '%s' to '%s' failed: %s", msg_info_get(r->type)->name, r->origin->spec.id,
                  r->target->spec.id, msg);
         route_unlink(s, r);
@@ -77,8 +77,7 @@ int route_request(struct child *origin, const struct frame *f, int *fds, size_t 
         }
         name = *(char *const *) ((const uint8_t *) f->body + info->fields[0].offset);
         if (n_fds > 0) {
-                child_protocol_error(origin, "%s to '%s' carries fds, which routed requests cannot", info->name,
-                                     name);
+                child_protocol_error(origin, "%s to '%s' carries fds, which routed requests cannot", info->name, name);
                 return 0;
         }
         if (f->seq == 0) {
@@ -93,8 +92,7 @@ int route_request(struct child *origin, const struct frame *f, int *fds, size_t 
                 return peer_send_error(origin->peer, f->seq, -EPROTOTYPE, "%s: '%s' is a %s worker", info->name, name,
                                        worker_kind_to_string(t->spec.kind)),
                        0;
-        if (t->state == CHILD_REMOVED || s->tearing_down ||
-            (!child_state_has_process(t->state) && !t->start_pending))
+        if (t->state == CHILD_REMOVED || s->tearing_down || (!child_state_has_process(t->state) && !t->start_pending))
                 return peer_send_error(origin->peer, f->seq, -ESRCH, "%s: %s '%s' is not running", info->name,
                                        worker_kind_to_string(t->spec.kind), name),
                        0;
@@ -103,8 +101,8 @@ int route_request(struct child *origin, const struct frame *f, int *fds, size_t 
         for (struct route *x = s->routes; x; x = x->next)
                 queued += x->target == t && !x->sent;
         if (queued >= ROUTES_QUEUED_PER_TARGET)
-                return peer_send_error(origin->peer, f->seq, -EBUSY, "%s: '%s' is not ready and has %zu requests waiting",
-                                       info->name, name, queued),
+                return peer_send_error(origin->peer, f->seq, -EBUSY,
+                                       "%s: '%s' is not ready and has %zu requests waiting", info->name, name, queued),
                        0;
 
         r = calloc(1, sizeof(*r));
@@ -136,8 +134,8 @@ int route_request(struct child *origin, const struct frame *f, int *fds, size_t 
         if (target_ready(t)) {
                 k = route_send(r);
                 if (k < 0)
-                        log_debug_errno(k, "Forwarding %s to '%s' failed; it will be handled as a restart",
-                                        info->name, name);
+                        log_debug_errno(k, "Forwarding %s to '%s' failed; it will be handled as a restart", info->name,
+                                        name);
         }
         return 0;
 }
@@ -191,9 +189,8 @@ void route_target_down(struct child *t, bool will_restart) {
                 else if (r->idempotent)
                         r->sent = false; /* replayed when it is READY again */
                 else
-                        route_fail(s, r, -ECONNRESET,
-                                   "%s '%s' worker restarted while executing; request not repeated", kind,
-                                   t->spec.id);
+                        route_fail(s, r, -ECONNRESET, "%s '%s' worker restarted while executing; request not repeated",
+                                   kind, t->spec.id);
         }
 }
 

@@ -46,7 +46,7 @@ struct spawn_error {
 
 _noreturn_ static void child_fail(int errfd, int err, const char *fmt, ...) _printf_(3, 4);
 static void child_fail(int errfd, int err, const char *fmt, ...) {
-        struct spawn_error e = { .err = err > 0 ? err : EIO };
+        struct spawn_error e = {.err = err > 0 ? err : EIO};
         va_list ap;
         size_t n;
 
@@ -202,8 +202,8 @@ int sup_resolve_exe(struct sup *s, const struct sup_kind *k, char *buf, size_t s
 static bool env_dropped(const char *e) {
         /* Our own notify/watchdog/activation state must not leak into workers,
          * or a worker could tell systemd we are ready (sd_notify(3)). */
-        static const char *const drop[] = { "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=", "LISTEN_FDS=",
-                                            "LISTEN_PID=",    "LISTEN_FDNAMES=", "VIGIL_RUN=", "VIGIL_LOG_TARGET=" };
+        static const char *const drop[] = {"NOTIFY_SOCKET=", "WATCHDOG_USEC=",  "WATCHDOG_PID=", "LISTEN_FDS=",
+                                           "LISTEN_PID=",    "LISTEN_FDNAMES=", "VIGIL_RUN=",    "VIGIL_LOG_TARGET="};
         for (size_t i = 0; i < ELEMENTSOF(drop); i++)
                 if (strncmp(e, drop[i], strlen(drop[i])) == 0)
                         return true;
@@ -255,7 +255,7 @@ int child_spawn(struct child *c) {
         c->pid = 0; /* until there is a new process, there is none */
         r = sup_resolve_exe(s, c->kind, exe, sizeof(exe));
         if (r < 0) {
-                sup_event(s, c, LOG_ERR, LOG_EVENT_NONE, "spawn_failed", (const char *[]){ "reason", "not found", NULL },
+                sup_event(s, c, LOG_ERR, LOG_EVENT_NONE, "spawn_failed", (const char *[]){"reason", "not found", NULL},
                           "Cannot find %s: not in $VIGIL_LIBEXEC_DIR, %s, the build tree %s or %s", c->kind->exe,
                           s->self_dir, VIGIL_BUILD_ROOT, VIGIL_LIBEXECDIR);
                 return r;
@@ -278,13 +278,13 @@ int child_spawn(struct child *c) {
                 .path = exe,
                 .argv = argv,
                 .envp = s->worker_env,
-                .stdio = { -1, STDOUT_FILENO, STDERR_FILENO },
+                .stdio = {-1, STDOUT_FILENO, STDERR_FILENO},
                 .chan_fd = theirs,
                 .caps = &c->kind->caps,
         };
         r = sup_spawn(&req, &c->pid, &c->pidfd, err, sizeof(err));
         if (r < 0) {
-                sup_event(s, c, LOG_ERR, LOG_EVENT_NONE, "spawn_failed", (const char *[]){ "reason", err, NULL },
+                sup_event(s, c, LOG_ERR, LOG_EVENT_NONE, "spawn_failed", (const char *[]){"reason", err, NULL},
                           "Cannot start %s '%s': %s", worker_kind_to_string(c->spec.kind), c->spec.id, err);
                 return r;
         }
@@ -309,7 +309,7 @@ int child_spawn(struct child *c) {
                 log_warning_errno(r, "Cannot watch pidfd of '%s', relying on SIGCHLD", c->spec.id);
 
         snprintf(pid, sizeof(pid), "%d", (int) c->pid);
-        sup_event(s, c, LOG_INFO, LOG_EVENT_SPAWNED, "spawned", (const char *[]){ "pid", pid, "exe", exe, NULL },
+        sup_event(s, c, LOG_INFO, LOG_EVENT_SPAWNED, "spawned", (const char *[]){"pid", pid, "exe", exe, NULL},
                   "Started %s '%s' (pid %d)", worker_kind_to_string(c->spec.kind), c->spec.id, (int) c->pid);
         return 0;
 }

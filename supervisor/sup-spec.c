@@ -27,7 +27,7 @@ static int fail(char **ret_error, const char *fmt, ...) {
 void sup_spec_init(struct sup_spec *s) {
         *s = (struct sup_spec){
                 .strategy = STRATEGY_ONE_FOR_ONE,
-                .intensity = { .max_restarts = 1, .max_seconds = 5 },
+                .intensity = {.max_restarts = 1, .max_seconds = 5},
         };
 }
 
@@ -38,8 +38,8 @@ bool child_id_valid(const char *id) {
                 return false;
         for (size_t i = 0; i < n; i++) {
                 char ch = id[i];
-                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                      ch == '_' || ch == '-' || ch == '.'))
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+                      ch == '-' || ch == '.'))
                         return false;
         }
         return true;
@@ -49,8 +49,7 @@ int child_spec_validate(const struct child_spec *c, char **ret_error) {
         const char *id = c->id ?: "?";
 
         if (!child_id_valid(c->id))
-                return fail(ret_error, "child '%s': id must be 1-%u characters of [A-Za-z0-9_.-]", id,
-                            NAME_MAX_LEN);
+                return fail(ret_error, "child '%s': id must be 1-%u characters of [A-Za-z0-9_.-]", id, NAME_MAX_LEN);
         if (c->kind <= KIND_SUPERVISOR || c->kind >= _KIND_MAX)
                 return fail(ret_error, "child '%s': kind must be machine, switch, script or test", id);
         if ((unsigned) c->restart >= _RESTART_TYPE_MAX)
@@ -141,7 +140,7 @@ static int get_int(json_object *v, int64_t min, int64_t max, const char *path, i
 }
 
 static int parse_child(json_object *o, size_t idx, struct child_spec *c, char **ret_error) {
-        static const char *const keys[] = { "id", "kind", "restart", "shutdown", "significant", "args", "config", NULL };
+        static const char *const keys[] = {"id", "kind", "restart", "shutdown", "significant", "args", "config", NULL};
         char where[64];
         json_object *v;
         int r;
@@ -231,8 +230,8 @@ static int parse_child(json_object *o, size_t idx, struct child_spec *c, char **
 }
 
 static int parse_tree(json_object *root, struct sup_spec *s, char **ret_error) {
-        static const char *const keys[] = { "strategy", "intensity", "children", NULL };
-        static const char *const ikeys[] = { "max_restarts", "max_seconds", NULL };
+        static const char *const keys[] = {"strategy", "intensity", "children", NULL};
+        static const char *const ikeys[] = {"max_restarts", "max_seconds", NULL};
         json_object *v;
         int r;
 
@@ -289,8 +288,7 @@ static int parse_tree(json_object *root, struct sup_spec *s, char **ret_error) {
                         return r;
                 for (size_t j = 0; j < i; j++)
                         if (streq(s->children[j].id, s->children[i].id))
-                                return fail(ret_error, "children[%zu].id: duplicate id \"%s\"", i,
-                                            s->children[i].id);
+                                return fail(ret_error, "children[%zu].id: duplicate id \"%s\"", i, s->children[i].id);
         }
         return 0;
 }

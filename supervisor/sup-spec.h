@@ -17,17 +17,17 @@
 #include "sup-strategy.h"
 
 #define SHUTDOWN_BRUTAL_KILL (-1)
-#define SHUTDOWN_DEFAULT_MS 5000     /* OTP's default for workers */
-#define SHUTDOWN_MAX_MS (3600 * 1000) /* "infinity" is refused, as OTP warns against it for workers */
+#define SHUTDOWN_DEFAULT_MS  5000          /* OTP's default for workers */
+#define SHUTDOWN_MAX_MS      (3600 * 1000) /* "infinity" is refused, as OTP warns against it for workers */
 
 struct child_spec {
-        char *id;                /* unique in the tree; [A-Za-z0-9_.-], <= NAME_MAX_LEN */
+        char *id; /* unique in the tree; [A-Za-z0-9_.-], <= NAME_MAX_LEN */
         enum worker_kind kind;
         enum restart_type restart;
-        int64_t shutdown_ms;     /* SHUTDOWN_BRUTAL_KILL, or ms between SIGTERM and SIGKILL */
-        bool significant;        /* OTP auto_shutdown: when it ends for good, the whole tree shuts down */
-        char **args;             /* extra worker argv (after --name ID), NULL-terminated; may be NULL */
-        char *config_json;       /* MSG_CONFIG json; NULL means "{}" */
+        int64_t shutdown_ms; /* SHUTDOWN_BRUTAL_KILL, or ms between SIGTERM and SIGKILL */
+        bool significant;    /* OTP auto_shutdown: when it ends for good, the whole tree shuts down */
+        char **args;         /* extra worker argv (after --name ID), NULL-terminated; may be NULL */
+        char *config_json;   /* MSG_CONFIG json; NULL means "{}" */
 };
 
 struct sup_spec {

@@ -33,6 +33,7 @@ enum exit_kind exit_kind_classify(int code, int signal) {
 }
 
 /* restart type x exit kind -> restart? (OTP semantics plus the exit-code contract) */
+/* clang-format off */
 static const bool restart_table[_RESTART_TYPE_MAX][_EXIT_KIND_MAX] = {
         [RESTART_PERMANENT] = {
                 [EXIT_KIND_NORMAL] = true,
@@ -46,6 +47,7 @@ static const bool restart_table[_RESTART_TYPE_MAX][_EXIT_KIND_MAX] = {
         /* temporary: never, not even when it asks (the script worker must not re-run). */
         [RESTART_TEMPORARY] = { false },
 };
+/* clang-format on */
 
 bool restart_wanted(enum restart_type t, enum exit_kind k) {
         if ((unsigned) t >= _RESTART_TYPE_MAX || (unsigned) k >= _EXIT_KIND_MAX)
@@ -82,8 +84,8 @@ static void plan_init(struct strategy_plan *p, enum strategy_verdict v) {
 int strategy_decide(enum sup_strategy s, const struct sup_intensity *in, struct restart_history *h,
                     const struct strategy_child *children, size_t n, size_t exited, enum exit_kind kind,
                     uint64_t now_usec, struct strategy_plan *ret) {
-        if (!in || !h || !children || !ret || n > SUP_CHILDREN_MAX || exited >= n ||
-            (unsigned) s >= _STRATEGY_MAX || (unsigned) kind >= _EXIT_KIND_MAX)
+        if (!in || !h || !children || !ret || n > SUP_CHILDREN_MAX || exited >= n || (unsigned) s >= _STRATEGY_MAX ||
+            (unsigned) kind >= _EXIT_KIND_MAX)
                 return -EINVAL;
 
         const struct strategy_child *c = &children[exited];

@@ -12,23 +12,23 @@
 #include "sup-verbs.h"
 
 static void supervise_help(FILE *f) {
-        fprintf(f,
-                "Usage: vigil supervise SPEC.json [OPTIONS]\n"
-                "\n"
-                "Run a supervision tree described in JSON until it ends.\n"
-                "\n"
-                "  -o, --output DIR          write DIR/timeline.jsonl (lifecycle events, one JSON per line)\n"
-                "      --global-timeout S    tear everything down after S seconds (default 3600, 0: none)\n"
-                "      --log-target T        auto, journal or stderr (default auto)\n"
-                "      --run-id ID           run id (VIGIL_RUN=ID in every process's environment)\n"
-                "      --no-pidns            do not run the tree in its own PID namespace\n"
-                "  -h, --help\n"
-                "\n"
-                "SPEC.json: {\"strategy\": \"one_for_one\", \"intensity\": {\"max_restarts\": 1, \"max_seconds\": 5},\n"
-                "            \"children\": [{\"id\": \"a\", \"kind\": \"test\", \"restart\": \"permanent\",\n"
-                "                          \"shutdown\": 2000, \"args\": [...], \"config\": {...}}]}\n"
-                "Exit: 0 ended, 2 bad input, 3 global timeout, 4 gave up (restart intensity), 5 internal error,\n"
-                "      6 interrupted.\n");
+        fprintf(f, "Usage: vigil supervise SPEC.json [OPTIONS]\n"
+                   "\n"
+                   "Run a supervision tree described in JSON until it ends.\n"
+                   "\n"
+                   "  -o, --output DIR          write DIR/timeline.jsonl (lifecycle events, one JSON per line)\n"
+                   "      --global-timeout S    tear everything down after S seconds (default 3600, 0: none)\n"
+                   "      --log-target T        auto, journal or stderr (default auto)\n"
+                   "      --run-id ID           run id (VIGIL_RUN=ID in every process's environment)\n"
+                   "      --no-pidns            do not run the tree in its own PID namespace\n"
+                   "  -h, --help\n"
+                   "\n"
+                   "SPEC.json: {\"strategy\": \"one_for_one\", \"intensity\": {\"max_restarts\": 1, \"max_seconds\": "
+                   "5},\n"
+                   "            \"children\": [{\"id\": \"a\", \"kind\": \"test\", \"restart\": \"permanent\",\n"
+                   "                          \"shutdown\": 2000, \"args\": [...], \"config\": {...}}]}\n"
+                   "Exit: 0 ended, 2 bad input, 3 global timeout, 4 gave up (restart intensity), 5 internal error,\n"
+                   "      6 interrupted.\n");
 }
 
 static int read_file(const char *path, char **ret) {
@@ -61,8 +61,8 @@ static int read_file(const char *path, char **ret) {
 }
 
 static int parse_log_target(const char *s, enum log_target *ret) {
-        static const char *const names[] = { [LOG_TARGET_AUTO] = "auto", [LOG_TARGET_JOURNAL] = "journal",
-                                              [LOG_TARGET_STDERR] = "stderr" };
+        static const char *const names[] = {
+                [LOG_TARGET_AUTO] = "auto", [LOG_TARGET_JOURNAL] = "journal", [LOG_TARGET_STDERR] = "stderr"};
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
                 if (streq(names[i], s)) {
                         *ret = (enum log_target) i;
@@ -74,15 +74,15 @@ static int parse_log_target(const char *s, enum log_target *ret) {
 int verb_supervise(int argc, char **argv) {
         enum { ARG_GLOBAL_TIMEOUT = 0x100, ARG_LOG_TARGET, ARG_RUN_ID, ARG_NO_PIDNS };
         static const struct option options[] = {
-                { "output", required_argument, NULL, 'o' },
-                { "global-timeout", required_argument, NULL, ARG_GLOBAL_TIMEOUT },
-                { "log-target", required_argument, NULL, ARG_LOG_TARGET },
-                { "run-id", required_argument, NULL, ARG_RUN_ID },
-                { "no-pidns", no_argument, NULL, ARG_NO_PIDNS },
-                { "help", no_argument, NULL, 'h' },
+                {"output", required_argument, NULL, 'o'},
+                {"global-timeout", required_argument, NULL, ARG_GLOBAL_TIMEOUT},
+                {"log-target", required_argument, NULL, ARG_LOG_TARGET},
+                {"run-id", required_argument, NULL, ARG_RUN_ID},
+                {"no-pidns", no_argument, NULL, ARG_NO_PIDNS},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
-        struct sup_options o = { .global_timeout_usec = 3600 * USEC_PER_SEC, .notify_fd = -1 };
+        struct sup_options o = {.global_timeout_usec = 3600 * USEC_PER_SEC, .notify_fd = -1};
         _cleanup_(sup_freep) struct sup *s = NULL;
         _cleanup_free_ char *text = NULL, *err = NULL;
         struct sup_spec spec;

@@ -25,8 +25,8 @@ static const char *const op_names[_OP_KIND_MAX] = {
 
 /* ---- lifecycle events ---- */
 
-void sup_event(struct sup *s, struct child *c, int prio, enum log_event ev, const char *name,
-               const char *const *kv, const char *fmt, ...) {
+void sup_event(struct sup *s, struct child *c, int prio, enum log_event ev, const char *name, const char *const *kv,
+               const char *fmt, ...) {
         char msg[1024];
         const char *extra[24];
         char fields[12][160];
@@ -112,7 +112,7 @@ static int ops_push(struct sup *s, enum op_kind kind, struct child *c) {
                 s->ops = o;
                 s->ops_cap = cap;
         }
-        s->ops[s->n_ops++] = (struct op){ .kind = kind, .c = c };
+        s->ops[s->n_ops++] = (struct op){.kind = kind, .c = c};
         if (kind == OP_STOP)
                 c->stop_pending = true;
         if (kind == OP_START)
@@ -196,7 +196,7 @@ static bool op_step(struct sup *s, size_t i) {
                                 child_kill_procs(&s->children[k], false);
                         if (sup_count_procs(s) > 0)
                                 (void) event_add(s->ev_finish,
-                                                 &(struct timeval){ .tv_usec = PROC_TERM_USEC + 200 * USEC_PER_MSEC });
+                                                 &(struct timeval){.tv_usec = PROC_TERM_USEC + 200 * USEC_PER_MSEC});
                 }
                 if (sup_count_procs(s) == 0)
                         finish_now(s);
@@ -267,9 +267,9 @@ static void child_kill_now(struct child *c, const char *why) {
         if (c->reaped)
                 return;
         snprintf(pid, sizeof(pid), "%d", (int) c->pid);
-        sup_event(c->sup, c, LOG_WARNING, LOG_EVENT_KILLED, "killed", (const char *[]){ "pid", pid, "reason", why, NULL },
-                  "Killing %s '%s' (pid %d): %s", worker_kind_to_string(c->spec.kind), c->spec.id, (int) c->pid,
-                  why);
+        sup_event(c->sup, c, LOG_WARNING, LOG_EVENT_KILLED, "killed",
+                  (const char *[]){"pid", pid, "reason", why, NULL}, "Killing %s '%s' (pid %d): %s",
+                  worker_kind_to_string(c->spec.kind), c->spec.id, (int) c->pid, why);
         (void) child_signal(c, SIGKILL);
 }
 
@@ -299,12 +299,13 @@ static void child_terminate(struct child *c) {
                 return;
         }
         snprintf(ms, sizeof(ms), "%" PRId64, c->spec.shutdown_ms);
-        sup_event(c->sup, c, LOG_INFO, LOG_EVENT_NONE, "stopping", (const char *[]){ "pid", pid, "timeout_ms", ms, NULL },
-                  "Stopping %s '%s' (SIGTERM, SIGKILL after %s ms)", worker_kind_to_string(c->spec.kind),
-                  c->spec.id, ms);
+        sup_event(c->sup, c, LOG_INFO, LOG_EVENT_NONE, "stopping",
+                  (const char *[]){"pid", pid, "timeout_ms", ms, NULL},
+                  "Stopping %s '%s' (SIGTERM, SIGKILL after %s ms)", worker_kind_to_string(c->spec.kind), c->spec.id,
+                  ms);
         (void) child_signal(c, SIGTERM);
-        (void) event_add(c->ev_stop, &(struct timeval){ .tv_sec = c->spec.shutdown_ms / 1000,
-                                                        .tv_usec = (c->spec.shutdown_ms % 1000) * 1000 });
+        (void) event_add(c->ev_stop, &(struct timeval){.tv_sec = c->spec.shutdown_ms / 1000,
+                                                       .tv_usec = (c->spec.shutdown_ms % 1000) * 1000});
 }
 
 static void child_reset_process(struct child *c) {
@@ -330,21 +331,21 @@ static void child_down(struct child *c, bool deliberate) {
         snprintf(sig, sizeof(sig), "%d", c->exit_signal);
         if (c->pid <= 0)
                 sup_event(s, c, LOG_WARNING, LOG_EVENT_EXITED, "exited",
-                          (const char *[]){ "exit_code", code, "exit_kind", exit_kind_to_string(kind), "deliberate", "0",
-                                            NULL },
+                          (const char *[]){"exit_code", code, "exit_kind", exit_kind_to_string(kind), "deliberate",
+                                           "0", NULL},
                           "%s '%s' could not be started (counted as a crash)", worker_kind_to_string(c->spec.kind),
                           c->spec.id);
         else if (c->exit_signal)
                 sup_event(s, c, deliberate ? LOG_INFO : LOG_WARNING, LOG_EVENT_EXITED, "exited",
-                          (const char *[]){ "pid", pid, "signal", sig, "exit_kind", exit_kind_to_string(kind),
-                                            "deliberate", deliberate ? "1" : "0", NULL },
+                          (const char *[]){"pid", pid, "signal", sig, "exit_kind", exit_kind_to_string(kind),
+                                           "deliberate", deliberate ? "1" : "0", NULL},
                           "%s '%s' (pid %d) killed by signal %s%s", worker_kind_to_string(c->spec.kind), c->spec.id,
                           (int) c->pid, strsignal(c->exit_signal), deliberate ? " (stopped by vigil)" : "");
         else
                 sup_event(s, c, deliberate || kind == EXIT_KIND_NORMAL ? LOG_INFO : LOG_WARNING, LOG_EVENT_EXITED,
                           "exited",
-                          (const char *[]){ "pid", pid, "exit_code", code, "exit_kind", exit_kind_to_string(kind),
-                                            "deliberate", deliberate ? "1" : "0", NULL },
+                          (const char *[]){"pid", pid, "exit_code", code, "exit_kind", exit_kind_to_string(kind),
+                                           "deliberate", deliberate ? "1" : "0", NULL},
                           "%s '%s' (pid %d) exited with code %d (%s%s)%s", worker_kind_to_string(c->spec.kind),
                           c->spec.id, (int) c->pid, c->exit_code, exit_kind_to_string(kind),
                           c->faulted ? ": after a protocol error" : "", deliberate ? " (stopped by vigil)" : "");
@@ -376,8 +377,8 @@ static void child_down(struct child *c, bool deliberate) {
                         .alive = child_state_has_process(s->children[i].state),
                         .removed = s->children[i].state == CHILD_REMOVED,
                 };
-        int r = strategy_decide(s->strategy, &s->intensity, &s->history, sc, s->n_children, c->index, kind,
-                                now_usec(), plan);
+        int r = strategy_decide(s->strategy, &s->intensity, &s->history, sc, s->n_children, c->index, kind, now_usec(),
+                                plan);
         if (r < 0) {
                 log_error_errno(r, "Restart strategy failed for '%s'", c->spec.id);
                 free(plan);
@@ -404,14 +405,14 @@ static void child_down(struct child *c, bool deliberate) {
                 snprintf(mr, sizeof(mr), "%u", s->intensity.max_restarts);
                 snprintf(ms, sizeof(ms), "%u", s->intensity.max_seconds);
                 sup_event(s, c, LOG_ERR, LOG_EVENT_GAVE_UP, "gave_up",
-                          (const char *[]){ "max_restarts", mr, "max_seconds", ms, NULL },
+                          (const char *[]){"max_restarts", mr, "max_seconds", ms, NULL},
                           "Giving up: more than %u restart(s) within %u s (last: '%s'); tearing the tree down",
                           s->intensity.max_restarts, s->intensity.max_seconds, c->spec.id);
                 sup_shutdown(s, VIGIL_EXIT_GAVE_UP, "restart intensity exceeded");
                 break;
         }
         case VERDICT_FAIL_RUN:
-                sup_event(s, c, LOG_ERR, LOG_EVENT_GAVE_UP, "gave_up", (const char *[]){ "reason", "config", NULL },
+                sup_event(s, c, LOG_ERR, LOG_EVENT_GAVE_UP, "gave_up", (const char *[]){"reason", "config", NULL},
                           "%s '%s' rejected its configuration (exit %d): failing the run",
                           worker_kind_to_string(c->spec.kind), c->spec.id, c->exit_code);
                 sup_shutdown(s, VIGIL_EXIT_USAGE, "a worker rejected its configuration");
@@ -440,8 +441,8 @@ void child_feed(struct child *c, enum child_event ev) {
         char pid[32];
 
         c->state = t.next;
-        log_debug("child '%s': %s x %s -> %s (%s)", c->spec.id, child_state_to_string(old),
-                  child_event_to_string(ev), child_state_to_string(t.next), child_action_to_string(t.action));
+        log_debug("child '%s': %s x %s -> %s (%s)", c->spec.id, child_state_to_string(old), child_event_to_string(ev),
+                  child_state_to_string(t.next), child_action_to_string(t.action));
 
         switch (t.action) {
         case CHILD_ACT_NONE:
@@ -458,9 +459,8 @@ void child_feed(struct child *c, enum child_event ev) {
                 break;
         case CHILD_ACT_MARK_READY:
                 snprintf(pid, sizeof(pid), "%d", (int) c->pid);
-                sup_event(s, c, LOG_INFO, LOG_EVENT_READY, "ready", (const char *[]){ "pid", pid, NULL },
-                          "%s '%s' (pid %d) is ready", worker_kind_to_string(c->spec.kind), c->spec.id,
-                          (int) c->pid);
+                sup_event(s, c, LOG_INFO, LOG_EVENT_READY, "ready", (const char *[]){"pid", pid, NULL},
+                          "%s '%s' (pid %d) is ready", worker_kind_to_string(c->spec.kind), c->spec.id, (int) c->pid);
                 route_target_ready(c);
                 notify_status(s);
                 break;
@@ -471,7 +471,7 @@ void child_feed(struct child *c, enum child_event ev) {
                 if (ev == CHILD_EV_CHAN_LOST && c->lost_reason == PEER_LOST_EOF)
                         /* A clean close usually means it is exiting: let it finish with its own
                          * exit code (restart-me, permanent failure) before we step in. */
-                        (void) event_add(c->ev_drain, &(struct timeval){ .tv_usec = EOF_GRACE_USEC });
+                        (void) event_add(c->ev_drain, &(struct timeval){.tv_usec = EOF_GRACE_USEC});
                 else if (ev == CHILD_EV_STOP_TIMEOUT) {
                         char why[96];
                         snprintf(why, sizeof(why), "did not stop within %" PRId64 " ms of SIGTERM",
@@ -512,7 +512,7 @@ void child_reaped(struct child *c, int code, int sig) {
         if (c->lost)
                 child_feed(c, CHILD_EV_EXITED);
         else
-                (void) event_add(c->ev_drain, &(struct timeval){ .tv_usec = DRAIN_USEC });
+                (void) event_add(c->ev_drain, &(struct timeval){.tv_usec = DRAIN_USEC});
         sup_ops_advance(c->sup);
 }
 
@@ -551,7 +551,7 @@ static void on_global_timeout(evutil_socket_t fd, short what, void *arg) {
         char secs[32];
 
         snprintf(secs, sizeof(secs), "%llu", (unsigned long long) (s->global_timeout_usec / USEC_PER_SEC));
-        sup_event(s, NULL, LOG_ERR, LOG_EVENT_TIMEOUT, "timeout", (const char *[]){ "timeout_s", secs, NULL },
+        sup_event(s, NULL, LOG_ERR, LOG_EVENT_TIMEOUT, "timeout", (const char *[]){"timeout_s", secs, NULL},
                   "Global timeout of %s s reached, tearing everything down", secs);
         s->tearing_down = false; /* the timeout wins over a teardown already under way */
         sup_shutdown(s, VIGIL_EXIT_TIMEOUT, "global timeout");
@@ -586,7 +586,7 @@ void sup_shutdown(struct sup *s, int exit_code, const char *why) {
         ops_clear(s);
         plan = malloc(sizeof(*plan));
         for (size_t i = 0; i < s->n_children; i++)
-                sc[i] = (struct strategy_child){ .alive = child_state_has_process(s->children[i].state) };
+                sc[i] = (struct strategy_child){.alive = child_state_has_process(s->children[i].state)};
         if (plan && strategy_teardown(sc, s->n_children, plan) >= 0)
                 for (size_t i = 0; i < plan->n_stop; i++)
                         (void) ops_push(s, OP_STOP, &s->children[plan->stop[i]]);
@@ -594,7 +594,7 @@ void sup_shutdown(struct sup *s, int exit_code, const char *why) {
         (void) ops_push(s, OP_FINISH, NULL);
         if (s->ev_teardown_deadline)
                 (void) event_add(s->ev_teardown_deadline,
-                                 &(struct timeval){ .tv_sec = TEARDOWN_MAX_USEC / USEC_PER_SEC });
+                                 &(struct timeval){.tv_sec = TEARDOWN_MAX_USEC / USEC_PER_SEC});
         sup_ops_advance(s);
 }
 
@@ -628,7 +628,7 @@ int sup_new(const struct sup_options *o, struct sup **ret) {
         s->timeline_fd = -EBADF;
         s->notify_fd = o && o->notify_fd >= 0 ? o->notify_fd : -EBADF;
         s->strategy = STRATEGY_ONE_FOR_ONE;
-        s->intensity = (struct sup_intensity){ .max_restarts = 1, .max_seconds = 5 };
+        s->intensity = (struct sup_intensity){.max_restarts = 1, .max_seconds = 5};
         s->exit_code = VIGIL_EXIT_PASS;
         s->log_target = o ? o->log_target : LOG_TARGET_AUTO;
         s->global_timeout_usec = o ? o->global_timeout_usec : 0;
@@ -698,8 +698,8 @@ struct sup *sup_free(struct sup *s) {
         for (size_t i = 0; i < ELEMENTSOF(s->ev_sig); i++)
                 if (s->ev_sig[i])
                         event_free(s->ev_sig[i]);
-        struct event **evs[] = { &s->ev_sigchld, &s->ev_timeout, &s->ev_teardown_deadline, &s->ev_watchdog,
-                                 &s->ev_finish };
+        struct event **evs[] = {&s->ev_sigchld, &s->ev_timeout, &s->ev_teardown_deadline, &s->ev_watchdog,
+                                &s->ev_finish};
         for (size_t i = 0; i < ELEMENTSOF(evs); i++)
                 if (*evs[i])
                         event_free(*evs[i]);
@@ -764,7 +764,7 @@ int sup_tree_add_spec(struct sup *s, const struct sup_spec *spec, char **ret_err
 }
 
 static int sup_setup_events(struct sup *s) {
-        static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
+        static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
         uint64_t wd = 0;
         const char *e;
 
@@ -782,16 +782,16 @@ static int sup_setup_events(struct sup *s) {
         if (!s->ev_timeout || !s->ev_teardown_deadline || !s->ev_finish || !s->ev_watchdog)
                 return -ENOMEM;
         if (s->global_timeout_usec > 0)
-                (void) event_add(s->ev_timeout, &(struct timeval){ .tv_sec = s->global_timeout_usec / USEC_PER_SEC,
-                                                                   .tv_usec = s->global_timeout_usec % USEC_PER_SEC });
+                (void) event_add(s->ev_timeout, &(struct timeval){.tv_sec = s->global_timeout_usec / USEC_PER_SEC,
+                                                                  .tv_usec = s->global_timeout_usec % USEC_PER_SEC});
 
         /* Under a PID namespace the notify relay's owner is the service's main
          * process, so WATCHDOG_PID names it, not us: trust WATCHDOG_USEC alone. */
         e = getenv("WATCHDOG_USEC");
         if (s->notify_fd >= 0 ? (e && (wd = strtoull(e, NULL, 10)) > 0) : sd_watchdog_enabled(0, &wd) > 0) {
                 log_info("systemd watchdog enabled, pinging every %llu ms", (unsigned long long) (wd / 2000));
-                (void) event_add(s->ev_watchdog, &(struct timeval){ .tv_sec = wd / 2 / USEC_PER_SEC,
-                                                                    .tv_usec = wd / 2 % USEC_PER_SEC });
+                (void) event_add(s->ev_watchdog,
+                                 &(struct timeval){.tv_sec = wd / 2 / USEC_PER_SEC, .tv_usec = wd / 2 % USEC_PER_SEC});
         }
         return 0;
 }
@@ -825,11 +825,10 @@ int sup_run(struct sup *s) {
 
         snprintf(n, sizeof(n), "%zu", s->n_children);
         sup_event(s, NULL, LOG_INFO, LOG_EVENT_RUN_BEGIN, "run_begin",
-                  (const char *[]){ "run", s->run_id, "strategy", sup_strategy_to_string(s->strategy), "children", n,
-                                    "pidns", s->pidns_init ? "1" : "0", NULL },
+                  (const char *[]){"run", s->run_id, "strategy", sup_strategy_to_string(s->strategy), "children", n,
+                                   "pidns", s->pidns_init ? "1" : "0", NULL},
                   "Supervising %zu children (%s, at most %u restart(s) in %u s), run %s", s->n_children,
-                  sup_strategy_to_string(s->strategy), s->intensity.max_restarts, s->intensity.max_seconds,
-                  s->run_id);
+                  sup_strategy_to_string(s->strategy), s->intensity.max_restarts, s->intensity.max_seconds, s->run_id);
 
         for (size_t i = 0; i < s->n_children; i++)
                 (void) ops_push(s, OP_START, &s->children[i]);
@@ -849,7 +848,7 @@ int sup_run(struct sup *s) {
                 return log_error_errno(-EIO, "Event loop failed");
 
         snprintf(n, sizeof(n), "%d", s->exit_code);
-        sup_event(s, NULL, LOG_INFO, LOG_EVENT_RUN_END, "run_end", (const char *[]){ "exit_code", n, NULL },
+        sup_event(s, NULL, LOG_INFO, LOG_EVENT_RUN_END, "run_end", (const char *[]){"exit_code", n, NULL},
                   "Run %s ended with exit code %d", s->run_id, s->exit_code);
         return s->exit_code;
 }

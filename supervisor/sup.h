@@ -18,20 +18,18 @@
 struct sup;
 
 struct sup_options {
-        const char *run_id;          /* NULL: a random one */
-        const char *outdir;          /* NULL: no timeline.jsonl */
+        const char *run_id;           /* NULL: a random one */
+        const char *outdir;           /* NULL: no timeline.jsonl */
         uint64_t global_timeout_usec; /* 0: none */
-        enum log_target log_target;  /* passed on to workers (VIGIL_LOG_TARGET) */
-        int notify_fd;               /* >= 0: sd_notify lines are written here (PID namespace relay) */
+        enum log_target log_target;   /* passed on to workers (VIGIL_LOG_TARGET) */
+        int notify_fd;                /* >= 0: sd_notify lines are written here (PID namespace relay) */
 };
 
 struct sup_hooks {
         /* A child went down and the strategy has decided (restart or not). */
-        void (*child_exited)(struct sup *s, const char *id, int code, int signal, bool will_restart,
-                             void *userdata);
+        void (*child_exited)(struct sup *s, const char *id, int code, int signal, bool will_restart, void *userdata);
         /* MSG_S_RESULT from a script worker: return < 0 to treat it as a protocol error. */
-        int (*script_result)(struct sup *s, const char *id, int64_t exit_code, const char *message,
-                             void *userdata);
+        int (*script_result)(struct sup *s, const char *id, int64_t exit_code, const char *message, void *userdata);
 };
 
 int sup_new(const struct sup_options *o, struct sup **ret);

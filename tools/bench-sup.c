@@ -40,7 +40,7 @@ _noreturn_ static void direct_server(int fd) {
                 const struct msg_t_echo *m = f.body;
                 if (f.type == MSG_T_ECHO &&
                     frame_write_blocking(fd, MSG_T_ECHO_REPLY, f.seq,
-                                         &(struct msg_t_echo){ .target = (char *) "b", .payload = m->payload }, NULL,
+                                         &(struct msg_t_echo){.target = (char *) "b", .payload = m->payload}, NULL,
                                          0) < 0)
                         _exit(1);
                 frame_done(&f);
@@ -69,8 +69,8 @@ static int direct_echo(long count, int window, struct echo_result *ret) {
                 while (next < count && next - done < window) {
                         sent[next] = now_usec();
                         if (frame_write_blocking(sv[0], MSG_T_ECHO, (uint32_t) next + 1,
-                                                 &(struct msg_t_echo){ .target = (char *) "b",
-                                                                       .payload = { payload, sizeof(payload) } },
+                                                 &(struct msg_t_echo){.target = (char *) "b",
+                                                                      .payload = {payload, sizeof(payload)}},
                                                  NULL, 0) < 0)
                                 return -EIO;
                         next++;
@@ -159,12 +159,13 @@ static int routed_echo(const char *vigil, long count, int window, struct echo_re
         snprintf(outdir, sizeof(outdir), "%s/echo-%d", tmpdir, window);
         snprintf(specpath, sizeof(specpath), "%s/echo-%d.json", tmpdir, window);
         snprintf(spec, sizeof(spec), "%ld", count);
-        snprintf(json, sizeof(json),
-                 "{\"children\": [{\"id\": \"b\", \"kind\": \"test\"},"
-                 " {\"id\": \"a\", \"kind\": \"test\", \"restart\": \"transient\", \"significant\": true,"
-                 "  \"args\": [\"--echo-to\", \"b\", \"--count\", \"%ld\", \"--window\", \"%d\", \"--payload\", \"64\","
-                 "             \"--exit-when-done\"]}]}",
-                 count, window);
+        snprintf(
+                json, sizeof(json),
+                "{\"children\": [{\"id\": \"b\", \"kind\": \"test\"},"
+                " {\"id\": \"a\", \"kind\": \"test\", \"restart\": \"transient\", \"significant\": true,"
+                "  \"args\": [\"--echo-to\", \"b\", \"--count\", \"%ld\", \"--window\", \"%d\", \"--payload\", \"64\","
+                "             \"--exit-when-done\"]}]}",
+                count, window);
         if (write_text(specpath, json) < 0)
                 return -EIO;
         pid_t pid = start_vigil(vigil, specpath, outdir);
@@ -211,7 +212,8 @@ static int rss_with_children(const char *vigil, int n, long *ret_rss, long *ret_
                 return -ENOMEM;
         len += (size_t) snprintf(json + len, cap - len, "{\"children\": [");
         for (int i = 0; i < n; i++)
-                len += (size_t) snprintf(json + len, cap - len, "%s{\"id\": \"w%d\", \"kind\": \"test\"}", i ? "," : "", i);
+                len += (size_t) snprintf(json + len, cap - len, "%s{\"id\": \"w%d\", \"kind\": \"test\"}",
+                                         i ? "," : "", i);
         snprintf(json + len, cap - len, "]}");
         snprintf(specpath, sizeof(specpath), "%s/many.json", tmpdir);
         snprintf(outdir, sizeof(outdir), "%s/many", tmpdir);
@@ -242,8 +244,10 @@ static int rm_rf(const char *path) {
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
-                { "vigil", required_argument, NULL, 'v' },     { "count", required_argument, NULL, 'c' },
-                { "window", required_argument, NULL, 'w' },    { "children", required_argument, NULL, 'n' },
+                {"vigil", required_argument, NULL, 'v'},
+                {"count", required_argument, NULL, 'c'},
+                {"window", required_argument, NULL, 'w'},
+                {"children", required_argument, NULL, 'n'},
                 {},
         };
         const char *vigil = getenv("VIGIL");
@@ -254,11 +258,21 @@ int main(int argc, char **argv) {
         snprintf(def, sizeof(def), "%s/supervisor/vigil", VIGIL_BUILD_ROOT);
         while ((c = getopt_long(argc, argv, "", opts, NULL)) >= 0)
                 switch (c) {
-                case 'v': vigil = optarg; break;
-                case 'c': count = atol(optarg); break;
-                case 'w': window = atoi(optarg); break;
-                case 'n': children = atoi(optarg); break;
-                default: fprintf(stderr, "usage: bench-sup [--vigil PATH] [--count N] [--window W] [--children N]\n"); return 2;
+                case 'v':
+                        vigil = optarg;
+                        break;
+                case 'c':
+                        count = atol(optarg);
+                        break;
+                case 'w':
+                        window = atoi(optarg);
+                        break;
+                case 'n':
+                        children = atoi(optarg);
+                        break;
+                default:
+                        fprintf(stderr, "usage: bench-sup [--vigil PATH] [--count N] [--window W] [--children N]\n");
+                        return 2;
                 }
         if (!vigil)
                 vigil = def;
@@ -305,7 +319,8 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bench-sup: %d children did not all become ready: %s\n", children, strerror(-r));
                 fails++;
         } else
-                printf("\nsupervisor with %d test-worker children: RSS %ld KiB (peak %ld KiB), all ready after %.2f s\n",
+                printf("\nsupervisor with %d test-worker children: RSS %ld KiB (peak %ld KiB), all ready after %.2f "
+                       "s\n",
                        children, rss, hwm, start_s);
 
         rm_rf(tmpdir);

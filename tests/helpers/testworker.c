@@ -38,45 +38,68 @@ struct tw {
         bool misbehave;
         struct event *ev_ready, *ev_act, *ev_echo, *ev_kill;
         int sent, ok, errors, in_flight;
-        uint64_t *sent_at;  /* by seq */
-        uint64_t *rtt;      /* per completed echo */
+        uint64_t *sent_at; /* by seq */
+        uint64_t *rtt;     /* per completed echo */
         uint64_t t0;
         uint32_t spawn_seq;
 };
 
 static int tw_parse(struct tw *t, int argc, char **argv) {
         enum {
-                O_CRASH = 0x100, O_EXIT, O_AFTER, O_ONCE, O_HANG, O_IGN, O_GARBAGE, O_OVERSIZED, O_UNKNOWN, O_WRONG,
-                O_FLOOD, O_GRAND, O_VIA, O_STORE, O_ECHO, O_COUNT, O_WINDOW, O_PAYLOAD, O_INTERVAL, O_READY_DELAY,
-                O_DONE, O_NAME, O_SPAWN_PROGRAM, O_STORE_MANY, O_KILL_SPAWNED, O_FORGET,
+                O_CRASH = 0x100,
+                O_EXIT,
+                O_AFTER,
+                O_ONCE,
+                O_HANG,
+                O_IGN,
+                O_GARBAGE,
+                O_OVERSIZED,
+                O_UNKNOWN,
+                O_WRONG,
+                O_FLOOD,
+                O_GRAND,
+                O_VIA,
+                O_STORE,
+                O_ECHO,
+                O_COUNT,
+                O_WINDOW,
+                O_PAYLOAD,
+                O_INTERVAL,
+                O_READY_DELAY,
+                O_DONE,
+                O_NAME,
+                O_SPAWN_PROGRAM,
+                O_STORE_MANY,
+                O_KILL_SPAWNED,
+                O_FORGET,
         };
         static const struct option opts[] = {
-                { "name", required_argument, NULL, O_NAME },
-                { "crash-after-ms", required_argument, NULL, O_CRASH },
-                { "exit-code", required_argument, NULL, O_EXIT },
-                { "after-ms", required_argument, NULL, O_AFTER },
-                { "once-file", required_argument, NULL, O_ONCE },
-                { "hang", no_argument, NULL, O_HANG },
-                { "ignore-sigterm", no_argument, NULL, O_IGN },
-                { "garbage", no_argument, NULL, O_GARBAGE },
-                { "oversized", no_argument, NULL, O_OVERSIZED },
-                { "unknown-type", no_argument, NULL, O_UNKNOWN },
-                { "wrong-direction", no_argument, NULL, O_WRONG },
-                { "flood", no_argument, NULL, O_FLOOD },
-                { "spawn-grandchild", no_argument, NULL, O_GRAND },
-                { "spawn-via-supervisor", no_argument, NULL, O_VIA },
-                { "spawn-program", required_argument, NULL, O_SPAWN_PROGRAM },
-                { "store-fd", required_argument, NULL, O_STORE },
-                { "store-many", required_argument, NULL, O_STORE_MANY },
-                { "kill-spawned-after-ms", required_argument, NULL, O_KILL_SPAWNED },
-                { "forget-fd", no_argument, NULL, O_FORGET },
-                { "echo-to", required_argument, NULL, O_ECHO },
-                { "count", required_argument, NULL, O_COUNT },
-                { "window", required_argument, NULL, O_WINDOW },
-                { "payload", required_argument, NULL, O_PAYLOAD },
-                { "interval-ms", required_argument, NULL, O_INTERVAL },
-                { "ready-delay-ms", required_argument, NULL, O_READY_DELAY },
-                { "exit-when-done", no_argument, NULL, O_DONE },
+                {"name", required_argument, NULL, O_NAME},
+                {"crash-after-ms", required_argument, NULL, O_CRASH},
+                {"exit-code", required_argument, NULL, O_EXIT},
+                {"after-ms", required_argument, NULL, O_AFTER},
+                {"once-file", required_argument, NULL, O_ONCE},
+                {"hang", no_argument, NULL, O_HANG},
+                {"ignore-sigterm", no_argument, NULL, O_IGN},
+                {"garbage", no_argument, NULL, O_GARBAGE},
+                {"oversized", no_argument, NULL, O_OVERSIZED},
+                {"unknown-type", no_argument, NULL, O_UNKNOWN},
+                {"wrong-direction", no_argument, NULL, O_WRONG},
+                {"flood", no_argument, NULL, O_FLOOD},
+                {"spawn-grandchild", no_argument, NULL, O_GRAND},
+                {"spawn-via-supervisor", no_argument, NULL, O_VIA},
+                {"spawn-program", required_argument, NULL, O_SPAWN_PROGRAM},
+                {"store-fd", required_argument, NULL, O_STORE},
+                {"store-many", required_argument, NULL, O_STORE_MANY},
+                {"kill-spawned-after-ms", required_argument, NULL, O_KILL_SPAWNED},
+                {"forget-fd", no_argument, NULL, O_FORGET},
+                {"echo-to", required_argument, NULL, O_ECHO},
+                {"count", required_argument, NULL, O_COUNT},
+                {"window", required_argument, NULL, O_WINDOW},
+                {"payload", required_argument, NULL, O_PAYLOAD},
+                {"interval-ms", required_argument, NULL, O_INTERVAL},
+                {"ready-delay-ms", required_argument, NULL, O_READY_DELAY},
+                {"exit-when-done", no_argument, NULL, O_DONE},
                 {},
         };
         int c;
@@ -85,33 +108,85 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
         opterr = 1;
         while ((c = getopt_long(argc, argv, "", opts, NULL)) >= 0)
                 switch (c) {
-                case O_NAME: break;
-                case O_CRASH: t->crash_after_ms = atoi(optarg); break;
-                case O_EXIT: t->exit_code = atoi(optarg); break;
-                case O_AFTER: t->after_ms = atoi(optarg); break;
-                case O_ONCE: t->once_file = optarg; break;
-                case O_HANG: t->hang = true; break;
-                case O_IGN: t->ignore_sigterm = true; break;
-                case O_GARBAGE: t->garbage = true; break;
-                case O_OVERSIZED: t->oversized = true; break;
-                case O_UNKNOWN: t->unknown_type = true; break;
-                case O_WRONG: t->wrong_direction = true; break;
-                case O_FLOOD: t->flood = true; break;
-                case O_GRAND: t->spawn_grandchild = true; break;
-                case O_VIA: t->spawn_via_sup = true; break;
-                case O_SPAWN_PROGRAM: t->spawn_program = optarg; break;
-                case O_STORE: t->store_fd = optarg; break;
-                case O_STORE_MANY: t->store_many = atoi(optarg); break;
-                case O_KILL_SPAWNED: t->kill_spawned_ms = atoi(optarg); break;
-                case O_FORGET: t->forget_fd = true; break;
-                case O_ECHO: t->echo_to = optarg; break;
-                case O_COUNT: t->count = atoi(optarg); break;
-                case O_WINDOW: t->window = atoi(optarg); break;
-                case O_PAYLOAD: t->payload = atoi(optarg); break;
-                case O_INTERVAL: t->interval_ms = atoi(optarg); break;
-                case O_READY_DELAY: t->ready_delay_ms = atoi(optarg); break;
-                case O_DONE: t->exit_when_done = true; break;
-                default: return -EINVAL;
+                case O_NAME:
+                        break;
+                case O_CRASH:
+                        t->crash_after_ms = atoi(optarg);
+                        break;
+                case O_EXIT:
+                        t->exit_code = atoi(optarg);
+                        break;
+                case O_AFTER:
+                        t->after_ms = atoi(optarg);
+                        break;
+                case O_ONCE:
+                        t->once_file = optarg;
+                        break;
+                case O_HANG:
+                        t->hang = true;
+                        break;
+                case O_IGN:
+                        t->ignore_sigterm = true;
+                        break;
+                case O_GARBAGE:
+                        t->garbage = true;
+                        break;
+                case O_OVERSIZED:
+                        t->oversized = true;
+                        break;
+                case O_UNKNOWN:
+                        t->unknown_type = true;
+                        break;
+                case O_WRONG:
+                        t->wrong_direction = true;
+                        break;
+                case O_FLOOD:
+                        t->flood = true;
+                        break;
+                case O_GRAND:
+                        t->spawn_grandchild = true;
+                        break;
+                case O_VIA:
+                        t->spawn_via_sup = true;
+                        break;
+                case O_SPAWN_PROGRAM:
+                        t->spawn_program = optarg;
+                        break;
+                case O_STORE:
+                        t->store_fd = optarg;
+                        break;
+                case O_STORE_MANY:
+                        t->store_many = atoi(optarg);
+                        break;
+                case O_KILL_SPAWNED:
+                        t->kill_spawned_ms = atoi(optarg);
+                        break;
+                case O_FORGET:
+                        t->forget_fd = true;
+                        break;
+                case O_ECHO:
+                        t->echo_to = optarg;
+                        break;
+                case O_COUNT:
+                        t->count = atoi(optarg);
+                        break;
+                case O_WINDOW:
+                        t->window = atoi(optarg);
+                        break;
+                case O_PAYLOAD:
+                        t->payload = atoi(optarg);
+                        break;
+                case O_INTERVAL:
+                        t->interval_ms = atoi(optarg);
+                        break;
+                case O_READY_DELAY:
+                        t->ready_delay_ms = atoi(optarg);
+                        break;
+                case O_DONE:
+                        t->exit_when_done = true;
+                        break;
+                default:
+                        return -EINVAL;
                 }
         if (t->count < 0 || t->count > ECHO_MAX || t->window < 0 || t->payload < 0 || t->payload > (int) CHUNK_MAX)
                 return -EINVAL;
@@ -122,7 +197,7 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
 }
 
 static struct timeval ms_tv(int ms) {
-        return (struct timeval){ .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+        return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 }
 
 /* ---- bad frames, written straight to the channel ---- */
@@ -135,7 +210,7 @@ static void send_raw(struct tw *t, const void *buf, size_t len) {
 
 static void send_bad_frames(struct tw *t) {
         if (t->garbage) {
-                static const uint8_t junk[] = { 0xc1, 0xff, 0x00, 'g', 'a', 'r', 'b', 'a', 'g', 'e', 0x93 };
+                static const uint8_t junk[] = {0xc1, 0xff, 0x00, 'g', 'a', 'r', 'b', 'a', 'g', 'e', 0x93};
                 worker_send_event(t->w, "misbehave", "sending garbage");
                 send_raw(t, junk, sizeof(junk));
         }
@@ -166,7 +241,7 @@ static void send_bad_frames(struct tw *t) {
                 /* CONFIG only ever travels supervisor -> worker. */
                 worker_send_event(t->w, "misbehave", "sending a supervisor-only message");
                 (void) peer_send(worker_peer(t->w), MSG_CONFIG, 0,
-                                 &(struct msg_config){ .restarts = 0, .run_id = (char *) "x", .json = (char *) "{}" },
+                                 &(struct msg_config){.restarts = 0, .run_id = (char *) "x", .json = (char *) "{}"},
                                  NULL, 0);
         }
 }
@@ -181,12 +256,12 @@ _noreturn_ static void flood(struct tw *t) {
         uint64_t sent = 0;
 
         worker_send_event(t->w, "misbehave", "flooding");
-        if (frame_encode(MSG_PING, 1, &(struct msg_ping){ .payload = { payload, sizeof(payload) } }, &buf, &len) < 0)
+        if (frame_encode(MSG_PING, 1, &(struct msg_ping){.payload = {payload, sizeof(payload)}}, &buf, &len) < 0)
                 _exit(WORKER_EXIT_CRASH);
         for (;;) {
                 int r = fd_send_datagram(fd, buf, len, NULL, 0);
                 if (r == -EAGAIN) {
-                        struct pollfd p = { .fd = fd, .events = POLLOUT };
+                        struct pollfd p = {.fd = fd, .events = POLLOUT};
                         (void) poll(&p, 1, 100);
                         continue;
                 }
@@ -240,14 +315,14 @@ static void spawn_grandchild(struct tw *t) {
 
 static void spawn_via_supervisor(struct tw *t) {
         char path[512];
-        char *argv[] = { (char *) (t->spawn_program ?: "sleep"), (char *) "1000", NULL };
-        char *env[] = { path, NULL };
+        char *argv[] = {(char *) (t->spawn_program ?: "sleep"), (char *) "1000", NULL};
+        char *env[] = {path, NULL};
 
         snprintf(path, sizeof(path), "PATH=%s", getenv("PATH") ?: "/usr/bin:/bin");
         t->spawn_seq = peer_next_seq(worker_peer(t->w));
         (void) peer_send(worker_peer(t->w), MSG_SPAWN, t->spawn_seq,
-                         &(struct msg_spawn){ .name = (char *) "sleeper", .argv = argv, .env = env, .cwd = (char *) "",
-                                              .stdio = 0 },
+                         &(struct msg_spawn){
+                                 .name = (char *) "sleeper", .argv = argv, .env = env, .cwd = (char *) "", .stdio = 0},
                          NULL, 0);
 }
 
@@ -256,7 +331,7 @@ static void on_kill_spawned(evutil_socket_t fd, short what, void *arg) {
 
         /* With a seq, so the supervisor answers OK (or ERROR). */
         (void) peer_send(worker_peer(t->w), MSG_PROC_KILL, peer_next_seq(worker_peer(t->w)),
-                         &(struct msg_proc_kill){ .name = (char *) "sleeper", .signal = SIGTERM }, NULL, 0);
+                         &(struct msg_proc_kill){.name = (char *) "sleeper", .signal = SIGTERM}, NULL, 0);
         worker_send_event(t->w, "proc_kill_sent", "sleeper SIGTERM");
 }
 
@@ -347,9 +422,11 @@ static void echo_report(struct tw *t) {
                 p99 = t->rtt[MIN(n - 1, n * 99 / 100)];
         }
         char msg[256];
-        snprintf(msg, sizeof(msg), "count=%d ok=%d errors=%d avg_us=%.1f p50_us=%llu p99_us=%llu total_us=%llu msgs_per_s=%.0f",
+        snprintf(msg, sizeof(msg),
+                 "count=%d ok=%d errors=%d avg_us=%.1f p50_us=%llu p99_us=%llu total_us=%llu msgs_per_s=%.0f",
                  t->count, t->ok, t->errors, n ? (double) sum / n : 0.0, (unsigned long long) p50,
-                 (unsigned long long) p99, (unsigned long long) total, total ? (double) n * 1e6 / (double) total : 0.0);
+                 (unsigned long long) p99, (unsigned long long) total,
+                 total ? (double) n * 1e6 / (double) total : 0.0);
         worker_send_event(t->w, "echo_done", "%s", msg);
         printf("%s: %s\n", worker_name(t->w), msg);
         fflush(stdout);
@@ -365,7 +442,7 @@ static void echo_send_one(struct tw *t) {
         t->sent++;
         t->in_flight++;
         if (peer_send(worker_peer(t->w), MSG_T_ECHO, seq,
-                      &(struct msg_t_echo){ .target = (char *) t->echo_to, .payload = { payload, (size_t) t->payload } },
+                      &(struct msg_t_echo){.target = (char *) t->echo_to, .payload = {payload, (size_t) t->payload}},
                       NULL, 0) < 0) {
                 t->in_flight--;
                 t->errors++;
@@ -494,7 +571,7 @@ static int tw_on_frame(struct worker *w, const struct frame *f, int *fds, size_t
         case MSG_T_ECHO: {
                 const struct msg_t_echo *m = f->body;
                 return peer_send(worker_peer(w), MSG_T_ECHO_REPLY, f->seq,
-                                 &(struct msg_t_echo){ .target = (char *) worker_name(w), .payload = m->payload }, NULL,
+                                 &(struct msg_t_echo){.target = (char *) worker_name(w), .payload = m->payload}, NULL,
                                  0);
         }
         case MSG_T_ECHO_REPLY:
@@ -558,7 +635,7 @@ int main(int argc, char **argv) {
                 .on_frame = tw_on_frame,
                 .on_exit = tw_on_exit,
         };
-        struct tw t = { .exit_code = -1 };
+        struct tw t = {.exit_code = -1};
 
         if (tw_parse(&t, argc, argv) < 0) {
                 fprintf(stderr, "vigil-testworker: bad arguments\n");

@@ -18,44 +18,44 @@ struct expect {
 
 /* Every allowed cell. Any (state, event) not listed must be INVALID. */
 static const struct expect allowed[] = {
-        { CHILD_STOPPED, CHILD_EV_START, CHILD_STARTING, CHILD_ACT_SPAWN },
-        { CHILD_STOPPED, CHILD_EV_STOP, CHILD_STOPPED, CHILD_ACT_STOPPED },
-        { CHILD_STOPPED, CHILD_EV_REMOVE, CHILD_REMOVED, CHILD_ACT_NONE },
+        {CHILD_STOPPED, CHILD_EV_START, CHILD_STARTING, CHILD_ACT_SPAWN},
+        {CHILD_STOPPED, CHILD_EV_STOP, CHILD_STOPPED, CHILD_ACT_STOPPED},
+        {CHILD_STOPPED, CHILD_EV_REMOVE, CHILD_REMOVED, CHILD_ACT_NONE},
 
-        { CHILD_STARTING, CHILD_EV_SPAWN_FAILED, CHILD_STOPPED, CHILD_ACT_REPORT_EXIT },
-        { CHILD_STARTING, CHILD_EV_HELLO, CHILD_CONFIGURING, CHILD_ACT_HANDSHAKE },
-        { CHILD_STARTING, CHILD_EV_READY, CHILD_KILLING, CHILD_ACT_PROTOCOL_ERROR },
-        { CHILD_STARTING, CHILD_EV_CHAN_LOST, CHILD_KILLING, CHILD_ACT_KILL },
-        { CHILD_STARTING, CHILD_EV_EXITED, CHILD_STOPPED, CHILD_ACT_REPORT_EXIT },
-        { CHILD_STARTING, CHILD_EV_STOP, CHILD_STOPPING, CHILD_ACT_TERMINATE },
+        {CHILD_STARTING, CHILD_EV_SPAWN_FAILED, CHILD_STOPPED, CHILD_ACT_REPORT_EXIT},
+        {CHILD_STARTING, CHILD_EV_HELLO, CHILD_CONFIGURING, CHILD_ACT_HANDSHAKE},
+        {CHILD_STARTING, CHILD_EV_READY, CHILD_KILLING, CHILD_ACT_PROTOCOL_ERROR},
+        {CHILD_STARTING, CHILD_EV_CHAN_LOST, CHILD_KILLING, CHILD_ACT_KILL},
+        {CHILD_STARTING, CHILD_EV_EXITED, CHILD_STOPPED, CHILD_ACT_REPORT_EXIT},
+        {CHILD_STARTING, CHILD_EV_STOP, CHILD_STOPPING, CHILD_ACT_TERMINATE},
 
-        { CHILD_CONFIGURING, CHILD_EV_HELLO, CHILD_KILLING, CHILD_ACT_PROTOCOL_ERROR },
-        { CHILD_CONFIGURING, CHILD_EV_READY, CHILD_RUNNING, CHILD_ACT_MARK_READY },
-        { CHILD_CONFIGURING, CHILD_EV_CHAN_LOST, CHILD_KILLING, CHILD_ACT_KILL },
-        { CHILD_CONFIGURING, CHILD_EV_EXITED, CHILD_STOPPED, CHILD_ACT_REPORT_EXIT },
-        { CHILD_CONFIGURING, CHILD_EV_STOP, CHILD_STOPPING, CHILD_ACT_TERMINATE },
+        {CHILD_CONFIGURING, CHILD_EV_HELLO, CHILD_KILLING, CHILD_ACT_PROTOCOL_ERROR},
+        {CHILD_CONFIGURING, CHILD_EV_READY, CHILD_RUNNING, CHILD_ACT_MARK_READY},
+        {CHILD_CONFIGURING, CHILD_EV_CHAN_LOST, CHILD_KILLING, CHILD_ACT_KILL},
+        {CHILD_CONFIGURING, CHILD_EV_EXITED, CHILD_STOPPED, CHILD_ACT_REPORT_EXIT},
+        {CHILD_CONFIGURING, CHILD_EV_STOP, CHILD_STOPPING, CHILD_ACT_TERMINATE},
 
-        { CHILD_RUNNING, CHILD_EV_HELLO, CHILD_KILLING, CHILD_ACT_PROTOCOL_ERROR },
-        { CHILD_RUNNING, CHILD_EV_READY, CHILD_KILLING, CHILD_ACT_PROTOCOL_ERROR },
-        { CHILD_RUNNING, CHILD_EV_CHAN_LOST, CHILD_KILLING, CHILD_ACT_KILL },
-        { CHILD_RUNNING, CHILD_EV_EXITED, CHILD_STOPPED, CHILD_ACT_REPORT_EXIT },
-        { CHILD_RUNNING, CHILD_EV_STOP, CHILD_STOPPING, CHILD_ACT_TERMINATE },
+        {CHILD_RUNNING, CHILD_EV_HELLO, CHILD_KILLING, CHILD_ACT_PROTOCOL_ERROR},
+        {CHILD_RUNNING, CHILD_EV_READY, CHILD_KILLING, CHILD_ACT_PROTOCOL_ERROR},
+        {CHILD_RUNNING, CHILD_EV_CHAN_LOST, CHILD_KILLING, CHILD_ACT_KILL},
+        {CHILD_RUNNING, CHILD_EV_EXITED, CHILD_STOPPED, CHILD_ACT_REPORT_EXIT},
+        {CHILD_RUNNING, CHILD_EV_STOP, CHILD_STOPPING, CHILD_ACT_TERMINATE},
 
-        { CHILD_STOPPING, CHILD_EV_HELLO, CHILD_STOPPING, CHILD_ACT_NONE },
-        { CHILD_STOPPING, CHILD_EV_READY, CHILD_STOPPING, CHILD_ACT_NONE },
-        { CHILD_STOPPING, CHILD_EV_CHAN_LOST, CHILD_STOPPING, CHILD_ACT_NONE },
-        { CHILD_STOPPING, CHILD_EV_EXITED, CHILD_STOPPED, CHILD_ACT_STOPPED },
-        { CHILD_STOPPING, CHILD_EV_STOP, CHILD_STOPPING, CHILD_ACT_NONE },
-        { CHILD_STOPPING, CHILD_EV_STOP_TIMEOUT, CHILD_STOPPING, CHILD_ACT_KILL },
+        {CHILD_STOPPING, CHILD_EV_HELLO, CHILD_STOPPING, CHILD_ACT_NONE},
+        {CHILD_STOPPING, CHILD_EV_READY, CHILD_STOPPING, CHILD_ACT_NONE},
+        {CHILD_STOPPING, CHILD_EV_CHAN_LOST, CHILD_STOPPING, CHILD_ACT_NONE},
+        {CHILD_STOPPING, CHILD_EV_EXITED, CHILD_STOPPED, CHILD_ACT_STOPPED},
+        {CHILD_STOPPING, CHILD_EV_STOP, CHILD_STOPPING, CHILD_ACT_NONE},
+        {CHILD_STOPPING, CHILD_EV_STOP_TIMEOUT, CHILD_STOPPING, CHILD_ACT_KILL},
 
-        { CHILD_KILLING, CHILD_EV_HELLO, CHILD_KILLING, CHILD_ACT_NONE },
-        { CHILD_KILLING, CHILD_EV_READY, CHILD_KILLING, CHILD_ACT_NONE },
-        { CHILD_KILLING, CHILD_EV_CHAN_LOST, CHILD_KILLING, CHILD_ACT_NONE },
-        { CHILD_KILLING, CHILD_EV_EXITED, CHILD_STOPPED, CHILD_ACT_REPORT_EXIT },
-        { CHILD_KILLING, CHILD_EV_STOP, CHILD_STOPPING, CHILD_ACT_NONE },
+        {CHILD_KILLING, CHILD_EV_HELLO, CHILD_KILLING, CHILD_ACT_NONE},
+        {CHILD_KILLING, CHILD_EV_READY, CHILD_KILLING, CHILD_ACT_NONE},
+        {CHILD_KILLING, CHILD_EV_CHAN_LOST, CHILD_KILLING, CHILD_ACT_NONE},
+        {CHILD_KILLING, CHILD_EV_EXITED, CHILD_STOPPED, CHILD_ACT_REPORT_EXIT},
+        {CHILD_KILLING, CHILD_EV_STOP, CHILD_STOPPING, CHILD_ACT_NONE},
 
-        { CHILD_REMOVED, CHILD_EV_STOP, CHILD_REMOVED, CHILD_ACT_STOPPED },
-        { CHILD_REMOVED, CHILD_EV_REMOVE, CHILD_REMOVED, CHILD_ACT_NONE },
+        {CHILD_REMOVED, CHILD_EV_STOP, CHILD_REMOVED, CHILD_ACT_STOPPED},
+        {CHILD_REMOVED, CHILD_EV_REMOVE, CHILD_REMOVED, CHILD_ACT_NONE},
 };
 
 static const struct expect *find_allowed(enum child_state s, enum child_event e) {
@@ -72,11 +72,11 @@ static void test_every_cell(void) {
                         const struct expect *x = find_allowed(s, e);
                         if (x)
                                 CHECK(t.next == x->next && t.action == x->action, "%s x %s -> %s/%s",
-                                       child_state_to_string(s), child_event_to_string(e),
-                                       child_state_to_string(x->next), child_action_to_string(x->action));
+                                      child_state_to_string(s), child_event_to_string(e),
+                                      child_state_to_string(x->next), child_action_to_string(x->action));
                         else
-                                CHECK(t.next == (enum child_state) s && t.action == CHILD_ACT_INVALID, "%s x %s is invalid",
-                                       child_state_to_string(s), child_event_to_string(e));
+                                CHECK(t.next == (enum child_state) s && t.action == CHILD_ACT_INVALID,
+                                      "%s x %s is invalid", child_state_to_string(s), child_event_to_string(e));
                 }
 }
 
@@ -113,48 +113,47 @@ static bool walk(enum child_state s, const enum child_event *ev, const enum chil
 
 static void test_lifecycles(void) {
         {
-                const enum child_event ev[] = { CHILD_EV_START, CHILD_EV_HELLO, CHILD_EV_READY, CHILD_EV_EXITED };
-                const enum child_action act[] = { CHILD_ACT_SPAWN, CHILD_ACT_HANDSHAKE, CHILD_ACT_MARK_READY,
-                                                  CHILD_ACT_REPORT_EXIT };
+                const enum child_event ev[] = {CHILD_EV_START, CHILD_EV_HELLO, CHILD_EV_READY, CHILD_EV_EXITED};
+                const enum child_action act[] = {CHILD_ACT_SPAWN, CHILD_ACT_HANDSHAKE, CHILD_ACT_MARK_READY,
+                                                 CHILD_ACT_REPORT_EXIT};
                 CHECK(walk(CHILD_STOPPED, ev, act, 4, CHILD_STOPPED), "start, ready, crash: exit is judged");
         }
         {
-                const enum child_event ev[] = { CHILD_EV_START, CHILD_EV_HELLO, CHILD_EV_READY, CHILD_EV_STOP,
-                                                CHILD_EV_STOP_TIMEOUT, CHILD_EV_CHAN_LOST, CHILD_EV_EXITED };
-                const enum child_action act[] = { CHILD_ACT_SPAWN,     CHILD_ACT_HANDSHAKE, CHILD_ACT_MARK_READY,
-                                                  CHILD_ACT_TERMINATE, CHILD_ACT_KILL,      CHILD_ACT_NONE,
-                                                  CHILD_ACT_STOPPED };
+                const enum child_event ev[] = {CHILD_EV_START, CHILD_EV_HELLO,        CHILD_EV_READY,
+                                               CHILD_EV_STOP,  CHILD_EV_STOP_TIMEOUT, CHILD_EV_CHAN_LOST,
+                                               CHILD_EV_EXITED};
+                const enum child_action act[] = {CHILD_ACT_SPAWN,     CHILD_ACT_HANDSHAKE, CHILD_ACT_MARK_READY,
+                                                 CHILD_ACT_TERMINATE, CHILD_ACT_KILL,      CHILD_ACT_NONE,
+                                                 CHILD_ACT_STOPPED};
                 CHECK(walk(CHILD_STOPPED, ev, act, 7, CHILD_STOPPED),
-                       "stop ignoring SIGTERM: timeout escalates to kill, exit completes the stop");
+                      "stop ignoring SIGTERM: timeout escalates to kill, exit completes the stop");
         }
         {
-                const enum child_event ev[] = { CHILD_EV_START, CHILD_EV_HELLO, CHILD_EV_READY,
-                                                CHILD_EV_CHAN_LOST, CHILD_EV_EXITED };
-                const enum child_action act[] = { CHILD_ACT_SPAWN, CHILD_ACT_HANDSHAKE, CHILD_ACT_MARK_READY,
-                                                  CHILD_ACT_KILL, CHILD_ACT_REPORT_EXIT };
+                const enum child_event ev[] = {CHILD_EV_START, CHILD_EV_HELLO, CHILD_EV_READY, CHILD_EV_CHAN_LOST,
+                                               CHILD_EV_EXITED};
+                const enum child_action act[] = {CHILD_ACT_SPAWN, CHILD_ACT_HANDSHAKE, CHILD_ACT_MARK_READY,
+                                                 CHILD_ACT_KILL, CHILD_ACT_REPORT_EXIT};
                 CHECK(walk(CHILD_STOPPED, ev, act, 5, CHILD_STOPPED),
-                       "bad frame: channel lost, kill, the exit counts as a crash");
+                      "bad frame: channel lost, kill, the exit counts as a crash");
         }
         {
-                const enum child_event ev[] = { CHILD_EV_START, CHILD_EV_HELLO, CHILD_EV_READY, CHILD_EV_READY,
-                                                CHILD_EV_STOP, CHILD_EV_EXITED };
-                const enum child_action act[] = { CHILD_ACT_SPAWN,          CHILD_ACT_HANDSHAKE,
-                                                  CHILD_ACT_MARK_READY,     CHILD_ACT_PROTOCOL_ERROR,
-                                                  CHILD_ACT_NONE,           CHILD_ACT_STOPPED };
+                const enum child_event ev[] = {CHILD_EV_START, CHILD_EV_HELLO, CHILD_EV_READY,
+                                               CHILD_EV_READY, CHILD_EV_STOP,  CHILD_EV_EXITED};
+                const enum child_action act[] = {CHILD_ACT_SPAWN,          CHILD_ACT_HANDSHAKE, CHILD_ACT_MARK_READY,
+                                                 CHILD_ACT_PROTOCOL_ERROR, CHILD_ACT_NONE,      CHILD_ACT_STOPPED};
                 CHECK(walk(CHILD_STOPPED, ev, act, 6, CHILD_STOPPED),
-                       "second READY is a protocol error; a teardown overtaking the kill makes the exit ours");
+                      "second READY is a protocol error; a teardown overtaking the kill makes the exit ours");
         }
         {
-                const enum child_event ev[] = { CHILD_EV_START, CHILD_EV_SPAWN_FAILED, CHILD_EV_REMOVE,
-                                                CHILD_EV_START };
-                const enum child_action act[] = { CHILD_ACT_SPAWN, CHILD_ACT_REPORT_EXIT, CHILD_ACT_NONE,
-                                                  CHILD_ACT_INVALID };
+                const enum child_event ev[] = {CHILD_EV_START, CHILD_EV_SPAWN_FAILED, CHILD_EV_REMOVE, CHILD_EV_START};
+                const enum child_action act[] = {CHILD_ACT_SPAWN, CHILD_ACT_REPORT_EXIT, CHILD_ACT_NONE,
+                                                 CHILD_ACT_INVALID};
                 CHECK(walk(CHILD_STOPPED, ev, act, 4, CHILD_REMOVED),
-                       "spawn failure is judged; a removed child never starts again");
+                      "spawn failure is judged; a removed child never starts again");
         }
         CHECK(!child_state_has_process(CHILD_STOPPED) && !child_state_has_process(CHILD_REMOVED) &&
-                       child_state_has_process(CHILD_STARTING) && child_state_has_process(CHILD_KILLING),
-               "has_process matches the states with a process");
+                      child_state_has_process(CHILD_STARTING) && child_state_has_process(CHILD_KILLING),
+              "has_process matches the states with a process");
 }
 
 int main(void) {

@@ -12,12 +12,13 @@
 static void test_good(void) {
         struct sup_spec s;
         char *err = NULL;
-        int r = sup_spec_parse("{\"strategy\": \"rest_for_one\", \"intensity\": {\"max_restarts\": 3, \"max_seconds\": 10},"
-                               " \"children\": ["
-                               "  {\"id\": \"a\", \"kind\": \"test\", \"restart\": \"transient\", \"shutdown\": 2000,"
-                               "   \"significant\": true, \"args\": [\"--crash-after-ms\", \"300\"], \"config\": {\"x\": [1, 2]}},"
-                               "  {\"id\": \"b.2\", \"kind\": \"machine\", \"shutdown\": \"brutal_kill\"}]}",
-                               &s, &err);
+        int r = sup_spec_parse(
+                "{\"strategy\": \"rest_for_one\", \"intensity\": {\"max_restarts\": 3, \"max_seconds\": 10},"
+                " \"children\": ["
+                "  {\"id\": \"a\", \"kind\": \"test\", \"restart\": \"transient\", \"shutdown\": 2000,"
+                "   \"significant\": true, \"args\": [\"--crash-after-ms\", \"300\"], \"config\": {\"x\": [1, 2]}},"
+                "  {\"id\": \"b.2\", \"kind\": \"machine\", \"shutdown\": \"brutal_kill\"}]}",
+                &s, &err);
         CHECK(r == 0, "full spec parses (%s)", err ?: "no error");
         if (r < 0)
                 return;
@@ -34,8 +35,8 @@ static void test_good(void) {
               "defaults: permanent, {} config, no args; brutal_kill read");
 
         struct child_spec copy;
-        CHECK(child_spec_copy(&s.children[0], &copy) == 0 && streq(copy.id, "a") && streq(copy.args[0], "--crash-after-ms") &&
-                      copy.args != s.children[0].args,
+        CHECK(child_spec_copy(&s.children[0], &copy) == 0 && streq(copy.id, "a") &&
+                      streq(copy.args[0], "--crash-after-ms") && copy.args != s.children[0].args,
               "deep copy");
         CHECK(child_spec_validate(&copy, NULL) == 0, "copied spec validates");
         child_spec_done(&copy);
@@ -53,37 +54,37 @@ static void test_bad(void) {
         static const struct {
                 const char *json, *must_name;
         } cases[] = {
-                { "{", "not valid JSON" },
-                { "[]", "expected a JSON object" },
-                { "{\"children\": [{\"id\": \"a\", \"kind\": \"test\"}], \"stratgy\": \"x\"}", "stratgy: unknown key" },
-                { "{\"strategy\": \"one_for_none\", \"children\": [{\"id\": \"a\", \"kind\": \"test\"}]}", "strategy" },
-                { "{\"intensity\": {\"max_restarts\": -1}, \"children\": [{\"id\": \"a\", \"kind\": \"test\"}]}",
-                  "intensity.max_restarts" },
-                { "{\"intensity\": {\"max_seconds\": 0}, \"children\": [{\"id\": \"a\", \"kind\": \"test\"}]}",
-                  "intensity.max_seconds" },
-                { "{\"intensity\": {\"period\": 5}, \"children\": [{\"id\": \"a\", \"kind\": \"test\"}]}",
-                  "intensity.period: unknown key" },
-                { "{\"intensity\": {\"max_restarts\": \"1\"}, \"children\": [{\"id\": \"a\", \"kind\": \"test\"}]}",
-                  "intensity.max_restarts: expected an integer" },
-                { "{}", "children: required" },
-                { "{\"children\": []}", "children: expected 1.." },
-                { "{\"children\": [{\"kind\": \"test\"}]}", "children[0].id" },
-                { "{\"children\": [{\"id\": \"a b\", \"kind\": \"test\"}]}", "children[0].id" },
-                { "{\"children\": [{\"id\": \"a\", \"kind\": \"vm\"}]}", "children[0].kind" },
-                { "{\"children\": [{\"id\": \"a\", \"kind\": \"supervisor\"}]}", "children[0].kind" },
-                { "{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"restart\": \"sometimes\"}]}",
-                  "children[0].restart" },
-                { "{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"shutdown\": \"infinity\"}]}",
-                  "children[0].shutdown" },
-                { "{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"shutdown\": -5}]}", "children[0].shutdown" },
-                { "{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"args\": \"--hang\"}]}", "children[0].args" },
-                { "{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"significant\": 1}]}",
-                  "children[0].significant" },
-                { "{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"args\": [1]}]}", "children[0].args[0]" },
-                { "{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"restrat\": \"temporary\"}]}",
-                  "children[0].restrat: unknown key" },
-                { "{\"children\": [{\"id\": \"a\", \"kind\": \"test\"}, {\"id\": \"a\", \"kind\": \"test\"}]}",
-                  "children[1].id: duplicate" },
+                {"{", "not valid JSON"},
+                {"[]", "expected a JSON object"},
+                {"{\"children\": [{\"id\": \"a\", \"kind\": \"test\"}], \"stratgy\": \"x\"}", "stratgy: unknown key"},
+                {"{\"strategy\": \"one_for_none\", \"children\": [{\"id\": \"a\", \"kind\": \"test\"}]}", "strategy"},
+                {"{\"intensity\": {\"max_restarts\": -1}, \"children\": [{\"id\": \"a\", \"kind\": \"test\"}]}",
+                 "intensity.max_restarts"},
+                {"{\"intensity\": {\"max_seconds\": 0}, \"children\": [{\"id\": \"a\", \"kind\": \"test\"}]}",
+                 "intensity.max_seconds"},
+                {"{\"intensity\": {\"period\": 5}, \"children\": [{\"id\": \"a\", \"kind\": \"test\"}]}",
+                 "intensity.period: unknown key"},
+                {"{\"intensity\": {\"max_restarts\": \"1\"}, \"children\": [{\"id\": \"a\", \"kind\": \"test\"}]}",
+                 "intensity.max_restarts: expected an integer"},
+                {"{}", "children: required"},
+                {"{\"children\": []}", "children: expected 1.."},
+                {"{\"children\": [{\"kind\": \"test\"}]}", "children[0].id"},
+                {"{\"children\": [{\"id\": \"a b\", \"kind\": \"test\"}]}", "children[0].id"},
+                {"{\"children\": [{\"id\": \"a\", \"kind\": \"vm\"}]}", "children[0].kind"},
+                {"{\"children\": [{\"id\": \"a\", \"kind\": \"supervisor\"}]}", "children[0].kind"},
+                {"{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"restart\": \"sometimes\"}]}",
+                 "children[0].restart"},
+                {"{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"shutdown\": \"infinity\"}]}",
+                 "children[0].shutdown"},
+                {"{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"shutdown\": -5}]}", "children[0].shutdown"},
+                {"{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"args\": \"--hang\"}]}", "children[0].args"},
+                {"{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"significant\": 1}]}",
+                 "children[0].significant"},
+                {"{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"args\": [1]}]}", "children[0].args[0]"},
+                {"{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"restrat\": \"temporary\"}]}",
+                 "children[0].restrat: unknown key"},
+                {"{\"children\": [{\"id\": \"a\", \"kind\": \"test\"}, {\"id\": \"a\", \"kind\": \"test\"}]}",
+                 "children[1].id: duplicate"},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -99,9 +100,9 @@ static void test_bad(void) {
 }
 
 static void test_validate(void) {
-        char *args[] = { NULL };
-        struct child_spec c = { .id = (char *) "ok", .kind = KIND_TEST, .restart = RESTART_TEMPORARY,
-                                .shutdown_ms = 10, .args = args };
+        char *args[] = {NULL};
+        struct child_spec c = {
+                .id = (char *) "ok", .kind = KIND_TEST, .restart = RESTART_TEMPORARY, .shutdown_ms = 10, .args = args};
         char *err = NULL;
 
         CHECK(child_spec_validate(&c, &err) == 0, "valid child spec");

@@ -12,8 +12,8 @@
 
 #include "macro.h"
 
-static const struct sup_intensity otp_default = { .max_restarts = 1, .max_seconds = 5 };
-static const struct sup_intensity generous = { .max_restarts = 1000, .max_seconds = 1 };
+static const struct sup_intensity otp_default = {.max_restarts = 1, .max_seconds = 5};
+static const struct sup_intensity generous = {.max_restarts = 1000, .max_seconds = 1};
 
 /* Compare a plan list with an expected list given as count + values. */
 static bool list_is(const uint16_t *got, size_t n_got, size_t n, ...) {
@@ -34,22 +34,21 @@ static void test_classify(void) {
                 int code, sig;
                 enum exit_kind kind;
         } cases[] = {
-                { WORKER_EXIT_OK, 0, EXIT_KIND_NORMAL },
-                { WORKER_EXIT_CRASH, 0, EXIT_KIND_ABNORMAL },
-                { WORKER_EXIT_RESTART, 0, EXIT_KIND_RESTART },
-                { WORKER_EXIT_PERMANENT, 0, EXIT_KIND_PERMANENT },
-                { WORKER_EXIT_PROTOCOL, 0, EXIT_KIND_ABNORMAL },
-                { WORKER_EXIT_CONFIG, 0, EXIT_KIND_CONFIG },
-                { 42, 0, EXIT_KIND_ABNORMAL },
-                { 255, 0, EXIT_KIND_ABNORMAL },
-                { -1, 9, EXIT_KIND_ABNORMAL },
-                { -1, 15, EXIT_KIND_ABNORMAL },
-                { 0, 6, EXIT_KIND_ABNORMAL },
+                {WORKER_EXIT_OK, 0, EXIT_KIND_NORMAL},
+                {WORKER_EXIT_CRASH, 0, EXIT_KIND_ABNORMAL},
+                {WORKER_EXIT_RESTART, 0, EXIT_KIND_RESTART},
+                {WORKER_EXIT_PERMANENT, 0, EXIT_KIND_PERMANENT},
+                {WORKER_EXIT_PROTOCOL, 0, EXIT_KIND_ABNORMAL},
+                {WORKER_EXIT_CONFIG, 0, EXIT_KIND_CONFIG},
+                {42, 0, EXIT_KIND_ABNORMAL},
+                {255, 0, EXIT_KIND_ABNORMAL},
+                {-1, 9, EXIT_KIND_ABNORMAL},
+                {-1, 15, EXIT_KIND_ABNORMAL},
+                {0, 6, EXIT_KIND_ABNORMAL},
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++)
-                CHECK(exit_kind_classify(cases[i].code, cases[i].sig) == cases[i].kind,
-                      "exit code %d signal %d is %s", cases[i].code, cases[i].sig,
-                      exit_kind_to_string(cases[i].kind));
+                CHECK(exit_kind_classify(cases[i].code, cases[i].sig) == cases[i].kind, "exit code %d signal %d is %s",
+                      cases[i].code, cases[i].sig, exit_kind_to_string(cases[i].kind));
 }
 
 /* The expected restart decision, written independently of restart_table. */
@@ -67,9 +66,9 @@ static void test_matrix(void) {
                 for (int t = 0; t < _RESTART_TYPE_MAX; t++)
                         for (int k = 0; k < _EXIT_KIND_MAX; k++) {
                                 struct strategy_child ch[3] = {
-                                        { .restart = RESTART_PERMANENT, .alive = true },
-                                        { .restart = t, .alive = false },
-                                        { .restart = RESTART_PERMANENT, .alive = true },
+                                        {.restart = RESTART_PERMANENT, .alive = true},
+                                        {.restart = t, .alive = false},
+                                        {.restart = RESTART_PERMANENT, .alive = true},
                                 };
                                 struct restart_history h = {};
                                 struct strategy_plan p;
@@ -122,10 +121,10 @@ static void test_matrix(void) {
 
 static void test_temporary_sibling(void) {
         struct strategy_child ch[4] = {
-                { .restart = RESTART_PERMANENT, .alive = true },
-                { .restart = RESTART_TEMPORARY, .alive = true },
-                { .restart = RESTART_PERMANENT, .alive = true },
-                { .restart = RESTART_PERMANENT, .alive = false },
+                {.restart = RESTART_PERMANENT, .alive = true},
+                {.restart = RESTART_TEMPORARY, .alive = true},
+                {.restart = RESTART_PERMANENT, .alive = true},
+                {.restart = RESTART_PERMANENT, .alive = false},
         };
         struct restart_history h = {};
         struct strategy_plan p;
@@ -152,22 +151,21 @@ static void test_temporary_sibling(void) {
 
 static void test_removed_and_down_siblings(void) {
         struct strategy_child ch[4] = {
-                { .restart = RESTART_TEMPORARY, .removed = true },
-                { .restart = RESTART_TRANSIENT, .alive = false }, /* ended normally earlier */
-                { .restart = RESTART_PERMANENT, .alive = true },
-                { .restart = RESTART_PERMANENT, .alive = false }, /* the one that crashed */
+                {.restart = RESTART_TEMPORARY, .removed = true},
+                {.restart = RESTART_TRANSIENT, .alive = false}, /* ended normally earlier */
+                {.restart = RESTART_PERMANENT, .alive = true},
+                {.restart = RESTART_PERMANENT, .alive = false}, /* the one that crashed */
         };
         struct restart_history h = {};
         struct strategy_plan p;
 
         CHECK(strategy_decide(STRATEGY_ONE_FOR_ALL, &generous, &h, ch, 4, 3, EXIT_KIND_ABNORMAL, 1, &p) == 0 &&
-                      list_is(p.stop, p.n_stop, 1, 2) && list_is(p.start, p.n_start, 3, 1, 2, 3) &&
-                      p.n_remove == 0,
+                      list_is(p.stop, p.n_stop, 1, 2) && list_is(p.start, p.n_start, 3, 1, 2, 3) && p.n_remove == 0,
               "one_for_all skips removed specs and (like OTP) starts a down transient sibling again");
 }
 
 static void test_intensity(void) {
-        struct strategy_child ch[1] = { { .restart = RESTART_PERMANENT } };
+        struct strategy_child ch[1] = {{.restart = RESTART_PERMANENT}};
         struct restart_history h = {};
         struct strategy_plan p;
         const uint64_t s = USEC_PER_SEC;
@@ -177,20 +175,20 @@ static void test_intensity(void) {
         strategy_decide(STRATEGY_ONE_FOR_ONE, &otp_default, &h, ch, 1, 0, EXIT_KIND_ABNORMAL, 11 * s, &p);
         CHECK(p.verdict == VERDICT_GIVE_UP, "1 in 5: second restart 1 s later gives up");
 
-        h = (struct restart_history) {};
+        h = (struct restart_history){};
         strategy_decide(STRATEGY_ONE_FOR_ONE, &otp_default, &h, ch, 1, 0, EXIT_KIND_ABNORMAL, 10 * s, &p);
         strategy_decide(STRATEGY_ONE_FOR_ONE, &otp_default, &h, ch, 1, 0, EXIT_KIND_ABNORMAL, 15 * s + 1, &p);
         CHECK(p.verdict == VERDICT_RESTART, "1 in 5: a restart just over 5 s later is allowed");
         strategy_decide(STRATEGY_ONE_FOR_ONE, &otp_default, &h, ch, 1, 0, EXIT_KIND_ABNORMAL, 20 * s + 1, &p);
         CHECK(p.verdict == VERDICT_GIVE_UP, "1 in 5: exactly 5 s later is still within the period (OTP =<)");
 
-        h = (struct restart_history) {};
-        const struct sup_intensity zero = { .max_restarts = 0, .max_seconds = 5 };
+        h = (struct restart_history){};
+        const struct sup_intensity zero = {.max_restarts = 0, .max_seconds = 5};
         strategy_decide(STRATEGY_ONE_FOR_ONE, &zero, &h, ch, 1, 0, EXIT_KIND_ABNORMAL, 10 * s, &p);
         CHECK(p.verdict == VERDICT_GIVE_UP, "max_restarts 0: the first restart gives up");
 
-        h = (struct restart_history) {};
-        const struct sup_intensity three = { .max_restarts = 3, .max_seconds = 10 };
+        h = (struct restart_history){};
+        const struct sup_intensity three = {.max_restarts = 3, .max_seconds = 10};
         bool ok = true;
         for (int i = 0; i < 3; i++) {
                 strategy_decide(STRATEGY_ONE_FOR_ONE, &three, &h, ch, 1, 0, EXIT_KIND_ABNORMAL, (100 + i) * s, &p);
@@ -201,14 +199,14 @@ static void test_intensity(void) {
         CHECK(p.verdict == VERDICT_GIVE_UP, "3 in 10: the fourth within 10 s gives up");
 
         /* Restarts that do not happen (transient normal exit) are not counted. */
-        h = (struct restart_history) {};
-        struct strategy_child tr[1] = { { .restart = RESTART_TRANSIENT } };
+        h = (struct restart_history){};
+        struct strategy_child tr[1] = {{.restart = RESTART_TRANSIENT}};
         for (int i = 0; i < 5; i++)
                 strategy_decide(STRATEGY_ONE_FOR_ONE, &otp_default, &h, tr, 1, 0, EXIT_KIND_NORMAL, i * s, &p);
         CHECK(h.n == 0 && p.verdict == VERDICT_NONE, "exits that restart nothing do not count towards intensity");
 
         /* A long, slow crash loop never gives up and the history stays bounded. */
-        h = (struct restart_history) {};
+        h = (struct restart_history){};
         ok = true;
         for (int i = 0; i < 5000; i++) {
                 strategy_decide(STRATEGY_ONE_FOR_ONE, &otp_default, &h, ch, 1, 0, EXIT_KIND_ABNORMAL,
@@ -217,8 +215,8 @@ static void test_intensity(void) {
         }
         CHECK(ok, "a restart every 6 s with 1 in 5 never gives up; history holds at most 2 entries");
 
-        const struct sup_intensity huge = { .max_restarts = 100000, .max_seconds = 5 };
-        h = (struct restart_history) {};
+        const struct sup_intensity huge = {.max_restarts = 100000, .max_seconds = 5};
+        h = (struct restart_history){};
         ok = true;
         for (int i = 0; i < 3000; i++) {
                 strategy_decide(STRATEGY_ONE_FOR_ONE, &huge, &h, ch, 1, 0, EXIT_KIND_ABNORMAL, 1 + i, &p);
@@ -229,15 +227,17 @@ static void test_intensity(void) {
 
 static void test_teardown_and_args(void) {
         struct strategy_child ch[4] = {
-                { .alive = true }, { .alive = false }, { .alive = true }, { .alive = true },
+                {.alive = true},
+                {.alive = false},
+                {.alive = true},
+                {.alive = true},
         };
         struct strategy_plan p;
         struct restart_history h = {};
 
         CHECK(strategy_teardown(ch, 4, &p) == 0 && list_is(p.stop, p.n_stop, 3, 3, 2, 0),
               "teardown stops every alive child in reverse start order");
-        CHECK(strategy_decide(STRATEGY_ONE_FOR_ONE, &otp_default, &h, ch, 4, 4, EXIT_KIND_ABNORMAL, 0, &p) ==
-                      -EINVAL,
+        CHECK(strategy_decide(STRATEGY_ONE_FOR_ONE, &otp_default, &h, ch, 4, 4, EXIT_KIND_ABNORMAL, 0, &p) == -EINVAL,
               "exited index out of range is rejected");
         CHECK(strategy_decide(_STRATEGY_MAX, &otp_default, &h, ch, 4, 0, EXIT_KIND_ABNORMAL, 0, &p) == -EINVAL,
               "unknown strategy is rejected");

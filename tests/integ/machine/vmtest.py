@@ -79,6 +79,9 @@ class Test:
         finally:
             for s in self.sups:
                 s.close()
+            log = self.worker_log()
+            bad = [l for l in log.splitlines() if "Sanitizer" in l or "runtime error:" in l]
+            self.check(not bad, "no sanitizer reports from vigil-machine", "\n".join(bad))
             print("1..%d" % self.n)
             if self.failed:
                 print("# worker log tail:")

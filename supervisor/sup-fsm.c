@@ -32,6 +32,8 @@ static const struct cell fsm_table[_CHILD_STATE_MAX][_CHILD_EVENT_MAX] = {
                 [CHILD_EV_CHAN_LOST] = T(CHILD_KILLING, CHILD_ACT_KILL),
                 [CHILD_EV_EXITED] = T(CHILD_STOPPED, CHILD_ACT_REPORT_EXIT),
                 [CHILD_EV_STOP] = T(CHILD_STOPPING, CHILD_ACT_TERMINATE),
+                /* A start that hangs must not hold the tree (OTP's hanging_restart_loop). */
+                [CHILD_EV_START_TIMEOUT] = T(CHILD_KILLING, CHILD_ACT_KILL),
         },
         [CHILD_CONFIGURING] = {
                 [CHILD_EV_HELLO] = T(CHILD_KILLING, CHILD_ACT_PROTOCOL_ERROR),
@@ -39,6 +41,7 @@ static const struct cell fsm_table[_CHILD_STATE_MAX][_CHILD_EVENT_MAX] = {
                 [CHILD_EV_CHAN_LOST] = T(CHILD_KILLING, CHILD_ACT_KILL),
                 [CHILD_EV_EXITED] = T(CHILD_STOPPED, CHILD_ACT_REPORT_EXIT),
                 [CHILD_EV_STOP] = T(CHILD_STOPPING, CHILD_ACT_TERMINATE),
+                [CHILD_EV_START_TIMEOUT] = T(CHILD_KILLING, CHILD_ACT_KILL),
         },
         [CHILD_RUNNING] = {
                 [CHILD_EV_HELLO] = T(CHILD_KILLING, CHILD_ACT_PROTOCOL_ERROR),
@@ -93,9 +96,11 @@ static const char *const state_names[_CHILD_STATE_MAX] = {
 };
 
 static const char *const event_names[_CHILD_EVENT_MAX] = {
-        [CHILD_EV_START] = "start", [CHILD_EV_SPAWN_FAILED] = "spawn-failed", [CHILD_EV_HELLO] = "hello",
-        [CHILD_EV_READY] = "ready", [CHILD_EV_CHAN_LOST] = "chan-lost",       [CHILD_EV_EXITED] = "exited",
-        [CHILD_EV_STOP] = "stop",   [CHILD_EV_STOP_TIMEOUT] = "stop-timeout", [CHILD_EV_REMOVE] = "remove",
+        [CHILD_EV_START] = "start",         [CHILD_EV_SPAWN_FAILED] = "spawn-failed",
+        [CHILD_EV_HELLO] = "hello",         [CHILD_EV_READY] = "ready",
+        [CHILD_EV_CHAN_LOST] = "chan-lost", [CHILD_EV_EXITED] = "exited",
+        [CHILD_EV_STOP] = "stop",           [CHILD_EV_STOP_TIMEOUT] = "stop-timeout",
+        [CHILD_EV_REMOVE] = "remove",       [CHILD_EV_START_TIMEOUT] = "start-timeout",
 };
 
 static const char *const action_names[_CHILD_ACTION_MAX] = {

@@ -30,11 +30,12 @@ enum child_event {
         CHILD_EV_SPAWN_FAILED, /* fork/exec failed: behaves like a crash at once */
         CHILD_EV_HELLO,
         CHILD_EV_READY,
-        CHILD_EV_CHAN_LOST,    /* peer reported lost (EOF, bad frame, overflow, ...) */
-        CHILD_EV_EXITED,       /* reaped AND channel lost */
-        CHILD_EV_STOP,         /* the strategy or the teardown wants it gone */
-        CHILD_EV_STOP_TIMEOUT, /* shutdown timer expired */
-        CHILD_EV_REMOVE,       /* drop the spec for good */
+        CHILD_EV_CHAN_LOST,     /* peer reported lost (EOF, bad frame, overflow, ...) */
+        CHILD_EV_EXITED,        /* reaped AND channel lost */
+        CHILD_EV_STOP,          /* the strategy or the teardown wants it gone */
+        CHILD_EV_STOP_TIMEOUT,  /* shutdown timer expired */
+        CHILD_EV_REMOVE,        /* drop the spec for good */
+        CHILD_EV_START_TIMEOUT, /* not READY within the spec's start_timeout */
         _CHILD_EVENT_MAX,
 };
 

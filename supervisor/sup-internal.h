@@ -89,6 +89,7 @@ struct child {
 
         struct event *ev_stop;  /* shutdown timeout */
         struct event *ev_drain; /* reaped but channel open / channel closed but alive */
+        struct event *ev_start; /* start_timeout */
 
         uint64_t restarts; /* times (re)started after the first start */
         bool started_once;

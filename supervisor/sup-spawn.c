@@ -307,6 +307,9 @@ int child_spawn(struct child *c) {
         r = child_watch_pid(c);
         if (r < 0)
                 log_warning_errno(r, "Cannot watch pidfd of '%s', relying on SIGCHLD", c->spec.id);
+        if (c->spec.start_timeout_ms > 0)
+                (void) event_add(c->ev_start, &(struct timeval){.tv_sec = c->spec.start_timeout_ms / 1000,
+                                                                .tv_usec = (c->spec.start_timeout_ms % 1000) * 1000});
 
         snprintf(pid, sizeof(pid), "%d", (int) c->pid);
         sup_event(s, c, LOG_INFO, LOG_EVENT_SPAWNED, "spawned", (const char *[]){"pid", pid, "exe", exe, NULL},

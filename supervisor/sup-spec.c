@@ -57,6 +57,8 @@ int child_spec_validate(const struct child_spec *c, char **ret_error) {
         if (c->shutdown_ms != SHUTDOWN_BRUTAL_KILL && (c->shutdown_ms < 0 || c->shutdown_ms > SHUTDOWN_MAX_MS))
                 return fail(ret_error, "child '%s': shutdown must be \"brutal_kill\" or 0..%d ms", id,
                             SHUTDOWN_MAX_MS);
+        if (c->start_timeout_ms < 0 || c->start_timeout_ms > SHUTDOWN_MAX_MS)
+                return fail(ret_error, "child '%s': start_timeout must be 0..%d ms", id, SHUTDOWN_MAX_MS);
         if (strv_length(c->args) > MSG_STRV_MAX)
                 return fail(ret_error, "child '%s': at most %u args", id, MSG_STRV_MAX);
         if (c->config_json && strlen(c->config_json) > MSG_TEXT_MAX)
@@ -82,6 +84,7 @@ int child_spec_copy(const struct child_spec *src, struct child_spec *ret) {
                 .restart = src->restart,
                 .shutdown_ms = src->shutdown_ms,
                 .significant = src->significant,
+                .start_timeout_ms = src->start_timeout_ms,
         };
 
         c.id = strdup(src->id);
@@ -140,7 +143,8 @@ static int get_int(json_object *v, int64_t min, int64_t max, const char *path, i
 }
 
 static int parse_child(json_object *o, size_t idx, struct child_spec *c, char **ret_error) {
-        static const char *const keys[] = {"id", "kind", "restart", "shutdown", "significant", "args", "config", NULL};
+        static const char *const keys[] = {"id",   "kind",   "restart", "shutdown", "significant", "start_timeout",
+                                           "args", "config", NULL};
         char where[64];
         json_object *v;
         int r;
@@ -189,6 +193,14 @@ static int parse_child(json_object *o, size_t idx, struct child_spec *c, char **
                         if (r < 0)
                                 return r;
                 }
+        }
+
+        if (json_object_object_get_ex(o, "start_timeout", &v)) {
+                char path[80];
+                snprintf(path, sizeof(path), "%s.start_timeout", where);
+                r = get_int(v, 0, SHUTDOWN_MAX_MS, path, &c->start_timeout_ms, ret_error);
+                if (r < 0)
+                        return r;
         }
 
         if (json_object_object_get_ex(o, "significant", &v)) {

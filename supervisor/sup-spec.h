@@ -24,10 +24,11 @@ struct child_spec {
         char *id; /* unique in the tree; [A-Za-z0-9_.-], <= NAME_MAX_LEN */
         enum worker_kind kind;
         enum restart_type restart;
-        int64_t shutdown_ms; /* SHUTDOWN_BRUTAL_KILL, or ms between SIGTERM and SIGKILL */
-        bool significant;    /* OTP auto_shutdown: when it ends for good, the whole tree shuts down */
-        char **args;         /* extra worker argv (after --name ID), NULL-terminated; may be NULL */
-        char *config_json;   /* MSG_CONFIG json; NULL means "{}" */
+        int64_t shutdown_ms;      /* SHUTDOWN_BRUTAL_KILL, or ms between SIGTERM and SIGKILL */
+        int64_t start_timeout_ms; /* 0: wait for READY forever (OTP); else kill it, counted as a crash */
+        bool significant;         /* OTP auto_shutdown: when it ends for good, the whole tree shuts down */
+        char **args;              /* extra worker argv (after --name ID), NULL-terminated; may be NULL */
+        char *config_json;        /* MSG_CONFIG json; NULL means "{}" */
 };
 
 struct sup_spec {

@@ -280,6 +280,14 @@ static void on_stop_timeout(evutil_socket_t fd, short what, void *arg) {
         sup_ops_advance(c->sup);
 }
 
+static void on_start_timeout(evutil_socket_t fd, short what, void *arg) {
+        struct child *c = arg;
+
+        c->faulted = true;
+        child_feed(c, CHILD_EV_START_TIMEOUT);
+        sup_ops_advance(c->sup);
+}
+
 static void on_drain_timeout(evutil_socket_t fd, short what, void *arg) {
         struct child *c = arg;
 
@@ -310,6 +318,7 @@ static void child_terminate(struct child *c) {
 
 static void child_reset_process(struct child *c) {
         (void) event_del(c->ev_stop);
+        (void) event_del(c->ev_start);
         (void) event_del(c->ev_drain);
         if (c->ev_pidfd) {
                 event_free(c->ev_pidfd);
@@ -458,6 +467,7 @@ void child_feed(struct child *c, enum child_event ev) {
                 child_handshake(c);
                 break;
         case CHILD_ACT_MARK_READY:
+                (void) event_del(c->ev_start);
                 snprintf(pid, sizeof(pid), "%d", (int) c->pid);
                 sup_event(s, c, LOG_INFO, LOG_EVENT_READY, "ready", (const char *[]){"pid", pid, NULL},
                           "%s '%s' (pid %d) is ready", worker_kind_to_string(c->spec.kind), c->spec.id, (int) c->pid);
@@ -472,7 +482,11 @@ void child_feed(struct child *c, enum child_event ev) {
                         /* A clean close usually means it is exiting: let it finish with its own
                          * exit code (restart-me, permanent failure) before we step in. */
                         (void) event_add(c->ev_drain, &(struct timeval){.tv_usec = EOF_GRACE_USEC});
-                else if (ev == CHILD_EV_STOP_TIMEOUT) {
+                else if (ev == CHILD_EV_START_TIMEOUT) {
+                        char why[96];
+                        snprintf(why, sizeof(why), "not ready within %" PRId64 " ms", c->spec.start_timeout_ms);
+                        child_kill_now(c, why);
+                } else if (ev == CHILD_EV_STOP_TIMEOUT) {
                         char why[96];
                         snprintf(why, sizeof(why), "did not stop within %" PRId64 " ms of SIGTERM",
                                  c->spec.shutdown_ms);
@@ -669,9 +683,11 @@ static void child_free_events(struct child *c) {
                 event_free(c->ev_stop);
         if (c->ev_drain)
                 event_free(c->ev_drain);
+        if (c->ev_start)
+                event_free(c->ev_start);
         if (c->ev_pidfd)
                 event_free(c->ev_pidfd);
-        c->ev_stop = c->ev_drain = c->ev_pidfd = NULL;
+        c->ev_stop = c->ev_drain = c->ev_start = c->ev_pidfd = NULL;
 }
 
 struct sup *sup_free(struct sup *s) {
@@ -836,7 +852,8 @@ int sup_run(struct sup *s) {
                 struct child *c = &s->children[i];
                 c->ev_stop = evtimer_new(s->base, on_stop_timeout, c);
                 c->ev_drain = evtimer_new(s->base, on_drain_timeout, c);
-                if (!c->ev_stop || !c->ev_drain)
+                c->ev_start = evtimer_new(s->base, on_start_timeout, c);
+                if (!c->ev_stop || !c->ev_drain || !c->ev_start)
                         return log_error_errno(-ENOMEM, "Cannot allocate timers");
         }
         if (sup_pidns_early_signal())

@@ -16,7 +16,8 @@ static void test_good(void) {
                 "{\"strategy\": \"rest_for_one\", \"intensity\": {\"max_restarts\": 3, \"max_seconds\": 10},"
                 " \"children\": ["
                 "  {\"id\": \"a\", \"kind\": \"test\", \"restart\": \"transient\", \"shutdown\": 2000,"
-                "   \"significant\": true, \"args\": [\"--crash-after-ms\", \"300\"], \"config\": {\"x\": [1, 2]}},"
+                "   \"significant\": true, \"start_timeout\": 1500, \"args\": [\"--crash-after-ms\", \"300\"], "
+                "\"config\": {\"x\": [1, 2]}},"
                 "  {\"id\": \"b.2\", \"kind\": \"machine\", \"shutdown\": \"brutal_kill\"}]}",
                 &s, &err);
         CHECK(r == 0, "full spec parses (%s)", err ?: "no error");
@@ -29,6 +30,8 @@ static void test_good(void) {
               "first child read");
         CHECK(strv_length(s.children[0].args) == 2 && streq(s.children[0].args[1], "300"), "args read");
         CHECK(s.children[0].significant && !s.children[1].significant, "significant read, default false");
+        CHECK(s.children[0].start_timeout_ms == 1500 && s.children[1].start_timeout_ms == 0,
+              "start_timeout read, default 0 (none)");
         CHECK(streq(s.children[0].config_json, "{\"x\":[1,2]}"), "config kept as compact JSON text");
         CHECK(s.children[1].restart == RESTART_PERMANENT && s.children[1].shutdown_ms == SHUTDOWN_BRUTAL_KILL &&
                       streq(s.children[1].config_json, "{}") && strv_length(s.children[1].args) == 0,
@@ -78,6 +81,8 @@ static void test_bad(void) {
                  "children[0].shutdown"},
                 {"{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"shutdown\": -5}]}", "children[0].shutdown"},
                 {"{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"args\": \"--hang\"}]}", "children[0].args"},
+                {"{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"start_timeout\": -1}]}",
+                 "children[0].start_timeout"},
                 {"{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"significant\": 1}]}",
                  "children[0].significant"},
                 {"{\"children\": [{\"id\": \"a\", \"kind\": \"test\", \"args\": [1]}]}", "children[0].args[0]"},

@@ -29,7 +29,7 @@ def kill9(new_run):
     os.kill(run.proc.pid, signal.SIGKILL)
     run.proc.wait()
     deadline = time.monotonic() + 5
-    while run_pids(run.run_id) and time.monotonic() < deadline:
+    while (run_pids(run.run_id) or any(pid_alive(p) for p in inner)) and time.monotonic() < deadline:
         time.sleep(0.05)
     left = run_pids(run.run_id)
     check(left == [], f"after kill -9 of vigil nothing of the run is alive (left: {left})")

@@ -143,6 +143,7 @@ struct sup {
         int notify_fd;
         uint64_t started_usec;
         uint64_t global_timeout_usec;
+        uint64_t heartbeat_usec;
 
         enum sup_strategy strategy;
         struct sup_intensity intensity;
@@ -174,6 +175,7 @@ struct sup {
         struct event *ev_timeout;
         struct event *ev_teardown_deadline;
         struct event *ev_watchdog;
+        struct event *ev_heartbeat;
         struct event *ev_finish;
         bool pidns_init; /* PID 1 of our own namespace */
 

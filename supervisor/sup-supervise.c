@@ -21,6 +21,7 @@ static void supervise_help(FILE *f) {
                    "      --log-target T        auto, journal or stderr (default auto)\n"
                    "      --run-id ID           run id (VIGIL_RUN=ID in every process's environment)\n"
                    "      --no-pidns            do not run the tree in its own PID namespace\n"
+                   "      --heartbeat S         print a \"still running\" line on stderr every S seconds\n"
                    "  -h, --help\n"
                    "\n"
                    "SPEC.json: {\"strategy\": \"one_for_one\", \"intensity\": {\"max_restarts\": 1, \"max_seconds\": "
@@ -72,13 +73,14 @@ static int parse_log_target(const char *s, enum log_target *ret) {
 }
 
 int verb_supervise(int argc, char **argv) {
-        enum { ARG_GLOBAL_TIMEOUT = 0x100, ARG_LOG_TARGET, ARG_RUN_ID, ARG_NO_PIDNS };
+        enum { ARG_GLOBAL_TIMEOUT = 0x100, ARG_LOG_TARGET, ARG_RUN_ID, ARG_NO_PIDNS, ARG_HEARTBEAT };
         static const struct option options[] = {
                 {"output", required_argument, NULL, 'o'},
                 {"global-timeout", required_argument, NULL, ARG_GLOBAL_TIMEOUT},
                 {"log-target", required_argument, NULL, ARG_LOG_TARGET},
                 {"run-id", required_argument, NULL, ARG_RUN_ID},
                 {"no-pidns", no_argument, NULL, ARG_NO_PIDNS},
+                {"heartbeat", required_argument, NULL, ARG_HEARTBEAT},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -123,6 +125,16 @@ int verb_supervise(int argc, char **argv) {
                 case ARG_NO_PIDNS:
                         pidns = false;
                         break;
+                case ARG_HEARTBEAT: {
+                        errno = 0;
+                        double secs = strtod(optarg, &end);
+                        if (errno || *end || secs <= 0 || secs > 1e6) {
+                                fprintf(stderr, "vigil supervise: --heartbeat: expected seconds, got '%s'\n", optarg);
+                                return VIGIL_EXIT_USAGE;
+                        }
+                        o.heartbeat_usec = (uint64_t) (secs * USEC_PER_SEC);
+                        break;
+                }
                 case 'h':
                         supervise_help(stdout);
                         return VIGIL_EXIT_PASS;

@@ -586,6 +586,18 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg) {
         sup_notify(arg, "WATCHDOG=1");
 }
 
+/* Straight to stderr, whatever the log target: it exists for whoever watches
+ * stderr for silence (nix's max-silent-time), not for the journal. */
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg) {
+        struct sup *s = arg;
+        size_t up = 0;
+
+        for (size_t i = 0; i < s->n_children; i++)
+                up += s->children[i].state == CHILD_RUNNING;
+        fprintf(stderr, "vigil: run %s still running after %llu s, %zu/%zu children up\n", s->run_id,
+                (now_usec() - s->started_usec) / USEC_PER_SEC, up, s->n_children);
+}
+
 void sup_shutdown(struct sup *s, int exit_code, const char *why) {
         struct strategy_child sc[SUP_CHILDREN_MAX];
         struct strategy_plan *plan;
@@ -646,6 +658,7 @@ int sup_new(const struct sup_options *o, struct sup **ret) {
         s->exit_code = VIGIL_EXIT_PASS;
         s->log_target = o ? o->log_target : LOG_TARGET_AUTO;
         s->global_timeout_usec = o ? o->global_timeout_usec : 0;
+        s->heartbeat_usec = o ? o->heartbeat_usec : 0;
         s->pidns_init = getpid() == 1;
 
         if (o && o->run_id)
@@ -714,8 +727,8 @@ struct sup *sup_free(struct sup *s) {
         for (size_t i = 0; i < ELEMENTSOF(s->ev_sig); i++)
                 if (s->ev_sig[i])
                         event_free(s->ev_sig[i]);
-        struct event **evs[] = {&s->ev_sigchld, &s->ev_timeout, &s->ev_teardown_deadline, &s->ev_watchdog,
-                                &s->ev_finish};
+        struct event **evs[] = {&s->ev_sigchld,  &s->ev_timeout,   &s->ev_teardown_deadline,
+                                &s->ev_watchdog, &s->ev_heartbeat, &s->ev_finish};
         for (size_t i = 0; i < ELEMENTSOF(evs); i++)
                 if (*evs[i])
                         event_free(*evs[i]);
@@ -795,8 +808,12 @@ static int sup_setup_events(struct sup *s) {
         s->ev_teardown_deadline = evtimer_new(s->base, on_teardown_deadline, s);
         s->ev_finish = evtimer_new(s->base, on_finish_timeout, s);
         s->ev_watchdog = event_new(s->base, -1, EV_PERSIST, on_watchdog, s);
-        if (!s->ev_timeout || !s->ev_teardown_deadline || !s->ev_finish || !s->ev_watchdog)
+        s->ev_heartbeat = event_new(s->base, -1, EV_PERSIST, on_heartbeat, s);
+        if (!s->ev_timeout || !s->ev_teardown_deadline || !s->ev_finish || !s->ev_watchdog || !s->ev_heartbeat)
                 return -ENOMEM;
+        if (s->heartbeat_usec > 0)
+                (void) event_add(s->ev_heartbeat, &(struct timeval){.tv_sec = s->heartbeat_usec / USEC_PER_SEC,
+                                                                    .tv_usec = s->heartbeat_usec % USEC_PER_SEC});
         if (s->global_timeout_usec > 0)
                 (void) event_add(s->ev_timeout, &(struct timeval){.tv_sec = s->global_timeout_usec / USEC_PER_SEC,
                                                                   .tv_usec = s->global_timeout_usec % USEC_PER_SEC});

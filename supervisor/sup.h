@@ -23,6 +23,7 @@ struct sup_options {
         uint64_t global_timeout_usec; /* 0: none */
         enum log_target log_target;   /* passed on to workers (VIGIL_LOG_TARGET) */
         int notify_fd;                /* >= 0: sd_notify lines are written here (PID namespace relay) */
+        uint64_t heartbeat_usec;      /* > 0: a "still running" line on stderr this often (nix max-silent-time) */
 };
 
 struct sup_hooks {

@@ -30,7 +30,7 @@ def body(new_run):
         return
     hung = test("hung", ["--hang", "--after-ms", "100"])
     hung["shutdown"] = 300
-    run = new_run({"children": [test("ok"), hung]}, args=["--global-timeout", "1"])
+    run = new_run({"children": [test("ok"), hung]}, args=["--global-timeout", "1", "--heartbeat", "0.3"])
     t0 = time.monotonic()
     rc = run.run(timeout=20)
     took = time.monotonic() - t0
@@ -38,6 +38,7 @@ def body(new_run):
     check(run.events("timeout"), "a timeout event is in the timeline")
     check(run.worker_events("misbehave", "hung"), "the worker was hanging")
     check(run.events("killed", child="hung"), "the hung worker was SIGKILLed")
+    check(run.stderr.count("still running after") >= 2, "heartbeat lines on stderr while it ran")
     check(1.0 <= took < 4, f"the run ended {took:.2f} s after it began (timeout 1 s + 0.3 s shutdown)")
 
 

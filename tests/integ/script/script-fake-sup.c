@@ -300,6 +300,19 @@ static int handle_request(const struct frame *f) {
                 snprintf(m->hmp_log + used, sizeof(m->hmp_log) - used, "set_link %s;", l->up ? "on" : "off");
                 return reply(MSG_OK, seq, &(struct msg_empty){});
         }
+        case MSG_W_SET_LINK: {
+                const struct msg_w_set_link *w = f->body;
+
+                if (!streq(w->from, "alpha") && !streq(w->from, "server") && !streq(w->from, "client"))
+                        return reply_error(seq, -ENOENT, "fake switch: unknown machine");
+                fprintf(stderr, "fake-sup: %s rule %s->%s both=%d drop=%d loss_ppm=%llu\n", name, w->from, w->to,
+                        w->both, w->drop, (unsigned long long) w->loss_ppm);
+                return reply(MSG_OK, seq, &(struct msg_empty){});
+        }
+        case MSG_W_CLEAR:
+                return reply(MSG_OK, seq, &(struct msg_empty){});
+        case MSG_W_STATS:
+                return handle_text_reply(seq, "{\"vlan\": 1, \"frames\": 42, \"bytes\": 4200, \"ports\": []}");
         default:
                 return reply_error(seq, -EOPNOTSUPP, "fake: not supported by this backend");
         }

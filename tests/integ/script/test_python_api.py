@@ -708,6 +708,61 @@ class TestDriver(unittest.TestCase):
         self.assertIn("Test will time out and terminate in 604800 seconds", plain(out))
 
 
+class TestVigilModule(unittest.TestCase):
+    def setUp(self):
+        import vigil
+
+        self.vigil = vigil
+        self.d, self.ch, self.out = make_driver(names=("alpha", "beta", "gamma"))
+        vigil._driver = self.d
+
+    def tearDown(self):
+        self.vigil._driver = None
+
+    def rules(self):
+        return [(c[1], c[2]["from"], c[2]["to"], c[2]["both"], c[2]["drop"]) for c in self.ch.kinds("W_SET_LINK")]
+
+    def test_partition_with_implicit_rest(self):
+        self.vigil.partition(["alpha"])
+        self.assertEqual(sorted(self.rules()), [("vlan1", "alpha", "beta", True, True),
+                                                ("vlan1", "alpha", "gamma", True, True)])
+        self.assertIn("vigil: partition alpha | beta, gamma", plain(self.out))
+        with self.assertRaisesRegex(ValueError, "more than one partition group"):
+            self.vigil.partition(["alpha"], ["alpha", "beta"])
+
+    def test_partition_groups_and_objects(self):
+        a, b, g = self.d.machines
+        self.vigil.partition([a, b], g)
+        self.assertEqual(sorted(self.rules()), [("vlan1", "alpha", "gamma", True, True),
+                                                ("vlan1", "beta", "gamma", True, True)])
+
+    def test_link_cut_restore_heal_stats(self):
+        self.vigil.link("alpha", "beta", loss=0.25, delay=0.05, jitter=0.001, both=False)
+        call = self.ch.kinds("W_SET_LINK")[-1][2]
+        self.assertEqual((call["loss_ppm"], call["dup_ppm"], call["delay_us"], call["jitter_us"], call["both"], call["drop"]),
+                         (250000, 0, 50000, 1000, False, False))
+        with self.assertRaises(ValueError):
+            self.vigil.link("alpha", "beta", loss=2)
+        self.vigil.cut("alpha", "gamma")
+        self.vigil.restore("alpha", "gamma")
+        self.assertEqual(self.ch.kinds("W_CLEAR")[-1][1:], ("vlan1", {"from": "alpha", "to": "gamma", "both": True}))
+        self.vigil.heal()
+        self.assertEqual(self.ch.kinds("W_CLEAR")[-1][2], {"from": "", "to": "", "both": True})
+        with self.assertRaisesRegex(MachineError, "no machine named 'zeta'"):
+            self.vigil.cut("alpha", "zeta")
+        with self.assertRaisesRegex(MachineError, "has no VLAN 7"):
+            self.vigil.cut("alpha", "beta", vlan=7)
+
+    def test_machine_vlans_limit_rules(self):
+        self.d.machine_vlans.update({"alpha": [1, 2], "beta": [2]})
+        self.d.vlans.append(__import__("test_driver.vlan").vlan.VLan(2, "/x"))
+        self.vigil.cut("alpha", "beta")
+        self.assertEqual([r[0] for r in self.rules()], ["vlan2"])
+
+    def test_worker_pid(self):
+        self.assertEqual(self.vigil.machine_worker_pid("alpha"), 55)
+
+
 class TestRunnerConfig(unittest.TestCase):
     def test_bad_config(self):
         from vigil import _runner

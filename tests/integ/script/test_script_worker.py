@@ -130,6 +130,10 @@ assert not server.is_up()
 server.start()
 server.wait_for_console_text("fake boot line 3 of server")
 assert server.get_console_log().splitlines() == [f"fake boot line {i} of server" for i in (1, 2, 3)], server.get_console_log()
+vigil.partition([server], [client])
+vigil.link(server, client, loss=0.5, both=False)
+vigil.heal()
+assert vigil.vlan_stats(1)["frames"] == 42
 with subtest("first"):
     server.succeed("true")
 with subtest("second"):
@@ -148,6 +152,8 @@ class TestScriptWorker(unittest.TestCase):
         self.assertIn("server: must succeed: echo hello; echo world >&2", r["stderr"])
         self.assertIn("server # fake boot line 1 of server", r["stderr"])
         self.assertIn("fake-sup: event subtest-begin: first", r["stderr"])
+        self.assertIn("fake-sup: vlan1 rule server->client both=1 drop=1 loss_ppm=0", r["stderr"])
+        self.assertIn("fake-sup: vlan1 rule server->client both=0 drop=0 loss_ppm=500000", r["stderr"])
         self.assertLess(r["ready_ms"], 2000)
         del junit
 

@@ -98,6 +98,10 @@ class Driver:
             # Start scripts read it; harmless elsewhere (the reference exports it too).
             os.environ.setdefault(f"QEMU_VDE_SOCKET_{v.nr}", str(v.socket_dir))
 
+        # vigil: which VLANs each machine is on (None: not said, assume all)
+        self.machine_vlans: dict[str, list[int] | None] = {
+            m["name"]: [int(v) for v in m["vlans"]] if isinstance(m.get("vlans"), list) else None for m in machines
+        }
         self._machines: list[BaseMachine] = []
         for m in machines:
             backend = m.get("backend", "qemu")

@@ -1,44 +1,40 @@
 # SPDX-License-Identifier: MIT
-"""vigil's additions to the test-script API (things the reference driver
-cannot do). Import with `import vigil` in a test script.
+"""vigil's additions to the test-script API: things the reference driver
+cannot do. Import with `import vigil` in a test script.
 
-Only what works is defined here; network partitions and fault injection
-arrive with the switch worker.
+Network faults act in vigil's switch (one per VLAN), on frames between two
+machines, so they work for any backend and any number of NICs:
+
+    vigil.partition(["alpha"], ["beta", "gamma"])   # alpha cannot reach beta/gamma, nor they alpha
+    vigil.heal()                                   # every rule gone
+    vigil.cut("alpha", "beta") / vigil.restore("alpha", "beta")
+    vigil.link("alpha", "beta", loss=0.2, delay=0.05, jitter=0.01)
+    vigil.vlan_stats(1)                            # frame counters per port
+
+Machines are given as Machine objects or names. `vlan=None` means every VLAN
+both machines are on.
 """
 
+import json
+from collections.abc import Iterable
 from typing import Any
 
+from test_driver.channel import ChannelError, ChannelLost
 from test_driver.errors import MachineError
 
 _driver: Any = None  # set by vigil._runner before the script runs
 
-
-def _machine(machine_or_name: Any) -> Any:
-    if _driver is None:
-        raise MachineError("vigil: not running under vigil-script (no driver)")
-    if not isinstance(machine_or_name, str):
-        return machine_or_name
-    for m in _driver.machines:
-        if m.name == machine_or_name:
-            return m
-    raise MachineError(f"vigil: no machine named {machine_or_name!r} "
-                       f"(have: {', '.join(m.name for m in _driver.machines)})")
-
-
-def machine_state(machine: Any) -> dict[str, Any]:
-    """The machine worker's view of a machine: booted, connected, pid (of the
-    hypervisor/container), backend, worker_pid."""
-    return dict(_machine(machine)._refresh_state())
-
-
-def machine_worker_pid(machine: Any) -> int:
-    """pid of the vigil-machine worker process serving `machine` (a name or a
-    Machine), e.g. to kill it and watch the supervisor restart it."""
-    m = _machine(machine)
-    m._refresh_state()
-    if not m.worker_pid:
-        raise MachineError(f"vigil: the worker of {m.name} did not report its pid")
-    return int(m.worker_pid)
+__all__ = [
+    "cut",
+    "driver",
+    "heal",
+    "link",
+    "machine_state",
+    "machine_worker_pid",
+    "partition",
+    "restore",
+    "vlan_stats",
+]
 
 
 def driver() -> Any:
@@ -46,3 +42,150 @@ def driver() -> Any:
     if _driver is None:
         raise MachineError("vigil: not running under vigil-script (no driver)")
     return _driver
+
+
+def _machine(machine_or_name: Any) -> Any:
+    d = driver()
+    if not isinstance(machine_or_name, str):
+        return machine_or_name
+    for m in d.machines:
+        if m.name == machine_or_name:
+            return m
+    raise MachineError(
+        f"vigil: no machine named {machine_or_name!r} (have: {', '.join(m.name for m in d.machines)})"
+    )
+
+
+def _name(machine_or_name: Any) -> str:
+    return _machine(machine_or_name).name
+
+
+def machine_state(machine: Any) -> dict[str, Any]:
+    """The machine worker's view: booted, connected, pid (of the hypervisor or
+    container), backend, worker_pid."""
+    return dict(_machine(machine)._refresh_state())
+
+
+def machine_worker_pid(machine: Any) -> int:
+    """pid of the vigil-machine process serving `machine`, e.g. to kill it and
+    watch the supervisor restart it without losing the VM."""
+    m = _machine(machine)
+    m._refresh_state()
+    if not m.worker_pid:
+        raise MachineError(f"vigil: the worker of {m.name} did not report its pid")
+    return int(m.worker_pid)
+
+
+# ------------------------------------------------------------------ network faults
+
+
+def _request(kind: str, switch: str, **fields: Any) -> Any:
+    try:
+        return driver().channel.request(kind, switch, **fields)
+    except ChannelLost as e:
+        raise MachineError(f"vigil: lost the vigil supervisor ({e.message})") from None
+    except ChannelError as e:
+        raise MachineError(f"vigil: {switch}: {e.message}") from None
+
+
+def _all_vlans() -> list[int]:
+    return [v.nr for v in driver().vlans]
+
+
+def _vlans_of(name: str) -> set[int]:
+    nrs = driver().machine_vlans.get(name)
+    return set(_all_vlans()) if nrs is None else set(nrs)
+
+
+def _shared_vlans(a: str, b: str, vlan: int | None) -> list[int]:
+    if vlan is not None:
+        if vlan not in _all_vlans():
+            raise MachineError(f"vigil: this run has no VLAN {vlan} (have: {_all_vlans()})")
+        return [vlan]
+    return sorted(_vlans_of(a) & _vlans_of(b))
+
+
+def _set_link(a: str, b: str, *, both: bool, drop: bool, loss: float = 0.0, duplicate: float = 0.0,
+              delay: float = 0.0, jitter: float = 0.0, vlan: int | None = None) -> None:
+    for p, what in ((loss, "loss"), (duplicate, "duplicate")):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"vigil: {what} is a probability between 0 and 1, not {p}")
+    for s, what in ((delay, "delay"), (jitter, "jitter")):
+        if s < 0:
+            raise ValueError(f"vigil: {what} is in seconds and cannot be negative ({s})")
+    for nr in _shared_vlans(a, b, vlan):
+        _request(
+            "W_SET_LINK",
+            f"vlan{nr}",
+            **{"from": a},
+            to=b,
+            both=both,
+            drop=drop,
+            loss_ppm=int(round(loss * 1_000_000)),
+            dup_ppm=int(round(duplicate * 1_000_000)),
+            delay_us=int(round(delay * 1_000_000)),
+            jitter_us=int(round(jitter * 1_000_000)),
+        )
+
+
+def cut(a: Any, b: Any, both: bool = True, vlan: int | None = None) -> None:
+    """Drop every frame from a to b (and b to a unless both=False)."""
+    an, bn = _name(a), _name(b)
+    driver().logger.log(f"vigil: cut {an} {'<->' if both else '->'} {bn}")
+    _set_link(an, bn, both=both, drop=True, vlan=vlan)
+
+
+def restore(a: Any, b: Any, both: bool = True, vlan: int | None = None) -> None:
+    """Remove the rule(s) between a and b set by cut() or link()."""
+    an, bn = _name(a), _name(b)
+    driver().logger.log(f"vigil: restore {an} {'<->' if both else '->'} {bn}")
+    for nr in _shared_vlans(an, bn, vlan):
+        _request("W_CLEAR", f"vlan{nr}", **{"from": an}, to=bn, both=both)
+
+
+def link(a: Any, b: Any, *, loss: float = 0.0, duplicate: float = 0.0, delay: float = 0.0,
+         jitter: float = 0.0, both: bool = True, vlan: int | None = None) -> None:
+    """Degrade the link a -> b (and back unless both=False): loss and
+    duplicate are probabilities (0..1), delay and jitter seconds."""
+    an, bn = _name(a), _name(b)
+    driver().logger.log(
+        f"vigil: link {an} {'<->' if both else '->'} {bn}: loss={loss} duplicate={duplicate} "
+        f"delay={delay}s jitter={jitter}s"
+    )
+    _set_link(an, bn, both=both, drop=False, loss=loss, duplicate=duplicate, delay=delay, jitter=jitter, vlan=vlan)
+
+
+def partition(*groups: Iterable[Any], vlan: int | None = None) -> None:
+    """Split the network: no frame passes between machines of different groups
+    (both ways). Machines named in no group form one more group, so
+    partition(["alpha"]) isolates alpha from everyone."""
+    named = [[_name(m) for m in ([g] if isinstance(g, str) or hasattr(g, "name") else g)] for g in groups]
+    seen: set[str] = set()
+    for g in named:
+        for n in g:
+            if n in seen:
+                raise ValueError(f"vigil: {n} is in more than one partition group")
+            seen.add(n)
+    rest = [m.name for m in driver().machines if m.name not in seen]
+    if rest:
+        named.append(rest)
+    driver().logger.log("vigil: partition " + " | ".join(", ".join(g) for g in named))
+    for i, g in enumerate(named):
+        for h in named[i + 1 :]:
+            for a in g:
+                for b in h:
+                    _set_link(a, b, both=True, drop=True, vlan=vlan)
+
+
+def heal(vlan: int | None = None) -> None:
+    """Remove every fault rule (on one VLAN, or all)."""
+    driver().logger.log("vigil: heal")
+    for nr in [vlan] if vlan is not None else _all_vlans():
+        _request("W_CLEAR", f"vlan{nr}", **{"from": ""}, to="", both=True)
+
+
+def vlan_stats(nr: int) -> dict[str, Any]:
+    """Counters of VLAN nr's switch: {vlan, frames, bytes, ports: [{port,
+    machine, rx, tx, dropped}]}."""
+    reply = _request("W_STATS", f"vlan{nr}")
+    return json.loads(reply.data.decode())

@@ -138,9 +138,9 @@ static void test_direct(void) {
                    streq(q.argv[idx(q.argv, "-kernel") + 1], "/k") && streq(q.argv[idx(q.argv, "-initrd") + 1], "/i") &&
                    streq(q.argv[idx(q.argv, "-append") + 1], "console=ttyS0 vigil.hostname=tiny"),
            "direct: memory, cpus, kernel, initrd, append");
-        ok(has(q.argv, "virtio-net-pci,netdev=vlan1,mac=52:54:00:12:01:01,id=nic1") &&
+        ok(has(q.argv, "virtio-net-pci,netdev=vlan1,mac=52:54:00:12:01:01,id=nic1,romfile=") &&
                    has(q.argv, "vde,id=vlan1,sock=/tmp/r/vde1.ctl") &&
-                   has(q.argv, "virtio-net-pci,netdev=vlan2,mac=52:54:00:12:02:01,id=nic2") &&
+                   has(q.argv, "virtio-net-pci,netdev=vlan2,mac=52:54:00:12:02:01,id=nic2,romfile=") &&
                    has(q.argv, "vde,id=vlan2,sock=/tmp/r/vde2.ctl"),
            "direct: one virtio NIC + vde netdev per VLAN");
         ok(has(q.argv, "local,path=/tmp/r/shared-xchg,security_model=none,mount_tag=shared") &&

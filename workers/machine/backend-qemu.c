@@ -339,8 +339,7 @@ static void hmp_complete(struct qemu *q, int error, const char *why) {
                         (void) machine_reply_ok(q->m, j->seq);
                         break;
                 case HMP_REBOOT:
-                        q->m->connected = false;
-                        machine_save_state(q->m);
+                        machine_shell_disconnected(q->m);
                         (void) machine_reply_ok(q->m, j->seq);
                         break;
                 case _HMP_KIND_MAX:

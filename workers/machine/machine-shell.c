@@ -8,6 +8,7 @@
  * backdoor protocol has no framing that would allow more.
  */
 #include <event2/buffer.h>
+#include <limits.h>
 #include <sched.h>
 #include <sys/random.h>
 
@@ -201,30 +202,50 @@ static void begin_exec(struct machine *m) {
         }
 }
 
-static unsigned long long connect_budget_usec(struct machine *m) {
+/* Time left for the ready line: the config's connect_s counts from when the
+ * shell was attached (the boot), a CONNECT request's timeout from the job's
+ * start. 0 = unbounded, as in the reference. */
+static unsigned long long connect_left_usec(struct machine *m, bool *ret_bounded) {
+        unsigned long long now = now_usec(), left = ULLONG_MAX;
         struct shell_job *j = m->active;
-        unsigned long long cfg = m->cfg.connect_s * USEC_PER_SEC;
 
-        if (j && j->connect_timeout_ms >= 0) {
-                unsigned long long req = (unsigned long long) j->connect_timeout_ms * USEC_PER_MSEC;
-                return cfg > 0 ? MIN(cfg, req) : req;
+        if (m->cfg.connect_s > 0) {
+                unsigned long long end = m->phase_started + m->cfg.connect_s * USEC_PER_SEC;
+                left = end > now ? end - now : 0;
         }
-        return cfg; /* 0: unbounded, as the reference */
+        if (j && j->connect_timeout_ms >= 0) {
+                unsigned long long end = j->started + (unsigned long long) j->connect_timeout_ms * USEC_PER_MSEC;
+                left = MIN(left, end > now ? end - now : 0);
+        }
+        *ret_bounded = left != ULLONG_MAX;
+        return left;
 }
 
 static void arm_connect_timer(struct machine *m) {
-        unsigned long long budget = connect_budget_usec(m), used = now_usec() - m->phase_started;
-        unsigned long long next = SHELL_QUIET_LOG_USEC;
+        bool bounded;
+        unsigned long long left = connect_left_usec(m, &bounded);
 
-        if (budget > 0)
-                next = used >= budget ? 1 : MIN(next, budget - used);
-        arm_timer(m, next);
+        arm_timer(m, bounded ? MAX(MIN(left, SHELL_QUIET_LOG_USEC), 1ull) : SHELL_QUIET_LOG_USEC);
 }
 
+/* Scan for the ready line. It may already be under way: the shell is read
+ * from the moment QEMU connects, since a guest that becomes ready before the
+ * first command prints its ready line only once. */
 static void begin_connect(struct machine *m) {
-        guest_proto_expect_ready(&m->gp);
-        m->phase_started = now_usec();
+        if (m->gp.phase != GUEST_PHASE_READY) {
+                guest_proto_expect_ready(&m->gp);
+                m->phase_started = now_usec();
+        }
         arm_connect_timer(m);
+}
+
+void machine_shell_disconnected(struct machine *m) {
+        m->connected = false;
+        machine_save_state(m);
+        if (!m->active && !m->resyncing && m->shell_fd >= 0) {
+                guest_proto_expect_ready(&m->gp);
+                m->phase_started = now_usec();
+        }
 }
 
 static void shell_run(struct machine *m) {
@@ -242,6 +263,7 @@ static void shell_run(struct machine *m) {
         }
         TAILQ_REMOVE(&m->jobs, j, link);
         m->active = j;
+        j->started = now_usec();
         if (m->shell_fd < 0) {
                 complete(m, -ENOTCONN, "Shell disconnected", 0);
                 return;
@@ -292,7 +314,8 @@ static void on_event(struct machine *m, enum guest_event ev) {
                 m->connected = true;
                 m->needs_resync = false;
                 log_info("connected to guest root shell");
-                log_info("(connecting took %.2f seconds)", (double) (now_usec() - m->phase_started) / USEC_PER_SEC);
+                log_info("(connecting took %.2f seconds)",
+                         (double) (now_usec() - (m->active ? m->active->started : m->phase_started)) / USEC_PER_SEC);
                 machine_save_state(m);
                 (void) evtimer_del(m->shell_timer);
                 if (m->active)
@@ -404,12 +427,13 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
                 return;
         }
         if (m->gp.phase == GUEST_PHASE_READY) {
-                unsigned long long budget = connect_budget_usec(m);
-                if (budget > 0 && used >= budget) {
+                bool bounded;
+                if (connect_left_usec(m, &bounded) == 0 && bounded) {
                         machine_tail_describe(m, tail, sizeof tail);
                         (void) snprintf(msg, sizeof msg,
                                         "guest did not print the backdoor ready line (\"%s\") within %.0f s; %s",
-                                        GUEST_READY_LINE, (double) budget / USEC_PER_SEC, tail);
+                                        GUEST_READY_LINE, (double) (now_usec() - m->active->started) / USEC_PER_SEC,
+                                        tail);
                         log_error("%s", msg);
                         guest_proto_reset(&m->gp);
                         complete(m, -ETIMEDOUT, msg, 0);
@@ -467,6 +491,10 @@ int machine_shell_attach(struct machine *m, int fd) {
                 return -ENOMEM;
         }
         m->shell_fd = fd;
+        if (!m->connected) {
+                guest_proto_expect_ready(&m->gp);
+                m->phase_started = now_usec();
+        }
         return 0;
 }
 

@@ -71,6 +71,7 @@ struct shell_job {
         int64_t connect_timeout_ms; /* CONNECT: < 0: the config's connect_s */
         bool check_return;
         bool check_output;
+        unsigned long long started; /* when it became the active job */
         shell_job_done_fn done; /* takes @output */
         void *userdata;
         TAILQ_ENTRY(shell_job) link;
@@ -178,6 +179,8 @@ void machine_shell_submit(struct machine *m, struct shell_job *j);
 void machine_shell_fail_all(struct machine *m, int error, const char *message);
 /* Start/stop progress: look at the queue again. */
 void machine_shell_kick(struct machine *m);
+/* The guest shell went away (guest reboot): watch for the next ready line. */
+void machine_shell_disconnected(struct machine *m);
 /* Raw bytes to the shell (poweroff), outside the protocol. */
 int machine_shell_write_raw(struct machine *m, const char *text);
 /* After re-attach: resync with a nonce; calls machine_send_ready() when done. */

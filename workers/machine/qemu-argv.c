@@ -232,7 +232,8 @@ int qemu_build_direct(const struct machine_config *c, const char *accel, bool al
                 if (!c->vlans[i].mac)
                         continue;
                 sb_add(&b, "-device");
-                sb_addf(&b, "virtio-net-pci,netdev=vlan%zu,mac=%s,id=nic%zu", k, c->vlans[i].mac, k);
+                /* romfile=: no iPXE option ROM, the kernel is loaded directly. */
+                sb_addf(&b, "virtio-net-pci,netdev=vlan%zu,mac=%s,id=nic%zu,romfile=", k, c->vlans[i].mac, k);
                 sb_add(&b, "-netdev");
                 sb_addf(&b, "vde,id=vlan%zu,sock=%s", k, c->vlans[i].socket);
                 k++;

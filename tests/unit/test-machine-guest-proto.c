@@ -96,7 +96,8 @@ out:
         guest_proto_done(&gp);
 }
 
-static enum guest_event output_of(struct guest_proto *gp, const char *line, size_t step, uint8_t **ret, size_t *ret_len) {
+static enum guest_event output_of(struct guest_proto *gp, const char *line, size_t step, uint8_t **ret,
+                                  size_t *ret_len) {
         size_t used;
         guest_proto_expect_output(gp);
         enum guest_event ev = feed_steps(gp, line, strlen(line), step, &used);
@@ -176,10 +177,10 @@ static void test_status(void) {
                 enum guest_event ev;
                 int status;
         } cases[] = {
-                { "0\n", GUEST_EVENT_STATUS, 0 },      { "124\n", GUEST_EVENT_STATUS, 124 },
-                { " 7 \r\n", GUEST_EVENT_STATUS, 7 },  { "\n", GUEST_EVENT_ERROR, 0 },
-                { "abc\n", GUEST_EVENT_ERROR, 0 },     { "99999999999\n", GUEST_EVENT_ERROR, 0 },
-                { "1 2\n", GUEST_EVENT_ERROR, 0 },     { "000000000000000000000000000000\n", GUEST_EVENT_ERROR, 0 },
+                {"0\n", GUEST_EVENT_STATUS, 0},     {"124\n", GUEST_EVENT_STATUS, 124},
+                {" 7 \r\n", GUEST_EVENT_STATUS, 7}, {"\n", GUEST_EVENT_ERROR, 0},
+                {"abc\n", GUEST_EVENT_ERROR, 0},    {"99999999999\n", GUEST_EVENT_ERROR, 0},
+                {"1 2\n", GUEST_EVENT_ERROR, 0},    {"000000000000000000000000000000\n", GUEST_EVENT_ERROR, 0},
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 char what[64];

@@ -36,7 +36,8 @@ static ssize_t idx(char **v, const char *s) {
 static const char *script_json =
         "{\"name\":\"server\",\"backend\":\"qemu\",\"node_number\":2,\"state_dir\":\"/tmp/r/vm-state-server\","
         "\"shared_dir\":\"/tmp/r/shared-xchg\",\"out_dir\":\"/tmp/out\",\"accel\":\"auto\","
-        "\"vlans\":[{\"nr\":1,\"socket\":\"/tmp/r/vde1.ctl\",\"mac\":\"52:54:00:12:01:02\",\"address\":\"192.168.1.2/24\"}],"
+        "\"vlans\":[{\"nr\":1,\"socket\":\"/tmp/r/vde1.ctl\",\"mac\":\"52:54:00:12:01:02\",\"address\":\"192.168.1.2/"
+        "24\"}],"
         "\"hosts\":[{\"name\":\"server\",\"address\":\"192.168.1.2\"}],"
         "\"qemu\":{\"start_script\":\"/nix/store/x/bin/run-server-vm\"},\"timeouts\":{\"connect_s\":60}}";
 
@@ -63,26 +64,26 @@ static void test_config(void) {
                 const char *json;
                 const char *needle;
         } bad[] = {
-                { "[]", "not a JSON object" },
-                { "{\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"qemu\":{\"kernel\":\"/k\"}}", "missing \"name\"" },
-                { "{\"name\":\"a\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"qemu\":{}}", "exactly one of" },
-                { "{\"name\":\"a\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"qemu\":{\"kernel\":\"/k\","
-                  "\"start_script\":\"/s\"}}",
-                  "exactly one of" },
-                { "{\"name\":\"a\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"accel\":\"fast\",\"qemu\":{\"kernel\":"
-                  "\"/k\"}}",
-                  "\"accel\" must be" },
-                { "{\"name\":\"a\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"qemu\":{\"kernel\":\"/k\","
-                  "\"memory_mb\":\"lots\"}}",
-                  "must be an integer" },
-                { "{\"name\":\"a\",\"backend\":\"lxc\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"qemu\":{}}",
-                  "not supported" },
-                { "{\"name\":\"a\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"vlans\":[{\"socket\":\"/v\"}],"
-                  "\"qemu\":{\"kernel\":\"/k\"}}",
-                  "lacks \"nr\"" },
-                { "{\"name\":\"a\",\"state_dir\":\"/sssssssssssssssssssssssssssssssssssssssssssssssssssssssssss"
-                  "ssssssssssssssssssssssssssssssssssssssssssss\",\"out_dir\":\"/o\",\"qemu\":{\"kernel\":\"/k\"}}",
-                  "too long for unix socket" },
+                {"[]", "not a JSON object"},
+                {"{\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"qemu\":{\"kernel\":\"/k\"}}", "missing \"name\""},
+                {"{\"name\":\"a\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"qemu\":{}}", "exactly one of"},
+                {"{\"name\":\"a\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"qemu\":{\"kernel\":\"/k\","
+                 "\"start_script\":\"/s\"}}",
+                 "exactly one of"},
+                {"{\"name\":\"a\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"accel\":\"fast\",\"qemu\":{\"kernel\":"
+                 "\"/k\"}}",
+                 "\"accel\" must be"},
+                {"{\"name\":\"a\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"qemu\":{\"kernel\":\"/k\","
+                 "\"memory_mb\":\"lots\"}}",
+                 "must be an integer"},
+                {"{\"name\":\"a\",\"backend\":\"lxc\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"qemu\":{}}",
+                 "not supported"},
+                {"{\"name\":\"a\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"vlans\":[{\"socket\":\"/v\"}],"
+                 "\"qemu\":{\"kernel\":\"/k\"}}",
+                 "lacks \"nr\""},
+                {"{\"name\":\"a\",\"state_dir\":\"/sssssssssssssssssssssssssssssssssssssssssssssssssssssssssss"
+                 "ssssssssssssssssssssssssssssssssssssssssssss\",\"out_dir\":\"/o\",\"qemu\":{\"kernel\":\"/k\"}}",
+                 "too long for unix socket"},
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 char what[96];
@@ -98,16 +99,17 @@ static void test_start_script(void) {
         struct machine_config c;
         struct qemu_cmd q;
         char err[MACHINE_CONFIG_ERROR_MAX];
-        char *env[] = { "PATH=/bin", "QEMU_OPTS=-m 512", "TMPDIR=/elsewhere", "QEMU_VDE_SOCKET_1=/old", NULL };
-        char *env_x[] = { "DISPLAY=:0", NULL };
+        char *env[] = {"PATH=/bin", "QEMU_OPTS=-m 512", "TMPDIR=/elsewhere", "QEMU_VDE_SOCKET_1=/old", NULL};
+        char *env_x[] = {"DISPLAY=:0", NULL};
 
         machine_config_parse(script_json, &c, err, sizeof err);
         ok(qemu_build_start_script(&c, false, env, &q) == 0, "script: builds");
         ok(strv_length(q.argv) == 3 && streq(q.argv[0], "/bin/sh") && streq(q.argv[1], "-c") &&
-                   streq(q.argv[2], "exec /nix/store/x/bin/run-server-vm -qmp unix:/tmp/r/vm-state-server/qmp,server=on,"
-                                    "wait=off -monitor unix:/tmp/r/vm-state-server/monitor -chardev socket,id=shell,"
-                                    "path=/tmp/r/vm-state-server/shell -device virtio-serial -device virtconsole,"
-                                    "chardev=shell -device virtio-rng-pci -serial stdio -no-reboot -nographic"),
+                   streq(q.argv[2],
+                         "exec /nix/store/x/bin/run-server-vm -qmp unix:/tmp/r/vm-state-server/qmp,server=on,"
+                         "wait=off -monitor unix:/tmp/r/vm-state-server/monitor -chardev socket,id=shell,"
+                         "path=/tmp/r/vm-state-server/shell -device virtio-serial -device virtconsole,"
+                         "chardev=shell -device virtio-rng-pci -serial stdio -no-reboot -nographic"),
            "script: the reference command string");
         ok(has(q.env, "PATH=/bin") && has(q.env, "QEMU_OPTS=-m 512") && has(q.env, "TMPDIR=/tmp/r/vm-state-server") &&
                    !has(q.env, "TMPDIR=/elsewhere") && has(q.env, "USE_TMPDIR=1") &&
@@ -128,14 +130,15 @@ static void test_direct(void) {
         struct machine_config c;
         struct qemu_cmd q;
         char err[MACHINE_CONFIG_ERROR_MAX];
-        char *env[] = { "PATH=/bin", NULL };
+        char *env[] = {"PATH=/bin", NULL};
 
         ok(machine_config_parse(kernel_json, &c, err, sizeof err) == 0, "direct: config parses");
         ok(qemu_build_direct(&c, "tcg", c.allow_reboot, env, &q) == 0, "direct: builds");
         ssize_t a = idx(q.argv, "-accel");
         ok(streq(q.argv[0], "qemu-system-x86_64") && a > 0 && streq(q.argv[a + 1], "tcg"), "direct: binary and accel");
         ok(streq(q.argv[idx(q.argv, "-m") + 1], "300") && streq(q.argv[idx(q.argv, "-smp") + 1], "2") &&
-                   streq(q.argv[idx(q.argv, "-kernel") + 1], "/k") && streq(q.argv[idx(q.argv, "-initrd") + 1], "/i") &&
+                   streq(q.argv[idx(q.argv, "-kernel") + 1], "/k") &&
+                   streq(q.argv[idx(q.argv, "-initrd") + 1], "/i") &&
                    streq(q.argv[idx(q.argv, "-append") + 1], "console=ttyS0 vigil.hostname=tiny"),
            "direct: memory, cpus, kernel, initrd, append");
         ok(has(q.argv, "virtio-net-pci,netdev=vlan1,mac=52:54:00:12:01:01,id=nic1,romfile=") &&
@@ -148,8 +151,9 @@ static void test_direct(void) {
            "direct: 9p shared and xchg");
         ok(has(q.argv, "index=1,id=drive1,if=none,file=/d.qcow2,format=qcow2,cache=writeback,werror=report"),
            "direct: disk with its format");
-        ok(has(q.argv, "unix:/tmp/r/vm-state-tiny/qmp,server=on,wait=off") && has(q.argv, "virtconsole,chardev=shell") &&
-                   !has(q.argv, "-no-reboot") && has(q.argv, "-nographic") && has(q.argv, "-nodefaults"),
+        ok(has(q.argv, "unix:/tmp/r/vm-state-tiny/qmp,server=on,wait=off") &&
+                   has(q.argv, "virtconsole,chardev=shell") && !has(q.argv, "-no-reboot") &&
+                   has(q.argv, "-nographic") && has(q.argv, "-nodefaults"),
            "direct: control args, reboot allowed");
         ok(streq(q.argv[strv_length(q.argv) - 2], "-cpu") && streq(q.argv[strv_length(q.argv) - 1], "max"),
            "direct: extra args last");
@@ -164,7 +168,8 @@ static void test_accel(void) {
         ok(!strcmp(qemu_accel_decide(MACHINE_ACCEL_AUTO, QEMU_KVM_WORKS, &why), "kvm"), "accel: auto + works = kvm");
         ok(!strcmp(qemu_accel_decide(MACHINE_ACCEL_AUTO, QEMU_KVM_HANGS, &why), "tcg") && strstr(why, "no progress"),
            "accel: auto + hangs = tcg, says why");
-        ok(!strcmp(qemu_accel_decide(MACHINE_ACCEL_AUTO, QEMU_KVM_MISSING, &why), "tcg"), "accel: auto + missing = tcg");
+        ok(!strcmp(qemu_accel_decide(MACHINE_ACCEL_AUTO, QEMU_KVM_MISSING, &why), "tcg"),
+           "accel: auto + missing = tcg");
         ok(!strcmp(qemu_accel_decide(MACHINE_ACCEL_AUTO, QEMU_KVM_FAILED, &why), "tcg"), "accel: auto + failed = tcg");
         ok(!strcmp(qemu_accel_decide(MACHINE_ACCEL_KVM, QEMU_KVM_UNTESTED, &why), "kvm"), "accel: kvm honoured");
         ok(!strcmp(qemu_accel_decide(MACHINE_ACCEL_TCG, QEMU_KVM_WORKS, &why), "tcg"), "accel: tcg honoured");

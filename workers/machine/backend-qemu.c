@@ -24,20 +24,20 @@
 #include "qemu-hmp.h"
 #include "qemu-qmp.h"
 
-#define QEMU_PROC "qemu"
-#define PROBE_PROC "kvm-probe"
-#define PROBE_MARK "Linux version"
-#define PROBE_USEC (5 * USEC_PER_SEC)
-#define PROBE_CACHE "vigil-kvm-probe"
-#define START_MIN_S 120
+#define QEMU_PROC            "qemu"
+#define PROBE_PROC           "kvm-probe"
+#define PROBE_MARK           "Linux version"
+#define PROBE_USEC           (5 * USEC_PER_SEC)
+#define PROBE_CACHE          "vigil-kvm-probe"
+#define START_MIN_S          120
 #define MONITOR_TIMEOUT_USEC (30 * USEC_PER_SEC)
-#define CRASH_KILL_USEC (10 * USEC_PER_SEC)
-#define QMP_EVENTS_MAX 256u
-#define IO_READ_MAX (64u * 1024u)
-#define ENV_ENTRIES_MAX 200u
+#define CRASH_KILL_USEC      (10 * USEC_PER_SEC)
+#define QMP_EVENTS_MAX       256u
+#define IO_READ_MAX          (64u * 1024u)
+#define ENV_ENTRIES_MAX      200u
 
 /* Names in the supervisor's fd store. */
-static const char *const store_names[] = { "shell", "monitor", "qmp", "console", "stdin", "stderr" };
+static const char *const store_names[] = {"shell", "monitor", "qmp", "console", "stdin", "stderr"};
 
 enum start_step {
         STEP_IDLE,
@@ -135,7 +135,7 @@ static struct qemu *Q(struct machine *m) {
 }
 
 static void set_timer(struct event *e, unsigned long long usec) {
-        struct timeval tv = { .tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_usec = (suseconds_t) (usec % USEC_PER_SEC) };
+        struct timeval tv = {.tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_usec = (suseconds_t) (usec % USEC_PER_SEC)};
         (void) evtimer_add(e, &tv);
 }
 
@@ -537,7 +537,7 @@ static void qmp_cb(evutil_socket_t fd, short what, void *arg) {
 /* ---- start ---- */
 
 static int listen_unix(const char *dir, const char *name, int *ret) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -EBADF;
 
         if ((size_t) snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", dir, name) >= sizeof sa.sun_path)
@@ -553,7 +553,7 @@ static int listen_unix(const char *dir, const char *name, int *ret) {
 }
 
 static int connect_unix(const char *dir, const char *name, int *ret) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -EBADF;
 
         if ((size_t) snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", dir, name) >= sizeof sa.sun_path)
@@ -579,7 +579,7 @@ static void start_failed(struct qemu *q, int r, const char *fmt, ...) {
         if (q->m->pid > 0) {
                 /* QEMU is up but unusable: do not leave it running. */
                 (void) peer_send(worker_peer(q->m->w), MSG_PROC_KILL, 0,
-                                 &(struct msg_proc_kill){ .name = QEMU_PROC, .signal = SIGKILL }, NULL, 0);
+                                 &(struct msg_proc_kill){.name = QEMU_PROC, .signal = SIGKILL}, NULL, 0);
                 q->m->pid = 0;
         }
         close_all(q, true);
@@ -588,7 +588,7 @@ static void start_failed(struct qemu *q, int r, const char *fmt, ...) {
 }
 
 static void store_fds(struct qemu *q) {
-        const int fds[] = { q->shell_fd, q->monitor_fd, q->qmp_fd, q->console_fd, q->stdin_fd, q->stderr_fd };
+        const int fds[] = {q->shell_fd, q->monitor_fd, q->qmp_fd, q->console_fd, q->stdin_fd, q->stderr_fd};
 
         for (size_t i = 0; i < ELEMENTSOF(store_names); i++)
                 if (fds[i] >= 0 && (q->stored = true) && worker_store_fd(q->m->w, store_names[i], fds[i]) < 0)
@@ -768,11 +768,11 @@ static int spawn_qemu(struct qemu *q) {
         log_info("starting vm");
         log_debug("QEMU command: %s ...", cmd.argv[0]);
         q->spawn_seq = peer_next_seq(worker_peer(m->w));
-        const int fds[] = { in_r, out_w, err_w };
-        r = peer_send(worker_peer(m->w), MSG_SPAWN, q->spawn_seq,
-                      &(struct msg_spawn){ .name = QEMU_PROC, .argv = cmd.argv, .env = cmd.env, .cwd = cmd.cwd,
-                                           .stdio = 7 },
-                      fds, 3);
+        const int fds[] = {in_r, out_w, err_w};
+        r = peer_send(
+                worker_peer(m->w), MSG_SPAWN, q->spawn_seq,
+                &(struct msg_spawn){.name = QEMU_PROC, .argv = cmd.argv, .env = cmd.env, .cwd = cmd.cwd, .stdio = 7},
+                fds, 3);
         if (r < 0)
                 goto out;
         q->step = STEP_SPAWNING;
@@ -842,7 +842,7 @@ static void probe_finish(struct qemu *q, enum qemu_kvm_probe p) {
         (void) evtimer_del(q->probe_timer);
         q->probe_fd = safe_close(q->probe_fd);
         (void) peer_send(worker_peer(q->m->w), MSG_PROC_KILL, 0,
-                         &(struct msg_proc_kill){ .name = PROBE_PROC, .signal = SIGKILL }, NULL, 0);
+                         &(struct msg_proc_kill){.name = PROBE_PROC, .signal = SIGKILL}, NULL, 0);
         probe_cache_write(q, p);
         accel_chosen(q, p);
         if (q->step == STEP_PROBING)
@@ -884,10 +884,12 @@ static int probe_start(struct qemu *q) {
         struct machine *m = q->m;
         _cleanup_close_ int kvm = -EBADF, out_w = -EBADF;
         char mem[] = "128";
-        char *argv[] = { m->cfg.binary, "-accel", "kvm", "-nodefaults", "-nographic", "-no-reboot", "-m", mem,
-                         "-kernel", m->cfg.kernel, "-append", "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1",
-                         "-serial", "stdio", "-monitor", "none", NULL };
-        char *env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+        char *argv[] = {m->cfg.binary, "-accel",      "kvm",      "-nodefaults",
+                        "-nographic",  "-no-reboot",  "-m",       mem,
+                        "-kernel",     m->cfg.kernel, "-append",  "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1",
+                        "-serial",     "stdio",       "-monitor", "none",
+                        NULL};
+        char *env[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL};
         int p[2], r;
 
         kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -904,8 +906,8 @@ static int probe_start(struct qemu *q) {
                 return r;
         q->probe_seq = peer_next_seq(worker_peer(m->w));
         r = peer_send(worker_peer(m->w), MSG_SPAWN, q->probe_seq,
-                      &(struct msg_spawn){ .name = PROBE_PROC, .argv = argv, .env = env, .cwd = "", .stdio = 2 },
-                      &out_w, 1);
+                      &(struct msg_spawn){.name = PROBE_PROC, .argv = argv, .env = env, .cwd = "", .stdio = 2}, &out_w,
+                      1);
         if (r < 0)
                 return r;
         q->probing = true;
@@ -977,7 +979,7 @@ static void kill_timer_cb(evutil_socket_t fd, short what, void *arg) {
 
         log_warning("QEMU did not quit within %llu s of HMP quit; killing it", CRASH_KILL_USEC / USEC_PER_SEC);
         (void) peer_send(worker_peer(q->m->w), MSG_PROC_KILL, 0,
-                         &(struct msg_proc_kill){ .name = QEMU_PROC, .signal = SIGKILL }, NULL, 0);
+                         &(struct msg_proc_kill){.name = QEMU_PROC, .signal = SIGKILL}, NULL, 0);
 }
 
 static int qemu_crash(struct machine *m) {
@@ -988,7 +990,7 @@ static int qemu_crash(struct machine *m) {
                 r = write_all(q->monitor_fd, "quit\n");
         if (r < 0)
                 (void) peer_send(worker_peer(m->w), MSG_PROC_KILL, 0,
-                                 &(struct msg_proc_kill){ .name = QEMU_PROC, .signal = SIGKILL }, NULL, 0);
+                                 &(struct msg_proc_kill){.name = QEMU_PROC, .signal = SIGKILL}, NULL, 0);
         set_timer(q->kill_timer, CRASH_KILL_USEC);
         return 0;
 }
@@ -1124,7 +1126,7 @@ static int qemu_on_frame(struct machine *m, const struct frame *f, int *fds, siz
 static int qemu_attach(struct machine *m) {
         struct qemu *q = Q(m);
         const struct worker_restored_proc *procs;
-        int *slots[] = { &q->shell_fd, &q->monitor_fd, &q->qmp_fd, &q->console_fd, &q->stdin_fd, &q->stderr_fd };
+        int *slots[] = {&q->shell_fd, &q->monitor_fd, &q->qmp_fd, &q->console_fd, &q->stdin_fd, &q->stderr_fd};
         size_t n;
         int64_t pid = 0;
         int r;
@@ -1141,7 +1143,7 @@ static int qemu_attach(struct machine *m) {
                 if (pid > 0) {
                         log_warning("QEMU (pid %lld) still runs but its fds are lost; stopping it", (long long) pid);
                         (void) peer_send(worker_peer(m->w), MSG_PROC_KILL, 0,
-                                         &(struct msg_proc_kill){ .name = QEMU_PROC, .signal = SIGKILL }, NULL, 0);
+                                         &(struct msg_proc_kill){.name = QEMU_PROC, .signal = SIGKILL}, NULL, 0);
                 }
                 close_all(q, true);
                 return 0;

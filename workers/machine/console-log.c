@@ -6,7 +6,7 @@
 #include "macro.h"
 
 int console_splitter_init(struct console_splitter *s, size_t line_max) {
-        *s = (struct console_splitter) { .line_max = line_max > 0 ? line_max : CONSOLE_LINE_MAX_DEFAULT };
+        *s = (struct console_splitter){.line_max = line_max > 0 ? line_max : CONSOLE_LINE_MAX_DEFAULT};
         s->partial = malloc(s->line_max + 1);
         if (!s->partial)
                 return -ENOMEM;
@@ -69,11 +69,10 @@ static size_t trailing_space(const char *line, size_t len) {
         if (len >= 2 && u[len - 2] == 0xC2 && (c == 0x85 || c == 0xA0))
                 return 2;
         if (len >= 3) {
-                uint32_t cp = ((uint32_t) (u[len - 3] & 0x0F) << 12) | ((uint32_t) (u[len - 2] & 0x3F) << 6) |
-                              (c & 0x3F);
-                if ((u[len - 3] & 0xF0) == 0xE0 &&
-                    (cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
-                     cp == 0x202F || cp == 0x205F || cp == 0x3000))
+                uint32_t cp =
+                        ((uint32_t) (u[len - 3] & 0x0F) << 12) | ((uint32_t) (u[len - 2] & 0x3F) << 6) | (c & 0x3F);
+                if ((u[len - 3] & 0xF0) == 0xE0 && (cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
+                                                    cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000))
                         return 3;
         }
         return 0;
@@ -148,7 +147,7 @@ int console_splitter_finish(struct console_splitter *s, console_line_fn fn, void
 }
 
 int console_ring_init(struct console_ring *r, size_t max_lines, size_t max_bytes) {
-        *r = (struct console_ring) {
+        *r = (struct console_ring){
                 .max_lines = max_lines > 0 ? max_lines : CONSOLE_RING_LINES_DEFAULT,
                 .max_bytes = max_bytes > 0 ? max_bytes : CONSOLE_RING_BYTES_DEFAULT,
         };
@@ -208,8 +207,8 @@ void console_ring_set_start(struct console_ring *r, uint64_t index) {
         r->first = index;
 }
 
-int console_ring_read(const struct console_ring *r, uint64_t from, size_t max_bytes, char **ret_text,
-                      size_t *ret_len, uint64_t *ret_first, uint64_t *ret_next) {
+int console_ring_read(const struct console_ring *r, uint64_t from, size_t max_bytes, char **ret_text, size_t *ret_len,
+                      uint64_t *ret_first, uint64_t *ret_next) {
         uint64_t start = MAX(from, r->first), end = console_ring_end(r), i;
         size_t total = 0;
         char *text, *p;
@@ -241,7 +240,7 @@ int console_ring_read(const struct console_ring *r, uint64_t from, size_t max_by
 }
 
 void console_ratelimit_init(struct console_ratelimit *rl, uint64_t interval_usec, unsigned burst) {
-        *rl = (struct console_ratelimit) { .interval_usec = interval_usec, .burst = burst };
+        *rl = (struct console_ratelimit){.interval_usec = interval_usec, .burst = burst};
 }
 
 bool console_ratelimit_allow(struct console_ratelimit *rl, uint64_t now_usec, uint64_t *ret_suppressed) {

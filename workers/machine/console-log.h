@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CONSOLE_LINE_MAX_DEFAULT (16u * 1024u)
+#define CONSOLE_LINE_MAX_DEFAULT   (16u * 1024u)
 #define CONSOLE_RING_LINES_DEFAULT 20000u
 #define CONSOLE_RING_BYTES_DEFAULT (8u * 1024u * 1024u)
 
@@ -49,9 +49,9 @@ struct console_ring {
         size_t *lens;
         size_t max_lines;
         size_t max_bytes;
-        size_t head;  /* slot of the oldest line */
-        size_t count; /* lines held */
-        size_t bytes; /* bytes held */
+        size_t head;    /* slot of the oldest line */
+        size_t count;   /* lines held */
+        size_t bytes;   /* bytes held */
         uint64_t first; /* absolute index of the oldest held line */
 };
 
@@ -67,8 +67,8 @@ void console_ring_set_start(struct console_ring *r, uint64_t index);
  * least one line when there is one). Lines older than the ring's oldest are
  * skipped: *ret_first says which index the text starts at (> from means a
  * gap). *ret_next is the index after the last returned line. */
-int console_ring_read(const struct console_ring *r, uint64_t from, size_t max_bytes, char **ret_text,
-                      size_t *ret_len, uint64_t *ret_first, uint64_t *ret_next);
+int console_ring_read(const struct console_ring *r, uint64_t from, size_t max_bytes, char **ret_text, size_t *ret_len,
+                      uint64_t *ret_first, uint64_t *ret_next);
 
 /* ---- journal rate limit ---- */
 

@@ -9,6 +9,7 @@
 #include "guest-proto.h"
 #include "macro.h"
 
+/* clang-format off */
 static const char *const phase_names[_GUEST_PHASE_MAX] = {
         [GUEST_PHASE_IDLE] = "idle",
         [GUEST_PHASE_READY] = "waiting for the ready line",
@@ -16,9 +17,10 @@ static const char *const phase_names[_GUEST_PHASE_MAX] = {
         [GUEST_PHASE_STATUS] = "reading the exit status",
         [GUEST_PHASE_NONCE] = "resynchronising",
 };
+/* clang-format on */
 
 void guest_proto_init(struct guest_proto *gp, size_t output_max) {
-        *gp = (struct guest_proto) {
+        *gp = (struct guest_proto){
                 .phase = GUEST_PHASE_IDLE,
                 .output_max = output_max > 0 ? output_max : GUEST_OUTPUT_MAX_DEFAULT,
         };
@@ -74,8 +76,8 @@ static bool nonce_valid(const char *nonce) {
         if (n < 2 || n > GUEST_NONCE_MAX)
                 return false;
         for (const char *c = nonce; *c; c++)
-                if (!(('a' <= *c && *c <= 'z') || ('A' <= *c && *c <= 'Z') || ('0' <= *c && *c <= '9') ||
-                      *c == '-' || *c == '_'))
+                if (!(('a' <= *c && *c <= 'z') || ('A' <= *c && *c <= 'Z') || ('0' <= *c && *c <= '9') || *c == '-' ||
+                      *c == '_'))
                         return false;
         return true;
 }
@@ -168,7 +170,7 @@ static enum guest_event flush_quad(struct guest_proto *gp) {
                 return fail(gp, "out of memory for %zu bytes of command output", gp->out_len + n);
         for (unsigned i = 0; i < 4; i++)
                 v = (v << 6) | gp->quad[i];
-        uint8_t bytes[3] = { (uint8_t) (v >> 16), (uint8_t) (v >> 8), (uint8_t) v };
+        uint8_t bytes[3] = {(uint8_t) (v >> 16), (uint8_t) (v >> 8), (uint8_t) v};
         memcpy(gp->out + gp->out_len, bytes, n);
         gp->out_len += n;
         gp->n_quad = 0;

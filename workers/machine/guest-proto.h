@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GUEST_READY_LINE "Spawning backdoor root shell..."
-#define GUEST_STATUS_COMMAND "echo ${PIPESTATUS[0]}\n"
+#define GUEST_READY_LINE         "Spawning backdoor root shell..."
+#define GUEST_STATUS_COMMAND     "echo ${PIPESTATUS[0]}\n"
 #define GUEST_OUTPUT_MAX_DEFAULT (64u * 1024u * 1024u)
 
 enum guest_phase {

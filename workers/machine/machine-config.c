@@ -11,11 +11,13 @@
 #include "macro.h"
 #include "msg.h"
 
+/* clang-format off */
 static const char *const accel_names[_MACHINE_ACCEL_MAX] = {
         [MACHINE_ACCEL_AUTO] = "auto",
         [MACHINE_ACCEL_KVM] = "kvm",
         [MACHINE_ACCEL_TCG] = "tcg",
 };
+/* clang-format on */
 
 const char *machine_accel_to_string(enum machine_accel a) {
         if (a < 0 || a >= _MACHINE_ACCEL_MAX)
@@ -74,8 +76,8 @@ static int get_u64(struct ctx *c, json_object *o, const char *key, uint64_t min,
                 return bad(c, "machine config: \"%s\" must be an integer", key);
         int64_t i = json_object_get_int64(v);
         if (i < 0 || (uint64_t) i < min || (uint64_t) i > max)
-                return bad(c, "machine config: \"%s\" must be between %llu and %llu", key,
-                           (unsigned long long) min, (unsigned long long) max);
+                return bad(c, "machine config: \"%s\" must be between %llu and %llu", key, (unsigned long long) min,
+                           (unsigned long long) max);
         *ret = (uint64_t) i;
         return 0;
 }
@@ -159,8 +161,7 @@ static int parse_qemu(struct ctx *c, json_object *root, struct machine_config *m
         if ((r = get_str(c, q, "start_script", false, &m->start_script)) < 0 ||
             (r = get_str(c, q, "kernel", false, &m->kernel)) < 0 ||
             (r = get_str(c, q, "initrd", false, &m->initrd)) < 0 ||
-            (r = get_str(c, q, "append", false, &m->append)) < 0 ||
-            (r = get_str(c, q, "disk", false, &m->disk)) < 0 ||
+            (r = get_str(c, q, "append", false, &m->append)) < 0 || (r = get_str(c, q, "disk", false, &m->disk)) < 0 ||
             (r = get_str(c, q, "binary", false, &m->binary)) < 0 ||
             (r = get_u64(c, q, "memory_mb", 16, 1024 * 1024, &m->memory_mb)) < 0 ||
             (r = get_u64(c, q, "cpus", 1, 1024, &m->cpus)) < 0 ||
@@ -176,7 +177,7 @@ static int parse_qemu(struct ctx *c, json_object *root, struct machine_config *m
 }
 
 int machine_config_parse(const char *json, struct machine_config *ret, char *error, size_t error_size) {
-        struct ctx c = { .error = error, .size = error_size };
+        struct ctx c = {.error = error, .size = error_size};
         struct machine_config m = {
                 .node_number = 1,
                 .memory_mb = 256,
@@ -273,5 +274,5 @@ void machine_config_done(struct machine_config *c) {
         free(c->disk);
         free(c->binary);
         strv_free(c->extra_args);
-        *c = (struct machine_config) {};
+        *c = (struct machine_config){};
 }

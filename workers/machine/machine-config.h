@@ -50,8 +50,8 @@ struct machine_config {
         char *binary;
         char **extra_args;
 
-        uint64_t connect_s;   /* bound on waiting for the ready line; 0 = none */
-        uint64_t output_max;  /* cap on one command's output bytes */
+        uint64_t connect_s;  /* bound on waiting for the ready line; 0 = none */
+        uint64_t output_max; /* cap on one command's output bytes */
 };
 
 #define MACHINE_CONFIG_ERROR_MAX 256u

@@ -17,11 +17,11 @@
 #include "machine.h"
 #include "peer.h"
 
-#define CONSOLE_READ_MAX (1024u * 1024u)
-#define CONSOLE_LOG_FILE_MAX (256ull * 1024ull * 1024ull)
-#define CONSOLE_JOURNAL_BURST 200u
+#define CONSOLE_READ_MAX              (1024u * 1024u)
+#define CONSOLE_LOG_FILE_MAX          (256ull * 1024ull * 1024ull)
+#define CONSOLE_JOURNAL_BURST         200u
 #define CONSOLE_JOURNAL_INTERVAL_USEC USEC_PER_SEC
-#define STATE_FILE "vigil-machine.state"
+#define STATE_FILE                    "vigil-machine.state"
 
 struct wait_until {
         struct machine *m;
@@ -59,7 +59,7 @@ int machine_reply_text(struct machine *m, uint32_t seq, const char *text, size_t
         if (r < 0)
                 return r;
         return peer_send(worker_peer(m->w), MSG_M_TEXT_RESULT, seq,
-                         &(struct msg_m_text_result){ .length = len, .next_line = next_line }, NULL, 0);
+                         &(struct msg_m_text_result){.length = len, .next_line = next_line}, NULL, 0);
 }
 
 int machine_reply_exec(struct machine *m, uint32_t seq, int64_t status, const uint8_t *data, size_t len) {
@@ -67,7 +67,7 @@ int machine_reply_exec(struct machine *m, uint32_t seq, int64_t status, const ui
         if (r < 0)
                 return r;
         return peer_send(worker_peer(m->w), MSG_M_EXEC_RESULT, seq,
-                         &(struct msg_m_exec_result){ .status = status, .length = len }, NULL, 0);
+                         &(struct msg_m_exec_result){.status = status, .length = len}, NULL, 0);
 }
 
 void machine_send_ready(struct machine *m) {
@@ -243,7 +243,7 @@ static void console_wake(struct machine *m, bool all) {
 }
 
 void machine_console_feed(struct machine *m, const uint8_t *buf, size_t len) {
-        struct console_batch b = { .m = m };
+        struct console_batch b = {.m = m};
 
         (void) console_splitter_feed(&m->splitter, buf, len, console_line, &b);
         console_write_file(m, b.buf, b.len);
@@ -253,7 +253,7 @@ void machine_console_feed(struct machine *m, const uint8_t *buf, size_t len) {
 }
 
 void machine_console_eof(struct machine *m) {
-        struct console_batch b = { .m = m };
+        struct console_batch b = {.m = m};
 
         (void) console_splitter_finish(&m->splitter, console_line, &b);
         console_write_file(m, b.buf, b.len);
@@ -441,7 +441,7 @@ static void wait_until_attempt(struct wait_until *wu);
 static void wait_until_done(struct machine *m, struct shell_job *j, int error, const char *message, int status,
                             uint8_t *output, size_t len) {
         struct wait_until *wu = j->userdata;
-        struct timeval one = { 1, 0 };
+        struct timeval one = {1, 0};
 
         if (error < 0) {
                 /* As in the reference, an execute failure propagates out of retry(). */
@@ -453,8 +453,9 @@ static void wait_until_done(struct machine *m, struct shell_job *j, int error, c
                 goto done;
         }
         if (wu->last_try) {
-                (void) machine_reply_error(m, wu->seq, -ETIMEDOUT, "action timed out after %.2f seconds (timeout=%lld)",
-                                           (double) (now_usec() - wu->start) / USEC_PER_SEC, (long long) wu->timeout_s);
+                (void) machine_reply_error(
+                        m, wu->seq, -ETIMEDOUT, "action timed out after %.2f seconds (timeout=%lld)",
+                        (double) (now_usec() - wu->start) / USEC_PER_SEC, (long long) wu->timeout_s);
                 goto done;
         }
         free(output);
@@ -534,7 +535,7 @@ static int add_shutdown_waiter(struct machine *m, uint32_t seq, int64_t timeout_
         if (!s)
                 return machine_reply_error(m, seq, -ENOMEM, "out of memory");
         if (timeout_ms >= 0) {
-                struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+                struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
                 s->timer = evtimer_new(m->base, shutdown_timer, s);
                 if (s->timer)
                         (void) evtimer_add(s->timer, &tv);
@@ -612,8 +613,7 @@ static int handle_set_link(struct machine *m, const struct frame *f) {
         if (need_running(m, f->seq) < 0)
                 return 0;
         if (!m->backend->set_link)
-                return machine_reply_error(m, f->seq, -EOPNOTSUPP, "backend %s cannot switch links",
-                                           m->backend->name);
+                return machine_reply_error(m, f->seq, -EOPNOTSUPP, "backend %s cannot switch links", m->backend->name);
         return m->backend->set_link(m, b->nic, b->up, f->seq);
 }
 
@@ -657,7 +657,7 @@ static int handle_console_read(struct machine *m, const struct frame *f) {
         cw->from = b->from_line;
         LIST_INSERT_HEAD(&m->console_waiters, cw, link);
         if (b->timeout_ms > 0) {
-                struct timeval tv = { .tv_sec = b->timeout_ms / 1000, .tv_usec = (b->timeout_ms % 1000) * 1000 };
+                struct timeval tv = {.tv_sec = b->timeout_ms / 1000, .tv_usec = (b->timeout_ms % 1000) * 1000};
                 cw->timer = evtimer_new(m->base, console_timer, cw);
                 if (cw->timer)
                         (void) evtimer_add(cw->timer, &tv);
@@ -667,11 +667,11 @@ static int handle_console_read(struct machine *m, const struct frame *f) {
 
 static int handle_state(struct machine *m, const struct frame *f) {
         return peer_send(worker_peer(m->w), MSG_M_STATE_RESULT, f->seq,
-                         &(struct msg_m_state_result){ .booted = m->booted,
-                                                       .connected = m->connected,
-                                                       .pid = m->pid,
-                                                       .backend = (char *) m->backend->name,
-                                                       .worker_pid = getpid() },
+                         &(struct msg_m_state_result){.booted = m->booted,
+                                                      .connected = m->connected,
+                                                      .pid = m->pid,
+                                                      .backend = (char *) m->backend->name,
+                                                      .worker_pid = getpid()},
                          NULL, 0);
 }
 

@@ -15,10 +15,10 @@
 #include "log.h"
 #include "machine.h"
 
-#define SHELL_READ_MAX (64u * 1024u)
-#define SHELL_RESYNC_USEC (60 * USEC_PER_SEC)
-#define SHELL_QUIET_LOG_USEC (30 * USEC_PER_SEC)
-#define SHELL_GRACE_MIN_S 60
+#define SHELL_READ_MAX        (64u * 1024u)
+#define SHELL_RESYNC_USEC     (60 * USEC_PER_SEC)
+#define SHELL_QUIET_LOG_USEC  (30 * USEC_PER_SEC)
+#define SHELL_GRACE_MIN_S     60
 #define SHELL_LOST_GRACE_USEC (2 * USEC_PER_SEC)
 
 static void shell_run(struct machine *m);
@@ -61,7 +61,7 @@ void shell_job_free(struct shell_job *j) {
  * as soon as data arrives; it blocks in the event loop otherwise. */
 static void shell_priority(struct machine *m, bool high) {
         static bool unavailable;
-        struct sched_param sp = { .sched_priority = high ? 1 : 0 };
+        struct sched_param sp = {.sched_priority = high ? 1 : 0};
 
         if (unavailable || m->realtime == high)
                 return;
@@ -76,7 +76,7 @@ static void shell_priority(struct machine *m, bool high) {
 }
 
 static void arm_timer(struct machine *m, unsigned long long usec) {
-        struct timeval tv = { .tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_usec = (suseconds_t) (usec % USEC_PER_SEC) };
+        struct timeval tv = {.tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_usec = (suseconds_t) (usec % USEC_PER_SEC)};
         (void) evtimer_add(m->shell_timer, &tv);
 }
 

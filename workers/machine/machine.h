@@ -61,18 +61,18 @@ enum shell_job_kind {
 };
 
 struct shell_job;
-typedef void (*shell_job_done_fn)(struct machine *m, struct shell_job *j, int error, const char *message,
-                                  int status, uint8_t *output, size_t len);
+typedef void (*shell_job_done_fn)(struct machine *m, struct shell_job *j, int error, const char *message, int status,
+                                  uint8_t *output, size_t len);
 
 struct shell_job {
         enum shell_job_kind kind;
         char *command;
-        int64_t timeout_s; /* guest-side `timeout`; < 0: none */
+        int64_t timeout_s;          /* guest-side `timeout`; < 0: none */
         int64_t connect_timeout_ms; /* CONNECT: < 0: the config's connect_s */
         bool check_return;
         bool check_output;
         unsigned long long started; /* when it became the active job */
-        shell_job_done_fn done; /* takes @output */
+        shell_job_done_fn done;     /* takes @output */
         void *userdata;
         TAILQ_ENTRY(shell_job) link;
 };
@@ -127,9 +127,9 @@ struct machine {
         struct event *shell_wev;
         struct evbuffer *shell_out;
         struct guest_proto gp;
-        bool needs_resync;   /* stream position unknown: resync with a nonce first */
+        bool needs_resync; /* stream position unknown: resync with a nonce first */
         bool resyncing;
-        bool realtime;       /* SCHED_FIFO while reading a command's output */
+        bool realtime; /* SCHED_FIFO while reading a command's output */
         char nonce[40];
         struct shell_job *active;
         enum guest_phase active_phase;

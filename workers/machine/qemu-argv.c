@@ -65,11 +65,11 @@ static int sb_finish(struct strv_builder *b, char ***ret) {
         if (b->error) {
                 int r = b->error;
                 strv_free(b->v);
-                *b = (struct strv_builder) {};
+                *b = (struct strv_builder){};
                 return r;
         }
         *ret = b->v;
-        *b = (struct strv_builder) {};
+        *b = (struct strv_builder){};
         return 0;
 }
 
@@ -77,7 +77,7 @@ void qemu_cmd_done(struct qemu_cmd *c) {
         strv_free(c->argv);
         strv_free(c->env);
         free(c->cwd);
-        *c = (struct qemu_cmd) {};
+        *c = (struct qemu_cmd){};
 }
 
 static const char *env_get(char *const *env, const char *name) {
@@ -116,7 +116,7 @@ int qemu_control_args(const char *state_dir, bool allow_reboot, bool nographic, 
  * inherited ones. */
 static int build_env(const struct machine_config *c, char *const *host_env, char ***ret) {
         struct strv_builder b = {};
-        static const char *const ours[] = { "TMPDIR", "SHARED_DIR", "USE_TMPDIR" };
+        static const char *const ours[] = {"TMPDIR", "SHARED_DIR", "USE_TMPDIR"};
 
         for (char *const *e = host_env; e && *e; e++) {
                 bool skip = strncmp(*e, "QEMU_VDE_SOCKET_", 16) == 0 && c->n_vlans > 0;
@@ -266,6 +266,7 @@ const char *qemu_default_nic(const struct machine_config *c) {
         return c->start_script ? "virtio-net-pci.1" : "nic1";
 }
 
+/* clang-format off */
 static const char *const probe_names[_QEMU_KVM_PROBE_MAX] = {
         [QEMU_KVM_UNTESTED] = "untested",
         [QEMU_KVM_WORKS] = "works",
@@ -273,6 +274,7 @@ static const char *const probe_names[_QEMU_KVM_PROBE_MAX] = {
         [QEMU_KVM_HANGS] = "hangs",
         [QEMU_KVM_FAILED] = "failed",
 };
+/* clang-format on */
 
 const char *qemu_kvm_probe_to_string(enum qemu_kvm_probe p) {
         if (p < 0 || p >= _QEMU_KVM_PROBE_MAX)
@@ -298,11 +300,11 @@ struct accel_rule {
 
 /* auto: KVM only when a probe guest actually ran under it. */
 static const struct accel_rule auto_rules[_QEMU_KVM_PROBE_MAX] = {
-        [QEMU_KVM_UNTESTED] = { "tcg", "KVM was not probed" },
-        [QEMU_KVM_WORKS] = { "kvm", "/dev/kvm works (probe guest ran)" },
-        [QEMU_KVM_MISSING] = { "tcg", "/dev/kvm is not available" },
-        [QEMU_KVM_HANGS] = { "tcg", "/dev/kvm exists but a KVM guest made no progress (probe timed out)" },
-        [QEMU_KVM_FAILED] = { "tcg", "QEMU could not use KVM (probe failed)" },
+        [QEMU_KVM_UNTESTED] = {"tcg", "KVM was not probed"},
+        [QEMU_KVM_WORKS] = {"kvm", "/dev/kvm works (probe guest ran)"},
+        [QEMU_KVM_MISSING] = {"tcg", "/dev/kvm is not available"},
+        [QEMU_KVM_HANGS] = {"tcg", "/dev/kvm exists but a KVM guest made no progress (probe timed out)"},
+        [QEMU_KVM_FAILED] = {"tcg", "QEMU could not use KVM (probe failed)"},
 };
 
 const char *qemu_accel_decide(enum machine_accel requested, enum qemu_kvm_probe probe, const char **ret_reason) {

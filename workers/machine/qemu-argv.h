@@ -22,9 +22,9 @@ struct qemu_cmd {
 void qemu_cmd_done(struct qemu_cmd *c);
 
 /* Socket and file names inside the state dir (the reference's layout). */
-#define QEMU_QMP_NAME "qmp"
+#define QEMU_QMP_NAME     "qmp"
 #define QEMU_MONITOR_NAME "monitor"
-#define QEMU_SHELL_NAME "shell"
+#define QEMU_SHELL_NAME   "shell"
 
 /* The arguments the reference driver appends to every start command. */
 int qemu_control_args(const char *state_dir, bool allow_reboot, bool nographic, char ***ret);

@@ -6,7 +6,7 @@
 #include "qemu-hmp.h"
 
 void qemu_hmp_reply_init(struct qemu_hmp_reply *h, size_t max) {
-        *h = (struct qemu_hmp_reply) { .max = max > 0 ? max : QEMU_HMP_REPLY_MAX };
+        *h = (struct qemu_hmp_reply){.max = max > 0 ? max : QEMU_HMP_REPLY_MAX};
 }
 
 void qemu_hmp_reply_done(struct qemu_hmp_reply *h) {

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define QEMU_HMP_PROMPT "(qemu) "
+#define QEMU_HMP_PROMPT    "(qemu) "
 #define QEMU_HMP_REPLY_MAX (4u * 1024u * 1024u)
 
 struct qemu_hmp_reply {

@@ -5,11 +5,13 @@
 #include "macro.h"
 #include "qemu-qmp.h"
 
+/* clang-format off */
 static const char *const kind_names[_QEMU_QMP_KIND_MAX] = {
         [QEMU_QMP_RESULT] = "result",
         [QEMU_QMP_EVENT] = "event",
         [QEMU_QMP_ERROR] = "error",
 };
+/* clang-format on */
 
 const char *qemu_qmp_kind_to_string(enum qemu_qmp_kind k) {
         if (k < 0 || k >= _QEMU_QMP_KIND_MAX)
@@ -18,7 +20,7 @@ const char *qemu_qmp_kind_to_string(enum qemu_qmp_kind k) {
 }
 
 void qemu_qmp_reader_init(struct qemu_qmp_reader *q, size_t max) {
-        *q = (struct qemu_qmp_reader) { .max = max > 0 ? max : QEMU_QMP_LINE_MAX };
+        *q = (struct qemu_qmp_reader){.max = max > 0 ? max : QEMU_QMP_LINE_MAX};
 }
 
 void qemu_qmp_reader_done(struct qemu_qmp_reader *q) {

@@ -163,7 +163,9 @@ static int console_line(const char *line, size_t len, void *userdata) {
 
         b->any = true;
         (void) console_ring_push(&m->ring, line, len);
-        if (console_ratelimit_allow(&m->ratelimit, now_usec(), &suppressed)) {
+        /* Journal only: on stderr the lines would double the script worker's own
+         * "name # line" output. */
+        if (log_to_journal() && console_ratelimit_allow(&m->ratelimit, now_usec(), &suppressed)) {
                 if (suppressed > 0)
                         log_event(LOG_WARNING, LOG_EVENT_CONSOLE, NULL, "%s # [vigil: %llu console lines suppressed]",
                                   m->cfg.name, (unsigned long long) suppressed);

@@ -178,11 +178,12 @@ static void begin_exec(struct machine *m) {
                 return;
         }
         if (!j->check_output) {
-                /* As the reference: send and return (-2, "") without reading. We
-                 * no longer know where the stream is, so resync before the next. */
+                /* As the reference: send and return (-2, "") without reading. This
+                 * is only meant for commands that end the shell (switch_root), so
+                 * the next connect() waits for the fresh shell's ready line. */
                 r = shell_send(m, line);
-                m->needs_resync = true;
-                guest_proto_reset(&m->gp);
+                m->needs_resync = false;
+                machine_shell_disconnected(m);
                 complete(m, r < 0 ? r : 0, r < 0 ? "could not write to the guest shell" : NULL, -2);
                 return;
         }
@@ -242,7 +243,7 @@ static void begin_connect(struct machine *m) {
 void machine_shell_disconnected(struct machine *m) {
         m->connected = false;
         machine_save_state(m);
-        if (!m->active && !m->resyncing && m->shell_fd >= 0) {
+        if (!m->resyncing && m->shell_fd >= 0 && (!m->active || m->gp.phase == GUEST_PHASE_IDLE)) {
                 guest_proto_expect_ready(&m->gp);
                 m->phase_started = now_usec();
         }

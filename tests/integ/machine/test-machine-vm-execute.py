@@ -37,8 +37,14 @@ def body(t):
 
     t.check(m.execute("sleep 10", timeout_s=1)[0] == 124, "guest-side timeout -> 124")
     t.check(m.execute("echo hi; exit 5", check_return=False) == (-1, b"hi\n"), "check_return=False -> -1, output")
-    t.check(m.execute("echo lost", check_output=False) == (-2, b""), "check_output=False -> (-2, '') at once")
-    t.check(m.execute("echo next") == (0, b"next\n"), "the stream is resynchronised after check_output=False")
+    # check_output=False is for commands that end the shell (switch_root): the next connect() waits for
+    # the new shell's ready line. Simulated: the ready line is printed again a second later.
+    fresh = "(sleep 1; echo 'Spawning backdoor root shell...' > /dev/hvc0) >/dev/null 2>&1 &"
+    t.check(m.execute(fresh, check_output=False) == (-2, b""), "check_output=False -> (-2, '') at once")
+    t0 = time.monotonic()
+    m.connect()
+    t.check(time.monotonic() - t0 > 0.5, "connect() then waits for a fresh ready line (%.1f s)" % (time.monotonic() - t0))
+    t.check(m.execute("echo next") == (0, b"next\n"), "commands work on the fresh shell")
 
     ok, e = t.raises(lambda: m.execute("head -c 9000000 /dev/zero"), "output over the cap is a clear error",
                      "exceeds the limit")

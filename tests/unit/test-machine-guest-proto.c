@@ -62,6 +62,11 @@ static void test_build(void) {
                    streq(l, "timeout 5 bash -c 'set -euo pipefail; echo '\"'\"'x'\"'\"'' | (base64 -w 0; echo)\n"),
            "build: embedded single quotes");
         free(l);
+        ok(guest_build_fast_command("echo 'x'", &l) == 0 &&
+                   streq(l, "( set --; set -euo pipefail; eval 'echo '\"'\"'x'\"'\"'' ) >/tmp/.vigil-out; set -- $?; "
+                            "[[ -s /tmp/.vigil-out ]] && base64 -w 0 </tmp/.vigil-out; echo; echo $1\n"),
+           "build: fast framing line");
+        free(l);
         ok(guest_build_nonce_command("vigil-sync-1234", &l) == 0 && streq(l, "echo 'v''igil-sync-1234'\n") &&
                    !strstr(l, "vigil-sync-1234"),
            "build: nonce command does not contain its own answer");

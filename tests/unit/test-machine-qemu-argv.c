@@ -65,6 +65,9 @@ static void test_config(void) {
                 const char *needle;
         } bad[] = {
                 {"[]", "not a JSON object"},
+                {"{\"name\":\"a\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"guest_channel\":\"turbo\",\"qemu\":{"
+                 "\"kernel\":\"/k\"}}",
+                 "\"guest_channel\" must be"},
                 {"{\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"qemu\":{\"kernel\":\"/k\"}}", "missing \"name\""},
                 {"{\"name\":\"a\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"qemu\":{}}", "exactly one of"},
                 {"{\"name\":\"a\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"qemu\":{\"kernel\":\"/k\","
@@ -85,6 +88,12 @@ static void test_config(void) {
                  "ssssssssssssssssssssssssssssssssssssssssssss\",\"out_dir\":\"/o\",\"qemu\":{\"kernel\":\"/k\"}}",
                  "too long for unix socket"},
         };
+        ok(machine_config_parse("{\"name\":\"a\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"guest_channel\":\"fast\","
+                                "\"qemu\":{\"kernel\":\"/k\"}}",
+                                &c, err, sizeof err) == 0 &&
+                   c.fast_path,
+           "config: guest_channel fast");
+        machine_config_done(&c);
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 char what[96];
                 int r = machine_config_parse(bad[i].json, &c, err, sizeof err);

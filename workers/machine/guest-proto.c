@@ -386,6 +386,27 @@ int guest_build_command(const char *command, int64_t timeout_s, char **ret) {
         return 0;
 }
 
+int guest_build_fast_command(const char *command, char **ret) {
+        _cleanup_free_ char *quoted = NULL;
+        char *line;
+        int r;
+
+        r = guest_shell_quote(command, &quoted);
+        if (r < 0)
+                return r;
+        /* `set --` inside: the subshell must not see the backdoor shell's
+         * positional parameters (bash -c has none); outside, it carries the
+         * status without a variable that later commands could see. */
+        if (asprintf(&line,
+                     "( set --; set -euo pipefail; eval %s ) >" GUEST_FAST_OUTPUT_FILE
+                     "; set -- $?; [[ -s " GUEST_FAST_OUTPUT_FILE " ]] && base64 -w 0 <" GUEST_FAST_OUTPUT_FILE
+                     "; echo; echo $1\n",
+                     quoted) < 0)
+                return -ENOMEM;
+        *ret = line;
+        return 0;
+}
+
 int guest_build_nonce_command(const char *nonce, char **ret) {
         char *line;
 

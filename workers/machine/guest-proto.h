@@ -99,6 +99,17 @@ int guest_shell_quote(const char *s, char **ret);
  * timeout_s < 0 omits the `timeout N ` prefix. */
 int guest_build_command(const char *command, int64_t timeout_s, char **ret);
 
+/* The opt-in fast framing (docs/machine.md, "Fast path"): the command runs in
+ * a subshell of the backdoor shell instead of a new `bash -c`, its stdout goes
+ * to a file that is base64-encoded only when non-empty, and the exit status
+ * follows on the next line in the same round trip:
+ *   ( set --; set -euo pipefail; eval '<CMD>' ) >F; set -- $?; [[ -s F ]] && base64 -w 0 <F; echo; echo $1
+ * The reply is read exactly like the reference's (output line, then status
+ * line), without sending GUEST_STATUS_COMMAND. No guest-side timeout: callers
+ * use it only for commands without one. */
+#define GUEST_FAST_OUTPUT_FILE "/tmp/.vigil-out"
+int guest_build_fast_command(const char *command, char **ret);
+
 /* A resync command whose output line (@nonce) does not occur in its own text,
  * so a tty echo of the command can never be mistaken for the answer. */
 int guest_build_nonce_command(const char *nonce, char **ret);

@@ -185,7 +185,7 @@ int machine_config_parse(const char *json, struct machine_config *ret, char *err
                 .connect_s = 300,
                 .output_max = GUEST_OUTPUT_MAX_DEFAULT,
         };
-        _cleanup_free_ char *accel = NULL;
+        _cleanup_free_ char *accel = NULL, *channel = NULL;
         json_object *root, *t;
         int r;
 
@@ -237,6 +237,14 @@ int machine_config_parse(const char *json, struct machine_config *ret, char *err
         }
         if ((r = parse_qemu(&c, root, &m)) < 0)
                 goto fail;
+        if ((r = get_str(&c, root, "guest_channel", false, &channel)) < 0)
+                goto fail;
+        if (channel && !streq(channel, "reference") && !streq(channel, "fast")) {
+                r = bad(&c, "machine config: \"guest_channel\" must be \"reference\" or \"fast\", not \"%s\"",
+                        channel);
+                goto fail;
+        }
+        m.fast_path = channel && streq(channel, "fast");
         if (json_object_object_get_ex(root, "timeouts", &t) && json_object_is_type(t, json_type_object) &&
             (r = get_u64(&c, t, "connect_s", 0, UINT32_MAX, &m.connect_s)) < 0)
                 goto fail;

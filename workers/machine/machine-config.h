@@ -52,6 +52,7 @@ struct machine_config {
 
         uint64_t connect_s;  /* bound on waiting for the ready line; 0 = none */
         uint64_t output_max; /* cap on one command's output bytes */
+        bool fast_path;      /* "guest_channel": "fast" (docs/machine.md) */
 };
 
 #define MACHINE_CONFIG_ERROR_MAX 256u

@@ -132,6 +132,7 @@ struct machine {
         bool realtime; /* SCHED_FIFO while reading a command's output */
         char nonce[40];
         struct shell_job *active;
+        bool active_fast; /* the active job uses the fast framing */
         enum guest_phase active_phase;
         uint8_t *active_output;
         size_t active_output_len;

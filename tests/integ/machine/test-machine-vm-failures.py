@@ -50,6 +50,7 @@ def body(t):
     t0 = time.monotonic()
     ok, e = t.raises(lambda: m.connect(), "a guest that is not ready within connect_s fails clearly",
                      "did not print the backdoor ready line")
+    t.check(e is not None and e.code == -112, "... with -EHOSTDOWN: connect_s is final, not a poll", e and e.code)
     t.check(time.monotonic() - t0 < 6 and e is not None and "console" in e.message,
             "... bounded (%.1f s) and shows the last console lines" % (time.monotonic() - t0))
     m.call("M_CRASH")

@@ -27,7 +27,7 @@
 #define QEMU_PROC            "qemu"
 #define PROBE_PROC           "kvm-probe"
 #define PROBE_MARK           "Linux version"
-#define PROBE_USEC           (5 * USEC_PER_SEC)
+#define PROBE_USEC           (3 * USEC_PER_SEC) /* a working KVM prints its banner in well under 1 s */
 #define PROBE_CACHE          "vigil-kvm-probe"
 #define START_MIN_S          120
 #define MONITOR_TIMEOUT_USEC (30 * USEC_PER_SEC)

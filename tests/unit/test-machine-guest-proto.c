@@ -62,10 +62,14 @@ static void test_build(void) {
                    streq(l, "timeout 5 bash -c 'set -euo pipefail; echo '\"'\"'x'\"'\"'' | (base64 -w 0; echo)\n"),
            "build: embedded single quotes");
         free(l);
-        ok(guest_build_fast_command("echo 'x'", &l) == 0 &&
+        ok(guest_build_fast_command("echo 'x'", -1, &l) == 0 &&
                    streq(l, "( set --; set -euo pipefail; eval 'echo '\"'\"'x'\"'\"'' ) >/tmp/.vigil-out; set -- $?; "
                             "[[ -s /tmp/.vigil-out ]] && base64 -w 0 </tmp/.vigil-out; echo; echo $1\n"),
            "build: fast framing line");
+        free(l);
+        ok(guest_build_fast_command("true", 5, &l) == 0 && strstr(l, "read -t 5 </dev/ptmx") &&
+                   strstr(l, "eval true ) <&0 >/tmp/.vigil-out &") && strstr(l, "set -- 124"),
+           "build: fast framing with a watchdog for the timeout");
         free(l);
         ok(guest_build_nonce_command("vigil-sync-1234", &l) == 0 && streq(l, "echo 'v''igil-sync-1234'\n") &&
                    !strstr(l, "vigil-sync-1234"),

@@ -386,7 +386,7 @@ int guest_build_command(const char *command, int64_t timeout_s, char **ret) {
         return 0;
 }
 
-int guest_build_fast_command(const char *command, char **ret) {
+int guest_build_fast_command(const char *command, int64_t timeout_s, char **ret) {
         _cleanup_free_ char *quoted = NULL;
         char *line;
         int r;
@@ -395,13 +395,32 @@ int guest_build_fast_command(const char *command, char **ret) {
         if (r < 0)
                 return r;
         /* `set --` inside: the subshell must not see the backdoor shell's
-         * positional parameters (bash -c has none); outside, it carries the
-         * status without a variable that later commands could see. */
-        if (asprintf(&line,
-                     "( set --; set -euo pipefail; eval %s ) >" GUEST_FAST_OUTPUT_FILE
-                     "; set -- $?; [[ -s " GUEST_FAST_OUTPUT_FILE " ]] && base64 -w 0 <" GUEST_FAST_OUTPUT_FILE
-                     "; echo; echo $1\n",
-                     quoted) < 0)
+         * positional parameters (bash -c has none); outside, they carry pids and
+         * the status without variables that later commands could see. */
+        if (timeout_s < 0)
+                r = asprintf(&line,
+                             "( set --; set -euo pipefail; eval %s ) >" GUEST_FAST_OUTPUT_FILE
+                             "; set -- $?; [[ -s " GUEST_FAST_OUTPUT_FILE " ]] && base64 -w 0 <" GUEST_FAST_OUTPUT_FILE
+                             "; echo; echo $1\n",
+                             quoted);
+        else
+                /* coreutils `timeout N` without exec: the command runs in the
+                 * background (stdin kept, SIGINT/SIGQUIT back to default), a
+                 * watchdog sleeps in `read -t N` on a fresh pty master (never
+                 * readable), marks the timeout and SIGTERMs the command's process
+                 * tree; the status becomes 124 as with timeout(1). */
+                r = asprintf(&line,
+                             ": >" GUEST_FAST_TIMEOUT_FILE
+                             "; ( trap - INT QUIT; set --; set -euo pipefail; eval %s ) <&0 >" GUEST_FAST_OUTPUT_FILE
+                             " & set -- $!; ( k() { local c; for c in "
+                             "$(</proc/$1/task/$1/children); do k $c; done; kill -TERM $1; }; read -t %" PRIi64
+                             " </dev/ptmx; echo T >" GUEST_FAST_TIMEOUT_FILE "; k $1 ) >/dev/null 2>&1 </dev/null & "
+                             "set -- $1 $!; wait $1 2>/dev/null; set -- $? $2; kill -9 $2 2>/dev/null; wait $2 "
+                             "2>/dev/null; [[ -s " GUEST_FAST_TIMEOUT_FILE
+                             " ]] && set -- 124; [[ -s " GUEST_FAST_OUTPUT_FILE
+                             " ]] && base64 -w 0 <" GUEST_FAST_OUTPUT_FILE "; echo; echo $1\n",
+                             quoted, timeout_s);
+        if (r < 0)
                 return -ENOMEM;
         *ret = line;
         return 0;

@@ -105,10 +105,11 @@ int guest_build_command(const char *command, int64_t timeout_s, char **ret);
  * follows on the next line in the same round trip:
  *   ( set --; set -euo pipefail; eval '<CMD>' ) >F; set -- $?; [[ -s F ]] && base64 -w 0 <F; echo; echo $1
  * The reply is read exactly like the reference's (output line, then status
- * line), without sending GUEST_STATUS_COMMAND. No guest-side timeout: callers
- * use it only for commands without one. */
-#define GUEST_FAST_OUTPUT_FILE "/tmp/.vigil-out"
-int guest_build_fast_command(const char *command, char **ret);
+ * line), without sending GUEST_STATUS_COMMAND. */
+#define GUEST_FAST_OUTPUT_FILE  "/tmp/.vigil-out"
+#define GUEST_FAST_TIMEOUT_FILE "/tmp/.vigil-timeout"
+/* timeout_s >= 0 adds a builtin-only watchdog standing in for `timeout N`. */
+int guest_build_fast_command(const char *command, int64_t timeout_s, char **ret);
 
 /* A resync command whose output line (@nonce) does not occur in its own text,
  * so a tty echo of the command can never be mistaken for the answer. */

@@ -172,10 +172,9 @@ static void begin_exec(struct machine *m) {
                 complete(m, 0, NULL, 0);
                 return;
         }
-        /* The fast framing has no guest-side timeout; the reference's is an exec. */
-        m->active_fast = m->cfg.fast_path && j->timeout_s < 0 && j->check_return && j->check_output;
+        m->active_fast = m->cfg.fast_path && j->check_return && j->check_output;
         if (m->active_fast)
-                r = guest_build_fast_command(j->command, &line);
+                r = guest_build_fast_command(j->command, j->timeout_s, &line);
         else
                 r = guest_build_command(j->command, j->timeout_s, &line);
         if (r < 0) {

@@ -24,8 +24,6 @@ from enum import IntEnum
 from pathlib import Path
 from queue import Empty, Queue
 from typing import Any, Callable
-from xml.sax.saxutils import XMLGenerator
-from xml.sax.xmlreader import AttributesImpl
 
 # colorama's codes, emitted unconditionally as the reference does.
 BRIGHT = "\x1b[1m"
@@ -289,6 +287,11 @@ class XMLLogger(AbstractLogger):
     <line> entries; serial lines are queued and flushed at the next log call."""
 
     def __init__(self, outfile: str) -> None:
+        # imported here: xml.sax pulls in urllib and email (~35 ms of start-up)
+        from xml.sax.saxutils import XMLGenerator
+        from xml.sax.xmlreader import AttributesImpl
+
+        self._attrs = AttributesImpl
         self.logfile_handle = open(outfile, "wb")
         self.xml = XMLGenerator(self.logfile_handle, encoding="utf-8")
         self.queue: Queue[dict[str, str]] = Queue()
@@ -296,7 +299,7 @@ class XMLLogger(AbstractLogger):
         self._log_level = LogLevel.INFO
         self._lock = threading.RLock()
         self.xml.startDocument()
-        self.xml.startElement("logfile", attrs=AttributesImpl({}))
+        self.xml.startElement("logfile", attrs=self._attrs({}))
         atexit.register(self.close)
 
     def close(self) -> None:
@@ -314,7 +317,7 @@ class XMLLogger(AbstractLogger):
     def log_line(self, message: str, attributes: dict[str, str]) -> None:
         if self.logfile_handle.closed:
             return
-        self.xml.startElement("line", attrs=AttributesImpl(attributes))
+        self.xml.startElement("line", attrs=self._attrs(attributes))
         self.xml.characters(message)
         self.xml.endElement("line")
 
@@ -369,8 +372,8 @@ class XMLLogger(AbstractLogger):
     @contextmanager
     def nested(self, message: str, attributes: dict[str, str] = {}) -> Iterator[None]:
         with self._lock:
-            self.xml.startElement("nest", attrs=AttributesImpl({}))
-            self.xml.startElement("head", attrs=AttributesImpl(attributes))
+            self.xml.startElement("nest", attrs=self._attrs({}))
+            self.xml.startElement("head", attrs=self._attrs(attributes))
             self.xml.characters(message)
             self.xml.endElement("head")
             self.drain_log_queue()

@@ -6,7 +6,6 @@ PATH every OCR call raises MachineError, as in the reference."""
 import os
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from test_driver.errors import MachineError
@@ -47,6 +46,8 @@ def _preprocess(screenshot: Path, negate: bool) -> Path:
 def perform_ocr_variants_on_screenshot(screenshot_path: Path, variants: bool = True) -> list[str]:
     if shutil.which("tesseract") is None:
         raise MachineError("OCR requested but `tesseract` is not available")
+    from concurrent.futures import ThreadPoolExecutor
+
     nix_cores = os.environ.get("NIX_BUILD_CORES")
     cores = int(nix_cores) if nix_cores else (os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=max(1, cores // 4)) as pool:

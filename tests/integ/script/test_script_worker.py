@@ -65,7 +65,7 @@ def run(script: str, *, machines=("server", "client"), extra_cfg=None, fake_args
 
 FREE_PYTHON = r'''
 import json, re, threading, collections
-from test_driver.errors import RequestedAssertionFailed
+from test_driver.errors import RequestedAssertionFailed, MachineError
 from test_driver.machine import retry as imported_retry
 from test_driver.machine.qmp import QMPAPIError
 import vigil
@@ -98,6 +98,11 @@ for i in range(6):
 big = server.succeed("head -c 300000 /dev/zero | tr '\\0' a")
 assert len(big) == 300000 and set(big) == {"a"}
 
+try:
+    server.succeed("echo " + "x" * 70000)
+    raise AssertionError("an oversized command was accepted")
+except MachineError as e:
+    assert "protocol allows at most 65536" in str(e), str(e)
 server.wait_until_succeeds("test 1 = 1", timeout=5)
 t.assertEqual(server.wait_until_fails("echo x; false", timeout=5), "x\n")
 try:

@@ -79,6 +79,9 @@ class VigilChannel(Channel):
             raise ChannelLost(e.args[0], e.args[1]) from None
         except self._v.RemoteError as e:
             raise ChannelError(e.args[0], e.args[1]) from None
+        except ValueError as e:
+            # a field beyond the protocol's caps (e.g. a command over 64 KiB)
+            raise ChannelError(-errno.E2BIG, str(e)) from None
         return Reply(self._names.get(rtype, str(rtype)), body, data)
 
     def event(self, name: str, message: str) -> None:

@@ -24,10 +24,10 @@ int main(void) {
         char *v[SCRIPT_PATH_CANDIDATES_MAX + 1];
         int n;
 
-        n = cands(&(struct script_path_inputs){ .exe = "/src/build/workers/script/vigil-script",
-                                                .build_root = "/src/build",
-                                                .source_root = "/src",
-                                                .datadir = "/usr/share/vigil" },
+        n = cands(&(struct script_path_inputs){.exe = "/src/build/workers/script/vigil-script",
+                                               .build_root = "/src/build",
+                                               .source_root = "/src",
+                                               .datadir = "/usr/share/vigil"},
                   v);
         CHECK(n == 3, "build tree: three candidates (got %d)", n);
         CHECK(n == 3 && streq(v[0], "/src/workers/script/python"), "build tree: source first");
@@ -35,10 +35,10 @@ int main(void) {
         CHECK(n == 3 && streq(v[2], "/usr/share/vigil/python"), "then the datadir");
         freev(v);
 
-        n = cands(&(struct script_path_inputs){ .exe = "/nix/store/x-vigil/libexec/vigil/vigil-script",
-                                                .build_root = "/build/b",
-                                                .source_root = "/build/src",
-                                                .datadir = "/nix/store/x-vigil/share/vigil" },
+        n = cands(&(struct script_path_inputs){.exe = "/nix/store/x-vigil/libexec/vigil/vigil-script",
+                                               .build_root = "/build/b",
+                                               .source_root = "/build/src",
+                                               .datadir = "/nix/store/x-vigil/share/vigil"},
                   v);
         CHECK(n == 3, "installed: three candidates");
         CHECK(n == 3 && streq(v[0], "/nix/store/x-vigil/libexec/vigil/../../share/vigil/python"),
@@ -46,17 +46,17 @@ int main(void) {
         CHECK(n == 3 && streq(v[2], "/build/src/workers/script/python"), "installed: source tree last");
         freev(v);
 
-        n = cands(&(struct script_path_inputs){ .env_dir = "/override",
-                                                .exe = "/src/buildX/vigil-script",
-                                                .build_root = "/src/build",
-                                                .source_root = "/src",
-                                                .datadir = "/d" },
+        n = cands(&(struct script_path_inputs){.env_dir = "/override",
+                                               .exe = "/src/buildX/vigil-script",
+                                               .build_root = "/src/build",
+                                               .source_root = "/src",
+                                               .datadir = "/d"},
                   v);
         CHECK(n >= 1 && streq(v[0], "/override"), "$VIGIL_PYTHON_DIR wins");
         CHECK(n == 4 && streq(v[3], "/src/workers/script/python"), "/src/buildX is not under /src/build");
         freev(v);
 
-        n = script_python_dir_candidates(&(struct script_path_inputs){ .env_dir = "/a", .datadir = "/d" }, v, 2);
+        n = script_python_dir_candidates(&(struct script_path_inputs){.env_dir = "/a", .datadir = "/d"}, v, 2);
         CHECK(n < 0 && v[0] == NULL, "too small an array is refused, nothing leaks");
         return tap_done();
 }

@@ -26,7 +26,7 @@ static struct frame mk(int type, uint32_t seq, const void *body) {
 }
 
 static struct frame chunk(uint32_t seq, const char *s) {
-        return mk(MSG_CHUNK, seq, &(struct msg_chunk){ .data = { (uint8_t *) s, strlen(s) } });
+        return mk(MSG_CHUNK, seq, &(struct msg_chunk){.data = {(uint8_t *) s, strlen(s)}});
 }
 
 int main(void) {
@@ -53,7 +53,7 @@ int main(void) {
         CHECK(b->len == 5 && memcmp(b->data, "other", 5) == 0, "chunks of 2 kept apart");
         CHECK(!a->done && !b->done, "nothing complete yet");
 
-        f = mk(MSG_M_EXEC_RESULT, 1, &(struct msg_m_exec_result){ .status = 3, .length = 9 });
+        f = mk(MSG_M_EXEC_RESULT, 1, &(struct msg_m_exec_result){.status = 3, .length = 9});
         CHECK(script_pending_deliver(&t, &f, &what) == 0 && what == SCRIPT_DELIVER_FINAL, "final completes 1");
         CHECK(a->done && a->error == 0 && a->final.type == MSG_M_EXEC_RESULT &&
                       ((struct msg_m_exec_result *) a->final.body)->status == 3,
@@ -71,7 +71,7 @@ int main(void) {
         CHECK(b->overflow && b->len == 10 && memcmp(b->data, "other01234", 10) == 0, "cut at the cap and flagged");
         f = chunk(2, "more");
         CHECK(script_pending_deliver(&t, &f, &what) == 0 && b->len == 10, "later chunks dropped");
-        f = mk(MSG_ERROR, 2, &(struct msg_error){ .code = -EIO, .message = (char *) "boom" });
+        f = mk(MSG_ERROR, 2, &(struct msg_error){.code = -EIO, .message = (char *) "boom"});
         CHECK(script_pending_deliver(&t, &f, &what) == 0 && what == SCRIPT_DELIVER_FINAL && b->final.type == MSG_ERROR,
               "MSG_ERROR is a final reply");
         script_pending_remove(&t, b);

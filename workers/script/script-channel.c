@@ -153,8 +153,7 @@ int script_channel_start(int fd, size_t reply_max, struct script_channel **ret) 
         return 0;
 }
 
-int script_channel_send_request(struct script_channel *ch, int type, const void *body,
-                                struct script_pending **ret) {
+int script_channel_send_request(struct script_channel *ch, int type, const void *body, struct script_pending **ret) {
         struct script_pending *p;
         uint32_t seq;
         int r;

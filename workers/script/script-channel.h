@@ -24,8 +24,7 @@ int script_channel_start(int fd, size_t reply_max, struct script_channel **ret);
 
 /* Send a request (body = the msg_* struct of @type) and register its seq.
  * The returned entry stays valid until script_channel_release(). */
-int script_channel_send_request(struct script_channel *ch, int type, const void *body,
-                                struct script_pending **ret);
+int script_channel_send_request(struct script_channel *ch, int type, const void *body, struct script_pending **ret);
 
 /* Wait until @p completes: 0 done (see p->error / p->final), -ETIMEDOUT after
  * @timeout_ms (< 0: no limit). */

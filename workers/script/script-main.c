@@ -42,7 +42,7 @@ static struct crash_frame {
         uint8_t *buf;
         size_t len;
 } crash_frames[] = {
-        { SIGSEGV }, { SIGBUS }, { SIGFPE }, { SIGILL }, { SIGABRT },
+        {SIGSEGV}, {SIGBUS}, {SIGFPE}, {SIGILL}, {SIGABRT},
 };
 
 static void crash_handler(int sig) {
@@ -57,10 +57,10 @@ static void crash_handlers_install(void) {
         for (size_t i = 0; i < ELEMENTSOF(crash_frames); i++) {
                 struct crash_frame *c = &crash_frames[i];
                 char msg[96];
-                struct sigaction sa = { .sa_handler = crash_handler, .sa_flags = SA_RESETHAND | SA_NODEFER };
+                struct sigaction sa = {.sa_handler = crash_handler, .sa_flags = SA_RESETHAND | SA_NODEFER};
 
                 snprintf(msg, sizeof(msg), "the script worker crashed (signal %d, %s)", c->sig, sigabbrev_np(c->sig));
-                if (frame_encode(MSG_S_RESULT, 0, &(struct msg_s_result){ .exit_code = 1, .message = msg }, &c->buf,
+                if (frame_encode(MSG_S_RESULT, 0, &(struct msg_s_result){.exit_code = 1, .message = msg}, &c->buf,
                                  &c->len) < 0)
                         continue;
                 (void) sigaction(c->sig, &sa, NULL);
@@ -72,7 +72,7 @@ static int send_result(int code, const char *message) {
 
         snprintf(msg, sizeof(msg), "%s", message ? message : "");
         return frame_write_blocking(SCRIPT_FD, MSG_S_RESULT, 0,
-                                    &(struct msg_s_result){ .exit_code = code, .message = msg }, NULL, 0);
+                                    &(struct msg_s_result){.exit_code = code, .message = msg}, NULL, 0);
 }
 
 _noreturn_ static void finish(int code, const char *message) {
@@ -133,7 +133,7 @@ static int read_config(char **ret_json, char **ret_run_id) {
 
 static const char *parse_name(int argc, char **argv) {
         static const struct option opts[] = {
-                { "name", required_argument, NULL, 'n' },
+                {"name", required_argument, NULL, 'n'},
                 {},
         };
         const char *name = "script";
@@ -172,12 +172,11 @@ int main(int argc, char **argv) {
         (void) fd_set_cloexec(SCRIPT_FD, 1);
         crash_handlers_install();
 
-        r = frame_write_blocking(SCRIPT_FD, MSG_HELLO, 0,
-                                 &(struct msg_hello){ .proto = PROTO_VERSION,
-                                                      .kind = (char *) "script",
-                                                      .name = (char *) name,
-                                                      .pid = getpid() },
-                                 NULL, 0);
+        r = frame_write_blocking(
+                SCRIPT_FD, MSG_HELLO, 0,
+                &(struct msg_hello){
+                        .proto = PROTO_VERSION, .kind = (char *) "script", .name = (char *) name, .pid = getpid()},
+                NULL, 0);
         if (r < 0) {
                 log_error_errno(r, "Failed to greet the supervisor");
                 return WORKER_EXIT_PROTOCOL;
@@ -190,11 +189,11 @@ int main(int argc, char **argv) {
 
         n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
         exe[n > 0 ? n : 0] = '\0';
-        r = script_python_dir_find(&(struct script_path_inputs){ .env_dir = getenv("VIGIL_PYTHON_DIR"),
-                                                                  .exe = exe,
-                                                                  .build_root = VIGIL_BUILD_ROOT,
-                                                                  .source_root = VIGIL_SOURCE_ROOT,
-                                                                  .datadir = VIGIL_DATADIR },
+        r = script_python_dir_find(&(struct script_path_inputs){.env_dir = getenv("VIGIL_PYTHON_DIR"),
+                                                                .exe = exe,
+                                                                .build_root = VIGIL_BUILD_ROOT,
+                                                                .source_root = VIGIL_SOURCE_ROOT,
+                                                                .datadir = VIGIL_DATADIR},
                                    &pkgdir);
         if (r < 0) {
                 log_error("Cannot find vigil's Python package (test_driver): not under $VIGIL_PYTHON_DIR, "

@@ -13,7 +13,7 @@
 #include "script-pending.h"
 
 void script_pending_table_init(struct script_pending_table *t, size_t data_max) {
-        *t = (struct script_pending_table){ .data_max = data_max };
+        *t = (struct script_pending_table){.data_max = data_max};
 }
 
 static void pending_free(struct script_pending *p) {
@@ -73,8 +73,7 @@ void script_pending_abandon(struct script_pending_table *t, struct script_pendin
                 p->abandoned = true;
 }
 
-static int pending_append(struct script_pending_table *t, struct script_pending *p, const uint8_t *data,
-                          size_t len) {
+static int pending_append(struct script_pending_table *t, struct script_pending *p, const uint8_t *data, size_t len) {
         size_t want, room;
 
         if (p->overflow || len == 0)

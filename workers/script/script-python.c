@@ -91,8 +91,7 @@ static int field_from_python(const struct msg_info *info, const struct msg_field
                 if (!s)
                         return -1;
                 if ((size_t) n != strlen(s)) {
-                        PyErr_Format(PyExc_ValueError, "%s: field '%s' contains a NUL character", info->name,
-                                     f->name);
+                        PyErr_Format(PyExc_ValueError, "%s: field '%s' contains a NUL character", info->name, f->name);
                         return -1;
                 }
                 if (f->max && (size_t) n > f->max) {
@@ -114,7 +113,7 @@ static int field_from_python(const struct msg_info *info, const struct msg_field
                                      info->name, f->name, n, f->max);
                         return -1;
                 }
-                *(struct msg_bytes *) p = (struct msg_bytes){ .data = (uint8_t *) s, .len = (size_t) n };
+                *(struct msg_bytes *) p = (struct msg_bytes){.data = (uint8_t *) s, .len = (size_t) n};
                 return 0;
         }
         case FIELD_STRV:
@@ -194,7 +193,8 @@ static PyObject *reply_to_python(struct script_pending *p, size_t reply_max) {
         if (p->overflow) {
                 char msg[160];
 
-                snprintf(msg, sizeof(msg), "the reply was larger than %zu bytes (vigil's cap on one reply)", reply_max);
+                snprintf(msg, sizeof(msg), "the reply was larger than %zu bytes (vigil's cap on one reply)",
+                         reply_max);
                 return raise_pair(remote_error, -EFBIG, msg);
         }
         PyObject *fields = body_to_dict(f->info, f->body);
@@ -243,11 +243,9 @@ static PyObject *vigil_request(PyObject *self, PyObject *args, PyObject *kwargs)
         if (kwargs && PyDict_Size(kwargs) != used)
                 return PyErr_Format(PyExc_TypeError, "%s: unknown field among %R", info->name, kwargs);
 
-        Py_BEGIN_ALLOW_THREADS
-        r = script_channel_send_request(vigil_channel, type, body, &p);
-        Py_END_ALLOW_THREADS
-        if (r == -EPIPE || r == -ECONNRESET || r == -EPROTO || r == -ENOTCONN)
-                return raise_lost(r);
+        Py_BEGIN_ALLOW_THREADS r = script_channel_send_request(vigil_channel, type, body, &p);
+        Py_END_ALLOW_THREADS if (r == -EPIPE || r == -ECONNRESET || r == -EPROTO ||
+                                 r == -ENOTCONN) return raise_lost(r);
         if (r == -E2BIG)
                 return raise_pair(remote_error, r, "the request does not fit into one frame");
         if (r < 0)
@@ -256,11 +254,8 @@ static PyObject *vigil_request(PyObject *self, PyObject *args, PyObject *kwargs)
         /* Only the main thread gets Python's signals: let it see Ctrl-C. */
         is_main = PyThread_get_thread_ident() == main_thread_ident;
         for (;;) {
-                Py_BEGIN_ALLOW_THREADS
-                r = script_channel_wait(vigil_channel, p, is_main ? MAIN_THREAD_POLL_MS : -1);
-                Py_END_ALLOW_THREADS
-                if (r == 0)
-                        break;
+                Py_BEGIN_ALLOW_THREADS r = script_channel_wait(vigil_channel, p, is_main ? MAIN_THREAD_POLL_MS : -1);
+                Py_END_ALLOW_THREADS if (r == 0) break;
                 if (PyErr_CheckSignals() < 0) {
                         script_channel_release(vigil_channel, p);
                         return NULL;
@@ -283,11 +278,9 @@ static PyObject *vigil_event(PyObject *self, PyObject *args) {
                 Py_RETURN_NONE;
         snprintf(ev, sizeof(ev), "%s", name);
         snprintf(msg, sizeof(msg), "%s", message);
-        Py_BEGIN_ALLOW_THREADS
-        r = script_channel_send(vigil_channel, MSG_EVENT, &(struct msg_event){ .event = ev, .message = msg });
-        Py_END_ALLOW_THREADS
-        if (r < 0)
-                log_debug_errno(r, "Failed to send event %s", ev);
+        Py_BEGIN_ALLOW_THREADS r =
+                script_channel_send(vigil_channel, MSG_EVENT, &(struct msg_event){.event = ev, .message = msg});
+        Py_END_ALLOW_THREADS if (r < 0) log_debug_errno(r, "Failed to send event %s", ev);
         Py_RETURN_NONE;
 }
 
@@ -302,29 +295,29 @@ static PyObject *vigil_journal_subtest(PyObject *self, PyObject *args) {
                 Py_RETURN_NONE;
         if (asprintf(&field, "VIGIL_SUBTEST=%s", name) < 0)
                 return PyErr_NoMemory();
-        const char *extra[] = { field, NULL };
+        const char *extra[] = {field, NULL};
         if (streq(what, "begin")) {
                 log_set_field("VIGIL_SUBTEST", name);
                 log_event(LOG_INFO, LOG_EVENT_SUBTEST_BEGIN, extra, "Subtest '%s' begins", name);
         } else {
-                log_event(streq(what, "end") ? LOG_INFO : LOG_WARNING, LOG_EVENT_SUBTEST_END, extra,
-                          "Subtest '%s' %s", name, streq(what, "end") ? "passed" : "failed");
+                log_event(streq(what, "end") ? LOG_INFO : LOG_WARNING, LOG_EVENT_SUBTEST_END, extra, "Subtest '%s' %s",
+                          name, streq(what, "end") ? "passed" : "failed");
                 log_set_field("VIGIL_SUBTEST", NULL);
         }
         Py_RETURN_NONE;
 }
 
 static PyMethodDef vigil_methods[] = {
-        { "request", (PyCFunction) (void (*)(void)) vigil_request, METH_VARARGS | METH_KEYWORDS,
-          "request(type, machine, **fields) -> (reply_type, fields, data)" },
-        { "event", vigil_event, METH_VARARGS, "event(name, message): a timeline event for the supervisor" },
-        { "journal_subtest", vigil_journal_subtest, METH_VARARGS, "journal_subtest(name, what)" },
+        {"request", (PyCFunction) (void (*)(void)) vigil_request, METH_VARARGS | METH_KEYWORDS,
+         "request(type, machine, **fields) -> (reply_type, fields, data)"},
+        {"event", vigil_event, METH_VARARGS, "event(name, message): a timeline event for the supervisor"},
+        {"journal_subtest", vigil_journal_subtest, METH_VARARGS, "journal_subtest(name, what)"},
         {},
 };
 
 static struct PyModuleDef vigil_module = {
-        PyModuleDef_HEAD_INIT, .m_name = "_vigil", .m_doc = "vigil-script's supervisor channel", .m_size = -1,
-        .m_methods = vigil_methods,
+        PyModuleDef_HEAD_INIT, .m_name = "_vigil",         .m_doc = "vigil-script's supervisor channel",
+        .m_size = -1,          .m_methods = vigil_methods,
 };
 
 static PyObject *vigil_module_init(void) {
@@ -412,7 +405,7 @@ int script_python_init(const char *pkgdir, struct script_channel *ch) {
         if (!PyStatus_Exception(status) && VIGIL_PYTHON_HOME[0])
                 status = PyConfig_SetBytesString(&config, &config.home, VIGIL_PYTHON_HOME);
         if (!PyStatus_Exception(status))
-                status = PyConfig_SetBytesArgv(&config, 1, (char *[]){ (char *) "vigil-script", NULL });
+                status = PyConfig_SetBytesArgv(&config, 1, (char *[]){(char *) "vigil-script", NULL});
         if (!PyStatus_Exception(status))
                 status = Py_InitializeFromConfig(&config);
         PyConfig_Clear(&config);

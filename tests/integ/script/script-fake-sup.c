@@ -36,7 +36,7 @@
 #include "peer.h"
 
 #define MACHINES_MAX 8
-#define CONSOLE_MAX 4096
+#define CONSOLE_MAX  4096
 
 struct fake_machine {
         char name[NAME_MAX_LEN + 1];
@@ -79,13 +79,13 @@ static int reply(int type, uint32_t seq, const void *body) {
 }
 
 static int reply_error(uint32_t seq, int code, const char *msg) {
-        return reply(MSG_ERROR, seq, &(struct msg_error){ .code = code, .message = (char *) msg });
+        return reply(MSG_ERROR, seq, &(struct msg_error){.code = code, .message = (char *) msg});
 }
 
 static int reply_chunks(uint32_t seq, const uint8_t *data, size_t len) {
         for (size_t off = 0; off < len; off += CHUNK_MAX) {
                 size_t n = MIN(CHUNK_MAX, len - off);
-                int r = reply(MSG_CHUNK, seq, &(struct msg_chunk){ .data = { (uint8_t *) data + off, n } });
+                int r = reply(MSG_CHUNK, seq, &(struct msg_chunk){.data = {(uint8_t *) data + off, n}});
 
                 if (r < 0)
                         return r;
@@ -102,7 +102,8 @@ static int run_shell(const char *command, int64_t timeout_s, uint8_t **ret_out, 
         size_t len = 0, cap = 0;
         pid_t pid;
 
-        if (asprintf(&wrapped, "set -euo pipefail; %s", command) < 0 || asprintf(&tmo, "%lld", (long long) timeout_s) < 0)
+        if (asprintf(&wrapped, "set -euo pipefail; %s", command) < 0 ||
+            asprintf(&tmo, "%lld", (long long) timeout_s) < 0)
                 return -ENOMEM;
         if (pipe2(pipefd, O_CLOEXEC) < 0)
                 return -errno;
@@ -154,7 +155,7 @@ static int handle_execute(uint32_t seq, const char *command, int64_t timeout_s, 
                 status = -1;
         if (check_output && (r = reply_chunks(seq, out, len)) < 0)
                 return r;
-        return reply(MSG_M_EXEC_RESULT, seq, &(struct msg_m_exec_result){ .status = status, .length = len });
+        return reply(MSG_M_EXEC_RESULT, seq, &(struct msg_m_exec_result){.status = status, .length = len});
 }
 
 static int handle_wait_until(uint32_t seq, const char *command, int64_t timeout_s, bool want) {
@@ -172,7 +173,8 @@ static int handle_wait_until(uint32_t seq, const char *command, int64_t timeout_
                 if ((status == 0) == want || last) {
                         if ((r = reply_chunks(seq, out, len)) < 0)
                                 return r;
-                        return reply(MSG_M_EXEC_RESULT, seq, &(struct msg_m_exec_result){ .status = status, .length = len });
+                        return reply(MSG_M_EXEC_RESULT, seq,
+                                     &(struct msg_m_exec_result){.status = status, .length = len});
                 }
                 sleep(1);
         }
@@ -188,14 +190,13 @@ static int handle_console_read(uint32_t seq, struct fake_machine *m, uint64_t fr
         fclose(f);
         if (reply_chunks(seq, (uint8_t *) buf, len) < 0)
                 return -EPIPE;
-        return reply(MSG_M_TEXT_RESULT, seq,
-                     &(struct msg_m_text_result){ .length = len, .next_line = m->n_console });
+        return reply(MSG_M_TEXT_RESULT, seq, &(struct msg_m_text_result){.length = len, .next_line = m->n_console});
 }
 
 static int handle_text_reply(uint32_t seq, const char *text) {
         if (reply_chunks(seq, (const uint8_t *) text, strlen(text)) < 0)
                 return -EPIPE;
-        return reply(MSG_M_TEXT_RESULT, seq, &(struct msg_m_text_result){ .length = strlen(text) });
+        return reply(MSG_M_TEXT_RESULT, seq, &(struct msg_m_text_result){.length = strlen(text)});
 }
 
 static int handle_request(const struct frame *f) {
@@ -266,8 +267,8 @@ static int handle_request(const struct frame *f) {
                 const struct msg_m_text *t = f->body;
 
                 if (strstr(t->text, "\"nosuch\""))
-                        return handle_text_reply(
-                                seq, "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command nosuch has not been found\"}}\n");
+                        return handle_text_reply(seq, "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The "
+                                                      "command nosuch has not been found\"}}\n");
                 return handle_text_reply(seq, "{\"event\": \"FAKE\"}\n{\"return\": {\"status\": \"running\"}}\n");
         }
         case MSG_M_CONSOLE_READ: {
@@ -286,11 +287,11 @@ static int handle_request(const struct frame *f) {
         }
         case MSG_M_STATE:
                 return reply(MSG_M_STATE_RESULT, seq,
-                             &(struct msg_m_state_result){ .booted = m->booted,
-                                                           .connected = m->connected,
-                                                           .pid = m->booted ? 4242 : 0,
-                                                           .backend = (char *) "qemu",
-                                                           .worker_pid = getpid() });
+                             &(struct msg_m_state_result){.booted = m->booted,
+                                                          .connected = m->connected,
+                                                          .pid = m->booted ? 4242 : 0,
+                                                          .backend = (char *) "qemu",
+                                                          .worker_pid = getpid()});
         case MSG_M_SET_LINK: {
                 const struct msg_m_set_link *l = f->body;
 
@@ -336,10 +337,10 @@ static char *read_file(const char *path) {
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
-                { "instant", no_argument, NULL, 'i' },
-                { "lose-after", required_argument, NULL, 'l' },
-                { "console-lines", required_argument, NULL, 'c' },
-                { "config", required_argument, NULL, 'C' },
+                {"instant", no_argument, NULL, 'i'},
+                {"lose-after", required_argument, NULL, 'l'},
+                {"console-lines", required_argument, NULL, 'c'},
+                {"config", required_argument, NULL, 'C'},
                 {},
         };
         _cleanup_free_ char *config = NULL, *message = NULL;
@@ -394,7 +395,7 @@ int main(int argc, char **argv) {
                 switch (f.type) {
                 case MSG_HELLO:
                         reply(MSG_CONFIG, 0,
-                              &(struct msg_config){ .restarts = 0, .run_id = (char *) "fake-run", .json = config });
+                              &(struct msg_config){.restarts = 0, .run_id = (char *) "fake-run", .json = config});
                         break;
                 case MSG_READY:
                         ready_ms = now_ms() - t0;
@@ -434,7 +435,8 @@ done:
                 printf("none");
         else
                 printf("%lld", verdict);
-        printf(" exit=%d signal=%d ready_ms=%.1f requests=%ld message=%s\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-               WIFSIGNALED(status) ? WTERMSIG(status) : 0, ready_ms, n_requests, message ? message : "");
+        printf(" exit=%d signal=%d ready_ms=%.1f requests=%ld message=%s\n",
+               WIFEXITED(status) ? WEXITSTATUS(status) : -1, WIFSIGNALED(status) ? WTERMSIG(status) : 0, ready_ms,
+               n_requests, message ? message : "");
         return 0;
 }

@@ -225,6 +225,15 @@ class TestScriptWorker(unittest.TestCase):
         self.assertLess(time.monotonic() - tic, 20)
         self.assertIn("lost the vigil supervisor", r["stderr"])
 
+    def test_ctrl_c_interrupts_a_blocked_request(self):
+        r = run("import os, signal, threading\n"
+                "threading.Timer(1, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+                "server.succeed('sleep 6')\n")
+        self.assertEqual((r["verdict"], r["exit"]), (1, 1))
+        self.assertEqual(r["message"], "KeyboardInterrupt: ")
+        # (had the request not been interrupted, succeed() would have returned and the script passed)
+        self.assertIn("KeyboardInterrupt", r["stderr"])
+
     def test_bad_config(self):
         r = run("pass\n", extra_cfg={"test_script": "/nonexistent/script.py"})
         self.assertEqual((r["verdict"], r["exit"]), (78, 78))

@@ -763,6 +763,18 @@ class TestVigilModule(unittest.TestCase):
         self.assertEqual(self.vigil.machine_worker_pid("alpha"), 55)
 
 
+class TestDriverSymbols(unittest.TestCase):
+    def test_generate_driver_symbols(self):
+        import subprocess
+
+        with tempfile.TemporaryDirectory() as tmp:
+            tool = Path(__file__).resolve().parents[3] / "workers/script/generate-driver-symbols"
+            subprocess.run([sys.executable, str(tool)], cwd=tmp, check=True)
+            names = (Path(tmp) / "driver-symbols").read_text().split(",")
+        for name in ("start_all", "subtest", "retry", "t", "machines", "polling_condition", "Machine"):
+            self.assertIn(name, names)
+
+
 class TestRunnerConfig(unittest.TestCase):
     def test_bad_config(self):
         from vigil import _runner

@@ -24,13 +24,13 @@ def body(t):
     m.connect()
     diff = []
     commands = COMMANDS + [
-        "grep -E '^Sig(Ign|Blk)' /proc/self/status", "[ -t 0 ] && echo stdin-tty", "sleep 3; echo late",
-        "echo early; sleep 3", "trap '' TERM; sleep 3; echo survived",
+        "grep -E '^Sig(Ign|Blk)' /proc/self/status", "[ -t 0 ] && echo stdin-tty", "sleep 2; echo late",
+        "echo early; sleep 2", "trap '' TERM; sleep 2; echo survived",
     ]
     for c in commands:
         for to in (-1, 100, 1):
-            if to == -1 and "sleep 3" in c:
-                continue
+            if to != 1 and "sleep 2" in c:
+                continue  # the sleeps are there to be cut by timeout 1
             a = ref.execute(c, timeout_s=to)
             b = m.execute(c, timeout_s=to)
             if a != b:

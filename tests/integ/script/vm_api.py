@@ -50,6 +50,19 @@ with subtest("waits"):
     retry2(lambda last: "hello" in client.succeed("wget -qO- http://server/"), timeout_seconds=10)
     retry(lambda last: True, timeout=5)
 
+with subtest("ports"):
+    # the tiny guest's /bin/nc understands -z once tools/guest/nc is in the guest
+    if server.execute("head -c 2 /bin/nc")[1] == "#!":
+        server.wait_for_open_port(80)
+        client.wait_for_open_port(80, "server", timeout=30)
+        server.wait_for_closed_port(81, timeout=10)
+        with t.assertRaisesRegex(RequestedAssertionFailed, r"\(timeout=2\)"):
+            server.wait_for_open_port(81, timeout=2)
+        with t.assertRaises(RequestedAssertionFailed):
+            server.wait_for_open_unix_socket("/run/nothing.sock", timeout=1)
+    else:
+        log.info("skipping port waits: this guest's nc has no -z")
+
 with subtest("threads"):
     got = {}
     def worker(m, key):

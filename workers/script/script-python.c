@@ -290,19 +290,19 @@ static PyObject *vigil_journal_subtest(PyObject *self, PyObject *args) {
 
         if (!PyArg_ParseTuple(args, "ss:journal_subtest", &name, &what))
                 return NULL;
-        /* On stderr these would break the reference log format; journal only. */
+        /* On stderr these would break the reference log format; journal only.
+         * VIGIL_SUBTEST goes into these entries only: log_set_field() is not
+         * safe while the channel thread may be logging. */
         if (!log_to_journal())
                 Py_RETURN_NONE;
         if (asprintf(&field, "VIGIL_SUBTEST=%s", name) < 0)
                 return PyErr_NoMemory();
         const char *extra[] = {field, NULL};
         if (streq(what, "begin")) {
-                log_set_field("VIGIL_SUBTEST", name);
                 log_event(LOG_INFO, LOG_EVENT_SUBTEST_BEGIN, extra, "Subtest '%s' begins", name);
         } else {
                 log_event(streq(what, "end") ? LOG_INFO : LOG_WARNING, LOG_EVENT_SUBTEST_END, extra, "Subtest '%s' %s",
                           name, streq(what, "end") ? "passed" : "failed");
-                log_set_field("VIGIL_SUBTEST", NULL);
         }
         Py_RETURN_NONE;
 }

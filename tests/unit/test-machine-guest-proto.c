@@ -64,7 +64,9 @@ static void test_build(void) {
         free(l);
         ok(guest_build_fast_command("echo 'x'", -1, &l) == 0 &&
                    streq(l, "( set --; set -euo pipefail; eval 'echo '\"'\"'x'\"'\"'' ) >/tmp/.vigil-out; set -- $?; "
-                            "[[ -s /tmp/.vigil-out ]] && base64 -w 0 </tmp/.vigil-out; echo; echo $1\n"),
+                            "if IFS= read -r -d '' -n 65536 __vigil_out </tmp/.vigil-out; then base64 -w 0 "
+                            "</tmp/.vigil-out; echo; else printf '!%s\\0\\n' \"$__vigil_out\"; fi; unset __vigil_out; "
+                            "echo $1\n"),
            "build: fast framing line");
         free(l);
         ok(guest_build_fast_command("true", 5, &l) == 0 && strstr(l, "read -t 5 </dev/ptmx") &&
@@ -176,6 +178,52 @@ static void test_output(void) {
         guest_proto_done(&gp);
 }
 
+static void test_raw(void) {
+        struct guest_proto gp;
+        const char in[] = "!h\xc3\xa9\xff\r\n x\0\n0\n";
+        uint8_t *o;
+        size_t n, used;
+
+        guest_proto_init(&gp, 0);
+        for (size_t step = 1; step <= sizeof in - 1; step++) {
+                guest_proto_expect_output_fast(&gp);
+                if (feed_steps(&gp, in, sizeof in - 1, step, &used) != GUEST_EVENT_OUTPUT || used != 11) {
+                        ok(false, "raw: '!' output decoded for every chunk size");
+                        goto out;
+                }
+                o = guest_proto_take_output(&gp, &n);
+                if (n != 8 || memcmp(o, "h\xc3\xa9\xff\r\n x", 8) != 0) {
+                        free(o);
+                        ok(false, "raw: bytes exact");
+                        goto out;
+                }
+                free(o);
+        }
+        ok(true, "raw: '!' output exact for every chunk size");
+        guest_proto_expect_output_fast(&gp);
+        ok(feed_steps(&gp, "!\0\n", 3, 1, &used) == GUEST_EVENT_OUTPUT, "raw: empty output");
+        free(guest_proto_take_output(&gp, &n));
+        ok(n == 0, "raw: empty output has length 0");
+        guest_proto_expect_output_fast(&gp);
+        ok(feed_steps(&gp, "aGkK\n", 5, 2, &used) == GUEST_EVENT_OUTPUT, "raw framing still accepts base64");
+        free(guest_proto_take_output(&gp, &n));
+        ok(n == 3, "... decoded");
+        guest_proto_expect_output_fast(&gp);
+        ok(feed_steps(&gp, "!abc\0x\n", 7, 3, &used) == GUEST_EVENT_ERROR &&
+                   strstr(guest_proto_error(&gp), "after raw output"),
+           "raw: garbage after the NUL is an error");
+        guest_proto_expect_output(&gp);
+        ok(feed_steps(&gp, "!abc\0\n", 6, 6, &used) == GUEST_EVENT_ERROR, "raw: refused in the reference framing");
+        guest_proto_done(&gp);
+        guest_proto_init(&gp, 4);
+        guest_proto_expect_output_fast(&gp);
+        ok(feed_steps(&gp, "!abcdef\0\n", 9, 2, &used) == GUEST_EVENT_ERROR &&
+                   strstr(guest_proto_error(&gp), "exceeds the limit of 4 bytes"),
+           "raw: cap enforced");
+out:
+        guest_proto_done(&gp);
+}
+
 static void test_status(void) {
         struct guest_proto gp;
         size_t used;
@@ -224,6 +272,7 @@ int main(void) {
         test_build();
         test_ready();
         test_output();
+        test_raw();
         test_status();
         test_nonce();
         printf("1..%u\n", n_test);

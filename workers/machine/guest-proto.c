@@ -52,6 +52,9 @@ void guest_proto_reset(struct guest_proto *gp) {
         gp->phase = GUEST_PHASE_IDLE;
         gp->matched = 0;
         gp->n_quad = gp->n_pad = 0;
+        gp->allow_raw = false;
+        gp->raw = 0;
+        gp->seen = 0;
         gp->line_len = 0;
 }
 
@@ -64,6 +67,11 @@ void guest_proto_expect_ready(struct guest_proto *gp) {
 void guest_proto_expect_output(struct guest_proto *gp) {
         guest_proto_reset(gp);
         gp->phase = GUEST_PHASE_OUTPUT;
+}
+
+void guest_proto_expect_output_fast(struct guest_proto *gp) {
+        guest_proto_expect_output(gp);
+        gp->allow_raw = true;
 }
 
 void guest_proto_expect_status(struct guest_proto *gp) {
@@ -177,7 +185,60 @@ static enum guest_event flush_quad(struct guest_proto *gp) {
         return GUEST_EVENT_NONE;
 }
 
+/* Raw output: bytes up to a NUL, then the line's '\n'. */
+static enum guest_event feed_raw(struct guest_proto *gp, const uint8_t *buf, size_t len, size_t *ret_consumed) {
+        size_t used = 0;
+
+        if (gp->raw == 1) {
+                const uint8_t *nul = memchr(buf, 0, len);
+                size_t take = nul ? (size_t) (nul - buf) : len;
+
+                if (gp->out_len + take > gp->output_max) {
+                        *ret_consumed = len;
+                        return fail(gp, "command output exceeds the limit of %zu bytes", gp->output_max);
+                }
+                if (out_reserve(gp, take) < 0) {
+                        *ret_consumed = len;
+                        return fail(gp, "out of memory for %zu bytes of command output", gp->out_len + take);
+                }
+                memcpy(gp->out + gp->out_len, buf, take);
+                gp->out_len += take;
+                if (!nul) {
+                        *ret_consumed = len;
+                        return GUEST_EVENT_NONE;
+                }
+                gp->raw = 2;
+                used = take + 1;
+        }
+        if (used == len) {
+                *ret_consumed = used;
+                return GUEST_EVENT_NONE;
+        }
+        *ret_consumed = used + 1;
+        if (buf[used] != '\n')
+                return fail(gp, "unexpected byte 0x%02x after raw output", buf[used]);
+        gp->out[gp->out_len] = 0;
+        gp->phase = GUEST_PHASE_IDLE;
+        return GUEST_EVENT_OUTPUT;
+}
+
 static enum guest_event feed_output(struct guest_proto *gp, const uint8_t *buf, size_t len, size_t *ret_consumed) {
+        if (len > 0 && gp->allow_raw && gp->seen == 0 && buf[0] == '!') {
+                enum guest_event ev;
+
+                gp->raw = 1;
+                gp->seen = 1;
+                if (out_reserve(gp, 0) < 0) {
+                        *ret_consumed = 1;
+                        return fail(gp, "out of memory");
+                }
+                ev = feed_raw(gp, buf + 1, len - 1, ret_consumed);
+                (*ret_consumed)++;
+                return ev;
+        }
+        if (gp->raw)
+                return feed_raw(gp, buf, len, ret_consumed);
+        gp->seen += len;
         for (size_t i = 0; i < len; i++) {
                 uint8_t c = buf[i];
 
@@ -386,6 +447,14 @@ int guest_build_command(const char *command, int64_t timeout_s, char **ret) {
         return 0;
 }
 
+/* Send the output file: raw between '!' and a NUL when it has no NUL byte and
+ * fits in one `read -n` (builtins only), else base64. The variable is unset
+ * again so no later command sees it. */
+#define FAST_SEND                                                                                                     \
+        "if IFS= read -r -d '' -n 65536 __vigil_out <" GUEST_FAST_OUTPUT_FILE                                         \
+        "; then base64 -w 0 <" GUEST_FAST_OUTPUT_FILE                                                                 \
+        "; echo; else printf '!%%s\\0\\n' \"$__vigil_out\"; fi; unset __vigil_out"
+
 int guest_build_fast_command(const char *command, int64_t timeout_s, char **ret) {
         _cleanup_free_ char *quoted = NULL;
         char *line;
@@ -400,8 +469,7 @@ int guest_build_fast_command(const char *command, int64_t timeout_s, char **ret)
         if (timeout_s < 0)
                 r = asprintf(&line,
                              "( set --; set -euo pipefail; eval %s ) >" GUEST_FAST_OUTPUT_FILE
-                             "; set -- $?; [[ -s " GUEST_FAST_OUTPUT_FILE " ]] && base64 -w 0 <" GUEST_FAST_OUTPUT_FILE
-                             "; echo; echo $1\n",
+                             "; set -- $?; " FAST_SEND "; echo $1\n",
                              quoted);
         else
                 /* coreutils `timeout N` without exec: the command runs in the
@@ -416,9 +484,8 @@ int guest_build_fast_command(const char *command, int64_t timeout_s, char **ret)
                              "$(</proc/$1/task/$1/children); do k $c; done; kill -TERM $1; }; read -t %" PRIi64
                              " </dev/ptmx; echo T >" GUEST_FAST_TIMEOUT_FILE "; k $1 ) >/dev/null 2>&1 </dev/null & "
                              "set -- $1 $!; wait $1 2>/dev/null; set -- $? $2; kill -9 $2 2>/dev/null; wait $2 "
-                             "2>/dev/null; [[ -s " GUEST_FAST_TIMEOUT_FILE
-                             " ]] && set -- 124; [[ -s " GUEST_FAST_OUTPUT_FILE
-                             " ]] && base64 -w 0 <" GUEST_FAST_OUTPUT_FILE "; echo; echo $1\n",
+                             "2>/dev/null; [[ -s " GUEST_FAST_TIMEOUT_FILE " ]] && set -- 124; " FAST_SEND
+                             "; echo $1\n",
                              quoted, timeout_s);
         if (r < 0)
                 return -ENOMEM;

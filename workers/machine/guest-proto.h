@@ -58,6 +58,9 @@ struct guest_proto {
         uint8_t quad[4];
         unsigned n_quad;
         unsigned n_pad;
+        bool allow_raw; /* fast framing: "!<bytes>\0\n" is accepted too */
+        unsigned raw;   /* 0: base64 (or undecided), 1: raw bytes, 2: raw done, expecting '\n' */
+        size_t seen;    /* bytes of the output line seen so far */
 
         /* STATUS */
         char line[24];
@@ -75,6 +78,9 @@ void guest_proto_done(struct guest_proto *gp);
  * will print on its own line, <= GUEST_NONCE_MAX bytes). */
 void guest_proto_expect_ready(struct guest_proto *gp);
 void guest_proto_expect_output(struct guest_proto *gp);
+/* The fast framing's output line: base64 as above, or '!' + raw bytes + NUL
+ * (used for outputs without NUL bytes, sparing the guest a base64 exec). */
+void guest_proto_expect_output_fast(struct guest_proto *gp);
 void guest_proto_expect_status(struct guest_proto *gp);
 int guest_proto_expect_nonce(struct guest_proto *gp, const char *nonce);
 void guest_proto_reset(struct guest_proto *gp);
@@ -104,8 +110,9 @@ int guest_build_command(const char *command, int64_t timeout_s, char **ret);
  * to a file that is base64-encoded only when non-empty, and the exit status
  * follows on the next line in the same round trip:
  *   ( set --; set -euo pipefail; eval '<CMD>' ) >F; set -- $?; [[ -s F ]] && base64 -w 0 <F; echo; echo $1
- * The reply is read exactly like the reference's (output line, then status
- * line), without sending GUEST_STATUS_COMMAND. */
+ * The reply is an output line (base64, or "!" + raw bytes + NUL when the output
+ * has no NUL byte and is under 64 KiB) and a status line, without sending
+ * GUEST_STATUS_COMMAND. */
 #define GUEST_FAST_OUTPUT_FILE  "/tmp/.vigil-out"
 #define GUEST_FAST_TIMEOUT_FILE "/tmp/.vigil-timeout"
 /* timeout_s >= 0 adds a builtin-only watchdog standing in for `timeout N`. */

@@ -191,7 +191,10 @@ static void begin_exec(struct machine *m) {
                 complete(m, r < 0 ? r : 0, r < 0 ? "could not write to the guest shell" : NULL, -2);
                 return;
         }
-        guest_proto_expect_output(&m->gp);
+        if (m->active_fast)
+                guest_proto_expect_output_fast(&m->gp);
+        else
+                guest_proto_expect_output(&m->gp);
         m->phase_started = now_usec();
         shell_priority(m, true);
         r = shell_send(m, line);

@@ -14,6 +14,8 @@ COMMANDS = [
     "echo 'it'\"'\"'s'", "x=1; echo $((x+41))", "cd /; pwd", "echo err >&2; echo out", "( exit 7 )",
     "for i in 1 2 3; do echo $i; done", "test -e /nonexistent", "echo unterminated 'quote", "set +e; false; echo go-on",
     "cat /proc/self/comm >/dev/null; echo ok", "[ -p /dev/stdin ] || echo stdin-not-a-pipe",
+    "printf '\\001\\377\\r\\n\\200 x\\\\'", "printf 'trailing\\n\\n\\n'", "printf '  lead'",
+    "head -c 65535 /dev/zero | tr '\\0' a", "head -c 70000 /dev/zero | tr '\\0' b",
 ]
 
 

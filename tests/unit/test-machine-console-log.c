@@ -140,11 +140,68 @@ static void test_ratelimit(void) {
         ok(console_ratelimit_allow(&rl, 6000001, &sup) && sup == 90, "ratelimit: next interval reports 90 suppressed");
 }
 
+static bool utf8_ok(const uint8_t *p, size_t n) {
+        for (size_t i = 0; i < n;) {
+                size_t k = p[i] < 0x80             ? 1
+                           : (p[i] & 0xE0) == 0xC0 ? 2
+                           : (p[i] & 0xF0) == 0xE0 ? 3
+                           : (p[i] & 0xF8) == 0xF0 ? 4
+                                                   : 0;
+                if (k == 0 || i + k > n)
+                        return false;
+                for (size_t j = 1; j < k; j++)
+                        if ((p[i + j] & 0xC0) != 0x80)
+                                return false;
+                i += k;
+        }
+        return true;
+}
+
+struct check {
+        bool good;
+        size_t lines;
+};
+
+static int check_line(const char *line, size_t len, void *userdata) {
+        struct check *c = userdata;
+        c->lines++;
+        if (len > 64 || line[len] != 0 || memchr(line, '\r', len) || !utf8_ok((const uint8_t *) line, len) ||
+            (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t')))
+                c->good = false;
+        return 0;
+}
+
+/* Random bytes in random chunks: every line is valid UTF-8, has no \r, no
+ * trailing blank, and respects the cap. */
+static void test_random(void) {
+        struct console_splitter s;
+        struct check c = {.good = true};
+        uint64_t x = 0x2545F4914F6CDD1Dull;
+        uint8_t buf[256];
+
+        console_splitter_init(&s, 64);
+        for (int round = 0; round < 20000; round++) {
+                size_t n = 0;
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                n = 1 + x % sizeof buf;
+                for (size_t i = 0; i < n; i++) {
+                        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                        buf[i] = (x & 3) == 0 ? (uint8_t) "\n\r \t\xc3\xa9\xe2\x82\xac"[(x >> 2) % 9]
+                                              : (uint8_t) (x >> 8);
+                }
+                console_splitter_feed(&s, buf, n, check_line, &c);
+        }
+        console_splitter_finish(&s, check_line, &c);
+        console_splitter_done(&s);
+        ok(c.good && c.lines > 1000, "random: 20000 chunks of hostile bytes give clean, capped lines");
+}
+
 int main(void) {
         test_clean();
         test_split();
         test_ring();
         test_ratelimit();
+        test_random();
         printf("1..%u\n", n_test);
         return n_fail ? 1 : 0;
 }

@@ -267,12 +267,65 @@ static void test_nonce(void) {
         guest_proto_done(&gp);
 }
 
+/* Random streams in every phase, in random chunks: the parser must never
+ * crash, never hold more than the cap, and always end in a defined phase. */
+static void test_random(void) {
+        static const char alphabet[] = "AZaz09+/=\n\r!\0 Spawning backdoor root shell...vigil-sync-x";
+        struct guest_proto gp;
+        uint64_t x = 0x9e3779b97f4a7c15ull;
+        uint8_t buf[512];
+        bool good = true;
+
+        guest_proto_init(&gp, 300);
+        for (int round = 0; round < 20000 && good; round++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                switch (x % 5) {
+                case 0:
+                        guest_proto_expect_ready(&gp);
+                        break;
+                case 1:
+                        guest_proto_expect_output(&gp);
+                        break;
+                case 2:
+                        guest_proto_expect_output_fast(&gp);
+                        break;
+                case 3:
+                        guest_proto_expect_status(&gp);
+                        break;
+                default:
+                        (void) guest_proto_expect_nonce(&gp, "vigil-sync-x");
+                        break;
+                }
+                size_t len = (x >> 8) % sizeof buf;
+                for (size_t i = 0; i < len; i++) {
+                        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                        buf[i] = (x & 1) ? (uint8_t) alphabet[(x >> 1) % (sizeof alphabet - 1)] : (uint8_t) (x >> 9);
+                }
+                for (size_t off = 0; off < len;) {
+                        size_t step = 1 + (x >> 20) % 64, used = 0;
+                        enum guest_event ev = guest_proto_feed(&gp, buf + off, MIN(step, len - off), &used);
+                        if (used == 0 || used > MIN(step, len - off) || gp.out_len > 300) {
+                                good = false;
+                                break;
+                        }
+                        off += used;
+                        if (ev == GUEST_EVENT_OUTPUT) {
+                                size_t n;
+                                free(guest_proto_take_output(&gp, &n));
+                        }
+                }
+        }
+        ok(good, "random: 20000 hostile streams in random chunks, no overrun, progress every call");
+        guest_proto_done(&gp);
+}
+
 int main(void) {
         test_quote();
         test_build();
         test_ready();
         test_output();
         test_raw();
+        test_random();
         test_status();
         test_nonce();
         printf("1..%u\n", n_test);

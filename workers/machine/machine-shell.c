@@ -375,10 +375,6 @@ static void shell_lost(struct machine *m, const char *why) {
         machine_shell_detach(m);
         m->connected = false;
         guest_proto_reset(&m->gp);
-        if (m->resyncing) {
-                m->resyncing = false;
-                machine_send_ready(m);
-        }
         /* Usually QEMU is exiting: give its exit a moment to arrive, so the
          * error can say how it ended rather than just "Shell disconnected". */
         if (m->active)
@@ -518,6 +514,13 @@ int machine_shell_attach(struct machine *m, int fd) {
 }
 
 void machine_shell_detach(struct machine *m) {
+        /* A resync cannot finish without the shell; do not let it hold the queue. */
+        if (m->resyncing) {
+                m->resyncing = false;
+                m->needs_resync = true;
+                (void) evtimer_del(m->shell_timer);
+                machine_send_ready(m);
+        }
         if (m->shell_ev)
                 event_free(m->shell_ev);
         if (m->shell_wev)

@@ -1,0 +1,94 @@
+#!/usr/bin/python3
+# Proves vigil-machine's journal story against a real systemd-journald (private mount namespace): the serial
+# console lines and the QEMU lifecycle events carry VIGIL_MACHINE, and a console flood is rate-limited with a note.
+# It matters because `journalctl VIGIL_MACHINE=<name>` is how users read one machine's story (design.md §8).
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+JOURNALD = "/lib/systemd/systemd-journald"
+
+
+def skip(why):
+    print("1..0 # SKIP %s" % why)
+    sys.exit(77)
+
+
+def outer():
+    if os.geteuid() != 0:
+        skip("needs root for a private mount namespace")
+    if not os.access(JOURNALD, os.X_OK) or not shutil.which("journalctl") or not shutil.which("unshare"):
+        skip("systemd-journald, journalctl or unshare missing")
+    if subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True).returncode != 0:
+        skip("cannot create a mount namespace")
+    # journald, its socket and its files exist only inside the namespace.
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, __file__, "--inner"])
+    sys.exit(r.returncode)
+
+
+def start_journald():
+    for d in ("/run", "/var/log/journal"):
+        if os.path.isdir(d):
+            subprocess.run(["mount", "-t", "tmpfs", "tmpfs", d], check=True)
+    os.makedirs("/run/systemd/journal", exist_ok=True)
+    os.makedirs("/run/log/journal", exist_ok=True)
+    jd = subprocess.Popen([JOURNALD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not os.path.exists("/run/systemd/journal/socket"):
+        if jd.poll() is not None or time.monotonic() > deadline:
+            skip("systemd-journald did not start here")
+        time.sleep(0.05)
+    return jd
+
+
+def query(*matches):
+    r = subprocess.run(["journalctl", "--directory=/run/log/journal", "--no-pager", "-o", "json", *matches],
+                       capture_output=True, text=True)
+    return [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+
+
+def inner():
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from vmtest import Test
+
+    jd = start_journald()
+
+    def body(t):
+        m = t.machine("jm")
+        m.connect()
+        m.execute("echo journal-marker-$((6*7)) > /dev/ttyS0")
+        m.wait_for_console("journal-marker-42")
+        m.execute("(for i in $(seq 1 3000); do echo flood-line-$i; done > /dev/ttyS0) >/dev/null 2>&1")
+        m.execute("sleep 1.2; echo after-flood > /dev/ttyS0")
+        m.wait_for_console("after-flood")
+        m.call("M_CRASH")
+        subprocess.run(["journalctl", "--directory=/run/log/journal", "--sync"], capture_output=True)
+        time.sleep(0.5)
+        console = query("VIGIL_MACHINE=jm", "VIGIL_EVENT=console")
+        texts = [e.get("MESSAGE", "") for e in console]
+        t.check(any("jm # journal-marker-42" == x for x in texts),
+                "console line in the journal as 'name # line' (%d console entries)" % len(texts))
+        t.check(all(e.get("SYSLOG_IDENTIFIER") == "vigil-machine" for e in console), "SYSLOG_IDENTIFIER vigil-machine")
+        floods = sum(1 for x in texts if "flood-line-" in x)
+        t.check(0 < floods < 3000, "flood rate-limited in the journal (%d of 3000 lines)" % floods)
+        t.check(any("console lines suppressed" in x for x in texts), "suppression noted with a count")
+        t.check(any("after-flood" in x for x in texts), "lines after the flood logged again")
+        events = {e.get("VIGIL_EVENT") for e in query("VIGIL_MACHINE=jm")}
+        t.check({"spawned", "ready", "exited"} <= events, "lifecycle events with VIGIL_MACHINE (%s)" % sorted(
+            x for x in events if x))
+        t.check("flood-line-3000" in t.console_log("jm"), "the console file has every line")
+
+    try:
+        Test().run(body)
+    finally:
+        jd.terminate()
+
+
+if __name__ == "__main__":
+    if "--inner" in sys.argv:
+        inner()
+    else:
+        outer()

@@ -385,7 +385,8 @@ static void set_log_level(const struct run_plan *p) {
 int run_main(int argc, char **argv) {
         struct run_plan p;
         _cleanup_free_ char *err = NULL;
-        char run_id[32], out[4096], tmp[512], guest[4096] = "";
+        char run_id[32], out[4096], tmp[512], guest[4096] = "", cmdline_path[4200];
+        _cleanup_free_ char *guest_cmdline = NULL;
         const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
         int notify_fd = -1, r, code;
 
@@ -416,6 +417,11 @@ int run_main(int argc, char **argv) {
                 run_plan_done(&p);
                 return code;
         }
+        if (guest[0]) {
+                snprintf(cmdline_path, sizeof(cmdline_path), "%s/cmdline", guest);
+                if (read_file(cmdline_path, &guest_cmdline) >= 0)
+                        guest_cmdline[strcspn(guest_cmdline, "\n")] = 0;
+        }
         if (p.reference_cli && !p.keep_state)
                 log_info("Machine state will be reset. To keep it, pass --keep-vm-state");
 
@@ -426,7 +432,8 @@ int run_main(int argc, char **argv) {
                 return VIGIL_EXIT_INTERNAL;
         }
         code = run_tree(&p, &(struct run_dirs){ .run_id = run_id, .tmp_dir = tmp, .out_dir = out,
-                                                .guest_dir = guest[0] ? guest : NULL },
+                                                .guest_dir = guest[0] ? guest : NULL,
+                                                .guest_cmdline = guest_cmdline },
                         notify_fd);
         if (!p.keep_state)
                 rm_rf(tmp);

@@ -826,14 +826,14 @@ static void machine_dirs(const struct run_dirs *d, const struct run_node *n, cha
 }
 
 /* Kernel parameters of the tiny guest: hostname, addresses by MAC, /etc/hosts. */
-static char *guest_append(const struct run_plan *p, const struct run_node *n) {
+static char *guest_append(const struct run_plan *p, const struct run_node *n, const char *base) {
         char *s = NULL;
         size_t len = 0;
         FILE *f = open_memstream(&s, &len);
 
         if (!f)
                 return NULL;
-        fprintf(f, "console=ttyS0 panic=1 vigil.hostname=%s", n->name);
+        fprintf(f, "%s vigil.hostname=%s", base ?: "console=ttyS0 panic=1", n->name);
         for (size_t k = 0; k < n->n_vlans; k++) {
                 char mac[32], addr[32];
                 node_mac(n, n->vlans[k], mac, sizeof(mac));
@@ -908,7 +908,7 @@ char *run_plan_machine_config(const struct run_plan *p, size_t node, const struc
         if (n->start_script)
                 jset_str(qemu, "start_script", n->start_script);
         else {
-                _cleanup_free_ char *append = guest_append(p, n);
+                _cleanup_free_ char *append = guest_append(p, n, n->kernel ? NULL : d->guest_cmdline);
                 char kernel[512], initrd[512];
                 bool tiny = !n->kernel;
 

@@ -58,6 +58,7 @@ struct run_dirs {
         const char *tmp_dir;   /* per-run directory (short: AF_UNIX paths) */
         const char *out_dir;   /* absolute */
         const char *guest_dir; /* tiny guest kernel+initrd, or NULL if none needed */
+        const char *guest_cmdline; /* the guest's recommended kernel parameters, or NULL */
 };
 
 void run_plan_init(struct run_plan *p);

@@ -100,12 +100,14 @@ static int unpack_str(const msgpack_object *o, size_t max, char **ret) {
                 return -EBADMSG;
         if (max && o->via.str.size > max)
                 return -EBADMSG;
-        if (memchr(o->via.str.ptr, 0, o->via.str.size))
+        /* msgpack-c gives an empty string a NULL pointer: never hand that to mem*(). */
+        if (o->via.str.size > 0 && memchr(o->via.str.ptr, 0, o->via.str.size))
                 return -EBADMSG;
         s = malloc(o->via.str.size + 1);
         if (!s)
                 return -ENOMEM;
-        memcpy(s, o->via.str.ptr, o->via.str.size);
+        if (o->via.str.size > 0)
+                memcpy(s, o->via.str.ptr, o->via.str.size);
         s[o->via.str.size] = 0;
         *ret = s;
         return 0;
@@ -145,7 +147,8 @@ static int unpack_field(const msgpack_object *o, const struct msg_field *f, void
                 b->data = malloc(o->via.bin.size + 1);
                 if (!b->data)
                         return -ENOMEM;
-                memcpy(b->data, o->via.bin.ptr, o->via.bin.size);
+                if (o->via.bin.size > 0)
+                        memcpy(b->data, o->via.bin.ptr, o->via.bin.size);
                 b->len = o->via.bin.size;
                 return 0;
         }

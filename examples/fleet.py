@@ -46,7 +46,8 @@ done
 def start_service(node):
     peers = " ".join(n.name for n in NODES if n is not node)
     node.succeed(
-        "mkdir -p /etc/fleet",
+        # created here, not only by the loop, so a claim right after start never races it
+        "mkdir -p /etc/fleet /srv/claims /srv/www /var/fleet",
         f"printf '%s' {shlex.quote(SERVICE)} > /etc/fleet/ns.sh",
         # the loop must not keep the command's stdout (the guest shell) open
         f"PEERS={shlex.quote(peers)} setsid sh /etc/fleet/ns.sh </dev/null >/dev/null 2>&1 &",

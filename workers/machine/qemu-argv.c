@@ -135,6 +135,24 @@ static int build_env(const struct machine_config *c, char *const *host_env, char
         return sb_finish(&b, ret);
 }
 
+/* Both kinds of VM run in the state dir with the same environment. Takes
+ * @cmd's argv; on failure frees everything in @cmd. */
+static int cmd_finish(const struct machine_config *c, char *const *host_env, struct qemu_cmd *cmd,
+                      struct qemu_cmd *ret) {
+        int r = build_env(c, host_env, &cmd->env);
+
+        if (r >= 0) {
+                cmd->cwd = strdup(c->state_dir);
+                r = cmd->cwd ? 0 : -ENOMEM;
+        }
+        if (r < 0) {
+                qemu_cmd_done(cmd);
+                return r;
+        }
+        *ret = *cmd;
+        return 0;
+}
+
 int qemu_build_start_script(const struct machine_config *c, bool allow_reboot, char *const *host_env,
                             struct qemu_cmd *ret) {
         _cleanup_strv_free_ char **ctl = NULL;
@@ -167,19 +185,7 @@ int qemu_build_start_script(const struct machine_config *c, bool allow_reboot, c
         r = sb_finish(&b, &cmd.argv);
         if (r < 0)
                 return r;
-        r = build_env(c, host_env, &cmd.env);
-        if (r < 0)
-                goto fail;
-        cmd.cwd = strdup(c->state_dir);
-        if (!cmd.cwd) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        *ret = cmd;
-        return 0;
-fail:
-        qemu_cmd_done(&cmd);
-        return r;
+        return cmd_finish(c, host_env, &cmd, ret);
 }
 
 static const char *disk_format(const char *path) {
@@ -247,19 +253,7 @@ int qemu_build_direct(const struct machine_config *c, const char *accel, bool al
         r = sb_finish(&b, &cmd.argv);
         if (r < 0)
                 return r;
-        r = build_env(c, host_env, &cmd.env);
-        if (r < 0)
-                goto fail;
-        cmd.cwd = strdup(c->state_dir);
-        if (!cmd.cwd) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        *ret = cmd;
-        return 0;
-fail:
-        qemu_cmd_done(&cmd);
-        return r;
+        return cmd_finish(c, host_env, &cmd, ret);
 }
 
 const char *qemu_default_nic(const struct machine_config *c) {

@@ -166,31 +166,42 @@ static int prepare_machine_dirs(const struct run_plan *p, const char *tmp, char 
         return 0;
 }
 
-static const char *mkguest_path(void) {
-        static char buf[600];
-        const char *env = getenv("VIGIL_MKGUEST");
-        const char *candidates[] = { VIGIL_SOURCE_ROOT "/tools/mkguest", VIGIL_DATADIR "/mkguest" };
+/* A cache-building tool of ours: $ENV, else the source tree's tools/, else the installed copy. */
+struct build_tool {
+        const char *name; /* "mkguest" */
+        const char *env;  /* "VIGIL_MKGUEST" */
+        const char *what; /* "the tiny guest" */
+};
 
-        if (env)
-                return env;
-        for (size_t i = 0; i < ELEMENTSOF(candidates); i++)
-                if (access(candidates[i], X_OK) == 0) {
-                        snprintf(buf, sizeof(buf), "%s", candidates[i]);
-                        return buf;
-                }
-        return NULL;
+static const struct build_tool tool_mkguest = { "mkguest", "VIGIL_MKGUEST", "the tiny guest" };
+static const struct build_tool tool_mkdebian = { "mkdebian", "VIGIL_MKDEBIAN", "the Debian tree for nspawn machines" };
+
+static int build_tool_path(const struct build_tool *t, char *buf, size_t size) {
+        const char *env = getenv(t->env);
+        const char *dirs[] = { VIGIL_SOURCE_ROOT "/tools", VIGIL_DATADIR };
+
+        if (env) {
+                snprintf(buf, size, "%s", env);
+                return 0;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                snprintf(buf, size, "%s/%s", dirs[i], t->name);
+                if (access(buf, X_OK) == 0)
+                        return 0;
+        }
+        return -ENOENT;
 }
 
-/* Run tools/mkguest (it caches by content) and read the directory it prints. */
-static int build_guest(char *ret, size_t size, char **ret_error) {
-        const char *tool = mkguest_path();
+/* Run the tool (it caches by content) and read the directory it prints. */
+static int build_with(const struct build_tool *t, char *ret, size_t size, char **ret_error) {
+        char tool[600];
         int pfd[2], status;
         ssize_t n;
         size_t len = 0;
         pid_t pid;
 
-        if (!tool)
-                return asprintf(ret_error, "tools/mkguest not found (set VIGIL_MKGUEST)"), -ENOENT;
+        if (build_tool_path(t, tool, sizeof(tool)) < 0)
+                return asprintf(ret_error, "tools/%s not found (set %s)", t->name, t->env), -ENOENT;
         if (pipe2(pfd, O_CLOEXEC) < 0)
                 return negative_errno();
         pid = fork();
@@ -209,8 +220,8 @@ static int build_guest(char *ret, size_t size, char **ret_error) {
         while (len > 0 && (ret[len - 1] == '\n' || ret[len - 1] == ' '))
                 ret[--len] = 0;
         if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || len == 0)
-                return asprintf(ret_error, "%s failed to build the tiny guest (exit status %d); see its messages above",
-                                tool, WIFEXITED(status) ? WEXITSTATUS(status) : -1),
+                return asprintf(ret_error, "%s failed to build %s (exit status %d); see its messages above", tool,
+                                t->what, WIFEXITED(status) ? WEXITSTATUS(status) : -1),
                        -EIO;
         return 0;
 }
@@ -385,7 +396,7 @@ static void set_log_level(const struct run_plan *p) {
 int run_main(int argc, char **argv) {
         struct run_plan p;
         _cleanup_free_ char *err = NULL;
-        char run_id[32], out[4096], tmp[512], guest[4096] = "", cmdline_path[4200];
+        char run_id[32], out[4096], tmp[512], guest[4096] = "", cmdline_path[4200], tree[4096] = "";
         _cleanup_free_ char *guest_cmdline = NULL;
         const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
         int notify_fd = -1, r, code;
@@ -411,7 +422,9 @@ int run_main(int argc, char **argv) {
         if (r >= 0)
                 r = prepare_machine_dirs(&p, tmp, &err);
         if (r >= 0 && run_plan_needs_guest(&p))
-                r = build_guest(guest, sizeof(guest), &err);
+                r = build_with(&tool_mkguest, guest, sizeof(guest), &err);
+        if (r >= 0 && run_plan_needs_debian_tree(&p))
+                r = build_with(&tool_mkdebian, tree, sizeof(tree), &err);
         if (r < 0) {
                 code = usage_error(err ?: strerror(-r));
                 run_plan_done(&p);
@@ -433,7 +446,8 @@ int run_main(int argc, char **argv) {
         }
         code = run_tree(&p, &(struct run_dirs){ .run_id = run_id, .tmp_dir = tmp, .out_dir = out,
                                                 .guest_dir = guest[0] ? guest : NULL,
-                                                .guest_cmdline = guest_cmdline },
+                                                .guest_cmdline = guest_cmdline,
+                                                .debian_tree = tree[0] ? tree : NULL },
                         notify_fd);
         if (!p.keep_state)
                 rm_rf(tmp);

@@ -16,6 +16,16 @@
 
 #define DEFAULT_GLOBAL_TIMEOUT 3600u
 #define DEFAULT_MEMORY_MB 256u
+#define BACKENDS_AVAILABLE "qemu, nspawn"
+
+static const char *const backends_known[] = { "qemu", "nspawn" };
+
+static bool backend_known(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(backends_known); i++)
+                if (streq(backends_known[i], name))
+                        return true;
+        return false;
+}
 
 static int fail(char **ret_error, const char *fmt, ...) _printf_(2, 3);
 static int fail(char **ret_error, const char *fmt, ...) {
@@ -42,6 +52,7 @@ void run_plan_init(struct run_plan *p) {
 static void node_done(struct run_node *n) {
         free(n->name);
         free(n->backend);
+        free(n->tree);
         free(n->start_script);
         free(n->kernel);
         free(n->initrd);
@@ -392,9 +403,13 @@ static int vigil_option(struct run_plan *p, const struct parsed_opt *po, void *c
 
                 if (backend)
                         *backend++ = 0;
-                if (backend && !streq(backend, "qemu"))
-                        return fail(ret_error, "--node %s: unknown backend '%s' (available: qemu)", v, backend);
-                return node_add(p, name, &n, ret_error);
+                if (backend && !backend_known(backend))
+                        return fail(ret_error, "--node %s: unknown backend '%s' (available: %s)", v, backend,
+                                    BACKENDS_AVAILABLE);
+                r = node_add(p, name, &n, ret_error);
+                if (r >= 0 && backend)
+                        set_str(&n->backend, backend);
+                return r;
         }
         if (po->opt->id == OPT_SPEC) {
                 set_str(&p->spec_file, v);
@@ -626,7 +641,10 @@ static int get_opt_uint(json_object *node, const char *key, unsigned max, unsign
 }
 
 static const char *const spec_node_keys[] = { "backend", "start_script", "kernel", "initrd", "append",
-                                              "memory_mb", "cpus", "vlans", NULL };
+                                              "memory_mb", "cpus", "vlans", "tree", NULL };
+/* Keys that only mean something to a QEMU machine. */
+static const char *const spec_qemu_only_keys[] = { "start_script", "kernel", "initrd", "append", "memory_mb", "cpus",
+                                                   NULL };
 static const char *const spec_top_keys[] = { "nodes", "vlans", "global_timeout", "test_script", NULL };
 
 static int check_keys(json_object *j, const char *const *allowed, const char *where, char **ret_error) {
@@ -638,6 +656,21 @@ static int check_keys(json_object *j, const char *const *allowed, const char *wh
                 if (!ok)
                         return fail(ret_error, "%s: unknown key \"%s\"", where, key);
         }
+        return 0;
+}
+
+/* A key of the other backend is a mistake, not something to ignore. */
+static int check_backend_keys(json_object *node, const struct run_node *n, const char *where, char **ret_error) {
+        bool nspawn = streq(n->backend, "nspawn");
+
+        if (!nspawn && json_object_object_get_ex(node, "tree", NULL))
+                return fail(ret_error, "%s: \"tree\" is for backend \"nspawn\" only", where);
+        for (size_t i = 0; nspawn && spec_qemu_only_keys[i]; i++)
+                if (json_object_object_get_ex(node, spec_qemu_only_keys[i], NULL))
+                        return fail(ret_error, "%s: \"%s\" is for backend \"qemu\" only", where,
+                                    spec_qemu_only_keys[i]);
+        if (n->tree && n->tree[0] != '/')
+                return fail(ret_error, "%s: \"tree\" must be an absolute path", where);
         return 0;
 }
 
@@ -672,9 +705,13 @@ int run_plan_load_spec(struct run_plan *p, const char *json, char **ret_error) {
                                         r = node_add(p, name, &n, ret_error);
                                 if (r >= 0)
                                         r = get_opt_string(node, "backend", &n->backend, where, ret_error);
-                                if (r >= 0 && !streq(n->backend, "qemu"))
-                                        r = fail(ret_error, "%s: unknown backend \"%s\" (available: qemu)", where,
-                                                 n->backend);
+                                if (r >= 0 && !backend_known(n->backend))
+                                        r = fail(ret_error, "%s: unknown backend \"%s\" (available: %s)", where,
+                                                 n->backend, BACKENDS_AVAILABLE);
+                                if (r >= 0)
+                                        r = get_opt_string(node, "tree", &n->tree, where, ret_error);
+                                if (r >= 0)
+                                        r = check_backend_keys(node, n, where, ret_error);
                                 if (r >= 0)
                                         r = get_opt_string(node, "start_script", &n->start_script, where, ret_error);
                                 if (r >= 0)
@@ -788,11 +825,26 @@ int run_plan_finalize(struct run_plan *p, char **ret_error) {
         return 0;
 }
 
+static bool node_is_nspawn(const struct run_node *n) {
+        return streq(n->backend, "nspawn");
+}
+
 bool run_plan_needs_guest(const struct run_plan *p) {
         for (size_t i = 0; i < p->n_nodes; i++)
-                if (!p->nodes[i].start_script && !p->nodes[i].kernel)
+                if (!node_is_nspawn(&p->nodes[i]) && !p->nodes[i].start_script && !p->nodes[i].kernel)
                         return true;
         return false;
+}
+
+bool run_plan_needs_debian_tree(const struct run_plan *p) {
+        for (size_t i = 0; i < p->n_nodes; i++)
+                if (node_is_nspawn(&p->nodes[i]) && !p->nodes[i].tree)
+                        return true;
+        return false;
+}
+
+void run_plan_tap_name(int vlan, unsigned number, char *buf, size_t size) {
+        snprintf(buf, size, "vg%dn%u", vlan, number);
 }
 
 static char *json_take_string(json_object *j) {
@@ -883,8 +935,13 @@ char *run_plan_machine_config(const struct run_plan *p, size_t node, const struc
         for (size_t k = 0; !n->start_script && k < n->n_vlans; k++) {
                 json_object *v = json_object_new_object();
                 json_object_object_add(v, "nr", json_object_new_int(n->vlans[k]));
-                vlan_socket_dir(d, n->vlans[k], buf, sizeof(buf));
-                jset_str(v, "socket", buf);
+                if (node_is_nspawn(n)) {
+                        run_plan_tap_name(n->vlans[k], n->number, buf, sizeof(buf));
+                        jset_str(v, "tap", buf);
+                } else {
+                        vlan_socket_dir(d, n->vlans[k], buf, sizeof(buf));
+                        jset_str(v, "socket", buf);
+                }
                 node_mac(n, n->vlans[k], buf, sizeof(buf));
                 jset_str(v, "mac", buf);
                 node_address(n, n->vlans[k], buf, sizeof(buf));
@@ -905,7 +962,14 @@ char *run_plan_machine_config(const struct run_plan *p, size_t node, const struc
                 json_object_array_add(hosts, h);
         }
         json_object_object_add(j, "hosts", hosts);
-        if (n->start_script)
+        if (node_is_nspawn(n)) {
+                json_object *nspawn = json_object_new_object();
+
+                json_object_put(qemu);
+                jset_str(nspawn, "tree", n->tree ?: d->debian_tree);
+                json_object_object_add(j, "nspawn", nspawn);
+                qemu = NULL;
+        } else if (n->start_script)
                 jset_str(qemu, "start_script", n->start_script);
         else {
                 _cleanup_free_ char *append = guest_append(p, n, n->kernel ? NULL : d->guest_cmdline);
@@ -921,7 +985,8 @@ char *run_plan_machine_config(const struct run_plan *p, size_t node, const struc
                 json_object_object_add(qemu, "memory_mb", json_object_new_int((int) n->memory_mb));
                 json_object_object_add(qemu, "cpus", json_object_new_int((int) n->cpus));
         }
-        json_object_object_add(j, "qemu", qemu);
+        if (qemu)
+                json_object_object_add(j, "qemu", qemu);
         json_object_object_add(timeouts, "connect_s", json_object_new_int((int) MIN(p->global_timeout, 900u)));
         json_object_object_add(j, "timeouts", timeouts);
         return json_take_string(j);
@@ -953,6 +1018,10 @@ char *run_plan_switch_config(const struct run_plan *p, size_t vlan, const struct
                 jset_str(m, "name", n->name);
                 node_mac(n, p->vlans[vlan], buf, sizeof(buf));
                 jset_str(m, "mac", buf);
+                if (node_is_nspawn(n)) {
+                        run_plan_tap_name(p->vlans[vlan], n->number, buf, sizeof(buf));
+                        jset_str(m, "tap", buf);
+                }
                 json_object_array_add(machines, m);
         }
         json_object_object_add(j, "machines", machines);

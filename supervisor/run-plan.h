@@ -18,7 +18,8 @@
 
 struct run_node {
         char *name;
-        char *backend;      /* "qemu" */
+        char *backend;      /* "qemu" or "nspawn" */
+        char *tree;         /* nspawn: the directory tree to boot; NULL = the Debian tree of tools/mkdebian */
         char *start_script; /* NixOS run-<name>-vm, or NULL */
         char *kernel;       /* kernel+initrd VM; NULL with no start script = built-in tiny guest */
         char *initrd;
@@ -59,6 +60,7 @@ struct run_dirs {
         const char *out_dir;   /* absolute */
         const char *guest_dir; /* tiny guest kernel+initrd, or NULL if none needed */
         const char *guest_cmdline; /* the guest's recommended kernel parameters, or NULL */
+        const char *debian_tree;   /* tools/mkdebian's tree, or NULL if no nspawn node needs it */
 };
 
 void run_plan_init(struct run_plan *p);
@@ -77,6 +79,10 @@ int run_plan_load_reference_config(struct run_plan *p, const char *json, char **
 int run_plan_finalize(struct run_plan *p, char **ret_error);
 
 bool run_plan_needs_guest(const struct run_plan *p);
+/* True if an nspawn node has no "tree" of its own (it boots tools/mkdebian's). */
+bool run_plan_needs_debian_tree(const struct run_plan *p);
+/* The TAP that VLAN @vlan's switch makes for container node @number: vg<vlan>n<number>. */
+void run_plan_tap_name(int vlan, unsigned number, char *buf, size_t size);
 
 /* Configuration JSON for each child; malloc'd strings, NULL on OOM. */
 char *run_plan_machine_config(const struct run_plan *p, size_t node, const struct run_dirs *d);

@@ -184,8 +184,54 @@ static void test_spec(void) {
         expect_spec_error("{\"nodes\": {\"a b\": {}}}", "a b");
 }
 
+static void test_spec_nspawn(void) {
+        struct run_plan p;
+        char *err = NULL;
+        struct run_dirs d = { .run_id = "r1", .tmp_dir = "/tmp/v", .out_dir = "/o", .guest_dir = "/g",
+                              .debian_tree = "/cache/debian-abc" };
+        int r;
+
+        run_plan_init(&p);
+        r = run_plan_load_spec(&p,
+                               "{\"nodes\": {\"c1\": {\"backend\": \"nspawn\", \"vlans\": [1, 2]},"
+                               " \"c2\": {\"backend\": \"nspawn\", \"tree\": \"/srv/tree\"},"
+                               " \"vm\": {}}, \"test_script\": \"t.py\"}",
+                               &err);
+        CHECK(r == 0, "nspawn spec loads (%s)", err ?: "");
+        r = run_plan_finalize(&p, &err);
+        CHECK(r == 0 && p.n_nodes == 3, "three machines");
+        CHECK(run_plan_needs_debian_tree(&p) && run_plan_needs_guest(&p), "c1 needs the Debian tree, vm the tiny guest");
+
+        _cleanup_free_ char *mc = run_plan_machine_config(&p, 0, &d);
+        CHECK(contains(mc, "\"backend\":\"nspawn\"") && contains(mc, "\"nspawn\":{\"tree\":\"/cache/debian-abc\"}") &&
+                      !contains(mc, "\"qemu\""),
+              "a container without a tree boots mkdebian's, and has no qemu section");
+        CHECK(contains(mc, "{\"nr\":2,\"tap\":\"vg2n1\",\"mac\":\"52:54:00:12:02:01\",\"address\":\"192.168.2.1/24\"}"),
+              "container NICs are switch TAPs named vg<vlan>n<node>, with the reference MAC and address");
+        _cleanup_free_ char *mc2 = run_plan_machine_config(&p, 1, &d);
+        CHECK(contains(mc2, "\"tree\":\"/srv/tree\""), "a node's own tree wins");
+        _cleanup_free_ char *wc = run_plan_switch_config(&p, 1, &d);
+        CHECK(contains(wc, "{\"name\":\"c1\",\"mac\":\"52:54:00:12:02:01\",\"tap\":\"vg2n1\"}") &&
+                      !contains(wc, "\"c2\""),
+              "VLAN 2's switch makes c1's TAP and only c1 is on it");
+        _cleanup_free_ char *wc1 = run_plan_switch_config(&p, 0, &d);
+        CHECK(contains(wc1, "{\"name\":\"vm\",\"mac\":\"52:54:00:12:01:03\"}"), "a VM on the same VLAN has no TAP");
+        run_plan_done(&p);
+
+        run_plan_init(&p);
+        r = run_plan_parse_args(&p, 4, ARGV("run", "t.py", "--node", "box=nspawn"), &err);
+        CHECK(r == 0 && p.n_nodes == 1 && streq(p.nodes[0].backend, "nspawn"), "--node NAME=nspawn (%s)", err ?: "");
+        run_plan_done(&p);
+
+        expect_spec_error("{\"nodes\": {\"a\": {\"backend\": \"nspawn\", \"kernel\": \"/k\", \"initrd\": \"/i\"}}}",
+                          "\"kernel\" is for backend \"qemu\"");
+        expect_spec_error("{\"nodes\": {\"a\": {\"tree\": \"/t\"}}}", "\"tree\" is for backend \"nspawn\"");
+        expect_spec_error("{\"nodes\": {\"a\": {\"backend\": \"nspawn\", \"tree\": \"rel\"}}}", "absolute");
+}
+
 int main(void) {
         test_vigil_cli();
+        test_spec_nspawn();
         test_vigil_cli_errors();
         test_reference_env();
         test_reference_config();

@@ -166,6 +166,11 @@ static int prepare_machine_dirs(const struct run_plan *p, const char *tmp, char 
         return 0;
 }
 
+static bool is_dir(const char *path) {
+        struct stat st;
+        return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 /* A cache-building tool of ours: $ENV, else the source tree's tools/, else the installed copy. */
 struct build_tool {
         const char *name; /* "mkguest" */
@@ -370,6 +375,13 @@ static int load_inputs(struct run_plan *p, char **ret_error) {
                         return asprintf(ret_error, "machine '%s': cannot read kernel %s or initrd %s", n->name,
                                         n->kernel, n->initrd),
                                -EINVAL;
+                if (n->tree && !is_dir(n->tree))
+                        return asprintf(ret_error, "machine '%s': tree %s is not a directory", n->name, n->tree),
+                               -EINVAL;
+                if (streq(n->backend, "nspawn") && geteuid() != 0)
+                        return asprintf(ret_error, "machine '%s': the nspawn backend needs root (systemd-nspawn)",
+                                        n->name),
+                               -EPERM;
         }
         return 0;
 }

@@ -342,8 +342,19 @@ static int on_pong(struct child *c, const struct frame *f, int *fds, size_t n_fd
 static int on_event(struct child *c, const struct frame *f, int *fds, size_t n_fds) {
         const struct msg_event *m = f->body;
 
-        sup_event(c->sup, c, LOG_INFO, LOG_EVENT_NONE, "worker_event", (const char *[]){"name", m->event, NULL}, "%s",
+        struct sup *s = c->sup;
+
+        sup_event(s, c, LOG_INFO, LOG_EVENT_NONE, "worker_event", (const char *[]){"name", m->event, NULL}, "%s",
                   m->message);
+        /* The script's subtests show in `systemctl status` (STATUS=). Names are
+         * the worker's text: only ever copied, bounded, into our own buffer. */
+        if (c->kind->kind == KIND_SCRIPT && m->event && streq(m->event, "subtest-begin")) {
+                snprintf(s->subtest, sizeof(s->subtest), "%s", m->message ?: "");
+                sup_notify_status(s);
+        } else if (c->kind->kind == KIND_SCRIPT && m->event && streq(m->event, "subtest-end")) {
+                s->subtest[0] = 0;
+                sup_notify_status(s);
+        }
         return 0;
 }
 

@@ -153,6 +153,7 @@ struct sup {
         size_t n_children;
         bool running;
         bool initial_ready_sent;
+        char subtest[160]; /* the script's current subtest, for STATUS= ("" = none) */
 
         struct op *ops;
         size_t n_ops, ops_cap, ops_head;
@@ -196,6 +197,8 @@ struct child *sup_find_child(struct sup *s, const char *id);
 void sup_event(struct sup *s, struct child *c, int prio, enum log_event ev, const char *name, const char *const *kv,
                const char *fmt, ...) _printf_(7, 8);
 void sup_notify(struct sup *s, const char *line);
+/* STATUS= (children, current subtest) and READY=1 once all children are up. */
+void sup_notify_status(struct sup *s);
 bool child_will_restart(const struct child *c);
 
 /* sup-spawn.c */

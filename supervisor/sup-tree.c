@@ -71,16 +71,16 @@ void sup_notify(struct sup *s, const char *line) {
                 (void) sd_notify(0, line);
 }
 
-static void notify_status(struct sup *s) {
+void sup_notify_status(struct sup *s) {
         size_t up = 0, live = 0;
-        char line[128];
+        char line[320];
 
         for (size_t i = 0; i < s->n_children; i++) {
                 up += s->children[i].state == CHILD_RUNNING;
                 live += s->children[i].state != CHILD_REMOVED;
         }
-        snprintf(line, sizeof(line), "STATUS=%zu/%zu children running%s", up, live,
-                 s->tearing_down ? ", shutting down" : "");
+        snprintf(line, sizeof(line), "STATUS=%zu/%zu children running%s%s%s", up, live,
+                 s->tearing_down ? ", shutting down" : "", s->subtest[0] ? "; subtest: " : "", s->subtest);
         sup_notify(s, line);
 
         /* READY=1 once every child has been started and none is still starting. */
@@ -369,7 +369,7 @@ static void child_down(struct child *c, bool deliberate) {
                 if (s->hooks.child_exited)
                         s->hooks.child_exited(s, c->spec.id, c->exit_code, c->exit_signal, will_restart,
                                               s->hooks_userdata);
-                notify_status(s);
+                sup_notify_status(s);
                 return;
         }
 
@@ -440,7 +440,7 @@ static void child_down(struct child *c, bool deliberate) {
                 snprintf(why, sizeof(why), "significant child '%s' ended", c->spec.id);
                 sup_shutdown(s, s->exit_code, why);
         }
-        notify_status(s);
+        sup_notify_status(s);
 }
 
 void child_feed(struct child *c, enum child_event ev) {
@@ -472,7 +472,7 @@ void child_feed(struct child *c, enum child_event ev) {
                 sup_event(s, c, LOG_INFO, LOG_EVENT_READY, "ready", (const char *[]){"pid", pid, NULL},
                           "%s '%s' (pid %d) is ready", worker_kind_to_string(c->spec.kind), c->spec.id, (int) c->pid);
                 route_target_ready(c);
-                notify_status(s);
+                sup_notify_status(s);
                 break;
         case CHILD_ACT_TERMINATE:
                 child_terminate(c);

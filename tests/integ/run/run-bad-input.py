@@ -55,6 +55,14 @@ with tempfile.TemporaryDirectory() as d:
     expect("spec typo", ["run", script, "--spec", spec], "memroy_mb")
     expect("spec not JSON", ["run", script, "--spec", badjson], "not a JSON object")
     expect("spec missing", ["run", script, "--spec", os.path.join(d, "missing.json")], "missing.json")
+    nspawn_spec = os.path.join(d, "nspawn.json")
+    with open(nspawn_spec, "w") as f:
+        f.write('{"nodes": {"c": {"backend": "nspawn", "tree": "%s"}}}' % os.path.join(d, "notree"))
+    expect("nspawn tree missing", ["run", script, "--spec", nspawn_spec], "notree")
+    with open(nspawn_spec, "w") as f:
+        f.write('{"nodes": {"c": {"backend": "nspawn", "memory_mb": 512}}}')
+    expect("qemu key on nspawn node", ["run", script, "--spec", nspawn_spec], '"memory_mb" is for backend "qemu"')
+    expect("unknown --node backend", ["run", script, "--node", "a=lxc"], "lxc")
     expect("reference: start script not executable", [], "not executable",
            env={"startScripts": notexec, "testScript": script}, argv0="nixos-test-driver")
     expect("reference: output dir missing", ["-o", os.path.join(d, "nodir")], "is not a directory",
@@ -62,5 +70,5 @@ with tempfile.TemporaryDirectory() as d:
     expect("reference: containers refused", [], "nspawn",
            env={"containerNames": "c1", "testScript": script}, argv0="nixos-test-driver")
 
-print(f"1..11")
+print(f"1..14")
 sys.exit(1 if failures else 0)

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+# Proves that `vigil run` speaks sd_notify as systemd-run -p Type=notify expects: READY=1 once the run is up,
+# STATUS= naming the running subtest, WATCHDOG=1 pings. `systemctl status` of a long fleet test must say where it is.
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+VIGIL = sys.argv[1]
+failures = 0
+n = 0
+
+
+def check(ok, what):
+    global failures, n
+    n += 1
+    print(("ok" if ok else "not ok") + f" {n} - {what}")
+    failures += not ok
+
+
+with tempfile.TemporaryDirectory(prefix="vigil-run-notify-") as d:
+    script = os.path.join(d, "t.py")
+    with open(script, "w") as f:
+        f.write('start_all()\nwith subtest("phase one"):\n    a.succeed("sleep 2")\n')
+    path = os.path.join(d, "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="500000")
+    proc = subprocess.Popen([VIGIL, "run", script, "--node", "a", "-o", os.path.join(d, "out")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    got = []
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            got.extend(sock.recv(4096).decode().splitlines())
+        except socket.timeout:
+            pass
+    if proc.poll() is None:
+        proc.kill()
+    err = proc.communicate()[1]
+    check(proc.returncode == 0, f"the run passed (exit {proc.returncode})")
+    ready = next((i for i, g in enumerate(got) if g == "READY=1"), None)
+    sub = next((i for i, g in enumerate(got) if g.startswith("STATUS=") and "subtest: phase one" in g), None)
+    check(ready is not None, "READY=1 received")
+    check(sub is not None, "STATUS= names the running subtest")
+    check(ready is not None and sub is not None and ready < sub, "READY=1 came before the subtest ran")
+    check(sub is not None and any(g.startswith("STATUS=") and "subtest" not in g for g in got[sub + 1:]),
+          "STATUS= drops the subtest once it ended")
+    check(sum(g == "WATCHDOG=1" for g in got) >= 2, "WATCHDOG=1 pings received")
+    if failures:
+        print("# notify lines: " + repr(got[:40]))
+        print("# stderr: " + err[-2000:].replace("\n", "\n# "))
+print(f"1..{n}")
+sys.exit(1 if failures else 0)

@@ -133,6 +133,28 @@ static void test_vde(void) {
         CHECK(vde_request_parse(buf, sizeof(buf), &r) == -EBADMSG, "garbage refused");
 }
 
+static void test_tap(void) {
+        uint64_t total = 0;
+        unsigned n = 0;
+        bool capped = true;
+
+        CHECK(tap_name_valid("vg1n3") && tap_name_valid("vg255n255") && tap_name_valid("abcdefghijklmno"),
+              "vigil's TAP names and 15-byte names are valid");
+        CHECK(!tap_name_valid("") && !tap_name_valid("abcdefghijklmnop") && !tap_name_valid("a/b") &&
+                      !tap_name_valid("a b") && !tap_name_valid("a:1") && !tap_name_valid(".") &&
+                      !tap_name_valid("..") && !tap_name_valid("a\nb"),
+              "empty, long, '/', ':', blank, '.' and '..' names are refused");
+        CHECK(tap_retry_delay_usec(0) == 10 * USEC_PER_MSEC && tap_retry_delay_usec(1) == 20 * USEC_PER_MSEC,
+              "the first re-creation attempts come quickly");
+        for (uint64_t d; (d = tap_retry_delay_usec(n)); n++) {
+                capped = capped && d <= 2 * USEC_PER_SEC;
+                total += d;
+        }
+        CHECK(capped, "retry delays are capped at 2 s");
+        CHECK(n == SWITCH_TAP_RETRY_MAX && total > 60 * USEC_PER_SEC && total < 300 * USEC_PER_SEC,
+              "re-creation gives up after a bounded number of attempts (1-5 minutes)");
+}
+
 static void test_pcap(void) {
         uint8_t h[PCAP_FILE_HEADER_LEN], r[PCAP_RECORD_HEADER_LEN];
 
@@ -147,5 +169,6 @@ int main(void) {
         test_rules();
         test_vde();
         test_pcap();
+        test_tap();
         return tap_done();
 }

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * machine-config.c: MSG_CONFIG JSON -> struct machine_config (see
- * machine-config.h). Pure.
+ * machine-config.h) for both backends: the "qemu" object, or the "nspawn"
+ * object with per-VLAN TAP names and the hosts list. Pure.
  */
+#include <ctype.h>
 #include <json-c/json.h>
 #include <stdarg.h>
 
@@ -12,6 +14,11 @@
 #include "msg.h"
 
 /* clang-format off */
+static const char *const backend_kind_names[_MACHINE_BACKEND_KIND_MAX] = {
+        [MACHINE_BACKEND_QEMU] = "qemu",
+        [MACHINE_BACKEND_NSPAWN] = "nspawn",
+};
+
 static const char *const accel_names[_MACHINE_ACCEL_MAX] = {
         [MACHINE_ACCEL_AUTO] = "auto",
         [MACHINE_ACCEL_KVM] = "kvm",
@@ -30,6 +37,19 @@ enum machine_accel machine_accel_from_string(const char *s) {
                 if (streq(accel_names[i], s))
                         return (enum machine_accel) i;
         return _MACHINE_ACCEL_INVALID;
+}
+
+const char *machine_backend_kind_to_string(enum machine_backend_kind k) {
+        if (k < 0 || k >= _MACHINE_BACKEND_KIND_MAX)
+                return NULL;
+        return backend_kind_names[k];
+}
+
+enum machine_backend_kind machine_backend_kind_from_string(const char *s) {
+        for (size_t i = 0; s && i < ELEMENTSOF(backend_kind_names); i++)
+                if (streq(backend_kind_names[i], s))
+                        return (enum machine_backend_kind) i;
+        return _MACHINE_BACKEND_KIND_INVALID;
 }
 
 struct ctx {
@@ -116,12 +136,72 @@ static int parse_vlans(struct ctx *c, json_object *root, struct machine_config *
                         return bad(c, "machine config: vlans[%zu] must be an object", i);
                 vl->nr = UINT64_MAX;
                 if ((r = get_u64(c, v, "nr", 0, 4095, &vl->nr)) < 0 ||
-                    (r = get_str(c, v, "socket", true, &vl->socket)) < 0 ||
+                    (r = get_str(c, v, "socket", m->backend_kind == MACHINE_BACKEND_QEMU, &vl->socket)) < 0 ||
+                    (r = get_str(c, v, "tap", m->backend_kind == MACHINE_BACKEND_NSPAWN, &vl->tap)) < 0 ||
                     (r = get_str(c, v, "mac", false, &vl->mac)) < 0 ||
                     (r = get_str(c, v, "address", false, &vl->address)) < 0)
                         return r;
                 if (vl->nr == UINT64_MAX)
                         return bad(c, "machine config: vlans[%zu] lacks \"nr\"", i);
+                /* IFNAMSIZ is 16 with the NUL; '/', ':' and blanks are not allowed in names. */
+                if (vl->tap && (strlen(vl->tap) > 15 || strpbrk(vl->tap, "/: \t\n") || streq(vl->tap, ".") ||
+                                streq(vl->tap, "..")))
+                        return bad(c, "machine config: vlans[%zu].tap \"%s\" is not a valid interface name (at most 15 bytes, "
+                                   "no '/', ':' or blanks)", i, vl->tap);
+                if (vl->mac && !machine_mac_valid(vl->mac))
+                        return bad(c, "machine config: vlans[%zu].mac \"%s\" is not a MAC address like 52:54:00:12:01:03",
+                                   i, vl->mac);
+        }
+        return 0;
+}
+
+bool machine_mac_valid(const char *s) {
+        for (size_t i = 0; i < 17; i++) {
+                bool colon = i % 3 == 2;
+                if (colon ? s[i] != ':' : !isxdigit((unsigned char) s[i]))
+                        return false;
+        }
+        return s[17] == 0;
+}
+
+/* Hostnames and addresses land in a shell script and /etc/hosts: keep them to
+ * what a hostname or an address can hold. */
+static bool host_word_valid(const char *s, bool address) {
+        if (!*s)
+                return false;
+        for (; *s; s++)
+                if (!isalnum((unsigned char) *s) && !strchr(address ? ".:/" : "-._", *s))
+                        return false;
+        return true;
+}
+
+static int parse_hosts(struct ctx *c, json_object *root, struct machine_config *m) {
+        json_object *arr;
+
+        if (!json_object_object_get_ex(root, "hosts", &arr) || json_object_is_type(arr, json_type_null))
+                return 0;
+        if (!json_object_is_type(arr, json_type_array))
+                return bad(c, "machine config: \"hosts\" must be an array");
+        size_t n = json_object_array_length(arr);
+        if (n > 1024)
+                return bad(c, "machine config: more than 1024 hosts");
+        m->hosts = calloc(MAX(n, (size_t) 1), sizeof *m->hosts);
+        if (!m->hosts)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_object *h = json_object_array_get_idx(arr, i);
+                struct machine_host *e = &m->hosts[i];
+                int r;
+
+                m->n_hosts = i + 1;
+                if (!json_object_is_type(h, json_type_object))
+                        return bad(c, "machine config: hosts[%zu] must be an object", i);
+                if ((r = get_str(c, h, "name", true, &e->name)) < 0 ||
+                    (r = get_str(c, h, "address", true, &e->address)) < 0)
+                        return r;
+                if (!host_word_valid(e->name, false) || !host_word_valid(e->address, true))
+                        return bad(c, "machine config: hosts[%zu] (\"%s\" \"%s\") is not a hostname and an address", i,
+                                   e->name, e->address);
         }
         return 0;
 }
@@ -176,6 +256,25 @@ static int parse_qemu(struct ctx *c, json_object *root, struct machine_config *m
         return 0;
 }
 
+static int parse_nspawn(struct ctx *c, json_object *root, struct machine_config *m) {
+        json_object *o;
+        int r;
+
+        if (!json_object_object_get_ex(root, "nspawn", &o) || !json_object_is_type(o, json_type_object))
+                return bad(c, "machine config: backend \"nspawn\" needs an \"nspawn\" object");
+        if ((r = get_str(c, o, "tree", true, &m->tree)) < 0 || (r = get_str(c, o, "binary", false, &m->binary)) < 0 ||
+            (r = parse_strv(c, o, "extra_args", &m->extra_args)) < 0)
+                return r;
+        if (m->tree[0] != '/')
+                return bad(c, "machine config: \"nspawn.tree\" must be an absolute path, not \"%s\"", m->tree);
+        if (!host_word_valid(m->name, false))
+                return bad(c, "machine config: \"name\" \"%s\" cannot be a container's hostname (letters, digits, "
+                           "'-', '.', '_')", m->name);
+        if (!m->binary && !(m->binary = strdup("systemd-nspawn")))
+                return -ENOMEM;
+        return 0;
+}
+
 int machine_config_parse(const char *json, struct machine_config *ret, char *error, size_t error_size) {
         struct ctx c = {.error = error, .size = error_size};
         struct machine_config m = {
@@ -204,7 +303,7 @@ int machine_config_parse(const char *json, struct machine_config *ret, char *err
             (r = get_str(&c, root, "out_dir", true, &m.out_dir)) < 0 ||
             (r = get_bool(&c, root, "keep_state", &m.keep_state)) < 0 ||
             (r = get_bool(&c, root, "allow_reboot", &m.allow_reboot)) < 0 ||
-            (r = get_str(&c, root, "accel", false, &accel)) < 0 || (r = parse_vlans(&c, root, &m)) < 0)
+            (r = get_str(&c, root, "accel", false, &accel)) < 0)
                 goto fail;
         if (strlen(m.name) > NAME_MAX_LEN) {
                 r = bad(&c, "machine config: \"name\" is longer than %u bytes", NAME_MAX_LEN);
@@ -220,11 +319,14 @@ int machine_config_parse(const char *json, struct machine_config *ret, char *err
                 r = -ENOMEM;
                 goto fail;
         }
-        if (!streq(m.backend, "qemu")) {
-                r = bad(&c, "machine config: backend \"%s\" is not supported by this worker (only \"qemu\")",
+        m.backend_kind = machine_backend_kind_from_string(m.backend);
+        if (m.backend_kind < 0) {
+                r = bad(&c, "machine config: backend \"%s\" is not supported by this worker (\"qemu\" or \"nspawn\")",
                         m.backend);
                 goto fail;
         }
+        if ((r = parse_vlans(&c, root, &m)) < 0 || (r = parse_hosts(&c, root, &m)) < 0)
+                goto fail;
         m.accel = accel ? machine_accel_from_string(accel) : MACHINE_ACCEL_AUTO;
         if (m.accel < 0) {
                 r = bad(&c, "machine config: \"accel\" must be \"auto\", \"kvm\" or \"tcg\", not \"%s\"", accel);
@@ -235,7 +337,7 @@ int machine_config_parse(const char *json, struct machine_config *ret, char *err
                 r = -ENOMEM;
                 goto fail;
         }
-        if ((r = parse_qemu(&c, root, &m)) < 0)
+        if ((r = m.backend_kind == MACHINE_BACKEND_NSPAWN ? parse_nspawn(&c, root, &m) : parse_qemu(&c, root, &m)) < 0)
                 goto fail;
         if ((r = get_str(&c, root, "guest_channel", false, &channel)) < 0)
                 goto fail;
@@ -271,10 +373,17 @@ void machine_config_done(struct machine_config *c) {
         free(c->out_dir);
         for (size_t i = 0; i < c->n_vlans; i++) {
                 free(c->vlans[i].socket);
+                free(c->vlans[i].tap);
                 free(c->vlans[i].mac);
                 free(c->vlans[i].address);
         }
         free(c->vlans);
+        for (size_t i = 0; i < c->n_hosts; i++) {
+                free(c->hosts[i].name);
+                free(c->hosts[i].address);
+        }
+        free(c->hosts);
+        free(c->tree);
         free(c->start_script);
         free(c->kernel);
         free(c->initrd);

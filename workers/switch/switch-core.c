@@ -2,8 +2,9 @@
 /*
  * switch-core.c owns the switch's decisions: where a frame goes (MAC
  * learning with ageing, flooding of broadcast, multicast and unknown
- * destinations), what the fault rules do to it, and the exact bytes of the
- * pcap and VDE formats. Pure functions over caller-owned state.
+ * destinations), what the fault rules do to it, the exact bytes of the
+ * pcap and VDE formats, and which TAP names are valid and when a vanished
+ * TAP is tried again. Pure functions over caller-owned state.
  */
 #include <sys/socket.h>
 
@@ -218,4 +219,25 @@ int vde_request_parse(const uint8_t *buf, size_t len, struct vde_request *ret) {
                 ret->description[strnlen(ret->description, dl)] = 0;
         }
         return 0;
+}
+
+bool tap_name_valid(const char *name) {
+        size_t n = strnlen(name, SWITCH_TAP_NAME_MAX + 1);
+
+        if (n == 0 || n > SWITCH_TAP_NAME_MAX || streq(name, ".") || streq(name, ".."))
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (name[i] == '/' || name[i] == ':' || name[i] <= ' ' || name[i] == 0x7f)
+                        return false;
+        return true;
+}
+
+uint64_t tap_retry_delay_usec(unsigned attempt) {
+        const uint64_t first = 10 * USEC_PER_MSEC, cap = 2 * USEC_PER_SEC;
+
+        if (attempt >= SWITCH_TAP_RETRY_MAX)
+                return 0;
+        if (attempt >= 8) /* 10 ms << 8 is past the cap */
+                return cap;
+        return MIN(first << attempt, cap);
 }

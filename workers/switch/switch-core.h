@@ -3,8 +3,9 @@
  * switch-core.h: the pure parts of vigil's L2 switch. A MAC learning table
  * deciding where a frame goes; link rules deciding what happens to it on the
  * way (drop, loss, duplication, delay) between two named machines; the pcap
- * record format; and the VDE control-socket request a QEMU `-netdev vde`
- * sends. No I/O here: switch-main.c feeds bytes and carries out verdicts.
+ * record format; the VDE control-socket request a QEMU `-netdev vde`
+ * sends; and the naming and retry schedule of TAP ports. No I/O here:
+ * switch-main.c and switch-tap.c feed bytes and carry out verdicts.
  */
 #pragma once
 
@@ -86,3 +87,15 @@ struct vde_request {
 /* -EBADMSG for anything that is not a version-3 REQ_NEW_CONTROL/REQ_NEW_PORT0 request
  * with an absolute, NUL-terminated AF_UNIX path. */
 int vde_request_parse(const uint8_t *buf, size_t len, struct vde_request *ret);
+
+/* TAP ports (containers). A name is what the kernel takes for an interface
+ * (1..15 bytes, no '/', ':' or whitespace, not "." or ".."); vigil's own are
+ * vg<vlan>n<node>. */
+#define SWITCH_TAP_NAME_MAX 15
+bool tap_name_valid(const char *name);
+/* A TAP whose network namespace died is re-created under the same name; the
+ * name may stay taken for a moment while the kernel tears the old one down.
+ * Delay before attempt @attempt (0-based): 10 ms doubling up to 2 s, about
+ * two minutes in all; 0 once the attempts are used up. */
+#define SWITCH_TAP_RETRY_MAX 64
+uint64_t tap_retry_delay_usec(unsigned attempt);

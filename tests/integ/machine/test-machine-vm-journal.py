@@ -2,59 +2,21 @@
 # Proves vigil-machine's journal story against a real systemd-journald (private mount namespace): the serial
 # console lines and the QEMU lifecycle events carry VIGIL_MACHINE, and a console flood is rate-limited with a note.
 # It matters because `journalctl VIGIL_MACHINE=<name>` is how users read one machine's story (design.md §8).
-import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 
-JOURNALD = "/lib/systemd/systemd-journald"
-
-
-def skip(why):
-    print("1..0 # SKIP %s" % why)
-    sys.exit(77)
-
-
-def outer():
-    if os.geteuid() != 0:
-        skip("needs root for a private mount namespace")
-    if not os.access(JOURNALD, os.X_OK) or not shutil.which("journalctl") or not shutil.which("unshare"):
-        skip("systemd-journald, journalctl or unshare missing")
-    if subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True).returncode != 0:
-        skip("cannot create a mount namespace")
-    # journald, its socket and its files exist only inside the namespace.
-    r = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, __file__, "--inner"])
-    sys.exit(r.returncode)
-
-
-def start_journald():
-    for d in ("/run", "/var/log/journal"):
-        if os.path.isdir(d):
-            subprocess.run(["mount", "-t", "tmpfs", "tmpfs", d], check=True)
-    os.makedirs("/run/systemd/journal", exist_ok=True)
-    os.makedirs("/run/log/journal", exist_ok=True)
-    jd = subprocess.Popen([JOURNALD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not os.path.exists("/run/systemd/journal/socket"):
-        if jd.poll() is not None or time.monotonic() > deadline:
-            skip("systemd-journald did not start here")
-        time.sleep(0.05)
-    return jd
-
-
-def query(*matches):
-    r = subprocess.run(["journalctl", "--directory=/run/log/journal", "--no-pager", "-o", "json", *matches],
-                       capture_output=True, text=True)
-    return [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "helpers"))
+import privjournal  # noqa: E402
+from privjournal import query  # noqa: E402
 
 
 def inner():
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from vmtest import Test
 
-    jd = start_journald()
+    jd = privjournal.start_journald()
 
     def body(t):
         m = t.machine("jm")
@@ -88,7 +50,7 @@ def inner():
 
 
 if __name__ == "__main__":
-    if "--inner" in sys.argv:
+    if privjournal.is_inner():
         inner()
     else:
-        outer()
+        privjournal.run_in_private_namespace(__file__)

@@ -1,9 +1,7 @@
 #!/usr/bin/python3
 # Proves structured journald logging against a real systemd-journald started by the test (in a private mount
 # namespace): `journalctl VIGIL_RUN=<id>` returns the spawn, exit and restart events with their VIGIL_* fields.
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -11,50 +9,17 @@ import time
 
 from suphelp import check, main, test
 
-JOURNALD = "/lib/systemd/systemd-journald"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "helpers"))
+import privjournal  # noqa: E402
 
-
-def skip(why):
-    print(f"1..0 # SKIP {why}")
-    sys.exit(77)
-
-
-def outer():
-    if os.geteuid() != 0:
-        skip("needs root for a private mount namespace")
-    if not os.access(JOURNALD, os.X_OK) or not shutil.which("journalctl") or not shutil.which("unshare"):
-        skip("systemd-journald, journalctl or unshare missing")
-    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True)
-    if probe.returncode != 0:
-        skip(f"cannot create a mount namespace: {probe.stderr.decode().strip()}")
-    # The journald, its sockets and files live only in the namespace: nothing touches the host's /run or /var/log.
-    r = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, __file__, "--inner"])
-    sys.exit(r.returncode)
-
-
-def start_journald():
-    for d in ("/run", "/var/log/journal"):
-        if os.path.isdir(d):
-            subprocess.run(["mount", "-t", "tmpfs", "tmpfs", d], check=True)
-    os.makedirs("/run/systemd/journal", exist_ok=True)
-    os.makedirs("/run/log/journal", exist_ok=True)
-    jd = subprocess.Popen([JOURNALD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not os.path.exists("/run/systemd/journal/socket"):
-        if jd.poll() is not None or time.monotonic() > deadline:
-            skip("systemd-journald did not start here")
-        time.sleep(0.05)
-    return jd
 
 
 def query(run_id, *matches):
-    r = subprocess.run(["journalctl", "--directory=/run/log/journal", "--no-pager", "-o", "json",
-                        f"VIGIL_RUN={run_id}", *matches], capture_output=True, text=True)
-    return [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+    return privjournal.query(f"VIGIL_RUN={run_id}", *matches)
 
 
 def body(new_run):
-    jd = start_journald()
+    jd = privjournal.start_journald()
     try:
         run = new_run(None, log_target="journal")
         run.set_spec({"children": [test("a", ["--crash-after-ms", "200", "--once-file", run.path("once")]),
@@ -95,7 +60,7 @@ def body(new_run):
         jd.wait()
 
 
-if len(sys.argv) > 1 and sys.argv[1] == "--inner":
+if privjournal.is_inner():
     main(body)
 else:
-    outer()
+    privjournal.run_in_private_namespace(__file__)

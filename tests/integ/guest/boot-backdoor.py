@@ -8,121 +8,21 @@ execute protocol. Self-contained: python3 stdlib only. Exit 0 = pass, 1 = fail, 
 Env: VIGIL_CACHE_DIR (mkguest cache), VIGIL_GUEST_APPEND (extra kernel parameters, for
 measuring), VIGIL_TEST_VERBOSE=1 (echo the serial console)."""
 
-import base64
 import os
 import re
-import select
 import shlex
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
-READY = b"Spawning backdoor root shell..."
+from guestlib import ROOT, VERBOSE, Serial, Shell, accept, check, failures, verdict
+
 BOOT_DEADLINE = 120     # seconds; ~5 s expected, but CI shares 2 cores among several guests
 CMD_DEADLINE = 30
-VERBOSE = os.environ.get("VIGIL_TEST_VERBOSE") == "1"
-failures = []
-
-
-def check(ok, what):
-        print(f"{'ok' if ok else 'FAIL'} - {what}", flush=True)
-        if not ok:
-                failures.append(what)
-
-
-class Serial(threading.Thread):
-        """Collects QEMU's stdout (the guest's ttyS0) as (seconds since spawn, line)."""
-
-        def __init__(self, stream, t0):
-                super().__init__(daemon=True)
-                self.stream, self.t0 = stream, t0
-                self.lines = []
-                self.cond = threading.Condition()
-
-        def run(self):
-                for raw in self.stream:
-                        line = raw.decode(errors="replace").rstrip("\r\n")
-                        if VERBOSE:
-                                print(f"  serial {time.monotonic() - self.t0:6.2f}| {line}", flush=True)
-                        with self.cond:
-                                self.lines.append((time.monotonic() - self.t0, line))
-                                self.cond.notify_all()
-
-        def wait_for(self, pattern, timeout):
-                end = time.monotonic() + timeout
-                with self.cond:
-                        while True:
-                                for _, line in self.lines:
-                                        if re.search(pattern, line):
-                                                return line
-                                left = end - time.monotonic()
-                                if left <= 0:
-                                        return None
-                                self.cond.wait(left)
-
-
-def accept(listener, proc, deadline, what):
-        """accept() that gives up when QEMU dies first (the reference blocks forever there)."""
-        while time.monotonic() < deadline:
-                r, _, _ = select.select([listener], [], [], 0.2)
-                if r:
-                        conn, _ = listener.accept()
-                        return conn
-                if proc.poll() is not None:
-                        raise RuntimeError(f"QEMU exited ({proc.returncode}) before connecting {what}")
-        raise RuntimeError(f"QEMU did not connect {what}")
-
-
-class Shell:
-        """The reference shell protocol over the `shell` socket, buffered (the reference checks
-        per recv() chunk; a buffer cannot miss a marker split across reads)."""
-
-        def __init__(self, sock):
-                self.sock = sock
-                self.buf = b""
-
-        def _fill(self, deadline):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                        raise TimeoutError("guest shell timed out")
-                r, _, _ = select.select([self.sock], [], [], left)
-                if not r:
-                        raise TimeoutError("guest shell timed out")
-                chunk = self.sock.recv(4096)
-                if not chunk:
-                        raise RuntimeError("Shell disconnected")
-                self.buf += chunk
-
-        def wait_ready(self, timeout):
-                deadline = time.monotonic() + timeout
-                while READY not in self.buf:
-                        self._fill(deadline)
-                tail = self.buf.split(READY, 1)[1]
-                self.buf = b""
-                return tail
-
-        def _line(self, deadline):
-                while b"\n" not in self.buf:
-                        self._fill(deadline)
-                line, self.buf = self.buf.split(b"\n", 1)
-                return line
-
-        def execute(self, command, timeout=10):
-                wrapped = f"set -euo pipefail; {command}"
-                prefix = f"timeout {timeout} " if timeout is not None else ""
-                line = f"{prefix}bash -c {shlex.quote(wrapped)} | (base64 -w 0; echo)\n"
-                self.sock.sendall(line.encode())
-                deadline = time.monotonic() + CMD_DEADLINE + (timeout or 0)
-                out = base64.b64decode(self._line(deadline))
-                self.sock.sendall(b"echo ${PIPESTATUS[0]}\n")
-                status = int(self._line(deadline).strip())
-                return status, out.decode(errors="replace")
 
 
 class Guest:
@@ -154,11 +54,11 @@ class Guest:
                 self.t0 = time.monotonic()
                 self.proc = subprocess.Popen(argv, cwd=state, stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                self.serial = Serial(self.proc.stdout, self.t0)
+                self.serial = Serial(hostname, self.proc.stdout, self.t0)
                 self.serial.start()
                 deadline = self.t0 + 30
                 self.monitor = accept(listeners["monitor"], self.proc, deadline, "the monitor")
-                self.shell = Shell(accept(listeners["shell"], self.proc, deadline, "the shell"))
+                self.shell = Shell(accept(listeners["shell"], self.proc, deadline, "the shell"), CMD_DEADLINE)
 
         def hmp(self, command):
                 """Sends one HMP command; the greeting and echo are not needed here."""
@@ -178,16 +78,11 @@ class Guest:
                         self.proc.kill()
                         self.proc.wait()
 
-        def dump_serial(self):
-                print("serial console tail:")
-                for ts, line in self.serial.lines[-40:]:
-                        print(f"  {ts:7.2f} | {line}")
-
 
 def exercise(g):
         """The reference execute protocol, one property per command."""
         shell, serial = g.shell, g.serial
-        tail = shell.wait_ready(BOOT_DEADLINE)
+        tail = shell.wait_ready(time.monotonic() + BOOT_DEADLINE)
         ready = time.monotonic() - g.t0
         print(f"boot-to-ready {ready:.2f}s", flush=True)
         check(tail.strip(b"\r\n") == b"", f"nothing after the ready line (got {tail!r})")
@@ -278,7 +173,7 @@ def main():
                 # ctrl-alt-del reaches busybox init through the keyboard; its action
                 # reboots, which -no-reboot turns into QEMU exiting.
                 guests.append(Guest(qemu, guest, tmp / "two", "cad"))
-                guests[-1].shell.wait_ready(BOOT_DEADLINE)
+                guests[-1].shell.wait_ready(time.monotonic() + BOOT_DEADLINE)
                 guests[-1].hmp("sendkey ctrl-alt-delete")
                 guests[-1].wait_exit("ctrl-alt-delete")
         except Exception as e:
@@ -287,10 +182,9 @@ def main():
                 for g in guests:
                         g.kill()
                         if failures and not VERBOSE:
-                                g.dump_serial()
+                                g.serial.dump()
                 shutil.rmtree(tmp, ignore_errors=True)
-        print("PASS" if not failures else f"FAIL: {len(failures)} check(s) failed")
-        return 1 if failures else 0
+        return verdict()
 
 
 if __name__ == "__main__":

@@ -8,85 +8,21 @@ run-b-vm with tests/helpers/make-fake-vm, and runs each as the reference driver 
 the driver's listening shell and monitor sockets. Self-contained: python3 stdlib only.
 Exit 0 = pass, 1 = fail, 77 = skip (no vde_switch or QEMU). VIGIL_TEST_VERBOSE=1 echoes serial."""
 
-import base64
 import os
 import select
-import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
-READY = b"Spawning backdoor root shell..."
+from guestlib import ROOT, VERBOSE, Serial, Shell, accept, check, failures, verdict
+
 BOOT_DEADLINE = 180     # two TCG guests at once on a shared 2-core machine
 CMD_DEADLINE = 60
-VERBOSE = os.environ.get("VIGIL_TEST_VERBOSE") == "1"
-failures = []
-
-
-def check(ok, what):
-        print(f"{'ok' if ok else 'FAIL'} - {what}", flush=True)
-        if not ok:
-                failures.append(what)
-
-
-class Serial(threading.Thread):
-        def __init__(self, name, stream):
-                super().__init__(daemon=True)
-                self.name_, self.stream = name, stream
-                self.lines = []
-
-        def run(self):
-                for raw in self.stream:
-                        line = raw.decode(errors="replace").rstrip("\r\n")
-                        self.lines.append(line)
-                        if VERBOSE:
-                                print(f"  {self.name_} serial| {line}", flush=True)
-
-
-class Shell:
-        """The reference shell protocol over a connected `shell` socket (buffered reads)."""
-
-        def __init__(self, sock):
-                self.sock = sock
-                self.buf = b""
-
-        def _fill(self, deadline):
-                left = deadline - time.monotonic()
-                r, _, _ = select.select([self.sock], [], [], max(left, 0))
-                if not r:
-                        raise TimeoutError("guest shell timed out")
-                chunk = self.sock.recv(4096)
-                if not chunk:
-                        raise RuntimeError("Shell disconnected")
-                self.buf += chunk
-
-        def wait_ready(self, deadline):
-                while READY not in self.buf:
-                        self._fill(deadline)
-                self.buf = b""
-
-        def _line(self, deadline):
-                while b"\n" not in self.buf:
-                        self._fill(deadline)
-                line, self.buf = self.buf.split(b"\n", 1)
-                return line
-
-        def execute(self, command, timeout=20):
-                wrapped = f"set -euo pipefail; {command}"
-                self.sock.sendall(f"timeout {timeout} bash -c {shlex.quote(wrapped)} | "
-                                  "(base64 -w 0; echo)\n".encode())
-                deadline = time.monotonic() + CMD_DEADLINE + timeout
-                out = base64.b64decode(self._line(deadline))
-                self.sock.sendall(b"echo ${PIPESTATUS[0]}\n")
-                status = int(self._line(deadline).strip())
-                return status, out.decode(errors="replace")
 
 
 class Machine:
@@ -110,26 +46,16 @@ class Machine:
                                              cwd=self.state, env=env, stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                              start_new_session=True)
-                self.serial = Serial(name, self.proc.stdout)
+                self.serial = Serial(name, self.proc.stdout, time.monotonic())
                 self.serial.start()
                 self.shell = None
                 self.monitor = None
 
-        def accept(self, which, deadline):
-                listener = self.listeners[which]
-                while time.monotonic() < deadline:
-                        r, _, _ = select.select([listener], [], [], 0.2)
-                        if r:
-                                return listener.accept()[0]
-                        if self.proc.poll() is not None:
-                                raise RuntimeError(f"{self.name}: QEMU exited ({self.proc.returncode}) "
-                                                   f"before connecting its {which}")
-                raise RuntimeError(f"{self.name}: QEMU did not connect its {which}")
-
         def connect(self):
                 deadline = time.monotonic() + 30
-                self.monitor = self.accept("monitor", deadline)
-                self.shell = Shell(self.accept("shell", deadline))
+                self.monitor = accept(self.listeners["monitor"], self.proc, deadline, f"{self.name}'s monitor")
+                self.shell = Shell(accept(self.listeners["shell"], self.proc, deadline, f"{self.name}'s shell"),
+                                   CMD_DEADLINE, default_timeout=20)
 
         def kill(self):
                 if self.proc.poll() is None:
@@ -248,9 +174,7 @@ def main():
                 for m in machines:
                         m.kill()
                         if failures and not VERBOSE:
-                                print(f"{m.name} serial console tail:")
-                                for line in m.serial.lines[-25:]:
-                                        print(f"  {line}")
+                                m.serial.dump(25)
                 if vde:
                         vde.stdin.close()
                         vde.terminate()
@@ -260,8 +184,7 @@ def main():
                                 vde.kill()
                                 vde.wait()
                 shutil.rmtree(tmp, ignore_errors=True)
-        print("PASS" if not failures else f"FAIL: {len(failures)} check(s) failed")
-        return 1 if failures else 0
+        return verdict()
 
 
 if __name__ == "__main__":

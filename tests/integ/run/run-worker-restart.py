@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+# Proves the routing promise across a machine worker's SIGKILL in a whole `vigil run`: an idempotent request in
+# flight (wait_until_succeeds) is replayed to the restarted worker and succeeds, while a non-idempotent one
+# (execute) fails with "request not repeated" and its command ran exactly once. A hiccup must never run twice.
+import os
+import subprocess
+import sys
+import tempfile
+
+VIGIL = sys.argv[1]
+failures = 0
+n = 0
+
+SCRIPT = r'''
+import os, signal, threading, time
+import vigil
+
+def kill_worker_after(seconds):
+    pid = vigil.machine_worker_pid(a)
+    threading.Timer(seconds, os.kill, (pid, signal.SIGKILL)).start()
+    return pid
+
+start_all()
+a.succeed("true")
+
+with subtest("non-idempotent: execute is not repeated"):
+    first = kill_worker_after(1.0)
+    try:
+        a.succeed("echo ran >> /tmp/count; sleep 4")
+        print("EXECUTE: returned")
+    except Exception as e:
+        print("EXECUTE: raised:", str(e).splitlines()[0])
+    print("COUNT:", a.succeed("wc -l < /tmp/count").strip())
+    print("NEW-WORKER:", vigil.machine_worker_pid(a) != first)
+
+with subtest("idempotent: wait_until_succeeds is replayed"):
+    a.succeed("(sleep 4; touch /tmp/flag) >/dev/null 2>&1 &")
+    second = kill_worker_after(1.0)
+    a.wait_until_succeeds("test -e /tmp/flag", timeout=60)
+    print("WAIT: succeeded, new worker:", vigil.machine_worker_pid(a) != second)
+'''
+
+
+def check(ok, what):
+    global failures, n
+    n += 1
+    print(("ok" if ok else "not ok") + f" {n} - {what}")
+    failures += not ok
+
+
+with tempfile.TemporaryDirectory(prefix="vigil-run-restart-") as d:
+    script = os.path.join(d, "t.py")
+    with open(script, "w") as f:
+        f.write(SCRIPT)
+    p = subprocess.run([VIGIL, "run", script, "--node", "a", "-o", os.path.join(d, "out")], capture_output=True,
+                       text=True, timeout=400)
+    out = p.stdout + p.stderr
+    check(p.returncode == 0, f"the run passed (exit {p.returncode})")
+    check("EXECUTE: raised:" in out and "request not repeated" in out,
+          "execute in flight fails with 'request not repeated'")
+    check("COUNT: 1" in out, "the interrupted command ran exactly once")
+    check("NEW-WORKER: True" in out, "a new machine worker answered afterwards (re-attached to the same VM)")
+    check("WAIT: succeeded, new worker: True" in out, "wait_until_succeeds was replayed to the restarted worker")
+    if failures:
+        print("# output tail:\n# " + out[-3000:].replace("\n", "\n# "))
+print(f"1..{n}")
+sys.exit(1 if failures else 0)

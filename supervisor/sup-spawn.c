@@ -177,25 +177,24 @@ static bool executable(const char *path) {
 
 int sup_resolve_exe(struct sup *s, const struct sup_kind *k, char *buf, size_t size) {
         const char *dir = getenv("VIGIL_LIBEXEC_DIR");
-
         /* An explicit override, then next to vigil (installed layout), then the
          * build tree (running uninstalled), then the configured libexecdir. */
-        if (dir && dir[0]) {
-                snprintf(buf, size, "%s/%s", dir, k->exe);
+        const struct {
+                const char *dir, *name;
+        } candidates[] = {
+                { dir, k->exe },
+                { s->self_dir, k->exe },
+                { VIGIL_BUILD_ROOT, k->build_path },
+                { VIGIL_LIBEXECDIR, k->exe },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(candidates); i++) {
+                if (!candidates[i].dir || !candidates[i].dir[0])
+                        continue;
+                snprintf(buf, size, "%s/%s", candidates[i].dir, candidates[i].name);
                 if (executable(buf))
                         return 0;
         }
-        if (s->self_dir[0]) {
-                snprintf(buf, size, "%s/%s", s->self_dir, k->exe);
-                if (executable(buf))
-                        return 0;
-        }
-        snprintf(buf, size, "%s/%s", VIGIL_BUILD_ROOT, k->build_path);
-        if (executable(buf))
-                return 0;
-        snprintf(buf, size, "%s/%s", VIGIL_LIBEXECDIR, k->exe);
-        if (executable(buf))
-                return 0;
         return -ENOENT;
 }
 

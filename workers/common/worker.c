@@ -17,8 +17,8 @@
 #include "log.h"
 #include "worker.h"
 
-#define WORKER_FD 3
-#define RESTORED_FDS_MAX 600 /* a switch stores two fds per port, 256 ports */
+#define WORKER_FD          3
+#define RESTORED_FDS_MAX   600 /* a switch stores two fds per port, 256 ports */
 #define RESTORED_PROCS_MAX 32
 
 struct restored_fd {
@@ -80,11 +80,11 @@ int worker_send_ready(struct worker *w) {
 }
 
 int worker_store_fd(struct worker *w, const char *name, int fd) {
-        return peer_send(w->peer, MSG_FD_STORE, 0, &(struct msg_fd_store){ .name = (char *) name }, &fd, 1);
+        return peer_send(w->peer, MSG_FD_STORE, 0, &(struct msg_fd_store){.name = (char *) name}, &fd, 1);
 }
 
 int worker_forget_fd(struct worker *w, const char *name) {
-        return peer_send(w->peer, MSG_FD_FORGET, 0, &(struct msg_fd_forget){ .name = (char *) name }, NULL, 0);
+        return peer_send(w->peer, MSG_FD_FORGET, 0, &(struct msg_fd_forget){.name = (char *) name}, NULL, 0);
 }
 
 int worker_send_event(struct worker *w, const char *event, const char *fmt, ...) {
@@ -94,7 +94,7 @@ int worker_send_event(struct worker *w, const char *event, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        return peer_send(w->peer, MSG_EVENT, 0, &(struct msg_event){ .event = (char *) event, .message = msg }, NULL, 0);
+        return peer_send(w->peer, MSG_EVENT, 0, &(struct msg_event){.event = (char *) event, .message = msg}, NULL, 0);
 }
 
 static int handshake_frame(struct worker *w, const struct frame *f, int *fds, size_t n_fds) {
@@ -167,11 +167,11 @@ static void on_sigterm(evutil_socket_t sig, short what, void *arg) {
         worker_exit(w, WORKER_EXIT_OK);
 }
 
-static const struct peer_ops worker_peer_ops = { .on_frame = on_frame, .on_lost = on_lost };
+static const struct peer_ops worker_peer_ops = {.on_frame = on_frame, .on_lost = on_lost};
 
 static int parse_name(int argc, char **argv, char *name, size_t size) {
         static const struct option opts[] = {
-                { "name", required_argument, NULL, 'n' },
+                {"name", required_argument, NULL, 'n'},
                 {},
         };
         int c;
@@ -185,7 +185,7 @@ static int parse_name(int argc, char **argv, char *name, size_t size) {
 }
 
 int worker_main(int argc, char **argv, const struct worker_ops *ops, void *userdata) {
-        struct worker w = { .ops = ops, .userdata = userdata, .exit_code = WORKER_EXIT_OK };
+        struct worker w = {.ops = ops, .userdata = userdata, .exit_code = WORKER_EXIT_OK};
         char ident[64];
         int r;
 
@@ -226,10 +226,10 @@ int worker_main(int argc, char **argv, const struct worker_ops *ops, void *userd
                 (void) event_add(w.ev_sigterm, NULL);
 
         r = peer_send(w.peer, MSG_HELLO, 0,
-                      &(struct msg_hello){ .proto = PROTO_VERSION,
-                                           .kind = (char *) worker_kind_to_string(ops->kind),
-                                           .name = w.name,
-                                           .pid = getpid() },
+                      &(struct msg_hello){.proto = PROTO_VERSION,
+                                          .kind = (char *) worker_kind_to_string(ops->kind),
+                                          .name = w.name,
+                                          .pid = getpid()},
                       NULL, 0);
         if (r >= 0)
                 (void) event_base_dispatch(w.base);

@@ -10,8 +10,11 @@
  *       (msg_info_get(type)->fields), so Python names fields exactly as
  *       proto/msg.h does. The GIL is released while the reply is awaited, so
  *       other Python threads (start_all, console followers) run meanwhile;
- *       the main thread wakes every 200 ms to let Ctrl-C raise.
- *       Raises _vigil.RemoteError(code, message) for MSG_ERROR and
+ *       the main thread wakes every 200 ms to let Ctrl-C raise. The keyword
+ *       wait_ms (not a message field) bounds the wait: past it the request is
+ *       abandoned (its late reply is dropped) and RemoteError(-ETIMEDOUT)
+ *       raised; failure diagnostics use it so that a hung guest cannot hang
+ *       them. Raises _vigil.RemoteError(code, message) for MSG_ERROR and
  *       _vigil.ChannelLost(code, message) once the supervisor is gone.
  *   _vigil.event(name, message)          MSG_EVENT for the supervisor's timeline
  *   _vigil.journal_subtest(name, what)   journal a subtest boundary (begin/end/failed)
@@ -21,6 +24,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "log.h"
@@ -209,6 +213,8 @@ static PyObject *vigil_request(PyObject *self, PyObject *args, PyObject *kwargs)
         _cleanup_free_ void *body = NULL;
         const char *machine;
         Py_ssize_t used = 0;
+        long long wait_ms = -1;
+        unsigned long long deadline = 0;
         int type, r;
         bool is_main;
 
@@ -219,6 +225,18 @@ static PyObject *vigil_request(PyObject *self, PyObject *args, PyObject *kwargs)
                 return PyErr_Format(PyExc_ValueError, "message type %d is not a routed request", type);
         if (!vigil_channel)
                 return raise_pair(channel_lost, -ENOTCONN, "no supervisor channel");
+
+        PyObject *w = kwargs ? PyDict_GetItemString(kwargs, "wait_ms") : NULL;
+        if (w) {
+                used++;
+                if (w != Py_None) {
+                        wait_ms = PyLong_AsLongLong(w);
+                        if (wait_ms == -1 && PyErr_Occurred())
+                                return NULL;
+                        if (wait_ms < 0 || wait_ms > INT_MAX)
+                                return PyErr_Format(PyExc_ValueError, "wait_ms must be between 0 and %d", INT_MAX);
+                }
+        }
 
         body = calloc(1, info->size);
         if (!body)
@@ -253,12 +271,26 @@ static PyObject *vigil_request(PyObject *self, PyObject *args, PyObject *kwargs)
 
         /* Only the main thread gets Python's signals: let it see Ctrl-C. */
         is_main = PyThread_get_thread_ident() == main_thread_ident;
+        if (wait_ms >= 0)
+                deadline = now_usec() + (unsigned long long) wait_ms * USEC_PER_MSEC;
         for (;;) {
-                Py_BEGIN_ALLOW_THREADS r = script_channel_wait(vigil_channel, p, is_main ? MAIN_THREAD_POLL_MS : -1);
+                int slice = is_main ? MAIN_THREAD_POLL_MS : -1;
+
+                if (wait_ms >= 0) {
+                        unsigned long long now = now_usec();
+                        int left = now < deadline ? (int) ((deadline - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC) : 0;
+
+                        slice = slice < 0 ? left : MIN(slice, left);
+                }
+                Py_BEGIN_ALLOW_THREADS r = script_channel_wait(vigil_channel, p, slice);
                 Py_END_ALLOW_THREADS if (r == 0) break;
                 if (PyErr_CheckSignals() < 0) {
                         script_channel_release(vigil_channel, p);
                         return NULL;
+                }
+                if (wait_ms >= 0 && now_usec() >= deadline) {
+                        script_channel_release(vigil_channel, p);
+                        return raise_pair(remote_error, -ETIMEDOUT, "no answer in time (wait_ms)");
                 }
         }
 

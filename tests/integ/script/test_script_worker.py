@@ -234,6 +234,35 @@ class TestScriptWorker(unittest.TestCase):
         # (had the request not been interrupted, succeed() would have returned and the script passed)
         self.assertIn("KeyboardInterrupt", r["stderr"])
 
+    def test_wait_ms_bounds_a_request(self):
+        # What failure diagnostics rely on: a bounded wait gives up in time, in any thread, and the late reply
+        # of the abandoned request is dropped instead of answering the next one.
+        r = run("import threading, time\n"
+                "from test_driver.channel import ChannelError\n"
+                "start_all()\n"
+                "def bounded(ms, what):\n"
+                "    tic = time.monotonic()\n"
+                "    try:\n"
+                "        server._channel.request('M_EXECUTE', 'server', command='sleep 3; echo late', timeout_s=-1,\n"
+                "                                check_return=True, check_output=True, wait_ms=ms)\n"
+                "    except ChannelError as e:\n"
+                "        assert e.timed_out, e\n"
+                "        what.append(time.monotonic() - tic)\n"
+                "main = []\n"
+                "bounded(300, main)\n"
+                "other = []\n"
+                "th = threading.Thread(target=bounded, args=(250, other))\n"
+                "th.start(); th.join()\n"
+                "assert len(main) == 1 and 0.29 < main[0] < 1.5, main\n"
+                "assert len(other) == 1 and 0.24 < other[0] < 1.5, other\n"
+                "out = client.succeed('echo next')\n"
+                "assert out == 'next\\n', repr(out)\n"
+                "out = server.succeed('echo after')\n"
+                "assert out == 'after\\n', repr(out)\n"
+                "print('WAIT-MS-OK', round(main[0], 3), round(other[0], 3))\n")
+        self.assertEqual((r["verdict"], r["exit"]), (0, 0), r["stderr"][-2000:])
+        self.assertIn("WAIT-MS-OK", r["stdout"])
+
     def test_bad_config(self):
         r = run("pass\n", extra_cfg={"test_script": "/nonexistent/script.py"})
         self.assertEqual((r["verdict"], r["exit"]), (78, 78))

@@ -11,16 +11,23 @@ machines, so they work for any backend and any number of NICs:
     vigil.link("alpha", "beta", loss=0.2, delay=0.05, jitter=0.01)
     vigil.vlan_stats(1)                            # frame counters per port
 
+Machines' logs:
+
+    vigil.journal(server, unit="nginx", lines=50)  # the machine's journal (journalctl)
+    vigil.set_failure_diagnostics(False)           # no diagnostics on unit/port wait errors
+
 Machines are given as Machine objects or names. `vlan=None` means every VLAN
 both machines are on.
 """
 
 import json
+import shlex
 from collections.abc import Iterable
 from typing import Any
 
 from test_driver.channel import ChannelError, ChannelLost
 from test_driver.errors import MachineError
+from test_driver.machine import BaseMachine
 
 _driver: Any = None  # set by vigil._runner before the script runs
 
@@ -28,11 +35,14 @@ __all__ = [
     "cut",
     "driver",
     "heal",
+    "journal",
+    "journal_command",
     "link",
     "machine_state",
     "machine_worker_pid",
     "partition",
     "restore",
+    "set_failure_diagnostics",
     "vlan_stats",
 ]
 
@@ -189,3 +199,42 @@ def vlan_stats(nr: int) -> dict[str, Any]:
     machine, rx, tx, dropped}]}."""
     reply = _request("W_STATS", f"vlan{nr}")
     return json.loads(reply.data.decode())
+
+
+# ------------------------------------------------------------------------- logs
+
+
+def journal_command(unit: str | None = None, lines: int | None = None, since_boot: bool = True) -> str:
+    """The guest command vigil.journal() runs (stderr joined to stdout, so
+    an error says why)."""
+    args = ["journalctl", "--no-pager", "--quiet"]
+    if since_boot:
+        args.append("--boot")
+    if unit is not None:
+        args += ["--unit", unit]
+    if lines is not None:
+        if isinstance(lines, bool) or not isinstance(lines, int) or lines < 0:
+            raise ValueError(f"vigil.journal: lines is a count of lines (>= 0), not {lines!r}")
+        args += ["--lines", str(lines)]
+    return " ".join(shlex.quote(a) for a in args) + " 2>&1"
+
+
+def journal(machine: Any, unit: str | None = None, lines: int | None = None, since_boot: bool = True,
+            timeout: int = 60) -> str:
+    """The machine's systemd journal as text (journalctl's short format):
+    all of it, or one unit's (`unit`, as `journalctl -u`), the last `lines`
+    lines, this boot only unless since_boot=False. Raises MachineError if
+    journalctl fails (e.g. a machine without systemd)."""
+    m = _machine(machine)
+    cmd = journal_command(unit, lines, since_boot)
+    status, out = m.execute(cmd, timeout=timeout)
+    if status != 0:
+        raise MachineError(f"vigil.journal: `{cmd}` failed on {m.name} (exit code {status}): {out.strip()[-400:]}")
+    return out
+
+
+def set_failure_diagnostics(enabled: bool) -> None:
+    """Whether a failed or timed-out wait_for_unit / require_unit_state /
+    wait_for_open_port appends the machine's diagnostics (its failed units and
+    journal lines) to the error. On by default."""
+    BaseMachine.failure_diagnostics = bool(enabled)

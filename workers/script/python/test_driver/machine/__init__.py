@@ -33,6 +33,7 @@ from test_driver.channel import Channel, ChannelError, ChannelLost, NullChannel,
 from test_driver.errors import MachineError, RequestedAssertionFailed
 from test_driver.logger import AbstractLogger
 
+from . import diagnostics
 from .ocr import perform_ocr_on_screenshot, perform_ocr_variants_on_screenshot
 from .ppm import PPMError, ppm_to_png
 from .qmp import QMPAPIError, QMPSession
@@ -539,14 +540,7 @@ class BaseMachine:
     # ----------------------------------------------------------------- systemd
 
     def systemctl(self, q: str, user: str | None = None) -> tuple[int, str]:
-        if user is not None:
-            q = q.replace("'", "\\'")
-            return self.execute(
-                f"su -l {user} --shell /bin/sh -c "
-                "$'XDG_RUNTIME_DIR=/run/user/`id -u` "
-                f"systemctl --user {q}'"
-            )
-        return self.execute(f"systemctl {q}")
+        return self.execute(diagnostics.systemctl_command(q, user))
 
     def start_job(self, jobname: str, user: str | None = None) -> tuple[int, str]:
         return self.systemctl(f"start {jobname}", user)
@@ -586,7 +580,8 @@ class BaseMachine:
 
     def wait_for_unit(self, unit: str, user: str | None = None, timeout: int = 900) -> None:
         """Wait for a unit to become active; raise if it fails or is inactive
-        with no jobs pending."""
+        with no jobs pending. vigil: the error carries diagnostics (the
+        unit's state, the failed units, the unit's last journal lines)."""
 
         def check_active(_last_try: bool) -> bool:
             state = self.get_unit_property(unit, "ActiveState", user)
@@ -601,7 +596,8 @@ class BaseMachine:
             return state == "active"
 
         with self.nested(f"waiting for unit {unit}" + (f" with user {user}" if user is not None else "")):
-            retry(check_active, timeout)
+            with self._diagnosed(lambda: diagnostics.unit_sections(unit, user)):
+                retry(check_active, timeout)
 
     def wait_for_job(self, jobname: str) -> None:
         """Pre-2025 alias of wait_for_unit()."""
@@ -612,10 +608,63 @@ class BaseMachine:
             info = self.get_unit_info(unit)
             state = info["ActiveState"]
             if state != require_state:
-                raise RequestedAssertionFailed(
-                    f"Expected unit '{unit}' to to be in state "
-                    f"'{require_state}' but it is in state '{state}'"
-                )
+                with self._diagnosed(lambda: diagnostics.unit_sections(unit)):
+                    raise RequestedAssertionFailed(
+                        f"Expected unit '{unit}' to to be in state "
+                        f"'{require_state}' but it is in state '{state}'"
+                    )
+
+    # ------------------------------------------------------ failure diagnostics
+
+    # vigil.set_failure_diagnostics() switches them off (e.g. for a script that
+    # expects many waits to fail and wants them quick).
+    failure_diagnostics = True
+
+    def diagnose(self, sections: list[diagnostics.Section]) -> str:
+        """Run the diagnostic sections in the guest (one command, bounded in
+        the guest by `timeout` and here by wait_ms) and return the report.
+        Never raises: what went wrong is the report. No callbacks, no
+        polling conditions, no log lines: this runs while an error is
+        already on its way up."""
+        if not (self.booted and self.connected):
+            return diagnostics.format_report(self.name, [], error="the machine is not connected")
+        nonce = diagnostics.new_nonce()
+        tic = time.monotonic()
+        try:
+            reply = self._channel.request(
+                "M_EXECUTE",
+                self.name,
+                command=diagnostics.build_command(sections, nonce),
+                timeout_s=diagnostics.TOTAL_TIMEOUT_S,
+                check_return=True,
+                check_output=True,
+                wait_ms=(diagnostics.TOTAL_TIMEOUT_S + 3) * 1000,
+            )
+        except ChannelError as e:
+            what = "no answer in time" if e.timed_out else e.message
+            return diagnostics.format_report(self.name, [], error=what)
+        except Exception as e:  # a diagnostic must never replace the error it explains
+            return diagnostics.format_report(self.name, [], error=f"{type(e).__name__}: {e}")
+        results = diagnostics.parse_output(sections, nonce, reply.data.decode(errors="replace"))
+        return diagnostics.format_report(self.name, results, time.monotonic() - tic)
+
+    @contextmanager
+    def _diagnosed(self, sections: Callable[[], list[diagnostics.Section]]) -> Iterator[None]:
+        """A RequestedAssertionFailed raised inside gets the diagnostics
+        appended to its message (same exception object and traceback, so the
+        filtered `!!!` traceback still points at the script's line) and keeps
+        the report in `.diagnostics`."""
+        try:
+            yield
+        except RequestedAssertionFailed as e:
+            if self.failure_diagnostics and not hasattr(e, "diagnostics") and len(e.args) == 1:
+                try:
+                    report = self.diagnose(sections())
+                except Exception as d:  # belt and braces: diagnose() does not raise
+                    report = diagnostics.format_report(self.name, [], error=f"{type(d).__name__}: {d}")
+                e.args = (diagnostics.with_diagnostics(str(e.args[0]), report),)
+                e.diagnostics = report  # type: ignore[attr-defined]
+            raise
 
     # ------------------------------------------------------------ wait helpers
 
@@ -633,7 +682,8 @@ class BaseMachine:
             return status == 0
 
         with self.nested(f"waiting for TCP port {port} on {addr}"):
-            retry(port_is_open, timeout)
+            with self._diagnosed(diagnostics.port_sections):
+                retry(port_is_open, timeout)
 
     def wait_for_closed_port(self, port: int, addr: str = "localhost", timeout: int = 900) -> None:
         def port_is_closed(_last_try: bool) -> bool:

@@ -302,6 +302,13 @@ static int add_child(struct sup *s, const char *id, enum worker_kind kind, enum 
         return r;
 }
 
+/* The reference front door runs under nix: heartbeat by default there, not at a terminal. */
+static unsigned run_heartbeat(const struct run_plan *p) {
+        if (p->heartbeat != RUN_HEARTBEAT_UNSET)
+                return p->heartbeat;
+        return p->reference_cli ? RUN_HEARTBEAT_REFERENCE_DEFAULT : 0;
+}
+
 static int run_tree(const struct run_plan *p, const struct run_dirs *d, int notify_fd) {
         _cleanup_(sup_freep) struct sup *s = NULL;
         static struct run_state st;
@@ -311,6 +318,7 @@ static int run_tree(const struct run_plan *p, const struct run_dirs *d, int noti
         r = sup_new(&(struct sup_options){ .run_id = d->run_id,
                                            .outdir = d->out_dir,
                                            .global_timeout_usec = (uint64_t) p->global_timeout * USEC_PER_SEC,
+                                           .heartbeat_usec = (uint64_t) run_heartbeat(p) * USEC_PER_SEC,
                                            .log_target = LOG_TARGET_AUTO,
                                            .notify_fd = notify_fd },
                     &s);

@@ -46,7 +46,7 @@ static void set_str(char **dst, const char *v) {
 }
 
 void run_plan_init(struct run_plan *p) {
-        *p = (struct run_plan){ .global_timeout = DEFAULT_GLOBAL_TIMEOUT };
+        *p = (struct run_plan){ .global_timeout = DEFAULT_GLOBAL_TIMEOUT, .heartbeat = RUN_HEARTBEAT_UNSET };
 }
 
 static void node_done(struct run_node *n) {
@@ -156,6 +156,7 @@ enum run_opt {
         OPT_SPEC,
         OPT_VLAN,
         OPT_GLOBAL_TIMEOUT,
+        OPT_HEARTBEAT,
         OPT_OUT,
         OPT_JUNIT,
         OPT_INTERACTIVE,
@@ -194,6 +195,7 @@ static const struct opt vigil_opts[] = {
         { "spec", 0, ARG_ONE, OPT_SPEC },
         { "vlan", 0, ARG_ONE, OPT_VLAN },
         { "global-timeout", 0, ARG_ONE, OPT_GLOBAL_TIMEOUT },
+        { "heartbeat", 0, ARG_ONE, OPT_HEARTBEAT },
         { "output-dir", 'o', ARG_ONE, OPT_OUT },
         { "junit", 0, ARG_ONE, OPT_JUNIT },
         { "interactive", 'I', ARG_NONE, OPT_INTERACTIVE },
@@ -226,6 +228,7 @@ static const struct opt reference_opts[] = {
         { "dump-vsocks", 0, ARG_ONE, OPT_IGNORED },
         { "accel", 0, ARG_ONE, OPT_ACCEL },
         { "no-pidns", 0, ARG_NONE, OPT_NO_PIDNS },
+        { "heartbeat", 0, ARG_ONE, OPT_HEARTBEAT },
         {},
 };
 
@@ -344,6 +347,11 @@ static int common_option(struct run_plan *p, const struct parsed_opt *po, char *
                 if (parse_uint(v, 7u * 24 * 3600, &u) < 0 || u == 0)
                         return fail(ret_error, "--global-timeout: '%s' is not a number of seconds (1..604800)", v);
                 p->global_timeout = u;
+                return 1;
+        case OPT_HEARTBEAT:
+                if (parse_uint(v, 24u * 3600, &u) < 0)
+                        return fail(ret_error, "--heartbeat: '%s' is not a number of seconds (0 = off, ..86400)", v);
+                p->heartbeat = u;
                 return 1;
         case OPT_OUT:
                 set_str(&p->out_dir, v);

@@ -9,11 +9,15 @@
  */
 #pragma once
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 #define RUN_NODES_MAX 254u /* the reference numbers nodes 1..254 */
 #define RUN_VLANS_MAX 32u
+/* Under nix (the reference front door) a quiet test must not hit max-silent-time. */
+#define RUN_HEARTBEAT_REFERENCE_DEFAULT 600u
+#define RUN_HEARTBEAT_UNSET UINT_MAX
 #define RUN_NODE_VLANS_MAX 8u
 
 struct run_node {
@@ -41,6 +45,7 @@ struct run_plan {
         int default_vlans[RUN_NODE_VLANS_MAX]; /* for --node nodes */
         size_t n_default_vlans;
         unsigned global_timeout;
+        unsigned heartbeat; /* seconds between "still running" lines on stderr; 0 off */
         char *out_dir;
         char *junit;
         char *accel;

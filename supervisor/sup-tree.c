@@ -594,8 +594,9 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg) {
 
         for (size_t i = 0; i < s->n_children; i++)
                 up += s->children[i].state == CHILD_RUNNING;
-        fprintf(stderr, "vigil: run %s still running after %llu s, %zu/%zu children up\n", s->run_id,
-                (now_usec() - s->started_usec) / USEC_PER_SEC, up, s->n_children);
+        fprintf(stderr, "vigil: run %s still running after %llu s, %zu/%zu children up%s%s\n", s->run_id,
+                (now_usec() - s->started_usec) / USEC_PER_SEC, up, s->n_children, s->subtest[0] ? "; subtest: " : "",
+                s->subtest);
 }
 
 void sup_shutdown(struct sup *s, int exit_code, const char *why) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # Proves that `vigil run` speaks sd_notify as systemd-run -p Type=notify expects: READY=1 once the run is up,
-# STATUS= naming the running subtest, WATCHDOG=1 pings. `systemctl status` of a long fleet test must say where it is.
+# STATUS= naming the running subtest, WATCHDOG=1 pings, and --heartbeat lines on stderr for nix's silence timeout. `systemctl status` of a long fleet test must say where it is.
 import os
 import socket
 import subprocess
@@ -29,7 +29,8 @@ with tempfile.TemporaryDirectory(prefix="vigil-run-notify-") as d:
     sock.bind(path)
     sock.settimeout(0.2)
     env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="500000")
-    proc = subprocess.Popen([VIGIL, "run", script, "--node", "a", "-o", os.path.join(d, "out")], env=env,
+    proc = subprocess.Popen([VIGIL, "run", script, "--node", "a", "-o", os.path.join(d, "out"),
+                             "--heartbeat", "1"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     got = []
     deadline = time.monotonic() + 240
@@ -50,6 +51,8 @@ with tempfile.TemporaryDirectory(prefix="vigil-run-notify-") as d:
     check(sub is not None and any(g.startswith("STATUS=") and "subtest" not in g for g in got[sub + 1:]),
           "STATUS= drops the subtest once it ended")
     check(sum(g == "WATCHDOG=1" for g in got) >= 2, "WATCHDOG=1 pings received")
+    check("still running after" in err and "; subtest: phase one" in err,
+          "--heartbeat 1 prints 'still running' lines on stderr, naming the subtest (nix max-silent-time)")
     if failures:
         print("# notify lines: " + repr(got[:40]))
         print("# stderr: " + err[-2000:].replace("\n", "\n# "))

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""Helpers for the script worker's VM tests: run `vigil run` (or vigil as
-nixos-test-driver) in a fresh directory, collect exit code, stdout, stderr
-without colours, and print TAP."""
+"""Helpers for the script worker's VM and container tests: run `vigil run`
+(or vigil as nixos-test-driver) in a fresh directory, collect exit code,
+stdout, stderr without colours, and print TAP. tests/integ/nspawn/test-nspawn-*.py
+use it too (skip_unless_nspawn, spec_run)."""
 
+import json
 import os
 import re
 import shutil
@@ -41,6 +43,45 @@ def skip_unless_ready() -> None:
         sys.exit(77)
 
 
+def debian_tree() -> str | None:
+    """The Debian tree nspawn nodes boot: $VIGIL_DEBIAN_TREE, else the one
+    tools/mkdebian has in its cache for the current inputs (never built here:
+    a build takes minutes and needs the Debian mirror)."""
+    tree = os.environ.get("VIGIL_DEBIAN_TREE")
+    if tree:
+        return tree if Path(tree, "usr/lib/systemd/systemd").exists() or Path(tree, "lib/systemd/systemd").exists() else None
+    try:
+        key = subprocess.run([str(SOURCE_ROOT / "tools/mkdebian"), "--print-key"], capture_output=True, text=True,
+                             timeout=60).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    root = os.environ.get("VIGIL_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "vigil")
+    tree = os.path.join(root, "debian", key)
+    return tree if key and Path(tree, "etc/os-release").exists() else None
+
+
+def skip_unless_nspawn(qemu: bool = False) -> str:
+    """Exit 77 (TAP skip) with the reason unless nspawn nodes can run here;
+    returns the Debian tree."""
+    why = None
+    if not VIGIL or not Path(VIGIL).exists():
+        why = "no vigil binary"
+    elif os.geteuid() != 0:
+        why = "not root (systemd-nspawn needs root)"
+    elif not shutil.which("systemd-nspawn"):
+        why = "no systemd-nspawn (apt-get install systemd-container)"
+    elif qemu and not shutil.which("qemu-system-x86_64"):
+        why = "no QEMU"
+    tree = None if why else debian_tree()
+    if not why and not tree:
+        why = "no Debian tree (run tools/mkdebian as root, or set VIGIL_DEBIAN_TREE)"
+    if why:
+        print(f"1..0 # SKIP {why}")
+        sys.exit(77)
+    return str(tree)
+
+
 class Run:
     def __init__(self, rc: int, stdout: str, stderr: str, out: Path) -> None:
         self.rc = rc
@@ -64,6 +105,29 @@ def vigil_run(script: str, nodes: list[str], *args: str, timeout: int = 280, std
     cmd = [VIGIL, "run", str(tmp / "t.py"), *[a for n in nodes for a in ("--node", n)], "-o", str(out),
            "--global-timeout", str(timeout - 30), *args]
     return _run(cmd, tmp, out, timeout, stdin)
+
+
+def junit_cases(path: Path) -> dict[str, bool]:
+    """{subtest name: failed?} from a JUnit file ({} if there is none)."""
+    from xml.etree import ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return {}
+    return {tc.get("name", ""): tc.find("failure") is not None for tc in root.iter("testcase")}
+
+
+def spec_run(script: str, spec: dict, *args: str, timeout: int = 280) -> Run:
+    """`vigil run --spec` with `spec` written as JSON next to the script."""
+    tmp = Path(tempfile.mkdtemp(prefix="vigil-script-spec-"))
+    (tmp / "t.py").write_text(script)
+    (tmp / "spec.json").write_text(json.dumps(spec))
+    out = tmp / "out"
+    out.mkdir()
+    cmd = [VIGIL, "run", str(tmp / "t.py"), "--spec", str(tmp / "spec.json"), "-o", str(out),
+           "--global-timeout", str(timeout - 30), *args]
+    return _run(cmd, tmp, out, timeout)
 
 
 def _run(cmd: list[str], cwd: Path, out: Path, timeout: int, stdin: str | None = None, env: dict | None = None) -> Run:

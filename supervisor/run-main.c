@@ -282,7 +282,7 @@ static int on_script_result(struct sup *s, const char *id, int64_t exit_code, co
 }
 
 static int add_child(struct sup *s, const char *id, enum worker_kind kind, enum restart_type restart,
-                     int64_t shutdown_ms, char *config) {
+                     int64_t shutdown_ms, bool interactive, char *config) {
         _cleanup_free_ char *cfg = config;
         _cleanup_free_ char *err = NULL;
         struct child_spec c = {
@@ -290,6 +290,7 @@ static int add_child(struct sup *s, const char *id, enum worker_kind kind, enum 
                 .kind = kind,
                 .restart = restart,
                 .shutdown_ms = shutdown_ms,
+                .interactive = interactive,
                 .config_json = cfg,
         };
         int r;
@@ -331,14 +332,14 @@ static int run_tree(const struct run_plan *p, const struct run_dirs *d, int noti
 
         for (size_t i = 0; r >= 0 && i < p->n_vlans; i++) {
                 snprintf(vlan_id, sizeof(vlan_id), "vlan%d", p->vlans[i]);
-                r = add_child(s, vlan_id, KIND_SWITCH, RESTART_PERMANENT, SWITCH_SHUTDOWN_MS,
+                r = add_child(s, vlan_id, KIND_SWITCH, RESTART_PERMANENT, SWITCH_SHUTDOWN_MS, false,
                               run_plan_switch_config(p, i, d));
         }
         for (size_t i = 0; r >= 0 && i < p->n_nodes; i++)
-                r = add_child(s, p->nodes[i].name, KIND_MACHINE, RESTART_PERMANENT, MACHINE_SHUTDOWN_MS,
+                r = add_child(s, p->nodes[i].name, KIND_MACHINE, RESTART_PERMANENT, MACHINE_SHUTDOWN_MS, false,
                               run_plan_machine_config(p, i, d));
         if (r >= 0)
-                r = add_child(s, "script", KIND_SCRIPT, RESTART_TEMPORARY, SCRIPT_SHUTDOWN_MS,
+                r = add_child(s, "script", KIND_SCRIPT, RESTART_TEMPORARY, SCRIPT_SHUTDOWN_MS, p->interactive,
                               run_plan_script_config(p, d));
         if (r < 0)
                 return VIGIL_EXIT_INTERNAL;

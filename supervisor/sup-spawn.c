@@ -277,7 +277,7 @@ int child_spawn(struct child *c) {
                 .path = exe,
                 .argv = argv,
                 .envp = s->worker_env,
-                .stdio = {-1, STDOUT_FILENO, STDERR_FILENO},
+                .stdio = {c->spec.interactive ? STDIN_FILENO : -1, STDOUT_FILENO, STDERR_FILENO},
                 .chan_fd = theirs,
                 .caps = &c->kind->caps,
         };

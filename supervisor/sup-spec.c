@@ -84,6 +84,7 @@ int child_spec_copy(const struct child_spec *src, struct child_spec *ret) {
                 .restart = src->restart,
                 .shutdown_ms = src->shutdown_ms,
                 .significant = src->significant,
+                .interactive = src->interactive,
                 .start_timeout_ms = src->start_timeout_ms,
         };
 

@@ -27,6 +27,7 @@ struct child_spec {
         int64_t shutdown_ms;      /* SHUTDOWN_BRUTAL_KILL, or ms between SIGTERM and SIGKILL */
         int64_t start_timeout_ms; /* 0: wait for READY forever (OTP); else kill it, counted as a crash */
         bool significant;         /* OTP auto_shutdown: when it ends for good, the whole tree shuts down */
+        bool interactive;         /* reads vigil's stdin (else /dev/null) and gets SIGINT instead of a teardown */
         char **args;              /* extra worker argv (after --name ID), NULL-terminated; may be NULL */
         char *config_json;        /* MSG_CONFIG json; NULL means "{}" */
 };

@@ -556,6 +556,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
                 finish_now(s);
                 return;
         }
+        /* Ctrl-C at an interactive REPL interrupts the statement, as in the reference. */
+        for (size_t i = 0; sig == SIGINT && i < s->n_children; i++) {
+                struct child *c = &s->children[i];
+                if (c->spec.interactive && c->state == CHILD_RUNNING) {
+                        log_info("SIGINT forwarded to the interactive child '%s'", c->spec.id);
+                        (void) child_signal(c, SIGINT);
+                        return;
+                }
+        }
         snprintf(why, sizeof(why), "received %s", sigabbrev_np((int) sig) ?: "signal");
         sup_shutdown(s, VIGIL_EXIT_INTERRUPTED, why);
 }

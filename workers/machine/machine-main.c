@@ -379,11 +379,20 @@ void machine_stopped(struct machine *m, const char *why) {
 static void exec_done(struct machine *m, struct shell_job *j, int error, const char *message, int status,
                       uint8_t *output, size_t len) {
         uint32_t seq = (uint32_t) (uintptr_t) j->userdata;
+        unsigned long long ms = (now_usec() - j->started) / 1000;
+        char st[40], took[48];
 
-        if (error < 0)
+        snprintf(st, sizeof(st), "VIGIL_EXIT_STATUS=%d", status);
+        snprintf(took, sizeof(took), "VIGIL_DURATION_MS=%llu", ms);
+        if (error < 0) {
+                log_event(LOG_INFO, LOG_EVENT_COMMAND, NULL, "command failed: %s", message ?: "no reason given");
                 (void) machine_reply_error(m, seq, error, "%s", message ?: "command failed");
-        else
+        } else {
+                /* The journal's story of a machine includes each command's outcome. */
+                log_event(LOG_INFO, LOG_EVENT_COMMAND, ((const char *[]){st, took, NULL}),
+                          "command exited with status %d after %llu ms", status, ms);
                 (void) machine_reply_exec(m, seq, status, output, len);
+        }
         free(output);
 }
 
@@ -398,7 +407,7 @@ static int handle_execute(struct machine *m, const struct frame *f) {
         j->check_output = b->check_output;
         j->done = exec_done;
         j->userdata = (void *) (uintptr_t) f->seq;
-        log_event(LOG_DEBUG, LOG_EVENT_COMMAND, NULL, "execute: %s", b->command);
+        log_event(LOG_INFO, LOG_EVENT_COMMAND, NULL, "execute: %s", b->command);
         machine_shell_submit(m, j);
         return 0;
 }

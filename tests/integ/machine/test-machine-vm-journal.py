@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # Proves vigil-machine's journal story against a real systemd-journald (private mount namespace): the serial
-# console lines and the QEMU lifecycle events carry VIGIL_MACHINE, and a console flood is rate-limited with a note.
+# console lines, the QEMU lifecycle events and the commands with their exit status carry VIGIL_MACHINE, and a console flood is rate-limited with a note.
 # It matters because `journalctl VIGIL_MACHINE=<name>` is how users read one machine's story (design.md §8).
 import os
 import subprocess
@@ -42,6 +42,11 @@ def inner():
         t.check({"spawned", "ready", "exited"} <= events, "lifecycle events with VIGIL_MACHINE (%s)" % sorted(
             x for x in events if x))
         t.check("flood-line-3000" in t.console_log("jm"), "the console file has every line")
+        commands = query("VIGIL_MACHINE=jm", "VIGIL_EVENT=command")
+        texts = [e.get("MESSAGE", "") for e in commands]
+        t.check(any(x.startswith("execute: echo journal-marker-") for x in texts) and
+                any(e.get("VIGIL_EXIT_STATUS") == "0" and e.get("VIGIL_DURATION_MS", "").isdigit() for e in commands),
+                "each command and its exit status are in the machine's journal (%d command entries)" % len(commands))
 
     try:
         Test().run(body)

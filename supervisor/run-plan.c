@@ -11,14 +11,15 @@
 #include <regex.h>
 #include <stdarg.h>
 
+#include "errmsg.h"
 #include "macro.h"
 #include "run-plan.h"
 
 #define DEFAULT_GLOBAL_TIMEOUT 3600u
-#define DEFAULT_MEMORY_MB 256u
-#define BACKENDS_AVAILABLE "qemu, nspawn"
+#define DEFAULT_MEMORY_MB      256u
+#define BACKENDS_AVAILABLE     "qemu, nspawn"
 
-static const char *const backends_known[] = { "qemu", "nspawn" };
+static const char *const backends_known[] = {"qemu", "nspawn"};
 
 static bool backend_known(const char *name) {
         for (size_t i = 0; i < ELEMENTSOF(backends_known); i++)
@@ -27,26 +28,13 @@ static bool backend_known(const char *name) {
         return false;
 }
 
-static int fail(char **ret_error, const char *fmt, ...) _printf_(2, 3);
-static int fail(char **ret_error, const char *fmt, ...) {
-        va_list ap;
-
-        if (ret_error) {
-                va_start(ap, fmt);
-                if (vasprintf(ret_error, fmt, ap) < 0)
-                        *ret_error = NULL;
-                va_end(ap);
-        }
-        return -EINVAL;
-}
-
 static void set_str(char **dst, const char *v) {
         free(*dst);
         *dst = v ? strdup(v) : NULL;
 }
 
 void run_plan_init(struct run_plan *p) {
-        *p = (struct run_plan){ .global_timeout = DEFAULT_GLOBAL_TIMEOUT, .heartbeat = RUN_HEARTBEAT_UNSET };
+        *p = (struct run_plan){.global_timeout = DEFAULT_GLOBAL_TIMEOUT, .heartbeat = RUN_HEARTBEAT_UNSET};
 }
 
 static void node_done(struct run_node *n) {
@@ -110,15 +98,17 @@ static int node_add(struct run_plan *p, const char *name, struct run_node **ret,
         struct run_node *n;
 
         if (!name_valid(name))
-                return fail(ret_error,
-                            "invalid machine name '%s': use 1-32 letters, digits, '-' or '_', not starting with '-'",
-                            name);
+                return errmsg_invalid(
+                        ret_error,
+                        "invalid machine name '%s': use 1-32 letters, digits, '-' or '_', not starting with '-'",
+                        name);
         if (node_find(p, name))
-                return fail(ret_error, "machine '%s' is defined twice", name);
+                return errmsg_invalid(ret_error, "machine '%s' is defined twice", name);
         if (p->n_nodes >= RUN_NODES_MAX)
-                return fail(ret_error, "too many machines (at most %u)", RUN_NODES_MAX);
+                return errmsg_invalid(ret_error, "too many machines (at most %u)", RUN_NODES_MAX);
         n = &p->nodes[p->n_nodes++];
-        *n = (struct run_node){ .name = strdup(name), .backend = strdup("qemu"), .memory_mb = DEFAULT_MEMORY_MB, .cpus = 1 };
+        *n = (struct run_node){
+                .name = strdup(name), .backend = strdup("qemu"), .memory_mb = DEFAULT_MEMORY_MB, .cpus = 1};
         *ret = n;
         return 0;
 }
@@ -191,44 +181,44 @@ struct opt {
 };
 
 static const struct opt vigil_opts[] = {
-        { "node", 0, ARG_ONE, OPT_NODE },
-        { "spec", 0, ARG_ONE, OPT_SPEC },
-        { "vlan", 0, ARG_ONE, OPT_VLAN },
-        { "global-timeout", 0, ARG_ONE, OPT_GLOBAL_TIMEOUT },
-        { "heartbeat", 0, ARG_ONE, OPT_HEARTBEAT },
-        { "output-dir", 'o', ARG_ONE, OPT_OUT },
-        { "junit", 0, ARG_ONE, OPT_JUNIT },
-        { "interactive", 'I', ARG_NONE, OPT_INTERACTIVE },
-        { "keep-vm-state", 'K', ARG_NONE, OPT_KEEP },
-        { "keep-machine-state", 0, ARG_NONE, OPT_KEEP },
-        { "accel", 0, ARG_ONE, OPT_ACCEL },
-        { "log-level", 0, ARG_ONE, OPT_LOG_LEVEL },
-        { "no-pidns", 0, ARG_NONE, OPT_NO_PIDNS },
+        {"node", 0, ARG_ONE, OPT_NODE},
+        {"spec", 0, ARG_ONE, OPT_SPEC},
+        {"vlan", 0, ARG_ONE, OPT_VLAN},
+        {"global-timeout", 0, ARG_ONE, OPT_GLOBAL_TIMEOUT},
+        {"heartbeat", 0, ARG_ONE, OPT_HEARTBEAT},
+        {"output-dir", 'o', ARG_ONE, OPT_OUT},
+        {"junit", 0, ARG_ONE, OPT_JUNIT},
+        {"interactive", 'I', ARG_NONE, OPT_INTERACTIVE},
+        {"keep-vm-state", 'K', ARG_NONE, OPT_KEEP},
+        {"keep-machine-state", 0, ARG_NONE, OPT_KEEP},
+        {"accel", 0, ARG_ONE, OPT_ACCEL},
+        {"log-level", 0, ARG_ONE, OPT_LOG_LEVEL},
+        {"no-pidns", 0, ARG_NONE, OPT_NO_PIDNS},
         {},
 };
 
 /* The reference's argparse options; prefixes of long names are accepted like argparse does. */
 static const struct opt reference_opts[] = {
-        { "keep-vm-state", 'K', ARG_NONE, OPT_KEEP },
-        { "keep-machine-state", 0, ARG_NONE, OPT_KEEP },
-        { "interactive", 'I', ARG_NONE, OPT_INTERACTIVE },
-        { "no-interactive", 0, ARG_NONE, OPT_NO_INTERACTIVE },
-        { "start-scripts", 0, ARG_LIST, OPT_START_SCRIPTS },
-        { "vm-names", 0, ARG_LIST, OPT_VM_NAMES },
-        { "vm-start-scripts", 0, ARG_LIST, OPT_VM_START_SCRIPTS },
-        { "container-names", 0, ARG_LIST, OPT_CONTAINER_NAMES },
-        { "container-start-scripts", 0, ARG_LIST, OPT_CONTAINER_START_SCRIPTS },
-        { "vlans", 0, ARG_LIST, OPT_VLANS },
-        { "global-timeout", 0, ARG_ONE, OPT_GLOBAL_TIMEOUT },
-        { "output_directory", 'o', ARG_ONE, OPT_OUT },
-        { "junit-xml", 0, ARG_ONE, OPT_JUNIT },
-        { "config", 'c', ARG_ONE, OPT_CONFIG },
-        { "log-level", 0, ARG_ONE, OPT_LOG_LEVEL },
-        { "debug-hook-attach", 0, ARG_ONE, OPT_IGNORED },
-        { "dump-vsocks", 0, ARG_ONE, OPT_IGNORED },
-        { "accel", 0, ARG_ONE, OPT_ACCEL },
-        { "no-pidns", 0, ARG_NONE, OPT_NO_PIDNS },
-        { "heartbeat", 0, ARG_ONE, OPT_HEARTBEAT },
+        {"keep-vm-state", 'K', ARG_NONE, OPT_KEEP},
+        {"keep-machine-state", 0, ARG_NONE, OPT_KEEP},
+        {"interactive", 'I', ARG_NONE, OPT_INTERACTIVE},
+        {"no-interactive", 0, ARG_NONE, OPT_NO_INTERACTIVE},
+        {"start-scripts", 0, ARG_LIST, OPT_START_SCRIPTS},
+        {"vm-names", 0, ARG_LIST, OPT_VM_NAMES},
+        {"vm-start-scripts", 0, ARG_LIST, OPT_VM_START_SCRIPTS},
+        {"container-names", 0, ARG_LIST, OPT_CONTAINER_NAMES},
+        {"container-start-scripts", 0, ARG_LIST, OPT_CONTAINER_START_SCRIPTS},
+        {"vlans", 0, ARG_LIST, OPT_VLANS},
+        {"global-timeout", 0, ARG_ONE, OPT_GLOBAL_TIMEOUT},
+        {"output_directory", 'o', ARG_ONE, OPT_OUT},
+        {"junit-xml", 0, ARG_ONE, OPT_JUNIT},
+        {"config", 'c', ARG_ONE, OPT_CONFIG},
+        {"log-level", 0, ARG_ONE, OPT_LOG_LEVEL},
+        {"debug-hook-attach", 0, ARG_ONE, OPT_IGNORED},
+        {"dump-vsocks", 0, ARG_ONE, OPT_IGNORED},
+        {"accel", 0, ARG_ONE, OPT_ACCEL},
+        {"no-pidns", 0, ARG_NONE, OPT_NO_PIDNS},
+        {"heartbeat", 0, ARG_ONE, OPT_HEARTBEAT},
         {},
 };
 
@@ -299,19 +289,19 @@ static int parse_argv(struct run_plan *p, int argc, char **argv, const struct op
                                 value = a + 2;
                 }
                 if (ambiguous)
-                        return fail(ret_error, "ambiguous option '%s'", a);
+                        return errmsg_invalid(ret_error, "ambiguous option '%s'", a);
                 if (!o)
-                        return fail(ret_error, "unknown option '%s' (see 'vigil help')", a);
+                        return errmsg_invalid(ret_error, "unknown option '%s' (see 'vigil help')", a);
 
                 switch (o->arg) {
                 case ARG_NONE:
                         if (value)
-                                return fail(ret_error, "option '%s' takes no value", a);
+                                return errmsg_invalid(ret_error, "option '%s' takes no value", a);
                         break;
                 case ARG_ONE:
                         if (!value) {
                                 if (i + 1 >= argc)
-                                        return fail(ret_error, "option '%s' needs a value", a);
+                                        return errmsg_invalid(ret_error, "option '%s' needs a value", a);
                                 value = argv[++i];
                         }
                         vals[nv++] = (char *) value;
@@ -323,7 +313,7 @@ static int parse_argv(struct run_plan *p, int argc, char **argv, const struct op
                                 vals[nv++] = argv[++i];
                         break;
                 }
-                r = handle(p, &(struct parsed_opt){ .opt = o, .values = vals, .n_values = nv }, ctx, ret_error);
+                r = handle(p, &(struct parsed_opt){.opt = o, .values = vals, .n_values = nv}, ctx, ret_error);
                 if (r < 0)
                         return r;
         }
@@ -332,7 +322,7 @@ static int parse_argv(struct run_plan *p, int argc, char **argv, const struct op
 
 static int set_script(struct run_plan *p, const char *s, char **ret_error) {
         if (p->script)
-                return fail(ret_error, "more than one test script given ('%s' and '%s')", p->script, s);
+                return errmsg_invalid(ret_error, "more than one test script given ('%s' and '%s')", p->script, s);
         set_str(&p->script, s);
         return 0;
 }
@@ -345,12 +335,14 @@ static int common_option(struct run_plan *p, const struct parsed_opt *po, char *
         switch (po->opt->id) {
         case OPT_GLOBAL_TIMEOUT:
                 if (parse_uint(v, 7u * 24 * 3600, &u) < 0 || u == 0)
-                        return fail(ret_error, "--global-timeout: '%s' is not a number of seconds (1..604800)", v);
+                        return errmsg_invalid(ret_error,
+                                              "--global-timeout: '%s' is not a number of seconds (1..604800)", v);
                 p->global_timeout = u;
                 return 1;
         case OPT_HEARTBEAT:
                 if (parse_uint(v, 24u * 3600, &u) < 0)
-                        return fail(ret_error, "--heartbeat: '%s' is not a number of seconds (0 = off, ..86400)", v);
+                        return errmsg_invalid(ret_error,
+                                              "--heartbeat: '%s' is not a number of seconds (0 = off, ..86400)", v);
                 p->heartbeat = u;
                 return 1;
         case OPT_OUT:
@@ -370,12 +362,13 @@ static int common_option(struct run_plan *p, const struct parsed_opt *po, char *
                 return 1;
         case OPT_ACCEL:
                 if (!streq(v, "auto") && !streq(v, "kvm") && !streq(v, "tcg"))
-                        return fail(ret_error, "--accel: '%s' is not one of auto, kvm, tcg", v);
+                        return errmsg_invalid(ret_error, "--accel: '%s' is not one of auto, kvm, tcg", v);
                 set_str(&p->accel, v);
                 return 1;
         case OPT_LOG_LEVEL:
                 if (!streq(v, "debug") && !streq(v, "info") && !streq(v, "warning") && !streq(v, "error"))
-                        return fail(ret_error, "--log-level: '%s' is not one of debug, info, warning, error", v);
+                        return errmsg_invalid(ret_error, "--log-level: '%s' is not one of debug, info, warning, error",
+                                              v);
                 set_str(&p->log_level, v);
                 return 1;
         case OPT_NO_PIDNS:
@@ -412,8 +405,8 @@ static int vigil_option(struct run_plan *p, const struct parsed_opt *po, void *c
                 if (backend)
                         *backend++ = 0;
                 if (backend && !backend_known(backend))
-                        return fail(ret_error, "--node %s: unknown backend '%s' (available: %s)", v, backend,
-                                    BACKENDS_AVAILABLE);
+                        return errmsg_invalid(ret_error, "--node %s: unknown backend '%s' (available: %s)", v, backend,
+                                              BACKENDS_AVAILABLE);
                 r = node_add(p, name, &n, ret_error);
                 if (r >= 0 && backend)
                         set_str(&n->backend, backend);
@@ -426,13 +419,13 @@ static int vigil_option(struct run_plan *p, const struct parsed_opt *po, void *c
         if (po->opt->id == OPT_VLAN) {
                 int vl;
                 if (vlan_parse(v, &vl) < 0)
-                        return fail(ret_error, "--vlan: '%s' is not a VLAN number (1..4094)", v);
+                        return errmsg_invalid(ret_error, "--vlan: '%s' is not a VLAN number (1..4094)", v);
                 if (p->n_default_vlans >= RUN_NODE_VLANS_MAX)
-                        return fail(ret_error, "--vlan: at most %u VLANs per machine", RUN_NODE_VLANS_MAX);
+                        return errmsg_invalid(ret_error, "--vlan: at most %u VLANs per machine", RUN_NODE_VLANS_MAX);
                 p->default_vlans[p->n_default_vlans++] = vl;
                 return 0;
         }
-        return fail(ret_error, "option '--%s' is not available for 'vigil run'", po->opt->long_name);
+        return errmsg_invalid(ret_error, "option '--%s' is not available for 'vigil run'", po->opt->long_name);
 }
 
 int run_plan_parse_args(struct run_plan *p, int argc, char **argv, char **ret_error) {
@@ -463,7 +456,7 @@ static int set_vlans(struct run_plan *p, char **vals, size_t nv, char **ret_erro
         for (size_t i = 0; i < nv; i++) {
                 int vl;
                 if (vlan_parse(vals[i], &vl) < 0)
-                        return fail(ret_error, "--vlans: '%s' is not a VLAN number (1..4094)", vals[i]);
+                        return errmsg_invalid(ret_error, "--vlans: '%s' is not a VLAN number (1..4094)", vals[i]);
                 if (p->n_default_vlans < RUN_NODE_VLANS_MAX)
                         p->default_vlans[p->n_default_vlans++] = vl;
         }
@@ -499,7 +492,7 @@ static int reference_option(struct run_plan *p, const struct parsed_opt *po, voi
         }
         if (po->opt->id == OPT_IGNORED)
                 return 0;
-        return fail(ret_error, "option '--%s' is not available here", po->opt->long_name);
+        return errmsg_invalid(ret_error, "option '--%s' is not available here", po->opt->long_name);
 }
 
 /* Split an environment list on whitespace into @dst (strdup'ed). */
@@ -540,7 +533,7 @@ int run_plan_parse_reference(struct run_plan *p, int argc, char **argv, const ch
         if ((e = env("globalTimeout")) && *e) {
                 unsigned u;
                 if (parse_uint(e, 7u * 24 * 3600, &u) < 0 || u == 0) {
-                        r = fail(ret_error, "globalTimeout: '%s' is not a number of seconds", e);
+                        r = errmsg_invalid(ret_error, "globalTimeout: '%s' is not a number of seconds", e);
                         goto out;
                 }
                 p->global_timeout = u;
@@ -552,18 +545,21 @@ int run_plan_parse_reference(struct run_plan *p, int argc, char **argv, const ch
         if (r < 0)
                 goto out;
         if (l.have_container) {
-                r = fail(ret_error, "systemd-nspawn containers (containerNames) are not supported by this vigil build yet");
+                r = errmsg_invalid(
+                        ret_error,
+                        "systemd-nspawn containers (containerNames) are not supported by this vigil build yet");
                 goto out;
         }
         if (l.n_vm_names > 0 && l.n_vm_names != l.n_start_scripts) {
-                r = fail(ret_error, "vmNames lists %zu machines but vmStartScripts lists %zu", l.n_vm_names,
-                         l.n_start_scripts);
+                r = errmsg_invalid(ret_error, "vmNames lists %zu machines but vmStartScripts lists %zu", l.n_vm_names,
+                                   l.n_start_scripts);
                 goto out;
         }
         for (size_t i = 0; i < l.n_start_scripts; i++) {
                 _cleanup_free_ char *derived = NULL;
                 struct run_node *n;
-                const char *name = l.n_vm_names ? l.vm_names[i] : (derived = run_plan_name_from_script(l.start_scripts[i]));
+                const char *name =
+                        l.n_vm_names ? l.vm_names[i] : (derived = run_plan_name_from_script(l.start_scripts[i]));
 
                 r = node_add(p, name, &n, ret_error);
                 if (r < 0)
@@ -588,15 +584,16 @@ out:
 
 static int json_vlans(json_object *arr, int *dst, size_t *n, size_t max, const char *where, char **ret_error) {
         if (!json_object_is_type(arr, json_type_array))
-                return fail(ret_error, "%s: \"vlans\" must be an array of VLAN numbers", where);
+                return errmsg_invalid(ret_error, "%s: \"vlans\" must be an array of VLAN numbers", where);
         *n = 0;
         for (size_t i = 0; i < json_object_array_length(arr); i++) {
                 json_object *v = json_object_array_get_idx(arr, i);
                 int x = json_object_get_int(v);
                 if (!json_object_is_type(v, json_type_int) || x < 1 || x > 4094)
-                        return fail(ret_error, "%s: \"vlans\"[%zu] is not a VLAN number (1..4094)", where, i);
+                        return errmsg_invalid(ret_error, "%s: \"vlans\"[%zu] is not a VLAN number (1..4094)", where,
+                                              i);
                 if (*n >= max)
-                        return fail(ret_error, "%s: too many VLANs (at most %zu)", where, max);
+                        return errmsg_invalid(ret_error, "%s: too many VLANs (at most %zu)", where, max);
                 dst[(*n)++] = x;
         }
         return 0;
@@ -608,12 +605,12 @@ static int json_top_common(struct run_plan *p, json_object *j, const char *what,
         if (json_object_object_get_ex(j, "global_timeout", &o)) {
                 if (!json_object_is_type(o, json_type_int) || json_object_get_int64(o) < 1 ||
                     json_object_get_int64(o) > 7 * 24 * 3600)
-                        return fail(ret_error, "%s: \"global_timeout\" must be seconds (1..604800)", what);
+                        return errmsg_invalid(ret_error, "%s: \"global_timeout\" must be seconds (1..604800)", what);
                 p->global_timeout = (unsigned) json_object_get_int64(o);
         }
         if (json_object_object_get_ex(j, "test_script", &o)) {
                 if (!json_object_is_type(o, json_type_string))
-                        return fail(ret_error, "%s: \"test_script\" must be a path", what);
+                        return errmsg_invalid(ret_error, "%s: \"test_script\" must be a path", what);
                 if (!p->script)
                         set_str(&p->script, json_object_get_string(o));
         }
@@ -631,7 +628,7 @@ static int get_opt_string(json_object *node, const char *key, char **dst, const 
         if (!json_object_object_get_ex(node, key, &o) || json_object_is_type(o, json_type_null))
                 return 0;
         if (!json_object_is_type(o, json_type_string))
-                return fail(ret_error, "%s: \"%s\" must be a string", where, key);
+                return errmsg_invalid(ret_error, "%s: \"%s\" must be a string", where, key);
         set_str(dst, json_object_get_string(o));
         return 0;
 }
@@ -643,17 +640,17 @@ static int get_opt_uint(json_object *node, const char *key, unsigned max, unsign
         if (!json_object_object_get_ex(node, key, &o))
                 return 0;
         if (!json_object_is_type(o, json_type_int) || json_object_get_int64(o) < 1 || json_object_get_int64(o) > max)
-                return fail(ret_error, "%s: \"%s\" must be an integer in 1..%u", where, key, max);
+                return errmsg_invalid(ret_error, "%s: \"%s\" must be an integer in 1..%u", where, key, max);
         *dst = (unsigned) json_object_get_int64(o);
         return 0;
 }
 
-static const char *const spec_node_keys[] = { "backend", "start_script", "kernel", "initrd", "append",
-                                              "memory_mb", "cpus", "vlans", "tree", NULL };
+static const char *const spec_node_keys[] = {"backend",   "start_script", "kernel", "initrd", "append",
+                                             "memory_mb", "cpus",         "vlans",  "tree",   NULL};
 /* Keys that only mean something to a QEMU machine. */
-static const char *const spec_qemu_only_keys[] = { "start_script", "kernel", "initrd", "append", "memory_mb", "cpus",
-                                                   NULL };
-static const char *const spec_top_keys[] = { "nodes", "vlans", "global_timeout", "test_script", NULL };
+static const char *const spec_qemu_only_keys[] = {"start_script", "kernel", "initrd", "append",
+                                                  "memory_mb",    "cpus",   NULL};
+static const char *const spec_top_keys[] = {"nodes", "vlans", "global_timeout", "test_script", NULL};
 
 static int check_keys(json_object *j, const char *const *allowed, const char *where, char **ret_error) {
         json_object_object_foreach(j, key, val) {
@@ -662,7 +659,7 @@ static int check_keys(json_object *j, const char *const *allowed, const char *wh
                 for (size_t i = 0; allowed[i]; i++)
                         ok = ok || streq(allowed[i], key);
                 if (!ok)
-                        return fail(ret_error, "%s: unknown key \"%s\"", where, key);
+                        return errmsg_invalid(ret_error, "%s: unknown key \"%s\"", where, key);
         }
         return 0;
 }
@@ -672,13 +669,13 @@ static int check_backend_keys(json_object *node, const struct run_node *n, const
         bool nspawn = streq(n->backend, "nspawn");
 
         if (!nspawn && json_object_object_get_ex(node, "tree", NULL))
-                return fail(ret_error, "%s: \"tree\" is for backend \"nspawn\" only", where);
+                return errmsg_invalid(ret_error, "%s: \"tree\" is for backend \"nspawn\" only", where);
         for (size_t i = 0; nspawn && spec_qemu_only_keys[i]; i++)
                 if (json_object_object_get_ex(node, spec_qemu_only_keys[i], NULL))
-                        return fail(ret_error, "%s: \"%s\" is for backend \"qemu\" only", where,
-                                    spec_qemu_only_keys[i]);
+                        return errmsg_invalid(ret_error, "%s: \"%s\" is for backend \"qemu\" only", where,
+                                              spec_qemu_only_keys[i]);
         if (n->tree && n->tree[0] != '/')
-                return fail(ret_error, "%s: \"tree\" must be an absolute path", where);
+                return errmsg_invalid(ret_error, "%s: \"tree\" must be an absolute path", where);
         return 0;
 }
 
@@ -689,14 +686,14 @@ int run_plan_load_spec(struct run_plan *p, const char *json, char **ret_error) {
         if (!j || !json_object_is_type(j, json_type_object)) {
                 if (j)
                         json_object_put(j);
-                return fail(ret_error, "spec: not a JSON object");
+                return errmsg_invalid(ret_error, "spec: not a JSON object");
         }
         r = check_keys(j, spec_top_keys, "spec", ret_error);
         if (r >= 0)
                 r = json_top_common(p, j, "spec", ret_error);
         if (r >= 0 && json_object_object_get_ex(j, "nodes", &nodes)) {
                 if (!json_object_is_type(nodes, json_type_object))
-                        r = fail(ret_error, "spec: \"nodes\" must be an object of name -> node");
+                        r = errmsg_invalid(ret_error, "spec: \"nodes\" must be an object of name -> node");
                 else {
                         json_object_object_foreach(nodes, name, node) {
                                 char where[96];
@@ -705,7 +702,7 @@ int run_plan_load_spec(struct run_plan *p, const char *json, char **ret_error) {
 
                                 snprintf(where, sizeof(where), "spec: node \"%s\"", name);
                                 if (!json_object_is_type(node, json_type_object)) {
-                                        r = fail(ret_error, "%s must be an object", where);
+                                        r = errmsg_invalid(ret_error, "%s must be an object", where);
                                         break;
                                 }
                                 r = check_keys(node, spec_node_keys, where, ret_error);
@@ -714,8 +711,8 @@ int run_plan_load_spec(struct run_plan *p, const char *json, char **ret_error) {
                                 if (r >= 0)
                                         r = get_opt_string(node, "backend", &n->backend, where, ret_error);
                                 if (r >= 0 && !backend_known(n->backend))
-                                        r = fail(ret_error, "%s: unknown backend \"%s\" (available: %s)", where,
-                                                 n->backend, BACKENDS_AVAILABLE);
+                                        r = errmsg_invalid(ret_error, "%s: unknown backend \"%s\" (available: %s)",
+                                                           where, n->backend, BACKENDS_AVAILABLE);
                                 if (r >= 0)
                                         r = get_opt_string(node, "tree", &n->tree, where, ret_error);
                                 if (r >= 0)
@@ -737,10 +734,12 @@ int run_plan_load_spec(struct run_plan *p, const char *json, char **ret_error) {
                                         n->vlans_set = true;
                                 }
                                 if (r >= 0 && !n->kernel != !n->initrd)
-                                        r = fail(ret_error, "%s: \"kernel\" and \"initrd\" go together", where);
+                                        r = errmsg_invalid(ret_error, "%s: \"kernel\" and \"initrd\" go together",
+                                                           where);
                                 if (r >= 0 && n->kernel && n->start_script)
-                                        r = fail(ret_error, "%s: give either \"start_script\" or \"kernel\", not both",
-                                                 where);
+                                        r = errmsg_invalid(ret_error,
+                                                           "%s: give either \"start_script\" or \"kernel\", not both",
+                                                           where);
                                 if (r < 0)
                                         break;
                         }
@@ -757,15 +756,17 @@ int run_plan_load_reference_config(struct run_plan *p, const char *json, char **
         if (!j || !json_object_is_type(j, json_type_object)) {
                 if (j)
                         json_object_put(j);
-                return fail(ret_error, "--config: not a JSON object");
+                return errmsg_invalid(ret_error, "--config: not a JSON object");
         }
         r = json_top_common(p, j, "--config", ret_error);
         if (r >= 0 && json_object_object_get_ex(j, "containers", &o) && json_object_is_type(o, json_type_object) &&
             json_object_object_length(o) > 0)
-                r = fail(ret_error, "--config: systemd-nspawn \"containers\" are not supported by this vigil build yet");
+                r = errmsg_invalid(
+                        ret_error,
+                        "--config: systemd-nspawn \"containers\" are not supported by this vigil build yet");
         if (r >= 0 && json_object_object_get_ex(j, "vms", &vms)) {
                 if (!json_object_is_type(vms, json_type_object))
-                        r = fail(ret_error, "--config: \"vms\" must be an object");
+                        r = errmsg_invalid(ret_error, "--config: \"vms\" must be an object");
                 else {
                         json_object_object_foreach(vms, key, vm) {
                                 struct run_node *n;
@@ -775,10 +776,13 @@ int run_plan_load_reference_config(struct run_plan *p, const char *json, char **
                                 if (!json_object_is_type(vm, json_type_object) ||
                                     !json_object_object_get_ex(vm, "start_script", &s) ||
                                     !json_object_is_type(s, json_type_string)) {
-                                        r = fail(ret_error, "--config: vms.\"%s\" needs a \"start_script\" string", key);
+                                        r = errmsg_invalid(ret_error,
+                                                           "--config: vms.\"%s\" needs a \"start_script\" string",
+                                                           key);
                                         break;
                                 }
-                                if (json_object_object_get_ex(vm, "name", &nm) && json_object_is_type(nm, json_type_string))
+                                if (json_object_object_get_ex(vm, "name", &nm) &&
+                                    json_object_is_type(nm, json_type_string))
                                         name = json_object_get_string(nm);
                                 r = node_add(p, name, &n, ret_error);
                                 if (r < 0)
@@ -812,9 +816,9 @@ static int int_cmp(const void *a, const void *b) {
 
 int run_plan_finalize(struct run_plan *p, char **ret_error) {
         if (!p->script)
-                return fail(ret_error, "no test script given (vigil run SCRIPT ...)");
+                return errmsg_invalid(ret_error, "no test script given (vigil run SCRIPT ...)");
         if (p->n_nodes == 0)
-                return fail(ret_error, "no machines: add --node NAME (or a spec with \"nodes\")");
+                return errmsg_invalid(ret_error, "no machines: add --node NAME (or a spec with \"nodes\")");
         if (p->n_default_vlans == 0)
                 p->default_vlans[p->n_default_vlans++] = 1;
         qsort(p->nodes, p->n_nodes, sizeof(p->nodes[0]), node_cmp);
@@ -827,7 +831,7 @@ int run_plan_finalize(struct run_plan *p, char **ret_error) {
                         n->n_vlans = p->n_default_vlans;
                 }
                 for (size_t k = 0; k < n->n_vlans; k++)
-                                vlan_collect(p, n->vlans[k]);
+                        vlan_collect(p, n->vlans[k]);
         }
         qsort(p->vlans, p->n_vlans, sizeof(int), int_cmp);
         return 0;
@@ -856,8 +860,9 @@ void run_plan_tap_name(int vlan, unsigned number, char *buf, size_t size) {
 }
 
 static char *json_take_string(json_object *j) {
-        char *s = j ? strdup(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE))
-                    : NULL;
+        char *s =
+                j ? strdup(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE))
+                  : NULL;
         if (j)
                 json_object_put(j);
         return s;
@@ -1037,7 +1042,8 @@ char *run_plan_switch_config(const struct run_plan *p, size_t vlan, const struct
 }
 
 char *run_plan_script_config(const struct run_plan *p, const struct run_dirs *d) {
-        json_object *j = json_object_new_object(), *machines = json_object_new_array(), *vlans = json_object_new_array();
+        json_object *j = json_object_new_object(), *machines = json_object_new_array(),
+                    *vlans = json_object_new_array();
         char state[512], shared[512], buf[512];
 
         jset_str(j, "test_script", p->script);

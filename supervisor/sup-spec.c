@@ -8,21 +8,9 @@
 #include <json-c/json.h>
 #include <stdarg.h>
 
+#include "errmsg.h"
 #include "macro.h"
 #include "sup-spec.h"
-
-static int fail(char **ret_error, const char *fmt, ...) _printf_(2, 3);
-static int fail(char **ret_error, const char *fmt, ...) {
-        va_list ap;
-
-        if (ret_error) {
-                va_start(ap, fmt);
-                if (vasprintf(ret_error, fmt, ap) < 0)
-                        *ret_error = NULL;
-                va_end(ap);
-        }
-        return -EINVAL;
-}
 
 void sup_spec_init(struct sup_spec *s) {
         *s = (struct sup_spec){
@@ -49,20 +37,21 @@ int child_spec_validate(const struct child_spec *c, char **ret_error) {
         const char *id = c->id ?: "?";
 
         if (!child_id_valid(c->id))
-                return fail(ret_error, "child '%s': id must be 1-%u characters of [A-Za-z0-9_.-]", id, NAME_MAX_LEN);
+                return errmsg_invalid(ret_error, "child '%s': id must be 1-%u characters of [A-Za-z0-9_.-]", id,
+                                      NAME_MAX_LEN);
         if (c->kind <= KIND_SUPERVISOR || c->kind >= _KIND_MAX)
-                return fail(ret_error, "child '%s': kind must be machine, switch, script or test", id);
+                return errmsg_invalid(ret_error, "child '%s': kind must be machine, switch, script or test", id);
         if ((unsigned) c->restart >= _RESTART_TYPE_MAX)
-                return fail(ret_error, "child '%s': restart must be permanent, transient or temporary", id);
+                return errmsg_invalid(ret_error, "child '%s': restart must be permanent, transient or temporary", id);
         if (c->shutdown_ms != SHUTDOWN_BRUTAL_KILL && (c->shutdown_ms < 0 || c->shutdown_ms > SHUTDOWN_MAX_MS))
-                return fail(ret_error, "child '%s': shutdown must be \"brutal_kill\" or 0..%d ms", id,
-                            SHUTDOWN_MAX_MS);
+                return errmsg_invalid(ret_error, "child '%s': shutdown must be \"brutal_kill\" or 0..%d ms", id,
+                                      SHUTDOWN_MAX_MS);
         if (c->start_timeout_ms < 0 || c->start_timeout_ms > SHUTDOWN_MAX_MS)
-                return fail(ret_error, "child '%s': start_timeout must be 0..%d ms", id, SHUTDOWN_MAX_MS);
+                return errmsg_invalid(ret_error, "child '%s': start_timeout must be 0..%d ms", id, SHUTDOWN_MAX_MS);
         if (strv_length(c->args) > MSG_STRV_MAX)
-                return fail(ret_error, "child '%s': at most %u args", id, MSG_STRV_MAX);
+                return errmsg_invalid(ret_error, "child '%s': at most %u args", id, MSG_STRV_MAX);
         if (c->config_json && strlen(c->config_json) > MSG_TEXT_MAX)
-                return fail(ret_error, "child '%s': config is larger than %u bytes", id, MSG_TEXT_MAX);
+                return errmsg_invalid(ret_error, "child '%s': config is larger than %u bytes", id, MSG_TEXT_MAX);
         return 0;
 }
 
@@ -126,7 +115,7 @@ static int check_keys(json_object *obj, const char *const *allowed, const char *
                 for (size_t i = 0; allowed[i] && !ok; i++)
                         ok = streq(allowed[i], key);
                 if (!ok)
-                        return fail(ret_error, "%s%s%s: unknown key", where, where[0] ? "." : "", key);
+                        return errmsg_invalid(ret_error, "%s%s%s: unknown key", where, where[0] ? "." : "", key);
         }
         return 0;
 }
@@ -134,11 +123,12 @@ static int check_keys(json_object *obj, const char *const *allowed, const char *
 /* An integer in [min, max] (JSON integers only, no strings or fractions). */
 static int get_int(json_object *v, int64_t min, int64_t max, const char *path, int64_t *ret, char **ret_error) {
         if (!json_object_is_type(v, json_type_int))
-                return fail(ret_error, "%s: expected an integer", path);
+                return errmsg_invalid(ret_error, "%s: expected an integer", path);
         errno = 0;
         int64_t x = json_object_get_int64(v);
         if (errno != 0 || x < min || x > max)
-                return fail(ret_error, "%s: must be between %lld and %lld", path, (long long) min, (long long) max);
+                return errmsg_invalid(ret_error, "%s: must be between %lld and %lld", path, (long long) min,
+                                      (long long) max);
         *ret = x;
         return 0;
 }
@@ -152,25 +142,26 @@ static int parse_child(json_object *o, size_t idx, struct child_spec *c, char **
 
         snprintf(where, sizeof(where), "children[%zu]", idx);
         if (!json_object_is_type(o, json_type_object))
-                return fail(ret_error, "%s: expected an object", where);
+                return errmsg_invalid(ret_error, "%s: expected an object", where);
         r = check_keys(o, keys, where, ret_error);
         if (r < 0)
                 return r;
 
         if (!json_object_object_get_ex(o, "id", &v) || !json_object_is_type(v, json_type_string))
-                return fail(ret_error, "%s.id: required, a string", where);
+                return errmsg_invalid(ret_error, "%s.id: required, a string", where);
         if (!child_id_valid(json_object_get_string(v)))
-                return fail(ret_error, "%s.id: must be 1-%u characters of [A-Za-z0-9_.-]", where, NAME_MAX_LEN);
+                return errmsg_invalid(ret_error, "%s.id: must be 1-%u characters of [A-Za-z0-9_.-]", where,
+                                      NAME_MAX_LEN);
         c->id = strdup(json_object_get_string(v));
         if (!c->id)
                 return -ENOMEM;
 
         if (!json_object_object_get_ex(o, "kind", &v) || !json_object_is_type(v, json_type_string))
-                return fail(ret_error, "%s.kind: required, one of machine, switch, script, test", where);
+                return errmsg_invalid(ret_error, "%s.kind: required, one of machine, switch, script, test", where);
         c->kind = worker_kind_from_string(json_object_get_string(v));
         if (c->kind <= KIND_SUPERVISOR)
-                return fail(ret_error, "%s.kind: expected machine, switch, script or test, got \"%s\"", where,
-                            json_object_get_string(v));
+                return errmsg_invalid(ret_error, "%s.kind: expected machine, switch, script or test, got \"%s\"",
+                                      where, json_object_get_string(v));
 
         c->restart = RESTART_PERMANENT;
         if (json_object_object_get_ex(o, "restart", &v)) {
@@ -178,7 +169,8 @@ static int parse_child(json_object *o, size_t idx, struct child_spec *c, char **
                                      ? restart_type_from_string(json_object_get_string(v))
                                      : _RESTART_TYPE_INVALID;
                 if (c->restart < 0)
-                        return fail(ret_error, "%s.restart: expected permanent, transient or temporary", where);
+                        return errmsg_invalid(ret_error, "%s.restart: expected permanent, transient or temporary",
+                                              where);
         }
 
         c->shutdown_ms = SHUTDOWN_DEFAULT_MS;
@@ -187,7 +179,7 @@ static int parse_child(json_object *o, size_t idx, struct child_spec *c, char **
                 snprintf(path, sizeof(path), "%s.shutdown", where);
                 if (json_object_is_type(v, json_type_string)) {
                         if (!streq(json_object_get_string(v), "brutal_kill"))
-                                return fail(ret_error, "%s: expected \"brutal_kill\" or milliseconds", path);
+                                return errmsg_invalid(ret_error, "%s: expected \"brutal_kill\" or milliseconds", path);
                         c->shutdown_ms = SHUTDOWN_BRUTAL_KILL;
                 } else {
                         r = get_int(v, 0, SHUTDOWN_MAX_MS, path, &c->shutdown_ms, ret_error);
@@ -206,17 +198,17 @@ static int parse_child(json_object *o, size_t idx, struct child_spec *c, char **
 
         if (json_object_object_get_ex(o, "significant", &v)) {
                 if (!json_object_is_type(v, json_type_boolean))
-                        return fail(ret_error, "%s.significant: expected true or false", where);
+                        return errmsg_invalid(ret_error, "%s.significant: expected true or false", where);
                 c->significant = json_object_get_boolean(v);
         }
 
         size_t n_args = 0;
         if (json_object_object_get_ex(o, "args", &v)) {
                 if (!json_object_is_type(v, json_type_array))
-                        return fail(ret_error, "%s.args: expected an array of strings", where);
+                        return errmsg_invalid(ret_error, "%s.args: expected an array of strings", where);
                 n_args = json_object_array_length(v);
                 if (n_args > MSG_STRV_MAX)
-                        return fail(ret_error, "%s.args: at most %u elements", where, MSG_STRV_MAX);
+                        return errmsg_invalid(ret_error, "%s.args: at most %u elements", where, MSG_STRV_MAX);
         }
         c->args = calloc(n_args + 1, sizeof(char *));
         if (!c->args)
@@ -224,7 +216,7 @@ static int parse_child(json_object *o, size_t idx, struct child_spec *c, char **
         for (size_t i = 0; i < n_args; i++) {
                 json_object *a = json_object_array_get_idx(v, i);
                 if (!json_object_is_type(a, json_type_string))
-                        return fail(ret_error, "%s.args[%zu]: expected a string", where, i);
+                        return errmsg_invalid(ret_error, "%s.args[%zu]: expected a string", where, i);
                 c->args[i] = strdup(json_object_get_string(a));
                 if (!c->args[i])
                         return -ENOMEM;
@@ -233,7 +225,7 @@ static int parse_child(json_object *o, size_t idx, struct child_spec *c, char **
         if (json_object_object_get_ex(o, "config", &v)) {
                 const char *s = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
                 if (strlen(s) > MSG_TEXT_MAX)
-                        return fail(ret_error, "%s.config: larger than %u bytes", where, MSG_TEXT_MAX);
+                        return errmsg_invalid(ret_error, "%s.config: larger than %u bytes", where, MSG_TEXT_MAX);
                 c->config_json = strdup(s);
         } else
                 c->config_json = strdup("{}");
@@ -249,7 +241,7 @@ static int parse_tree(json_object *root, struct sup_spec *s, char **ret_error) {
         int r;
 
         if (!json_object_is_type(root, json_type_object))
-                return fail(ret_error, "spec: expected a JSON object");
+                return errmsg_invalid(ret_error, "spec: expected a JSON object");
         r = check_keys(root, keys, "", ret_error);
         if (r < 0)
                 return r;
@@ -259,7 +251,8 @@ static int parse_tree(json_object *root, struct sup_spec *s, char **ret_error) {
                                       ? sup_strategy_from_string(json_object_get_string(v))
                                       : _STRATEGY_INVALID;
                 if (s->strategy < 0)
-                        return fail(ret_error, "strategy: expected one_for_one, one_for_all or rest_for_one");
+                        return errmsg_invalid(ret_error,
+                                              "strategy: expected one_for_one, one_for_all or rest_for_one");
         }
 
         if (json_object_object_get_ex(root, "intensity", &v)) {
@@ -267,7 +260,7 @@ static int parse_tree(json_object *root, struct sup_spec *s, char **ret_error) {
                 int64_t n;
 
                 if (!json_object_is_type(v, json_type_object))
-                        return fail(ret_error, "intensity: expected an object");
+                        return errmsg_invalid(ret_error, "intensity: expected an object");
                 r = check_keys(v, ikeys, "intensity", ret_error);
                 if (r < 0)
                         return r;
@@ -287,10 +280,10 @@ static int parse_tree(json_object *root, struct sup_spec *s, char **ret_error) {
         }
 
         if (!json_object_object_get_ex(root, "children", &v) || !json_object_is_type(v, json_type_array))
-                return fail(ret_error, "children: required, an array of child specs");
+                return errmsg_invalid(ret_error, "children: required, an array of child specs");
         size_t n = json_object_array_length(v);
         if (n == 0 || n > SUP_CHILDREN_MAX)
-                return fail(ret_error, "children: expected 1..%u child specs", SUP_CHILDREN_MAX);
+                return errmsg_invalid(ret_error, "children: expected 1..%u child specs", SUP_CHILDREN_MAX);
         s->children = calloc(n, sizeof(struct child_spec));
         if (!s->children)
                 return -ENOMEM;
@@ -301,7 +294,8 @@ static int parse_tree(json_object *root, struct sup_spec *s, char **ret_error) {
                         return r;
                 for (size_t j = 0; j < i; j++)
                         if (streq(s->children[j].id, s->children[i].id))
-                                return fail(ret_error, "children[%zu].id: duplicate id \"%s\"", i, s->children[i].id);
+                                return errmsg_invalid(ret_error, "children[%zu].id: duplicate id \"%s\"", i,
+                                                      s->children[i].id);
         }
         return 0;
 }
@@ -315,7 +309,7 @@ int sup_spec_parse(const char *json, struct sup_spec *ret, char **ret_error) {
         sup_spec_init(&s);
         root = json_tokener_parse_verbose(json, &jerr);
         if (!root)
-                return fail(ret_error, "spec: not valid JSON: %s", json_tokener_error_desc(jerr));
+                return errmsg_invalid(ret_error, "spec: not valid JSON: %s", json_tokener_error_desc(jerr));
         r = parse_tree(root, &s, ret_error);
         json_object_put(root);
         if (r < 0) {

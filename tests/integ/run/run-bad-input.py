@@ -7,8 +7,9 @@ import subprocess
 import sys
 import tempfile
 
+from runtap import check, done
+
 VIGIL = sys.argv[1]
-failures = 0
 
 
 def run(args, env=None, argv0=None):
@@ -20,13 +21,9 @@ def run(args, env=None, argv0=None):
 
 
 def expect(name, args, needle, env=None, argv0=None, code=2):
-    global failures
     rc, err = run(args, env, argv0)
-    ok = rc == code and needle in err
-    print(("ok" if ok else "not ok") + f" - {name}: exit {rc}, stderr mentions {needle!r}")
-    if not ok:
+    if not check(rc == code and needle in err, f"{name}: exit {rc}, stderr mentions {needle!r}"):
         print("#   stderr: " + err.strip().replace("\n", "\n#   "))
-        failures += 1
 
 
 with tempfile.TemporaryDirectory() as d:
@@ -70,5 +67,4 @@ with tempfile.TemporaryDirectory() as d:
     expect("reference: containers refused", [], "nspawn",
            env={"containerNames": "c1", "testScript": script}, argv0="nixos-test-driver")
 
-print(f"1..14")
-sys.exit(1 if failures else 0)
+done()

@@ -9,16 +9,9 @@ import sys
 import tempfile
 import time
 
+from runtap import check, done, failed
+
 VIGIL = sys.argv[1]
-failures = 0
-n = 0
-
-
-def check(ok, what):
-    global failures, n
-    n += 1
-    print(("ok" if ok else "not ok") + f" {n} - {what}")
-    failures += not ok
 
 
 with tempfile.TemporaryDirectory(prefix="vigil-run-int-") as d:
@@ -56,7 +49,6 @@ with tempfile.TemporaryDirectory(prefix="vigil-run-int-") as d:
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     check(code == 0, f"Ctrl-D ends the run with exit 0 (got {code})")
-    if failures:
+    if failed():
         print("# terminal tail:\n# " + out.decode(errors="replace")[-2500:].replace("\n", "\n# "))
-print(f"1..{n}")
-sys.exit(1 if failures else 0)
+done()

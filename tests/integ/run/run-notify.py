@@ -8,16 +8,9 @@ import sys
 import tempfile
 import time
 
+from runtap import check, done, failed
+
 VIGIL = sys.argv[1]
-failures = 0
-n = 0
-
-
-def check(ok, what):
-    global failures, n
-    n += 1
-    print(("ok" if ok else "not ok") + f" {n} - {what}")
-    failures += not ok
 
 
 with tempfile.TemporaryDirectory(prefix="vigil-run-notify-") as d:
@@ -53,8 +46,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-run-notify-") as d:
     check(sum(g == "WATCHDOG=1" for g in got) >= 2, "WATCHDOG=1 pings received")
     check("still running after" in err and "; subtest: phase one" in err,
           "--heartbeat 1 prints 'still running' lines on stderr, naming the subtest (nix max-silent-time)")
-    if failures:
+    if failed():
         print("# notify lines: " + repr(got[:40]))
         print("# stderr: " + err[-2000:].replace("\n", "\n# "))
-print(f"1..{n}")
-sys.exit(1 if failures else 0)
+done()

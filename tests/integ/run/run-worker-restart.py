@@ -7,9 +7,9 @@ import subprocess
 import sys
 import tempfile
 
+from runtap import check, done, failed
+
 VIGIL = sys.argv[1]
-failures = 0
-n = 0
 
 SCRIPT = r'''
 import os, signal, threading, time
@@ -41,13 +41,6 @@ with subtest("idempotent: wait_until_succeeds is replayed"):
 '''
 
 
-def check(ok, what):
-    global failures, n
-    n += 1
-    print(("ok" if ok else "not ok") + f" {n} - {what}")
-    failures += not ok
-
-
 with tempfile.TemporaryDirectory(prefix="vigil-run-restart-") as d:
     script = os.path.join(d, "t.py")
     with open(script, "w") as f:
@@ -61,7 +54,6 @@ with tempfile.TemporaryDirectory(prefix="vigil-run-restart-") as d:
     check("COUNT: 1" in out, "the interrupted command ran exactly once")
     check("NEW-WORKER: True" in out, "a new machine worker answered afterwards (re-attached to the same VM)")
     check("WAIT: succeeded, new worker: True" in out, "wait_until_succeeds was replayed to the restarted worker")
-    if failures:
+    if failed():
         print("# output tail:\n# " + out[-3000:].replace("\n", "\n# "))
-print(f"1..{n}")
-sys.exit(1 if failures else 0)
+done()

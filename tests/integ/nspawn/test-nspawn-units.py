@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "script"))
 from vmrun import Tap, junit_cases, skip_unless_nspawn, spec_run  # noqa: E402
 
 SCRIPT = r'''
+import re
 import shlex
 import time
 

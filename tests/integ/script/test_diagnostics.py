@@ -85,7 +85,7 @@ class TestPureParts(unittest.TestCase):
         keys = [s.key for s in dg.unit_sections("web")]
         self.assertEqual(keys, ["unit", "failed", "journal"])
         journal = dg.unit_sections("web")[-1]
-        self.assertEqual(journal.command, "journalctl -u web -n 20 --no-pager")
+        self.assertEqual(journal.command, "journalctl --sync >/dev/null 2>&1 || true; journalctl -u web -n 20 --no-pager")
         user = dg.unit_sections("web", "alice")
         self.assertEqual([s.key for s in user], ["unit", "failed-user", "failed", "journal"])
         self.assertIn("systemctl --user --no-pager show web -p LoadState", user[0].command)

@@ -88,6 +88,14 @@ def systemctl_command(q: str, user: str | None = None) -> str:
     return f"systemctl {q}"
 
 
+def _synced(journalctl: str) -> str:
+    """journald reads a service's stdout stream asynchronously: a service
+    that just died may have lines still in its socket (seen here: 1 run in
+    6 missed the unit's last line). `journalctl --sync` makes journald take
+    in and write everything logged before it."""
+    return f"journalctl --sync >/dev/null 2>&1 || true; {journalctl}"
+
+
 def unit_sections(unit: str, user: str | None = None) -> list[Section]:
     """What a failed unit wait reports: the unit's state, the failed units
     (the user's too for a user unit) and the unit's last journal lines."""
@@ -102,12 +110,12 @@ def unit_sections(unit: str, user: str | None = None) -> list[Section]:
                             "systemctl --failed --no-legend --no-pager"))
     if user is None:
         cmd = f"journalctl -u {q} -n {JOURNAL_LINES} --no-pager"
-        sections.append(Section("journal", f"last journal lines of {unit} ({cmd})", cmd))
+        sections.append(Section("journal", f"last journal lines of {unit} ({cmd})", _synced(cmd)))
     else:
         # journalctl --user-unit matches the caller's uid (root's): match the fields instead.
         name = shlex.quote(unit_name(unit))
         cmd = f"journalctl -n {JOURNAL_LINES} --no-pager _SYSTEMD_USER_UNIT={name} + USER_UNIT={name}"
-        sections.append(Section("journal", f"last journal lines of {unit} of user {user} ({cmd})", cmd))
+        sections.append(Section("journal", f"last journal lines of {unit} of user {user} ({cmd})", _synced(cmd)))
     return sections
 
 
@@ -118,7 +126,7 @@ def port_sections() -> list[Section]:
     return [
         Section("failed", "failed units (systemctl --failed --no-legend)", "systemctl --failed --no-legend --no-pager"),
         Section("listening", "listening TCP sockets (ss -Hltnp)", "ss -Hltnp"),
-        Section("journal", f"last journal lines ({journal})", journal),
+        Section("journal", f"last journal lines ({journal})", _synced(journal)),
     ]
 
 

@@ -156,6 +156,7 @@ def main():
                 check(tree.is_absolute() and tree.name == key and tree.parent.name == "debian",
                       "the tree is <cache>/debian/<key>", f"{tree} vs key {key}")
                 check_tree(tree, mod)
+                first_entries = set(os.listdir(tree.parent))
 
                 t0 = time.monotonic()
                 again = run(MKDEBIAN)
@@ -183,6 +184,48 @@ def main():
                 (tools / "debian/overlay/README").write_text("edited\n")
                 check(run(tools / "mkdebian", "--print-key").stdout.strip() == key, "the README is not hashed")
 
+                # An overlay change reuses the base tree: hard links plus the overlay, no debootstrap.
+                (tools / "debian/overlay/extra.conf").write_text("x\n")
+                t0 = time.monotonic()
+                quick = run(tools / "mkdebian", timeout=600)
+                t_quick = time.monotonic() - t0
+                try:
+                        qtree = Path(quick.stdout.strip())
+                        check(quick.returncode == 0 and qtree.parent == tree.parent and qtree != tree
+                              and "debootstrap" not in quick.stderr,
+                              f"an overlay change builds a new tree without debootstrap ({t_quick:.1f} s)",
+                              quick.stderr)
+                        print(f"# tree for a changed overlay: {t_quick:.2f} s")
+                        check((qtree / "extra.conf").read_text() == "x\n", "the new tree has the new overlay file")
+                        a, b = (tree / "usr/bin/python3.11").stat(), (qtree / "usr/bin/python3.11").stat()
+                        check(a.st_ino == b.st_ino and a.st_dev == b.st_dev,
+                              "it shares the base's files (hard links, no second copy)")
+                        check((tree / "etc/vigil/mkdebian.manifest").stat().st_ino
+                              != (qtree / "etc/vigil/mkdebian.manifest").stat().st_ino
+                              and "extra.conf" not in (tree / "etc/vigil/mkdebian.manifest").read_text(),
+                              "writing the new tree's manifest left the first tree's alone")
+                finally:
+                        if quick.returncode == 0 and quick.stdout.strip():
+                                mod.remove_tree(Path(quick.stdout.strip()))
+
+                (tools / "debian/overlay/extra.conf").write_text("race\n")
+                before = set(os.listdir(tree.parent))
+                procs = [subprocess.Popen([str(tools / "mkdebian")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True) for _ in range(3)]
+                outs = [p.communicate(timeout=600) for p in procs]
+                new = sorted(set(os.listdir(tree.parent)) - before)
+                built = sum("overlay entries" in err for _, err in outs)
+                check({p.returncode for p in procs} == {0} and len({o for o, _ in outs}) == 1 and built == 1
+                      and [x for x in new if not x.startswith(".lock-")] == [Path(outs[0][0].strip()).name],
+                      f"3 concurrent calls: one build, one tree, no leftovers ({built} builds, new: {new})",
+                      "\n".join(e for _, e in outs))
+                for x in new:
+                        if not x.startswith(".lock-"):
+                                mod.remove_tree(tree.parent / x)
+                for x in set(os.listdir(tree.parent)) - first_entries:
+                        if x.startswith(".lock-"):
+                                (tree.parent / x).unlink()
+
                 # Failures, on the changed copy (its key is not cached, so it would have to build).
                 (tools / "debian/overlay/extra.conf").write_text("x\n")
                 bad = run(tools / "mkdebian", "--bogus")
@@ -200,7 +243,7 @@ def main():
                 check(bad.returncode == mod.EXIT_USAGE, f"a bad package name: exit 2 ({bad.returncode})")
                 if shutil.which("setpriv"):
                         tmp.chmod(0o755)
-                        for p in (tmp / "c", tmp / "c/debian"):
+                        for p in (tmp / "c", tmp / "c/debian", tmp / "c/debian-base"):
                                 p.chmod(0o777)
                         bad = run("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                                   str(tools / "mkdebian"), "--cache", str(tmp / "c"))

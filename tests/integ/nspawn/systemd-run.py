@@ -225,6 +225,18 @@ def main():
                 print(f"# container boot (nspawn start to '{state}'): {boot_s:.2f} s")
                 if state == "degraded":
                         print("# failed units: " + box.run("systemctl", "--failed", "--no-legend").stdout.strip())
+                # The tree as containers see it (tools/mkdebian's set-up, docs/debian-tree.md).
+                mid = box.run("cat", "/etc/machine-id").stdout.strip()
+                check(len(mid) == 32 and all(c in "0123456789abcdef" for c in mid),
+                      f"the container got its own machine id in place of the empty file ({mid})")
+                r = box.run("sh", "-c", "echo '192.168.1.9 probe' >> /etc/hosts && grep -c probe /etc/hosts")
+                check(r.returncode == 0 and r.stdout.strip() == "1", "/etc/hosts is writable under --volatile=overlay",
+                      r.stderr)
+                r = box.run("journalctl", "--header", "-n", "0")
+                check("/run/log/journal/" in r.stdout and "/var/log/journal/" not in r.stdout,
+                      "the journal is volatile (/run/log/journal)", r.stdout[:400])
+                r = box.run("systemctl", "list-units", "--no-legend", "--plain", "--state=active", "*getty*")
+                check("getty@" not in r.stdout and "console-getty" not in r.stdout, "no getty runs", r.stdout)
                 check(box.run("test", "-x", str(VIGIL)).returncode == 0
                       and box.run("ldd", str(VIGIL)).stdout.count("not found") == 0,
                       "vigil is there at its build path, with all its libraries",

@@ -85,6 +85,17 @@ with subtest("a failing unit: the error names it and carries its journal"):
     t.assertIn("broken.service", failed)
     figure("diagnostics_s", float(re.search(r"collected in ([0-9.]+) s", e.diagnostics)[1]))
 
+with subtest("a unit stuck activating: the timeout says what it waits for"):
+    write("/etc/systemd/system/slow.service", "[Service]\nType=oneshot\nExecStart=/bin/sleep 600\n")
+    server.succeed("systemctl daemon-reload", "systemctl start --no-block slow.service")
+    with t.assertRaises(RequestedAssertionFailed) as cm:
+        server.wait_for_unit("slow.service", timeout=3)
+    t.assertRegex(str(cm.exception).splitlines()[0], r"^action timed out after \d+\.\d\d seconds \(timeout=3\)$")
+    t.assertIn("ActiveState=activating, SubState=start", cm.exception.diagnostics)
+    jobs = cm.exception.diagnostics.split("pending jobs (systemctl list-jobs --no-legend):")[1].split("\n  last journal")[0]
+    t.assertRegex(jobs, r"slow\.service +start +running")
+    server.succeed("systemctl stop slow.service; systemctl reset-failed slow.service || true")
+
 with subtest("a user unit under a lingering user"):
     if server.execute("ls /usr/lib/*/security/pam_systemd.so")[0] != 0:
         # A tree without libpam-systemd: nothing sets the user manager's XDG_RUNTIME_DIR (requests-script.md §2).
@@ -155,7 +166,8 @@ def main() -> None:
     cases = junit_cases(r.out / "junit.xml")
     tap.check(r.rc == 1, "the run fails (exit 1) because of the last subtest's failed unit", r.tail())
     for sub in ("a transient service starts and its port opens", "start_job, stop_job, systemctl on a unit file",
-                "a failing unit: the error names it and carries its journal", "a user unit under a lingering user",
+                "a failing unit: the error names it and carries its journal",
+                "a unit stuck activating: the timeout says what it waits for", "a user unit under a lingering user",
                 "vigil.journal", "a hanging journalctl cannot hang the diagnostics"):
         tap.check(cases.get(sub) is False, f"subtest passed: {sub}", f"{cases}\n{log[-4000:]}")
     tap.check(cases.get("an unexpected unit failure fails the test") is True, "the last subtest is the one that failed",

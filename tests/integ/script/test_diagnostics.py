@@ -83,11 +83,12 @@ class TestPureParts(unittest.TestCase):
 
     def test_sections(self):
         keys = [s.key for s in dg.unit_sections("web")]
-        self.assertEqual(keys, ["unit", "failed", "journal"])
+        self.assertEqual(keys, ["unit", "failed", "jobs", "journal"])
         journal = dg.unit_sections("web")[-1]
         self.assertEqual(journal.command, "journalctl --sync >/dev/null 2>&1 || true; journalctl -u web -n 20 --no-pager")
         user = dg.unit_sections("web", "alice")
-        self.assertEqual([s.key for s in user], ["unit", "failed-user", "failed", "journal"])
+        self.assertEqual([s.key for s in user], ["unit", "failed-user", "failed", "jobs", "journal"])
+        self.assertIn("systemctl --user list-jobs --no-legend --no-pager", user[3].command)
         self.assertIn("systemctl --user --no-pager show web -p LoadState", user[0].command)
         self.assertIn("_SYSTEMD_USER_UNIT=web.service + USER_UNIT=web.service", user[-1].command)
         self.assertEqual([s.key for s in dg.port_sections()], ["failed", "listening", "journal"])
@@ -233,7 +234,8 @@ class TestUnitWaits(DiagCase):
         self.assertTrue(d.failure.startswith('RequestedAssertionFailed: unit "fail.service" reached state "failed"\n'))
 
     def test_timeout_and_inactive_get_diagnostics_too(self):
-        answers = dict(self.ANSWERS, unit=(0, ["ActiveState=activating", "SubState=start"]))
+        answers = dict(self.ANSWERS, unit=(0, ["ActiveState=activating", "SubState=start"]),
+                       jobs=(0, ["7 slow.service start running"]))
 
         def shell(m, c):
             return (0, guest_answer(c, answers)) if is_diag(c) else (0, "ActiveState=activating")
@@ -244,6 +246,8 @@ class TestUnitWaits(DiagCase):
         text = str(cm.exception).splitlines()
         self.assertEqual(text[0], "action timed out after 3.00 seconds (timeout=3)")
         self.assertIn("  unit slow: ActiveState=activating, SubState=start", text)
+        self.assertEqual(text[text.index("  pending jobs (systemctl list-jobs --no-legend):") + 1],
+                         "    7 slow.service start running")
 
         def inactive(m, c):
             if is_diag(c):

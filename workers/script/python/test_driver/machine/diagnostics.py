@@ -98,7 +98,8 @@ def _synced(journalctl: str) -> str:
 
 def unit_sections(unit: str, user: str | None = None) -> list[Section]:
     """What a failed unit wait reports: the unit's state, the failed units
-    (the user's too for a user unit) and the unit's last journal lines."""
+    (the user's too for a user unit), the pending jobs and the unit's last
+    journal lines."""
     q = shlex.quote(unit)
     props = " ".join(f"-p {p}" for p in UNIT_PROPERTIES)
     where = "" if user is None else f" of user {user}"
@@ -108,6 +109,10 @@ def unit_sections(unit: str, user: str | None = None) -> list[Section]:
                                 systemctl_command("--failed --no-legend --no-pager", user)))
     sections.append(Section("failed", "failed units (systemctl --failed --no-legend)",
                             "systemctl --failed --no-legend --no-pager"))
+    # what a unit stuck in activating (or inactive with a job) is waiting for
+    where = "" if user is None else f" of user {user}"
+    sections.append(Section("jobs", f"pending jobs{where} (systemctl list-jobs --no-legend)",
+                            systemctl_command("list-jobs --no-legend --no-pager", user)))
     if user is None:
         cmd = f"journalctl -u {q} -n {JOURNAL_LINES} --no-pager"
         sections.append(Section("journal", f"last journal lines of {unit} ({cmd})", _synced(cmd)))

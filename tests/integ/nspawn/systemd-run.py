@@ -2,7 +2,7 @@
 # Proves vigil works as a systemd service: inside a container booting real systemd, `systemd-run --wait --pipe
 # -p Type=notify -p WatchdogSec=` runs `vigil run` (a tiny QEMU guest inside), the unit becomes active through
 # READY=1, shows STATUS=, is kept alive by WATCHDOG=1, exits 0 only when the test passed and non-zero when it
-# failed, and `journalctl VIGIL_MACHINE=a` tells the machine's story. It matters because that is how CI systems and
+# failed, `journalctl VIGIL_MACHINE=a` tells the machine's story, and `systemctl stop` leaves nothing behind. It matters because that is how CI systems and
 # nix builders run vigil, and PID 1 on this host is not systemd, so only a container can show it for real.
 """How: systemd-nspawn boots the tools/mkdebian tree (--volatile=overlay, no network) with the source tree,
 the build dir, the tiny guest and a scratch dir bound in at the same paths (the binaries have
@@ -43,6 +43,14 @@ with subtest("say hi"):
     time.sleep(%d)
 a.shutdown()
 ''' % (2 * WATCHDOG_SEC)
+
+STOP_SCRIPT = r'''
+import time
+start_all()
+a.succeed("true")
+with subtest("idle"):
+    time.sleep(120)
+'''
 
 FAIL_SCRIPT = r'''
 start_all()
@@ -154,13 +162,17 @@ def poll_unit(box, unit, stop, seen):
                 stop.wait(0.2)
 
 
-def run_unit(box, tmp, unit, script, guest_tool):
+def unit_argv(tmp, unit, script, guest_tool, *props):
         sanitizers = [f"--setenv={k}={os.environ[k]}" for k in SANITIZER_ENV if k in os.environ]
-        argv = ["systemd-run", "--wait", "--pipe", f"--unit={unit}", "-p", "Type=notify",
+        return ["systemd-run", "--wait", "--pipe", f"--unit={unit}", "-p", "Type=notify", *props,
                 "-p", f"WatchdogSec={WATCHDOG_SEC}", "-p", "TimeoutStartSec=120", f"--working-directory={tmp}",
                 f"--setenv=VIGIL_MKGUEST={guest_tool}", f"--setenv=PATH={PATH}", *sanitizers,
                 str(VIGIL), "run", "--node", "a", str(script), "-o", str(tmp / f"out-{unit}"),
                 "--global-timeout", "200"]
+
+
+def run_unit(box, tmp, unit, script, guest_tool):
+        argv = unit_argv(tmp, unit, script, guest_tool)
         stop, seen = threading.Event(), []
         poller = threading.Thread(target=poll_unit, args=(box, unit, stop, seen))
         poller.start()
@@ -171,6 +183,41 @@ def run_unit(box, tmp, unit, script, guest_tool):
                 stop.set()
                 poller.join()
         return r, seen, time.monotonic() - t0
+
+
+def stop_unit(box, tmp, guest_tool):
+        """`systemctl stop` in the middle of a test: SIGTERM to vigil alone (KillMode=mixed), which
+        must stop its machines and exit by itself, so systemd has nothing left to kill."""
+        unit = "vigil-stop"
+        argv = unit_argv(tmp, unit, tmp / "stop.py", guest_tool, "-p", "KillMode=mixed", "-p", "TimeoutStopSec=30")
+        run = subprocess.Popen(["nsenter", "-t", str(box.pid1), "-a", "-r", "-w", "env", "-i", f"PATH={PATH}", *argv],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               errors="replace")
+        try:
+                deadline, status = time.monotonic() + 120, ""
+                while time.monotonic() < deadline and run.poll() is None and "subtest: idle" not in status:
+                        status = box.run("systemctl", "show", unit, "-p", "StatusText", "--value").stdout
+                        time.sleep(0.2)
+                check("subtest: idle" in status, "the test to stop reached its idle subtest", status)
+                qemu = box.run("pgrep", "-c", "qemu-system").stdout.strip()
+                t0 = time.monotonic()
+                r = box.run("systemctl", "stop", f"{unit}.service", timeout=60)
+                secs = time.monotonic() - t0
+                out = run.communicate(timeout=60)[0]
+        finally:
+                if run.poll() is None:
+                        run.kill()
+                        run.wait()
+        print(f"# systemctl stop: {secs:.2f} s (QEMU processes before: {qemu})")
+        check(r.returncode == 0 and secs < 25, f"systemctl stop returns within the stop timeout ({secs:.1f} s)",
+              r.stderr)
+        check(run.returncode != 0 and "status=6" in out,
+              f"systemd-run reports vigil's 'interrupted' exit status 6 (exit {run.returncode})", out)
+        msgs = [e.get("MESSAGE", "") for e in journal(box, f"UNIT={unit}.service")]
+        killed = [m for m in msgs if "Killing process" in m or "timed out" in m]
+        check(not killed, "vigil stopped its machines itself: systemd killed nothing left over", "\n".join(killed))
+        left = box.run("pgrep", "-c", "qemu-system").stdout.strip()
+        check(qemu not in ("", "0") and left in ("", "0"), f"QEMU was running and is gone ({qemu} -> {left or 0})")
 
 
 def journal(box, *match):
@@ -198,6 +245,7 @@ def main():
         try:
                 (tmp / "pass.py").write_text(PASS_SCRIPT)
                 (tmp / "fail.py").write_text(FAIL_SCRIPT)
+                (tmp / "stop.py").write_text(STOP_SCRIPT)
                 guest_tool = tmp / "mkguest-bound"
                 guest_tool.write_text(f"#!/bin/sh\n# the tiny guest built on the host, bound in read-only\necho {guest}\n")
                 guest_tool.chmod(0o755)
@@ -303,6 +351,8 @@ def main():
                       "\n".join(e.get("MESSAGE", "") for e in fail_j))
                 left = box.run("pgrep", "-c", "qemu-system").stdout.strip()
                 check(left in ("", "0"), f"no QEMU left running in the container ({left or 0})")
+
+                stop_unit(box, tmp, guest_tool)
         finally:
                 if box:
                         box.stop()

@@ -1,7 +1,6 @@
 #!/usr/bin/python3
-# Proves tools/mkdebian's contract: it builds a bootable bookworm tree once (systemd, vigil's overlay units enabled,
-# shareable by many containers), reuses it fast, keys it by every input, and fails with distinct codes. Why: every
-# nspawn machine boots this tree; a stale, half-built or per-host-tainted tree would break them all obscurely.
+# Proves tools/mkdebian's contract: a bootable bookworm tree built once (systemd, vigil's overlay units enabled, shareable by many containers), reused fast, keyed by every input, rebuilt from its base in a second when the overlay changes, distinct exit codes.
+# Why: every nspawn machine boots this tree; a stale, half-built or host-tainted tree would break them all obscurely.
 """Builds (or reuses) the real tree in the vigil cache, so later runs and the nspawn tests share it; the
 key-change and failure checks run on a temporary copy of tools/ and never build a second tree.
 Exit 0 = pass, 1 = fail, 77 = skip (not root, no debootstrap, mirror unreachable)."""

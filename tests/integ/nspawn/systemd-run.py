@@ -1,9 +1,6 @@
 #!/usr/bin/python3
-# Proves vigil works as a systemd service: inside a container booting real systemd, `systemd-run --wait --pipe
-# -p Type=notify -p WatchdogSec=` runs `vigil run` (a tiny QEMU guest inside), the unit becomes active through
-# READY=1, shows STATUS=, is kept alive by WATCHDOG=1, exits 0 only when the test passed and non-zero when it
-# failed, `journalctl VIGIL_MACHINE=a` tells the machine's story, and `systemctl stop` leaves nothing behind. It matters because that is how CI systems and
-# nix builders run vigil, and PID 1 on this host is not systemd, so only a container can show it for real.
+# Proves vigil works as a systemd service (systemd-run --wait --pipe -p Type=notify -p WatchdogSec= in a container booting real systemd): READY=1, STATUS=, WATCHDOG=1, exit 0 only on a passing test, journalctl VIGIL_MACHINE=a tells the story, systemctl stop leaves nothing behind.
+# Why: that is how CI systems and nix builders run vigil, and PID 1 on this host is not systemd, so only a container can show it for real.
 """How: systemd-nspawn boots the tools/mkdebian tree (--volatile=overlay, no network) with the source tree,
 the build dir, the tiny guest and a scratch dir bound in at the same paths (the binaries have
 VIGIL_SOURCE_ROOT compiled in). Commands reach the container through nsenter on its PID 1 (the child of

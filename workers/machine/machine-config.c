@@ -113,6 +113,19 @@ static int get_bool(struct ctx *c, json_object *o, const char *key, bool *ret) {
         return 0;
 }
 
+/* IFNAMSIZ is 16 with the NUL. Stricter than the kernel: the name also goes
+ * into the setup script and nspawn's argv. */
+static bool ifname_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > 15 || streq(s, ".") || streq(s, ".."))
+                return false;
+        for (; *s; s++)
+                if (!isalnum((unsigned char) *s) && !strchr("._-", *s))
+                        return false;
+        return true;
+}
+
 static int parse_vlans(struct ctx *c, json_object *root, struct machine_config *m) {
         json_object *arr;
 
@@ -144,10 +157,9 @@ static int parse_vlans(struct ctx *c, json_object *root, struct machine_config *
                 if (vl->nr == UINT64_MAX)
                         return bad(c, "machine config: vlans[%zu] lacks \"nr\"", i);
                 /* IFNAMSIZ is 16 with the NUL; '/', ':' and blanks are not allowed in names. */
-                if (vl->tap && (strlen(vl->tap) > 15 || strpbrk(vl->tap, "/: \t\n") || streq(vl->tap, ".") ||
-                                streq(vl->tap, "..")))
-                        return bad(c, "machine config: vlans[%zu].tap \"%s\" is not a valid interface name (at most 15 bytes, "
-                                   "no '/', ':' or blanks)", i, vl->tap);
+                if (vl->tap && !ifname_valid(vl->tap))
+                        return bad(c, "machine config: vlans[%zu].tap \"%s\" is not an interface name (1-15 of "
+                                   "A-Z a-z 0-9 . _ -)", i, vl->tap);
                 if (vl->mac && !machine_mac_valid(vl->mac))
                         return bad(c, "machine config: vlans[%zu].mac \"%s\" is not a MAC address like 52:54:00:12:01:03",
                                    i, vl->mac);
@@ -265,6 +277,10 @@ static int parse_nspawn(struct ctx *c, json_object *root, struct machine_config 
         if ((r = get_str(c, o, "tree", true, &m->tree)) < 0 || (r = get_str(c, o, "binary", false, &m->binary)) < 0 ||
             (r = parse_strv(c, o, "extra_args", &m->extra_args)) < 0)
                 return r;
+        /* sun_path holds 108 bytes; "<state_dir>/host/backdoor.sock" must fit. */
+        if (strlen(m->state_dir) + strlen("/host/backdoor.sock") >= 108)
+                return bad(c, "machine config: state_dir \"%s\" is too long for the backdoor socket path (max 88 "
+                           "bytes)", m->state_dir);
         if (m->tree[0] != '/')
                 return bad(c, "machine config: \"nspawn.tree\" must be an absolute path, not \"%s\"", m->tree);
         if (!host_word_valid(m->name, false))

@@ -728,6 +728,11 @@ static int machine_on_frame(struct worker *w, const struct frame *f, int *fds, s
         return -EBADMSG;
 }
 
+static const struct machine_backend *const backends[_MACHINE_BACKEND_KIND_MAX] = {
+        [MACHINE_BACKEND_QEMU] = &backend_qemu,
+        [MACHINE_BACKEND_NSPAWN] = &backend_nspawn,
+};
+
 static int machine_configure(struct worker *w, const struct msg_config *cfg, void *userdata) {
         struct machine *m = userdata;
         char error[MACHINE_CONFIG_ERROR_MAX];
@@ -749,7 +754,7 @@ static int machine_configure(struct worker *w, const struct msg_config *cfg, voi
         }
         if (!streq(m->cfg.name, worker_name(w)))
                 log_warning("Config names machine %s but this worker is %s", m->cfg.name, worker_name(w));
-        m->backend = &backend_qemu;
+        m->backend = backends[m->cfg.backend_kind];
         /* A whole command output can be queued at once; let the channel hold it. */
         peer_set_queue_max(worker_peer(w), m->cfg.output_max + 16u * 1024u * 1024u);
 
@@ -769,7 +774,7 @@ static int machine_configure(struct worker *w, const struct msg_config *cfg, voi
 
         if (!restarted) {
                 log_info("Machine %s configured (backend %s, %s)", m->cfg.name, m->backend->name,
-                         m->cfg.start_script ? m->cfg.start_script : m->cfg.kernel);
+                         m->cfg.start_script ?: m->cfg.kernel ?: m->cfg.tree);
                 machine_send_ready(m);
                 return 0;
         }

@@ -52,6 +52,7 @@ struct machine_backend {
 };
 
 extern const struct machine_backend backend_qemu;
+extern const struct machine_backend backend_nspawn;
 
 /* A unit of work on the guest shell, run one at a time in FIFO order. */
 enum shell_job_kind {

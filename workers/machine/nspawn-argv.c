@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nspawn-argv.c: systemd-nspawn argv, names and the per-node setup script
+ * (see nspawn-argv.h). Pure.
+ */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "macro.h"
+#include "nspawn-argv.h"
+
+int nspawn_hostname(const char *name, char *buf, size_t size) {
+        size_t n = 0;
+
+        if (size < 2 || !*name)
+                return -EINVAL;
+        for (; name[n] && n < 63 && n + 1 < size; n++) {
+                char ch = name[n];
+                bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+                buf[n] = ok ? ch : '-';
+        }
+        buf[n] = 0;
+        return 0;
+}
+
+/* FNV-1a: only needs to tell runs apart, not resist anyone. */
+static uint32_t fnv1a(const char *s) {
+        uint32_t h = 2166136261u;
+
+        for (; *s; s++) {
+                h ^= (uint8_t) *s;
+                h *= 16777619u;
+        }
+        return h;
+}
+
+int nspawn_machine_name(const char *state_dir, const char *name, char *buf, size_t size) {
+        char host[64];
+        int r = nspawn_hostname(name, host, sizeof host);
+
+        if (r < 0)
+                return r;
+        host[64 - strlen("vigil-12345678-") - 1] = 0; /* nspawn machine names are hostnames: <= 64 */
+        if ((size_t) snprintf(buf, size, "vigil-%08x-%s", fnv1a(state_dir), host) >= size)
+                return -ENAMETOOLONG;
+        return 0;
+}
+
+struct strv_builder {
+        char **v;
+        size_t n;
+        size_t alloc;
+        int error;
+};
+
+_printf_(2, 3) static void add(struct strv_builder *b, const char *fmt, ...) {
+        va_list ap;
+        char *s;
+
+        if (b->error < 0)
+                return;
+        if (b->n + 2 > b->alloc) {
+                size_t a = MAX(b->alloc * 2, (size_t) 32);
+                char **p = realloc(b->v, a * sizeof *p);
+                if (!p) {
+                        b->error = -ENOMEM;
+                        return;
+                }
+                b->v = p;
+                b->alloc = a;
+        }
+        va_start(ap, fmt);
+        if (vasprintf(&s, fmt, ap) < 0) {
+                b->error = -ENOMEM;
+                va_end(ap);
+                return;
+        }
+        va_end(ap);
+        b->v[b->n++] = s;
+        b->v[b->n] = NULL;
+}
+
+int nspawn_build_argv(const struct machine_config *c, const char *machine, char ***ret) {
+        struct strv_builder b = {};
+        char host[64];
+        int r;
+
+        if (!c->tree || !c->binary)
+                return -EINVAL;
+        r = nspawn_hostname(c->name, host, sizeof host);
+        if (r < 0)
+                return r;
+        add(&b, "%s", c->binary);
+        /* No bus on this kind of host (no systemd as PID 1): neither a
+         * transient scope (--keep-unit) nor machined registration. */
+        add(&b, "--quiet");
+        add(&b, "--keep-unit");
+        add(&b, "--register=no");
+        add(&b, "--boot");
+        add(&b, "--directory=%s", c->tree);
+        /* The tree stays read-only: every node writes to its own tmpfs overlay. */
+        add(&b, "--volatile=overlay");
+        add(&b, "--machine=%s", machine);
+        add(&b, "--hostname=%s", host);
+        /* The console is a pty whose output nspawn copies to its stdout: the
+         * machine's console log, as QEMU's serial port. */
+        add(&b, "--console=read-only");
+        add(&b, "--link-journal=no");
+        /* Never the host's network: only the TAPs of the node's VLANs. */
+        add(&b, "--private-network");
+        for (size_t i = 0; i < c->n_vlans; i++)
+                if (c->vlans[i].tap)
+                        add(&b, "--network-interface=%s", c->vlans[i].tap);
+        add(&b, "--bind=%s/" NSPAWN_HOST_DIR ":" NSPAWN_GUEST_DIR, c->state_dir);
+        /* The tree's own /etc/hostname would override --hostname at boot. */
+        add(&b, "--bind-ro=%s/" NSPAWN_HOST_DIR "/" NSPAWN_HOSTNAME_NAME ":/etc/hostname", c->state_dir);
+        if (c->shared_dir)
+                add(&b, "--bind=%s:/tmp/shared", c->shared_dir);
+        add(&b, "--bind=%s/xchg:/tmp/xchg", c->state_dir);
+        add(&b, "--setenv=SYSTEMD_COLORS=0");
+        for (char **a = c->extra_args; a && *a; a++)
+                add(&b, "%s", *a);
+        if (b.error < 0) {
+                strv_free(b.v);
+                return b.error;
+        }
+        *ret = b.v;
+        return 0;
+}
+
+/* Every value below was checked by machine-config (interface names, MACs,
+ * addresses and hostnames hold no shell metacharacters). */
+int nspawn_build_setup(const struct machine_config *c, char **ret) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        size_t eth = 0;
+
+        if (!f)
+                return -ENOMEM;
+        fprintf(f, "# Written by vigil-machine for machine %s; run by vigil-setup.service at boot.\n", c->name);
+        fputs("set -e\nip link set dev lo up\n", f);
+        for (size_t i = 0; i < c->n_vlans; i++) {
+                const struct machine_vlan *v = &c->vlans[i];
+                if (!v->tap)
+                        continue;
+                eth++;
+                fprintf(f, "# VLAN %llu: TAP %s becomes eth%zu\n", (unsigned long long) v->nr, v->tap, eth);
+                fprintf(f,
+                        "if ip link show dev %s >/dev/null 2>&1; then ip link set dev %s down; ip link set dev %s "
+                        "name eth%zu; fi\n",
+                        v->tap, v->tap, v->tap, eth);
+                if (v->mac)
+                        fprintf(f, "ip link set dev eth%zu address %s\n", eth, v->mac);
+                if (v->address)
+                        fprintf(f, "ip addr replace %s dev eth%zu\n", v->address, eth);
+                fprintf(f, "ip link set dev eth%zu up\n", eth);
+        }
+        if (c->n_hosts > 0) {
+                fputs("if ! grep -q '^# vigil hosts' /etc/hosts 2>/dev/null; then\n", f);
+                fputs("cat >>/etc/hosts <<'VIGIL_HOSTS'\n# vigil hosts\n", f);
+                for (size_t i = 0; i < c->n_hosts; i++)
+                        fprintf(f, "%s %s\n", c->hosts[i].address, c->hosts[i].name);
+                fputs("VIGIL_HOSTS\nfi\n", f);
+        }
+        if (fclose(f) != 0) {
+                free(text);
+                return -ENOMEM;
+        }
+        *ret = text;
+        return 0;
+}

@@ -21,9 +21,9 @@ static void frame(uint8_t *f, const uint8_t *dst, const uint8_t *src) {
 
 static void test_learning(void) {
         static struct mac_table t;
-        bool up[4] = { true, true, true, false };
-        const uint8_t a[6] = { 0x52, 0x54, 0, 0x12, 1, 1 }, b[6] = { 0x52, 0x54, 0, 0x12, 1, 2 };
-        const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+        bool up[4] = {true, true, true, false};
+        const uint8_t a[6] = {0x52, 0x54, 0, 0x12, 1, 1}, b[6] = {0x52, 0x54, 0, 0x12, 1, 2};
+        const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
         uint8_t f[60];
         int out[4];
         size_t n;
@@ -67,7 +67,7 @@ static void test_rules(void) {
         CHECK(link_rules_decide(&r, "a", "b").copies == 0, "a->b dropped");
         CHECK(link_rules_decide(&r, "b", "a").copies == 1, "b->a untouched (rules are directional)");
 
-        rule = (struct link_rule){ .delay_us = 50000 };
+        rule = (struct link_rule){.delay_us = 50000};
         snprintf(rule.from, sizeof(rule.from), "a");
         CHECK(link_rules_set(&r, &rule) == 0, "delay everything from a");
         CHECK(link_rules_decide(&r, "a", "b").copies == 0, "the exact pair beats the wildcard");
@@ -78,7 +78,7 @@ static void test_rules(void) {
         CHECK(link_rules_decide(&r, "a", "b").delay_us == 50000, "wildcard applies once the pair is gone");
         CHECK(link_rules_clear(&r, "", "") == 1 && r.n == 0, "clear all");
 
-        rule = (struct link_rule){ .loss_ppm = 250000, .dup_ppm = 100000 };
+        rule = (struct link_rule){.loss_ppm = 250000, .dup_ppm = 100000};
         CHECK(link_rules_set(&r, &rule) == 0, "25%% loss, 10%% duplication everywhere");
         for (int i = 0; i < 20000; i++) {
                 v = link_rules_decide(&r, "x", "y");
@@ -92,7 +92,7 @@ static void test_rules(void) {
 }
 
 static size_t vde_req(uint8_t *buf, uint32_t magic, uint32_t version, uint32_t type, const char *path, const char *d) {
-        struct sockaddr_un sun = { .sun_family = AF_UNIX };
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
         size_t n = 0;
 
         memcpy(buf + n, &magic, 4);
@@ -162,6 +162,12 @@ static void test_pcap(void) {
         CHECK(h[0] == 0xd4 && h[1] == 0xc3 && h[2] == 0xb2 && h[3] == 0xa1 && h[20] == 1, "pcap magic and linktype");
         pcap_record_header(r, 1700000000123456ULL, 60);
         CHECK(r[8] == 60 && r[12] == 60 && r[4] == (uint8_t) (123456 & 0xff), "record lengths and microseconds");
+        CHECK(pcap_record_span(r, 76) == 76 && pcap_record_span(r, 1000) == 76, "a whole record spans header + frame");
+        CHECK(pcap_record_span(r, 75) == 0, "a record cut short is not whole");
+        pcap_record_header(r, 1700000000123456ULL, SWITCH_FRAME_MAX + 1);
+        CHECK(pcap_record_span(r, 1 << 20) == 0, "a record longer than any frame is not ours");
+        memset(r, 0xab, sizeof(r));
+        CHECK(pcap_record_span(r, 1 << 20) == 0, "garbage is not a record");
 }
 
 int main(void) {

@@ -72,7 +72,7 @@ void mac_table_forget_port(struct mac_table *t, int port) {
 }
 
 void link_rules_init(struct link_rules *r, uint64_t seed) {
-        *r = (struct link_rules){ .rng = seed ? seed : 0x9e3779b97f4a7c15ULL };
+        *r = (struct link_rules){.rng = seed ? seed : 0x9e3779b97f4a7c15ULL};
 }
 
 static struct link_rule *rule_find(struct link_rules *r, const char *from, const char *to) {
@@ -130,7 +130,7 @@ static bool rng_chance(struct link_rules *r, uint32_t ppm) {
 
 struct link_verdict link_rules_decide(struct link_rules *r, const char *from, const char *to) {
         const struct link_rule *best = NULL;
-        struct link_verdict v = { .copies = 1 };
+        struct link_verdict v = {.copies = 1};
         int best_score = -1;
 
         for (size_t i = 0; i < r->n; i++) {
@@ -172,10 +172,10 @@ void pcap_file_header(uint8_t out[PCAP_FILE_HEADER_LEN]) {
         out[5] = 0;
         out[6] = 4;
         out[7] = 0;
-        put_le32(out + 8, 0);          /* thiszone */
-        put_le32(out + 12, 0);         /* sigfigs */
+        put_le32(out + 8, 0);  /* thiszone */
+        put_le32(out + 12, 0); /* sigfigs */
         put_le32(out + 16, SWITCH_FRAME_MAX);
-        put_le32(out + 20, 1);         /* LINKTYPE_ETHERNET */
+        put_le32(out + 20, 1); /* LINKTYPE_ETHERNET */
 }
 
 void pcap_record_header(uint8_t out[PCAP_RECORD_HEADER_LEN], uint64_t realtime_usec, size_t len) {
@@ -183,6 +183,20 @@ void pcap_record_header(uint8_t out[PCAP_RECORD_HEADER_LEN], uint64_t realtime_u
         put_le32(out + 4, (uint32_t) (realtime_usec % 1000000));
         put_le32(out + 8, (uint32_t) len);
         put_le32(out + 12, (uint32_t) len);
+}
+
+static uint32_t get_le32(const uint8_t *p) {
+        return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+}
+
+size_t pcap_record_span(const uint8_t hdr[PCAP_RECORD_HEADER_LEN], uint64_t remaining) {
+        uint32_t caplen = get_le32(hdr + 8), len = get_le32(hdr + 12);
+
+        if (caplen != len || caplen < ETH_HEADER_LEN || caplen > SWITCH_FRAME_MAX || get_le32(hdr + 4) >= 1000000)
+                return 0;
+        if (remaining < PCAP_RECORD_HEADER_LEN + (uint64_t) caplen)
+                return 0;
+        return PCAP_RECORD_HEADER_LEN + caplen;
 }
 
 static uint32_t get_host32(const uint8_t *p) {
@@ -211,7 +225,7 @@ int vde_request_parse(const uint8_t *buf, size_t len, struct vde_request *ret) {
         plen = strnlen((const char *) buf + path_off, 108);
         if (plen == 0 || plen >= 108 || buf[path_off] != '/')
                 return -EBADMSG;
-        *ret = (struct vde_request){ .port = (int) (type >> 8) };
+        *ret = (struct vde_request){.port = (int) (type >> 8)};
         memcpy(ret->path, buf + path_off, plen);
         if (len > desc_off) {
                 size_t dl = MIN(len - desc_off, sizeof(ret->description) - 1);

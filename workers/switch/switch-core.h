@@ -15,12 +15,12 @@
 
 #include "msg.h"
 
-#define SWITCH_PORTS_MAX 256
-#define SWITCH_MACS_MAX 1024
+#define SWITCH_PORTS_MAX    256
+#define SWITCH_MACS_MAX     1024
 #define SWITCH_MAC_AGE_USEC (300ULL * 1000000ULL)
-#define SWITCH_RULES_MAX 256
-#define SWITCH_FRAME_MAX 9216 /* jumbo frames; larger datagrams are dropped */
-#define ETH_HEADER_LEN 14
+#define SWITCH_RULES_MAX    256
+#define SWITCH_FRAME_MAX    9216 /* jumbo frames; larger datagrams are dropped */
+#define ETH_HEADER_LEN      14
 
 struct mac_entry {
         uint8_t mac[6];
@@ -71,14 +71,19 @@ size_t link_rules_clear(struct link_rules *r, const char *from, const char *to);
 struct link_verdict link_rules_decide(struct link_rules *r, const char *from, const char *to);
 
 /* pcap (microsecond, LINKTYPE_ETHERNET). Buffers must hold 24 / 16 bytes. */
-#define PCAP_FILE_HEADER_LEN 24
+#define PCAP_FILE_HEADER_LEN   24
 #define PCAP_RECORD_HEADER_LEN 16
 void pcap_file_header(uint8_t out[PCAP_FILE_HEADER_LEN]);
 void pcap_record_header(uint8_t out[PCAP_RECORD_HEADER_LEN], uint64_t realtime_usec, size_t len);
+/* The bytes one record takes (header + frame) when @hdr is a record header
+ * this switch could have written and the whole record fits in @remaining
+ * bytes; 0 otherwise. A switch killed in the middle of a write leaves a
+ * partial record: the restarted one cuts the file after the last whole one. */
+size_t pcap_record_span(const uint8_t hdr[PCAP_RECORD_HEADER_LEN], uint64_t remaining);
 
 /* The request a libvdeplug client writes on the control socket. */
 #define VDE_SWITCH_MAGIC 0xfeedfaceu
-#define VDE_REQUEST_MIN 122 /* magic, version, type, sockaddr_un; description follows */
+#define VDE_REQUEST_MIN  122 /* magic, version, type, sockaddr_un; description follows */
 struct vde_request {
         char path[108]; /* the client's data socket */
         char description[129];

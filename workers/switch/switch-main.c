@@ -4,10 +4,14 @@
  * control protocol, so QEMU's `-netdev vde,sock=DIR` (NixOS start scripts and
  * the tiny guest alike) connects unchanged. Every frame passes through here,
  * which is what lets a test cut, degrade, delay or duplicate traffic between
- * named machines and record it all to <out>/vlan<N>.pcap. The listening
- * socket and every port's control and data sockets live in the supervisor's
- * fd store: a restarted switch takes them back and traffic resumes after a
- * pause that no VM notices beyond a few lost frames.
+ * named machines and record it all to <out>/vlan<N>.pcap. Containers plug
+ * in through TAP ports instead: one per machine that the config gives a
+ * `tap` name, bound to that machine, created here (switch-tap.c) and
+ * re-created whenever the network namespace that took it dies. The
+ * listening socket, every VDE port's control and data sockets and every TAP
+ * fd live in the supervisor's fd store: a restarted switch takes them back
+ * and traffic resumes after a pause that no VM or container notices beyond
+ * a few lost frames.
  */
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -22,17 +26,19 @@
 #include "log.h"
 #include "macro.h"
 #include "switch-core.h"
+#include "switch-tap.h"
 #include "worker.h"
 
 #define VDE_HANDSHAKE_TIMEOUT_SEC 5
-#define DELAYED_FRAMES_MAX 4096
-#define KNOWN_MACHINES_MAX 256
+#define DELAYED_FRAMES_MAX        4096
+#define KNOWN_MACHINES_MAX        256
 /* Frames held per port while its reader is slow. AF_UNIX datagram receivers
  * queue only net.unix.max_dgram_qlen (10 by default) frames; dropping on the
  * first EAGAIN would turn every burst into TCP retransmissions. */
 #define PORT_QUEUE_MAX 512
 
 struct sw;
+struct tap_port;
 
 struct port {
         struct sw *sw;
@@ -48,7 +54,21 @@ struct port {
         uint16_t q_len[PORT_QUEUE_MAX];
         size_t q_head, q_n;
         char machine[NAME_MAX_LEN + 1];
+        struct tap_port *tap; /* NULL for a VDE port */
         uint64_t rx, tx, dropped;
+};
+
+/* A machine's TAP: a port while the interface exists (in our namespace or
+ * the container's), a retry timer while it is being re-created. */
+struct tap_port {
+        struct sw *sw;
+        char ifname[SWITCH_TAP_NAME_MAX + 1];
+        char machine[NAME_MAX_LEN + 1];
+        int port; /* -1 while there is no interface */
+        unsigned attempts;
+        int last_error;
+        uint64_t recreated;
+        struct event *ev_retry;
 };
 
 struct conn {
@@ -86,6 +106,8 @@ struct sw {
         struct link_rules rules;
         struct known_machine known[KNOWN_MACHINES_MAX];
         size_t n_known;
+        struct tap_port taps[KNOWN_MACHINES_MAX];
+        size_t n_taps;
         size_t n_delayed;
         uint64_t generation;
         uint64_t frames, bytes, oversized;
@@ -96,6 +118,12 @@ static void port_fd_names(int id, char *c, char *d, size_t size) {
         snprintf(c, size, "p%dc", id);
         snprintf(d, size, "p%dd", id);
 }
+
+static void tap_fd_name(const struct tap_port *t, char *buf, size_t size) {
+        snprintf(buf, size, "tap:%s", t->ifname);
+}
+
+static void tap_schedule(struct tap_port *t);
 
 static void port_data_path(const struct sw *s, int id, char *buf, size_t size) {
         snprintf(buf, size, "%.95s/port%d", s->socket_dir, id);
@@ -119,11 +147,16 @@ static bool machine_known(const struct sw *s, const char *name) {
 
 static void port_close(struct port *p, const char *why) {
         struct sw *s = p->sw;
+        struct tap_port *tap = p->tap;
         char c[32], d[32], path[300];
 
         if (!p->up)
                 return;
-        log_info("vlan %d: port %d (%s) closed: %s", s->nr, p->id, *p->machine ? p->machine : "unknown machine", why);
+        if (tap)
+                log_info("vlan %d: port %d (TAP %s of %s) closed: %s", s->nr, p->id, tap->ifname, tap->machine, why);
+        else
+                log_info("vlan %d: port %d (%s) closed: %s", s->nr, p->id,
+                         *p->machine ? p->machine : "unknown machine", why);
         if (p->ev_ctl)
                 event_free(p->ev_ctl);
         if (p->ev_data)
@@ -134,13 +167,30 @@ static void port_close(struct port *p, const char *why) {
                 free(p->q_buf[(p->q_head + i) % PORT_QUEUE_MAX]);
         safe_close(p->ctl_fd);
         safe_close(p->data_fd);
-        port_fd_names(p->id, c, d, sizeof(c));
-        (void) worker_forget_fd(s->w, c);
-        (void) worker_forget_fd(s->w, d);
-        port_data_path(s, p->id, path, sizeof(path));
-        (void) unlink(path);
+        if (tap) {
+                tap_fd_name(tap, c, sizeof(c));
+                (void) worker_forget_fd(s->w, c);
+        } else {
+                port_fd_names(p->id, c, d, sizeof(c));
+                (void) worker_forget_fd(s->w, c);
+                (void) worker_forget_fd(s->w, d);
+                port_data_path(s, p->id, path, sizeof(path));
+                (void) unlink(path);
+        }
         mac_table_forget_port(&s->macs, p->id);
-        *p = (struct port){ .sw = s, .id = p->id, .ctl_fd = -EBADF, .data_fd = -EBADF };
+        *p = (struct port){.sw = s, .id = p->id, .ctl_fd = -EBADF, .data_fd = -EBADF};
+        if (tap) {
+                tap->port = -1;
+                tap_schedule(tap);
+        }
+}
+
+/* One frame out of a port: a datagram on a VDE port, a write() on a TAP
+ * (which never blocks: the kernel takes the frame into its stack or drops it). */
+static ssize_t port_write(const struct port *p, const uint8_t *data, size_t len) {
+        if (p->tap)
+                return write(p->data_fd, data, len);
+        return send(p->data_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 static bool port_enqueue(struct port *p, const uint8_t *data, size_t len) {
@@ -158,7 +208,7 @@ static bool port_enqueue(struct port *p, const uint8_t *data, size_t len) {
 
 static void port_send(struct port *p, const uint8_t *data, size_t len) {
         if (p->q_n == 0) {
-                if (send(p->data_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) {
+                if (port_write(p, data, len) >= 0) {
                         p->tx++;
                         return;
                 }
@@ -177,7 +227,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg) {
         while (p->q_n > 0) {
                 uint8_t *b = p->q_buf[p->q_head];
 
-                if (send(fd, b, p->q_len[p->q_head], MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+                if (port_write(p, b, p->q_len[p->q_head]) < 0) {
                         if (errno == EAGAIN)
                                 return;
                         p->dropped++;
@@ -202,7 +252,7 @@ static void delayed_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 static void port_delay(struct sw *s, struct port *p, const uint8_t *data, size_t len, uint64_t usec) {
-        struct timeval tv = { .tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_usec = (suseconds_t) (usec % USEC_PER_SEC) };
+        struct timeval tv = {.tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_usec = (suseconds_t) (usec % USEC_PER_SEC)};
         struct delayed *d;
 
         if (s->n_delayed >= DELAYED_FRAMES_MAX) {
@@ -214,7 +264,7 @@ static void port_delay(struct sw *s, struct port *p, const uint8_t *data, size_t
                 p->dropped++;
                 return;
         }
-        *d = (struct delayed){ .sw = s, .port = p->id, .generation = p->generation, .len = len };
+        *d = (struct delayed){.sw = s, .port = p->id, .generation = p->generation, .len = len};
         memcpy(d->data, data, len);
         d->ev = evtimer_new(worker_event_base(s->w), delayed_cb, d);
         if (!d->ev || evtimer_add(d->ev, &tv) < 0) {
@@ -230,7 +280,7 @@ static void port_delay(struct sw *s, struct port *p, const uint8_t *data, size_t
 static void pcap_write(struct sw *s, const uint8_t *data, size_t len) {
         uint8_t hdr[PCAP_RECORD_HEADER_LEN];
         struct timespec ts;
-        struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *) data, len } };
+        struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *) data, len}};
 
         if (s->pcap_fd < 0)
                 return;
@@ -255,7 +305,7 @@ static void switch_frame(struct sw *s, struct port *in, size_t len) {
                 in->dropped++;
                 return;
         }
-        src = machine_of_mac(s, s->frame + 6);
+        src = in->tap ? NULL : machine_of_mac(s, s->frame + 6); /* a TAP port is bound to its machine */
         if (src && !streq(in->machine, src))
                 snprintf(in->machine, sizeof(in->machine), "%s", src);
         pcap_write(s, s->frame, len);
@@ -284,14 +334,24 @@ static void data_cb(evutil_socket_t fd, short what, void *arg) {
         struct sw *s = p->sw;
 
         for (int i = 0; i < 64 && p->up; i++) {
-                ssize_t n = recv(fd, s->frame, sizeof(s->frame), MSG_DONTWAIT | MSG_TRUNC);
+                /* Both report a frame's full length when it does not fit (MSG_TRUNC;
+                 * tun always does), so oversized frames are seen and dropped whole. */
+                ssize_t n = p->tap ? read(fd, s->frame, sizeof(s->frame))
+                                   : recv(fd, s->frame, sizeof(s->frame), MSG_DONTWAIT | MSG_TRUNC);
 
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 return;
-                        if (errno == ECONNREFUSED)
+                        if (errno == ECONNREFUSED && !p->tap)
                                 return; /* the peer's socket went away; its control EOF follows */
-                        port_close(p, strerror(errno));
+                        if (errno == EBADFD && p->tap)
+                                port_close(p, "the interface was deleted (the network namespace holding it died)");
+                        else
+                                port_close(p, strerror(errno));
+                        return;
+                }
+                if (n == 0 && p->tap) {
+                        port_close(p, "end of file on the TAP");
                         return;
                 }
                 if ((size_t) n > SWITCH_FRAME_MAX) {
@@ -314,16 +374,29 @@ static void ctl_cb(evutil_socket_t fd, short what, void *arg) {
                 port_close(p, strerror(errno));
 }
 
-static int port_activate(struct sw *s, int id, int ctl_fd, int data_fd) {
+/* A VDE port has a control connection (its EOF ends the port); a TAP port
+ * (@tap set, @ctl_fd = -EBADF) ends when its interface does. */
+static int port_activate(struct sw *s, int id, int ctl_fd, int data_fd, struct tap_port *tap) {
         struct port *p = &s->ports[id];
         struct event_base *b = worker_event_base(s->w);
 
-        *p = (struct port){ .sw = s, .id = id, .up = true, .generation = ++s->generation, .ctl_fd = ctl_fd,
-                            .data_fd = data_fd };
-        p->ev_ctl = event_new(b, ctl_fd, EV_READ | EV_PERSIST, ctl_cb, p);
+        *p = (struct port){.sw = s,
+                           .id = id,
+                           .up = true,
+                           .generation = ++s->generation,
+                           .ctl_fd = ctl_fd,
+                           .data_fd = data_fd,
+                           .tap = tap};
+        if (tap) {
+                snprintf(p->machine, sizeof(p->machine), "%s", tap->machine);
+                tap->port = id;
+        }
+        if (ctl_fd >= 0)
+                p->ev_ctl = event_new(b, ctl_fd, EV_READ | EV_PERSIST, ctl_cb, p);
         p->ev_data = event_new(b, data_fd, EV_READ | EV_PERSIST, data_cb, p);
         p->ev_write = event_new(b, data_fd, EV_WRITE | EV_PERSIST, write_cb, p);
-        if (!p->ev_ctl || !p->ev_data || !p->ev_write || event_add(p->ev_ctl, NULL) < 0 || event_add(p->ev_data, NULL) < 0) {
+        if ((ctl_fd >= 0 && (!p->ev_ctl || event_add(p->ev_ctl, NULL) < 0)) || !p->ev_data || !p->ev_write ||
+            event_add(p->ev_data, NULL) < 0) {
                 port_close(p, "out of memory");
                 return -ENOMEM;
         }
@@ -339,11 +412,129 @@ static int port_pick(const struct sw *s, int wanted) {
         return -ENOSPC;
 }
 
+/* Make @fd (owned) the port of @t. @store: hand it to the fd store (a new
+ * interface); a restored fd is already there. */
+static int tap_attach(struct tap_port *t, int fd, bool store) {
+        _cleanup_close_ int tfd = fd;
+        struct sw *s = t->sw;
+        char name[32];
+        int id = port_pick(s, 0), r;
+
+        if (id < 0)
+                return log_warning_errno(id, "vlan %d: no free port for TAP %s", s->nr, t->ifname);
+        if (store) {
+                tap_fd_name(t, name, sizeof(name));
+                r = worker_store_fd(s->w, name, tfd);
+                if (r < 0)
+                        return log_warning_errno(r, "vlan %d: cannot store TAP %s's fd", s->nr, t->ifname);
+        }
+        return port_activate(s, id, -EBADF, TAKE_FD(tfd), t);
+}
+
+static bool tap_error_fatal(int r) {
+        return r == -EPERM || r == -EACCES || r == -ENOENT || r == -ENODEV;
+}
+
+static void tap_retry_cb(evutil_socket_t fd_unused, short what, void *arg) {
+        struct tap_port *t = arg;
+        struct sw *s = t->sw;
+        struct timeval tv;
+        uint64_t delay;
+        int fd = -EBADF, r;
+
+        r = tap_open(t->ifname, &fd);
+        if (r >= 0) {
+                r = tap_attach(t, fd, true);
+                if (r >= 0) {
+                        t->recreated++;
+                        log_notice("vlan %d: TAP %s of %s re-created (attempt %u)", s->nr, t->ifname, t->machine,
+                                   t->attempts + 1);
+                        (void) worker_send_event(s->w, "tap_recreated", "vlan %d: TAP %s of %s re-created", s->nr,
+                                                 t->ifname, t->machine);
+                        t->attempts = 0;
+                        t->last_error = 0;
+                        return;
+                }
+        }
+        if (tap_error_fatal(r)) {
+                log_error_errno(r, "vlan %d: cannot re-create TAP %s of %s, giving up (%m): %s", s->nr, t->ifname,
+                                t->machine, tap_error_hint(r));
+                return;
+        }
+        delay = tap_retry_delay_usec(++t->attempts);
+        if (delay == 0) {
+                log_error_errno(r, "vlan %d: cannot re-create TAP %s of %s after %u attempts, giving up (%m): %s",
+                                s->nr, t->ifname, t->machine, t->attempts, tap_error_hint(r));
+                return;
+        }
+        if (r != t->last_error) /* one line per kind of failure, not per attempt */
+                log_warning_errno(r, "vlan %d: cannot re-create TAP %s of %s yet (%m), retrying: %s", s->nr, t->ifname,
+                                  t->machine, tap_error_hint(r));
+        t->last_error = r;
+        tv = (struct timeval){.tv_sec = (time_t) (delay / USEC_PER_SEC),
+                              .tv_usec = (suseconds_t) (delay % USEC_PER_SEC)};
+        (void) evtimer_add(t->ev_retry, &tv);
+}
+
+/* The interface is gone (or could not be made): try again soon. A container
+ * restarting on this machine waits for the name to reappear in our namespace. */
+static void tap_schedule(struct tap_port *t) {
+        uint64_t delay = tap_retry_delay_usec(0);
+        struct timeval tv = {.tv_sec = 0, .tv_usec = (suseconds_t) delay};
+
+        t->attempts = 0;
+        t->last_error = 0;
+        if (t->ev_retry)
+                (void) evtimer_add(t->ev_retry, &tv);
+}
+
+/* At start: a TAP for every machine that has one. Missing privileges or a
+ * missing tun driver fail the configuration (no restart can fix them);
+ * anything else is retried like a vanished interface. */
+static int taps_start(struct sw *s, bool restored) {
+        for (size_t i = 0; i < s->n_taps; i++) {
+                struct tap_port *t = &s->taps[i];
+                char name[32];
+                int fd = -EBADF, r;
+
+                t->ev_retry = evtimer_new(worker_event_base(s->w), tap_retry_cb, t);
+                if (!t->ev_retry)
+                        return -ENOMEM;
+                tap_fd_name(t, name, sizeof(name));
+                fd = restored ? worker_take_fd(s->w, name) : -ENOENT;
+                if (fd >= 0) {
+                        /* Still ours even if the interface died meanwhile: its
+                         * EBADFD then closes the port and re-creates it. */
+                        (void) fd_set_nonblock(fd, 1);
+                        r = tap_attach(t, fd, false);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                r = tap_open(t->ifname, &fd);
+                if (r >= 0)
+                        r = tap_attach(t, fd, true);
+                if (r >= 0) {
+                        log_info("vlan %d: TAP %s is %s's port %d", s->nr, t->ifname, t->machine, t->port);
+                        continue;
+                }
+                if (tap_error_fatal(r)) {
+                        log_error("vlan %d: cannot create TAP %s for machine %s (%s): %s", s->nr, t->ifname,
+                                  t->machine, strerror(-r), tap_error_hint(r));
+                        return -EINVAL; /* no restart can fix it */
+                }
+                log_warning_errno(r, "vlan %d: cannot create TAP %s for machine %s yet (%m), retrying: %s", s->nr,
+                                  t->ifname, t->machine, tap_error_hint(r));
+                tap_schedule(t);
+        }
+        return 0;
+}
+
 /* Answer a complete VDE request: a data socket connected to the client's. */
 static int conn_finish(struct conn *c) {
         struct sw *s = c->sw;
         struct vde_request req;
-        struct sockaddr_un ours = { .sun_family = AF_UNIX }, theirs = { .sun_family = AF_UNIX };
+        struct sockaddr_un ours = {.sun_family = AF_UNIX}, theirs = {.sun_family = AF_UNIX};
         _cleanup_close_ int data = -EBADF;
         char cn[32], dn[32];
         int id, r;
@@ -374,7 +565,7 @@ static int conn_finish(struct conn *c) {
                 r = worker_store_fd(s->w, dn, data);
         if (r < 0)
                 return log_warning_errno(r, "vlan %d: cannot store port %d's fds", s->nr, id);
-        r = port_activate(s, id, TAKE_FD(c->fd), TAKE_FD(data));
+        r = port_activate(s, id, TAKE_FD(c->fd), TAKE_FD(data), NULL);
         if (r >= 0)
                 log_info("vlan %d: port %d connected (%s)", s->nr, id, req.description);
         return r;
@@ -412,7 +603,7 @@ static void conn_cb(evutil_socket_t fd, short what, void *arg) {
 
 static void listen_cb(evutil_socket_t fd, short what, void *arg) {
         struct sw *s = arg;
-        struct timeval tv = { VDE_HANDSHAKE_TIMEOUT_SEC, 0 };
+        struct timeval tv = {VDE_HANDSHAKE_TIMEOUT_SEC, 0};
         struct conn *c;
         int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
@@ -423,7 +614,7 @@ static void listen_cb(evutil_socket_t fd, short what, void *arg) {
                 close(cfd);
                 return;
         }
-        *c = (struct conn){ .sw = s, .fd = cfd };
+        *c = (struct conn){.sw = s, .fd = cfd};
         c->ev = event_new(worker_event_base(s->w), cfd, EV_READ | EV_PERSIST | EV_TIMEOUT, conn_cb, c);
         if (!c->ev || event_add(c->ev, &tv) < 0)
                 conn_free(c);
@@ -438,7 +629,7 @@ static int listen_start(struct sw *s, int fd) {
 }
 
 static int listen_create(struct sw *s) {
-        struct sockaddr_un sun = { .sun_family = AF_UNIX };
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -EBADF;
         int r;
 
@@ -455,17 +646,47 @@ static int listen_create(struct sw *s) {
         return listen_start(s, TAKE_FD(fd));
 }
 
+/* Where the last whole record ends. The file is only ever appended to by one
+ * switch at a time, so anything after that is a record cut short by SIGKILL
+ * (a write to a file is interruptible by a fatal signal between pages). */
+static uint64_t pcap_whole_prefix(int fd, uint64_t size) {
+        uint64_t off = PCAP_FILE_HEADER_LEN;
+
+        while (off < size) {
+                uint8_t h[PCAP_RECORD_HEADER_LEN];
+                size_t span;
+
+                if (pread(fd, h, sizeof(h), (off_t) off) != (ssize_t) sizeof(h))
+                        break;
+                span = pcap_record_span(h, size - off);
+                if (span == 0)
+                        break;
+                off += span;
+        }
+        return MIN(off, size);
+}
+
 static int pcap_open(struct sw *s) {
         struct stat st;
 
-        s->pcap_fd = open(s->pcap_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        s->pcap_fd = open(s->pcap_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (s->pcap_fd < 0)
                 return log_warning_errno(negative_errno(), "vlan %d: cannot open %s, no capture", s->nr, s->pcap_path);
-        if (fstat(s->pcap_fd, &st) == 0 && st.st_size == 0) {
+        if (fstat(s->pcap_fd, &st) < 0) {
+                s->pcap_fd = safe_close(s->pcap_fd);
+                return 0;
+        }
+        if (st.st_size == 0) {
                 uint8_t h[PCAP_FILE_HEADER_LEN];
                 pcap_file_header(h);
                 if (write(s->pcap_fd, h, sizeof(h)) != (ssize_t) sizeof(h))
                         s->pcap_fd = safe_close(s->pcap_fd);
+        } else if (st.st_size >= PCAP_FILE_HEADER_LEN) {
+                uint64_t whole = pcap_whole_prefix(s->pcap_fd, (uint64_t) st.st_size);
+
+                if (whole < (uint64_t) st.st_size && ftruncate(s->pcap_fd, (off_t) whole) == 0)
+                        log_notice("vlan %d: cut %llu byte(s) of a record left half-written in %s", s->nr,
+                                   (unsigned long long) ((uint64_t) st.st_size - whole), s->pcap_path);
         }
         return 0;
 }
@@ -503,14 +724,34 @@ static int switch_parse_config(struct sw *s, const char *json) {
                 snprintf(s->pcap_path, sizeof(s->pcap_path), "%s/vlan%d.pcap", out_dir, s->nr);
         if (json_object_object_get_ex(j, "machines", &arr) && json_object_is_type(arr, json_type_array))
                 for (size_t i = 0; i < json_object_array_length(arr) && s->n_known < KNOWN_MACHINES_MAX; i++) {
-                        json_object *m = json_object_array_get_idx(arr, i), *name, *mac;
+                        json_object *m = json_object_array_get_idx(arr, i), *name, *mac, *tap;
                         struct known_machine *k = &s->known[s->n_known];
 
-                        if (!json_object_object_get_ex(m, "name", &name) || !json_object_object_get_ex(m, "mac", &mac) ||
+                        if (!json_object_object_get_ex(m, "name", &name) ||
+                            !json_object_object_get_ex(m, "mac", &mac) ||
                             parse_mac(json_object_get_string(mac), k->mac) < 0)
                                 return log_error_errno(-EINVAL, "switch config: machines[%zu] needs name and mac", i);
                         snprintf(k->name, sizeof(k->name), "%s", json_object_get_string(name));
                         s->n_known++;
+                        if (json_object_object_get_ex(m, "tap", &tap) && !json_object_is_type(tap, json_type_null)) {
+                                struct tap_port *t = &s->taps[s->n_taps];
+                                const char *ifname = json_object_get_string(tap);
+
+                                if (!json_object_is_type(tap, json_type_string) || !tap_name_valid(ifname))
+                                        return log_error_errno(-EINVAL,
+                                                               "switch config: machines[%zu].tap is not an interface "
+                                                               "name (1-%d bytes, no '/', ':' or blanks)",
+                                                               i, SWITCH_TAP_NAME_MAX);
+                                for (size_t o2 = 0; o2 < s->n_taps; o2++)
+                                        if (streq(s->taps[o2].ifname, ifname))
+                                                return log_error_errno(
+                                                        -EINVAL, "switch config: TAP %s is given to both %s and %s",
+                                                        ifname, s->taps[o2].machine, k->name);
+                                *t = (struct tap_port){.sw = s, .port = -1};
+                                snprintf(t->ifname, sizeof(t->ifname), "%s", ifname);
+                                memcpy(t->machine, k->name, sizeof(t->machine)); /* same size, NUL-terminated */
+                                s->n_taps++;
+                        }
                 }
         return 0;
 }
@@ -538,11 +779,17 @@ static int switch_reattach(struct sw *s) {
                 }
                 (void) fd_set_nonblock(c, 1);
                 (void) fd_set_nonblock(d, 1);
-                r = port_activate(s, id, c, d);
+                r = port_activate(s, id, c, d, NULL);
                 if (r < 0)
                         return r;
                 n++;
         }
+        /* TAP ports after the VDE ones: those keep their numbers, TAPs take free ones. */
+        r = taps_start(s, true);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < s->n_taps; i++)
+                n += s->taps[i].port >= 0;
         log_info("vlan %d: switch re-attached to %d port(s)", s->nr, n);
         return 0;
 }
@@ -555,7 +802,7 @@ static int switch_configure(struct worker *w, const struct msg_config *cfg, void
         s->listen_fd = -EBADF;
         s->pcap_fd = -EBADF;
         for (int i = 0; i < SWITCH_PORTS_MAX; i++)
-                s->ports[i] = (struct port){ .sw = s, .id = i, .ctl_fd = -EBADF, .data_fd = -EBADF };
+                s->ports[i] = (struct port){.sw = s, .id = i, .ctl_fd = -EBADF, .data_fd = -EBADF};
         link_rules_init(&s->rules, (uint64_t) getpid() ^ now_usec());
         r = switch_parse_config(s, cfg->json);
         if (r < 0)
@@ -567,7 +814,13 @@ static int switch_configure(struct worker *w, const struct msg_config *cfg, void
         }
         if (s->pcap_path[0])
                 (void) pcap_open(s);
-        r = worker_restarts(w) > 0 ? switch_reattach(s) : listen_create(s);
+        if (worker_restarts(w) > 0)
+                r = switch_reattach(s);
+        else {
+                r = listen_create(s);
+                if (r >= 0)
+                        r = taps_start(s, false);
+        }
         if (r < 0)
                 return r;
         log_info("vlan %d: switch ready on %s/ctl", s->nr, s->socket_dir);
@@ -576,11 +829,11 @@ static int switch_configure(struct worker *w, const struct msg_config *cfg, void
 
 static int on_set_link(struct sw *s, const struct frame *f) {
         const struct msg_w_set_link *m = f->body;
-        struct link_rule rule = { .drop = m->drop,
-                                  .loss_ppm = (uint32_t) MIN(m->loss_ppm, 2000000u),
-                                  .dup_ppm = (uint32_t) MIN(m->dup_ppm, 2000000u),
-                                  .delay_us = m->delay_us,
-                                  .jitter_us = m->jitter_us };
+        struct link_rule rule = {.drop = m->drop,
+                                 .loss_ppm = (uint32_t) MIN(m->loss_ppm, 2000000u),
+                                 .dup_ppm = (uint32_t) MIN(m->dup_ppm, 2000000u),
+                                 .delay_us = m->delay_us,
+                                 .jitter_us = m->jitter_us};
         int r;
 
         if (!machine_known(s, m->from) || !machine_known(s, m->to))
@@ -600,8 +853,8 @@ static int on_set_link(struct sw *s, const struct frame *f) {
                 return peer_send_error(worker_peer(s->w), f->seq, r, "cannot set the link rule: %s",
                                        r == -EINVAL ? "a probability is above 1" : "too many rules");
         log_notice("vlan %d: link %s %s %s: %s loss=%llu ppm dup=%llu ppm delay=%llu us jitter=%llu us", s->nr,
-                   *m->from ? m->from : "*", m->both ? "<->" : "->", *m->to ? m->to : "*", m->drop ? "blocked" : "open",
-                   (unsigned long long) m->loss_ppm, (unsigned long long) m->dup_ppm,
+                   *m->from ? m->from : "*", m->both ? "<->" : "->", *m->to ? m->to : "*",
+                   m->drop ? "blocked" : "open", (unsigned long long) m->loss_ppm, (unsigned long long) m->dup_ppm,
                    (unsigned long long) m->delay_us, (unsigned long long) m->jitter_us);
         return peer_send_ok(worker_peer(s->w), f->seq);
 }
@@ -619,7 +872,7 @@ static int on_clear(struct sw *s, const struct frame *f) {
 
 static int on_stats(struct sw *s, const struct frame *f) {
         _cleanup_json_ json_object *j = json_object_new_object();
-        json_object *ports = json_object_new_array();
+        json_object *ports = json_object_new_array(), *taps = json_object_new_array();
         const char *text;
         int r;
 
@@ -636,18 +889,31 @@ static int on_stats(struct sw *s, const struct frame *f) {
                 o = json_object_new_object();
                 json_object_object_add(o, "port", json_object_new_int(i));
                 json_object_object_add(o, "machine", json_object_new_string(p->machine));
+                if (p->tap)
+                        json_object_object_add(o, "tap", json_object_new_string(p->tap->ifname));
                 json_object_object_add(o, "rx", json_object_new_int64((int64_t) p->rx));
                 json_object_object_add(o, "tx", json_object_new_int64((int64_t) p->tx));
                 json_object_object_add(o, "dropped", json_object_new_int64((int64_t) p->dropped));
                 json_object_array_add(ports, o);
         }
         json_object_object_add(j, "ports", ports);
+        for (size_t i = 0; i < s->n_taps; i++) {
+                const struct tap_port *t = &s->taps[i];
+                json_object *o = json_object_new_object();
+
+                json_object_object_add(o, "name", json_object_new_string(t->ifname));
+                json_object_object_add(o, "machine", json_object_new_string(t->machine));
+                json_object_object_add(o, "port", json_object_new_int(t->port));
+                json_object_object_add(o, "recreated", json_object_new_int64((int64_t) t->recreated));
+                json_object_array_add(taps, o);
+        }
+        json_object_object_add(j, "taps", taps);
         text = json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN);
         r = peer_send_chunks(worker_peer(s->w), f->seq, (const uint8_t *) text, strlen(text));
         if (r < 0)
                 return r;
         return peer_send(worker_peer(s->w), MSG_M_TEXT_RESULT, f->seq,
-                         &(struct msg_m_text_result){ .length = strlen(text) }, NULL, 0);
+                         &(struct msg_m_text_result){.length = strlen(text)}, NULL, 0);
 }
 
 typedef int (*switch_handler)(struct sw *s, const struct frame *f);
@@ -656,9 +922,9 @@ static const struct {
         int type;
         switch_handler fn;
 } switch_handlers[] = {
-        { MSG_W_SET_LINK, on_set_link },
-        { MSG_W_CLEAR, on_clear },
-        { MSG_W_STATS, on_stats },
+        {MSG_W_SET_LINK, on_set_link},
+        {MSG_W_CLEAR, on_clear},
+        {MSG_W_STATS, on_stats},
 };
 
 static int switch_on_frame(struct worker *w, const struct frame *f, int *fds, size_t n_fds, void *userdata) {
@@ -682,6 +948,9 @@ static void switch_on_exit(struct worker *w, void *userdata) {
                 safe_close(s->ports[i].ctl_fd);
                 safe_close(s->ports[i].data_fd);
         }
+        for (size_t i = 0; i < s->n_taps; i++)
+                if (s->taps[i].ev_retry)
+                        event_free(s->taps[i].ev_retry);
         if (s->ev_listen)
                 event_free(s->ev_listen);
         safe_close(s->listen_fd);

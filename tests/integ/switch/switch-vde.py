@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 # Proves vigil-switch is a real VDE switch: libvdeplug's handshake connects, frames are
 # learned and forwarded, bad handshakes and oversized frames are refused without harm, every
-# frame lands in a pcap that tcpdump reads, and a SIGKILLed switch is restarted by the
-# supervisor and keeps forwarding on the same sockets: guests never reconnect.
+# frame lands in a pcap that tcpdump reads (even after a switch died mid-record), and a SIGKILLed
+# switch is restarted by the supervisor and keeps forwarding on the same sockets: guests never reconnect.
 import json
 import os
 import signal
@@ -90,6 +90,13 @@ with tempfile.TemporaryDirectory(prefix="vsw") as d:
                           "config": {"vlan": 1, "socket_dir": sockdir, "out_dir": out, "machines": machines}}]}
     with open(os.path.join(d, "spec.json"), "w") as f:
         json.dump(spec, f)
+    # What a switch SIGKILLed in the middle of a capture write leaves: one whole record, then
+    # half of the next. The next switch must cut it, or every later record is misaligned.
+    frame0 = mac(B) + mac(A) + b"\x08\x00" + b"before".ljust(46, b".")
+    with open(os.path.join(out, "vlan1.pcap"), "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 9216, 1))
+        f.write(struct.pack("<IIII", 1700000000, 0, len(frame0), len(frame0)) + frame0)
+        f.write(struct.pack("<IIII", 1700000001, 0, 1400, 1400) + b"\0" * 700)
     env = dict(os.environ, VIGIL_TEST_MARKER=d)
     sup = subprocess.Popen([VIGIL, "supervise", os.path.join(d, "spec.json"), "-o", out, "--no-pidns"],
                            env=env, stderr=open(os.path.join(d, "vigil.log"), "w"))
@@ -154,9 +161,12 @@ with tempfile.TemporaryDirectory(prefix="vsw") as d:
     pcap = os.path.join(out, "vlan1.pcap")
     check(os.path.exists(pcap), "vlan1.pcap written")
     if os.path.exists(pcap):
-        r = subprocess.run(["tcpdump", "-n", "-r", pcap], capture_output=True, text=True)
+        r = subprocess.run(["tcpdump", "-tt", "-n", "-r", pcap], capture_output=True, text=True)
         frames = [l for l in r.stdout.splitlines() if l.strip()]
-        check(r.returncode == 0 and len(frames) >= 5, f"tcpdump reads the capture ({len(frames)} frames)")
+        check(r.returncode == 0 and len(frames) >= 6 and "truncated" not in r.stderr,
+              f"tcpdump reads the capture ({len(frames)} frames) {r.stderr.strip()[-200:]}")
+        check(frames and frames[0].startswith("1700000000.000000") and "1700000001." not in r.stdout,
+              "the record cut short by the earlier switch was dropped, the whole one kept")
     if failed:
         print(open(os.path.join(d, "vigil.log")).read()[-4000:], file=sys.stderr)
 

@@ -165,6 +165,10 @@ static void test_setup(void) {
         CHECK(strstr(s, "192.168.1.3 alpha\n192.168.1.4 beta\n") && strstr(s, "<<'VIGIL_HOSTS'"),
               "/etc/hosts lines in a quoted here-document");
         CHECK(strstr(s, "if ip link show dev vg1n3"), "rename only if the TAP is there (setup may run again)");
+        CHECK(strstr(s, "if [ \"${1:-}\" = stop ]; then\n") &&
+                      strstr(s, "ip link set dev eth1 name vg1n3") && strstr(s, "ip link set dev eth2 name vg2n3") &&
+                      strstr(s, "exit 0\nfi\n") < strstr(s, "set -e\n"),
+              "\"stop\" gives the TAPs their host names back, before anything else");
         free(s);
         machine_config_done(&c);
 }

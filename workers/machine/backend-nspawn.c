@@ -49,6 +49,7 @@
 #define UDEV_DATA_DIR      "/run/udev/data"
 #define UDEV_CONTROL       "/run/udev/control"
 #define NSPAWN_PROPAGATE   "/run/systemd/nspawn/propagate"
+#define NSPAWN_EXIT_REBOOT 133 /* the container rebooted (systemd-nspawn(1)) */
 
 /* Names in the supervisor's fd store. */
 #define STORE_LISTEN  "backdoor-listen"
@@ -72,6 +73,8 @@ struct nspawn {
         char machine[80];
         unsigned long long step_started;
         bool stored;
+        bool allow_reboot;
+        bool rebooting; /* the container rebooted; booting it again */
 
         int listen_fd;
         struct event *listen_ev;
@@ -230,6 +233,13 @@ static void start_failed(struct nspawn *n, int r, const char *fmt, ...) {
         }
         close_all(n, true);
         n->step = STEP_IDLE;
+        if (n->rebooting) {
+                /* The machine was up: it is down now, and says why. */
+                n->rebooting = false;
+                log_error("Booting the container again after its reboot failed: %s", msg);
+                machine_stopped(n->m, msg);
+                return;
+        }
         machine_started(n->m, r, msg);
 }
 
@@ -837,6 +847,8 @@ static void boot_up(struct nspawn *n, const char *why) {
         log_debug("Container booting (%s) %.2f s after the spawn", why,
                   (double) (now_usec() - n->step_started) / USEC_PER_SEC);
         n->step = STEP_RUNNING;
+        n->rebooting = false;
+        m->allow_reboot = n->allow_reboot;
         log_event(LOG_INFO, LOG_EVENT_READY, NULL, "container %s running (systemd-nspawn pid %lld)", n->machine,
                   (long long) m->pid);
         machine_started(m, 0, NULL);
@@ -868,8 +880,7 @@ static int nspawn_start(struct machine *m, bool allow_reboot) {
                 start_failed(n, r, "could not set up the guest shell relay: %s", strerror(-r));
                 return 0;
         }
-        if (allow_reboot != m->cfg.allow_reboot || allow_reboot)
-                log_debug("allow_reboot has no effect on containers: systemd-nspawn restarts a container that reboots");
+        n->allow_reboot = allow_reboot;
         n->step = STEP_WAIT_TAPS;
         n->step_started = now_usec();
         taps_check(n);
@@ -981,6 +992,28 @@ static void describe_exit(const struct msg_proc_exit *e, char *buf, size_t size)
                 (void) snprintf(buf, size, "exit status %lld", (long long) e->code);
 }
 
+/* systemd-nspawn returns 133 when the container asked for a reboot (and
+ * leaves booting it again to its caller). Boot it again in place: the
+ * machine stays booted, the backdoor socket and the shell relay stay, the
+ * connection goes (the generic code waits for the next ready line), and the
+ * TAPs are waited for again (the switch re-creates them). */
+static void reboot_again(struct nspawn *n) {
+        struct machine *m = n->m;
+
+        log_info("The container rebooted; booting it again");
+        conn_lost(n, "the container rebooted");
+        free_event(&n->console_ev);
+        n->console_fd = safe_close(n->console_fd);
+        if (n->stored)
+                (void) worker_forget_fd(m->w, STORE_CONSOLE);
+        udev_forget(n);
+        m->pid = 0;
+        n->rebooting = true;
+        n->step = STEP_WAIT_TAPS;
+        n->step_started = now_usec();
+        taps_check(n);
+}
+
 static void nspawn_exited(struct nspawn *n, const struct msg_proc_exit *e) {
         struct machine *m = n->m;
         char how[96], tail[2048], why[MSG_STR_MAX], hint[256] = "";
@@ -1002,7 +1035,16 @@ static void nspawn_exited(struct nspawn *n, const struct msg_proc_exit *e) {
                              tail);
                 return;
         }
-        (void) snprintf(why, sizeof why, "systemd-nspawn exited (%s)", how);
+        if (e->signal == 0 && e->code == NSPAWN_EXIT_REBOOT && n->allow_reboot) {
+                reboot_again(n);
+                return;
+        }
+        if (e->signal == 0 && e->code == NSPAWN_EXIT_REBOOT)
+                (void) snprintf(why, sizeof why,
+                                "the container rebooted and allow_reboot is off, so it stays down (as QEMU's "
+                                "-no-reboot)");
+        else
+                (void) snprintf(why, sizeof why, "systemd-nspawn exited (%s)", how);
         close_all(n, true);
         n->step = STEP_IDLE;
         machine_stopped(m, why);

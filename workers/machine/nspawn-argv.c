@@ -141,7 +141,23 @@ int nspawn_build_setup(const struct machine_config *c, char **ret) {
 
         if (!f)
                 return -ENOMEM;
-        fprintf(f, "# Written by vigil-machine for machine %s; run by vigil-setup.service at boot.\n", c->name);
+        fprintf(f,
+                "# Written by vigil-machine for machine %s; vigil-setup.service runs it at boot, and with \"stop\"\n"
+                "# at shutdown.\n",
+                c->name);
+        /* systemd-nspawn moves the TAPs back out by their original names when
+         * the container ends (and fails a reboot if it cannot). */
+        fputs("if [ \"${1:-}\" = stop ]; then\n", f);
+        for (size_t i = 0; i < c->n_vlans; i++)
+                if (c->vlans[i].tap) {
+                        eth++;
+                        fprintf(f,
+                                "    if ip link show dev eth%zu >/dev/null 2>&1; then ip link set dev eth%zu down; ip "
+                                "link set dev eth%zu name %s || true; fi\n",
+                                eth, eth, eth, c->vlans[i].tap);
+                }
+        fputs("    exit 0\nfi\n", f);
+        eth = 0;
         fputs("set -e\nip link set dev lo up\n", f);
         for (size_t i = 0; i < c->n_vlans; i++) {
                 const struct machine_vlan *v = &c->vlans[i];

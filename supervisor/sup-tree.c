@@ -580,6 +580,17 @@ static void on_global_timeout(evutil_socket_t fd, short what, void *arg) {
         sup_shutdown(s, VIGIL_EXIT_TIMEOUT, "global timeout");
 }
 
+/* Machines power off gracefully: ask systemd for the whole bounded teardown
+ * (plus slack) rather than its TimeoutStopSec default. */
+static void notify_stopping(struct sup *s) {
+        char extend[64];
+
+        sup_notify(s, "STOPPING=1");
+        snprintf(extend, sizeof(extend), "EXTEND_TIMEOUT_USEC=%llu",
+                 (unsigned long long) (TEARDOWN_MAX_USEC + 10 * USEC_PER_SEC));
+        sup_notify(s, extend);
+}
+
 static void on_teardown_deadline(evutil_socket_t fd, short what, void *arg) {
         struct sup *s = arg;
 
@@ -617,7 +628,7 @@ void sup_shutdown(struct sup *s, int exit_code, const char *why) {
         s->tearing_down = true;
         s->exit_code = exit_code;
         log_info("Shutting down: %s", why);
-        sup_notify(s, "STOPPING=1");
+        notify_stopping(s);
 
         ops_clear(s);
         plan = malloc(sizeof(*plan));

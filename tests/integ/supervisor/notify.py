@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # Proves the sd_notify contract through the PID-namespace relay: READY=1 once all children are ready, STATUS= lines,
-# WATCHDOG=1 pings when WATCHDOG_USEC is set, and workers never inherit NOTIFY_SOCKET (they could not lie about us).
+# WATCHDOG=1 pings when WATCHDOG_USEC is set, STOPPING=1 + EXTEND_TIMEOUT_USEC at teardown, and workers never inherit NOTIFY_SOCKET (they could not lie about us).
 import os
 import shutil
 import signal
@@ -47,6 +47,14 @@ def check_notify(new_run, sockdir):
           "the worker's environment has no NOTIFY_SOCKET / WATCHDOG_*")
     run.proc.send_signal(signal.SIGTERM)
     run.wait()
+    while True:
+        try:
+            got.append(sock.recv(4096).decode())
+        except socket.timeout:
+            break
+    check(any("STOPPING=1" in g for g in got), "STOPPING=1 at teardown")
+    check(any(g.startswith("EXTEND_TIMEOUT_USEC=") and int(g.split("=")[1]) >= 60_000_000 for g in got),
+          "EXTEND_TIMEOUT_USEC covers the bounded teardown (60 s)")
     sock.close()
 
 

@@ -32,6 +32,8 @@ struct child;
 /* Per worker kind (sup-kind.c). */
 typedef int (*sup_handler_t)(struct child *c, const struct frame *f, int *fds, size_t n_fds);
 
+#define CAP_POLICY_MAX 16 /* capabilities one policy may keep */
+
 struct cap_policy {
         bool keep_all;   /* leave the capability sets alone (see sup-kind.c for who and why) */
         const int *caps; /* otherwise: exactly these, in effective/permitted/bounding */

@@ -114,10 +114,18 @@ const struct sup_kind *sup_kind_get(enum worker_kind k) {
  * root after exec) and clears the ambient set. */
 int caps_apply(const struct cap_policy *p) {
         if (geteuid() == 0 && !p->keep_all) {
+                bool have[CAP_POLICY_MAX] = { false };
+
+                /* Keep only what we still hold: asking for a capability outside our
+                 * bounding set fails capng_apply(), and the worker would die before it
+                 * could say which one it needs (it reports that itself, exit 78). */
+                capng_get_caps_process();
+                for (size_t i = 0; i < p->n_caps && i < CAP_POLICY_MAX; i++)
+                        have[i] = capng_have_capability(CAPNG_PERMITTED, (unsigned) p->caps[i]);
                 capng_clear(CAPNG_SELECT_ALL);
-                for (size_t i = 0; i < p->n_caps; i++)
-                        if (capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED | CAPNG_BOUNDING_SET,
-                                         (unsigned) p->caps[i]) < 0)
+                for (size_t i = 0; i < p->n_caps && i < CAP_POLICY_MAX; i++)
+                        if (have[i] && capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED | CAPNG_BOUNDING_SET,
+                                                    (unsigned) p->caps[i]) < 0)
                                 return -EINVAL;
                 if (capng_apply(CAPNG_SELECT_ALL) < 0)
                         return -EPERM;

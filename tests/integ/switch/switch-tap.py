@@ -136,7 +136,7 @@ def unprivileged_refusal():
 
 
 tag = "%d" % (os.getpid() % 100000)
-NS_A, NS_B, NS_B2 = f"vigil-tap{tag}-a", f"vigil-tap{tag}-b", f"vigil-tap{tag}-b2"
+NS_A, NS_B, NS_B2, NS_B3 = (f"vigil-tap{tag}-{x}" for x in ("a", "b", "b2", "b3"))
 TAP_A, TAP_B = f"vgt{tag}a", f"vgt{tag}b"
 MAC_A, MAC_B = "52:54:00:12:01:01", "52:54:00:12:01:02"
 
@@ -227,6 +227,15 @@ with tempfile.TemporaryDirectory(prefix="vswtap") as d:
         if back:
             plug(TAP_B, NS_B2, "192.168.1.2", MAC_B)  # a restarted container keeps its MAC
         check(ping(NS_A, "192.168.1.2", deadline=15), "a new namespace takes the re-created TAP and is reachable")
+
+        # systemd-nspawn (v245+) moves an interface it finds by name back to the host when the
+        # container exits, instead of letting it die: the same TAP, same fd, serves the next one.
+        sh("ip", "link", "set", "dev", TAP_B, "netns", "1", ns=NS_B2, check_rc=True)
+        check(link_exists(TAP_B), "a TAP moved back to the host namespace is there as it is")
+        sh("ip", "netns", "del", NS_B2, check_rc=True)
+        sh("ip", "netns", "add", NS_B3, check_rc=True)
+        plug(TAP_B, NS_B3, "192.168.1.2", MAC_B)
+        check(ping(NS_A, "192.168.1.2"), "... and the next namespace reaches a through it")
     finally:
         if server and server.poll() is None:
             server.kill()
@@ -237,12 +246,13 @@ with tempfile.TemporaryDirectory(prefix="vswtap") as d:
             except subprocess.TimeoutExpired:
                 sup.kill()
                 rc = sup.wait()
-        for ns in (NS_A, NS_B, NS_B2):
+        for ns in (NS_A, NS_B, NS_B2, NS_B3):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     check(rc in (0, 6), f"vigil exits cleanly on SIGTERM (exit {rc})")
     check(not link_exists(TAP_A) and not link_exists(TAP_B), "no TAP outlives the run")
     log = open(log_path).read()
-    check("re-created" in log, "the re-creation is logged")
+    check(log.count("re-created") == 2 and log.count("closed: the interface was deleted") == 1,
+          "the re-creation is logged, once: moving back and forth closes nothing")
     pcap = os.path.join(out, "vlan1.pcap")
     r = subprocess.run(["tcpdump", "-n", "-r", pcap, "icmp"], capture_output=True, text=True)
     icmp = [l for l in r.stdout.splitlines() if "ICMP echo" in l]

@@ -137,7 +137,7 @@ def unprivileged_refusal():
 
 tag = "%d" % (os.getpid() % 100000)
 NS_A, NS_B, NS_B2, NS_B3 = (f"vigil-tap{tag}-{x}" for x in ("a", "b", "b2", "b3"))
-TAP_A, TAP_B = f"vgt{tag}a", f"vgt{tag}b"
+TAP_A, TAP_B, TAP_C = f"vgt{tag}a", f"vgt{tag}b", f"vgt{tag}c"
 MAC_A, MAC_B = "52:54:00:12:01:01", "52:54:00:12:01:02"
 
 unprivileged_refusal()
@@ -146,7 +146,8 @@ with tempfile.TemporaryDirectory(prefix="vswtap") as d:
     sockdir = os.path.join(d, "vde1.ctl")
     out = os.path.join(d, "out")
     os.mkdir(out)
-    machines = [{"name": "a", "mac": MAC_A, "tap": TAP_A}, {"name": "b", "mac": MAC_B, "tap": TAP_B}]
+    machines = [{"name": "a", "mac": MAC_A, "tap": TAP_A}, {"name": "b", "mac": MAC_B, "tap": TAP_B},
+                {"name": "c", "mac": "52:54:00:12:01:03", "tap": TAP_C}]
     spec = {"strategy": "one_for_one", "intensity": {"max_restarts": 3, "max_seconds": 10},
             "children": [{"id": "vlan1", "kind": "switch", "restart": "permanent", "shutdown": 2000,
                           "config": {"vlan": 1, "socket_dir": sockdir, "out_dir": out, "machines": machines}}]}
@@ -160,10 +161,16 @@ with tempfile.TemporaryDirectory(prefix="vswtap") as d:
     try:
         for ns in (NS_A, NS_B):
             sh("ip", "netns", "add", ns, check_rc=True)
+        # c's name is taken by another kind of interface when the switch starts: it must keep trying.
+        sh("ip", "tuntap", "add", "dev", TAP_C, "mode", "tun", check_rc=True)
         sup = subprocess.Popen([VIGIL, "supervise", os.path.join(d, "spec.json"), "-o", out],
                                env=env, stderr=open(log_path, "w"))
         check(wait_for(lambda: link_exists(TAP_A) and link_exists(TAP_B), 20),
               f"the switch creates {TAP_A} and {TAP_B} in the host namespace")
+        time.sleep(0.5)  # a few failed attempts
+        sh("ip", "tuntap", "del", "dev", TAP_C, "mode", "tun", check_rc=True)
+        check(wait_for(lambda: "tun type tap" in sh("ip", "-d", "link", "show", "dev", TAP_C).stdout, 10),
+              f"{TAP_C}, taken by a TUN device at start, becomes the switch's TAP once freed")
         info = sh("ip", "-o", "addr", "show", "dev", TAP_A).stdout
         flags = sh("ip", "-o", "link", "show", "dev", TAP_A).stdout
         check(",UP" in flags and "inet" not in info, "link up, no address")
@@ -248,11 +255,14 @@ with tempfile.TemporaryDirectory(prefix="vswtap") as d:
                 rc = sup.wait()
         for ns in (NS_A, NS_B, NS_B2, NS_B3):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "tuntap", "del", "dev", TAP_C, "mode", "tun"], capture_output=True)
     check(rc in (0, 6), f"vigil exits cleanly on SIGTERM (exit {rc})")
-    check(not link_exists(TAP_A) and not link_exists(TAP_B), "no TAP outlives the run")
+    check(not any(link_exists(t) for t in (TAP_A, TAP_B, TAP_C)), "no TAP outlives the run")
     log = open(log_path).read()
-    check(log.count("re-created") == 2 and log.count("closed: the interface was deleted") == 1,
+    check(log.count("closed: the interface was deleted") == 1 and f"TAP {TAP_B} of b re-created" in log,
           "the re-creation is logged, once: moving back and forth closes nothing")
+    check(f"cannot create TAP {TAP_C} for machine c yet" in log and log.count(f"{TAP_C} of c re-created") >= 1,
+          "the name conflict is logged with the retry and the success")
     pcap = os.path.join(out, "vlan1.pcap")
     r = subprocess.run(["tcpdump", "-n", "-r", pcap, "icmp"], capture_output=True, text=True)
     icmp = [l for l in r.stdout.splitlines() if "ICMP echo" in l]

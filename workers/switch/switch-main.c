@@ -526,6 +526,7 @@ static int taps_start(struct sw *s, bool restored) {
                 log_warning_errno(r, "vlan %d: cannot create TAP %s for machine %s yet (%m), retrying: %s", s->nr,
                                   t->ifname, t->machine, tap_error_hint(r));
                 tap_schedule(t);
+                t->last_error = r; /* said once here, not again by the first retry */
         }
         return 0;
 }

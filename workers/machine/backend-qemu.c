@@ -49,33 +49,39 @@ enum start_step {
         _STEP_MAX,
 };
 
-enum hmp_kind {
-        HMP_GREETING,
-        HMP_TEXT,     /* MSG_M_MONITOR: reply with the raw text */
-        HMP_SET_LINK, /* MSG_M_SET_LINK: reply OK */
-        HMP_REBOOT,   /* MSG_M_REBOOT: connected=false, reply OK */
-        _HMP_KIND_MAX,
+/* What a request on QEMU's monitor (HMP) or QMP connection is for. The
+ * greetings and qmp_capabilities are steps of the start-up handshake (their
+ * failure fails the start); the others answer a script's request (seq). */
+enum monitor_request_kind {
+        REQ_HMP_GREETING,     /* wait for the first "(qemu) " prompt */
+        REQ_QMP_GREETING,     /* wait for {"QMP": ...} */
+        REQ_QMP_CAPABILITIES, /* leave QMP's capabilities negotiation mode */
+        REQ_TEXT,             /* MSG_M_MONITOR, MSG_M_QMP: reply with the raw answer */
+        REQ_SET_LINK,         /* MSG_M_SET_LINK: reply OK */
+        REQ_REBOOT,           /* MSG_M_REBOOT: connected=false, reply OK */
+        _REQ_KIND_MAX,
 };
 
-struct hmp_job {
-        enum hmp_kind kind;
-        char *command;
+struct monitor_request {
+        enum monitor_request_kind kind;
+        char *command; /* one line, without '\n'; NULL: send nothing, wait for what QEMU says first */
         uint32_t seq;
-        TAILQ_ENTRY(hmp_job) link;
+        TAILQ_ENTRY(monitor_request) link;
 };
 
-enum qmp_kind {
-        QMP_GREETING,
-        QMP_CAPABILITIES,
-        QMP_USER,
-        _QMP_KIND_MAX,
-};
-
-struct qmp_job {
-        enum qmp_kind kind;
-        char *line; /* with '\n'; NULL for the greeting */
-        uint32_t seq;
-        TAILQ_ENTRY(qmp_job) link;
+/* The one-line requests on one of QEMU's control connections (HMP or QMP):
+ * served in order, one in flight, each answered or failed within
+ * MONITOR_TIMEOUT_USEC. The connection's read callback decides when an answer
+ * is complete and hands it to monitor_complete(). */
+struct monitor_queue {
+        struct qemu *q;
+        const char *what; /* the connection, as error messages name it */
+        int *fd;          /* the connection (a field of struct qemu); < 0: requests wait */
+        /* Called as a request becomes the one in flight, before it is written. */
+        void (*activate)(struct qemu *q, const struct monitor_request *r);
+        TAILQ_HEAD(, monitor_request) pending;
+        struct monitor_request *active;
+        struct event *timer;
 };
 
 struct qemu {
@@ -108,14 +114,10 @@ struct qemu {
         struct console_splitter stderr_split;
 
         struct qemu_hmp_reply hmp;
-        TAILQ_HEAD(, hmp_job) hmp_jobs;
-        struct hmp_job *hmp_active;
-        struct event *hmp_timer;
+        struct monitor_queue hmp_requests;
 
         struct qemu_qmp_reader qmp;
-        TAILQ_HEAD(, qmp_job) qmp_jobs;
-        struct qmp_job *qmp_active;
-        struct event *qmp_timer;
+        struct monitor_queue qmp_requests;
         char *events[QMP_EVENTS_MAX];
         size_t n_events;
 
@@ -145,46 +147,38 @@ static void free_event(struct event **e) {
         *e = NULL;
 }
 
-static void hmp_job_free(struct hmp_job *j) {
-        if (j) {
-                free(j->command);
-                free(j);
+static void monitor_request_free(struct monitor_request *r) {
+        if (r) {
+                free(r->command);
+                free(r);
         }
 }
 
-static void qmp_job_free(struct qmp_job *j) {
-        if (j) {
-                free(j->line);
-                free(j);
-        }
+static bool monitor_request_is_startup(enum monitor_request_kind kind) {
+        return kind == REQ_HMP_GREETING || kind == REQ_QMP_GREETING || kind == REQ_QMP_CAPABILITIES;
 }
 
 /* ---- teardown ---- */
 
-static void fail_monitor_jobs(struct qemu *q, const char *why) {
-        struct hmp_job *h;
-        struct qmp_job *j;
+/* Every request of @mq fails with @why; the start-up ones have nobody to tell. */
+static void monitor_fail_all(struct monitor_queue *mq, const char *why) {
+        struct monitor_request *r;
 
-        (void) evtimer_del(q->hmp_timer);
-        (void) evtimer_del(q->qmp_timer);
-        if (q->hmp_active)
-                TAILQ_INSERT_HEAD(&q->hmp_jobs, q->hmp_active, link);
-        q->hmp_active = NULL;
-        while ((h = TAILQ_FIRST(&q->hmp_jobs))) {
-                TAILQ_REMOVE(&q->hmp_jobs, h, link);
-                if (h->kind != HMP_GREETING)
-                        (void) machine_reply_error(q->m, h->seq, -ECONNRESET, "%s", why);
-                hmp_job_free(h);
+        (void) evtimer_del(mq->timer);
+        if (mq->active)
+                TAILQ_INSERT_HEAD(&mq->pending, mq->active, link);
+        mq->active = NULL;
+        while ((r = TAILQ_FIRST(&mq->pending))) {
+                TAILQ_REMOVE(&mq->pending, r, link);
+                if (!monitor_request_is_startup(r->kind))
+                        (void) machine_reply_error(mq->q->m, r->seq, -ECONNRESET, "%s", why);
+                monitor_request_free(r);
         }
-        if (q->qmp_active)
-                TAILQ_INSERT_HEAD(&q->qmp_jobs, q->qmp_active, link);
-        q->qmp_active = NULL;
-        while ((j = TAILQ_FIRST(&q->qmp_jobs))) {
-                TAILQ_REMOVE(&q->qmp_jobs, j, link);
-                if (j->kind == QMP_USER)
-                        (void) machine_reply_error(q->m, j->seq, -ECONNRESET, "%s", why);
-                qmp_job_free(j);
-        }
+}
+
+static void fail_monitor_requests(struct qemu *q, const char *why) {
+        monitor_fail_all(&q->hmp_requests, why);
+        monitor_fail_all(&q->qmp_requests, why);
         qemu_hmp_reply_done(&q->hmp);
         qemu_qmp_reader_done(&q->qmp);
 }
@@ -279,9 +273,8 @@ static void stderr_cb(evutil_socket_t fd, short what, void *arg) {
         (void) console_splitter_feed(&q->stderr_split, buf, (size_t) n, stderr_line, q);
 }
 
-/* ---- HMP ---- */
+/* ---- HMP and QMP requests ---- */
 
-static void hmp_run(struct qemu *q);
 static void start_step_done(struct qemu *q);
 static void start_problem(struct qemu *q, int r, const char *why);
 
@@ -309,82 +302,129 @@ static void drain_stale(int fd) {
                 ;
 }
 
-static void hmp_complete(struct qemu *q, int error, const char *why) {
-        struct hmp_job *j = TAKE_PTR(q->hmp_active);
-        _cleanup_free_ char *text = NULL;
-        size_t len = 0;
-
-        (void) evtimer_del(q->hmp_timer);
-        text = qemu_hmp_reply_take(&q->hmp, &len);
-        if (!j)
-                return;
-        if (error < 0) {
-                if (j->kind == HMP_GREETING) {
-                        hmp_job_free(j);
-                        start_problem(q, error, why);
-                        return;
-                }
-                (void) machine_reply_error(q->m, j->seq, error, "%s", why);
-        } else
-                switch (j->kind) {
-                case HMP_GREETING:
-                        start_step_done(q);
-                        break;
-                case HMP_TEXT:
-                        (void) machine_reply_text(q->m, j->seq, text ?: "", text ? len : 0, 0);
-                        break;
-                case HMP_SET_LINK:
-                        if (text && strstr(text, "Error"))
-                                log_warning("HMP %s answered: %s", j->command, text);
-                        (void) machine_reply_ok(q->m, j->seq);
-                        break;
-                case HMP_REBOOT:
-                        machine_shell_disconnected(q->m);
-                        (void) machine_reply_ok(q->m, j->seq);
-                        break;
-                case _HMP_KIND_MAX:
-                        break;
-                }
-        hmp_job_free(j);
-        hmp_run(q);
+/* @r's answer arrived: finish what it was for. */
+static void monitor_request_answered(struct qemu *q, const struct monitor_request *r, const char *reply, size_t len) {
+        switch (r->kind) {
+        case REQ_HMP_GREETING:
+        case REQ_QMP_CAPABILITIES:
+                start_step_done(q);
+                break;
+        case REQ_QMP_GREETING:
+                break;
+        case REQ_TEXT:
+                (void) machine_reply_text(q->m, r->seq, reply ?: "", reply ? len : 0, 0);
+                break;
+        case REQ_SET_LINK:
+                if (reply && strstr(reply, "Error"))
+                        log_warning("HMP %s answered: %s", r->command, reply);
+                (void) machine_reply_ok(q->m, r->seq);
+                break;
+        case REQ_REBOOT:
+                machine_shell_disconnected(q->m);
+                (void) machine_reply_ok(q->m, r->seq);
+                break;
+        case _REQ_KIND_MAX:
+                break;
+        }
 }
 
-static void hmp_run(struct qemu *q) {
-        struct hmp_job *j;
-        int r;
+static void monitor_run(struct monitor_queue *mq);
 
-        if (q->hmp_active || q->monitor_fd < 0 || !(j = TAILQ_FIRST(&q->hmp_jobs)))
+/* The request in flight is answered (@error 0, @reply) or failed (@error < 0,
+ * @why); a failed start-up step fails the start and ends the queue's work. */
+static void monitor_complete(struct monitor_queue *mq, int error, const char *why, const char *reply, size_t len) {
+        struct monitor_request *r = TAKE_PTR(mq->active);
+
+        (void) evtimer_del(mq->timer);
+        if (!r)
                 return;
-        TAILQ_REMOVE(&q->hmp_jobs, j, link);
-        q->hmp_active = j;
-        qemu_hmp_reply_done(&q->hmp);
-        set_timer(q->hmp_timer, MONITOR_TIMEOUT_USEC);
-        if (!j->command)
+        if (error < 0 && monitor_request_is_startup(r->kind)) {
+                monitor_request_free(r);
+                start_problem(mq->q, error, why);
                 return;
-        drain_stale(q->monitor_fd);
-        r = write_all(q->monitor_fd, j->command);
-        if (r >= 0)
-                r = write_all(q->monitor_fd, "\n");
-        if (r < 0)
-                hmp_complete(q, r, "could not write to the QEMU monitor");
+        }
+        if (error < 0)
+                (void) machine_reply_error(mq->q->m, r->seq, error, "%s", why);
+        else
+                monitor_request_answered(mq->q, r, reply, len);
+        monitor_request_free(r);
+        monitor_run(mq);
 }
 
-static int hmp_submit(struct qemu *q, enum hmp_kind kind, const char *command, uint32_t seq) {
-        struct hmp_job *j = calloc(1, sizeof *j);
+static void monitor_run(struct monitor_queue *mq) {
+        struct monitor_request *r;
+        char why[128];
+        int fd = *mq->fd, k;
 
-        if (!j || (command && !(j->command = strdup(command)))) {
-                hmp_job_free(j);
+        if (mq->active || fd < 0 || !(r = TAILQ_FIRST(&mq->pending)))
+                return;
+        TAILQ_REMOVE(&mq->pending, r, link);
+        mq->active = r;
+        set_timer(mq->timer, MONITOR_TIMEOUT_USEC);
+        if (mq->activate)
+                mq->activate(mq->q, r);
+        if (!r->command)
+                return;
+        k = write_all(fd, r->command);
+        if (k >= 0)
+                k = write_all(fd, "\n");
+        if (k < 0) {
+                (void) snprintf(why, sizeof why, "could not write to %s", mq->what);
+                monitor_complete(mq, k, why, NULL, 0);
+        }
+}
+
+static int monitor_submit(struct monitor_queue *mq, enum monitor_request_kind kind, const char *command,
+                          uint32_t seq) {
+        struct monitor_request *r = calloc(1, sizeof *r);
+
+        if (!r || (command && !(r->command = strdup(command)))) {
+                monitor_request_free(r);
                 return -ENOMEM;
         }
-        j->kind = kind;
-        j->seq = seq;
-        TAILQ_INSERT_TAIL(&q->hmp_jobs, j, link);
-        hmp_run(q);
+        r->kind = kind;
+        r->seq = seq;
+        TAILQ_INSERT_TAIL(&mq->pending, r, link);
+        monitor_run(mq);
         return 0;
 }
 
-static void hmp_timer_cb(evutil_socket_t fd, short what, void *arg) {
-        hmp_complete(arg, -ETIMEDOUT, "the QEMU monitor did not answer within 30 s");
+static void monitor_timer_cb(evutil_socket_t fd, short what, void *arg) {
+        struct monitor_queue *mq = arg;
+        char why[128];
+
+        (void) snprintf(why, sizeof why, "%s did not answer within %llu s", mq->what,
+                        MONITOR_TIMEOUT_USEC / USEC_PER_SEC);
+        monitor_complete(mq, -ETIMEDOUT, why, NULL, 0);
+}
+
+/* QEMU closed @mq's connection: the request in flight fails, the others wait
+ * (QEMU is exiting, and its exit fails them). */
+static void monitor_connection_lost(struct monitor_queue *mq, struct event **ev) {
+        char why[128];
+
+        free_event(ev);
+        *mq->fd = safe_close(*mq->fd);
+        if (!mq->active)
+                return;
+        (void) snprintf(why, sizeof why, "%s closed its connection", mq->what);
+        monitor_complete(mq, -ECONNRESET, why, NULL, 0);
+}
+
+static int monitor_queue_init(struct monitor_queue *mq, struct qemu *q, const char *what, int *fd,
+                              void (*activate)(struct qemu *q, const struct monitor_request *r)) {
+        *mq = (struct monitor_queue){.q = q, .what = what, .fd = fd, .activate = activate};
+        TAILQ_INIT(&mq->pending);
+        mq->timer = evtimer_new(q->m->base, monitor_timer_cb, mq);
+        return mq->timer ? 0 : -ENOMEM;
+}
+
+/* HMP: each request starts with an empty reply, and without what a reply to
+ * nobody left in the socket. */
+static void hmp_activate(struct qemu *q, const struct monitor_request *r) {
+        qemu_hmp_reply_done(&q->hmp);
+        if (r->command)
+                drain_stale(q->monitor_fd);
 }
 
 static void monitor_cb(evutil_socket_t fd, short what, void *arg) {
@@ -395,81 +435,21 @@ static void monitor_cb(evutil_socket_t fd, short what, void *arg) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return;
         if (n <= 0) {
-                free_event(&q->monitor_ev);
-                q->monitor_fd = safe_close(q->monitor_fd);
-                if (q->hmp_active)
-                        hmp_complete(q, -ECONNRESET, "the QEMU monitor closed its connection");
+                monitor_connection_lost(&q->hmp_requests, &q->monitor_ev);
                 return;
         }
-        if (!q->hmp_active)
+        if (!q->hmp_requests.active)
                 return; /* stray output */
         if (qemu_hmp_reply_append(&q->hmp, buf, (size_t) n) < 0) {
-                hmp_complete(q, -E2BIG, "QEMU monitor reply too large");
+                qemu_hmp_reply_done(&q->hmp);
+                monitor_complete(&q->hmp_requests, -E2BIG, "QEMU monitor reply too large", NULL, 0);
                 return;
         }
-        if (qemu_hmp_reply_complete(&q->hmp))
-                hmp_complete(q, 0, NULL);
-}
-
-/* ---- QMP ---- */
-
-static void qmp_run(struct qemu *q);
-
-static void qmp_complete(struct qemu *q, int error, const char *why, const char *line) {
-        struct qmp_job *j = TAKE_PTR(q->qmp_active);
-
-        (void) evtimer_del(q->qmp_timer);
-        if (!j)
-                return;
-        if (j->kind != QMP_USER) {
-                if (error < 0) {
-                        qmp_job_free(j);
-                        start_problem(q, error, why);
-                        return;
-                }
-                if (j->kind == QMP_CAPABILITIES)
-                        start_step_done(q);
-        } else if (error < 0)
-                (void) machine_reply_error(q->m, j->seq, error, "%s", why);
-        else
-                (void) machine_reply_text(q->m, j->seq, line, strlen(line), 0);
-        qmp_job_free(j);
-        qmp_run(q);
-}
-
-static void qmp_run(struct qemu *q) {
-        struct qmp_job *j;
-
-        if (q->qmp_active || q->qmp_fd < 0 || !(j = TAILQ_FIRST(&q->qmp_jobs)))
-                return;
-        TAILQ_REMOVE(&q->qmp_jobs, j, link);
-        q->qmp_active = j;
-        set_timer(q->qmp_timer, MONITOR_TIMEOUT_USEC);
-        if (j->line) {
-                int r = write_all(q->qmp_fd, j->line);
-                if (r < 0)
-                        qmp_complete(q, r, "could not write to QMP", NULL);
+        if (qemu_hmp_reply_complete(&q->hmp)) {
+                size_t len = 0;
+                _cleanup_free_ char *text = qemu_hmp_reply_take(&q->hmp, &len);
+                monitor_complete(&q->hmp_requests, 0, NULL, text, len);
         }
-}
-
-static int qmp_submit(struct qemu *q, enum qmp_kind kind, const char *json, uint32_t seq) {
-        struct qmp_job *j = calloc(1, sizeof *j);
-
-        if (!j)
-                return -ENOMEM;
-        if (json && asprintf(&j->line, "%s\n", json) < 0) {
-                free(j);
-                return -ENOMEM;
-        }
-        j->kind = kind;
-        j->seq = seq;
-        TAILQ_INSERT_TAIL(&q->qmp_jobs, j, link);
-        qmp_run(q);
-        return 0;
-}
-
-static void qmp_timer_cb(evutil_socket_t fd, short what, void *arg) {
-        qmp_complete(arg, -ETIMEDOUT, "QMP did not answer within 30 s", NULL);
 }
 
 static void qmp_event_push(struct qemu *q, const char *line) {
@@ -484,6 +464,7 @@ static void qmp_event_push(struct qemu *q, const char *line) {
 }
 
 static void qmp_line(struct qemu *q, char *line) {
+        struct monitor_queue *mq = &q->qmp_requests;
         enum qemu_qmp_kind kind;
         json_object *obj = NULL;
 
@@ -493,13 +474,13 @@ static void qmp_line(struct qemu *q, char *line) {
         }
         if (kind == QEMU_QMP_EVENT) {
                 qmp_event_push(q, line);
-        } else if (q->qmp_active) {
-                if (q->qmp_active->kind == QMP_GREETING && !json_object_object_get_ex(obj, "QMP", NULL))
-                        qmp_complete(q, -EPROTO, "QMP greeting lacks \"QMP\"", NULL);
-                else if (q->qmp_active->kind != QMP_USER && kind == QEMU_QMP_ERROR)
-                        qmp_complete(q, -EPROTO, "QMP refused qmp_capabilities", NULL);
+        } else if (mq->active) {
+                if (mq->active->kind == REQ_QMP_GREETING && !json_object_object_get_ex(obj, "QMP", NULL))
+                        monitor_complete(mq, -EPROTO, "QMP greeting lacks \"QMP\"", NULL, 0);
+                else if (monitor_request_is_startup(mq->active->kind) && kind == QEMU_QMP_ERROR)
+                        monitor_complete(mq, -EPROTO, "QMP refused qmp_capabilities", NULL, 0);
                 else
-                        qmp_complete(q, 0, NULL, line);
+                        monitor_complete(mq, 0, NULL, line, strlen(line));
         }
         json_object_put(obj);
 }
@@ -512,10 +493,7 @@ static void qmp_cb(evutil_socket_t fd, short what, void *arg) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return;
         if (n <= 0) {
-                free_event(&q->qmp_ev);
-                q->qmp_fd = safe_close(q->qmp_fd);
-                if (q->qmp_active)
-                        qmp_complete(q, -ECONNRESET, "QMP closed its connection", NULL);
+                monitor_connection_lost(&q->qmp_requests, &q->qmp_ev);
                 return;
         }
         for (size_t off = 0; off < (size_t) n;) {
@@ -621,9 +599,9 @@ static void handshake(struct qemu *q) {
         }
         if (add_read_event(q, q->qmp_fd, qmp_cb, &q->qmp_ev) < 0 ||
             add_read_event(q, q->monitor_fd, monitor_cb, &q->monitor_ev) < 0 ||
-            qmp_submit(q, QMP_GREETING, NULL, 0) < 0 ||
-            qmp_submit(q, QMP_CAPABILITIES, "{\"execute\": \"qmp_capabilities\"}", 0) < 0 ||
-            hmp_submit(q, HMP_GREETING, NULL, 0) < 0)
+            monitor_submit(&q->qmp_requests, REQ_QMP_GREETING, NULL, 0) < 0 ||
+            monitor_submit(&q->qmp_requests, REQ_QMP_CAPABILITIES, "{\"execute\": \"qmp_capabilities\"}", 0) < 0 ||
+            monitor_submit(&q->hmp_requests, REQ_HMP_GREETING, NULL, 0) < 0)
                 start_failed(q, -ENOMEM, "out of memory");
 }
 
@@ -996,12 +974,12 @@ static int qemu_crash(struct machine *m) {
 }
 
 static int qemu_reboot(struct machine *m, uint32_t seq) {
-        int r = hmp_submit(Q(m), HMP_REBOOT, "sendkey ctrl-alt-delete", seq);
+        int r = monitor_submit(&Q(m)->hmp_requests, REQ_REBOOT, "sendkey ctrl-alt-delete", seq);
         return r < 0 ? machine_reply_error(m, seq, r, "out of memory") : 0;
 }
 
 static int qemu_monitor(struct machine *m, const char *command, uint32_t seq) {
-        int r = hmp_submit(Q(m), HMP_TEXT, command, seq);
+        int r = monitor_submit(&Q(m)->hmp_requests, REQ_TEXT, command, seq);
         return r < 0 ? machine_reply_error(m, seq, r, "out of memory") : 0;
 }
 
@@ -1010,7 +988,7 @@ static int qemu_set_link(struct machine *m, const char *nic, bool up, uint32_t s
 
         if (asprintf(&cmd, "set_link %s %s", *nic ? nic : qemu_default_nic(&m->cfg), up ? "on" : "off") < 0)
                 return machine_reply_error(m, seq, -ENOMEM, "out of memory");
-        int r = hmp_submit(Q(m), HMP_SET_LINK, cmd, seq);
+        int r = monitor_submit(&Q(m)->hmp_requests, REQ_SET_LINK, cmd, seq);
         return r < 0 ? machine_reply_error(m, seq, r, "out of memory") : 0;
 }
 
@@ -1037,7 +1015,7 @@ static int qemu_qmp(struct machine *m, const char *json, uint32_t seq) {
         }
         if (strchr(json, '\n'))
                 return machine_reply_error(m, seq, -EINVAL, "a QMP command must be one line of JSON");
-        int r = qmp_submit(q, QMP_USER, json, seq);
+        int r = monitor_submit(&q->qmp_requests, REQ_TEXT, json, seq);
         return r < 0 ? machine_reply_error(m, seq, r, "out of memory") : 0;
 }
 
@@ -1074,7 +1052,7 @@ static void qemu_exited(struct qemu *q, const struct msg_proc_exit *e) {
                 return;
         }
         (void) snprintf(why, sizeof why, "QEMU exited (%s)", how);
-        fail_monitor_jobs(q, why);
+        fail_monitor_requests(q, why);
         close_all(q, true);
         q->step = STEP_IDLE;
         machine_stopped(m, why);
@@ -1177,17 +1155,16 @@ static int qemu_init(struct machine *m) {
         q->m = m;
         q->monitor_listen = q->shell_listen = q->monitor_fd = q->shell_fd = q->qmp_fd = -EBADF;
         q->console_fd = q->stdin_fd = q->stderr_fd = q->probe_fd = -EBADF;
-        TAILQ_INIT(&q->hmp_jobs);
-        TAILQ_INIT(&q->qmp_jobs);
         qemu_hmp_reply_init(&q->hmp, 0);
         qemu_qmp_reader_init(&q->qmp, 0);
         m->backend_data = q;
+        if (monitor_queue_init(&q->hmp_requests, q, "the QEMU monitor", &q->monitor_fd, hmp_activate) < 0 ||
+            monitor_queue_init(&q->qmp_requests, q, "QMP", &q->qmp_fd, NULL) < 0)
+                return -ENOMEM;
         q->start_timer = evtimer_new(m->base, start_timer_cb, q);
-        q->hmp_timer = evtimer_new(m->base, hmp_timer_cb, q);
-        q->qmp_timer = evtimer_new(m->base, qmp_timer_cb, q);
         q->probe_timer = evtimer_new(m->base, probe_timer_cb, q);
         q->kill_timer = evtimer_new(m->base, kill_timer_cb, q);
-        if (!q->start_timer || !q->hmp_timer || !q->qmp_timer || !q->probe_timer || !q->kill_timer)
+        if (!q->start_timer || !q->probe_timer || !q->kill_timer)
                 return -ENOMEM;
         return 0;
 }
@@ -1197,13 +1174,13 @@ static void qemu_free(struct machine *m) {
 
         if (!q)
                 return;
-        fail_monitor_jobs(q, "worker exiting");
+        fail_monitor_requests(q, "worker exiting");
         close_all(q, false);
         free_event(&q->probe_ev);
         q->probe_fd = safe_close(q->probe_fd);
         free_event(&q->start_timer);
-        free_event(&q->hmp_timer);
-        free_event(&q->qmp_timer);
+        free_event(&q->hmp_requests.timer);
+        free_event(&q->qmp_requests.timer);
         free_event(&q->probe_timer);
         free_event(&q->kill_timer);
         for (size_t i = 0; i < q->n_events; i++)

@@ -23,7 +23,7 @@ from contextlib import ExitStack, contextmanager
 from enum import IntEnum
 from pathlib import Path
 from queue import Empty, Queue
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 # colorama's codes, emitted unconditionally as the reference does.
 BRIGHT = "\x1b[1m"
@@ -293,7 +293,8 @@ class XMLLogger(AbstractLogger):
 
         self._attrs = AttributesImpl
         self.logfile_handle = open(outfile, "wb")
-        self.xml = XMLGenerator(self.logfile_handle, encoding="utf-8")
+        # XMLGenerator takes binary streams too (it wraps them); typeshed says text only.
+        self.xml = XMLGenerator(cast(Any, self.logfile_handle), encoding="utf-8")
         self.queue: Queue[dict[str, str]] = Queue()
         self._print_serial_logs = True
         self._log_level = LogLevel.INFO
@@ -466,3 +467,8 @@ class CompositeLogger(AbstractLogger):
             close = getattr(logger, "close", None)
             if close is not None:
                 close()
+
+
+# The 2022-2024 drivers had a single `Logger` class; nixpkgs' typing prelude of
+# that era (test-script-prepend.py) imports it to annotate `log`.
+Logger = AbstractLogger

@@ -431,8 +431,17 @@ static int tap_attach(struct tap_port *t, int fd, bool store) {
         return port_activate(s, id, -EBADF, TAKE_FD(tfd), t);
 }
 
+/* Errors no retry can fix: the privilege or the driver is missing. */
 static bool tap_error_fatal(int r) {
         return r == -EPERM || r == -EACCES || r == -ENOENT || r == -ENODEV;
+}
+
+/* At start, a name that another process's TAP (EBUSY) or another kind of
+ * interface (EINVAL) holds is refused too: the machine worker looks the TAP
+ * up by name, and must never hand a container an interface that is not this
+ * switch's (another run's TAP would cross-wire two runs' networks). */
+static bool tap_error_fatal_at_start(int r) {
+        return tap_error_fatal(r) || r == -EBUSY || r == -EINVAL || r == -EEXIST;
 }
 
 static void tap_retry_cb(evutil_socket_t fd_unused, short what, void *arg) {
@@ -488,9 +497,9 @@ static void tap_schedule(struct tap_port *t) {
                 (void) evtimer_add(t->ev_retry, &tv);
 }
 
-/* At start: a TAP for every machine that has one. Missing privileges or a
- * missing tun driver fail the configuration (no restart can fix them);
- * anything else is retried like a vanished interface. */
+/* At start: a TAP for every machine that has one. Missing privileges, a
+ * missing tun driver or a name in use fail the configuration; anything else
+ * is retried like a vanished interface. */
 static int taps_start(struct sw *s, bool restored) {
         for (size_t i = 0; i < s->n_taps; i++) {
                 struct tap_port *t = &s->taps[i];
@@ -518,7 +527,7 @@ static int taps_start(struct sw *s, bool restored) {
                         log_info("vlan %d: TAP %s is %s's port %d", s->nr, t->ifname, t->machine, t->port);
                         continue;
                 }
-                if (tap_error_fatal(r)) {
+                if (tap_error_fatal_at_start(r)) {
                         log_error("vlan %d: cannot create TAP %s for machine %s (%s): %s", s->nr, t->ifname,
                                   t->machine, strerror(-r), tap_error_hint(r));
                         return -EINVAL; /* no restart can fix it */

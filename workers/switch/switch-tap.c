@@ -88,7 +88,8 @@ static const struct {
         {-EACCES, "creating a TAP device needs CAP_NET_ADMIN and access to /dev/net/tun: run vigil as root"},
         {-ENOENT, "/dev/net/tun is missing: load the tun module (modprobe tun) or give the sandbox /dev/net/tun"},
         {-ENODEV, "the tun driver is missing: load the tun module (modprobe tun)"},
-        {-EBUSY, "another process already reads this TAP (a second switch, or a leftover run)"},
+        {-EBUSY, "another process already reads a TAP of that name (another vigil run with the same VLAN and node "
+                 "numbers, or a leftover one)"},
         {-EINVAL, "the name is taken by an interface that is not a TAP"},
         {-EEXIST, "the kernel gave the TAP another name"},
 };

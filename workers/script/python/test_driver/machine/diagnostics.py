@@ -117,10 +117,20 @@ def unit_sections(unit: str, user: str | None = None) -> list[Section]:
         cmd = f"journalctl -u {q} -n {JOURNAL_LINES} --no-pager"
         sections.append(Section("journal", f"last journal lines of {unit} ({cmd})", _synced(cmd)))
     else:
-        # journalctl --user-unit matches the caller's uid (root's): match the fields instead.
+        # journalctl --user-unit matches the caller's uid (root's): match the fields instead. A
+        # process that died before journald read its cgroup is logged without any unit field
+        # (seen here: 4 lines in 8; for system units PID 1 vouches for the unit, not for user
+        # ones), so the unit's main process is matched by pid and uid as well.
         name = shlex.quote(unit_name(unit))
-        cmd = f"journalctl -n {JOURNAL_LINES} --no-pager _SYSTEMD_USER_UNIT={name} + USER_UNIT={name}"
-        sections.append(Section("journal", f"last journal lines of {unit} of user {user} ({cmd})", _synced(cmd)))
+        fields = f"_SYSTEMD_USER_UNIT={name} + USER_UNIT={name}"
+        show = systemctl_command(f"show -p ExecMainPID --value {q}", user)
+        cmd = (
+            f"uid=$(id -u {user}); pid=$({show} 2>/dev/null) || pid=0; match=; "
+            'case "$pid" in ""|0|*[!0-9]*) ;; *) match="+ _PID=$pid _UID=$uid";; esac; '
+            f"journalctl -n {JOURNAL_LINES} --no-pager {fields} $match"
+        )
+        title = f"journalctl -n {JOURNAL_LINES} --no-pager {fields} + _PID=<main pid> _UID=<uid>"
+        sections.append(Section("journal", f"last journal lines of {unit} of user {user} ({title})", _synced(cmd)))
     return sections
 
 

@@ -855,8 +855,8 @@ bool run_plan_needs_debian_tree(const struct run_plan *p) {
         return false;
 }
 
-void run_plan_tap_name(int vlan, unsigned number, char *buf, size_t size) {
-        snprintf(buf, size, "vg%dn%u", vlan, number);
+void run_plan_tap_name(const char *run_id, int vlan, unsigned number, char *buf, size_t size) {
+        snprintf(buf, size, "v%.4s%dn%u", run_id ?: "", vlan, number);
 }
 
 static char *json_take_string(json_object *j) {
@@ -949,7 +949,7 @@ char *run_plan_machine_config(const struct run_plan *p, size_t node, const struc
                 json_object *v = json_object_new_object();
                 json_object_object_add(v, "nr", json_object_new_int(n->vlans[k]));
                 if (node_is_nspawn(n)) {
-                        run_plan_tap_name(n->vlans[k], n->number, buf, sizeof(buf));
+                        run_plan_tap_name(d->run_id, n->vlans[k], n->number, buf, sizeof(buf));
                         jset_str(v, "tap", buf);
                 } else {
                         vlan_socket_dir(d, n->vlans[k], buf, sizeof(buf));
@@ -1032,7 +1032,7 @@ char *run_plan_switch_config(const struct run_plan *p, size_t vlan, const struct
                 node_mac(n, p->vlans[vlan], buf, sizeof(buf));
                 jset_str(m, "mac", buf);
                 if (node_is_nspawn(n)) {
-                        run_plan_tap_name(p->vlans[vlan], n->number, buf, sizeof(buf));
+                        run_plan_tap_name(d->run_id, p->vlans[vlan], n->number, buf, sizeof(buf));
                         jset_str(m, "tap", buf);
                 }
                 json_object_array_add(machines, m);

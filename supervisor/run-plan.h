@@ -86,8 +86,10 @@ int run_plan_finalize(struct run_plan *p, char **ret_error);
 bool run_plan_needs_guest(const struct run_plan *p);
 /* True if an nspawn node has no "tree" of its own (it boots tools/mkdebian's). */
 bool run_plan_needs_debian_tree(const struct run_plan *p);
-/* The TAP that VLAN @vlan's switch makes for container node @number: vg<vlan>n<number>. */
-void run_plan_tap_name(int vlan, unsigned number, char *buf, size_t size);
+/* The TAP that VLAN @vlan's switch makes for container node @number:
+ * v<first 4 of the run id><vlan>n<number> (at most 13 bytes), unique across
+ * concurrent runs, since TAPs live in the host's one namespace. */
+void run_plan_tap_name(const char *run_id, int vlan, unsigned number, char *buf, size_t size);
 
 /* Configuration JSON for each child; malloc'd strings, NULL on OOM. */
 char *run_plan_machine_config(const struct run_plan *p, size_t node, const struct run_dirs *d);

@@ -24,8 +24,8 @@ extern const sup_handler_t sup_handlers_test[MSG_PROC_LIST + 1];
  * ptrace, module loading), not the file system. */
 static const struct cap_policy caps_none = {.no_new_privs = true};
 
-/* The switch worker and the helpers it spawns (vde_plug2tap) need
- * CAP_NET_ADMIN to create and configure TAP devices for container ports. It
+/* The switch worker needs
+ * CAP_NET_ADMIN to create and configure the TAP ports of containers. It
  * is safe to keep alone: without CAP_SYS_ADMIN it cannot enter other network
  * namespaces it has no fd for, and no_new_privs stops it from gaining more. */
 static const int caps_net_admin_list[] = {CAP_NET_ADMIN};

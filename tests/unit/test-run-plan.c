@@ -187,7 +187,7 @@ static void test_spec(void) {
 static void test_spec_nspawn(void) {
         struct run_plan p;
         char *err = NULL;
-        struct run_dirs d = { .run_id = "r1", .tmp_dir = "/tmp/v", .out_dir = "/o", .guest_dir = "/g",
+        struct run_dirs d = { .run_id = "c0ffee12", .tmp_dir = "/tmp/v", .out_dir = "/o", .guest_dir = "/g",
                               .debian_tree = "/cache/debian-abc" };
         int r;
 
@@ -206,12 +206,12 @@ static void test_spec_nspawn(void) {
         CHECK(contains(mc, "\"backend\":\"nspawn\"") && contains(mc, "\"nspawn\":{\"tree\":\"/cache/debian-abc\"}") &&
                       !contains(mc, "\"qemu\""),
               "a container without a tree boots mkdebian's, and has no qemu section");
-        CHECK(contains(mc, "{\"nr\":2,\"tap\":\"vg2n1\",\"mac\":\"52:54:00:12:02:01\",\"address\":\"192.168.2.1/24\"}"),
-              "container NICs are switch TAPs named vg<vlan>n<node>, with the reference MAC and address");
+        CHECK(contains(mc, "{\"nr\":2,\"tap\":\"vc0ff2n1\",\"mac\":\"52:54:00:12:02:01\",\"address\":\"192.168.2.1/24\"}"),
+              "container NICs are switch TAPs named v<run4><vlan>n<node>, with the reference MAC and address");
         _cleanup_free_ char *mc2 = run_plan_machine_config(&p, 1, &d);
         CHECK(contains(mc2, "\"tree\":\"/srv/tree\""), "a node's own tree wins");
         _cleanup_free_ char *wc = run_plan_switch_config(&p, 1, &d);
-        CHECK(contains(wc, "{\"name\":\"c1\",\"mac\":\"52:54:00:12:02:01\",\"tap\":\"vg2n1\"}") &&
+        CHECK(contains(wc, "{\"name\":\"c1\",\"mac\":\"52:54:00:12:02:01\",\"tap\":\"vc0ff2n1\"}") &&
                       !contains(wc, "\"c2\""),
               "VLAN 2's switch makes c1's TAP and only c1 is on it");
         _cleanup_free_ char *wc1 = run_plan_switch_config(&p, 0, &d);

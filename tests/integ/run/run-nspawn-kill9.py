@@ -2,6 +2,7 @@
 # Proves "nothing survives vigil" for containers: after kill -9 (and, separately, SIGTERM) of a `vigil run` with two
 # booted nspawn nodes, no descendant process (systemd-nspawn, the containers' systemd and services), no TAP port and
 # no mount of the run is left on the host. A killed CI job must not leave 30 containers behind.
+import json
 import os
 import signal
 import subprocess
@@ -94,7 +95,9 @@ def one_run(d, how):
     names = sorted({comm(p) for p in before})
     check(any(comm(p) == "systemd-nspawn" for p in before) and len(before) >= 8,
           f"{how}: before, {len(before)} descendants incl. systemd-nspawn ({', '.join(names)})")
-    taps_before = [t for t in ("vg1n1", "vg1n2") if link_exists(t)]
+    run_id = json.loads(open(os.path.join(out, "timeline.jsonl")).readline())["run"]
+    taps = [f"v{run_id[:4]}1n1", f"v{run_id[:4]}1n2"]
+    taps_before = [t for t in taps if link_exists(t)]
     mounts_before = open("/proc/self/mountinfo").read().count("vigil-")
     proc.send_signal(signal.SIGKILL if how == "kill -9" else signal.SIGTERM)
     try:
@@ -110,7 +113,7 @@ def one_run(d, how):
         time.sleep(0.1)
     left = alive()
     check(left == [], f"{how}: no descendant survives (left: {[(p, comm(p)) for p in left]})")
-    check(not any(link_exists(t) for t in ("vg1n1", "vg1n2")),
+    check(not any(link_exists(t) for t in taps),
           f"{how}: the switch's TAP ports are gone from the host (in containers before: {taps_before or 'none visible'})")
     check(open("/proc/self/mountinfo").read().count("vigil-") <= mounts_before,
           f"{how}: no mount of the run is left in the host's mount table")

@@ -36,9 +36,6 @@
 #define IO_READ_MAX          (64u * 1024u)
 #define ENV_ENTRIES_MAX      200u
 
-/* Names in the supervisor's fd store. */
-static const char *const store_names[] = {"shell", "monitor", "qmp", "console", "stdin", "stderr"};
-
 enum start_step {
         STEP_IDLE,
         STEP_PROBING,
@@ -132,6 +129,21 @@ struct qemu {
         struct event *kill_timer;
 };
 
+/* The fds a restarted worker needs to re-attach, by their names in the
+ * supervisor's fd store. */
+static const struct {
+        const char *name;
+        size_t offset; /* of the fd in struct qemu */
+} stored_fds[] = {
+        {"shell", offsetof(struct qemu, shell_fd)}, {"monitor", offsetof(struct qemu, monitor_fd)},
+        {"qmp", offsetof(struct qemu, qmp_fd)},     {"console", offsetof(struct qemu, console_fd)},
+        {"stdin", offsetof(struct qemu, stdin_fd)}, {"stderr", offsetof(struct qemu, stderr_fd)},
+};
+
+static int *stored_fd(struct qemu *q, size_t i) {
+        return (int *) ((char *) q + stored_fds[i].offset);
+}
+
 static struct qemu *Q(struct machine *m) {
         return m->backend_data;
 }
@@ -139,6 +151,12 @@ static struct qemu *Q(struct machine *m) {
 static void set_timer(struct event *e, unsigned long long usec) {
         struct timeval tv = {.tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_usec = (suseconds_t) (usec % USEC_PER_SEC)};
         (void) evtimer_add(e, &tv);
+}
+
+/* SIGKILL the supervisor's child @name (QEMU or the KVM probe). */
+static void kill_proc(struct qemu *q, char *name) {
+        (void) peer_send(worker_peer(q->m->w), MSG_PROC_KILL, 0,
+                         &(struct msg_proc_kill){.name = name, .signal = SIGKILL}, NULL, 0);
 }
 
 static void free_event(struct event **e) {
@@ -183,18 +201,6 @@ static void fail_monitor_requests(struct qemu *q, const char *why) {
         qemu_qmp_reader_done(&q->qmp);
 }
 
-/* Read what QEMU left in its stdout/stderr pipes (it is gone, so this ends). */
-static void drain_streams(struct qemu *q) {
-        uint8_t buf[IO_READ_MAX];
-
-        for (unsigned i = 0; q->console_fd >= 0 && i < 1024; i++) {
-                ssize_t n = read(q->console_fd, buf, sizeof buf);
-                if (n <= 0)
-                        break;
-                machine_console_feed(q->m, buf, (size_t) n);
-        }
-}
-
 static void close_all(struct qemu *q, bool forget) {
         free_event(&q->monitor_accept_ev);
         free_event(&q->shell_accept_ev);
@@ -214,8 +220,8 @@ static void close_all(struct qemu *q, bool forget) {
         q->stderr_fd = safe_close(q->stderr_fd);
         machine_shell_detach(q->m);
         if (forget && q->stored)
-                for (size_t i = 0; i < ELEMENTSOF(store_names); i++)
-                        (void) worker_forget_fd(q->m->w, store_names[i]);
+                for (size_t i = 0; i < ELEMENTSOF(stored_fds); i++)
+                        (void) worker_forget_fd(q->m->w, stored_fds[i].name);
         if (forget)
                 q->stored = false;
 }
@@ -229,48 +235,68 @@ static int stderr_line(const char *line, size_t len, void *userdata) {
         return 0;
 }
 
-static void drain_stderr(struct qemu *q) {
-        uint8_t buf[IO_READ_MAX];
+/* One read from a non-blocking pipe or socket: the number of bytes read, 0
+ * when there are none yet (EAGAIN, EINTR), or < 0 once the stream has ended
+ * (-EPIPE at its end, -errno on an error). */
+static ssize_t stream_read(int fd, void *buf, size_t size) {
+        ssize_t n = read(fd, buf, size);
 
-        for (unsigned i = 0; q->stderr_fd >= 0 && i < 64; i++) {
-                ssize_t n = read(q->stderr_fd, buf, sizeof buf);
-                if (n <= 0)
-                        break;
-                (void) console_splitter_feed(&q->stderr_split, buf, (size_t) n, stderr_line, q);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return 0;
+        if (n < 0)
+                return negative_errno();
+        return n > 0 ? n : -EPIPE;
+}
+
+static void stream_stop(struct event **ev, int *fd) {
+        free_event(ev);
+        *fd = safe_close(*fd);
+}
+
+/* One read of the serial console (QEMU's stdout); its end flushes the last line. */
+static ssize_t console_read(struct qemu *q) {
+        uint8_t buf[IO_READ_MAX];
+        ssize_t n = stream_read(q->console_fd, buf, sizeof buf);
+
+        if (n > 0)
+                machine_console_feed(q->m, buf, (size_t) n);
+        else if (n < 0) {
+                machine_console_eof(q->m);
+                stream_stop(&q->console_ev, &q->console_fd);
         }
-        (void) console_splitter_finish(&q->stderr_split, stderr_line, q);
+        return n;
+}
+
+/* One read of QEMU's stderr, logged line by line. */
+static ssize_t stderr_read(struct qemu *q) {
+        uint8_t buf[IO_READ_MAX];
+        ssize_t n = stream_read(q->stderr_fd, buf, sizeof buf);
+
+        if (n > 0)
+                (void) console_splitter_feed(&q->stderr_split, buf, (size_t) n, stderr_line, q);
+        else if (n < 0) {
+                (void) console_splitter_finish(&q->stderr_split, stderr_line, q);
+                stream_stop(&q->stderr_ev, &q->stderr_fd);
+        }
+        return n;
 }
 
 static void console_cb(evutil_socket_t fd, short what, void *arg) {
-        struct qemu *q = arg;
-        uint8_t buf[IO_READ_MAX];
-        ssize_t n = read(fd, buf, sizeof buf);
-
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                return;
-        if (n <= 0) {
-                machine_console_eof(q->m);
-                free_event(&q->console_ev);
-                q->console_fd = safe_close(q->console_fd);
-                return;
-        }
-        machine_console_feed(q->m, buf, (size_t) n);
+        (void) console_read(arg);
 }
 
 static void stderr_cb(evutil_socket_t fd, short what, void *arg) {
-        struct qemu *q = arg;
-        uint8_t buf[IO_READ_MAX];
-        ssize_t n = read(fd, buf, sizeof buf);
+        (void) stderr_read(arg);
+}
 
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                return;
-        if (n <= 0) {
-                (void) console_splitter_finish(&q->stderr_split, stderr_line, q);
-                free_event(&q->stderr_ev);
-                q->stderr_fd = safe_close(q->stderr_fd);
-                return;
-        }
-        (void) console_splitter_feed(&q->stderr_split, buf, (size_t) n, stderr_line, q);
+/* QEMU is gone: read what it left in its stdout and stderr pipes (bounded,
+ * though with no writer left they end). */
+static void drain_streams(struct qemu *q) {
+        for (unsigned i = 0; q->console_fd >= 0 && i < 1024 && console_read(q) > 0; i++)
+                ;
+        for (unsigned i = 0; q->stderr_fd >= 0 && i < 64 && stderr_read(q) > 0; i++)
+                ;
+        (void) console_splitter_finish(&q->stderr_split, stderr_line, q);
 }
 
 /* ---- HMP and QMP requests ---- */
@@ -398,17 +424,21 @@ static void monitor_timer_cb(evutil_socket_t fd, short what, void *arg) {
         monitor_complete(mq, -ETIMEDOUT, why, NULL, 0);
 }
 
-/* QEMU closed @mq's connection: the request in flight fails, the others wait
- * (QEMU is exiting, and its exit fails them). */
-static void monitor_connection_lost(struct monitor_queue *mq, struct event **ev) {
+/* One read of @mq's connection (watched by @ev), as stream_read(). When QEMU
+ * closed it, the request in flight fails and the others wait (QEMU is
+ * exiting, and its exit fails them). */
+static ssize_t monitor_read(struct monitor_queue *mq, struct event **ev, void *buf, size_t size) {
+        ssize_t n = stream_read(*mq->fd, buf, size);
         char why[128];
 
-        free_event(ev);
-        *mq->fd = safe_close(*mq->fd);
-        if (!mq->active)
-                return;
-        (void) snprintf(why, sizeof why, "%s closed its connection", mq->what);
-        monitor_complete(mq, -ECONNRESET, why, NULL, 0);
+        if (n >= 0)
+                return n;
+        stream_stop(ev, mq->fd);
+        if (mq->active) {
+                (void) snprintf(why, sizeof why, "%s closed its connection", mq->what);
+                monitor_complete(mq, -ECONNRESET, why, NULL, 0);
+        }
+        return n;
 }
 
 static int monitor_queue_init(struct monitor_queue *mq, struct qemu *q, const char *what, int *fd,
@@ -430,14 +460,10 @@ static void hmp_activate(struct qemu *q, const struct monitor_request *r) {
 static void monitor_cb(evutil_socket_t fd, short what, void *arg) {
         struct qemu *q = arg;
         char buf[IO_READ_MAX];
-        ssize_t n = read(fd, buf, sizeof buf);
+        ssize_t n = monitor_read(&q->hmp_requests, &q->monitor_ev, buf, sizeof buf);
 
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        if (n <= 0)
                 return;
-        if (n <= 0) {
-                monitor_connection_lost(&q->hmp_requests, &q->monitor_ev);
-                return;
-        }
         if (!q->hmp_requests.active)
                 return; /* stray output */
         if (qemu_hmp_reply_append(&q->hmp, buf, (size_t) n) < 0) {
@@ -488,14 +514,10 @@ static void qmp_line(struct qemu *q, char *line) {
 static void qmp_cb(evutil_socket_t fd, short what, void *arg) {
         struct qemu *q = arg;
         uint8_t buf[IO_READ_MAX];
-        ssize_t n = read(fd, buf, sizeof buf);
+        ssize_t n = monitor_read(&q->qmp_requests, &q->qmp_ev, buf, sizeof buf);
 
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        if (n <= 0)
                 return;
-        if (n <= 0) {
-                monitor_connection_lost(&q->qmp_requests, &q->qmp_ev);
-                return;
-        }
         for (size_t off = 0; off < (size_t) n;) {
                 size_t used = 0;
                 char *line = NULL;
@@ -514,12 +536,23 @@ static void qmp_cb(evutil_socket_t fd, short what, void *arg) {
 
 /* ---- start ---- */
 
-static int listen_unix(const char *dir, const char *name, int *ret) {
+/* The address of the unix socket @dir/@name; -ENAMETOOLONG if it does not fit. */
+static int unix_address(const char *dir, const char *name, struct sockaddr_un *ret) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        _cleanup_close_ int fd = -EBADF;
 
         if ((size_t) snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", dir, name) >= sizeof sa.sun_path)
                 return -ENAMETOOLONG;
+        *ret = sa;
+        return 0;
+}
+
+static int listen_unix(const char *dir, const char *name, int *ret) {
+        struct sockaddr_un sa;
+        _cleanup_close_ int fd = -EBADF;
+        int r = unix_address(dir, name, &sa);
+
+        if (r < 0)
+                return r;
         (void) unlink(sa.sun_path);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
@@ -531,11 +564,12 @@ static int listen_unix(const char *dir, const char *name, int *ret) {
 }
 
 static int connect_unix(const char *dir, const char *name, int *ret) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct sockaddr_un sa;
         _cleanup_close_ int fd = -EBADF;
+        int r = unix_address(dir, name, &sa);
 
-        if ((size_t) snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", dir, name) >= sizeof sa.sun_path)
-                return -ENAMETOOLONG;
+        if (r < 0)
+                return r;
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return negative_errno();
@@ -556,8 +590,7 @@ static void start_failed(struct qemu *q, int r, const char *fmt, ...) {
         va_end(ap);
         if (q->m->pid > 0) {
                 /* QEMU is up but unusable: do not leave it running. */
-                (void) peer_send(worker_peer(q->m->w), MSG_PROC_KILL, 0,
-                                 &(struct msg_proc_kill){.name = QEMU_PROC, .signal = SIGKILL}, NULL, 0);
+                kill_proc(q, QEMU_PROC);
                 q->m->pid = 0;
         }
         close_all(q, true);
@@ -566,11 +599,11 @@ static void start_failed(struct qemu *q, int r, const char *fmt, ...) {
 }
 
 static void store_fds(struct qemu *q) {
-        const int fds[] = {q->shell_fd, q->monitor_fd, q->qmp_fd, q->console_fd, q->stdin_fd, q->stderr_fd};
-
-        for (size_t i = 0; i < ELEMENTSOF(store_names); i++)
-                if (fds[i] >= 0 && (q->stored = true) && worker_store_fd(q->m->w, store_names[i], fds[i]) < 0)
-                        log_warning("Could not hand the %s fd to the supervisor's store", store_names[i]);
+        for (size_t i = 0; i < ELEMENTSOF(stored_fds); i++) {
+                int fd = *stored_fd(q, i);
+                if (fd >= 0 && (q->stored = true) && worker_store_fd(q->m->w, stored_fds[i].name, fd) < 0)
+                        log_warning("Could not hand the %s fd to the supervisor's store", stored_fds[i].name);
+        }
 }
 
 static int add_read_event(struct qemu *q, int fd, event_callback_fn cb, struct event **ret) {
@@ -819,8 +852,7 @@ static void probe_finish(struct qemu *q, enum qemu_kvm_probe p) {
         free_event(&q->probe_ev);
         (void) evtimer_del(q->probe_timer);
         q->probe_fd = safe_close(q->probe_fd);
-        (void) peer_send(worker_peer(q->m->w), MSG_PROC_KILL, 0,
-                         &(struct msg_proc_kill){.name = PROBE_PROC, .signal = SIGKILL}, NULL, 0);
+        kill_proc(q, PROBE_PROC);
         probe_cache_write(q, p);
         accel_chosen(q, p);
         if (q->step == STEP_PROBING)
@@ -834,10 +866,10 @@ static void probe_read_cb(evutil_socket_t fd, short what, void *arg) {
         ssize_t n;
 
         memcpy(buf, q->probe_tail, keep);
-        n = read(fd, buf + keep, 4096);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        n = stream_read(fd, buf + keep, 4096);
+        if (n == 0)
                 return;
-        if (n <= 0) {
+        if (n < 0) {
                 free_event(&q->probe_ev);
                 return; /* wait for PROC_EXIT or the timer */
         }
@@ -956,8 +988,7 @@ static void kill_timer_cb(evutil_socket_t fd, short what, void *arg) {
         struct qemu *q = arg;
 
         log_warning("QEMU did not quit within %llu s of HMP quit; killing it", CRASH_KILL_USEC / USEC_PER_SEC);
-        (void) peer_send(worker_peer(q->m->w), MSG_PROC_KILL, 0,
-                         &(struct msg_proc_kill){.name = QEMU_PROC, .signal = SIGKILL}, NULL, 0);
+        kill_proc(q, QEMU_PROC);
 }
 
 static int qemu_crash(struct machine *m) {
@@ -967,8 +998,7 @@ static int qemu_crash(struct machine *m) {
         if (q->monitor_fd >= 0)
                 r = write_all(q->monitor_fd, "quit\n");
         if (r < 0)
-                (void) peer_send(worker_peer(m->w), MSG_PROC_KILL, 0,
-                                 &(struct msg_proc_kill){.name = QEMU_PROC, .signal = SIGKILL}, NULL, 0);
+                kill_proc(q, QEMU_PROC);
         set_timer(q->kill_timer, CRASH_KILL_USEC);
         return 0;
 }
@@ -1041,7 +1071,6 @@ static void qemu_exited(struct qemu *q, const struct msg_proc_exit *e) {
 
         describe_exit(e, how, sizeof how);
         drain_streams(q);
-        drain_stderr(q);
         if (q->console_fd >= 0)
                 machine_console_eof(m);
         log_event(LOG_INFO, LOG_EVENT_EXITED, NULL, "QEMU (pid %lld) exited: %s", (long long) e->pid, how);
@@ -1104,14 +1133,13 @@ static int qemu_on_frame(struct machine *m, const struct frame *f, int *fds, siz
 static int qemu_attach(struct machine *m) {
         struct qemu *q = Q(m);
         const struct worker_restored_proc *procs;
-        int *slots[] = {&q->shell_fd, &q->monitor_fd, &q->qmp_fd, &q->console_fd, &q->stdin_fd, &q->stderr_fd};
         size_t n;
         int64_t pid = 0;
         int r;
 
-        for (size_t i = 0; i < ELEMENTSOF(store_names); i++) {
-                r = worker_take_fd(m->w, store_names[i]);
-                *slots[i] = r >= 0 ? r : -EBADF;
+        for (size_t i = 0; i < ELEMENTSOF(stored_fds); i++) {
+                r = worker_take_fd(m->w, stored_fds[i].name);
+                *stored_fd(q, i) = r >= 0 ? r : -EBADF;
         }
         procs = worker_procs(m->w, &n);
         for (size_t i = 0; i < n; i++)
@@ -1120,17 +1148,16 @@ static int qemu_attach(struct machine *m) {
         if (pid <= 0 || q->shell_fd < 0 || q->monitor_fd < 0 || q->console_fd < 0) {
                 if (pid > 0) {
                         log_warning("QEMU (pid %lld) still runs but its fds are lost; stopping it", (long long) pid);
-                        (void) peer_send(worker_peer(m->w), MSG_PROC_KILL, 0,
-                                         &(struct msg_proc_kill){.name = QEMU_PROC, .signal = SIGKILL}, NULL, 0);
+                        kill_proc(q, QEMU_PROC);
                 }
                 close_all(q, true);
                 return 0;
         }
         m->pid = pid;
         (void) console_splitter_init(&q->stderr_split, 0);
-        for (size_t i = 0; i < ELEMENTSOF(slots); i++)
-                if (*slots[i] >= 0)
-                        (void) fd_set_nonblock(*slots[i], 1);
+        for (size_t i = 0; i < ELEMENTSOF(stored_fds); i++)
+                if (*stored_fd(q, i) >= 0)
+                        (void) fd_set_nonblock(*stored_fd(q, i), 1);
         drain_stale(q->monitor_fd);
         if (q->qmp_fd >= 0)
                 drain_stale(q->qmp_fd);

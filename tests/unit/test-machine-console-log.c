@@ -9,15 +9,7 @@
 
 #include "console-log.h"
 #include "macro.h"
-
-static unsigned n_test, n_fail;
-
-static void ok(bool cond, const char *what) {
-        n_test++;
-        if (!cond)
-                n_fail++;
-        printf("%sok %u - %s\n", cond ? "" : "not ", n_test, what);
-}
+#include "tap.h"
 
 static bool clean_is(const char *in, size_t len, const char *want) {
         char buf[256];
@@ -44,17 +36,17 @@ static int collect_line(const char *line, size_t len, void *userdata) {
 }
 
 static void test_clean(void) {
-        ok(clean_is("hello\r", 6, "hello"), "clean: trailing \\r removed");
-        ok(clean_is("a\rb\r\rc", 6, "abc"), "clean: every \\r removed");
-        ok(clean_is("  x \t \v\f", 8, "  x"), "clean: trailing whitespace stripped, leading kept");
-        ok(clean_is("ok\xff\xfe!", 5, "ok!"), "clean: invalid bytes dropped");
-        ok(clean_is("\xc3\xa9t\xc3\xa9", 5, "\xc3\xa9t\xc3\xa9"), "clean: valid UTF-8 kept");
-        ok(clean_is("x\xe2\x82", 3, "x"), "clean: truncated sequence dropped");
-        ok(clean_is("x\xe2\x82y", 4, "xy"), "clean: broken sequence dropped, next byte kept");
-        ok(clean_is("\xc0\xaf\xed\xa0\x80z", 6, "z"), "clean: overlong and surrogate dropped");
-        ok(clean_is("\xf0\x9f\x98\x80", 4, "\xf0\x9f\x98\x80"), "clean: 4-byte emoji kept");
-        ok(clean_is("a\xc2\xa0\xe3\x80\x80\x1f", 7, "a"), "clean: unicode whitespace stripped like str.rstrip");
-        ok(clean_is("\x1b[0m", 4, "\x1b[0m"), "clean: escape codes kept");
+        CHECK(clean_is("hello\r", 6, "hello"), "clean: trailing \\r removed");
+        CHECK(clean_is("a\rb\r\rc", 6, "abc"), "clean: every \\r removed");
+        CHECK(clean_is("  x \t \v\f", 8, "  x"), "clean: trailing whitespace stripped, leading kept");
+        CHECK(clean_is("ok\xff\xfe!", 5, "ok!"), "clean: invalid bytes dropped");
+        CHECK(clean_is("\xc3\xa9t\xc3\xa9", 5, "\xc3\xa9t\xc3\xa9"), "clean: valid UTF-8 kept");
+        CHECK(clean_is("x\xe2\x82", 3, "x"), "clean: truncated sequence dropped");
+        CHECK(clean_is("x\xe2\x82y", 4, "xy"), "clean: broken sequence dropped, next byte kept");
+        CHECK(clean_is("\xc0\xaf\xed\xa0\x80z", 6, "z"), "clean: overlong and surrogate dropped");
+        CHECK(clean_is("\xf0\x9f\x98\x80", 4, "\xf0\x9f\x98\x80"), "clean: 4-byte emoji kept");
+        CHECK(clean_is("a\xc2\xa0\xe3\x80\x80\x1f", 7, "a"), "clean: unicode whitespace stripped like str.rstrip");
+        CHECK(clean_is("\x1b[0m", 4, "\x1b[0m"), "clean: escape codes kept");
 }
 
 static void test_split(void) {
@@ -65,14 +57,14 @@ static void test_split(void) {
         const char *in = "one\r\ntw";
         console_splitter_feed(&s, (const uint8_t *) in, strlen(in), collect_line, &c);
         console_splitter_feed(&s, (const uint8_t *) "o\n\nthree ", 9, collect_line, &c);
-        ok(c.n == 3 && streq(c.lines[0], "one") && streq(c.lines[1], "two") && streq(c.lines[2], ""),
-           "split: lines across chunks, empty line kept");
+        CHECK(c.n == 3 && streq(c.lines[0], "one") && streq(c.lines[1], "two") && streq(c.lines[2], ""),
+              "split: lines across chunks, empty line kept");
         console_splitter_finish(&s, collect_line, &c);
-        ok(c.n == 4 && streq(c.lines[3], "three"), "split: unfinished last line emitted at EOF");
+        CHECK(c.n == 4 && streq(c.lines[3], "three"), "split: unfinished last line emitted at EOF");
         c.n = 0;
         console_splitter_feed(&s, (const uint8_t *) "0123456789abcdefXY\n", 19, collect_line, &c);
-        ok(c.n == 3 && streq(c.lines[0], "01234567") && streq(c.lines[1], "89abcdef") && streq(c.lines[2], "XY"),
-           "split: overlong line cut at the cap");
+        CHECK(c.n == 3 && streq(c.lines[0], "01234567") && streq(c.lines[1], "89abcdef") && streq(c.lines[2], "XY"),
+              "split: overlong line cut at the cap");
         console_splitter_done(&s);
 }
 
@@ -88,25 +80,25 @@ static void test_ring(void) {
                 snprintf(line, sizeof line, "line%d", i);
                 console_ring_push(&r, line, strlen(line));
         }
-        ok(console_ring_end(&r) == 6 && r.first == 2 && r.count == 4, "ring: keeps the last 4 of 6");
+        CHECK(console_ring_end(&r) == 6 && r.first == 2 && r.count == 4, "ring: keeps the last 4 of 6");
         console_ring_read(&r, 0, 1 << 20, &t, &n, &first, &next);
-        ok(first == 2 && next == 6 && streq(t, "line2\nline3\nline4\nline5\n") && n == strlen(t),
-           "ring: read from a lost index reports the gap via first");
+        CHECK(first == 2 && next == 6 && streq(t, "line2\nline3\nline4\nline5\n") && n == strlen(t),
+              "ring: read from a lost index reports the gap via first");
         free(t);
         console_ring_read(&r, 4, 1 << 20, &t, &n, &first, &next);
-        ok(first == 4 && next == 6 && streq(t, "line4\nline5\n"), "ring: read from the middle");
+        CHECK(first == 4 && next == 6 && streq(t, "line4\nline5\n"), "ring: read from the middle");
         free(t);
         console_ring_read(&r, 6, 1 << 20, &t, &n, &first, &next);
-        ok(next == 6 && n == 0 && streq(t, ""), "ring: read at the end is empty");
+        CHECK(next == 6 && n == 0 && streq(t, ""), "ring: read at the end is empty");
         free(t);
         console_ring_read(&r, 99, 1 << 20, &t, &n, &first, &next);
-        ok(next == 6 && n == 0, "ring: read past the end is empty, next stays at the end");
+        CHECK(next == 6 && n == 0, "ring: read past the end is empty, next stays at the end");
         free(t);
         console_ring_read(&r, 2, 7, &t, &n, &first, &next);
-        ok(next == 3 && streq(t, "line2\n"), "ring: byte cap limits the read");
+        CHECK(next == 3 && streq(t, "line2\n"), "ring: byte cap limits the read");
         free(t);
         console_ring_read(&r, 2, 1, &t, &n, &first, &next);
-        ok(next == 3 && streq(t, "line2\n"), "ring: at least one line even over the byte cap");
+        CHECK(next == 3 && streq(t, "line2\n"), "ring: at least one line even over the byte cap");
         free(t);
         console_ring_done(&r);
 
@@ -114,17 +106,17 @@ static void test_ring(void) {
         console_ring_push(&r, "aaaa", 4);
         console_ring_push(&r, "bbbb", 4);
         console_ring_push(&r, "cccc", 4);
-        ok(r.count == 2 && r.first == 1 && r.bytes == 8, "ring: byte budget evicts oldest");
+        CHECK(r.count == 2 && r.first == 1 && r.bytes == 8, "ring: byte budget evicts oldest");
         console_ring_set_start(&r, 500);
         console_ring_push(&r, "x", 1);
-        ok(r.first == 500 && console_ring_end(&r) == 501, "ring: restart numbering continues at an index");
+        CHECK(r.first == 500 && console_ring_end(&r) == 501, "ring: restart numbering continues at an index");
         console_ring_done(&r);
 
         /* A flood: memory stays bounded by the caps. */
         console_ring_init(&r, 1000, 64 * 1024);
         for (int i = 0; i < 200000; i++)
                 console_ring_push(&r, "flood flood flood flood flood flood", 35);
-        ok(r.count <= 1000 && r.bytes <= 64 * 1024 && console_ring_end(&r) == 200000, "ring: flood stays bounded");
+        CHECK(r.count <= 1000 && r.bytes <= 64 * 1024 && console_ring_end(&r) == 200000, "ring: flood stays bounded");
         console_ring_done(&r);
 }
 
@@ -136,8 +128,9 @@ static void test_ratelimit(void) {
         console_ratelimit_init(&rl, 1000000, 10);
         for (int i = 0; i < 100; i++)
                 allowed += console_ratelimit_allow(&rl, 5000000 + (uint64_t) i, &sup);
-        ok(allowed == 10, "ratelimit: burst of 10 per interval");
-        ok(console_ratelimit_allow(&rl, 6000001, &sup) && sup == 90, "ratelimit: next interval reports 90 suppressed");
+        CHECK(allowed == 10, "ratelimit: burst of 10 per interval");
+        CHECK(console_ratelimit_allow(&rl, 6000001, &sup) && sup == 90,
+              "ratelimit: next interval reports 90 suppressed");
 }
 
 static bool utf8_ok(const uint8_t *p, size_t n) {
@@ -193,7 +186,7 @@ static void test_random(void) {
         }
         console_splitter_finish(&s, check_line, &c);
         console_splitter_done(&s);
-        ok(c.good && c.lines > 1000, "random: 20000 chunks of hostile bytes give clean, capped lines");
+        CHECK(c.good && c.lines > 1000, "random: 20000 chunks of hostile bytes give clean, capped lines");
 }
 
 int main(void) {
@@ -202,6 +195,5 @@ int main(void) {
         test_ring();
         test_ratelimit();
         test_random();
-        printf("1..%u\n", n_test);
-        return n_fail ? 1 : 0;
+        return tap_done();
 }

@@ -8,15 +8,7 @@
 
 #include "guest-proto.h"
 #include "macro.h"
-
-static unsigned n_test, n_fail;
-
-static void ok(bool cond, const char *what) {
-        n_test++;
-        if (!cond)
-                n_fail++;
-        printf("%sok %u - %s\n", cond ? "" : "not ", n_test, what);
-}
+#include "tap.h"
 
 /* Feed @s in pieces of @step bytes; return the first event != NONE (or NONE). */
 static enum guest_event feed_steps(struct guest_proto *gp, const char *s, size_t len, size_t step, size_t *ret_used) {
@@ -37,48 +29,49 @@ static enum guest_event feed_steps(struct guest_proto *gp, const char *s, size_t
 static void test_quote(void) {
         char *q;
 
-        ok(guest_shell_quote("abc-_./=:,+@%", &q) == 0 && streq(q, "abc-_./=:,+@%"), "quote: safe chars bare");
+        CHECK(guest_shell_quote("abc-_./=:,+@%", &q) == 0 && streq(q, "abc-_./=:,+@%"), "quote: safe chars bare");
         free(q);
-        ok(guest_shell_quote("", &q) == 0 && streq(q, "''"), "quote: empty string is ''");
+        CHECK(guest_shell_quote("", &q) == 0 && streq(q, "''"), "quote: empty string is ''");
         free(q);
-        ok(guest_shell_quote("it's", &q) == 0 && streq(q, "'it'\"'\"'s'"), "quote: ' becomes '\"'\"'");
+        CHECK(guest_shell_quote("it's", &q) == 0 && streq(q, "'it'\"'\"'s'"), "quote: ' becomes '\"'\"'");
         free(q);
-        ok(guest_shell_quote("a b$c\n", &q) == 0 && streq(q, "'a b$c\n'"), "quote: spaces, $ and newline quoted");
+        CHECK(guest_shell_quote("a b$c\n", &q) == 0 && streq(q, "'a b$c\n'"), "quote: spaces, $ and newline quoted");
         free(q);
 }
 
 static void test_build(void) {
         char *l;
 
-        ok(guest_build_command("echo hi", 900, &l) == 0 &&
-                   streq(l, "timeout 900 bash -c 'set -euo pipefail; echo hi' | (base64 -w 0; echo)\n"),
-           "build: reference line with timeout");
+        CHECK(guest_build_command("echo hi", 900, &l) == 0 &&
+                      streq(l, "timeout 900 bash -c 'set -euo pipefail; echo hi' | (base64 -w 0; echo)\n"),
+              "build: reference line with timeout");
         free(l);
-        ok(guest_build_command("true", -1, &l) == 0 &&
-                   streq(l, "bash -c 'set -euo pipefail; true' | (base64 -w 0; echo)\n"),
-           "build: no timeout prefix when none");
+        CHECK(guest_build_command("true", -1, &l) == 0 &&
+                      streq(l, "bash -c 'set -euo pipefail; true' | (base64 -w 0; echo)\n"),
+              "build: no timeout prefix when none");
         free(l);
-        ok(guest_build_command("echo 'x'", 5, &l) == 0 &&
-                   streq(l, "timeout 5 bash -c 'set -euo pipefail; echo '\"'\"'x'\"'\"'' | (base64 -w 0; echo)\n"),
-           "build: embedded single quotes");
+        CHECK(guest_build_command("echo 'x'", 5, &l) == 0 &&
+                      streq(l, "timeout 5 bash -c 'set -euo pipefail; echo '\"'\"'x'\"'\"'' | (base64 -w 0; echo)\n"),
+              "build: embedded single quotes");
         free(l);
-        ok(guest_build_fast_command("echo 'x'", -1, &l) == 0 &&
-                   streq(l, "( set --; set -euo pipefail; eval 'echo '\"'\"'x'\"'\"'' ) >/tmp/.vigil-out; set -- $?; "
+        CHECK(guest_build_fast_command("echo 'x'", -1, &l) == 0 &&
+                      streq(l,
+                            "( set --; set -euo pipefail; eval 'echo '\"'\"'x'\"'\"'' ) >/tmp/.vigil-out; set -- $?; "
                             "if IFS= read -r -d '' -n 65536 __vigil_out </tmp/.vigil-out; then base64 -w 0 "
                             "</tmp/.vigil-out; echo; else printf '!%s\\0\\n' \"$__vigil_out\"; fi; unset __vigil_out; "
                             "echo $1\n"),
-           "build: fast framing line");
+              "build: fast framing line");
         free(l);
-        ok(guest_build_fast_command("true", 5, &l) == 0 && strstr(l, "read -t 5 </dev/ptmx") &&
-                   strstr(l, "eval true ) <&0 >/tmp/.vigil-out &") && strstr(l, "set -- 124"),
-           "build: fast framing with a watchdog for the timeout");
+        CHECK(guest_build_fast_command("true", 5, &l) == 0 && strstr(l, "read -t 5 </dev/ptmx") &&
+                      strstr(l, "eval true ) <&0 >/tmp/.vigil-out &") && strstr(l, "set -- 124"),
+              "build: fast framing with a watchdog for the timeout");
         free(l);
-        ok(guest_build_nonce_command("vigil-sync-1234", &l) == 0 && streq(l, "echo 'v''igil-sync-1234'\n") &&
-                   !strstr(l, "vigil-sync-1234"),
-           "build: nonce command does not contain its own answer");
+        CHECK(guest_build_nonce_command("vigil-sync-1234", &l) == 0 && streq(l, "echo 'v''igil-sync-1234'\n") &&
+                      !strstr(l, "vigil-sync-1234"),
+              "build: nonce command does not contain its own answer");
         free(l);
-        ok(guest_build_nonce_command("bad nonce'", &l) == -EINVAL, "build: unsafe nonce refused");
-        ok(strcmp(GUEST_STATUS_COMMAND, "echo ${PIPESTATUS[0]}\n") == 0, "build: status command text");
+        CHECK(guest_build_nonce_command("bad nonce'", &l) == -EINVAL, "build: unsafe nonce refused");
+        CHECK(strcmp(GUEST_STATUS_COMMAND, "echo ${PIPESTATUS[0]}\n") == 0, "build: status command text");
 }
 
 static void test_ready(void) {
@@ -90,19 +83,19 @@ static void test_ready(void) {
         for (size_t step = 1; step <= strlen(s); step++) {
                 guest_proto_expect_ready(&gp);
                 if (feed_steps(&gp, s, strlen(s), step, &used) != GUEST_EVENT_READY) {
-                        ok(false, "ready: marker found for every chunk size");
+                        CHECK(false, "ready: marker found for every chunk size");
                         goto out;
                 }
         }
-        ok(true, "ready: marker found for every chunk size 1..len");
+        CHECK(true, "ready: marker found for every chunk size 1..len");
         guest_proto_expect_ready(&gp);
-        ok(feed_steps(&gp, "Spawning backdoor root shell..", 30, 30, &used) == GUEST_EVENT_NONE,
-           "ready: partial marker is not ready");
-        ok(feed_steps(&gp, ".", 1, 1, &used) == GUEST_EVENT_READY, "ready: completed by the next chunk");
+        CHECK(feed_steps(&gp, "Spawning backdoor root shell..", 30, 30, &used) == GUEST_EVENT_NONE,
+              "ready: partial marker is not ready");
+        CHECK(feed_steps(&gp, ".", 1, 1, &used) == GUEST_EVENT_READY, "ready: completed by the next chunk");
         guest_proto_expect_ready(&gp);
-        ok(feed_steps(&gp, "SSSpawning backdoor root shellSpawning backdoor root shell...", 61, 7, &used) ==
-                   GUEST_EVENT_READY,
-           "ready: overlapping false start");
+        CHECK(feed_steps(&gp, "SSSpawning backdoor root shellSpawning backdoor root shell...", 61, 7, &used) ==
+                      GUEST_EVENT_READY,
+              "ready: overlapping false start");
 out:
         guest_proto_done(&gp);
 }
@@ -123,44 +116,44 @@ static void test_output(void) {
         size_t n, used;
 
         guest_proto_init(&gp, 0);
-        ok(output_of(&gp, "aGVsbG8K\n", 3, &o, &n) == GUEST_EVENT_OUTPUT && n == 6 && memcmp(o, "hello\n", 6) == 0,
-           "output: decodes hello\\n");
+        CHECK(output_of(&gp, "aGVsbG8K\n", 3, &o, &n) == GUEST_EVENT_OUTPUT && n == 6 && memcmp(o, "hello\n", 6) == 0,
+              "output: decodes hello\\n");
         free(o);
-        ok(output_of(&gp, "\n", 1, &o, &n) == GUEST_EVENT_OUTPUT && n == 0, "output: empty line is empty output");
+        CHECK(output_of(&gp, "\n", 1, &o, &n) == GUEST_EVENT_OUTPUT && n == 0, "output: empty line is empty output");
         free(o);
-        ok(output_of(&gp, "AP8A/w==\n", 1, &o, &n) == GUEST_EVENT_OUTPUT && n == 4 && o[0] == 0 && o[1] == 0xff &&
-                   o[2] == 0 && o[3] == 0xff,
-           "output: binary bytes with padding");
+        CHECK(output_of(&gp, "AP8A/w==\n", 1, &o, &n) == GUEST_EVENT_OUTPUT && n == 4 && o[0] == 0 && o[1] == 0xff &&
+                      o[2] == 0 && o[3] == 0xff,
+              "output: binary bytes with padding");
         free(o);
-        ok(output_of(&gp, "w6k=\n", 2, &o, &n) == GUEST_EVENT_OUTPUT && n == 2 && memcmp(o, "\xc3\xa9", 2) == 0,
-           "output: UTF-8 é");
+        CHECK(output_of(&gp, "w6k=\n", 2, &o, &n) == GUEST_EVENT_OUTPUT && n == 2 && memcmp(o, "\xc3\xa9", 2) == 0,
+              "output: UTF-8 é");
         free(o);
-        ok(output_of(&gp, "aGV*bG8K\n", 4, &o, &n) == GUEST_EVENT_ERROR && strstr(guest_proto_error(&gp), "0x2a"),
-           "output: garbage byte is a clear error");
-        ok(gp.phase == GUEST_PHASE_IDLE, "output: error leaves the machine idle");
-        ok(output_of(&gp, "aGVsbG8\n", 4, &o, &n) == GUEST_EVENT_ERROR, "output: truncated group is an error");
-        ok(output_of(&gp, "aG==bG8K\n", 4, &o, &n) == GUEST_EVENT_ERROR, "output: data after padding is an error");
-        ok(output_of(&gp, "a===\n", 4, &o, &n) == GUEST_EVENT_ERROR, "output: misplaced padding is an error");
+        CHECK(output_of(&gp, "aGV*bG8K\n", 4, &o, &n) == GUEST_EVENT_ERROR && strstr(guest_proto_error(&gp), "0x2a"),
+              "output: garbage byte is a clear error");
+        CHECK(gp.phase == GUEST_PHASE_IDLE, "output: error leaves the machine idle");
+        CHECK(output_of(&gp, "aGVsbG8\n", 4, &o, &n) == GUEST_EVENT_ERROR, "output: truncated group is an error");
+        CHECK(output_of(&gp, "aG==bG8K\n", 4, &o, &n) == GUEST_EVENT_ERROR, "output: data after padding is an error");
+        CHECK(output_of(&gp, "a===\n", 4, &o, &n) == GUEST_EVENT_ERROR, "output: misplaced padding is an error");
 
         /* Two lines in one chunk: the first event consumes only the first line. */
         guest_proto_expect_output(&gp);
-        ok(guest_proto_feed(&gp, (const uint8_t *) "eA==\n0\n", 7, &used) == GUEST_EVENT_OUTPUT && used == 5,
-           "output: stops after its newline");
+        CHECK(guest_proto_feed(&gp, (const uint8_t *) "eA==\n0\n", 7, &used) == GUEST_EVENT_OUTPUT && used == 5,
+              "output: stops after its newline");
         free(guest_proto_take_output(&gp, &n));
         guest_proto_expect_status(&gp);
-        ok(guest_proto_feed(&gp, (const uint8_t *) "0\n", 2, &used) == GUEST_EVENT_STATUS &&
-                   guest_proto_status(&gp) == 0,
-           "output: rest parsed as status");
+        CHECK(guest_proto_feed(&gp, (const uint8_t *) "0\n", 2, &used) == GUEST_EVENT_STATUS &&
+                      guest_proto_status(&gp) == 0,
+              "output: rest parsed as status");
         guest_proto_done(&gp);
 
         /* The cap: 12 bytes allowed, 15 sent. */
         guest_proto_init(&gp, 12);
-        ok(output_of(&gp, "MDEyMzQ1Njc4OWFi\n", 5, &o, &n) == GUEST_EVENT_OUTPUT && n == 12,
-           "cap: exactly the limit passes");
+        CHECK(output_of(&gp, "MDEyMzQ1Njc4OWFi\n", 5, &o, &n) == GUEST_EVENT_OUTPUT && n == 12,
+              "cap: exactly the limit passes");
         free(o);
-        ok(output_of(&gp, "MDEyMzQ1Njc4OWFiY2Rl\n", 5, &o, &n) == GUEST_EVENT_ERROR &&
-                   strstr(guest_proto_error(&gp), "exceeds the limit of 12 bytes"),
-           "cap: beyond the limit is a clear error");
+        CHECK(output_of(&gp, "MDEyMzQ1Njc4OWFiY2Rl\n", 5, &o, &n) == GUEST_EVENT_ERROR &&
+                      strstr(guest_proto_error(&gp), "exceeds the limit of 12 bytes"),
+              "cap: beyond the limit is a clear error");
         guest_proto_done(&gp);
 
         /* A large output in odd chunk sizes decodes exactly. */
@@ -170,9 +163,9 @@ static void test_output(void) {
         for (size_t i = 0; i < big / 3; i++)
                 memcpy(line + 4 * i, "/+9A", 4); /* bytes ff ef 40 */
         strcpy(line + big / 3 * 4, "\n");
-        ok(output_of(&gp, line, 4093, &o, &n) == GUEST_EVENT_OUTPUT && n == big && o[0] == 0xff && o[1] == 0xef &&
-                   o[2] == 0x40 && o[big - 1] == 0x40,
-           "output: 1.2 MB in 4093-byte reads");
+        CHECK(output_of(&gp, line, 4093, &o, &n) == GUEST_EVENT_OUTPUT && n == big && o[0] == 0xff && o[1] == 0xef &&
+                      o[2] == 0x40 && o[big - 1] == 0x40,
+              "output: 1.2 MB in 4093-byte reads");
         free(o);
         free(line);
         guest_proto_done(&gp);
@@ -188,38 +181,38 @@ static void test_raw(void) {
         for (size_t step = 1; step <= sizeof in - 1; step++) {
                 guest_proto_expect_output_fast(&gp);
                 if (feed_steps(&gp, in, sizeof in - 1, step, &used) != GUEST_EVENT_OUTPUT || used != 11) {
-                        ok(false, "raw: '!' output decoded for every chunk size");
+                        CHECK(false, "raw: '!' output decoded for every chunk size");
                         goto out;
                 }
                 o = guest_proto_take_output(&gp, &n);
                 if (n != 8 || memcmp(o, "h\xc3\xa9\xff\r\n x", 8) != 0) {
                         free(o);
-                        ok(false, "raw: bytes exact");
+                        CHECK(false, "raw: bytes exact");
                         goto out;
                 }
                 free(o);
         }
-        ok(true, "raw: '!' output exact for every chunk size");
+        CHECK(true, "raw: '!' output exact for every chunk size");
         guest_proto_expect_output_fast(&gp);
-        ok(feed_steps(&gp, "!\0\n", 3, 1, &used) == GUEST_EVENT_OUTPUT, "raw: empty output");
+        CHECK(feed_steps(&gp, "!\0\n", 3, 1, &used) == GUEST_EVENT_OUTPUT, "raw: empty output");
         free(guest_proto_take_output(&gp, &n));
-        ok(n == 0, "raw: empty output has length 0");
+        CHECK(n == 0, "raw: empty output has length 0");
         guest_proto_expect_output_fast(&gp);
-        ok(feed_steps(&gp, "aGkK\n", 5, 2, &used) == GUEST_EVENT_OUTPUT, "raw framing still accepts base64");
+        CHECK(feed_steps(&gp, "aGkK\n", 5, 2, &used) == GUEST_EVENT_OUTPUT, "raw framing still accepts base64");
         free(guest_proto_take_output(&gp, &n));
-        ok(n == 3, "... decoded");
+        CHECK(n == 3, "... decoded");
         guest_proto_expect_output_fast(&gp);
-        ok(feed_steps(&gp, "!abc\0x\n", 7, 3, &used) == GUEST_EVENT_ERROR &&
-                   strstr(guest_proto_error(&gp), "after raw output"),
-           "raw: garbage after the NUL is an error");
+        CHECK(feed_steps(&gp, "!abc\0x\n", 7, 3, &used) == GUEST_EVENT_ERROR &&
+                      strstr(guest_proto_error(&gp), "after raw output"),
+              "raw: garbage after the NUL is an error");
         guest_proto_expect_output(&gp);
-        ok(feed_steps(&gp, "!abc\0\n", 6, 6, &used) == GUEST_EVENT_ERROR, "raw: refused in the reference framing");
+        CHECK(feed_steps(&gp, "!abc\0\n", 6, 6, &used) == GUEST_EVENT_ERROR, "raw: refused in the reference framing");
         guest_proto_done(&gp);
         guest_proto_init(&gp, 4);
         guest_proto_expect_output_fast(&gp);
-        ok(feed_steps(&gp, "!abcdef\0\n", 9, 2, &used) == GUEST_EVENT_ERROR &&
-                   strstr(guest_proto_error(&gp), "exceeds the limit of 4 bytes"),
-           "raw: cap enforced");
+        CHECK(feed_steps(&gp, "!abcdef\0\n", 9, 2, &used) == GUEST_EVENT_ERROR &&
+                      strstr(guest_proto_error(&gp), "exceeds the limit of 4 bytes"),
+              "raw: cap enforced");
 out:
         guest_proto_done(&gp);
 }
@@ -244,8 +237,8 @@ static void test_status(void) {
                 guest_proto_expect_status(&gp);
                 enum guest_event ev = feed_steps(&gp, cases[i].in, strlen(cases[i].in), 1, &used);
                 snprintf(what, sizeof what, "status: case %zu", i);
-                ok(ev == cases[i].ev && (ev != GUEST_EVENT_STATUS || guest_proto_status(&gp) == cases[i].status),
-                   what);
+                CHECK(ev == cases[i].ev && (ev != GUEST_EVENT_STATUS || guest_proto_status(&gp) == cases[i].status),
+                      "%s", what);
         }
         guest_proto_done(&gp);
 }
@@ -256,14 +249,14 @@ static void test_nonce(void) {
         const char *s = "c3RhbGUK\n0\necho 'v''igil-sync-ab'\r\nvigil-sync-ab\n";
 
         guest_proto_init(&gp, 0);
-        ok(guest_proto_expect_nonce(&gp, "vigil-sync-ab") == 0, "nonce: accepted");
-        ok(feed_steps(&gp, s, strlen(s), 3, &used) == GUEST_EVENT_SYNCED && used == strlen(s),
-           "nonce: stale output and tty echo skipped, synced at the nonce line");
-        ok(guest_proto_expect_nonce(&gp, "x y") == -EINVAL, "nonce: invalid characters refused");
+        CHECK(guest_proto_expect_nonce(&gp, "vigil-sync-ab") == 0, "nonce: accepted");
+        CHECK(feed_steps(&gp, s, strlen(s), 3, &used) == GUEST_EVENT_SYNCED && used == strlen(s),
+              "nonce: stale output and tty echo skipped, synced at the nonce line");
+        CHECK(guest_proto_expect_nonce(&gp, "x y") == -EINVAL, "nonce: invalid characters refused");
         /* idle drops stray bytes */
         guest_proto_reset(&gp);
-        ok(guest_proto_feed(&gp, (const uint8_t *) "junk", 4, &used) == GUEST_EVENT_NONE && gp.stray_bytes == 4,
-           "idle: stray bytes counted and dropped");
+        CHECK(guest_proto_feed(&gp, (const uint8_t *) "junk", 4, &used) == GUEST_EVENT_NONE && gp.stray_bytes == 4,
+              "idle: stray bytes counted and dropped");
         guest_proto_done(&gp);
 }
 
@@ -315,7 +308,7 @@ static void test_random(void) {
                         }
                 }
         }
-        ok(good, "random: 20000 hostile streams in random chunks, no overrun, progress every call");
+        CHECK(good, "random: 20000 hostile streams in random chunks, no overrun, progress every call");
         guest_proto_done(&gp);
 }
 
@@ -328,6 +321,5 @@ int main(void) {
         test_random();
         test_status();
         test_nonce();
-        printf("1..%u\n", n_test);
-        return n_fail ? 1 : 0;
+        return tap_done();
 }

@@ -9,15 +9,7 @@
 #include "machine-config.h"
 #include "macro.h"
 #include "qemu-argv.h"
-
-static unsigned n_test, n_fail;
-
-static void ok(bool cond, const char *what) {
-        n_test++;
-        if (!cond)
-                n_fail++;
-        printf("%sok %u - %s\n", cond ? "" : "not ", n_test, what);
-}
+#include "tap.h"
 
 static bool has(char **v, const char *s) {
         for (; v && *v; v++)
@@ -53,11 +45,11 @@ static void test_config(void) {
         struct machine_config c;
         char err[MACHINE_CONFIG_ERROR_MAX];
 
-        ok(machine_config_parse(script_json, &c, err, sizeof err) == 0, "config: start-script config parses");
-        ok(streq(c.name, "server") && c.node_number == 2 && c.n_vlans == 1 && c.vlans[0].nr == 1 &&
-                   streq(c.start_script, "/nix/store/x/bin/run-server-vm") && c.connect_s == 60 &&
-                   streq(c.binary, "qemu-system-x86_64") && c.accel == MACHINE_ACCEL_AUTO && c.memory_mb == 256,
-           "config: fields and defaults");
+        CHECK(machine_config_parse(script_json, &c, err, sizeof err) == 0, "config: start-script config parses");
+        CHECK(streq(c.name, "server") && c.node_number == 2 && c.n_vlans == 1 && c.vlans[0].nr == 1 &&
+                      streq(c.start_script, "/nix/store/x/bin/run-server-vm") && c.connect_s == 60 &&
+                      streq(c.binary, "qemu-system-x86_64") && c.accel == MACHINE_ACCEL_AUTO && c.memory_mb == 256,
+              "config: fields and defaults");
         machine_config_done(&c);
 
         static const struct {
@@ -88,17 +80,18 @@ static void test_config(void) {
                  "ssssssssssssssssssssssssssssssssssssssssssss\",\"out_dir\":\"/o\",\"qemu\":{\"kernel\":\"/k\"}}",
                  "too long for unix socket"},
         };
-        ok(machine_config_parse("{\"name\":\"a\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"guest_channel\":\"fast\","
-                                "\"qemu\":{\"kernel\":\"/k\"}}",
-                                &c, err, sizeof err) == 0 &&
-                   c.fast_path,
-           "config: guest_channel fast");
+        CHECK(machine_config_parse(
+                      "{\"name\":\"a\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"guest_channel\":\"fast\","
+                      "\"qemu\":{\"kernel\":\"/k\"}}",
+                      &c, err, sizeof err) == 0 &&
+                      c.fast_path,
+              "config: guest_channel fast");
         machine_config_done(&c);
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 char what[96];
                 int r = machine_config_parse(bad[i].json, &c, err, sizeof err);
                 snprintf(what, sizeof what, "config: bad case %zu names the problem (%s)", i, bad[i].needle);
-                ok(r == -EINVAL && strstr(err, bad[i].needle), what);
+                CHECK(r == -EINVAL && strstr(err, bad[i].needle), "%s", what);
                 if (r == 0)
                         machine_config_done(&c);
         }
@@ -112,26 +105,26 @@ static void test_start_script(void) {
         char *env_x[] = {"DISPLAY=:0", NULL};
 
         machine_config_parse(script_json, &c, err, sizeof err);
-        ok(qemu_build_start_script(&c, false, env, &q) == 0, "script: builds");
-        ok(strv_length(q.argv) == 3 && streq(q.argv[0], "/bin/sh") && streq(q.argv[1], "-c") &&
-                   streq(q.argv[2],
-                         "exec /nix/store/x/bin/run-server-vm -qmp unix:/tmp/r/vm-state-server/qmp,server=on,"
-                         "wait=off -monitor unix:/tmp/r/vm-state-server/monitor -chardev socket,id=shell,"
-                         "path=/tmp/r/vm-state-server/shell -device virtio-serial -device virtconsole,"
-                         "chardev=shell -device virtio-rng-pci -serial stdio -no-reboot -nographic"),
-           "script: the reference command string");
-        ok(has(q.env, "PATH=/bin") && has(q.env, "QEMU_OPTS=-m 512") && has(q.env, "TMPDIR=/tmp/r/vm-state-server") &&
-                   !has(q.env, "TMPDIR=/elsewhere") && has(q.env, "USE_TMPDIR=1") &&
-                   has(q.env, "SHARED_DIR=/tmp/r/shared-xchg") && has(q.env, "QEMU_VDE_SOCKET_1=/tmp/r/vde1.ctl") &&
-                   !has(q.env, "QEMU_VDE_SOCKET_1=/old"),
-           "script: environment like the reference");
-        ok(streq(q.cwd, "/tmp/r/vm-state-server"), "script: cwd is the state dir");
+        CHECK(qemu_build_start_script(&c, false, env, &q) == 0, "script: builds");
+        CHECK(strv_length(q.argv) == 3 && streq(q.argv[0], "/bin/sh") && streq(q.argv[1], "-c") &&
+                      streq(q.argv[2],
+                            "exec /nix/store/x/bin/run-server-vm -qmp unix:/tmp/r/vm-state-server/qmp,server=on,"
+                            "wait=off -monitor unix:/tmp/r/vm-state-server/monitor -chardev socket,id=shell,"
+                            "path=/tmp/r/vm-state-server/shell -device virtio-serial -device virtconsole,"
+                            "chardev=shell -device virtio-rng-pci -serial stdio -no-reboot -nographic"),
+              "script: the reference command string");
+        CHECK(has(q.env, "PATH=/bin") && has(q.env, "QEMU_OPTS=-m 512") &&
+                      has(q.env, "TMPDIR=/tmp/r/vm-state-server") && !has(q.env, "TMPDIR=/elsewhere") &&
+                      has(q.env, "USE_TMPDIR=1") && has(q.env, "SHARED_DIR=/tmp/r/shared-xchg") &&
+                      has(q.env, "QEMU_VDE_SOCKET_1=/tmp/r/vde1.ctl") && !has(q.env, "QEMU_VDE_SOCKET_1=/old"),
+              "script: environment like the reference");
+        CHECK(streq(q.cwd, "/tmp/r/vm-state-server"), "script: cwd is the state dir");
         qemu_cmd_done(&q);
-        ok(qemu_build_start_script(&c, true, env_x, &q) == 0 && !strstr(q.argv[2], "-no-reboot") &&
-                   !strstr(q.argv[2], "-nographic"),
-           "script: allow_reboot and DISPLAY drop -no-reboot/-nographic");
+        CHECK(qemu_build_start_script(&c, true, env_x, &q) == 0 && !strstr(q.argv[2], "-no-reboot") &&
+                      !strstr(q.argv[2], "-nographic"),
+              "script: allow_reboot and DISPLAY drop -no-reboot/-nographic");
         qemu_cmd_done(&q);
-        ok(streq(qemu_default_nic(&c), "virtio-net-pci.1"), "script: default NIC is virtio-net-pci.1");
+        CHECK(streq(qemu_default_nic(&c), "virtio-net-pci.1"), "script: default NIC is virtio-net-pci.1");
         machine_config_done(&c);
 }
 
@@ -141,32 +134,33 @@ static void test_direct(void) {
         char err[MACHINE_CONFIG_ERROR_MAX];
         char *env[] = {"PATH=/bin", NULL};
 
-        ok(machine_config_parse(kernel_json, &c, err, sizeof err) == 0, "direct: config parses");
-        ok(qemu_build_direct(&c, "tcg", c.allow_reboot, env, &q) == 0, "direct: builds");
+        CHECK(machine_config_parse(kernel_json, &c, err, sizeof err) == 0, "direct: config parses");
+        CHECK(qemu_build_direct(&c, "tcg", c.allow_reboot, env, &q) == 0, "direct: builds");
         ssize_t a = idx(q.argv, "-accel");
-        ok(streq(q.argv[0], "qemu-system-x86_64") && a > 0 && streq(q.argv[a + 1], "tcg"), "direct: binary and accel");
-        ok(streq(q.argv[idx(q.argv, "-m") + 1], "300") && streq(q.argv[idx(q.argv, "-smp") + 1], "2") &&
-                   streq(q.argv[idx(q.argv, "-kernel") + 1], "/k") &&
-                   streq(q.argv[idx(q.argv, "-initrd") + 1], "/i") &&
-                   streq(q.argv[idx(q.argv, "-append") + 1], "console=ttyS0 vigil.hostname=tiny"),
-           "direct: memory, cpus, kernel, initrd, append");
-        ok(has(q.argv, "virtio-net-pci,netdev=vlan1,mac=52:54:00:12:01:01,id=nic1,romfile=") &&
-                   has(q.argv, "vde,id=vlan1,sock=/tmp/r/vde1.ctl") &&
-                   has(q.argv, "virtio-net-pci,netdev=vlan2,mac=52:54:00:12:02:01,id=nic2,romfile=") &&
-                   has(q.argv, "vde,id=vlan2,sock=/tmp/r/vde2.ctl"),
-           "direct: one virtio NIC + vde netdev per VLAN");
-        ok(has(q.argv, "local,path=/tmp/r/shared-xchg,security_model=none,mount_tag=shared") &&
-                   has(q.argv, "local,path=/tmp/r/vm-state-tiny/xchg,security_model=none,mount_tag=xchg"),
-           "direct: 9p shared and xchg");
-        ok(has(q.argv, "index=1,id=drive1,if=none,file=/d.qcow2,format=qcow2,cache=writeback,werror=report"),
-           "direct: disk with its format");
-        ok(has(q.argv, "unix:/tmp/r/vm-state-tiny/qmp,server=on,wait=off") &&
-                   has(q.argv, "virtconsole,chardev=shell") && !has(q.argv, "-no-reboot") &&
-                   has(q.argv, "-nographic") && has(q.argv, "-nodefaults"),
-           "direct: control args, reboot allowed");
-        ok(streq(q.argv[strv_length(q.argv) - 2], "-cpu") && streq(q.argv[strv_length(q.argv) - 1], "max"),
-           "direct: extra args last");
-        ok(streq(qemu_default_nic(&c), "nic1"), "direct: default NIC is nic1");
+        CHECK(streq(q.argv[0], "qemu-system-x86_64") && a > 0 && streq(q.argv[a + 1], "tcg"),
+              "direct: binary and accel");
+        CHECK(streq(q.argv[idx(q.argv, "-m") + 1], "300") && streq(q.argv[idx(q.argv, "-smp") + 1], "2") &&
+                      streq(q.argv[idx(q.argv, "-kernel") + 1], "/k") &&
+                      streq(q.argv[idx(q.argv, "-initrd") + 1], "/i") &&
+                      streq(q.argv[idx(q.argv, "-append") + 1], "console=ttyS0 vigil.hostname=tiny"),
+              "direct: memory, cpus, kernel, initrd, append");
+        CHECK(has(q.argv, "virtio-net-pci,netdev=vlan1,mac=52:54:00:12:01:01,id=nic1,romfile=") &&
+                      has(q.argv, "vde,id=vlan1,sock=/tmp/r/vde1.ctl") &&
+                      has(q.argv, "virtio-net-pci,netdev=vlan2,mac=52:54:00:12:02:01,id=nic2,romfile=") &&
+                      has(q.argv, "vde,id=vlan2,sock=/tmp/r/vde2.ctl"),
+              "direct: one virtio NIC + vde netdev per VLAN");
+        CHECK(has(q.argv, "local,path=/tmp/r/shared-xchg,security_model=none,mount_tag=shared") &&
+                      has(q.argv, "local,path=/tmp/r/vm-state-tiny/xchg,security_model=none,mount_tag=xchg"),
+              "direct: 9p shared and xchg");
+        CHECK(has(q.argv, "index=1,id=drive1,if=none,file=/d.qcow2,format=qcow2,cache=writeback,werror=report"),
+              "direct: disk with its format");
+        CHECK(has(q.argv, "unix:/tmp/r/vm-state-tiny/qmp,server=on,wait=off") &&
+                      has(q.argv, "virtconsole,chardev=shell") && !has(q.argv, "-no-reboot") &&
+                      has(q.argv, "-nographic") && has(q.argv, "-nodefaults"),
+              "direct: control args, reboot allowed");
+        CHECK(streq(q.argv[strv_length(q.argv) - 2], "-cpu") && streq(q.argv[strv_length(q.argv) - 1], "max"),
+              "direct: extra args last");
+        CHECK(streq(qemu_default_nic(&c), "nic1"), "direct: default NIC is nic1");
         qemu_cmd_done(&q);
         machine_config_done(&c);
 }
@@ -174,18 +168,21 @@ static void test_direct(void) {
 static void test_accel(void) {
         const char *why;
 
-        ok(!strcmp(qemu_accel_decide(MACHINE_ACCEL_AUTO, QEMU_KVM_WORKS, &why), "kvm"), "accel: auto + works = kvm");
-        ok(!strcmp(qemu_accel_decide(MACHINE_ACCEL_AUTO, QEMU_KVM_HANGS, &why), "tcg") && strstr(why, "no progress"),
-           "accel: auto + hangs = tcg, says why");
-        ok(!strcmp(qemu_accel_decide(MACHINE_ACCEL_AUTO, QEMU_KVM_MISSING, &why), "tcg"),
-           "accel: auto + missing = tcg");
-        ok(!strcmp(qemu_accel_decide(MACHINE_ACCEL_AUTO, QEMU_KVM_FAILED, &why), "tcg"), "accel: auto + failed = tcg");
-        ok(!strcmp(qemu_accel_decide(MACHINE_ACCEL_KVM, QEMU_KVM_UNTESTED, &why), "kvm"), "accel: kvm honoured");
-        ok(!strcmp(qemu_accel_decide(MACHINE_ACCEL_TCG, QEMU_KVM_WORKS, &why), "tcg"), "accel: tcg honoured");
-        ok(qemu_accel_needs_probe(MACHINE_ACCEL_AUTO) && !qemu_accel_needs_probe(MACHINE_ACCEL_TCG),
-           "accel: only auto probes");
-        ok(qemu_kvm_probe_from_string(qemu_kvm_probe_to_string(QEMU_KVM_HANGS)) == QEMU_KVM_HANGS,
-           "accel: probe names round-trip");
+        CHECK(!strcmp(qemu_accel_decide(MACHINE_ACCEL_AUTO, QEMU_KVM_WORKS, &why), "kvm"),
+              "accel: auto + works = kvm");
+        CHECK(!strcmp(qemu_accel_decide(MACHINE_ACCEL_AUTO, QEMU_KVM_HANGS, &why), "tcg") &&
+                      strstr(why, "no progress"),
+              "accel: auto + hangs = tcg, says why");
+        CHECK(!strcmp(qemu_accel_decide(MACHINE_ACCEL_AUTO, QEMU_KVM_MISSING, &why), "tcg"),
+              "accel: auto + missing = tcg");
+        CHECK(!strcmp(qemu_accel_decide(MACHINE_ACCEL_AUTO, QEMU_KVM_FAILED, &why), "tcg"),
+              "accel: auto + failed = tcg");
+        CHECK(!strcmp(qemu_accel_decide(MACHINE_ACCEL_KVM, QEMU_KVM_UNTESTED, &why), "kvm"), "accel: kvm honoured");
+        CHECK(!strcmp(qemu_accel_decide(MACHINE_ACCEL_TCG, QEMU_KVM_WORKS, &why), "tcg"), "accel: tcg honoured");
+        CHECK(qemu_accel_needs_probe(MACHINE_ACCEL_AUTO) && !qemu_accel_needs_probe(MACHINE_ACCEL_TCG),
+              "accel: only auto probes");
+        CHECK(qemu_kvm_probe_from_string(qemu_kvm_probe_to_string(QEMU_KVM_HANGS)) == QEMU_KVM_HANGS,
+              "accel: probe names round-trip");
 }
 
 int main(void) {
@@ -193,6 +190,5 @@ int main(void) {
         test_start_script();
         test_direct();
         test_accel();
-        printf("1..%u\n", n_test);
-        return n_fail ? 1 : 0;
+        return tap_done();
 }

@@ -4,20 +4,10 @@
  * across reads, cap) and QMP line framing/classification (results, events,
  * errors, garbage, overlong lines).
  */
-#include <stdio.h>
-
 #include "macro.h"
 #include "qemu-hmp.h"
 #include "qemu-qmp.h"
-
-static unsigned n_test, n_fail;
-
-static void ok(bool cond, const char *what) {
-        n_test++;
-        if (!cond)
-                n_fail++;
-        printf("%sok %u - %s\n", cond ? "" : "not ", n_test, what);
-}
+#include "tap.h"
 
 static void test_hmp(void) {
         struct qemu_hmp_reply h;
@@ -25,15 +15,15 @@ static void test_hmp(void) {
 
         qemu_hmp_reply_init(&h, 64);
         qemu_hmp_reply_append(&h, "QEMU 7.2.22 monitor - type 'help' for more information\r\n(qemu", 61);
-        ok(!qemu_hmp_reply_complete(&h), "hmp: prompt split across reads is not complete");
+        CHECK(!qemu_hmp_reply_complete(&h), "hmp: prompt split across reads is not complete");
         qemu_hmp_reply_append(&h, ") ", 2);
-        ok(qemu_hmp_reply_complete(&h), "hmp: greeting complete at the prompt");
+        CHECK(qemu_hmp_reply_complete(&h), "hmp: greeting complete at the prompt");
         char *t = qemu_hmp_reply_take(&h, &n);
-        ok(n == 63 && h.len == 0, "hmp: take hands over the text");
+        CHECK(n == 63 && h.len == 0, "hmp: take hands over the text");
         free(t);
-        ok(qemu_hmp_reply_append(&h, "x", 1) == 0 && !qemu_hmp_reply_complete(&h), "hmp: no prompt, not complete");
+        CHECK(qemu_hmp_reply_append(&h, "x", 1) == 0 && !qemu_hmp_reply_complete(&h), "hmp: no prompt, not complete");
         char big[100] = {};
-        ok(qemu_hmp_reply_append(&h, big, sizeof big) == -E2BIG, "hmp: cap enforced");
+        CHECK(qemu_hmp_reply_append(&h, big, sizeof big) == -E2BIG, "hmp: cap enforced");
         qemu_hmp_reply_done(&h);
 }
 
@@ -60,26 +50,26 @@ static void test_qmp(void) {
                         free(line);
                 }
         }
-        ok(n == 4 && kinds[0] == QEMU_QMP_RESULT && kinds[1] == QEMU_QMP_RESULT && kinds[2] == QEMU_QMP_EVENT &&
-                   kinds[3] == QEMU_QMP_ERROR,
-           "qmp: greeting, return, event, error classified across 5-byte reads");
+        CHECK(n == 4 && kinds[0] == QEMU_QMP_RESULT && kinds[1] == QEMU_QMP_RESULT && kinds[2] == QEMU_QMP_EVENT &&
+                      kinds[3] == QEMU_QMP_ERROR,
+              "qmp: greeting, return, event, error classified across 5-byte reads");
         qemu_qmp_reader_done(&q);
 
         json_object *o;
         enum qemu_qmp_kind k;
-        ok(qemu_qmp_classify("not json", &k, &o) == -EBADMSG, "qmp: garbage refused");
-        ok(qemu_qmp_classify("[1,2]", &k, &o) == -EBADMSG, "qmp: non-object refused");
-        ok(qemu_qmp_classify("{\"return\":{}} {}", &k, &o) == -EBADMSG, "qmp: trailing data refused");
-        ok(qemu_qmp_classify("{\"return\":{}}  ", &k, &o) == 0 && k == QEMU_QMP_RESULT, "qmp: trailing space ok");
+        CHECK(qemu_qmp_classify("not json", &k, &o) == -EBADMSG, "qmp: garbage refused");
+        CHECK(qemu_qmp_classify("[1,2]", &k, &o) == -EBADMSG, "qmp: non-object refused");
+        CHECK(qemu_qmp_classify("{\"return\":{}} {}", &k, &o) == -EBADMSG, "qmp: trailing data refused");
+        CHECK(qemu_qmp_classify("{\"return\":{}}  ", &k, &o) == 0 && k == QEMU_QMP_RESULT, "qmp: trailing space ok");
         json_object_put(o);
 
         qemu_qmp_reader_init(&q, 10);
-        ok(qemu_qmp_reader_feed(&q, (const uint8_t *) "0123456789ABC", 13, &used, &line) == -E2BIG,
-           "qmp: overlong line reported");
-        ok(qemu_qmp_reader_feed(&q, (const uint8_t *) "DEF\n{}\n", 7, &used, &line) == 0 && used == 4,
-           "qmp: rest of the overlong line skipped");
-        ok(qemu_qmp_reader_feed(&q, (const uint8_t *) "{}\n", 3, &used, &line) == 1 && streq(line, "{}"),
-           "qmp: next line read normally");
+        CHECK(qemu_qmp_reader_feed(&q, (const uint8_t *) "0123456789ABC", 13, &used, &line) == -E2BIG,
+              "qmp: overlong line reported");
+        CHECK(qemu_qmp_reader_feed(&q, (const uint8_t *) "DEF\n{}\n", 7, &used, &line) == 0 && used == 4,
+              "qmp: rest of the overlong line skipped");
+        CHECK(qemu_qmp_reader_feed(&q, (const uint8_t *) "{}\n", 3, &used, &line) == 1 && streq(line, "{}"),
+              "qmp: next line read normally");
         free(line);
         qemu_qmp_reader_done(&q);
 }
@@ -87,6 +77,5 @@ static void test_qmp(void) {
 int main(void) {
         test_hmp();
         test_qmp();
-        printf("1..%u\n", n_test);
-        return n_fail ? 1 : 0;
+        return tap_done();
 }

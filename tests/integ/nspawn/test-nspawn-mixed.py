@@ -46,6 +46,7 @@ with subtest("diagnostics on a machine without systemd say so"):
     with t.assertRaises(RequestedAssertionFailed) as cm:
         vm.wait_for_open_port(9999, timeout=2)
     t.assertIn("not available on this machine", cm.exception.diagnostics)
+    t.assertIn("console lines (no systemd tools on this machine):", cm.exception.diagnostics)
 '''
 
 

@@ -305,6 +305,26 @@ class TestUnitWaits(DiagCase):
         self.assertIn("    Nov 25 server web[7]: bind: Address already in use", text)
         self.assertIn("server: waiting for TCP port 8080 on localhost", plain(out))
 
+    def test_machine_without_systemd_gets_its_console_tail(self):
+        missing = (127, ["bash: line 1: systemctl: command not found"])
+
+        def shell(m, c):
+            if is_diag(c):
+                return 0, guest_answer(c, {"failed": missing, "listening": missing, "journal": missing})
+            return 1, ""
+
+        m, _, _ = self.connected(shell)
+        m.full_console_log = [f"console line {i}" for i in range(30)]
+        with self.assertRaises(RequestedAssertionFailed) as cm:
+            m.wait_for_open_port(80, timeout=1)
+        text = str(cm.exception).splitlines()
+        self.assertIn("    (not available on this machine: bash: line 1: systemctl: command not found)", text)
+        i = text.index("  last 20 console lines (no systemd tools on this machine):")
+        self.assertEqual(text[i + 1:], [f"    console line {n}" for n in range(10, 30)])
+        # one tool present: no console tail
+        self.assertEqual(dg.console_fallback([dg.Result("a", "a", 127, []), dg.Result("b", "b", 0, [])], ["x"]), [])
+        self.assertEqual(dg.console_fallback([], ["x"]), [])
+
     def test_switched_off_gives_the_reference_text(self):
         import vigil
 

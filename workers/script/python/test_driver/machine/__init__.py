@@ -646,6 +646,7 @@ class BaseMachine:
         except Exception as e:  # a diagnostic must never replace the error it explains
             return diagnostics.format_report(self.name, [], error=f"{type(e).__name__}: {e}")
         results = diagnostics.parse_output(sections, nonce, reply.data.decode(errors="replace"))
+        results += diagnostics.console_fallback(results, self.full_console_log)
         return diagnostics.format_report(self.name, results, time.monotonic() - tic)
 
     @contextmanager

@@ -198,6 +198,16 @@ def parse_output(sections: list[Section], nonce: str, output: str) -> list[Resul
     return [got.get(s.key, Result(s.key, s.title, None, [])) for s in sections]
 
 
+def console_fallback(results: list[Result], console: list[str]) -> list[Result]:
+    """A machine without systemd (the tiny guest) answers every section with
+    "command not found": then the last serial console lines, which the
+    script already holds, are the only story there is."""
+    if not results or any(r.status not in (126, 127) for r in results):
+        return []
+    tail = console[-JOURNAL_LINES:]
+    return [Result("console", f"last {len(tail)} console lines (no systemd tools on this machine)", 0, tail)]
+
+
 def _clean(line: str) -> str:
     line = _CONTROL.sub("?", line.replace("\r", "").rstrip())
     return line if len(line) <= LINE_MAX else line[: LINE_MAX - 3] + "..."

@@ -80,11 +80,16 @@ void qemu_cmd_done(struct qemu_cmd *c) {
         *c = (struct qemu_cmd){};
 }
 
-static const char *env_get(char *const *env, const char *name) {
+/* Whether the environment entry @entry ("NAME=value") sets @name. */
+static bool env_sets(const char *entry, const char *name) {
         size_t n = strlen(name);
+        return strncmp(entry, name, n) == 0 && entry[n] == '=';
+}
+
+static const char *env_get(char *const *env, const char *name) {
         for (; env && *env; env++)
-                if (strncmp(*env, name, n) == 0 && (*env)[n] == '=')
-                        return *env + n + 1;
+                if (env_sets(*env, name))
+                        return *env + strlen(name) + 1;
         return NULL;
 }
 
@@ -120,10 +125,8 @@ static int build_env(const struct machine_config *c, char *const *host_env, char
 
         for (char *const *e = host_env; e && *e; e++) {
                 bool skip = strncmp(*e, "QEMU_VDE_SOCKET_", 16) == 0 && c->n_vlans > 0;
-                for (size_t i = 0; i < ELEMENTSOF(ours) && !skip; i++) {
-                        size_t n = strlen(ours[i]);
-                        skip = strncmp(*e, ours[i], n) == 0 && (*e)[n] == '=';
-                }
+                for (size_t i = 0; i < ELEMENTSOF(ours) && !skip; i++)
+                        skip = env_sets(*e, ours[i]);
                 if (!skip)
                         sb_add(&b, *e);
         }
@@ -136,27 +139,29 @@ static int build_env(const struct machine_config *c, char *const *host_env, char
 }
 
 /* Both kinds of VM run in the state dir with the same environment. Takes
- * @cmd's argv; on failure frees everything in @cmd. */
-static int cmd_finish(const struct machine_config *c, char *const *host_env, struct qemu_cmd *cmd,
+ * the argv built in @argv (and frees it on failure). */
+static int cmd_finish(const struct machine_config *c, char *const *host_env, struct strv_builder *argv,
                       struct qemu_cmd *ret) {
-        int r = build_env(c, host_env, &cmd->env);
+        struct qemu_cmd cmd = {};
+        int r = sb_finish(argv, &cmd.argv);
 
+        if (r >= 0)
+                r = build_env(c, host_env, &cmd.env);
         if (r >= 0) {
-                cmd->cwd = strdup(c->state_dir);
-                r = cmd->cwd ? 0 : -ENOMEM;
+                cmd.cwd = strdup(c->state_dir);
+                r = cmd.cwd ? 0 : -ENOMEM;
         }
         if (r < 0) {
-                qemu_cmd_done(cmd);
+                qemu_cmd_done(&cmd);
                 return r;
         }
-        *ret = *cmd;
+        *ret = cmd;
         return 0;
 }
 
 int qemu_build_start_script(const struct machine_config *c, bool allow_reboot, char *const *host_env,
                             struct qemu_cmd *ret) {
         _cleanup_strv_free_ char **ctl = NULL;
-        struct qemu_cmd cmd = {};
         struct strv_builder b = {};
         size_t len;
         char *line, *p;
@@ -182,10 +187,7 @@ int qemu_build_start_script(const struct machine_config *c, bool allow_reboot, c
         sb_add(&b, "/bin/sh");
         sb_add(&b, "-c");
         sb_add_owned(&b, line);
-        r = sb_finish(&b, &cmd.argv);
-        if (r < 0)
-                return r;
-        return cmd_finish(c, host_env, &cmd, ret);
+        return cmd_finish(c, host_env, &b, ret);
 }
 
 static const char *disk_format(const char *path) {
@@ -198,7 +200,6 @@ static const char *disk_format(const char *path) {
 int qemu_build_direct(const struct machine_config *c, const char *accel, bool allow_reboot, char *const *host_env,
                       struct qemu_cmd *ret) {
         _cleanup_strv_free_ char **ctl = NULL;
-        struct qemu_cmd cmd = {};
         struct strv_builder b = {};
         int r;
 
@@ -250,10 +251,7 @@ int qemu_build_direct(const struct machine_config *c, const char *accel, bool al
         sb_addf(&b, "local,path=%s/xchg,security_model=none,mount_tag=xchg", c->state_dir);
         sb_addv(&b, ctl);
         sb_addv(&b, c->extra_args);
-        r = sb_finish(&b, &cmd.argv);
-        if (r < 0)
-                return r;
-        return cmd_finish(c, host_env, &cmd, ret);
+        return cmd_finish(c, host_env, &b, ret);
 }
 
 const char *qemu_default_nic(const struct machine_config *c) {

@@ -381,7 +381,7 @@ class TestDiagnosticsNeverMask(DiagCase):
     def test_not_connected(self):
         d, ch, _ = make_driver(shell=lambda m, c: (0, ""))
         m = d.machines[0]
-        self.assertEqual(m.diagnose(dg.port_sections()),
+        self.assertEqual(m._diagnose(dg.port_sections()),
                          "diagnostics of server:\n  could not collect them: the machine is not connected")
         self.assertFalse(ch.kinds("M_EXECUTE"))
 

@@ -620,7 +620,7 @@ class BaseMachine:
     # expects many waits to fail and wants them quick).
     failure_diagnostics = True
 
-    def diagnose(self, sections: list[diagnostics.Section]) -> str:
+    def _diagnose(self, sections: list[diagnostics.Section]) -> str:
         """Run the diagnostic sections in the guest (one command, bounded in
         the guest by `timeout` and here by wait_ms) and return the report.
         Never raises: what went wrong is the report. No callbacks, no
@@ -660,8 +660,8 @@ class BaseMachine:
         except RequestedAssertionFailed as e:
             if self.failure_diagnostics and not hasattr(e, "diagnostics") and len(e.args) == 1:
                 try:
-                    report = self.diagnose(sections())
-                except Exception as d:  # belt and braces: diagnose() does not raise
+                    report = self._diagnose(sections())
+                except Exception as d:  # belt and braces: _diagnose() does not raise
                     report = diagnostics.format_report(self.name, [], error=f"{type(d).__name__}: {d}")
                 e.args = (diagnostics.with_diagnostics(str(e.args[0]), report),)
                 e.diagnostics = report  # type: ignore[attr-defined]

@@ -593,6 +593,8 @@ static void start_failed(struct qemu *q, int r, const char *fmt, ...) {
                 kill_proc(q, QEMU_PROC);
                 q->m->pid = 0;
         }
+        /* Nothing of this boot may reach the next one: no queued start-up step, no half-read reply. */
+        fail_monitor_requests(q, msg);
         close_all(q, true);
         q->step = STEP_IDLE;
         machine_started(q->m, r, msg);

@@ -76,8 +76,7 @@ static void test_config(void) {
               "relative tree refused: %s", err);
         CHECK(parse_variant("\"tap\":\"vg1n3\",", "", err, sizeof err) == -EINVAL && strstr(err, "\"tap\""),
               "a vlan without tap refused: %s", err);
-        CHECK(parse_variant("vg1n3", "vg1n3-much-too-long", err, sizeof err) == -EINVAL &&
-                      strstr(err, "vlans[0].tap"),
+        CHECK(parse_variant("vg1n3", "vg1n3-much-too-long", err, sizeof err) == -EINVAL && strstr(err, "vlans[0].tap"),
               "tap longer than 15 bytes refused: %s", err);
         CHECK(parse_variant("vg1n3", "vg1;rm", err, sizeof err) == -EINVAL && strstr(err, "vlans[0].tap"),
               "tap with a shell metacharacter refused: %s", err);
@@ -90,9 +89,10 @@ static void test_config(void) {
         CHECK(parse_variant("\"backend\":\"nspawn\"", "\"backend\":\"lxc\"", err, sizeof err) == -EINVAL &&
                       strstr(err, "\"lxc\""),
               "unknown backend named: %s", err);
-        CHECK(parse_variant("/tmp/r/vm-state-alpha",
-                            "/tmp/rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr",
-                            err, sizeof err) == -EINVAL &&
+        CHECK(parse_variant(
+                      "/tmp/r/vm-state-alpha",
+                      "/tmp/rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr",
+                      err, sizeof err) == -EINVAL &&
                       strstr(err, "backdoor socket"),
               "state_dir too long for the backdoor socket: %s", err);
         CHECK(parse_variant("\"name\":\"alpha\"", "\"name\":\"al pha\"", err, sizeof err) == -EINVAL &&
@@ -111,8 +111,8 @@ static void test_names(void) {
 
         CHECK(nspawn_hostname("client_1", h, sizeof h) == 0 && streq(h, "client-1"), "hostname: '_' -> '-' (%s)", h);
         CHECK(nspawn_machine_name("/tmp/vigil-A/vm-state-alpha", "alpha", a, sizeof a) == 0 &&
-                      nspawn_machine_name("/tmp/vigil-B/vm-state-alpha", "alpha", b, sizeof b) == 0 &&
-                      !streq(a, b) && strncmp(a, "vigil-", 6) == 0 && strlen(a) == strlen("vigil-12345678-alpha") &&
+                      nspawn_machine_name("/tmp/vigil-B/vm-state-alpha", "alpha", b, sizeof b) == 0 && !streq(a, b) &&
+                      strncmp(a, "vigil-", 6) == 0 && strlen(a) == strlen("vigil-12345678-alpha") &&
                       strstr(a, "-alpha"),
               "machine names differ per run (%s, %s)", a, b);
         CHECK(nspawn_machine_name("/s", "n23456789012345678901234567890123456789012345678901234567890123", a,
@@ -165,8 +165,8 @@ static void test_setup(void) {
         CHECK(strstr(s, "192.168.1.3 alpha\n192.168.1.4 beta\n") && strstr(s, "<<'VIGIL_HOSTS'"),
               "/etc/hosts lines in a quoted here-document");
         CHECK(strstr(s, "if ip link show dev vg1n3"), "rename only if the TAP is there (setup may run again)");
-        CHECK(strstr(s, "if [ \"${1:-}\" = stop ]; then\n") &&
-                      strstr(s, "ip link set dev eth1 name vg1n3") && strstr(s, "ip link set dev eth2 name vg2n3") &&
+        CHECK(strstr(s, "if [ \"${1:-}\" = stop ]; then\n") && strstr(s, "ip link set dev eth1 name vg1n3") &&
+                      strstr(s, "ip link set dev eth2 name vg2n3") &&
                       strstr(s, "exit 0\nfi\n") < strstr(s, "set -e\n"),
               "\"stop\" gives the TAPs their host names back, before anything else");
         free(s);

@@ -645,7 +645,8 @@ static int prepare_host_dir(struct nspawn *n, char *why, size_t size) {
         (void) mkdir(path, 0755);
         if (m->cfg.shared_dir)
                 (void) mkdir(m->cfg.shared_dir, 0755);
-        if ((r = nspawn_build_setup(&m->cfg, &setup)) < 0 || (r = nspawn_hostname(m->cfg.name, host, sizeof host - 1)) < 0)
+        if ((r = nspawn_build_setup(&m->cfg, &setup)) < 0 ||
+            (r = nspawn_hostname(m->cfg.name, host, sizeof host - 1)) < 0)
                 goto fail;
         strcat(host, "\n");
         host_path(n, NSPAWN_SETUP_NAME, path, sizeof path);
@@ -821,8 +822,8 @@ static void spawn_nspawn(struct nspawn *n) {
         /* nspawn's own stdout and stderr both carry the console. */
         const int fds[] = {out_w, out_w};
         r = peer_send(worker_peer(m->w), MSG_SPAWN, n->spawn_seq,
-                      &(struct msg_spawn){.name = NSPAWN_PROC, .argv = argv, .env = env, .cwd = m->cfg.state_dir,
-                                          .stdio = 2 | 4},
+                      &(struct msg_spawn){
+                              .name = NSPAWN_PROC, .argv = argv, .env = env, .cwd = m->cfg.state_dir, .stdio = 2 | 4},
                       fds, 2);
         if (r < 0) {
                 start_failed(n, r, "could not ask the supervisor to spawn systemd-nspawn: %s", strerror(-r));

@@ -158,10 +158,13 @@ static int parse_vlans(struct ctx *c, json_object *root, struct machine_config *
                         return bad(c, "machine config: vlans[%zu] lacks \"nr\"", i);
                 /* IFNAMSIZ is 16 with the NUL; '/', ':' and blanks are not allowed in names. */
                 if (vl->tap && !ifname_valid(vl->tap))
-                        return bad(c, "machine config: vlans[%zu].tap \"%s\" is not an interface name (1-15 of "
-                                   "A-Z a-z 0-9 . _ -)", i, vl->tap);
+                        return bad(c,
+                                   "machine config: vlans[%zu].tap \"%s\" is not an interface name (1-15 of "
+                                   "A-Z a-z 0-9 . _ -)",
+                                   i, vl->tap);
                 if (vl->mac && !machine_mac_valid(vl->mac))
-                        return bad(c, "machine config: vlans[%zu].mac \"%s\" is not a MAC address like 52:54:00:12:01:03",
+                        return bad(c,
+                                   "machine config: vlans[%zu].mac \"%s\" is not a MAC address like 52:54:00:12:01:03",
                                    i, vl->mac);
         }
         return 0;
@@ -279,13 +282,17 @@ static int parse_nspawn(struct ctx *c, json_object *root, struct machine_config 
                 return r;
         /* sun_path holds 108 bytes; "<state_dir>/host/backdoor.sock" must fit. */
         if (strlen(m->state_dir) + strlen("/host/backdoor.sock") >= 108)
-                return bad(c, "machine config: state_dir \"%s\" is too long for the backdoor socket path (max 88 "
-                           "bytes)", m->state_dir);
+                return bad(c,
+                           "machine config: state_dir \"%s\" is too long for the backdoor socket path (max 88 "
+                           "bytes)",
+                           m->state_dir);
         if (m->tree[0] != '/')
                 return bad(c, "machine config: \"nspawn.tree\" must be an absolute path, not \"%s\"", m->tree);
         if (!host_word_valid(m->name, false))
-                return bad(c, "machine config: \"name\" \"%s\" cannot be a container's hostname (letters, digits, "
-                           "'-', '.', '_')", m->name);
+                return bad(c,
+                           "machine config: \"name\" \"%s\" cannot be a container's hostname (letters, digits, "
+                           "'-', '.', '_')",
+                           m->name);
         if (!m->binary && !(m->binary = strdup("systemd-nspawn")))
                 return -ENOMEM;
         return 0;

@@ -188,6 +188,27 @@ def body(t):
     bad3 = t.machine(t.config("bad3", tree=afile))
     t.raises(lambda: bad3.start(), "a tree that is a file is refused", "is not a directory")
 
+    initonly = os.path.join(t.tmp, "init-only-tree")
+    os.makedirs(os.path.join(initonly, "sbin"))
+    os.symlink("/lib/systemd/systemd", os.path.join(initonly, "sbin", "init"))
+    bad4 = t.machine(t.config("bad4", tree=initonly))
+    t.raises(lambda: bad4.start(), "a tree without vigil-backdoor.service is refused", "lacks vigil-backdoor.service")
+    cfg = t.config("bad5")
+    cfg["nspawn"]["binary"] = "no-such-systemd-nspawn"
+    bad5 = t.machine(cfg)
+    t.raises(lambda: bad5.start(), "a missing systemd-nspawn binary is refused naming nspawn.binary",
+             "nspawn.binary no-such-systemd-nspawn: not found in PATH")
+
+    # The fast guest channel works on containers as on VMs.
+    cfg = t.config("fast", 9)
+    cfg["guest_channel"] = "fast"
+    f = t.machine(cfg)
+    f.start()
+    f.connect()
+    t.check(f.execute("echo hi; exit 3") == (3, b"hi\n") and f.execute("sleep 5", timeout_s=1)[0] == 124,
+            "fast channel: output, status, timeout")
+    f.call("M_CRASH")
+
     switch = FakeSwitch(["vg1n1"])
     try:
         machine_body(t, switch)

@@ -199,6 +199,17 @@ def body(t):
     t.raises(lambda: bad5.start(), "a missing systemd-nspawn binary is refused naming nspawn.binary",
              "nspawn.binary no-such-systemd-nspawn: not found in PATH")
 
+    # Not root: refused before anything is tried (the worker run as nobody, under its own minisup).
+    if shutil.which("setpriv"):
+        code = ("import sys; sys.path.insert(0, %r); import minisup, tempfile; d = tempfile.mkdtemp(); "
+                "s = minisup.MiniSup(%r, {'name': 'nr', 'backend': 'nspawn', 'state_dir': d + '/st', "
+                "'out_dir': d + '/out', 'nspawn': {'tree': %r}}, log=open(d + '/log', 'w')); s.wait_ready()\n"
+                "try: s.start()\nexcept minisup.MachineError as e: print(e.message)\ns.close()"
+                % (os.path.join(SOURCE_ROOT, "tests", "integ", "machine"), WORKER, t.tree))
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
+                            code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+        t.check("backend nspawn needs root" in r.stdout, "not root: refused, saying why", r.stdout)
+
     # The fast guest channel works on containers as on VMs.
     cfg = t.config("fast", 9)
     cfg["guest_channel"] = "fast"

@@ -19,6 +19,7 @@
  * are dropped, as a tty drops them with no reader.
  */
 #include <ctype.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <signal.h>
@@ -662,6 +663,59 @@ fail:
         return r;
 }
 
+static bool ifindex_exists(long ifindex) {
+        DIR *d = opendir("/sys/class/net");
+        struct dirent *e;
+        bool found = false;
+
+        if (!d)
+                return true; /* cannot tell: keep the entry */
+        while (!found && (e = readdir(d))) {
+                char path[320];
+                if (e->d_name[0] == '.')
+                        continue;
+                (void) snprintf(path, sizeof path, "/sys/class/net/%s/ifindex", e->d_name);
+                found = read_long_file(path) == ifindex;
+        }
+        closedir(d);
+        return found;
+}
+
+/* Entries like ours (one "I:" line, udevd writes more) left by workers that
+ * were killed, for interfaces that no longer exist here. A TAP inside a
+ * running container is not visible here either: its entry goes too, which is
+ * harmless, nspawn reads it only when it starts. Once per worker. */
+static void udev_collect_stale(void) {
+        static bool done;
+        DIR *d;
+        struct dirent *e;
+
+        if (done || !(d = opendir(UDEV_DATA_DIR)))
+                return;
+        done = true;
+        while ((e = readdir(d))) {
+                char path[320], text[64] = "";
+                _cleanup_close_ int fd = -EBADF;
+                unsigned long long usec;
+                long ifindex;
+                char tail;
+                ssize_t k;
+
+                if (e->d_name[0] != 'n' || (ifindex = strtol(e->d_name + 1, NULL, 10)) <= 0)
+                        continue;
+                (void) snprintf(path, sizeof path, UDEV_DATA_DIR "/%s", e->d_name);
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0 || (k = read(fd, text, sizeof text - 1)) <= 0)
+                        continue;
+                text[k] = 0;
+                if (sscanf(text, "I:%llu%c", &usec, &tail) != 2 || tail != '\n' || strchr(text, '\n')[1] != 0)
+                        continue;
+                if (!ifindex_exists(ifindex))
+                        (void) unlink(path);
+        }
+        closedir(d);
+}
+
 /* No udevd on this kind of host: nspawn refuses an interface udev has not
  * initialised ("Network interface X is not initialized yet"). With no udevd
  * running, mark the TAP initialised in udev's database as udevd would. */
@@ -673,6 +727,7 @@ static void udev_mark(struct nspawn *n, size_t slot, const char *tap) {
 
         if (access(UDEV_CONTROL, F_OK) == 0 || slot >= ELEMENTSOF(n->udev_ifindex))
                 return;
+        udev_collect_stale();
         (void) snprintf(path, sizeof path, "/sys/class/net/%s/ifindex", tap);
         ifindex = read_long_file(path);
         if (ifindex <= 0)

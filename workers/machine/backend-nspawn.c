@@ -75,7 +75,8 @@ struct nspawn {
         unsigned long long step_started;
         bool stored;
         bool allow_reboot;
-        bool rebooting; /* the container rebooted; booting it again */
+        bool rebooting;     /* the container rebooted; booting it again */
+        bool crash_pending; /* crashed between a reboot and the next spawn */
 
         int listen_fd;
         struct event *listen_ev;
@@ -342,7 +343,8 @@ static void conn_lost(struct nspawn *n, const char *why) {
         log_info("Backdoor connection closed (%s); waiting for the guest's next one", why);
         /* A command in flight has lost its shell: fail it now rather than at
          * its deadline. A connect keeps waiting for the next ready line. */
-        if (m->active && m->gp.phase != GUEST_PHASE_READY && m->gp.phase != GUEST_PHASE_IDLE)
+        if (m->active && m->gp.phase != GUEST_PHASE_READY && m->gp.phase != GUEST_PHASE_IDLE &&
+            m->gp.phase != GUEST_PHASE_NONCE) /* a resync ends by its own deadline */
                 machine_shell_fail_all(m, -ECONNRESET,
                                        "the guest's backdoor shell closed its connection (did the command end the "
                                        "shell or stop vigil-backdoor.service?)");
@@ -815,6 +817,12 @@ static void lock_try(struct nspawn *n) {
 static void step_timer_cb(evutil_socket_t fd, short what, void *arg) {
         struct nspawn *n = arg;
 
+        if (n->crash_pending && (n->step == STEP_WAIT_TAPS || n->step == STEP_LOCKING)) {
+                n->crash_pending = false;
+                start_failed(n, -ECANCELED, "forced crash while the container was booting again after a reboot");
+                return;
+        }
+        n->crash_pending = false;
         switch (n->step) {
         case STEP_WAIT_TAPS:
                 taps_check(n);
@@ -969,8 +977,16 @@ static void kill_timer_cb(evutil_socket_t fd, short what, void *arg) {
  * leave the container running, orphaned. */
 static int nspawn_crash(struct machine *m) {
         struct nspawn *n = N(m);
-        int r = signal_init(n, SIGKILL);
+        int r;
 
+        if (n->step == STEP_WAIT_TAPS || n->step == STEP_LOCKING) {
+                /* Between a reboot and the next spawn nothing runs to kill: stop
+                 * from the step timer, once the caller waits for the stop. */
+                n->crash_pending = true;
+                set_timer(n->step_timer, 0);
+                return 0;
+        }
+        r = signal_init(n, SIGKILL);
         if (r < 0) {
                 log_warning_errno(r, "Could not SIGKILL the container's init; killing systemd-nspawn");
                 (void) peer_send(worker_peer(m->w), MSG_PROC_KILL, 0,
@@ -1057,7 +1073,8 @@ static void reboot_again(struct nspawn *n) {
         struct machine *m = n->m;
 
         log_info("The container rebooted; booting it again");
-        conn_lost(n, "the container rebooted");
+        if (n->conn_fd >= 0)
+                conn_lost(n, "the container rebooted");
         free_event(&n->console_ev);
         n->console_fd = safe_close(n->console_fd);
         if (n->stored)

@@ -210,6 +210,28 @@ def body(t):
                             code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
         t.check("backend nspawn needs root" in r.stdout, "not root: refused, saying why", r.stdout)
 
+    # Worker SIGKILLed during the boot (fds stored right after the spawn): the new worker re-attaches.
+    e = t.machine(t.config("early", 8))
+    wpid = e.state()[4]
+    seq = e.send("M_START", False)
+    time.sleep(0.05)
+    os.kill(wpid, signal.SIGKILL)
+    try:
+        e.result(seq, timeout=30)
+    except minisup.MachineError:
+        pass
+    e.wait_ready(timeout=60)
+    st = e.state()
+    if st[0]:
+        e.connect()
+        t.check(e.execute("hostname") == (0, b"early\n"), "worker killed during the boot: re-attached, shell works")
+    else:
+        # Killed before the spawn request left: nothing runs, a new start works.
+        e.start()
+        e.connect()
+        t.check(e.execute("hostname") == (0, b"early\n"), "worker killed before the spawn: a new start works")
+    e.call("M_CRASH")
+
     # The fast guest channel works on containers as on VMs.
     cfg = t.config("fast", 9)
     cfg["guest_channel"] = "fast"

@@ -21,7 +21,6 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/file.h>
@@ -1009,7 +1008,6 @@ static int nspawn_reboot(struct machine *m, uint32_t seq) {
 
 struct link_job {
         uint32_t seq;
-        bool up;
 };
 
 static void set_link_done(struct machine *m, struct shell_job *j, int error, const char *message, int status,
@@ -1048,7 +1046,6 @@ static int nspawn_set_link(struct machine *m, const char *nic, bool up, uint32_t
                 return machine_reply_error(m, seq, -ENOMEM, "out of memory");
         }
         l->seq = seq;
-        l->up = up;
         j->timeout_s = 30;
         j->done = set_link_done;
         j->userdata = l;

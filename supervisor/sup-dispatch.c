@@ -107,6 +107,8 @@ struct sup_proc *sup_proc_free(struct sup_proc *p) {
         if (p->ev_term)
                 event_free(p->ev_term);
         safe_close(p->pidfd);
+        sup_cgroup_remove(p->cgroup);
+        free(p->cgroup);
         free(p->name);
         free(p);
         return NULL;
@@ -260,6 +262,13 @@ static int on_spawn(struct child *c, const struct frame *f, int *fds, size_t n_f
         for (int i = 0; i < 3; i++)
                 if ((m->stdio >> i) & 1)
                         req.stdio[i] = fds[k++];
+        if (c->kind->spawn_own_cgroup && c->kind->spawn_own_cgroup(basename_of(m->argv[0]))) {
+                r = sup_cgroup_create(s->run_id, c->spec.id, m->name, &p->cgroup);
+                if (r < 0)
+                        log_warning_errno(r, "No cgroup of its own for '%s' of '%s' (it shares the hierarchy's root)",
+                                          m->name, c->spec.id);
+                req.cgroup = p->cgroup;
+        }
 
         r = sup_spawn(&req, &p->pid, &p->pidfd, err, sizeof(err));
         if (r < 0) {

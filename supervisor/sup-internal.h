@@ -48,6 +48,8 @@ struct sup_kind {
         struct cap_policy caps; /* for the worker itself */
         /* for processes it asks the spawn service for, by argv[0] basename; NULL = default */
         const struct cap_policy *(*spawn_caps)(const char *argv0);
+        /* true: a process it asks for gets its own cgroup (it manages a subtree: systemd-nspawn) */
+        bool (*spawn_own_cgroup)(const char *argv0);
         const sup_handler_t *handlers; /* indexed by msg type, ROUTE_LOCAL types only */
         size_t n_handlers;
 };
@@ -65,6 +67,7 @@ struct sup_proc {
         int pidfd;
         struct event *ev_pidfd;
         struct event *ev_term; /* SIGTERM -> SIGKILL escalation */
+        char *cgroup;          /* its own cgroup (sup-cgroup.c), removed with it; or NULL */
 };
 
 struct pending_exit {
@@ -212,6 +215,7 @@ struct spawn_req {
         int stdio[3];    /* -1: /dev/null */
         int chan_fd;     /* >= 0: becomes fd 3 */
         const struct cap_policy *caps;
+        const char *cgroup; /* NULL, or a group (sup_cgroup_create) the child joins before exec */
 };
 void sup_raise_nofile(void);
 int sup_spawn(const struct spawn_req *req, pid_t *ret_pid, int *ret_pidfd, char *errbuf, size_t errsize);
@@ -250,6 +254,14 @@ void route_free_all(struct sup *s);
 /* sup-kind.c */
 const struct sup_kind *sup_kind_get(enum worker_kind k);
 int caps_apply(const struct cap_policy *p);
+
+/* sup-cgroup.c */
+/* The relative group "vigil/<run>/<child>.<proc>" made in every present hierarchy. */
+int sup_cgroup_create(const char *run_id, const char *child, const char *proc, char **ret_rel);
+/* Move the calling process into it (in the forked child, before exec). */
+int sup_cgroup_join(const char *rel);
+void sup_cgroup_remove(const char *rel);
+void sup_cgroup_sweep(void);
 
 /* sup-pidns.c */
 int sup_pidns_early_signal(void);

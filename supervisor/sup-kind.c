@@ -53,6 +53,12 @@ static const struct cap_policy *machine_spawn_caps(const char *argv0) {
         return &caps_none;
 }
 
+/* systemd-nspawn puts its container in "<own cgroup>/payload": without a group
+ * of its own, every container would share the host's root one. */
+static bool machine_spawn_own_cgroup(const char *argv0) {
+        return streq(argv0, "systemd-nspawn");
+}
+
 static const struct cap_policy *switch_spawn_caps(const char *argv0) {
         return &caps_net_admin;
 }
@@ -69,6 +75,7 @@ static const struct sup_kind kinds[_KIND_MAX] = {
                 .build_path = "workers/machine/vigil-machine",
                 .caps = caps_none,
                 .spawn_caps = machine_spawn_caps,
+                .spawn_own_cgroup = machine_spawn_own_cgroup,
                 .handlers = sup_handlers_machine,
                 .n_handlers = ELEMENTSOF(sup_handlers_machine),
         },

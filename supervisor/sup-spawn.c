@@ -10,6 +10,7 @@
  * rather than an anonymous exit 127.
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/prctl.h>
@@ -110,6 +111,13 @@ _noreturn_ static void spawn_child(const struct spawn_req *req, pid_t parent, in
 
         if (req->cwd && req->cwd[0] && chdir(req->cwd) < 0)
                 child_fail(errfd, errno, "chdir %s", req->cwd);
+
+        /* Before the capabilities go: joining a cgroup needs write access to it. */
+        if (req->cgroup) {
+                int r = sup_cgroup_join(req->cgroup);
+                if (r < 0)
+                        child_fail(errfd, -r, "joining cgroup %s", req->cgroup);
+        }
 
         if (req->caps) {
                 int r = caps_apply(req->caps);

@@ -876,6 +876,7 @@ int sup_run(struct sup *s) {
         r = timeline_open(s);
         if (r < 0)
                 return log_error_errno(r, "Cannot open the timeline in '%s'", s->outdir);
+        sup_cgroup_sweep();
 
         snprintf(n, sizeof(n), "%zu", s->n_children);
         sup_event(s, NULL, LOG_INFO, LOG_EVENT_RUN_BEGIN, "run_begin",

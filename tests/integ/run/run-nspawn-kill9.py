@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # Proves "nothing survives vigil" for containers: after kill -9 (and, separately, SIGTERM) of a `vigil run` with two
 # booted nspawn nodes, no descendant process (systemd-nspawn, the containers' systemd and services), no TAP port and
-# no mount of the run is left on the host. A killed CI job must not leave 30 containers behind.
+# no mount of the run is left on the host; each container had a cgroup of its own, removed with it.
+# A killed CI job must not leave 30 containers behind.
 import json
 import os
 import signal
@@ -70,6 +71,20 @@ def comm(pid):
         return "?"
 
 
+def systemd_cgroup(pid):
+    """The process's group in systemd's named v1 hierarchy, else the v2 one."""
+    try:
+        lines = open(f"/proc/{pid}/cgroup").read().splitlines()
+    except OSError:
+        return "?"
+    for want in ("name=systemd", ""):
+        for line in lines:
+            num, ctrl, path = line.split(":", 2)
+            if ctrl == want:
+                return path
+    return "?"
+
+
 def link_exists(name):
     return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
 
@@ -98,6 +113,18 @@ def one_run(d, how):
     run_id = json.loads(open(os.path.join(out, "timeline.jsonl")).readline())["run"]
     taps = [f"v{run_id[:4]}1n1", f"v{run_id[:4]}1n2"]
     taps_before = [t for t in taps if link_exists(t)]
+    if how == "SIGTERM":
+        groups = {}
+        for p in before:
+            if comm(p) == "systemd-nspawn":
+                groups[p] = systemd_cgroup(p)
+                for c in children(p):
+                    groups[c] = systemd_cgroup(c)
+        nspawn_groups = sorted(g for p, g in groups.items() if comm(p) == "systemd-nspawn")
+        check(len(nspawn_groups) == 2 and len(set(nspawn_groups)) == 2 and
+              all(f"/vigil/{run_id}/" in g for g in nspawn_groups) and
+              all(g.endswith("/payload") or "/payload/" in g for p, g in groups.items() if comm(p) == "systemd"),
+              f"each systemd-nspawn has a cgroup of its own under /vigil/<run>/, its container in payload ({groups})")
     mounts_before = open("/proc/self/mountinfo").read().count("vigil-")
     proc.send_signal(signal.SIGKILL if how == "kill -9" else signal.SIGTERM)
     try:
@@ -115,6 +142,9 @@ def one_run(d, how):
     check(left == [], f"{how}: no descendant survives (left: {[(p, comm(p)) for p in left]})")
     check(not any(link_exists(t) for t in taps),
           f"{how}: the switch's TAP ports are gone from the host (in containers before: {taps_before or 'none visible'})")
+    if how == "SIGTERM":
+        check(not any(os.path.exists(f"{h}/vigil/{run_id}") for h in ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup")),
+              "SIGTERM: the run's cgroups are removed")
     check(open("/proc/self/mountinfo").read().count("vigil-") <= mounts_before,
           f"{how}: no mount of the run is left in the host's mount table")
 

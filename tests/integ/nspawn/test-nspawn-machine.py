@@ -4,6 +4,7 @@
 # the contract MAC and address, /etc/hosts), the volatile overlay, worker SIGKILL + re-attach, crash + restart, shutdown,
 # and the refusals that name a bad tree. Why it matters: containers are vigil's cheap machines; the generic shell code and
 # the reference backdoor protocol must work on them unchanged, and a worker crash must lose no container.
+import hashlib
 import os
 import shutil
 import signal
@@ -276,6 +277,13 @@ def machine_body(t, switch):
     status, out = m.execute("cat /etc/hosts")
     t.check(b"192.168.1.2 beta" in out, "setup: /etc/hosts from the config", out.decode(errors="replace"))
     t.check(m.execute("ls /sys/class/net | sort | tr '\\n' ' '")[1] == b"eth1 lo ", "only lo and eth1: no host NIC")
+
+    # 3 MB of random bytes through the relay (back-pressure at 1 MiB) arrive exact.
+    m.execute("head -c 3000000 /dev/urandom > /tmp/big")
+    status, big = m.execute("cat /tmp/big")
+    digest = m.execute("sha256sum < /tmp/big")[1].split()[0].decode()
+    t.check(status == 0 and len(big) == 3000000 and hashlib.sha256(big).hexdigest() == digest,
+            "3 MB random output exact through the shell relay (%d bytes)" % len(big))
 
     m.execute("echo to-the-console >&2")
     t.check("to-the-console" in m.wait_for_console("to-the-console", timeout=10),

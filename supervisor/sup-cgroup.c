@@ -15,19 +15,46 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "macro.h"
 #include "sup-internal.h"
+
+#define CGROUP2_PRIVATE "/run/vigil-cgroup2"
 
 static const char *const hierarchies[][2] = {
         /* probe file, hierarchy root: every one present is used (a hybrid host has two) */
         {"/sys/fs/cgroup/unified/cgroup.controllers", "/sys/fs/cgroup/unified"},
         {"/sys/fs/cgroup/systemd/cgroup.procs", "/sys/fs/cgroup/systemd"},
         {"/sys/fs/cgroup/cgroup.controllers", "/sys/fs/cgroup"},
+        {CGROUP2_PRIVATE "/cgroup.controllers", CGROUP2_PRIVATE},
 };
+
+/* systemd-nspawn takes its own group from the cgroup2 ("0::") line of
+ * /proc/self/cgroup even on a v1 host, and that line exists whether or not
+ * cgroup2 is mounted: so the group must be joined in cgroup2 too. A v1-only
+ * host (no systemd mounted it) gets a grouping-only cgroup2 mount of ours,
+ * in the supervisor's own mount namespace when it has one. */
+static void cgroup2_ensure(void) {
+        static const char *const known[] = {"/sys/fs/cgroup", "/sys/fs/cgroup/unified", CGROUP2_PRIVATE};
+        struct statfs sfs;
+
+        for (size_t i = 0; i < ELEMENTSOF(known); i++)
+                if (statfs(known[i], &sfs) == 0 && sfs.f_type == CGROUP2_SUPER_MAGIC)
+                        return;
+        (void) mkdir(CGROUP2_PRIVATE, 0755);
+        if (mount("cgroup2", CGROUP2_PRIVATE, "cgroup2", MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL) < 0)
+                log_warning_errno(negative_errno(),
+                                  "Cannot mount cgroup2 on " CGROUP2_PRIVATE " (containers will share one cgroup)");
+        else
+                log_info("Mounted cgroup2 on " CGROUP2_PRIVATE " (none was mounted) for per-container groups");
+}
 
 static bool hierarchy_present(size_t i) {
         return access(hierarchies[i][0], F_OK) == 0;
@@ -42,6 +69,7 @@ int sup_cgroup_create(const char *run_id, const char *child, const char *proc, c
         bool any = false;
         int r = 0;
 
+        cgroup2_ensure();
         snprintf(rel, sizeof(rel), "vigil/%s/%s.%s", run_id, child, proc);
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(hierarchies); i++) {
                 if (!hierarchy_present(i))

@@ -545,9 +545,9 @@ int run_plan_parse_reference(struct run_plan *p, int argc, char **argv, const ch
         if (r < 0)
                 goto out;
         if (l.have_container) {
-                r = errmsg_invalid(
-                        ret_error,
-                        "systemd-nspawn containers (containerNames) are not supported by this vigil build yet");
+                r = errmsg_invalid(ret_error,
+                                   "NixOS container start scripts (containerNames) are not supported yet: describe "
+                                   "containers in a vigil spec with \"backend\": \"nspawn\" (docs/spec.md)");
                 goto out;
         }
         if (l.n_vm_names > 0 && l.n_vm_names != l.n_start_scripts) {
@@ -763,7 +763,8 @@ int run_plan_load_reference_config(struct run_plan *p, const char *json, char **
             json_object_object_length(o) > 0)
                 r = errmsg_invalid(
                         ret_error,
-                        "--config: systemd-nspawn \"containers\" are not supported by this vigil build yet");
+                        "--config: NixOS \"containers\" start scripts are not supported yet: describe containers in a "
+                        "vigil spec with \"backend\": \"nspawn\" (docs/spec.md)");
         if (r >= 0 && json_object_object_get_ex(j, "vms", &vms)) {
                 if (!json_object_is_type(vms, json_type_object))
                         r = errmsg_invalid(ret_error, "--config: \"vms\" must be an object");

@@ -42,6 +42,13 @@ with subtest("a partition cuts the VM from the container"):
     vigil.heal()
     vm.wait_until_succeeds("ping -c 1 -W 1 box", timeout=30)
 
+with subtest("block() of the container cuts it at the switch, unblock() restores it"):
+    box.block()
+    vm.fail("ping -c 1 -W 1 box")
+    t.assertIn(",UP,", box.succeed("ip -o link show eth1"))  # its own link stays up, as with QEMU
+    box.unblock()
+    vm.wait_until_succeeds("ping -c 1 -W 1 box", timeout=30)
+
 with subtest("diagnostics on a machine without systemd say so"):
     with t.assertRaises(RequestedAssertionFailed) as cm:
         vm.wait_for_open_port(9999, timeout=2)
@@ -61,7 +68,9 @@ def main() -> None:
     tap.check(r.rc == 0, "the mixed test passes", r.tail())
     cases = junit_cases(r.out / "junit.xml")
     for sub in ("the VM and the container ping each other", "the VM reads a page from a service in the container",
-                "a partition cuts the VM from the container", "diagnostics on a machine without systemd say so"):
+                "a partition cuts the VM from the container",
+                "block() of the container cuts it at the switch, unblock() restores it",
+                "diagnostics on a machine without systemd say so"):
         tap.check(cases.get(sub) is False, f"subtest passed: {sub}", str(cases))
     tap.done()
 

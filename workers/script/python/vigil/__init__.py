@@ -138,6 +138,23 @@ def _set_link(a: str, b: str, *, both: bool, drop: bool, loss: float = 0.0, dupl
         )
 
 
+def _isolate(machine: str, isolated: bool) -> None:
+    """A container's block()/unblock(): the reference unplugs the first VLAN NIC of a VM; for a
+    container the switch drops every frame between it and each other machine on its first VLAN,
+    from outside the guest as for QEMU (its own link stays up)."""
+    nrs = driver().machine_vlans.get(machine) or []
+    if not nrs:
+        raise MachineError(f"vigil: {machine} is on no VLAN: nothing to block")
+    first = nrs[0]
+    for other in sorted(driver().machine_vlans):
+        if other == machine or first not in _vlans_of(other):
+            continue
+        if isolated:
+            _set_link(machine, other, both=True, drop=True, vlan=first)
+        else:
+            _request("W_CLEAR", f"vlan{first}", **{"from": machine}, to=other, both=True)
+
+
 def cut(a: Any, b: Any, both: bool = True, vlan: int | None = None) -> None:
     """Drop every frame from a to b (and b to a unless both=False)."""
     an, bn = _name(a), _name(b)

@@ -842,12 +842,23 @@ class BaseMachine:
         self.send_monitor_command(f"hostfwd_add tcp::{host_port}-:{guest_port}")
 
     def block(self) -> None:
-        """Unplug the first VLAN NIC (the reference's virtio-net-pci.1)."""
+        """Unplug the first VLAN NIC (the reference's virtio-net-pci.1); a container's first VLAN
+        is cut at the switch instead (vigil._isolate)."""
         self.run_callbacks()
+        if self.backend == "nspawn":
+            import vigil
+
+            vigil._isolate(self.name, True)
+            return
         self._call("M_SET_LINK", nic="", up=False)
 
     def unblock(self) -> None:
         self.run_callbacks()
+        if self.backend == "nspawn":
+            import vigil
+
+            vigil._isolate(self.name, False)
+            return
         self._call("M_SET_LINK", nic="", up=True)
 
     # ------------------------------------------------------ screen and OCR

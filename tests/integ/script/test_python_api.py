@@ -6,6 +6,8 @@
 # Runs against an in-process fake channel (no vigil-script, no VMs); see test_script_worker.py and
 # the vm suite for the real thing.
 
+import shutil
+import atexit
 import contextlib
 import io
 import json
@@ -121,7 +123,9 @@ def make_driver(names=("server",), shell=None, tests="", junit=None, tmp=None):
         loggers.append(JunitXMLLogger(junit))
     logger = CompositeLogger(loggers)
     ch = FakeChannel(shell)
-    tmp = tmp or tempfile.mkdtemp(prefix="vigil-pyapi-")
+    if tmp is None:
+        tmp = tempfile.mkdtemp(prefix="vigil-pyapi-")
+        atexit.register(shutil.rmtree, tmp, True)
     d = Driver(
         machines=[{"name": n, "backend": "qemu", "state_dir": f"{tmp}/vm-state-{n}", "shared_dir": f"{tmp}/shared"}
                   for n in names],

@@ -5,6 +5,8 @@
 #
 # The supervisor and the machines are played by script-fake-sup, whose "guest shell" is bash on this host.
 
+import shutil
+import atexit
 import json
 import os
 import re
@@ -24,6 +26,7 @@ ESC = re.compile(r"\x1b\[[0-9;]*m")
 def run(script: str, *, machines=("server", "client"), extra_cfg=None, fake_args=(), stdin=None, timeout=60,
         env=None):
     tmp = Path(tempfile.mkdtemp(prefix="vigil-script-test-"))
+    atexit.register(shutil.rmtree, tmp, True)
     (tmp / "t.py").write_text(script)
     cfg = {
         "test_script": str(tmp / "t.py"),

@@ -4,6 +4,7 @@
 stdout, stderr without colours, and print TAP. tests/integ/nspawn/test-nspawn-*.py
 use it too (skip_unless_nspawn, spec_run)."""
 
+import atexit
 import json
 import os
 import re
@@ -97,8 +98,15 @@ class Run:
         return (self.stdout + "\n---\n" + self.stderr)[-6000:]
 
 
+def _remove_at_exit(tmp: Path) -> None:
+    """The run's files stay for this test process to read, then go (VIGIL_TEST_KEEP=1 keeps them)."""
+    if os.environ.get("VIGIL_TEST_KEEP") != "1":
+        atexit.register(shutil.rmtree, tmp, True)
+
+
 def vigil_run(script: str, nodes: list[str], *args: str, timeout: int = 280, stdin: str | None = None) -> Run:
     tmp = Path(tempfile.mkdtemp(prefix="vigil-script-vm-"))
+    _remove_at_exit(tmp)
     (tmp / "t.py").write_text(script)
     out = tmp / "out"
     out.mkdir()
@@ -121,6 +129,7 @@ def junit_cases(path: Path) -> dict[str, bool]:
 def spec_run(script: str, spec: dict, *args: str, timeout: int = 280) -> Run:
     """`vigil run --spec` with `spec` written as JSON next to the script."""
     tmp = Path(tempfile.mkdtemp(prefix="vigil-script-spec-"))
+    _remove_at_exit(tmp)
     (tmp / "t.py").write_text(script)
     (tmp / "spec.json").write_text(json.dumps(spec))
     out = tmp / "out"

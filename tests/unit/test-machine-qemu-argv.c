@@ -6,24 +6,11 @@
  */
 #include <stdio.h>
 
+#include "argv-check.h"
 #include "machine-config.h"
 #include "macro.h"
 #include "qemu-argv.h"
 #include "tap.h"
-
-static bool has(char **v, const char *s) {
-        for (; v && *v; v++)
-                if (streq(*v, s))
-                        return true;
-        return false;
-}
-
-static ssize_t idx(char **v, const char *s) {
-        for (ssize_t i = 0; v && v[i]; i++)
-                if (streq(v[i], s))
-                        return i;
-        return -1;
-}
 
 static const char *script_json =
         "{\"name\":\"server\",\"backend\":\"qemu\",\"node_number\":2,\"state_dir\":\"/tmp/r/vm-state-server\","
@@ -113,10 +100,11 @@ static void test_start_script(void) {
                             "path=/tmp/r/vm-state-server/shell -device virtio-serial -device virtconsole,"
                             "chardev=shell -device virtio-rng-pci -serial stdio -no-reboot -nographic"),
               "script: the reference command string");
-        CHECK(has(q.env, "PATH=/bin") && has(q.env, "QEMU_OPTS=-m 512") &&
-                      has(q.env, "TMPDIR=/tmp/r/vm-state-server") && !has(q.env, "TMPDIR=/elsewhere") &&
-                      has(q.env, "USE_TMPDIR=1") && has(q.env, "SHARED_DIR=/tmp/r/shared-xchg") &&
-                      has(q.env, "QEMU_VDE_SOCKET_1=/tmp/r/vde1.ctl") && !has(q.env, "QEMU_VDE_SOCKET_1=/old"),
+        CHECK(argv_has(q.env, "PATH=/bin") && argv_has(q.env, "QEMU_OPTS=-m 512") &&
+                      argv_has(q.env, "TMPDIR=/tmp/r/vm-state-server") && !argv_has(q.env, "TMPDIR=/elsewhere") &&
+                      argv_has(q.env, "USE_TMPDIR=1") && argv_has(q.env, "SHARED_DIR=/tmp/r/shared-xchg") &&
+                      argv_has(q.env, "QEMU_VDE_SOCKET_1=/tmp/r/vde1.ctl") &&
+                      !argv_has(q.env, "QEMU_VDE_SOCKET_1=/old"),
               "script: environment like the reference");
         CHECK(streq(q.cwd, "/tmp/r/vm-state-server"), "script: cwd is the state dir");
         qemu_cmd_done(&q);
@@ -136,27 +124,28 @@ static void test_direct(void) {
 
         CHECK(machine_config_parse(kernel_json, &c, err, sizeof err) == 0, "direct: config parses");
         CHECK(qemu_build_direct(&c, "tcg", c.allow_reboot, env, &q) == 0, "direct: builds");
-        ssize_t a = idx(q.argv, "-accel");
+        ssize_t a = argv_index(q.argv, "-accel");
         CHECK(streq(q.argv[0], "qemu-system-x86_64") && a > 0 && streq(q.argv[a + 1], "tcg"),
               "direct: binary and accel");
-        CHECK(streq(q.argv[idx(q.argv, "-m") + 1], "300") && streq(q.argv[idx(q.argv, "-smp") + 1], "2") &&
-                      streq(q.argv[idx(q.argv, "-kernel") + 1], "/k") &&
-                      streq(q.argv[idx(q.argv, "-initrd") + 1], "/i") &&
-                      streq(q.argv[idx(q.argv, "-append") + 1], "console=ttyS0 vigil.hostname=tiny"),
+        CHECK(streq(q.argv[argv_index(q.argv, "-m") + 1], "300") &&
+                      streq(q.argv[argv_index(q.argv, "-smp") + 1], "2") &&
+                      streq(q.argv[argv_index(q.argv, "-kernel") + 1], "/k") &&
+                      streq(q.argv[argv_index(q.argv, "-initrd") + 1], "/i") &&
+                      streq(q.argv[argv_index(q.argv, "-append") + 1], "console=ttyS0 vigil.hostname=tiny"),
               "direct: memory, cpus, kernel, initrd, append");
-        CHECK(has(q.argv, "virtio-net-pci,netdev=vlan1,mac=52:54:00:12:01:01,id=nic1,romfile=") &&
-                      has(q.argv, "vde,id=vlan1,sock=/tmp/r/vde1.ctl") &&
-                      has(q.argv, "virtio-net-pci,netdev=vlan2,mac=52:54:00:12:02:01,id=nic2,romfile=") &&
-                      has(q.argv, "vde,id=vlan2,sock=/tmp/r/vde2.ctl"),
+        CHECK(argv_has(q.argv, "virtio-net-pci,netdev=vlan1,mac=52:54:00:12:01:01,id=nic1,romfile=") &&
+                      argv_has(q.argv, "vde,id=vlan1,sock=/tmp/r/vde1.ctl") &&
+                      argv_has(q.argv, "virtio-net-pci,netdev=vlan2,mac=52:54:00:12:02:01,id=nic2,romfile=") &&
+                      argv_has(q.argv, "vde,id=vlan2,sock=/tmp/r/vde2.ctl"),
               "direct: one virtio NIC + vde netdev per VLAN");
-        CHECK(has(q.argv, "local,path=/tmp/r/shared-xchg,security_model=none,mount_tag=shared") &&
-                      has(q.argv, "local,path=/tmp/r/vm-state-tiny/xchg,security_model=none,mount_tag=xchg"),
+        CHECK(argv_has(q.argv, "local,path=/tmp/r/shared-xchg,security_model=none,mount_tag=shared") &&
+                      argv_has(q.argv, "local,path=/tmp/r/vm-state-tiny/xchg,security_model=none,mount_tag=xchg"),
               "direct: 9p shared and xchg");
-        CHECK(has(q.argv, "index=1,id=drive1,if=none,file=/d.qcow2,format=qcow2,cache=writeback,werror=report"),
+        CHECK(argv_has(q.argv, "index=1,id=drive1,if=none,file=/d.qcow2,format=qcow2,cache=writeback,werror=report"),
               "direct: disk with its format");
-        CHECK(has(q.argv, "unix:/tmp/r/vm-state-tiny/qmp,server=on,wait=off") &&
-                      has(q.argv, "virtconsole,chardev=shell") && !has(q.argv, "-no-reboot") &&
-                      has(q.argv, "-nographic") && has(q.argv, "-nodefaults"),
+        CHECK(argv_has(q.argv, "unix:/tmp/r/vm-state-tiny/qmp,server=on,wait=off") &&
+                      argv_has(q.argv, "virtconsole,chardev=shell") && !argv_has(q.argv, "-no-reboot") &&
+                      argv_has(q.argv, "-nographic") && argv_has(q.argv, "-nodefaults"),
               "direct: control args, reboot allowed");
         CHECK(streq(q.argv[strv_length(q.argv) - 2], "-cpu") && streq(q.argv[strv_length(q.argv) - 1], "max"),
               "direct: extra args last");

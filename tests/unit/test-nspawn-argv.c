@@ -7,24 +7,11 @@
  */
 #include <string.h>
 
+#include "argv-check.h"
 #include "machine-config.h"
 #include "macro.h"
 #include "nspawn-argv.h"
 #include "tap.h"
-
-static bool has(char **v, const char *s) {
-        for (; v && *v; v++)
-                if (streq(*v, s))
-                        return true;
-        return false;
-}
-
-static ssize_t idx(char **v, const char *s) {
-        for (ssize_t i = 0; v && v[i]; i++)
-                if (streq(v[i], s))
-                        return i;
-        return -1;
-}
 
 static const char *good_json =
         "{\"name\":\"alpha\",\"backend\":\"nspawn\",\"node_number\":3,\"state_dir\":\"/tmp/r/vm-state-alpha\","
@@ -129,19 +116,19 @@ static void test_argv(void) {
         (void) machine_config_parse(good_json, &c, err, sizeof err);
         CHECK(nspawn_build_argv(&c, "vigil-0000abcd-alpha", &argv) == 0, "argv builds");
         CHECK(streq(argv[0], "systemd-nspawn"), "argv[0] is the binary (the supervisor keeps capabilities for it)");
-        CHECK(has(argv, "--boot") && has(argv, "--directory=/var/cache/vigil/debian-x") &&
-                      has(argv, "--volatile=overlay") && has(argv, "--machine=vigil-0000abcd-alpha") &&
-                      has(argv, "--hostname=alpha") && has(argv, "--register=no") && has(argv, "--keep-unit") &&
-                      has(argv, "--console=read-only") && has(argv, "--private-network") &&
-                      has(argv, "--link-journal=no"),
+        CHECK(argv_has(argv, "--boot") && argv_has(argv, "--directory=/var/cache/vigil/debian-x") &&
+                      argv_has(argv, "--volatile=overlay") && argv_has(argv, "--machine=vigil-0000abcd-alpha") &&
+                      argv_has(argv, "--hostname=alpha") && argv_has(argv, "--register=no") &&
+                      argv_has(argv, "--keep-unit") && argv_has(argv, "--console=read-only") &&
+                      argv_has(argv, "--private-network") && argv_has(argv, "--link-journal=no"),
               "boot flags");
-        CHECK(idx(argv, "--network-interface=vg1n3") >= 0 &&
-                      idx(argv, "--network-interface=vg1n3") < idx(argv, "--network-interface=vg2n3"),
+        CHECK(argv_index(argv, "--network-interface=vg1n3") >= 0 &&
+                      argv_index(argv, "--network-interface=vg1n3") < argv_index(argv, "--network-interface=vg2n3"),
               "TAPs in VLAN order");
-        CHECK(has(argv, "--bind=/tmp/r/vm-state-alpha/host:/run/vigil-host") &&
-                      has(argv, "--bind-ro=/tmp/r/vm-state-alpha/host/hostname:/etc/hostname") &&
-                      has(argv, "--bind=/tmp/r/shared-xchg:/tmp/shared") &&
-                      has(argv, "--bind=/tmp/r/vm-state-alpha/xchg:/tmp/xchg"),
+        CHECK(argv_has(argv, "--bind=/tmp/r/vm-state-alpha/host:/run/vigil-host") &&
+                      argv_has(argv, "--bind-ro=/tmp/r/vm-state-alpha/host/hostname:/etc/hostname") &&
+                      argv_has(argv, "--bind=/tmp/r/shared-xchg:/tmp/shared") &&
+                      argv_has(argv, "--bind=/tmp/r/vm-state-alpha/xchg:/tmp/xchg"),
               "binds: host dir, hostname, shared, xchg");
         CHECK(streq(argv[strv_length(argv) - 1], "--setenv=FOO=1"), "extra_args last");
         strv_free(argv);

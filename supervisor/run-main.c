@@ -23,10 +23,10 @@
 #include "sup.h"
 
 #define RUN_INTENSITY_RESTARTS 3u
-#define RUN_INTENSITY_SECONDS 5u
-#define MACHINE_SHUTDOWN_MS 10000
-#define SWITCH_SHUTDOWN_MS 2000
-#define SCRIPT_SHUTDOWN_MS 5000
+#define RUN_INTENSITY_SECONDS  5u
+#define MACHINE_SHUTDOWN_MS    10000
+#define SWITCH_SHUTDOWN_MS     2000
+#define SCRIPT_SHUTDOWN_MS     5000
 
 struct run_state {
         char verdict[512];
@@ -124,6 +124,65 @@ static int prepare_out_dir(const struct run_plan *p, char *ret, size_t size, cha
         return 0;
 }
 
+/* The start time of @pid (field 22 of /proc/PID/stat), 0 if it is gone. */
+static unsigned long long proc_start_time(pid_t pid) {
+        char path[64], buf[1024], *p;
+        unsigned long long start = 0;
+        _cleanup_fclose_ FILE *f = NULL;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        f = fopen(path, "re");
+        if (!f || !fgets(buf, sizeof(buf), f) || !(p = strrchr(buf, ')')))
+                return 0;
+        /* after ") ": state(3) ... starttime(22) */
+        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+                   &start) != 1)
+                return 0;
+        return start;
+}
+
+/* The run directory names its owner ("PID STARTTIME"), so a later run can
+ * tell the directory of a killed vigil (VM disks, sockets) from a live one. */
+static void tmp_dir_mark_owner(const char *dir) {
+        char path[600];
+        _cleanup_fclose_ FILE *f = NULL;
+
+        snprintf(path, sizeof(path), "%s/owner", dir);
+        f = fopen(path, "we");
+        if (f)
+                fprintf(f, "%d %llu\n", (int) getpid(), proc_start_time(getpid()));
+}
+
+/* Remove vigil-XXXXXXXX directories of ours whose owner is gone (a SIGKILLed
+ * run cannot clean up after itself). Kept-state directories are never touched. */
+static void tmp_dir_sweep(const char *base) {
+        _cleanup_closedir_ DIR *d = opendir(base);
+        struct dirent *e;
+
+        while (d && (e = readdir(d))) {
+                char dir[600], owner[640], text[64] = "";
+                unsigned long long start = 0;
+                int pid = 0;
+                struct stat st;
+                _cleanup_fclose_ FILE *f = NULL;
+
+                if (strncmp(e->d_name, "vigil-", 6) != 0 || strlen(e->d_name) != 14 ||
+                    strspn(e->d_name + 6, "0123456789abcdef") != 8)
+                        continue;
+                snprintf(dir, sizeof(dir), "%s/%s", base, e->d_name);
+                if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid())
+                        continue;
+                snprintf(owner, sizeof(owner), "%s/owner", dir);
+                f = fopen(owner, "re");
+                if (!f || !fgets(text, sizeof(text), f) || sscanf(text, "%d %llu", &pid, &start) != 2 || pid <= 0)
+                        continue; /* not ours to judge */
+                if (proc_start_time(pid) == start)
+                        continue; /* its vigil is alive */
+                log_info("Removing %s, left by a run that is gone (pid %d)", dir, pid);
+                rm_rf(dir);
+        }
+}
+
 /* Short, private run directory: AF_UNIX socket paths below it must stay < 108 bytes. */
 static int prepare_tmp_dir(const struct run_plan *p, const char *run_id, char *ret, size_t size, char **ret_error) {
         const char *base = getenv("XDG_RUNTIME_DIR");
@@ -141,9 +200,12 @@ static int prepare_tmp_dir(const struct run_plan *p, const char *run_id, char *r
                 return asprintf(ret_error, "temporary directory %s is too long for unix socket paths: set TMPDIR",
                                 ret),
                        -EINVAL;
+        tmp_dir_sweep(base);
         r = mkdir_p(ret, 0700);
         if (r < 0)
                 return asprintf(ret_error, "cannot create %s: %s", ret, strerror(-r)), -EINVAL;
+        if (!p->keep_state)
+                tmp_dir_mark_owner(ret);
         return 0;
 }
 
@@ -178,12 +240,12 @@ struct build_tool {
         const char *what; /* "the tiny guest" */
 };
 
-static const struct build_tool tool_mkguest = { "mkguest", "VIGIL_MKGUEST", "the tiny guest" };
-static const struct build_tool tool_mkdebian = { "mkdebian", "VIGIL_MKDEBIAN", "the Debian tree for nspawn machines" };
+static const struct build_tool tool_mkguest = {"mkguest", "VIGIL_MKGUEST", "the tiny guest"};
+static const struct build_tool tool_mkdebian = {"mkdebian", "VIGIL_MKDEBIAN", "the Debian tree for nspawn machines"};
 
 static int build_tool_path(const struct build_tool *t, char *buf, size_t size) {
         const char *env = getenv(t->env);
-        const char *dirs[] = { VIGIL_SOURCE_ROOT "/tools", VIGIL_DATADIR };
+        const char *dirs[] = {VIGIL_SOURCE_ROOT "/tools", VIGIL_DATADIR};
 
         if (env) {
                 snprintf(buf, size, "%s", env);
@@ -265,7 +327,8 @@ static void on_child_exited(struct sup *s, const char *id, int code, int signal,
         if (!streq(id, "script"))
                 return;
         if (signal)
-                snprintf(why, sizeof(why), "test script worker was killed by signal %d (%s)", signal, strsignal(signal));
+                snprintf(why, sizeof(why), "test script worker was killed by signal %d (%s)", signal,
+                         strsignal(signal));
         else if (st->have_verdict)
                 snprintf(why, sizeof(why), "%s", st->verdict);
         else
@@ -316,19 +379,19 @@ static int run_tree(const struct run_plan *p, const struct run_dirs *d, int noti
         char vlan_id[32];
         int r;
 
-        r = sup_new(&(struct sup_options){ .run_id = d->run_id,
-                                           .outdir = d->out_dir,
-                                           .global_timeout_usec = (uint64_t) p->global_timeout * USEC_PER_SEC,
-                                           .heartbeat_usec = (uint64_t) run_heartbeat(p) * USEC_PER_SEC,
-                                           .log_target = LOG_TARGET_AUTO,
-                                           .notify_fd = notify_fd },
+        r = sup_new(&(struct sup_options){.run_id = d->run_id,
+                                          .outdir = d->out_dir,
+                                          .global_timeout_usec = (uint64_t) p->global_timeout * USEC_PER_SEC,
+                                          .heartbeat_usec = (uint64_t) run_heartbeat(p) * USEC_PER_SEC,
+                                          .log_target = LOG_TARGET_AUTO,
+                                          .notify_fd = notify_fd},
                     &s);
         if (r < 0)
                 return log_error_errno(r, "cannot create the supervisor"), VIGIL_EXIT_INTERNAL;
-        sup_set_strategy(s, STRATEGY_ONE_FOR_ONE,
-                         &(struct sup_intensity){ .max_restarts = RUN_INTENSITY_RESTARTS,
-                                                  .max_seconds = RUN_INTENSITY_SECONDS });
-        sup_set_hooks(s, &(struct sup_hooks){ .child_exited = on_child_exited, .script_result = on_script_result }, &st);
+        sup_set_strategy(
+                s, STRATEGY_ONE_FOR_ONE,
+                &(struct sup_intensity){.max_restarts = RUN_INTENSITY_RESTARTS, .max_seconds = RUN_INTENSITY_SECONDS});
+        sup_set_hooks(s, &(struct sup_hooks){.child_exited = on_child_exited, .script_result = on_script_result}, &st);
 
         for (size_t i = 0; r >= 0 && i < p->n_vlans; i++) {
                 snprintf(vlan_id, sizeof(vlan_id), "vlan%d", p->vlans[i]);
@@ -400,7 +463,7 @@ static int load_inputs(struct run_plan *p, char **ret_error) {
  * --log-level or VIGIL_LOG_LEVEL asks for more. The journal gets everything. */
 static void set_log_level(const struct run_plan *p) {
         static const char *const map[][2] = {
-                { "debug", "debug" }, { "info", "info" }, { "warning", "warning" }, { "error", "err" } };
+                {"debug", "debug"}, {"info", "info"}, {"warning", "warning"}, {"error", "err"}};
         const char *lvl = NULL;
 
         for (size_t i = 0; p->log_level && i < ELEMENTSOF(map); i++)
@@ -465,10 +528,13 @@ int run_main(int argc, char **argv) {
                 run_plan_done(&p);
                 return VIGIL_EXIT_INTERNAL;
         }
-        code = run_tree(&p, &(struct run_dirs){ .run_id = run_id, .tmp_dir = tmp, .out_dir = out,
-                                                .guest_dir = guest[0] ? guest : NULL,
-                                                .guest_cmdline = guest_cmdline,
-                                                .debian_tree = tree[0] ? tree : NULL },
+        code = run_tree(&p,
+                        &(struct run_dirs){.run_id = run_id,
+                                           .tmp_dir = tmp,
+                                           .out_dir = out,
+                                           .guest_dir = guest[0] ? guest : NULL,
+                                           .guest_cmdline = guest_cmdline,
+                                           .debian_tree = tree[0] ? tree : NULL},
                         notify_fd);
         if (!p.keep_state)
                 rm_rf(tmp);

@@ -139,6 +139,30 @@ class MachineError(Exception):
         self.message = message
 
 
+
+class TapChecks:
+    """Numbered TAP lines for the machine tests (vmtest.Test, the nspawn machine test): check() and
+    raises() over MachineError; the class using it sets self.n = self.failed = 0."""
+
+    def check(self, cond, what, detail=None):
+        self.n += 1
+        if not cond:
+            self.failed += 1
+        print("%sok %d - %s" % ("" if cond else "not ", self.n, what), flush=True)
+        if not cond and detail is not None:
+            for line in str(detail).splitlines()[:20]:
+                print("#   " + line, flush=True)
+        return cond
+
+    def raises(self, fn, what, needle=None):
+        try:
+            fn()
+        except MachineError as e:
+            return self.check(needle is None or needle in e.message, what, e.message), e
+        except Exception as e:  # noqa: BLE001
+            return self.check(False, what, repr(e)), e
+        return self.check(False, what, "no error"), None
+
 class MiniSup:
     """One machine worker under a minimal supervisor."""
 

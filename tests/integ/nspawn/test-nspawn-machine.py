@@ -61,7 +61,7 @@ class FakeSwitch:
             subprocess.run(["ip", "link", "del", tap], stderr=subprocess.DEVNULL)
 
 
-class Test:
+class Test(minisup.TapChecks):
     def __init__(self):
         self.n = self.failed = 0
         self.sups = []
@@ -75,25 +75,6 @@ class Test:
         self.tmp = tempfile.mkdtemp(prefix="vigil-ns-", dir="/tmp")
         self.log_path = os.path.join(self.tmp, "worker.log")
         self.log = open(self.log_path, "w")
-
-    def check(self, cond, what, detail=None):
-        self.n += 1
-        if not cond:
-            self.failed += 1
-        print("%sok %d - %s" % ("" if cond else "not ", self.n, what), flush=True)
-        if not cond and detail is not None:
-            for line in str(detail).splitlines()[:20]:
-                print("#   " + line, flush=True)
-        return cond
-
-    def raises(self, fn, what, needle=None):
-        try:
-            fn()
-        except minisup.MachineError as e:
-            return self.check(needle is None or needle in e.message, what, e.message), e
-        except Exception as e:  # noqa: BLE001
-            return self.check(False, what, repr(e)), e
-        return self.check(False, what, "no error"), None
 
     def config(self, name, number=1, tree=None, vlans=(), hosts=()):
         state = os.path.join(self.tmp, "vm-state-" + name)

@@ -2,10 +2,7 @@
 # Proves vigil-script journals subtest boundaries when journald is there: begin/end/failed entries with
 # VIGIL_SUBTEST, VIGIL_EVENT and stable MESSAGE_IDs, and that nothing extra reaches stderr when it is not.
 # Why it matters: `journalctl VIGIL_SUBTEST=<name>` is how a failed subtest's story is found afterwards.
-import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 
@@ -13,49 +10,23 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_script_worker import run  # noqa: E402
 from vmrun import Tap  # noqa: E402
 
-JOURNALD = "/lib/systemd/systemd-journald"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "helpers"))
+import privjournal  # noqa: E402
+
 SCRIPT = "with subtest('alpha part'):\n    server.succeed('true')\nwith subtest('beta part'):\n    server.succeed('false')\n"
-
-
-def skip(why: str) -> None:
-    print(f"1..0 # SKIP {why}")
-    sys.exit(77)
-
-
-def outer() -> None:
-    if os.geteuid() != 0:
-        skip("needs root for a private mount namespace")
-    if not os.access(JOURNALD, os.X_OK) or not shutil.which("journalctl") or not shutil.which("unshare"):
-        skip("systemd-journald, journalctl or unshare missing")
-    if subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True).returncode != 0:
-        skip("cannot create a mount namespace")
-    # journald, its socket and files exist only inside the namespace
-    sys.exit(subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, __file__, "--inner"]).returncode)
 
 
 def inner() -> None:
     tap = Tap()
     r = run(SCRIPT)
     tap.check("Subtest" not in r["stderr"], "without journald, no journal lines on stderr", r["stderr"][-2000:])
-    for d in ("/run", "/var/log/journal"):
-        if os.path.isdir(d):
-            subprocess.run(["mount", "-t", "tmpfs", "tmpfs", d], check=True)
-    os.makedirs("/run/systemd/journal", exist_ok=True)
-    os.makedirs("/run/log/journal", exist_ok=True)
-    jd = subprocess.Popen([JOURNALD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    jd = privjournal.start_journald()
     try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists("/run/systemd/journal/socket"):
-            if jd.poll() is not None or time.monotonic() > deadline:
-                skip("systemd-journald did not start here")
-            time.sleep(0.05)
         r = run(SCRIPT)
         tap.check(r["verdict"] == 1, "the script failed in its second subtest")
         entries = []
         for _ in range(50):
-            out = subprocess.run(["journalctl", "--directory=/run/log/journal", "--no-pager", "-o", "json",
-                                  "SYSLOG_IDENTIFIER=vigil-script"], capture_output=True, text=True).stdout
-            entries = [json.loads(line) for line in out.splitlines() if line.strip()]
+            entries = privjournal.query("SYSLOG_IDENTIFIER=vigil-script")
             if len([e for e in entries if e.get("VIGIL_SUBTEST")]) >= 4:
                 break
             time.sleep(0.1)
@@ -74,4 +45,4 @@ def inner() -> None:
 
 
 if __name__ == "__main__":
-    inner() if sys.argv[1:] == ["--inner"] else outer()
+    inner() if privjournal.is_inner() else privjournal.run_in_private_namespace(__file__)

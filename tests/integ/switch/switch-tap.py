@@ -12,6 +12,9 @@ import time
 import hashlib
 import shutil
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from switchtest import switch_pids  # noqa: E402
+
 VIGIL = sys.argv[1]
 n_checks = 0
 failed = 0
@@ -60,23 +63,6 @@ def wait_for(pred, timeout):
     return pred()
 
 
-def switch_pids(marker):
-    pids = []
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                cmd = f.read().split(b"\0")
-            with open(f"/proc/{p}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        if cmd and cmd[0].endswith(b"vigil-switch") and marker in env:
-            pids.append(int(p))
-    return pids
-
-
 def plug(tap, ns, addr, mac):
     """What systemd-nspawn --network-interface= and vigil's setup script do to a TAP."""
     sh("ip", "link", "set", "dev", tap, "netns", ns, check_rc=True)
@@ -99,6 +85,7 @@ def ping(ns, addr, count=3, size=None, deadline=10):
 
 SERVER = r"""
 import hashlib, socket, sys
+
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("192.168.1.2", 5555)); s.listen(1)
 print("listening", flush=True)

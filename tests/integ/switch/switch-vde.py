@@ -13,6 +13,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from switchtest import switch_pids  # noqa: E402
+
 VIGIL = sys.argv[1]
 n_checks = 0
 failed = 0
@@ -61,23 +64,6 @@ class VdePort:
             return self.data.recv(65536)
         except socket.timeout:
             return None
-
-
-def switch_pids(run_dir_marker):
-    pids = []
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                cmd = f.read().split(b"\0")
-            with open(f"/proc/{p}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        if cmd and cmd[0].endswith(b"vigil-switch") and run_dir_marker in env:
-            pids.append(int(p))
-    return pids
 
 
 with tempfile.TemporaryDirectory(prefix="vsw") as d:

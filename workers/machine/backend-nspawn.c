@@ -103,25 +103,9 @@ static struct nspawn *N(struct machine *m) {
         return m->backend_data;
 }
 
-static void set_timer(struct event *e, unsigned long long usec) {
-        struct timeval tv = {.tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_usec = (suseconds_t) (usec % USEC_PER_SEC)};
-        (void) evtimer_add(e, &tv);
-}
-
-static void free_event(struct event **e) {
-        if (*e)
-                event_free(*e);
-        *e = NULL;
-}
-
+/* Every event here has @n as the callback's argument. */
 static int add_event(struct nspawn *n, int fd, short what, event_callback_fn cb, struct event **ret) {
-        free_event(ret);
-        *ret = event_new(n->m->base, fd, what, cb, n);
-        if (!*ret)
-                return -ENOMEM;
-        if ((what & EV_PERSIST) && event_add(*ret, NULL) < 0)
-                return -ENOMEM;
-        return 0;
+        return machine_event_watch(n->m, fd, what, cb, n, ret);
 }
 
 static void host_path(struct nspawn *n, const char *name, char *buf, size_t size) {
@@ -177,8 +161,8 @@ static void release_lock(struct nspawn *n) {
 }
 
 static void conn_close(struct nspawn *n) {
-        free_event(&n->conn_ev);
-        free_event(&n->conn_wev);
+        machine_event_free(&n->conn_ev);
+        machine_event_free(&n->conn_wev);
         n->conn_fd = safe_close(n->conn_fd);
         if (n->to_guest)
                 (void) evbuffer_drain(n->to_guest, evbuffer_get_length(n->to_guest));
@@ -188,10 +172,10 @@ static void close_all(struct nspawn *n, bool forget) {
         char path[256];
 
         conn_close(n);
-        free_event(&n->listen_ev);
-        free_event(&n->relay_ev);
-        free_event(&n->relay_wev);
-        free_event(&n->console_ev);
+        machine_event_free(&n->listen_ev);
+        machine_event_free(&n->relay_ev);
+        machine_event_free(&n->relay_wev);
+        machine_event_free(&n->console_ev);
         (void) evtimer_del(n->step_timer);
         (void) evtimer_del(n->kill_timer);
         n->listen_fd = safe_close(n->listen_fd);
@@ -228,8 +212,7 @@ static void start_failed(struct nspawn *n, int r, const char *fmt, ...) {
         if (n->m->pid > 0) {
                 /* nspawn is up but unusable: do not leave the container running. */
                 (void) signal_init(n, SIGKILL);
-                (void) peer_send(worker_peer(n->m->w), MSG_PROC_KILL, 0,
-                                 &(struct msg_proc_kill){.name = NSPAWN_PROC, .signal = SIGKILL}, NULL, 0);
+                machine_proc_kill(n->m, NSPAWN_PROC);
                 n->m->pid = 0;
         }
         close_all(n, true);
@@ -291,8 +274,8 @@ static void relay_read_cb(evutil_socket_t fd, short what, void *arg) {
                 return;
         if (k <= 0) {
                 /* machine-shell detached its end. */
-                free_event(&n->relay_ev);
-                free_event(&n->relay_wev);
+                machine_event_free(&n->relay_ev);
+                machine_event_free(&n->relay_wev);
                 n->relay_fd = safe_close(n->relay_fd);
                 return;
         }
@@ -440,7 +423,7 @@ static void console_cb(evutil_socket_t fd, short what, void *arg) {
                 return;
         if (k <= 0) {
                 machine_console_eof(n->m);
-                free_event(&n->console_ev);
+                machine_event_free(&n->console_ev);
                 n->console_fd = safe_close(n->console_fd);
                 return;
         }
@@ -766,7 +749,7 @@ static void taps_check(struct nspawn *n) {
                                      TAP_WAIT_USEC / USEC_PER_SEC);
                         return;
                 }
-                set_timer(n->step_timer, TAP_POLL_USEC);
+                machine_timer_set(n->step_timer, TAP_POLL_USEC);
                 return;
         }
         for (size_t i = 0; i < c->n_vlans; i++)
@@ -810,7 +793,7 @@ static void lock_try(struct nspawn *n) {
                              LOCK_PATH, LOCK_WAIT_USEC / USEC_PER_SEC);
                 return;
         }
-        set_timer(n->step_timer, LOCK_POLL_USEC);
+        machine_timer_set(n->step_timer, LOCK_POLL_USEC);
 }
 
 static void step_timer_cb(evutil_socket_t fd, short what, void *arg) {
@@ -895,7 +878,7 @@ static void spawn_nspawn(struct nspawn *n) {
         store_fds(n);
         n->step = STEP_SPAWNING;
         n->step_started = now_usec();
-        set_timer(n->step_timer, 30 * USEC_PER_SEC);
+        machine_timer_set(n->step_timer, 30 * USEC_PER_SEC);
 }
 
 /* The container's init is up (or the start lock has been held long enough):
@@ -967,8 +950,7 @@ static void kill_timer_cb(evutil_socket_t fd, short what, void *arg) {
 
         log_warning("systemd-nspawn did not exit within %llu s of its container's init being killed; killing it",
                     CRASH_KILL_USEC / USEC_PER_SEC);
-        (void) peer_send(worker_peer(n->m->w), MSG_PROC_KILL, 0,
-                         &(struct msg_proc_kill){.name = NSPAWN_PROC, .signal = SIGKILL}, NULL, 0);
+        machine_proc_kill(n->m, NSPAWN_PROC);
 }
 
 /* Pulling the plug: SIGKILL the container's init, which takes its whole PID
@@ -982,16 +964,15 @@ static int nspawn_crash(struct machine *m) {
                 /* Between a reboot and the next spawn nothing runs to kill: stop
                  * from the step timer, once the caller waits for the stop. */
                 n->crash_pending = true;
-                set_timer(n->step_timer, 0);
+                machine_timer_set(n->step_timer, 0);
                 return 0;
         }
         r = signal_init(n, SIGKILL);
         if (r < 0) {
                 log_warning_errno(r, "Could not SIGKILL the container's init; killing systemd-nspawn");
-                (void) peer_send(worker_peer(m->w), MSG_PROC_KILL, 0,
-                                 &(struct msg_proc_kill){.name = NSPAWN_PROC, .signal = SIGKILL}, NULL, 0);
+                machine_proc_kill(m, NSPAWN_PROC);
         }
-        set_timer(n->kill_timer, CRASH_KILL_USEC);
+        machine_timer_set(n->kill_timer, CRASH_KILL_USEC);
         return 0;
 }
 
@@ -1053,14 +1034,6 @@ static int nspawn_set_link(struct machine *m, const char *nic, bool up, uint32_t
         return 0;
 }
 
-static void describe_exit(const struct msg_proc_exit *e, char *buf, size_t size) {
-        if (e->signal > 0)
-                (void) snprintf(buf, size, "killed by signal %lld (%s)", (long long) e->signal,
-                                strsignal((int) e->signal));
-        else
-                (void) snprintf(buf, size, "exit status %lld", (long long) e->code);
-}
-
 /* systemd-nspawn returns 133 when the container asked for a reboot (and
  * leaves booting it again to its caller). Boot it again in place: the
  * machine stays booted, the backdoor socket and the shell relay stay, the
@@ -1072,7 +1045,7 @@ static void reboot_again(struct nspawn *n) {
         log_info("The container rebooted; booting it again");
         if (n->conn_fd >= 0)
                 conn_lost(n, "the container rebooted");
-        free_event(&n->console_ev);
+        machine_event_free(&n->console_ev);
         n->console_fd = safe_close(n->console_fd);
         if (n->stored)
                 (void) worker_forget_fd(m->w, STORE_CONSOLE);
@@ -1089,7 +1062,7 @@ static void nspawn_exited(struct nspawn *n, const struct msg_proc_exit *e) {
         char how[96], tail[2048], why[MSG_STR_MAX], hint[256] = "";
         long inst;
 
-        describe_exit(e, how, sizeof how);
+        machine_exit_describe(e, how, sizeof how);
         drain_console(n);
         log_event(LOG_INFO, LOG_EVENT_EXITED, NULL, "systemd-nspawn (pid %lld) exited: %s", (long long) e->pid, how);
         if (n->step != STEP_RUNNING && n->step != STEP_IDLE) {
@@ -1129,7 +1102,7 @@ static int nspawn_on_frame(struct machine *m, const struct frame *f, int *fds, s
                 if (f->seq == n->spawn_seq && n->step == STEP_SPAWNING) {
                         m->pid = s->pid;
                         n->step = STEP_BOOTING;
-                        set_timer(n->step_timer, BOOT_LOCK_USEC);
+                        machine_timer_set(n->step_timer, BOOT_LOCK_USEC);
                         log_event(LOG_INFO, LOG_EVENT_SPAWNED, NULL, "systemd-nspawn spawned (pid %lld)",
                                   (long long) s->pid);
                 }
@@ -1146,11 +1119,8 @@ static int nspawn_on_frame(struct machine *m, const struct frame *f, int *fds, s
         }
         case MSG_PROC_EXIT: {
                 const struct msg_proc_exit *e = f->body;
-                if (streq(e->name, NSPAWN_PROC) && (e->pid == m->pid || m->pid <= 0)) {
+                if (machine_proc_exit_is_current(m, e, NSPAWN_PROC))
                         nspawn_exited(n, e);
-                        return 0;
-                }
-                log_debug("Ignoring the exit of %s (pid %lld)", e->name, (long long) e->pid);
                 return 0;
         }
         default:
@@ -1160,9 +1130,7 @@ static int nspawn_on_frame(struct machine *m, const struct frame *f, int *fds, s
 
 static int nspawn_attach(struct machine *m) {
         struct nspawn *n = N(m);
-        const struct worker_restored_proc *procs;
-        size_t k;
-        int64_t pid = 0;
+        int64_t pid;
         int r, conn;
 
         n->listen_fd = worker_take_fd(m->w, STORE_LISTEN);
@@ -1172,18 +1140,14 @@ static int nspawn_attach(struct machine *m) {
         n->console_fd = n->console_fd >= 0 ? n->console_fd : -EBADF;
         n->stored = true;
         (void) nspawn_machine_name(m->cfg.state_dir, m->cfg.name, n->machine, sizeof n->machine);
-        procs = worker_procs(m->w, &k);
-        for (size_t i = 0; i < k; i++)
-                if (streq(procs[i].name, NSPAWN_PROC))
-                        pid = procs[i].pid;
+        pid = machine_restored_pid(m, NSPAWN_PROC);
         if (pid <= 0 || n->listen_fd < 0 || n->console_fd < 0) {
                 if (pid > 0) {
                         log_warning("systemd-nspawn (pid %lld) still runs but its fds are lost; stopping it",
                                     (long long) pid);
                         m->pid = pid;
                         (void) signal_init(n, SIGKILL);
-                        (void) peer_send(worker_peer(m->w), MSG_PROC_KILL, 0,
-                                         &(struct msg_proc_kill){.name = NSPAWN_PROC, .signal = SIGKILL}, NULL, 0);
+                        machine_proc_kill(m, NSPAWN_PROC);
                         m->pid = 0;
                 }
                 safe_close(conn);
@@ -1232,8 +1196,8 @@ static void nspawn_free(struct machine *m) {
         if (!n)
                 return;
         close_all(n, false);
-        free_event(&n->step_timer);
-        free_event(&n->kill_timer);
+        machine_event_free(&n->step_timer);
+        machine_event_free(&n->kill_timer);
         if (n->to_guest)
                 evbuffer_free(n->to_guest);
         if (n->to_shell)

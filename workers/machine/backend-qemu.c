@@ -11,7 +11,6 @@
  */
 #include <fcntl.h>
 #include <libgen.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -148,23 +147,6 @@ static struct qemu *Q(struct machine *m) {
         return m->backend_data;
 }
 
-static void set_timer(struct event *e, unsigned long long usec) {
-        struct timeval tv = {.tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_usec = (suseconds_t) (usec % USEC_PER_SEC)};
-        (void) evtimer_add(e, &tv);
-}
-
-/* SIGKILL the supervisor's child @name (QEMU or the KVM probe). */
-static void kill_proc(struct qemu *q, char *name) {
-        (void) peer_send(worker_peer(q->m->w), MSG_PROC_KILL, 0,
-                         &(struct msg_proc_kill){.name = name, .signal = SIGKILL}, NULL, 0);
-}
-
-static void free_event(struct event **e) {
-        if (*e)
-                event_free(*e);
-        *e = NULL;
-}
-
 static void monitor_request_free(struct monitor_request *r) {
         if (r) {
                 free(r->command);
@@ -202,12 +184,12 @@ static void fail_monitor_requests(struct qemu *q, const char *why) {
 }
 
 static void close_all(struct qemu *q, bool forget) {
-        free_event(&q->monitor_accept_ev);
-        free_event(&q->shell_accept_ev);
-        free_event(&q->monitor_ev);
-        free_event(&q->qmp_ev);
-        free_event(&q->console_ev);
-        free_event(&q->stderr_ev);
+        machine_event_free(&q->monitor_accept_ev);
+        machine_event_free(&q->shell_accept_ev);
+        machine_event_free(&q->monitor_ev);
+        machine_event_free(&q->qmp_ev);
+        machine_event_free(&q->console_ev);
+        machine_event_free(&q->stderr_ev);
         (void) evtimer_del(q->start_timer);
         (void) evtimer_del(q->kill_timer);
         q->monitor_listen = safe_close(q->monitor_listen);
@@ -249,7 +231,7 @@ static ssize_t stream_read(int fd, void *buf, size_t size) {
 }
 
 static void stream_stop(struct event **ev, int *fd) {
-        free_event(ev);
+        machine_event_free(ev);
         *fd = safe_close(*fd);
 }
 
@@ -386,7 +368,7 @@ static void monitor_run(struct monitor_queue *mq) {
                 return;
         TAILQ_REMOVE(&mq->pending, r, link);
         mq->active = r;
-        set_timer(mq->timer, MONITOR_TIMEOUT_USEC);
+        machine_timer_set(mq->timer, MONITOR_TIMEOUT_USEC);
         if (mq->activate)
                 mq->activate(mq->q, r);
         if (!r->command)
@@ -590,7 +572,7 @@ static void start_failed(struct qemu *q, int r, const char *fmt, ...) {
         va_end(ap);
         if (q->m->pid > 0) {
                 /* QEMU is up but unusable: do not leave it running. */
-                kill_proc(q, QEMU_PROC);
+                machine_proc_kill(q->m, QEMU_PROC);
                 q->m->pid = 0;
         }
         /* Nothing of this boot may reach the next one: no queued start-up step, no half-read reply. */
@@ -608,12 +590,9 @@ static void store_fds(struct qemu *q) {
         }
 }
 
+/* Every fd QEMU gives us is read as it comes, with @q as the callback's argument. */
 static int add_read_event(struct qemu *q, int fd, event_callback_fn cb, struct event **ret) {
-        free_event(ret);
-        *ret = event_new(q->m->base, fd, EV_READ | EV_PERSIST, cb, q);
-        if (!*ret || event_add(*ret, NULL) < 0)
-                return -ENOMEM;
-        return 0;
+        return machine_event_watch(q->m, fd, EV_READ | EV_PERSIST, cb, q, ret);
 }
 
 /* Both connections accepted: talk QMP, then wait for the HMP greeting. */
@@ -622,8 +601,8 @@ static void handshake(struct qemu *q) {
 
         q->step = STEP_HANDSHAKE;
         q->handshake_pending = 0;
-        free_event(&q->monitor_accept_ev);
-        free_event(&q->shell_accept_ev);
+        machine_event_free(&q->monitor_accept_ev);
+        machine_event_free(&q->shell_accept_ev);
         q->monitor_listen = safe_close(q->monitor_listen);
         q->shell_listen = safe_close(q->shell_listen);
         r = connect_unix(q->m->cfg.state_dir, QEMU_QMP_NAME, &q->qmp_fd);
@@ -676,11 +655,11 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg) {
         if (monitor) {
                 safe_close(q->monitor_fd);
                 q->monitor_fd = c;
-                free_event(&q->monitor_accept_ev);
+                machine_event_free(&q->monitor_accept_ev);
         } else {
                 safe_close(q->shell_fd);
                 q->shell_fd = c;
-                free_event(&q->shell_accept_ev);
+                machine_event_free(&q->shell_accept_ev);
         }
         if (q->monitor_fd >= 0 && q->shell_fd >= 0)
                 handshake(q);
@@ -695,7 +674,7 @@ static void start_problem(struct qemu *q, int r, const char *why) {
         }
         q->pending_error = r;
         (void) snprintf(q->pending_why, sizeof q->pending_why, "%s", why);
-        set_timer(q->start_timer, 2 * USEC_PER_SEC);
+        machine_timer_set(q->start_timer, 2 * USEC_PER_SEC);
 }
 
 static void start_timer_cb(evutil_socket_t fd, short what, void *arg) {
@@ -789,7 +768,7 @@ static int spawn_qemu(struct qemu *q) {
         if (r < 0)
                 goto out;
         q->step = STEP_SPAWNING;
-        set_timer(q->start_timer, MAX(m->cfg.connect_s, (uint64_t) START_MIN_S) * USEC_PER_SEC);
+        machine_timer_set(q->start_timer, MAX(m->cfg.connect_s, (uint64_t) START_MIN_S) * USEC_PER_SEC);
         r = 0;
         goto out;
 errno_out:
@@ -851,10 +830,10 @@ static void probe_finish(struct qemu *q, enum qemu_kvm_probe p) {
         if (!q->probing)
                 return;
         q->probing = false;
-        free_event(&q->probe_ev);
+        machine_event_free(&q->probe_ev);
         (void) evtimer_del(q->probe_timer);
         q->probe_fd = safe_close(q->probe_fd);
-        kill_proc(q, PROBE_PROC);
+        machine_proc_kill(q->m, PROBE_PROC);
         probe_cache_write(q, p);
         accel_chosen(q, p);
         if (q->step == STEP_PROBING)
@@ -872,7 +851,7 @@ static void probe_read_cb(evutil_socket_t fd, short what, void *arg) {
         if (n == 0)
                 return;
         if (n < 0) {
-                free_event(&q->probe_ev);
+                machine_event_free(&q->probe_ev);
                 return; /* wait for PROC_EXIT or the timer */
         }
         buf[keep + (size_t) n] = 0;
@@ -923,7 +902,7 @@ static int probe_start(struct qemu *q) {
         if (r < 0)
                 return r;
         q->probing = true;
-        set_timer(q->probe_timer, PROBE_USEC);
+        machine_timer_set(q->probe_timer, PROBE_USEC);
         log_info("/dev/kvm exists; probing whether a KVM guest makes progress (at most %llu s)",
                  PROBE_USEC / USEC_PER_SEC);
         return 1;
@@ -990,7 +969,7 @@ static void kill_timer_cb(evutil_socket_t fd, short what, void *arg) {
         struct qemu *q = arg;
 
         log_warning("QEMU did not quit within %llu s of HMP quit; killing it", CRASH_KILL_USEC / USEC_PER_SEC);
-        kill_proc(q, QEMU_PROC);
+        machine_proc_kill(q->m, QEMU_PROC);
 }
 
 static int qemu_crash(struct machine *m) {
@@ -1000,8 +979,8 @@ static int qemu_crash(struct machine *m) {
         if (q->monitor_fd >= 0)
                 r = write_all(q->monitor_fd, "quit\n");
         if (r < 0)
-                kill_proc(q, QEMU_PROC);
-        set_timer(q->kill_timer, CRASH_KILL_USEC);
+                machine_proc_kill(q->m, QEMU_PROC);
+        machine_timer_set(q->kill_timer, CRASH_KILL_USEC);
         return 0;
 }
 
@@ -1059,19 +1038,11 @@ static int qemu_send_console(struct machine *m, const char *text, size_t len) {
         return write_all(q->stdin_fd, text);
 }
 
-static void describe_exit(const struct msg_proc_exit *e, char *buf, size_t size) {
-        if (e->signal > 0)
-                (void) snprintf(buf, size, "killed by signal %lld (%s)", (long long) e->signal,
-                                strsignal((int) e->signal));
-        else
-                (void) snprintf(buf, size, "exit status %lld", (long long) e->code);
-}
-
 static void qemu_exited(struct qemu *q, const struct msg_proc_exit *e) {
         struct machine *m = q->m;
         char how[96], tail[2048], why[MSG_STR_MAX];
 
-        describe_exit(e, how, sizeof how);
+        machine_exit_describe(e, how, sizeof how);
         drain_streams(q);
         if (q->console_fd >= 0)
                 machine_console_eof(m);
@@ -1116,15 +1087,10 @@ static int qemu_on_frame(struct machine *m, const struct frame *f, int *fds, siz
         }
         case MSG_PROC_EXIT: {
                 const struct msg_proc_exit *e = f->body;
-                if (streq(e->name, PROBE_PROC)) {
+                if (streq(e->name, PROBE_PROC))
                         probe_finish(q, QEMU_KVM_FAILED);
-                        return 0;
-                }
-                if (streq(e->name, QEMU_PROC) && (e->pid == m->pid || m->pid <= 0)) {
+                else if (machine_proc_exit_is_current(m, e, QEMU_PROC))
                         qemu_exited(q, e);
-                        return 0;
-                }
-                log_debug("Ignoring the exit of %s (pid %lld)", e->name, (long long) e->pid);
                 return 0;
         }
         default:
@@ -1134,23 +1100,18 @@ static int qemu_on_frame(struct machine *m, const struct frame *f, int *fds, siz
 
 static int qemu_attach(struct machine *m) {
         struct qemu *q = Q(m);
-        const struct worker_restored_proc *procs;
-        size_t n;
-        int64_t pid = 0;
+        int64_t pid;
         int r;
 
         for (size_t i = 0; i < ELEMENTSOF(stored_fds); i++) {
                 r = worker_take_fd(m->w, stored_fds[i].name);
                 *stored_fd(q, i) = r >= 0 ? r : -EBADF;
         }
-        procs = worker_procs(m->w, &n);
-        for (size_t i = 0; i < n; i++)
-                if (streq(procs[i].name, QEMU_PROC))
-                        pid = procs[i].pid;
+        pid = machine_restored_pid(m, QEMU_PROC);
         if (pid <= 0 || q->shell_fd < 0 || q->monitor_fd < 0 || q->console_fd < 0) {
                 if (pid > 0) {
                         log_warning("QEMU (pid %lld) still runs but its fds are lost; stopping it", (long long) pid);
-                        kill_proc(q, QEMU_PROC);
+                        machine_proc_kill(q->m, QEMU_PROC);
                 }
                 close_all(q, true);
                 return 0;
@@ -1205,13 +1166,13 @@ static void qemu_free(struct machine *m) {
                 return;
         fail_monitor_requests(q, "worker exiting");
         close_all(q, false);
-        free_event(&q->probe_ev);
+        machine_event_free(&q->probe_ev);
         q->probe_fd = safe_close(q->probe_fd);
-        free_event(&q->start_timer);
-        free_event(&q->hmp_requests.timer);
-        free_event(&q->qmp_requests.timer);
-        free_event(&q->probe_timer);
-        free_event(&q->kill_timer);
+        machine_event_free(&q->start_timer);
+        machine_event_free(&q->hmp_requests.timer);
+        machine_event_free(&q->qmp_requests.timer);
+        machine_event_free(&q->probe_timer);
+        machine_event_free(&q->kill_timer);
         for (size_t i = 0; i < q->n_events; i++)
                 free(q->events[i]);
         console_splitter_done(&q->stderr_split);

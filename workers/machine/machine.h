@@ -2,8 +2,9 @@
 /*
  * machine.h owns the state of the one machine a vigil-machine process runs
  * and the seams between its parts: the request layer (machine-main.c), the
- * guest shell channel (machine-shell.c), the console stream, and the backend
- * vtable that knows a hypervisor (backend-qemu.c). A backend starts and stops
+ * guest shell channel (machine-shell.c), the console stream, the helpers
+ * every backend shares (machine-util.c), and the backend vtable that knows a
+ * hypervisor or container manager (backend-qemu.c, backend-nspawn.c). A backend starts and stops
  * the machine and hands the generic code a shell fd and console bytes; it
  * knows nothing of requests' replies beyond the helpers here.
  */
@@ -168,6 +169,23 @@ void machine_tail_describe(struct machine *m, char *buf, size_t size);
 void machine_save_state(struct machine *m);
 /* READY to the supervisor (once). */
 void machine_send_ready(struct machine *m);
+
+/* ---- machine-util.c ---- */
+void machine_timer_set(struct event *e, unsigned long long usec);
+/* Free *@e (may be NULL) and clear it. */
+void machine_event_free(struct event **e);
+/* Replace *@ret by a new event on @fd; an EV_PERSIST one is armed at once. */
+int machine_event_watch(struct machine *m, int fd, short what, event_callback_fn cb, void *arg, struct event **ret);
+/* SIGKILL the supervisor's child @proc (no reply; its PROC_EXIT follows). */
+void machine_proc_kill(struct machine *m, const char *proc);
+/* Whether @e is the exit of the backend's process @proc: the one running
+ * now, or any of that name while none is known (m->pid <= 0). Logs the
+ * exits it ignores. */
+bool machine_proc_exit_is_current(struct machine *m, const struct msg_proc_exit *e, const char *proc);
+/* "exit status N" or "killed by signal N (NAME)". */
+void machine_exit_describe(const struct msg_proc_exit *e, char *buf, size_t size);
+/* After a worker restart: the pid of the supervisor's child @proc, 0 if none. */
+int64_t machine_restored_pid(struct machine *m, const char *proc);
 
 /* ---- machine-shell.c ---- */
 int machine_shell_init(struct machine *m);

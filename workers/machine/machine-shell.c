@@ -75,11 +75,6 @@ static void shell_priority(struct machine *m, bool high) {
         m->realtime = high;
 }
 
-static void arm_timer(struct machine *m, unsigned long long usec) {
-        struct timeval tv = {.tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_usec = (suseconds_t) (usec % USEC_PER_SEC)};
-        (void) evtimer_add(m->shell_timer, &tv);
-}
-
 static void complete(struct machine *m, int error, const char *message, int status) {
         struct shell_job *j = TAKE_PTR(m->active);
         uint8_t *out = TAKE_PTR(m->active_output);
@@ -160,7 +155,7 @@ static void begin_resync(struct machine *m) {
                 fail_desync(m, r, "could not write the resync marker to the guest shell");
                 return;
         }
-        arm_timer(m, SHELL_RESYNC_USEC);
+        machine_timer_set(m->shell_timer, SHELL_RESYNC_USEC);
 }
 
 static void begin_exec(struct machine *m) {
@@ -206,7 +201,8 @@ static void begin_exec(struct machine *m) {
                 /* The guest's `timeout` bounds the command; this only catches a
                  * guest that stopped answering altogether. */
                 unsigned long long s = (unsigned long long) j->timeout_s;
-                arm_timer(m, (s + MAX(s / 2, (unsigned long long) SHELL_GRACE_MIN_S)) * USEC_PER_SEC);
+                machine_timer_set(m->shell_timer,
+                                  (s + MAX(s / 2, (unsigned long long) SHELL_GRACE_MIN_S)) * USEC_PER_SEC);
         }
 }
 
@@ -233,7 +229,7 @@ static void arm_connect_timer(struct machine *m) {
         bool bounded;
         unsigned long long left = connect_left_usec(m, &bounded);
 
-        arm_timer(m, bounded ? MAX(MIN(left, SHELL_QUIET_LOG_USEC), 1ull) : SHELL_QUIET_LOG_USEC);
+        machine_timer_set(m->shell_timer, bounded ? MAX(MIN(left, SHELL_QUIET_LOG_USEC), 1ull) : SHELL_QUIET_LOG_USEC);
 }
 
 /* Scan for the ready line. It may already be under way: the shell is read
@@ -378,7 +374,7 @@ static void shell_lost(struct machine *m, const char *why) {
         /* Usually QEMU is exiting: give its exit a moment to arrive, so the
          * error can say how it ended rather than just "Shell disconnected". */
         if (m->active)
-                arm_timer(m, SHELL_LOST_GRACE_USEC);
+                machine_timer_set(m->shell_timer, SHELL_LOST_GRACE_USEC);
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg) {

@@ -124,6 +124,8 @@ with subtest("a user unit under a lingering user"):
     t.assertIn("vigil-user-marker-4242", cm.exception.diagnostics)
     mine = cm.exception.diagnostics.split("failed units of user alice")[1].split("\n  failed units (")[0]
     t.assertIn("oops.service", mine)
+    t.assertIn("oops.service", vigil.journal(server, unit="oops.service", user="alice"))
+    t.assertNotIn("oops.service", vigil.journal(server, unit="oops.service"))  # a system unit of that name: none
 
 with subtest("vigil.journal"):
     t.assertIn("web.service", vigil.journal(server, unit="web.service"))

@@ -221,29 +221,40 @@ def vlan_stats(nr: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------- logs
 
 
-def journal_command(unit: str | None = None, lines: int | None = None, since_boot: bool = True) -> str:
+def journal_command(unit: str | None = None, lines: int | None = None, since_boot: bool = True,
+                    user: str | None = None) -> str:
     """The guest command vigil.journal() runs (stderr joined to stdout, so
     an error says why)."""
     args = ["journalctl", "--no-pager", "--quiet"]
     if since_boot:
         args.append("--boot")
-    if unit is not None:
+    if unit is not None and user is None:
         args += ["--unit", unit]
     if lines is not None:
         if isinstance(lines, bool) or not isinstance(lines, int) or lines < 0:
             raise ValueError(f"vigil.journal: lines is a count of lines (>= 0), not {lines!r}")
         args += ["--lines", str(lines)]
-    return " ".join(shlex.quote(a) for a in args) + " 2>&1"
+    cmd = " ".join(shlex.quote(a) for a in args)
+    if user is not None:
+        # journalctl --user-unit matches the caller's uid (root's): match the user's fields instead
+        uid = f"_UID=$(id -u -- {shlex.quote(user)})"
+        if unit is None:
+            cmd += f" {uid}"
+        else:
+            u = shlex.quote(unit if "." in unit else unit + ".service")
+            cmd += f" {uid} _SYSTEMD_USER_UNIT={u} + {uid} USER_UNIT={u}"
+    return cmd + " 2>&1"
 
 
 def journal(machine: Any, unit: str | None = None, lines: int | None = None, since_boot: bool = True,
-            timeout: int = 60) -> str:
+            timeout: int = 60, user: str | None = None) -> str:
     """The machine's systemd journal as text (journalctl's short format):
-    all of it, or one unit's (`unit`, as `journalctl -u`), the last `lines`
-    lines, this boot only unless since_boot=False. Raises MachineError if
-    journalctl fails (e.g. a machine without systemd)."""
+    all of it, or one unit's (`unit`, as `journalctl -u`; with `user`, that
+    user's unit of that name, or all of that user's entries),
+    the last `lines` lines, this boot only unless since_boot=False. Raises
+    MachineError if journalctl fails (e.g. a machine without systemd)."""
     m = _machine(machine)
-    cmd = journal_command(unit, lines, since_boot)
+    cmd = journal_command(unit, lines, since_boot, user)
     status, out = m.execute(cmd, timeout=timeout)
     if status != 0:
         raise MachineError(f"vigil.journal: `{cmd}` failed on {m.name} (exit code {status}): {out.strip()[-400:]}")

@@ -19,8 +19,8 @@ int fd_send_datagram(int sock, const void *buf, size_t len, const int *fds, size
                 struct cmsghdr h;
                 char buf[CMSG_SPACE(sizeof(int) * FRAME_FDS_MAX)];
         } control = {};
-        struct iovec iov = { .iov_base = (void *) buf, .iov_len = len };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        struct iovec iov = {.iov_base = (void *) buf, .iov_len = len};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
         ssize_t n;
 
         if (n_fds > FRAME_FDS_MAX)
@@ -48,7 +48,7 @@ ssize_t fd_recv_datagram(int sock, void *buf, size_t size, int *ret_fds, size_t 
                 struct cmsghdr h;
                 char buf[CMSG_SPACE(sizeof(int) * FRAME_FDS_MAX)];
         } control = {};
-        struct iovec iov = { .iov_base = buf, .iov_len = size };
+        struct iovec iov = {.iov_base = buf, .iov_len = size};
         struct msghdr mh = {
                 .msg_iov = &iov,
                 .msg_iovlen = 1,

@@ -21,11 +21,11 @@ struct frame {
 enum frame_error {
         FRAME_OK = 0,
         FRAME_ERR_TOO_BIG,
-        FRAME_ERR_MSGPACK,     /* not a single complete msgpack value */
-        FRAME_ERR_ENVELOPE,    /* not a 4-array of the right types */
+        FRAME_ERR_MSGPACK,  /* not a single complete msgpack value */
+        FRAME_ERR_ENVELOPE, /* not a 4-array of the right types */
         FRAME_ERR_VERSION,
         FRAME_ERR_UNKNOWN_TYPE,
-        FRAME_ERR_BODY,        /* body does not match the type's fields */
+        FRAME_ERR_BODY, /* body does not match the type's fields */
         _FRAME_ERR_MAX,
 };
 

@@ -24,21 +24,21 @@ struct log_event_info {
 
 /* MESSAGE_IDs are stable: never change one once released. */
 static const struct log_event_info events[_LOG_EVENT_MAX] = {
-        [LOG_EVENT_NONE] = { NULL, NULL },
-        [LOG_EVENT_SPAWNED] = { "spawned", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e11" },
-        [LOG_EVENT_READY] = { "ready", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e12" },
-        [LOG_EVENT_EXITED] = { "exited", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e13" },
-        [LOG_EVENT_RESTARTED] = { "restarted", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e14" },
-        [LOG_EVENT_GAVE_UP] = { "gave_up", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e15" },
-        [LOG_EVENT_TIMEOUT] = { "timeout", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e16" },
-        [LOG_EVENT_SUBTEST_BEGIN] = { "subtest_begin", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e17" },
-        [LOG_EVENT_SUBTEST_END] = { "subtest_end", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e18" },
-        [LOG_EVENT_PROTOCOL_ERROR] = { "protocol_error", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e19" },
-        [LOG_EVENT_RUN_BEGIN] = { "run_begin", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e1a" },
-        [LOG_EVENT_RUN_END] = { "run_end", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e1b" },
-        [LOG_EVENT_COMMAND] = { "command", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e1c" },
-        [LOG_EVENT_CONSOLE] = { "console", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e1d" },
-        [LOG_EVENT_KILLED] = { "killed", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e1e" },
+        [LOG_EVENT_NONE] = {NULL, NULL},
+        [LOG_EVENT_SPAWNED] = {"spawned", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e11"},
+        [LOG_EVENT_READY] = {"ready", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e12"},
+        [LOG_EVENT_EXITED] = {"exited", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e13"},
+        [LOG_EVENT_RESTARTED] = {"restarted", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e14"},
+        [LOG_EVENT_GAVE_UP] = {"gave_up", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e15"},
+        [LOG_EVENT_TIMEOUT] = {"timeout", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e16"},
+        [LOG_EVENT_SUBTEST_BEGIN] = {"subtest_begin", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e17"},
+        [LOG_EVENT_SUBTEST_END] = {"subtest_end", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e18"},
+        [LOG_EVENT_PROTOCOL_ERROR] = {"protocol_error", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e19"},
+        [LOG_EVENT_RUN_BEGIN] = {"run_begin", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e1a"},
+        [LOG_EVENT_RUN_END] = {"run_end", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e1b"},
+        [LOG_EVENT_COMMAND] = {"command", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e1c"},
+        [LOG_EVENT_CONSOLE] = {"console", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e1d"},
+        [LOG_EVENT_KILLED] = {"killed", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e1e"},
 };
 
 static struct {
@@ -66,7 +66,7 @@ static bool journal_reachable(void) {
 }
 
 static int level_from_string(const char *s) {
-        static const char *const names[] = { "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug" };
+        static const char *const names[] = {"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"};
 
         for (size_t i = 0; s && i < ELEMENTSOF(names); i++)
                 if (streq(s, names[i]))
@@ -81,7 +81,7 @@ void log_open(const char *identifier, enum log_target target) {
         if (identifier)
                 snprintf(state.identifier, sizeof(state.identifier), "%s", identifier);
         if (target == LOG_TARGET_AUTO && env)
-                target = streq(env, "journal") ? LOG_TARGET_JOURNAL
+                target = streq(env, "journal")  ? LOG_TARGET_JOURNAL
                          : streq(env, "stderr") ? LOG_TARGET_STDERR
                                                 : LOG_TARGET_AUTO;
         state.journal = target == LOG_TARGET_JOURNAL || (target == LOG_TARGET_AUTO && journal_reachable());
@@ -127,7 +127,7 @@ void log_set_field(const char *name, const char *value) {
 static int add_iov(struct iovec *iov, int n, int max, char *s) {
         if (!s || n >= max)
                 return n;
-        iov[n++] = (struct iovec){ .iov_base = s, .iov_len = strlen(s) };
+        iov[n++] = (struct iovec){.iov_base = s, .iov_len = strlen(s)};
         return n;
 }
 
@@ -164,14 +164,15 @@ static void write_stderr(int prio, enum log_event ev, const char *const *extra, 
         char line[8192];
         size_t len = 0;
 
-#define APPEND(...)                                                                                \
-        do {                                                                                       \
-                int _w = snprintf(line + len, sizeof(line) - len, __VA_ARGS__);                    \
-                if (_w > 0)                                                                        \
-                        len = MIN(len + (size_t) _w, sizeof(line) - 1);                            \
+#define APPEND(...)                                                                                                   \
+        do {                                                                                                          \
+                int _w = snprintf(line + len, sizeof(line) - len, __VA_ARGS__);                                       \
+                if (_w > 0)                                                                                           \
+                        len = MIN(len + (size_t) _w, sizeof(line) - 1);                                               \
         } while (0)
 
-        APPEND("%s[%d]: %s%s", state.identifier, (int) getpid(), prio <= LOG_WARNING ? (prio <= LOG_ERR ? "error: " : "warning: ") : "", msg);
+        APPEND("%s[%d]: %s%s", state.identifier, (int) getpid(),
+               prio <= LOG_WARNING ? (prio <= LOG_ERR ? "error: " : "warning: ") : "", msg);
         if (log_event_to_string(ev) || (extra && extra[0])) {
                 APPEND("  {");
                 if (log_event_to_string(ev))

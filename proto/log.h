@@ -57,14 +57,14 @@ int log_internalv(int prio, int error, enum log_event ev, const char *const *ext
 const char *log_event_to_string(enum log_event ev);
 const char *log_event_message_id(enum log_event ev);
 
-#define log_debug(...) log_internal(LOG_DEBUG, 0, LOG_EVENT_NONE, NULL, __VA_ARGS__)
-#define log_info(...) log_internal(LOG_INFO, 0, LOG_EVENT_NONE, NULL, __VA_ARGS__)
-#define log_notice(...) log_internal(LOG_NOTICE, 0, LOG_EVENT_NONE, NULL, __VA_ARGS__)
+#define log_debug(...)   log_internal(LOG_DEBUG, 0, LOG_EVENT_NONE, NULL, __VA_ARGS__)
+#define log_info(...)    log_internal(LOG_INFO, 0, LOG_EVENT_NONE, NULL, __VA_ARGS__)
+#define log_notice(...)  log_internal(LOG_NOTICE, 0, LOG_EVENT_NONE, NULL, __VA_ARGS__)
 #define log_warning(...) log_internal(LOG_WARNING, 0, LOG_EVENT_NONE, NULL, __VA_ARGS__)
-#define log_error(...) log_internal(LOG_ERR, 0, LOG_EVENT_NONE, NULL, __VA_ARGS__)
+#define log_error(...)   log_internal(LOG_ERR, 0, LOG_EVENT_NONE, NULL, __VA_ARGS__)
 /* Appends ": <strerror(-r)>" and returns r (negative). */
-#define log_error_errno(r, ...) log_internal(LOG_ERR, (r), LOG_EVENT_NONE, NULL, __VA_ARGS__)
+#define log_error_errno(r, ...)   log_internal(LOG_ERR, (r), LOG_EVENT_NONE, NULL, __VA_ARGS__)
 #define log_warning_errno(r, ...) log_internal(LOG_WARNING, (r), LOG_EVENT_NONE, NULL, __VA_ARGS__)
-#define log_debug_errno(r, ...) log_internal(LOG_DEBUG, (r), LOG_EVENT_NONE, NULL, __VA_ARGS__)
+#define log_debug_errno(r, ...)   log_internal(LOG_DEBUG, (r), LOG_EVENT_NONE, NULL, __VA_ARGS__)
 /* A lifecycle event with extra fields. */
 #define log_event(prio, ev, extra, ...) log_internal((prio), 0, (ev), (extra), __VA_ARGS__)

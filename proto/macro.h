@@ -15,29 +15,29 @@
 #include <string.h>
 #include <unistd.h>
 
-#define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
-#define _unused_ __attribute__((unused))
-#define _noreturn_ __attribute__((noreturn))
+#define ELEMENTSOF(a)  (sizeof(a) / sizeof((a)[0]))
+#define _unused_       __attribute__((unused))
+#define _noreturn_     __attribute__((noreturn))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#define _likely_(x) __builtin_expect(!!(x), 1)
-#define _unlikely_(x) __builtin_expect(!!(x), 0)
+#define _cleanup_(f)   __attribute__((cleanup(f)))
+#define _likely_(x)    __builtin_expect(!!(x), 1)
+#define _unlikely_(x)  __builtin_expect(!!(x), 0)
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 
 /* Move ownership out of a variable, leaving a value its cleanup ignores. */
-#define TAKE_PTR(p)                                                                                \
-        ({                                                                                         \
-                __typeof__(p) _p = (p);                                                            \
-                (p) = NULL;                                                                        \
-                _p;                                                                                \
+#define TAKE_PTR(p)                                                                                                   \
+        ({                                                                                                            \
+                __typeof__(p) _p = (p);                                                                               \
+                (p) = NULL;                                                                                           \
+                _p;                                                                                                   \
         })
-#define TAKE_FD(fd)                                                                                \
-        ({                                                                                         \
-                int _fd = (fd);                                                                    \
-                (fd) = -EBADF;                                                                     \
-                _fd;                                                                               \
+#define TAKE_FD(fd)                                                                                                   \
+        ({                                                                                                            \
+                int _fd = (fd);                                                                                       \
+                (fd) = -EBADF;                                                                                        \
+                _fd;                                                                                                  \
         })
 
 static inline void freep(void *p) {
@@ -103,7 +103,7 @@ static inline bool streq_ptr(const char *a, const char *b) {
 }
 #define streq(a, b) (strcmp((a), (b)) == 0)
 
-#define USEC_PER_SEC 1000000ULL
+#define USEC_PER_SEC  1000000ULL
 #define USEC_PER_MSEC 1000ULL
 #define NSEC_PER_USEC 1000ULL
 

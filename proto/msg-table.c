@@ -11,6 +11,8 @@
 #include "macro.h"
 #include "msg.h"
 
+/* The table is laid out by hand, one message per entry. */
+/* clang-format off */
 #define F(st, member, t, mx) { #member, (t), offsetof(struct st, member), (mx) }
 #define FIELDS(st, ...)                                                                            \
         .size = sizeof(struct st), .fields = (const struct msg_field[]){ __VA_ARGS__ },            \
@@ -164,6 +166,7 @@ static const struct msg_info table[] = {
         [MSG_T_ECHO_REPLY] = REPLY("T_ECHO_REPLY", true, msg_t_echo, F(msg_t_echo, target, FIELD_STR, NAME_MAX_LEN),
                                    F(msg_t_echo, payload, FIELD_BIN, CHUNK_MAX)),
 };
+/* clang-format on */
 
 const struct msg_info *msg_info_get(int type) {
         if (type <= 0 || (size_t) type >= ELEMENTSOF(table))
@@ -178,11 +181,8 @@ int msg_type_limit(void) {
 }
 
 static const char *const kind_names[_KIND_MAX] = {
-        [KIND_SUPERVISOR] = "supervisor",
-        [KIND_MACHINE] = "machine",
-        [KIND_SWITCH] = "switch",
-        [KIND_SCRIPT] = "script",
-        [KIND_TEST] = "test",
+        [KIND_SUPERVISOR] = "supervisor", [KIND_MACHINE] = "machine", [KIND_SWITCH] = "switch",
+        [KIND_SCRIPT] = "script",         [KIND_TEST] = "test",
 };
 
 const char *worker_kind_to_string(enum worker_kind k) {

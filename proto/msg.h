@@ -16,13 +16,13 @@
 #define PROTO_VERSION 1
 
 /* Hard caps. A frame is one SOCK_SEQPACKET datagram. */
-#define FRAME_MAX (128u * 1024u)
-#define CHUNK_MAX (96u * 1024u)      /* payload bytes in one MSG_CHUNK */
+#define FRAME_MAX     (128u * 1024u)
+#define CHUNK_MAX     (96u * 1024u) /* payload bytes in one MSG_CHUNK */
 #define FRAME_FDS_MAX 4u
-#define MSG_STR_MAX 4096u            /* default cap for a string field */
-#define MSG_TEXT_MAX (64u * 1024u)   /* cap for long text fields (config JSON, commands) */
-#define MSG_STRV_MAX 256u            /* elements in a string vector */
-#define NAME_MAX_LEN 64u             /* machine / child names */
+#define MSG_STR_MAX   4096u         /* default cap for a string field */
+#define MSG_TEXT_MAX  (64u * 1024u) /* cap for long text fields (config JSON, commands) */
+#define MSG_STRV_MAX  256u          /* elements in a string vector */
+#define NAME_MAX_LEN  64u           /* machine / child names */
 
 enum worker_kind {
         KIND_SUPERVISOR,
@@ -33,7 +33,7 @@ enum worker_kind {
         _KIND_MAX,
         _KIND_INVALID = -22,
 };
-#define KIND_BIT(k) (1u << (k))
+#define KIND_BIT(k)   (1u << (k))
 #define KINDS_WORKERS (KIND_BIT(KIND_MACHINE) | KIND_BIT(KIND_SWITCH) | KIND_BIT(KIND_SCRIPT) | KIND_BIT(KIND_TEST))
 
 enum msg_dir {
@@ -62,13 +62,13 @@ enum msg_type {
         MSG_EVENT = 10,     /* w->s  a structured event for the timeline/journal */
 
         /* 100..199: supervisor services */
-        MSG_FD_STORE = 100,   /* w->s  keep this fd for me across restarts (fd attached) */
-        MSG_FD_FORGET = 101,  /* w->s  drop a stored fd */
-        MSG_SPAWN = 102,      /* w->s  start a process for me (stdin/out/err fds attached) */
-        MSG_SPAWNED = 103,    /* s->w  reply to SPAWN */
-        MSG_PROC_EXIT = 104,  /* s->w  a process spawned for this worker exited */
-        MSG_PROC_KILL = 105,  /* w->s  signal a process spawned for this worker */
-        MSG_PROC_LIST = 106,  /* s->w  after restart: a process still running for this worker */
+        MSG_FD_STORE = 100,  /* w->s  keep this fd for me across restarts (fd attached) */
+        MSG_FD_FORGET = 101, /* w->s  drop a stored fd */
+        MSG_SPAWN = 102,     /* w->s  start a process for me (stdin/out/err fds attached) */
+        MSG_SPAWNED = 103,   /* s->w  reply to SPAWN */
+        MSG_PROC_EXIT = 104, /* s->w  a process spawned for this worker exited */
+        MSG_PROC_KILL = 105, /* w->s  signal a process spawned for this worker */
+        MSG_PROC_LIST = 106, /* s->w  after restart: a process still running for this worker */
 
         /* 200..299: machine operations, requested by the script worker, routed by name */
         MSG_M_START = 200,
@@ -308,13 +308,13 @@ struct msg_field {
 
 struct msg_info {
         const char *name;
-        unsigned dir;       /* enum msg_dir bits */
-        unsigned senders;   /* KIND_BIT()s allowed to send it to the supervisor */
+        unsigned dir;     /* enum msg_dir bits */
+        unsigned senders; /* KIND_BIT()s allowed to send it to the supervisor */
         enum msg_route route;
-        unsigned target;    /* ROUTE_REQUEST: KIND_BIT()s the named child may be */
-        bool idempotent;    /* ROUTE_REQUEST: may be replayed after the target restarts */
-        bool final;         /* ROUTE_REPLY: ends the routed request */
-        size_t size;        /* sizeof the body struct */
+        unsigned target; /* ROUTE_REQUEST: KIND_BIT()s the named child may be */
+        bool idempotent; /* ROUTE_REQUEST: may be replayed after the target restarts */
+        bool final;      /* ROUTE_REPLY: ends the routed request */
+        size_t size;     /* sizeof the body struct */
         const struct msg_field *fields;
         size_t n_fields;
 };

@@ -15,7 +15,7 @@
 #include "peer.h"
 
 #define PEER_QUEUE_MAX_DEFAULT (8u * 1024u * 1024u)
-#define PEER_READS_PER_WAKEUP 64
+#define PEER_READS_PER_WAKEUP  64
 
 struct qframe {
         struct qframe *next;
@@ -326,7 +326,7 @@ int peer_send_error(struct peer *p, uint32_t seq, int code, const char *fmt, ...
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        return peer_send(p, MSG_ERROR, seq, &(struct msg_error){ .code = code, .message = msg }, NULL, 0);
+        return peer_send(p, MSG_ERROR, seq, &(struct msg_error){.code = code, .message = msg}, NULL, 0);
 }
 
 int peer_send_ok(struct peer *p, uint32_t seq) {
@@ -336,7 +336,7 @@ int peer_send_ok(struct peer *p, uint32_t seq) {
 int peer_send_chunks(struct peer *p, uint32_t seq, const uint8_t *data, size_t len) {
         for (size_t off = 0; off < len; off += CHUNK_MAX) {
                 struct msg_chunk c = {
-                        .data = { .data = (uint8_t *) data + off, .len = MIN(CHUNK_MAX, len - off) },
+                        .data = {.data = (uint8_t *) data + off, .len = MIN(CHUNK_MAX, len - off)},
                 };
                 int r = peer_send(p, MSG_CHUNK, seq, &c, NULL, 0);
                 if (r < 0)

@@ -19,11 +19,11 @@ struct peer;
 enum peer_lost_reason {
         PEER_LOST_EOF,
         PEER_LOST_IO,
-        PEER_LOST_BAD_FRAME,  /* could not decode: detail in the frame_error */
-        PEER_LOST_DIRECTION,  /* a type this side must not receive */
-        PEER_LOST_HANDLER,    /* on_frame returned < 0 */
-        PEER_LOST_OVERFLOW,   /* send queue exceeded its cap */
-        PEER_LOST_KILLED,     /* peer_kill() by the owner */
+        PEER_LOST_BAD_FRAME, /* could not decode: detail in the frame_error */
+        PEER_LOST_DIRECTION, /* a type this side must not receive */
+        PEER_LOST_HANDLER,   /* on_frame returned < 0 */
+        PEER_LOST_OVERFLOW,  /* send queue exceeded its cap */
+        PEER_LOST_KILLED,    /* peer_kill() by the owner */
         _PEER_LOST_MAX,
 };
 
@@ -54,7 +54,8 @@ int peer_send(struct peer *p, int type, uint32_t seq, const void *body, const in
 /* Send a raw, already-encoded frame (routing). */
 int peer_send_raw(struct peer *p, const uint8_t *buf, size_t len, const int *fds, size_t n_fds);
 /* Send MSG_ERROR / MSG_OK replies. */
-int peer_send_error(struct peer *p, uint32_t seq, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int peer_send_error(struct peer *p, uint32_t seq, int code, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
 int peer_send_ok(struct peer *p, uint32_t seq);
 /* Send @len bytes as MSG_CHUNKs of <= CHUNK_MAX with @seq. */
 int peer_send_chunks(struct peer *p, uint32_t seq, const uint8_t *data, size_t len);

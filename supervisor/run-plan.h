@@ -17,8 +17,8 @@
 #define RUN_VLANS_MAX 32u
 /* Under nix (the reference front door) a quiet test must not hit max-silent-time. */
 #define RUN_HEARTBEAT_REFERENCE_DEFAULT 600u
-#define RUN_HEARTBEAT_UNSET UINT_MAX
-#define RUN_NODE_VLANS_MAX 8u
+#define RUN_HEARTBEAT_UNSET             UINT_MAX
+#define RUN_NODE_VLANS_MAX              8u
 
 struct run_node {
         char *name;
@@ -27,7 +27,7 @@ struct run_node {
         char *start_script; /* NixOS run-<name>-vm, or NULL */
         char *kernel;       /* kernel+initrd VM; NULL with no start script = built-in tiny guest */
         char *initrd;
-        char *append;       /* extra kernel parameters */
+        char *append; /* extra kernel parameters */
         unsigned memory_mb;
         unsigned cpus;
         int vlans[RUN_NODE_VLANS_MAX];
@@ -61,9 +61,9 @@ struct run_plan {
 /* Where the run lives on disk; chosen by run-main.c. */
 struct run_dirs {
         const char *run_id;
-        const char *tmp_dir;   /* per-run directory (short: AF_UNIX paths) */
-        const char *out_dir;   /* absolute */
-        const char *guest_dir; /* tiny guest kernel+initrd, or NULL if none needed */
+        const char *tmp_dir;       /* per-run directory (short: AF_UNIX paths) */
+        const char *out_dir;       /* absolute */
+        const char *guest_dir;     /* tiny guest kernel+initrd, or NULL if none needed */
         const char *guest_cmdline; /* the guest's recommended kernel parameters, or NULL */
         const char *debian_tree;   /* tools/mkdebian's tree, or NULL if no nspawn node needs it */
 };

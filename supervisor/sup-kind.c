@@ -121,7 +121,7 @@ const struct sup_kind *sup_kind_get(enum worker_kind k) {
  * root after exec) and clears the ambient set. */
 int caps_apply(const struct cap_policy *p) {
         if (geteuid() == 0 && !p->keep_all) {
-                bool have[CAP_POLICY_MAX] = { false };
+                bool have[CAP_POLICY_MAX] = {false};
 
                 /* Keep only what we still hold: asking for a capability outside our
                  * bounding set fails capng_apply(), and the worker would die before it

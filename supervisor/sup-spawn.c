@@ -190,10 +190,10 @@ int sup_resolve_exe(struct sup *s, const struct sup_kind *k, char *buf, size_t s
         const struct {
                 const char *dir, *name;
         } candidates[] = {
-                { dir, k->exe },
-                { s->self_dir, k->exe },
-                { VIGIL_BUILD_ROOT, k->build_path },
-                { VIGIL_LIBEXECDIR, k->exe },
+                {dir, k->exe},
+                {s->self_dir, k->exe},
+                {VIGIL_BUILD_ROOT, k->build_path},
+                {VIGIL_LIBEXECDIR, k->exe},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(candidates); i++) {

@@ -72,16 +72,15 @@ int main(int argc, char **argv) {
         int files = 0;
 
         if (argc == 3 && streq(argv[1], "--write-seeds")) {
-                char *argv_[] = { "qemu", "-m", "256", NULL };
+                char *argv_[] = {"qemu", "-m", "256", NULL};
                 (void) mkdir(argv[2], 0755);
                 write_seed(argv[2], "hello", MSG_HELLO,
-                           &(struct msg_hello){ .proto = 1, .kind = "machine", .name = "a", .pid = 1 });
+                           &(struct msg_hello){.proto = 1, .kind = "machine", .name = "a", .pid = 1});
                 write_seed(argv[2], "spawn", MSG_SPAWN,
-                           &(struct msg_spawn){ .name = "q", .argv = argv_, .env = argv_, .cwd = "/", .stdio = 7 });
+                           &(struct msg_spawn){.name = "q", .argv = argv_, .env = argv_, .cwd = "/", .stdio = 7});
                 write_seed(argv[2], "execute", MSG_M_EXECUTE,
-                           &(struct msg_m_execute){ .machine = "m", .command = "true", .timeout_s = -1 });
-                write_seed(argv[2], "chunk", MSG_CHUNK,
-                           &(struct msg_chunk){ .data = { (uint8_t *) "abc", 3 } });
+                           &(struct msg_m_execute){.machine = "m", .command = "true", .timeout_s = -1});
+                write_seed(argv[2], "chunk", MSG_CHUNK, &(struct msg_chunk){.data = {(uint8_t *) "abc", 3}});
                 write_seed(argv[2], "ready", MSG_READY, &(struct msg_empty){});
                 return 0;
         }

@@ -7,18 +7,18 @@
 
 static int tap_n, tap_failed;
 
-#define CHECK(cond, ...)                                                                           \
-        do {                                                                                       \
-                bool _ok = (cond);                                                                 \
-                tap_n++;                                                                           \
-                if (_ok)                                                                           \
-                        printf("ok %d - ", tap_n);                                                 \
-                else {                                                                             \
-                        tap_failed++;                                                              \
-                        printf("not ok %d - ", tap_n);                                             \
-                }                                                                                  \
-                printf(__VA_ARGS__);                                                               \
-                printf("%s\n", _ok ? "" : "  (" #cond " at " __FILE__ ")");                      \
+#define CHECK(cond, ...)                                                                                              \
+        do {                                                                                                          \
+                bool _ok = (cond);                                                                                    \
+                tap_n++;                                                                                              \
+                if (_ok)                                                                                              \
+                        printf("ok %d - ", tap_n);                                                                    \
+                else {                                                                                                \
+                        tap_failed++;                                                                                 \
+                        printf("not ok %d - ", tap_n);                                                                \
+                }                                                                                                     \
+                printf(__VA_ARGS__);                                                                                  \
+                printf("%s\n", _ok ? "" : "  (" #cond " at " __FILE__ ")");                                           \
         } while (0)
 
 static inline int tap_done(void) {

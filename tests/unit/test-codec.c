@@ -13,9 +13,9 @@
 #include "tap.h"
 
 static void test_roundtrip_spawn(void) {
-        char *argv[] = { "qemu-system-x86_64", "-m", "256", "ünïcödé", NULL };
-        char *env[] = { "A=1", NULL };
-        struct msg_spawn in = { .name = "qemu", .argv = argv, .env = env, .cwd = "/tmp", .stdio = 3 };
+        char *argv[] = {"qemu-system-x86_64", "-m", "256", "ünïcödé", NULL};
+        char *env[] = {"A=1", NULL};
+        struct msg_spawn in = {.name = "qemu", .argv = argv, .env = env, .cwd = "/tmp", .stdio = 3};
         _cleanup_free_ uint8_t *buf = NULL;
         struct frame f = {};
         size_t len;
@@ -39,8 +39,8 @@ static void test_roundtrip_bin_and_ints(void) {
         uint8_t payload[300];
         for (size_t i = 0; i < sizeof(payload); i++)
                 payload[i] = (uint8_t) i; /* includes NUL and 0xff */
-        struct msg_t_echo in = { .target = "b", .payload = { payload, sizeof(payload) } };
-        struct msg_proc_exit pe = { .name = "x", .pid = 123, .code = -1, .signal = 9 };
+        struct msg_t_echo in = {.target = "b", .payload = {payload, sizeof(payload)}};
+        struct msg_proc_exit pe = {.name = "x", .pid = 123, .code = -1, .signal = 9};
         _cleanup_free_ uint8_t *b1 = NULL, *b2 = NULL;
         struct frame f = {};
         size_t l1, l2;
@@ -166,7 +166,7 @@ static void test_encode_limits(void) {
 
         memset(big, 'a', sizeof(big) - 1);
         big[sizeof(big) - 1] = 0;
-        CHECK(frame_encode(MSG_FD_STORE, 1, &(struct msg_fd_store){ .name = big }, &b, &l) == -E2BIG,
+        CHECK(frame_encode(MSG_FD_STORE, 1, &(struct msg_fd_store){.name = big}, &b, &l) == -E2BIG,
               "encoder refuses over-long name");
         CHECK(frame_encode(999, 1, NULL, &b, &l) == -EINVAL, "encoder refuses unknown type");
 }

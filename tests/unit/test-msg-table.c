@@ -11,7 +11,7 @@
 #include "tap.h"
 
 /* Update both together when the table changes (the test prints the new value). */
-#define PINNED_VERSION 1
+#define PINNED_VERSION  1
 #define PINNED_CHECKSUM UINT64_C(0x3b356017a2f8f90f)
 
 static uint64_t fnv(uint64_t h, const void *data, size_t n) {
@@ -40,7 +40,8 @@ int main(void) {
                 rows++;
                 CHECK(i->name && *i->name, "type %d has a name", t);
                 CHECK(i->dir != 0, "%s has a direction", i->name);
-                CHECK(!(i->dir & DIR_TO_SUP) || i->senders != 0, "%s: worker->sup messages name their senders", i->name);
+                CHECK(!(i->dir & DIR_TO_SUP) || i->senders != 0, "%s: worker->sup messages name their senders",
+                      i->name);
                 CHECK(i->size > 0 && (i->n_fields == 0 || i->fields), "%s has a body layout", i->name);
                 for (int u = t + 1; u < msg_type_limit(); u++) {
                         const struct msg_info *j = msg_info_get(u);
@@ -54,8 +55,8 @@ int main(void) {
                               i->name, i->fields[f].name);
                 }
                 if (i->route == ROUTE_REQUEST) {
-                        CHECK(i->n_fields > 0 && i->fields[0].type == FIELD_STR, "%s: routed request has a name in field 0",
-                              i->name);
+                        CHECK(i->n_fields > 0 && i->fields[0].type == FIELD_STR,
+                              "%s: routed request has a name in field 0", i->name);
                         CHECK(i->target != 0 && (i->dir & DIR_TO_WORKER), "%s: routed request has a target kind",
                               i->name);
                 }

@@ -45,7 +45,7 @@ static void on_lost(struct peer *p, enum peer_lost_reason reason, const char *de
         snprintf(c->detail, sizeof(c->detail), "%s", detail);
 }
 
-static const struct peer_ops ops = { .on_frame = on_frame, .on_lost = on_lost };
+static const struct peer_ops ops = {.on_frame = on_frame, .on_lost = on_lost};
 
 static void spin(struct event_base *base) {
         for (int i = 0; i < 20; i++)
@@ -76,20 +76,23 @@ static void test_frames_and_fds(struct event_base *base) {
                 return;
         CHECK(pipe2(pipefd, O_CLOEXEC) == 0 && write(pipefd[1], "stored", 6) == 6, "pipe ready");
         close(pipefd[1]);
-        CHECK(frame_write_blocking(other, MSG_FD_STORE, 5, &(struct msg_fd_store){ .name = "shell" }, &pipefd[0], 1) == 0,
+        CHECK(frame_write_blocking(other, MSG_FD_STORE, 5, &(struct msg_fd_store){.name = "shell"}, &pipefd[0], 1) ==
+                      0,
               "worker sends FD_STORE with an fd");
         close(pipefd[0]);
         spin(base);
-        CHECK(c.frames == 1 && c.last_type == MSG_FD_STORE, "supervisor side received the frame (%d frames, type %d)", c.frames, c.last_type);
+        CHECK(c.frames == 1 && c.last_type == MSG_FD_STORE, "supervisor side received the frame (%d frames, type %d)",
+              c.frames, c.last_type);
         CHECK(streq(c.fd_content, "stored"), "the fd arrived and is readable ('%s')", c.fd_content);
 
-        CHECK(peer_send(p, MSG_CONFIG, 9, &(struct msg_config){ .run_id = "r", .json = "{}" }, NULL, 0) == 0,
+        CHECK(peer_send(p, MSG_CONFIG, 9, &(struct msg_config){.run_id = "r", .json = "{}"}, NULL, 0) == 0,
               "supervisor queues CONFIG");
         CHECK(frame_read_blocking(other, &f, NULL, 0, NULL, NULL) == 0 && f.type == MSG_CONFIG && f.seq == 9,
               "worker reads CONFIG with its seq");
         frame_done(&f);
 
-        CHECK(frame_write_blocking(other, MSG_CONFIG, 1, &(struct msg_config){ .run_id = "r", .json = "{}" }, NULL, 0) == 0,
+        CHECK(frame_write_blocking(other, MSG_CONFIG, 1, &(struct msg_config){.run_id = "r", .json = "{}"}, NULL, 0) ==
+                      0,
               "worker sends a supervisor-only message");
         spin(base);
         CHECK(c.lost_calls == 1 && c.reason == PEER_LOST_DIRECTION, "wrong direction reported once (%s)", c.detail);
@@ -123,7 +126,8 @@ static void test_oversized(struct event_base *base) {
         (void) setsockopt(other, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
         CHECK(p && buf && write(other, buf, big) == (ssize_t) big, "oversized datagram written");
         spin(base);
-        CHECK(c.lost_calls == 1 && c.reason == PEER_LOST_BAD_FRAME, "oversized datagram kills the peer (%s)", c.detail);
+        CHECK(c.lost_calls == 1 && c.reason == PEER_LOST_BAD_FRAME, "oversized datagram kills the peer (%s)",
+              c.detail);
         peer_free(p);
 }
 
@@ -136,7 +140,7 @@ static void test_overflow(struct event_base *base) {
 
         peer_set_queue_max(p, 64 * 1024);
         while (sent < 10000) {
-                r = peer_send(p, MSG_PONG, 1, &(struct msg_ping){ .payload = { payload, sizeof(payload) } }, NULL, 0);
+                r = peer_send(p, MSG_PONG, 1, &(struct msg_ping){.payload = {payload, sizeof(payload)}}, NULL, 0);
                 if (r < 0)
                         break;
                 sent++;

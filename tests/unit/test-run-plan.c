@@ -11,8 +11,8 @@
 #include "run-plan.h"
 #include "tap.h"
 
-#define ARGV(...) ((char *[]){ __VA_ARGS__, NULL })
-#define ARGC(a) ((int) (sizeof(a) / sizeof((a)[0]) - 1))
+#define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
+#define ARGC(a)   ((int) (sizeof(a) / sizeof((a)[0]) - 1))
 
 static const char *env_vals[16][2];
 
@@ -31,7 +31,7 @@ static void test_vigil_cli(void) {
         struct run_plan p;
         char *err = NULL;
         char **a = ARGV("run", "t.py", "--node", "server", "--node=client", "--global-timeout", "60", "-o", "out");
-        struct run_dirs d = { .run_id = "r1", .tmp_dir = "/tmp/v", .out_dir = "/abs/out", .guest_dir = "/g" };
+        struct run_dirs d = {.run_id = "r1", .tmp_dir = "/tmp/v", .out_dir = "/abs/out", .guest_dir = "/g"};
         int r;
 
         run_plan_init(&p);
@@ -135,7 +135,8 @@ static void test_reference_config(void) {
         run_plan_init(&p);
         r = run_plan_load_reference_config(
                 &p,
-                "{\"vms\": {\"web\": {\"name\": \"web\", \"start_script\": \"/s/bin/run-web-vm\"}}, \"containers\": {},"
+                "{\"vms\": {\"web\": {\"name\": \"web\", \"start_script\": \"/s/bin/run-web-vm\"}}, \"containers\": "
+                "{},"
                 " \"vlans\": [1], \"global_timeout\": 30, \"enable_ssh_backdoor\": false, \"test_script\": \"/s/t\"}",
                 &err);
         CHECK(r == 0, "--config JSON loads (%s)", err ?: "");
@@ -166,7 +167,8 @@ static void test_spec(void) {
         run_plan_init(&p);
         r = run_plan_load_spec(&p,
                                "{\"nodes\": {\"router\": {\"vlans\": [1, 2], \"memory_mb\": 384},"
-                               " \"a\": {\"vlans\": [1]}, \"b\": {\"vlans\": [2]}}, \"global_timeout\": 90, \"test_script\": \"t.py\"}",
+                               " \"a\": {\"vlans\": [1]}, \"b\": {\"vlans\": [2]}}, \"global_timeout\": 90, "
+                               "\"test_script\": \"t.py\"}",
                                &err);
         CHECK(r == 0, "spec loads (%s)", err ?: "");
         r = run_plan_finalize(&p, &err);
@@ -187,8 +189,11 @@ static void test_spec(void) {
 static void test_spec_nspawn(void) {
         struct run_plan p;
         char *err = NULL;
-        struct run_dirs d = { .run_id = "c0ffee12", .tmp_dir = "/tmp/v", .out_dir = "/o", .guest_dir = "/g",
-                              .debian_tree = "/cache/debian-abc" };
+        struct run_dirs d = {.run_id = "c0ffee12",
+                             .tmp_dir = "/tmp/v",
+                             .out_dir = "/o",
+                             .guest_dir = "/g",
+                             .debian_tree = "/cache/debian-abc"};
         int r;
 
         run_plan_init(&p);
@@ -200,13 +205,15 @@ static void test_spec_nspawn(void) {
         CHECK(r == 0, "nspawn spec loads (%s)", err ?: "");
         r = run_plan_finalize(&p, &err);
         CHECK(r == 0 && p.n_nodes == 3, "three machines");
-        CHECK(run_plan_needs_debian_tree(&p) && run_plan_needs_guest(&p), "c1 needs the Debian tree, vm the tiny guest");
+        CHECK(run_plan_needs_debian_tree(&p) && run_plan_needs_guest(&p),
+              "c1 needs the Debian tree, vm the tiny guest");
 
         _cleanup_free_ char *mc = run_plan_machine_config(&p, 0, &d);
         CHECK(contains(mc, "\"backend\":\"nspawn\"") && contains(mc, "\"nspawn\":{\"tree\":\"/cache/debian-abc\"}") &&
                       !contains(mc, "\"qemu\""),
               "a container without a tree boots mkdebian's, and has no qemu section");
-        CHECK(contains(mc, "{\"nr\":2,\"tap\":\"vc0ff2n1\",\"mac\":\"52:54:00:12:02:01\",\"address\":\"192.168.2.1/24\"}"),
+        CHECK(contains(mc,
+                       "{\"nr\":2,\"tap\":\"vc0ff2n1\",\"mac\":\"52:54:00:12:02:01\",\"address\":\"192.168.2.1/24\"}"),
               "container NICs are switch TAPs named v<run4><vlan>n<node>, with the reference MAC and address");
         _cleanup_free_ char *mc2 = run_plan_machine_config(&p, 1, &d);
         CHECK(contains(mc2, "\"tree\":\"/srv/tree\""), "a node's own tree wins");

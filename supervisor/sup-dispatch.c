@@ -182,8 +182,10 @@ void child_proc_exited(struct sup_proc *p, int code, int sig) {
 static void on_proc_term_timeout(evutil_socket_t fd, short what, void *arg) {
         struct sup_proc *p = arg;
 
-        log_warning("Process '%s' (pid %d) of '%s' ignored SIGTERM, killing", p->name, (int) p->pid,
-                    p->owner->spec.id);
+        /* Not a fault in itself: systemd-nspawn turns SIGTERM into a container
+         * poweroff that may take longer than the grace period. */
+        log_info("Process '%s' (pid %d) of '%s' still running %llu ms after SIGTERM, killing", p->name, (int) p->pid,
+                 p->owner->spec.id, (unsigned long long) (PROC_TERM_USEC / 1000));
         (void) pidfd_send(p->pidfd, SIGKILL);
 }
 

@@ -170,8 +170,29 @@ static void test_pcap(void) {
         CHECK(pcap_record_span(r, 1 << 20) == 0, "garbage is not a record");
 }
 
+/* A 26-node fleet split 13|13 needs 338 directed rules; the table holds a 32|32 split. */
+static void test_rule_capacity(void) {
+        static struct link_rules r;
+        struct link_rule rule = {.drop = true};
+        int ok = 0;
+
+        for (int i = 0; i < SWITCH_RULES_MAX; i++) {
+                snprintf(rule.from, sizeof(rule.from), "m%d", i / 64);
+                snprintf(rule.to, sizeof(rule.to), "n%d", i % 64);
+                ok += link_rules_set(&r, &rule) == 0;
+        }
+        CHECK(ok == SWITCH_RULES_MAX && SWITCH_RULES_MAX >= 2 * 32 * 32, "%d distinct rules fit", ok);
+        snprintf(rule.from, sizeof(rule.from), "extra");
+        CHECK(link_rules_set(&r, &rule) == -ENOSPC, "one more distinct rule is refused with -ENOSPC");
+        snprintf(rule.from, sizeof(rule.from), "m0");
+        snprintf(rule.to, sizeof(rule.to), "n0");
+        rule.loss_ppm = 5;
+        CHECK(link_rules_set(&r, &rule) == 0, "updating an existing rule still works when full");
+}
+
 int main(void) {
         test_learning();
+        test_rule_capacity();
         test_rules();
         test_vde();
         test_pcap();

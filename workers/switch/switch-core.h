@@ -18,7 +18,7 @@
 #define SWITCH_PORTS_MAX    256
 #define SWITCH_MACS_MAX     1024
 #define SWITCH_MAC_AGE_USEC (300ULL * 1000000ULL)
-#define SWITCH_RULES_MAX    256
+#define SWITCH_RULES_MAX    4096 /* a 64-node fleet split 32|32 is 2048 directed rules */
 #define SWITCH_FRAME_MAX    9216 /* jumbo frames; larger datagrams are dropped */
 #define ETH_HEADER_LEN      14
 

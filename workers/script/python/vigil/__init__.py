@@ -197,11 +197,20 @@ def partition(*groups: Iterable[Any], vlan: int | None = None) -> None:
     if rest:
         named.append(rest)
     driver().logger.log("vigil: partition " + " | ".join(", ".join(g) for g in named))
-    for i, g in enumerate(named):
-        for h in named[i + 1 :]:
-            for a in g:
-                for b in h:
-                    _set_link(a, b, both=True, drop=True, vlan=vlan)
+    done: list[tuple[str, str]] = []
+    try:
+        for i, g in enumerate(named):
+            for h in named[i + 1 :]:
+                for a in g:
+                    for b in h:
+                        _set_link(a, b, both=True, drop=True, vlan=vlan)
+                        done.append((a, b))
+    except MachineError as e:
+        # all or nothing: never leave a half-split network behind
+        for a, b in done:
+            for nr in _shared_vlans(a, b, vlan):
+                _request("W_CLEAR", f"vlan{nr}", **{"from": a}, to=b, both=True)
+        raise MachineError(f"{e} (the partition needs more switch rules; nothing was changed)") from None
 
 
 def heal(vlan: int | None = None) -> None:

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "macro.h"
 #include "run-plan.h"
+#include "fs-util.h"
 #include "sup.h"
 
 #define RUN_INTENSITY_RESTARTS 3u
@@ -27,6 +28,7 @@
 #define MACHINE_SHUTDOWN_MS    10000
 #define SWITCH_SHUTDOWN_MS     2000
 #define SCRIPT_SHUTDOWN_MS     5000
+#define SPEC_FILE_MAX          (4u << 20) /* a spec or --config file */
 
 struct run_state {
         char verdict[512];
@@ -40,48 +42,6 @@ static const char *real_env(const char *name) {
 static int usage_error(const char *msg) {
         fprintf(stderr, "vigil: %s\n", msg);
         return VIGIL_EXIT_USAGE;
-}
-
-static int read_file(const char *path, char **ret) {
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
-        char *buf = NULL;
-        size_t len = 0, n;
-        char chunk[4096];
-        FILE *m;
-
-        if (!f)
-                return negative_errno();
-        m = open_memstream(&buf, &len);
-        if (!m)
-                return -ENOMEM;
-        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-                fwrite(chunk, 1, n, m);
-                if (len > (4u << 20)) {
-                        fclose(m);
-                        free(buf);
-                        return -EFBIG;
-                }
-        }
-        fclose(m);
-        *ret = buf;
-        return 0;
-}
-
-static int mkdir_p(const char *path, mode_t mode) {
-        _cleanup_free_ char *p = strdup(path);
-
-        if (!p)
-                return -ENOMEM;
-        for (char *s = p + 1; *s; s++)
-                if (*s == '/') {
-                        *s = 0;
-                        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                                return negative_errno();
-                        *s = '/';
-                }
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                return negative_errno();
-        return 0;
 }
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
@@ -414,7 +374,7 @@ static int load_inputs(struct run_plan *p, char **ret_error) {
         int r;
 
         if (p->spec_file) {
-                r = read_file(p->spec_file, &text);
+                r = read_file_max(p->spec_file, SPEC_FILE_MAX, &text);
                 if (r < 0)
                         return asprintf(ret_error, "cannot read spec %s: %s", p->spec_file, strerror(-r)), -EINVAL;
                 r = run_plan_load_spec(p, text, ret_error);
@@ -424,7 +384,7 @@ static int load_inputs(struct run_plan *p, char **ret_error) {
         if (p->config_file) {
                 free(text);
                 text = NULL;
-                r = read_file(p->config_file, &text);
+                r = read_file_max(p->config_file, SPEC_FILE_MAX, &text);
                 if (r < 0)
                         return asprintf(ret_error, "cannot read --config %s: %s", p->config_file, strerror(-r)),
                                -EINVAL;
@@ -516,7 +476,7 @@ int run_main(int argc, char **argv) {
         }
         if (guest[0]) {
                 snprintf(cmdline_path, sizeof(cmdline_path), "%s/cmdline", guest);
-                if (read_file(cmdline_path, &guest_cmdline) >= 0)
+                if (read_file_max(cmdline_path, SPEC_FILE_MAX, &guest_cmdline) >= 0)
                         guest_cmdline[strcspn(guest_cmdline, "\n")] = 0;
         }
         if (p.reference_cli && !p.keep_state)

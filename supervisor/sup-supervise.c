@@ -8,6 +8,7 @@
 #include <getopt.h>
 
 #include "exit-status.h"
+#include "fs-util.h"
 #include "sup-internal.h"
 #include "sup-verbs.h"
 
@@ -30,35 +31,6 @@ static void supervise_help(FILE *f) {
                    "                          \"shutdown\": 2000, \"args\": [...], \"config\": {...}}]}\n"
                    "Exit: 0 ended, 2 bad input, 3 global timeout, 4 gave up (restart intensity), 5 internal error,\n"
                    "      6 interrupted.\n");
-}
-
-static int read_file(const char *path, char **ret) {
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
-        _cleanup_free_ char *buf = NULL;
-        size_t n = 0, cap = 0;
-
-        if (!f)
-                return negative_errno();
-        for (;;) {
-                if (cap - n < 4096) {
-                        if (cap > 16u * 1024 * 1024)
-                                return -EFBIG;
-                        cap = cap ? cap * 2 : 8192;
-                        char *b = realloc(buf, cap + 1);
-                        if (!b)
-                                return -ENOMEM;
-                        buf = b;
-                }
-                size_t k = fread(buf + n, 1, cap - n, f);
-                n += k;
-                if (k == 0)
-                        break;
-        }
-        if (ferror(f))
-                return -EIO;
-        buf[n] = '\0';
-        *ret = TAKE_PTR(buf);
-        return 0;
 }
 
 static int parse_log_target(const char *s, enum log_target *ret) {
@@ -149,7 +121,7 @@ int verb_supervise(int argc, char **argv) {
         const char *path = argv[optind];
 
         log_open("vigil", o.log_target);
-        r = read_file(path, &text);
+        r = read_file_max(path, 16u * 1024 * 1024, &text);
         if (r < 0) {
                 fprintf(stderr, "vigil supervise: cannot read %s: %s\n", path, strerror(-r));
                 return VIGIL_EXIT_USAGE;

@@ -9,23 +9,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "fs-util.h"
 #include "sup-internal.h"
-
-static int mkdir_p(const char *path) {
-        char buf[4096];
-
-        snprintf(buf, sizeof(buf), "%s", path);
-        for (char *p = buf + 1; *p; p++)
-                if (*p == '/') {
-                        *p = '\0';
-                        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                                return negative_errno();
-                        *p = '/';
-                }
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                return negative_errno();
-        return 0;
-}
 
 int timeline_open(struct sup *s) {
         char path[4096];
@@ -33,7 +18,7 @@ int timeline_open(struct sup *s) {
 
         if (!s->outdir)
                 return 0;
-        r = mkdir_p(s->outdir);
+        r = mkdir_p(s->outdir, 0755);
         if (r < 0)
                 return r;
         snprintf(path, sizeof(path), "%s/timeline.jsonl", s->outdir);

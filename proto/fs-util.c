@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/* fs-util.c: see fs-util.h. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fs-util.h"
+#include "macro.h"
+
+int read_file_max(const char *path, size_t max, char **ret) {
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        _cleanup_free_ char *buf = NULL;
+        size_t n = 0, cap = 0;
+
+        if (!f)
+                return negative_errno();
+        for (;;) {
+                if (cap - n < 4096) {
+                        if (cap > max)
+                                return -EFBIG;
+                        cap = cap ? cap * 2 : 8192;
+                        char *b = realloc(buf, cap + 1);
+                        if (!b)
+                                return -ENOMEM;
+                        buf = b;
+                }
+                size_t k = fread(buf + n, 1, cap - n, f);
+                n += k;
+                if (k == 0)
+                        break;
+        }
+        if (ferror(f))
+                return -EIO;
+        if (n > max)
+                return -EFBIG;
+        buf[n] = '\0';
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+int mkdir_p(const char *path, mode_t mode) {
+        _cleanup_free_ char *p = strdup(path);
+
+        if (!p)
+                return -ENOMEM;
+        for (char *s = p + 1; *s; s++)
+                if (*s == '/') {
+                        *s = 0;
+                        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                                return negative_errno();
+                        *s = '/';
+                }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return negative_errno();
+        return 0;
+}

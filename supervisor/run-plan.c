@@ -17,7 +17,6 @@
 
 #define DEFAULT_GLOBAL_TIMEOUT 3600u
 #define DEFAULT_MEMORY_MB      256u
-#define BACKENDS_AVAILABLE     "qemu, nspawn"
 
 static const char *const backends_known[] = {"qemu", "nspawn"};
 
@@ -26,6 +25,17 @@ static bool backend_known(const char *name) {
                 if (streq(backends_known[i], name))
                         return true;
         return false;
+}
+
+/* "qemu, nspawn": the table above, for messages. */
+static const char *backends_available(void) {
+        static char buf[64];
+
+        if (!buf[0])
+                for (size_t i = 0; i < ELEMENTSOF(backends_known); i++)
+                        snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s%s", i ? ", " : "",
+                                 backends_known[i]);
+        return buf;
 }
 
 static void set_str(char **dst, const char *v) {
@@ -406,7 +416,7 @@ static int vigil_option(struct run_plan *p, const struct parsed_opt *po, void *c
                         *backend++ = 0;
                 if (backend && !backend_known(backend))
                         return errmsg_invalid(ret_error, "--node %s: unknown backend '%s' (available: %s)", v, backend,
-                                              BACKENDS_AVAILABLE);
+                                              backends_available());
                 r = node_add(p, name, &n, ret_error);
                 if (r >= 0 && backend)
                         set_str(&n->backend, backend);
@@ -712,7 +722,7 @@ int run_plan_load_spec(struct run_plan *p, const char *json, char **ret_error) {
                                         r = get_opt_string(node, "backend", &n->backend, where, ret_error);
                                 if (r >= 0 && !backend_known(n->backend))
                                         r = errmsg_invalid(ret_error, "%s: unknown backend \"%s\" (available: %s)",
-                                                           where, n->backend, BACKENDS_AVAILABLE);
+                                                           where, n->backend, backends_available());
                                 if (r >= 0)
                                         r = get_opt_string(node, "tree", &n->tree, where, ret_error);
                                 if (r >= 0)

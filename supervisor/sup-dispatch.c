@@ -359,11 +359,10 @@ static int on_event(struct child *c, const struct frame *f, int *fds, size_t n_f
                   m->message);
         /* The script's subtests show in `systemctl status` (STATUS=). Names are
          * the worker's text: only ever copied, bounded, into our own buffer. */
-        if (c->kind->kind == KIND_SCRIPT && m->event && streq(m->event, "subtest-begin")) {
-                snprintf(s->subtest, sizeof(s->subtest), "%s", m->message ?: "");
-                sup_notify_status(s);
-        } else if (c->kind->kind == KIND_SCRIPT && m->event && streq(m->event, "subtest-end")) {
-                s->subtest[0] = 0;
+        if (c->kind->kind == KIND_SCRIPT && m->event &&
+            (streq(m->event, "subtest-begin") || streq(m->event, "subtest-end"))) {
+                snprintf(s->subtest, sizeof(s->subtest), "%s",
+                         streq(m->event, "subtest-begin") && m->message ? m->message : "");
                 sup_notify_status(s);
         }
         return 0;

@@ -163,6 +163,66 @@ class TapChecks:
             return self.check(False, what, repr(e)), e
         return self.check(False, what, "no error"), None
 
+
+class MachineTest(TapChecks):
+    """The harness of the machine-worker tests (QEMU: vmtest.Test; nspawn: test-nspawn-machine.py):
+    the worker's log and the consoles, and run(body) that closes every MiniSup, checks the worker log
+    for sanitizer reports, prints the plan and, on failure, the log and console tails. Subclasses set
+    self.tmp, self.log, self.log_path, self.sups, self.n, self.failed."""
+
+    console_names = ()  # consoles whose tails a failure prints
+
+    def console_log(self, name="alpha"):
+        try:
+            with open(os.path.join(self.tmp, "out", "%s-console.log" % name), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def worker_log(self):
+        self.log.flush()
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def before_close(self, sup):
+        """Called for each MiniSup before it is closed."""
+
+    def run(self, body):
+        import shutil
+        import traceback
+
+        try:
+            body(self)
+        except Exception:  # noqa: BLE001
+            self.check(False, "test body raised", traceback.format_exc())
+        finally:
+            for s in self.sups:
+                self.before_close(s)
+                s.close()
+            log = self.worker_log()
+            bad = [line for line in log.splitlines() if "Sanitizer" in line or "runtime error:" in line]
+            self.check(not bad, "no sanitizer reports from vigil-machine", "\n".join(bad))
+            print("1..%d" % self.n)
+            if self.failed:
+                print("# worker log tail:")
+                for line in log.splitlines()[-40:]:
+                    print("#   " + line)
+                for name in self.console_names:
+                    print("# %s console tail:" % name)
+                    for line in self.console_log(name).splitlines()[-25:]:
+                        print("#   " + line)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        sys.exit(1 if self.failed else 0)
+
+
+def pid_alive(pid):
+    """True while @pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
 class MiniSup:
     """One machine worker under a minimal supervisor."""
 

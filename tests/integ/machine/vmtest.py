@@ -8,7 +8,6 @@ import os
 import shutil
 import sys
 import tempfile
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import minisup  # noqa: E402
@@ -17,7 +16,7 @@ SOURCE_ROOT = os.environ.get("VIGIL_SOURCE_ROOT", os.path.abspath(os.path.join(o
 WORKER = os.environ.get("VIGIL_MACHINE_WORKER", os.path.join(SOURCE_ROOT, "build", "workers", "machine", "vigil-machine"))
 
 
-class Test(minisup.TapChecks):
+class Test(minisup.MachineTest):
     def __init__(self):
         self.n = 0
         self.failed = 0
@@ -40,33 +39,3 @@ class Test(minisup.TapChecks):
         s.wait_ready()
         return s
 
-    def console_log(self, name="alpha"):
-        try:
-            with open(os.path.join(self.tmp, "out", "%s-console.log" % name), errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def worker_log(self):
-        self.log.flush()
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def run(self, body):
-        try:
-            body(self)
-        except Exception:  # noqa: BLE001
-            self.check(False, "test body raised", traceback.format_exc())
-        finally:
-            for s in self.sups:
-                s.close()
-            log = self.worker_log()
-            bad = [l for l in log.splitlines() if "Sanitizer" in l or "runtime error:" in l]
-            self.check(not bad, "no sanitizer reports from vigil-machine", "\n".join(bad))
-            print("1..%d" % self.n)
-            if self.failed:
-                print("# worker log tail:")
-                for line in self.worker_log().splitlines()[-30:]:
-                    print("#   " + line)
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        sys.exit(1 if self.failed else 0)

@@ -13,7 +13,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
 SOURCE_ROOT = os.environ.get("VIGIL_SOURCE_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../../..")))
 sys.path.insert(0, os.path.join(SOURCE_ROOT, "tests", "integ", "machine"))
@@ -61,7 +60,9 @@ class FakeSwitch:
             subprocess.run(["ip", "link", "del", tap], stderr=subprocess.DEVNULL)
 
 
-class Test(minisup.TapChecks):
+class Test(minisup.MachineTest):
+    console_names = ("alpha", "beta")
+
     def __init__(self):
         self.n = self.failed = 0
         self.sups = []
@@ -97,45 +98,12 @@ class Test(minisup.TapChecks):
         s.wait_ready()
         return s
 
-    def console_log(self, name):
-        try:
-            with open(os.path.join(self.tmp, "out", "%s-console.log" % name), errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def worker_log(self):
-        self.log.flush()
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def run(self, body):
-        try:
-            body(self)
-        except Exception:  # noqa: BLE001
-            self.check(False, "test body raised", traceback.format_exc())
-        finally:
-            for s in self.sups:
-                # minisup SIGKILLs nspawn, which would orphan the container: kill its init first.
-                for p in s.procs.values():
-                    if p.poll() is None:
-                        for init in init_pids(p.pid):
-                            os.kill(init, signal.SIGKILL)
-                s.close()
-            log = self.worker_log()
-            bad = [line for line in log.splitlines() if "Sanitizer" in line or "runtime error:" in line]
-            self.check(not bad, "no sanitizer reports from vigil-machine", "\n".join(bad))
-            print("1..%d" % self.n)
-            if self.failed:
-                print("# worker log tail:")
-                for line in log.splitlines()[-40:]:
-                    print("#   " + line)
-                for name in ("alpha", "beta"):
-                    print("# %s console tail:" % name)
-                    for line in self.console_log(name).splitlines()[-25:]:
-                        print("#   " + line)
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        sys.exit(1 if self.failed else 0)
+    def before_close(self, sup):
+        # minisup SIGKILLs nspawn, which would orphan the container: kill its init first.
+        for p in sup.procs.values():
+            if p.poll() is None:
+                for init in init_pids(p.pid):
+                    os.kill(init, signal.SIGKILL)
 
 
 def init_pids(pid):
@@ -147,14 +115,6 @@ def init_pids(pid):
     except OSError:
         pass
     return out
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except OSError:
-        return False
 
 
 def body(t):
@@ -304,7 +264,8 @@ def machine_body(t, switch):
     m.call("M_CRASH")
     t.check(m.state()[0] is False, "crash: machine down")
     time.sleep(0.5)
-    t.check(inits and not any(alive(p) for p in inits), "crash: the container's init is gone (%r)" % inits)
+    t.check(inits and not any(minisup.pid_alive(p) for p in inits),
+            "crash: the container's init is gone (%r)" % inits)
     t.check(not os.path.exists("/sys/class/net/vg1n1"), "crash: the TAP died with the container's namespace")
     # The worker waits for the switch to re-create the TAP before starting the container again.
     threading.Timer(1.0, switch.ensure).start()
@@ -329,7 +290,7 @@ def machine_body(t, switch):
     pid = m.state()[2]
     m.call("M_SHUTDOWN")
     t.check(m.state()[0] is False, "shutdown: machine down")
-    t.check(not alive(pid), "shutdown: systemd-nspawn exited")
+    t.check(not minisup.pid_alive(pid), "shutdown: systemd-nspawn exited")
     t.check(os.path.exists("/sys/class/net/vg1n1"), "shutdown: the TAP went back to the host under its own name")
     log = t.console_log("alpha")
     t.check("Welcome to" in log and "Power" in log, "console log has the boot and the power-off",

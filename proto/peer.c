@@ -14,7 +14,9 @@
 #include "macro.h"
 #include "peer.h"
 
-#define PEER_QUEUE_MAX_DEFAULT (8u * 1024u * 1024u)
+#define PEER_QUEUE_MAX_DEFAULT (64u * 1024u * 1024u)
+#define PEER_QUEUE_HIGH        (1024u * 1024u)
+#define PEER_QUEUE_LOW         (256u * 1024u)
 #define PEER_READS_PER_WAKEUP  64
 
 struct qframe {
@@ -35,10 +37,13 @@ struct peer {
         struct event *ev_read;
         struct event *ev_write;
         struct event *ev_lost;
+        struct event *ev_drained;
 
         struct qframe *head, *tail;
         size_t queued;
         size_t queue_max;
+        bool congested; /* passed PEER_QUEUE_HIGH, on_drained due below PEER_QUEUE_LOW */
+        bool read_paused;
 
         uint32_t seq;
         bool lost;
@@ -128,9 +133,21 @@ static int queue_flush(struct peer *p) {
                         p->tail = NULL;
                 p->queued -= q->len;
                 qframe_free(q);
+                if (p->congested && p->queued <= PEER_QUEUE_LOW) {
+                        /* Deferred: the owner may send again from on_drained. */
+                        p->congested = false;
+                        event_active(p->ev_drained, 0, 0);
+                }
         }
         (void) event_del(p->ev_write);
         return 0;
+}
+
+static void drained_cb(evutil_socket_t fd, short what, void *arg) {
+        struct peer *p = arg;
+
+        if (!p->lost && p->ops->on_drained)
+                p->ops->on_drained(p, p->userdata);
 }
 
 static void write_cb(evutil_socket_t fd, short what, void *arg) {
@@ -173,7 +190,7 @@ static void handle_datagram(struct peer *p, size_t n, int *fds, size_t n_fds) {
 static void read_cb(evutil_socket_t fd, short what, void *arg) {
         struct peer *p = arg;
 
-        for (int i = 0; i < PEER_READS_PER_WAKEUP && !p->lost; i++) {
+        for (int i = 0; i < PEER_READS_PER_WAKEUP && !p->lost && !p->read_paused; i++) {
                 int fds[FRAME_FDS_MAX];
                 size_t n_fds = 0;
                 ssize_t n;
@@ -226,7 +243,9 @@ int peer_new(struct event_base *base, int fd, unsigned accept_dir, const struct 
         p->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, read_cb, p);
         p->ev_write = event_new(base, fd, EV_WRITE | EV_PERSIST, write_cb, p);
         p->ev_lost = event_new(base, -1, 0, lost_cb, p);
-        if (!p->rbuf || !p->ev_read || !p->ev_write || !p->ev_lost || event_add(p->ev_read, NULL) < 0) {
+        p->ev_drained = event_new(base, -1, 0, drained_cb, p);
+        if (!p->rbuf || !p->ev_read || !p->ev_write || !p->ev_lost || !p->ev_drained ||
+            event_add(p->ev_read, NULL) < 0) {
                 p->fd = -EBADF; /* not ours on failure */
                 peer_free(p);
                 return -ENOMEM;
@@ -245,6 +264,8 @@ struct peer *peer_free(struct peer *p) {
                 event_free(p->ev_write);
         if (p->ev_lost)
                 event_free(p->ev_lost);
+        if (p->ev_drained)
+                event_free(p->ev_drained);
         safe_close(p->fd);
         free(p->rbuf);
         free(p);
@@ -293,6 +314,8 @@ int peer_send_raw(struct peer *p, const uint8_t *buf, size_t len, const int *fds
                 p->head = q;
         p->tail = q;
         p->queued += len;
+        if (p->queued >= PEER_QUEUE_HIGH)
+                p->congested = true;
 
         if (was_empty) {
                 int r = queue_flush(p);
@@ -355,6 +378,29 @@ int peer_fd(const struct peer *p) {
 
 size_t peer_queued_bytes(const struct peer *p) {
         return p ? p->queued : 0;
+}
+
+bool peer_congested(const struct peer *p) {
+        return p && !p->lost && p->congested;
+}
+
+int peer_pause_read(struct peer *p, bool pause) {
+        if (!p || p->lost || p->read_paused == pause)
+                return 0;
+        p->read_paused = pause;
+        if (pause)
+                return event_del(p->ev_read) < 0 ? -EIO : 0;
+        /* Add before activating: libevent does not insert an event that is
+         * already active into the fd map, and it would never fire again. */
+        if (event_add(p->ev_read, NULL) < 0)
+                return -ENOMEM;
+        /* What arrived while paused needs no new readiness edge: look now. */
+        event_active(p->ev_read, EV_READ, 0);
+        return 0;
+}
+
+bool peer_read_paused(const struct peer *p) {
+        return p && p->read_paused;
 }
 
 void peer_set_queue_max(struct peer *p, size_t max) {

@@ -35,6 +35,9 @@ struct peer_ops {
         int (*on_frame)(struct peer *p, const struct frame *f, int *fds, size_t n_fds, void *userdata);
         /* Called once. @detail is a human-readable reason (static or peer-owned). */
         void (*on_lost)(struct peer *p, enum peer_lost_reason reason, const char *detail, void *userdata);
+        /* Optional: the send queue, once congested (peer_congested()), fell below
+         * the low watermark. Called from its own event, never from peer_send(). */
+        void (*on_drained)(struct peer *p, void *userdata);
 };
 
 /* @accept_dir: the enum msg_dir a frame must carry to be accepted here
@@ -66,6 +69,16 @@ void peer_kill(struct peer *p, enum peer_lost_reason reason, const char *detail)
 bool peer_is_lost(const struct peer *p);
 int peer_fd(const struct peer *p);
 size_t peer_queued_bytes(const struct peer *p);
+/* Flow control. The send queue is congested from the moment it holds 1 MiB
+ * until it has drained to 256 KiB (then on_drained). Producers stop feeding a
+ * congested peer: the queue cap (peer_set_queue_max) is only the defence
+ * against a peer that does not read at all, far above what flow-controlled
+ * traffic reaches. */
+bool peer_congested(const struct peer *p);
+/* Stop (true) or resume (false) reading frames; the kernel's socket buffer
+ * then pushes back on the sender. */
+int peer_pause_read(struct peer *p, bool pause);
+bool peer_read_paused(const struct peer *p);
 void peer_set_queue_max(struct peer *p, size_t max);
 void *peer_get_userdata(const struct peer *p);
 /* Next sequence number for a request (never 0). */

@@ -475,7 +475,11 @@ static void on_lost(struct peer *p, enum peer_lost_reason reason, const char *de
         child_lost(c, reason, detail);
 }
 
-const struct peer_ops child_peer_ops = {.on_frame = on_frame, .on_lost = on_lost};
+static void on_drained(struct peer *p, void *userdata) {
+        route_release(userdata);
+}
+
+const struct peer_ops child_peer_ops = {.on_frame = on_frame, .on_lost = on_lost, .on_drained = on_drained};
 
 /* ---- the handshake ---- */
 

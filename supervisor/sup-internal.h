@@ -19,7 +19,7 @@
 #define CHILD_FDS_MAX            1024u                  /* stored fds per child (a switch keeps 1 + 2 per port) */
 #define CHILD_PROCS_MAX          16u                    /* spawned processes per child */
 #define CHILD_PENDING_EXITS_MAX  32u                    /* PROC_EXITs remembered while the worker is down */
-#define CHILD_QUEUE_MAX          (1024u * 1024u)        /* send-queue cap per worker */
+#define CHILD_QUEUE_MAX          (256u * 1024u * 1024u) /* send-queue cap per worker: a peer that does not read */
 #define ROUTES_MAX               4096u                  /* routed requests in flight, whole tree */
 #define ROUTES_QUEUED_PER_TARGET 256u                   /* requests waiting for a target to be READY */
 #define DRAIN_USEC               (500 * USEC_PER_MSEC)  /* reaped but channel open: kill the channel after this */
@@ -91,6 +91,8 @@ struct child {
         bool faulted; /* broke the protocol or its channel: its exit counts as abnormal, whatever the code */
         enum peer_lost_reason lost_reason;
         int exit_code, exit_signal;
+
+        struct child *held_by; /* not read while this child's send queue is congested (sup-route.c) */
 
         struct event *ev_stop;  /* shutdown timeout */
         struct event *ev_drain; /* reaped but channel open / channel closed but alive */
@@ -250,6 +252,8 @@ void route_target_ready(struct child *target);
 void route_target_down(struct child *target, bool will_restart);
 void route_origin_down(struct child *origin);
 void route_free_all(struct sup *s);
+/* @c's send queue drained (or @c is gone): read again what was held for it. */
+void route_release(struct child *c);
 
 /* sup-kind.c */
 const struct sup_kind *sup_kind_get(enum worker_kind k);

@@ -7,6 +7,13 @@
  * flight: idempotent requests are replayed once it is READY again, others fail
  * with an error naming the restart, and everything fails if it is gone for
  * good. Requests to a target that is not READY yet wait (bounded).
+ *
+ * It also owns flow control between workers: a worker whose frame was just
+ * routed into a congested send queue is not read until that queue drains, so
+ * a guest printing 64 MiB slows to the pace of the script worker reading it
+ * instead of growing a queue (the kernel's socket buffers carry the pressure
+ * back to the producer). Nothing is dropped and nobody is killed for being
+ * slow; the queue cap only stops a peer that does not read at all.
  */
 #include <stdarg.h>
 
@@ -48,6 +55,26 @@ static void route_fail(struct sup *s, struct route *r, int code, const char *fmt
                  r->target->spec.id, msg);
         route_unlink(s, r);
         route_free(r);
+}
+
+/* @source's frame just went into @dest's queue: hold @source while that is congested. */
+static void route_hold(struct child *source, struct child *dest) {
+        if (source->held_by || !peer_congested(dest->peer))
+                return;
+        source->held_by = dest;
+        (void) peer_pause_read(source->peer, true);
+}
+
+void route_release(struct child *c) {
+        struct sup *s = c->sup;
+
+        for (size_t i = 0; i < s->n_children; i++) {
+                struct child *x = &s->children[i];
+                if (x->held_by != c)
+                        continue;
+                x->held_by = NULL;
+                (void) peer_pause_read(x->peer, false);
+        }
 }
 
 static bool target_ready(const struct child *t) {
@@ -136,6 +163,8 @@ int route_request(struct child *origin, const struct frame *f, int *fds, size_t 
                 if (k < 0)
                         log_debug_errno(k, "Forwarding %s to '%s' failed; it will be handled as a restart", info->name,
                                         name);
+                else
+                        route_hold(origin, t);
         }
         return 0;
 }
@@ -152,8 +181,8 @@ int route_reply(struct child *target, const struct frame *f, int *fds, size_t n_
                 log_debug("Dropping %s from '%s' with unknown seq %u", f->info->name, target->spec.id, f->seq);
                 return 0;
         }
-        if (origin_alive(r))
-                (void) peer_send(r->origin->peer, f->type, r->origin_seq, f->body, fds, n_fds);
+        if (origin_alive(r) && peer_send(r->origin->peer, f->type, r->origin_seq, f->body, fds, n_fds) >= 0)
+                route_hold(target, r->origin);
         if (f->info->final) {
                 route_unlink(s, r);
                 route_free(r);
@@ -177,6 +206,7 @@ void route_target_down(struct child *t, bool will_restart) {
         const char *kind = worker_kind_to_string(t->spec.kind);
         struct route *r, *next;
 
+        route_release(t);
         for (r = s->routes; r; r = next) {
                 next = r->next;
                 if (r->target != t)
@@ -200,6 +230,8 @@ void route_origin_down(struct child *origin) {
 
         /* Nobody is left to read the answers. A target still working on one
          * finishes and its reply is dropped as unknown. */
+        origin->held_by = NULL;
+        route_release(origin);
         for (r = s->routes; r; r = next) {
                 next = r->next;
                 if (r->origin == origin) {

@@ -96,9 +96,9 @@ static void test_start_script(void) {
         CHECK(strv_length(q.argv) == 3 && streq(q.argv[0], "/bin/sh") && streq(q.argv[1], "-c") &&
                       streq(q.argv[2],
                             "exec /nix/store/x/bin/run-server-vm -qmp unix:/tmp/r/vm-state-server/qmp,server=on,"
-                            "wait=off -monitor unix:/tmp/r/vm-state-server/monitor -chardev socket,id=shell,"
-                            "path=/tmp/r/vm-state-server/shell -device virtio-serial -device virtconsole,"
-                            "chardev=shell -device virtio-rng-pci -serial stdio -no-reboot -nographic"),
+                            "wait=off -monitor unix:/tmp/r/vm-state-server/monitor -S -device "
+                            "virtio-serial,id=vigil-vser "
+                            "-device virtio-rng-pci -serial stdio -no-reboot -nographic"),
               "script: the reference command string");
         CHECK(argv_has(q.env, "PATH=/bin") && argv_has(q.env, "QEMU_OPTS=-m 512") &&
                       argv_has(q.env, "TMPDIR=/tmp/r/vm-state-server") && !argv_has(q.env, "TMPDIR=/elsewhere") &&
@@ -144,14 +144,34 @@ static void test_direct(void) {
         CHECK(argv_has(q.argv, "index=1,id=drive1,if=none,file=/d.qcow2,format=qcow2,cache=writeback,werror=report"),
               "direct: disk with its format");
         CHECK(argv_has(q.argv, "unix:/tmp/r/vm-state-tiny/qmp,server=on,wait=off") &&
-                      argv_has(q.argv, "virtconsole,chardev=shell") && !argv_has(q.argv, "-no-reboot") &&
-                      argv_has(q.argv, "-nographic") && argv_has(q.argv, "-nodefaults"),
+                      argv_has(q.argv, "virtio-serial,id=vigil-vser") && argv_has(q.argv, "-S") &&
+                      !argv_has(q.argv, "-no-reboot") && argv_has(q.argv, "-nographic") &&
+                      argv_has(q.argv, "-nodefaults"),
               "direct: control args, reboot allowed");
         CHECK(streq(q.argv[strv_length(q.argv) - 2], "-cpu") && streq(q.argv[strv_length(q.argv) - 1], "max"),
               "direct: extra args last");
         CHECK(streq(qemu_default_nic(&c), "nic1"), "direct: default NIC is nic1");
         qemu_cmd_done(&q);
         machine_config_done(&c);
+}
+
+/* The shell is added over QMP: a file for output (QEMU cannot drop what a
+ * regular file takes), a FIFO for input, on the bus the command line made. */
+static void test_shell_setup(void) {
+        _cleanup_strv_free_ char **cmds = NULL;
+
+        CHECK(qemu_shell_setup_commands("/tmp/r/vm-state-a\"b", &cmds) == 0 && strv_length(cmds) == 3,
+              "shell setup: three QMP commands");
+        if (strv_length(cmds) != 3)
+                return;
+        CHECK(streq(cmds[0], "{\"execute\":\"chardev-add\",\"arguments\":{\"id\":\"shell\",\"backend\":{\"type\":"
+                             "\"file\",\"data\":{\"in\":\"\\/tmp\\/r\\/vm-state-a\\\"b\\/shell.in\",\"out\":"
+                             "\"\\/tmp\\/r\\/vm-state-a\\\"b\\/shell\",\"append\":true}}}}"),
+              "shell setup: chardev-add of a file chardev, paths escaped");
+        CHECK(streq(cmds[1], "{\"execute\":\"device_add\",\"arguments\":{\"driver\":\"virtconsole\",\"chardev\":"
+                             "\"shell\",\"bus\":\"vigil-vser.0\"}}"),
+              "shell setup: a virtconsole (hvc0 in the guest) on vigil's bus");
+        CHECK(streq(cmds[2], "{\"execute\":\"cont\"}"), "shell setup: then the guest runs");
 }
 
 static void test_accel(void) {
@@ -178,6 +198,7 @@ int main(void) {
         test_config();
         test_start_script();
         test_direct();
+        test_shell_setup();
         test_accel();
         return tap_done();
 }

@@ -167,7 +167,14 @@ static void on_sigterm(evutil_socket_t sig, short what, void *arg) {
         worker_exit(w, WORKER_EXIT_OK);
 }
 
-static const struct peer_ops worker_peer_ops = {.on_frame = on_frame, .on_lost = on_lost};
+static void on_drained(struct peer *p, void *userdata) {
+        struct worker *w = userdata;
+
+        if (w->configured && w->ops->on_drained)
+                w->ops->on_drained(w, w->userdata);
+}
+
+static const struct peer_ops worker_peer_ops = {.on_frame = on_frame, .on_lost = on_lost, .on_drained = on_drained};
 
 static int parse_name(int argc, char **argv, char *name, size_t size) {
         static const struct option opts[] = {

@@ -30,6 +30,9 @@ struct worker_ops {
         int (*configure)(struct worker *w, const struct msg_config *cfg, void *userdata);
         /* Every frame after CONFIG. Return < 0 to drop the supervisor (protocol error). */
         int (*on_frame)(struct worker *w, const struct frame *f, int *fds, size_t n_fds, void *userdata);
+        /* Optional: the channel to the supervisor, once congested (peer_congested()),
+         * has drained: producers that stopped may go on. */
+        void (*on_drained)(struct worker *w, void *userdata);
         /* Optional: called before the loop exits, for cleanup. */
         void (*on_exit)(struct worker *w, void *userdata);
 };

@@ -350,7 +350,7 @@ static int relay_open(struct nspawn *n) {
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sp) < 0)
                 return negative_errno();
         n->relay_fd = sp[0];
-        r = machine_shell_attach(n->m, sp[1]); /* machine-shell owns sp[1] now */
+        r = machine_shell_attach(n->m, sp[1], -EBADF, NULL); /* machine-shell owns sp[1] now */
         if (r < 0) {
                 safe_close(sp[1]);
                 return r;

@@ -1,16 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * backend-qemu.c owns everything QEMU-specific about a machine: the bounded
- * KVM probe, the listening monitor/shell sockets and stdio pipes of the
- * reference driver's layout, asking the supervisor to spawn QEMU (never
- * forking it here, so nothing outlives vigil), accepting QEMU's connections
- * while watching for its exit, the QMP handshake and HMP greeting, HMP/QMP
+ * KVM probe, the listening monitor socket and stdio pipes of the reference
+ * driver's layout, the guest shell's output file and input FIFO, asking the
+ * supervisor to spawn QEMU (never forking it here, so nothing outlives
+ * vigil), accepting QEMU's monitor connection while watching for its exit,
+ * the QMP handshake that adds the shell's virtconsole and starts the paused
+ * guest, and the HMP greeting, HMP/QMP
  * request queues, the serial console and stderr streams, the fd store that
  * lets a restarted worker re-attach, and turning QEMU's exit into a clear
  * error or a stopped machine.
  */
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -52,6 +55,8 @@ enum monitor_request_kind {
         REQ_HMP_GREETING,     /* wait for the first "(qemu) " prompt */
         REQ_QMP_GREETING,     /* wait for {"QMP": ...} */
         REQ_QMP_CAPABILITIES, /* leave QMP's capabilities negotiation mode */
+        REQ_QMP_SETUP,        /* add the shell's chardev and virtconsole */
+        REQ_QMP_CONT,         /* run the guest: the last QMP start-up step */
         REQ_TEXT,             /* MSG_M_MONITOR, MSG_M_QMP: reply with the raw answer */
         REQ_SET_LINK,         /* MSG_M_SET_LINK: reply OK */
         REQ_REBOOT,           /* MSG_M_REBOOT: connected=false, reply OK */
@@ -92,13 +97,12 @@ struct qemu {
         bool stored; /* our fds are in the supervisor's store */
 
         int monitor_listen;
-        int shell_listen;
         struct event *monitor_accept_ev;
-        struct event *shell_accept_ev;
         struct event *start_timer;
 
         int monitor_fd;
-        int shell_fd; /* until handed to machine-shell */
+        int shell_fd;    /* the output file, read; until handed to machine-shell */
+        int shell_in_fd; /* the input FIFO, written; until handed to machine-shell */
         int qmp_fd;
         int console_fd;
         int stdin_fd;
@@ -134,9 +138,10 @@ static const struct {
         const char *name;
         size_t offset; /* of the fd in struct qemu */
 } stored_fds[] = {
-        {"shell", offsetof(struct qemu, shell_fd)}, {"monitor", offsetof(struct qemu, monitor_fd)},
-        {"qmp", offsetof(struct qemu, qmp_fd)},     {"console", offsetof(struct qemu, console_fd)},
-        {"stdin", offsetof(struct qemu, stdin_fd)}, {"stderr", offsetof(struct qemu, stderr_fd)},
+        {"shell", offsetof(struct qemu, shell_fd)},     {"shell-in", offsetof(struct qemu, shell_in_fd)},
+        {"monitor", offsetof(struct qemu, monitor_fd)}, {"qmp", offsetof(struct qemu, qmp_fd)},
+        {"console", offsetof(struct qemu, console_fd)}, {"stdin", offsetof(struct qemu, stdin_fd)},
+        {"stderr", offsetof(struct qemu, stderr_fd)},
 };
 
 static int *stored_fd(struct qemu *q, size_t i) {
@@ -155,7 +160,8 @@ static void monitor_request_free(struct monitor_request *r) {
 }
 
 static bool monitor_request_is_startup(enum monitor_request_kind kind) {
-        return kind == REQ_HMP_GREETING || kind == REQ_QMP_GREETING || kind == REQ_QMP_CAPABILITIES;
+        return kind == REQ_HMP_GREETING || kind == REQ_QMP_GREETING || kind == REQ_QMP_CAPABILITIES ||
+               kind == REQ_QMP_SETUP || kind == REQ_QMP_CONT;
 }
 
 /* ---- teardown ---- */
@@ -185,7 +191,6 @@ static void fail_monitor_requests(struct qemu *q, const char *why) {
 
 static void close_all(struct qemu *q, bool forget) {
         machine_event_free(&q->monitor_accept_ev);
-        machine_event_free(&q->shell_accept_ev);
         machine_event_free(&q->monitor_ev);
         machine_event_free(&q->qmp_ev);
         machine_event_free(&q->console_ev);
@@ -193,9 +198,9 @@ static void close_all(struct qemu *q, bool forget) {
         (void) evtimer_del(q->start_timer);
         (void) evtimer_del(q->kill_timer);
         q->monitor_listen = safe_close(q->monitor_listen);
-        q->shell_listen = safe_close(q->shell_listen);
         q->monitor_fd = safe_close(q->monitor_fd);
         q->shell_fd = safe_close(q->shell_fd);
+        q->shell_in_fd = safe_close(q->shell_in_fd);
         q->qmp_fd = safe_close(q->qmp_fd);
         q->console_fd = safe_close(q->console_fd);
         q->stdin_fd = safe_close(q->stdin_fd);
@@ -314,10 +319,12 @@ static void drain_stale(int fd) {
 static void monitor_request_answered(struct qemu *q, const struct monitor_request *r, const char *reply, size_t len) {
         switch (r->kind) {
         case REQ_HMP_GREETING:
-        case REQ_QMP_CAPABILITIES:
+        case REQ_QMP_CONT:
                 start_step_done(q);
                 break;
         case REQ_QMP_GREETING:
+        case REQ_QMP_CAPABILITIES:
+        case REQ_QMP_SETUP:
                 break;
         case REQ_TEXT:
                 (void) machine_reply_text(q->m, r->seq, reply ?: "", reply ? len : 0, 0);
@@ -485,9 +492,11 @@ static void qmp_line(struct qemu *q, char *line) {
         } else if (mq->active) {
                 if (mq->active->kind == REQ_QMP_GREETING && !json_object_object_get_ex(obj, "QMP", NULL))
                         monitor_complete(mq, -EPROTO, "QMP greeting lacks \"QMP\"", NULL, 0);
-                else if (monitor_request_is_startup(mq->active->kind) && kind == QEMU_QMP_ERROR)
-                        monitor_complete(mq, -EPROTO, "QMP refused qmp_capabilities", NULL, 0);
-                else
+                else if (monitor_request_is_startup(mq->active->kind) && kind == QEMU_QMP_ERROR) {
+                        char why[512];
+                        (void) snprintf(why, sizeof why, "QMP refused %.200s: %.200s", mq->active->command, line);
+                        monitor_complete(mq, -EPROTO, why, NULL, 0);
+                } else
                         monitor_complete(mq, 0, NULL, line, strlen(line));
         }
         json_object_put(obj);
@@ -562,6 +571,46 @@ static int connect_unix(const char *dir, const char *name, int *ret) {
         return 0;
 }
 
+/* The guest shell's files for a new QEMU: the output file (created empty,
+ * opened for reading at offset 0) and the input FIFO (opened read-write, so
+ * QEMU's open for reading does not wait and never sees its end while the fd
+ * store holds our copy). */
+static int shell_files_create(const char *dir, int *ret_out, int *ret_in) {
+        _cleanup_close_ int out = -EBADF, in = -EBADF;
+        char path[PATH_MAX];
+
+        (void) snprintf(path, sizeof path, "%s/" QEMU_SHELL_NAME, dir);
+        (void) unlink(path);
+        out = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (out < 0)
+                return negative_errno();
+        (void) snprintf(path, sizeof path, "%s/" QEMU_SHELL_IN, dir);
+        (void) unlink(path);
+        if (mkfifo(path, 0600) < 0)
+                return negative_errno();
+        in = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+        if (in < 0)
+                return negative_errno();
+        *ret_out = TAKE_FD(out);
+        *ret_in = TAKE_FD(in);
+        return 0;
+}
+
+/* Hand the shell's fds to machine-shell (the store keeps its own copies,
+ * sharing the output file's offset, so a restarted worker reads on from
+ * where this one stopped). */
+static int shell_attach(struct qemu *q) {
+        char path[PATH_MAX];
+        int r;
+
+        (void) snprintf(path, sizeof path, "%s/" QEMU_SHELL_NAME, q->m->cfg.state_dir);
+        r = machine_shell_attach(q->m, q->shell_fd, q->shell_in_fd, path);
+        if (r < 0)
+                return r;
+        q->shell_fd = q->shell_in_fd = -EBADF; /* machine-shell owns them now */
+        return 0;
+}
+
 static void start_failed(struct qemu *q, int r, const char *fmt, ...) _printf_(3, 4);
 static void start_failed(struct qemu *q, int r, const char *fmt, ...) {
         char msg[MSG_STR_MAX];
@@ -595,16 +644,16 @@ static int add_read_event(struct qemu *q, int fd, event_callback_fn cb, struct e
         return machine_event_watch(q->m, fd, EV_READ | EV_PERSIST, cb, q, ret);
 }
 
-/* Both connections accepted: talk QMP, then wait for the HMP greeting. */
+/* The monitor connected: over QMP add the guest shell and let the paused
+ * guest run, then wait for the HMP greeting. */
 static void handshake(struct qemu *q) {
+        _cleanup_strv_free_ char **setup = NULL;
         int r;
 
         q->step = STEP_HANDSHAKE;
         q->handshake_pending = 0;
         machine_event_free(&q->monitor_accept_ev);
-        machine_event_free(&q->shell_accept_ev);
         q->monitor_listen = safe_close(q->monitor_listen);
-        q->shell_listen = safe_close(q->shell_listen);
         r = connect_unix(q->m->cfg.state_dir, QEMU_QMP_NAME, &q->qmp_fd);
         if (r < 0) {
                 start_failed(q, r, "could not connect to QMP at %s/" QEMU_QMP_NAME ": %s", q->m->cfg.state_dir,
@@ -615,7 +664,16 @@ static void handshake(struct qemu *q) {
             add_read_event(q, q->monitor_fd, monitor_cb, &q->monitor_ev) < 0 ||
             monitor_submit(&q->qmp_requests, REQ_QMP_GREETING, NULL, 0) < 0 ||
             monitor_submit(&q->qmp_requests, REQ_QMP_CAPABILITIES, "{\"execute\": \"qmp_capabilities\"}", 0) < 0 ||
-            monitor_submit(&q->hmp_requests, REQ_HMP_GREETING, NULL, 0) < 0)
+            qemu_shell_setup_commands(q->m->cfg.state_dir, &setup) < 0) {
+                start_failed(q, -ENOMEM, "out of memory");
+                return;
+        }
+        for (size_t i = 0; setup[i]; i++)
+                if (monitor_submit(&q->qmp_requests, setup[i + 1] ? REQ_QMP_SETUP : REQ_QMP_CONT, setup[i], 0) < 0) {
+                        start_failed(q, -ENOMEM, "out of memory");
+                        return;
+                }
+        if (monitor_submit(&q->hmp_requests, REQ_HMP_GREETING, NULL, 0) < 0)
                 start_failed(q, -ENOMEM, "out of memory");
 }
 
@@ -623,18 +681,17 @@ static void start_step_done(struct qemu *q) {
         struct machine *m = q->m;
         int r;
 
-        /* Called twice: QMP capabilities done, HMP greeting done. */
+        /* Called twice: QMP set-up done (the guest runs), HMP greeting done. */
         if (q->step != STEP_HANDSHAKE || ++q->handshake_pending < 2)
                 return;
         q->handshake_pending = 0;
         evtimer_del(q->start_timer);
         store_fds(q);
-        r = machine_shell_attach(m, q->shell_fd);
+        r = shell_attach(q);
         if (r < 0) {
-                start_failed(q, r, "out of memory");
+                start_failed(q, r, "could not watch the guest shell's output file: %s", strerror(-r));
                 return;
         }
-        q->shell_fd = -EBADF; /* machine-shell owns it now */
         q->step = STEP_RUNNING;
         m->allow_reboot = q->allow_reboot;
         log_event(LOG_INFO, LOG_EVENT_READY, NULL, "QEMU running (pid %lld)", (long long) m->pid);
@@ -643,26 +700,17 @@ static void start_step_done(struct qemu *q) {
 
 static void accept_cb(evutil_socket_t fd, short what, void *arg) {
         struct qemu *q = arg;
-        bool monitor = fd == q->monitor_listen;
         int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
         if (c < 0) {
                 if (errno != EAGAIN && errno != EINTR)
-                        start_failed(q, negative_errno(), "accept() on the %s socket failed: %m",
-                                     monitor ? "monitor" : "shell");
+                        start_failed(q, negative_errno(), "accept() on the monitor socket failed: %m");
                 return;
         }
-        if (monitor) {
-                safe_close(q->monitor_fd);
-                q->monitor_fd = c;
-                machine_event_free(&q->monitor_accept_ev);
-        } else {
-                safe_close(q->shell_fd);
-                q->shell_fd = c;
-                machine_event_free(&q->shell_accept_ev);
-        }
-        if (q->monitor_fd >= 0 && q->shell_fd >= 0)
-                handshake(q);
+        safe_close(q->monitor_fd);
+        q->monitor_fd = c;
+        machine_event_free(&q->monitor_accept_ev);
+        handshake(q);
 }
 
 /* A connection to QEMU closed during start-up: QEMU is most likely exiting.
@@ -686,7 +734,7 @@ static void start_timer_cb(evutil_socket_t fd, short what, void *arg) {
                 start_failed(q, q->pending_error, "%s; %s", q->pending_why, tail);
                 return;
         }
-        start_failed(q, -ETIMEDOUT, "QEMU did not connect its monitor and shell sockets within %llu s; %s",
+        start_failed(q, -ETIMEDOUT, "QEMU did not connect its monitor socket and start the guest within %llu s; %s",
                      (unsigned long long) MAX(q->m->cfg.connect_s, (uint64_t) START_MIN_S), tail);
 }
 
@@ -731,7 +779,7 @@ static int spawn_qemu(struct qemu *q) {
         }
         r = listen_unix(m->cfg.state_dir, QEMU_MONITOR_NAME, &q->monitor_listen);
         if (r >= 0)
-                r = listen_unix(m->cfg.state_dir, QEMU_SHELL_NAME, &q->shell_listen);
+                r = shell_files_create(m->cfg.state_dir, &q->shell_fd, &q->shell_in_fd);
         if (r < 0)
                 goto out;
         if (pipe2(p, O_CLOEXEC) < 0)
@@ -753,8 +801,7 @@ static int spawn_qemu(struct qemu *q) {
 
         if ((r = add_read_event(q, q->console_fd, console_cb, &q->console_ev)) < 0 ||
             (r = add_read_event(q, q->stderr_fd, stderr_cb, &q->stderr_ev)) < 0 ||
-            (r = add_read_event(q, q->monitor_listen, accept_cb, &q->monitor_accept_ev)) < 0 ||
-            (r = add_read_event(q, q->shell_listen, accept_cb, &q->shell_accept_ev)) < 0)
+            (r = add_read_event(q, q->monitor_listen, accept_cb, &q->monitor_accept_ev)) < 0)
                 goto out;
 
         log_info("starting vm");
@@ -1044,6 +1091,7 @@ static void qemu_exited(struct qemu *q, const struct msg_proc_exit *e) {
 
         machine_exit_describe(e, how, sizeof how);
         drain_streams(q);
+        machine_shell_drain(m);
         if (q->console_fd >= 0)
                 machine_console_eof(m);
         log_event(LOG_INFO, LOG_EVENT_EXITED, NULL, "QEMU (pid %lld) exited: %s", (long long) e->pid, how);
@@ -1108,7 +1156,7 @@ static int qemu_attach(struct machine *m) {
                 *stored_fd(q, i) = r >= 0 ? r : -EBADF;
         }
         pid = machine_restored_pid(m, QEMU_PROC);
-        if (pid <= 0 || q->shell_fd < 0 || q->monitor_fd < 0 || q->console_fd < 0) {
+        if (pid <= 0 || q->shell_fd < 0 || q->shell_in_fd < 0 || q->monitor_fd < 0 || q->console_fd < 0) {
                 if (pid > 0) {
                         log_warning("QEMU (pid %lld) still runs but its fds are lost; stopping it", (long long) pid);
                         machine_proc_kill(q->m, QEMU_PROC);
@@ -1119,7 +1167,7 @@ static int qemu_attach(struct machine *m) {
         m->pid = pid;
         (void) console_splitter_init(&q->stderr_split, 0);
         for (size_t i = 0; i < ELEMENTSOF(stored_fds); i++)
-                if (*stored_fd(q, i) >= 0)
+                if (*stored_fd(q, i) >= 0 && stored_fd(q, i) != &q->shell_fd)
                         (void) fd_set_nonblock(*stored_fd(q, i), 1);
         drain_stale(q->monitor_fd);
         if (q->qmp_fd >= 0)
@@ -1129,10 +1177,9 @@ static int qemu_attach(struct machine *m) {
             (r = add_read_event(q, q->monitor_fd, monitor_cb, &q->monitor_ev)) < 0 ||
             (q->qmp_fd >= 0 && (r = add_read_event(q, q->qmp_fd, qmp_cb, &q->qmp_ev)) < 0))
                 return r;
-        r = machine_shell_attach(m, q->shell_fd);
+        r = shell_attach(q);
         if (r < 0)
                 return r;
-        q->shell_fd = -EBADF;
         q->step = STEP_RUNNING;
         return 1;
 }
@@ -1143,7 +1190,7 @@ static int qemu_init(struct machine *m) {
         if (!q)
                 return -ENOMEM;
         q->m = m;
-        q->monitor_listen = q->shell_listen = q->monitor_fd = q->shell_fd = q->qmp_fd = -EBADF;
+        q->monitor_listen = q->monitor_fd = q->shell_fd = q->shell_in_fd = q->qmp_fd = -EBADF;
         q->console_fd = q->stdin_fd = q->stderr_fd = q->probe_fd = -EBADF;
         qemu_hmp_reply_init(&q->hmp, 0);
         qemu_qmp_reader_init(&q->qmp, 0);

@@ -38,38 +38,6 @@ struct wait_until {
 static uint64_t console_file_bytes;
 static bool console_file_capped;
 
-/* ---- replies ---- */
-
-int machine_reply_error(struct machine *m, uint32_t seq, int code, const char *fmt, ...) {
-        char msg[MSG_STR_MAX];
-        va_list ap;
-
-        va_start(ap, fmt);
-        (void) vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        return peer_send_error(worker_peer(m->w), seq, code < 0 ? code : -EIO, "%s", msg);
-}
-
-int machine_reply_ok(struct machine *m, uint32_t seq) {
-        return peer_send_ok(worker_peer(m->w), seq);
-}
-
-int machine_reply_text(struct machine *m, uint32_t seq, const char *text, size_t len, uint64_t next_line) {
-        int r = peer_send_chunks(worker_peer(m->w), seq, (const uint8_t *) text, len);
-        if (r < 0)
-                return r;
-        return peer_send(worker_peer(m->w), MSG_M_TEXT_RESULT, seq,
-                         &(struct msg_m_text_result){.length = len, .next_line = next_line}, NULL, 0);
-}
-
-int machine_reply_exec(struct machine *m, uint32_t seq, int64_t status, const uint8_t *data, size_t len) {
-        int r = peer_send_chunks(worker_peer(m->w), seq, data, len);
-        if (r < 0)
-                return r;
-        return peer_send(worker_peer(m->w), MSG_M_EXEC_RESULT, seq,
-                         &(struct msg_m_exec_result){.status = status, .length = len}, NULL, 0);
-}
-
 void machine_send_ready(struct machine *m) {
         if (m->ready_sent)
                 return;
@@ -755,8 +723,6 @@ static int machine_configure(struct worker *w, const struct msg_config *cfg, voi
         if (!streq(m->cfg.name, worker_name(w)))
                 log_warning("Config names machine %s but this worker is %s", m->cfg.name, worker_name(w));
         m->backend = backends[m->cfg.backend_kind];
-        /* A whole command output can be queued at once; let the channel hold it. */
-        peer_set_queue_max(worker_peer(w), m->cfg.output_max + 16u * 1024u * 1024u);
 
         if ((r = console_splitter_init(&m->splitter, 0)) < 0 || (r = console_ring_init(&m->ring, 0, 0)) < 0 ||
             (r = machine_shell_init(m)) < 0)
@@ -801,6 +767,10 @@ static int machine_configure(struct worker *w, const struct msg_config *cfg, voi
         return 0;
 }
 
+static void machine_on_drained(struct worker *w, void *userdata) {
+        machine_reply_drained(userdata);
+}
+
 static void machine_on_exit(struct worker *w, void *userdata) {
         struct machine *m = userdata;
         struct wait_until *wu;
@@ -809,6 +779,7 @@ static void machine_on_exit(struct worker *w, void *userdata) {
         if (m->backend && m->backend->free)
                 m->backend->free(m);
         machine_shell_free(m);
+        machine_reply_free_all();
         while ((wu = LIST_FIRST(&m->wait_untils)))
                 wait_until_free(wu);
         while ((cw = LIST_FIRST(&m->console_waiters)))
@@ -829,6 +800,7 @@ int main(int argc, char **argv) {
                 .kind = KIND_MACHINE,
                 .configure = machine_configure,
                 .on_frame = machine_on_frame,
+                .on_drained = machine_on_drained,
                 .on_exit = machine_on_exit,
         };
 

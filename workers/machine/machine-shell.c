@@ -6,16 +6,27 @@
  * nonce resync that puts the stream back in step after a protocol error, a
  * check_output=False command or a worker restart. One job at a time: the
  * backdoor protocol has no framing that would allow more.
+ *
+ * The guest's bytes come either from a socket (nspawn) or from a regular
+ * file that QEMU appends to (the virtconsole's chardev, see backend-qemu.c),
+ * watched with inotify and read from the offset the fd store keeps across
+ * worker restarts; consumed blocks are punched out so the file stays small.
+ * Either way reading pauses while replies wait for the supervisor's channel
+ * (machine_reply_busy()), which is how a fast guest is slowed to the pace of
+ * the script worker without losing a byte.
  */
 #include <event2/buffer.h>
+#include <fcntl.h>
 #include <limits.h>
-#include <sched.h>
+#include <sys/inotify.h>
 #include <sys/random.h>
 
 #include "log.h"
 #include "machine.h"
 
 #define SHELL_READ_MAX        (64u * 1024u)
+#define SHELL_READS_PER_WAKE  16u                    /* then yield to the loop and come back */
+#define SHELL_PUNCH_BYTES     (4ull * 1024u * 1024u) /* free consumed file blocks this often */
 #define SHELL_RESYNC_USEC     (60 * USEC_PER_SEC)
 #define SHELL_QUIET_LOG_USEC  (30 * USEC_PER_SEC)
 #define SHELL_GRACE_MIN_S     60
@@ -53,28 +64,6 @@ void shell_job_free(struct shell_job *j) {
         free(j);
 }
 
-/* QEMU's virtconsole drops guest output when its socket write would block
- * (hw/char/virtio-console.c: "silently dropping console data on EAGAIN"), so
- * a reader that is not scheduled for a few tens of ms on a busy host loses
- * bytes of a large command output. While an output is being read, run this
- * single-threaded worker at a low real-time priority so it drains the socket
- * as soon as data arrives; it blocks in the event loop otherwise. */
-static void shell_priority(struct machine *m, bool high) {
-        static bool unavailable;
-        struct sched_param sp = {.sched_priority = high ? 1 : 0};
-
-        if (unavailable || m->realtime == high)
-                return;
-        if (sched_setscheduler(0, high ? SCHED_FIFO : SCHED_OTHER, &sp) < 0) {
-                unavailable = true;
-                log_debug_errno(negative_errno(),
-                                "No real-time priority for reading command output (large outputs may lose bytes "
-                                "on a busy host)");
-                return;
-        }
-        m->realtime = high;
-}
-
 static void complete(struct machine *m, int error, const char *message, int status) {
         struct shell_job *j = TAKE_PTR(m->active);
         uint8_t *out = TAKE_PTR(m->active_output);
@@ -82,7 +71,6 @@ static void complete(struct machine *m, int error, const char *message, int stat
 
         m->active_output_len = 0;
         (void) evtimer_del(m->shell_timer);
-        shell_priority(m, false);
         if (!j) {
                 free(out);
                 return;
@@ -108,7 +96,7 @@ static int shell_flush(struct machine *m) {
         struct evbuffer *b = out_buf(m);
 
         while (evbuffer_get_length(b) > 0) {
-                int n = evbuffer_write(b, m->shell_fd);
+                int n = evbuffer_write(b, m->shell_wfd >= 0 ? m->shell_wfd : m->shell_fd);
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 break;
@@ -191,7 +179,6 @@ static void begin_exec(struct machine *m) {
         else
                 guest_proto_expect_output(&m->gp);
         m->phase_started = now_usec();
-        shell_priority(m, true);
         r = shell_send(m, line);
         if (r < 0) {
                 fail_desync(m, r, "could not write the command to the guest shell");
@@ -377,28 +364,104 @@ static void shell_lost(struct machine *m, const char *why) {
                 machine_timer_set(m->shell_timer, SHELL_LOST_GRACE_USEC);
 }
 
-static void read_cb(evutil_socket_t fd, short what, void *arg) {
-        struct machine *m = arg;
-        static uint8_t buf[SHELL_READ_MAX];
-        ssize_t n;
-
-        n = read(fd, buf, sizeof buf);
-        if (n < 0) {
-                if (errno == EAGAIN || errno == EINTR)
-                        return;
-                shell_lost(m, strerror(errno));
-                return;
-        }
-        if (n == 0) {
-                shell_lost(m, "end of file");
-                return;
-        }
-        for (size_t off = 0; off < (size_t) n && m->shell_fd >= 0;) {
+static void shell_feed(struct machine *m, const uint8_t *buf, size_t n) {
+        for (size_t off = 0; off < n && m->shell_fd >= 0;) {
                 size_t used = 0;
-                enum guest_event ev = guest_proto_feed(&m->gp, buf + off, (size_t) n - off, &used);
+                enum guest_event ev = guest_proto_feed(&m->gp, buf + off, n - off, &used);
                 off += used;
                 on_event(m, ev);
         }
+}
+
+/* Give the blocks already read back to the file system; the file's size and
+ * everyone's offsets stay as they are. Best effort: without hole punching
+ * the file just keeps what the guest printed. */
+static void shell_punch(struct machine *m) {
+        off_t at = lseek(m->shell_fd, 0, SEEK_CUR);
+
+        if (at < 0 || (unsigned long long) at < m->shell_punched + SHELL_PUNCH_BYTES)
+                return;
+        at &= ~(off_t) 0xfff;
+        if (fallocate(m->shell_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, at) < 0)
+                log_debug_errno(negative_errno(), "Could not free the consumed part of the shell output file");
+        m->shell_punched = (unsigned long long) at;
+}
+
+/* Read what the guest sent, unless replies are waiting for the channel (then
+ * machine_shell_resume() comes back). A regular file at its end just has
+ * nothing more yet; a socket at its end is closed. */
+static void shell_read(struct machine *m) {
+        static uint8_t buf[SHELL_READ_MAX];
+
+        for (unsigned i = 0; i < SHELL_READS_PER_WAKE && m->shell_fd >= 0; i++) {
+                ssize_t n;
+
+                if (machine_reply_busy(m)) {
+                        m->shell_paused = true;
+                        if (m->shell_ev && m->shell_notify < 0)
+                                (void) event_del(m->shell_ev);
+                        return;
+                }
+                n = read(m->shell_fd, buf, sizeof buf);
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                return;
+                        shell_lost(m, strerror(errno));
+                        return;
+                }
+                if (n == 0) {
+                        if (m->shell_notify >= 0) {
+                                shell_punch(m);
+                                return;
+                        }
+                        shell_lost(m, "end of file");
+                        return;
+                }
+                shell_feed(m, buf, (size_t) n);
+        }
+        /* More may be there: come back after the loop has served the others. */
+        if (m->shell_fd >= 0)
+                event_active(m->shell_more, 0, 0);
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg) {
+        struct machine *m = arg;
+
+        if (m->shell_notify >= 0) {
+                /* Drain the notifications before reading, so a write after our
+                 * read always leaves one behind. */
+                char ev[4096];
+                while (read(fd, ev, sizeof ev) > 0)
+                        ;
+        }
+        if (!m->shell_paused)
+                shell_read(m);
+}
+
+static void more_cb(evutil_socket_t fd, short what, void *arg) {
+        struct machine *m = arg;
+
+        if (!m->shell_paused)
+                shell_read(m);
+}
+
+void machine_shell_resume(struct machine *m) {
+        if (!m->shell_paused)
+                return;
+        m->shell_paused = false;
+        if (m->shell_ev && m->shell_notify < 0)
+                (void) event_add(m->shell_ev, NULL);
+        if (m->shell_fd >= 0)
+                event_active(m->shell_more, 0, 0);
+}
+
+void machine_shell_drain(struct machine *m) {
+        static uint8_t buf[SHELL_READ_MAX];
+        ssize_t n;
+
+        /* The writer is gone: what it left in the file is all there is. */
+        while (m->shell_notify >= 0 && m->shell_fd >= 0 && (n = read(m->shell_fd, buf, sizeof buf)) > 0)
+                shell_feed(m, buf, (size_t) n);
 }
 
 static void write_cb(evutil_socket_t fd, short what, void *arg) {
@@ -463,12 +526,14 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 int machine_shell_init(struct machine *m) {
-        m->shell_fd = -EBADF;
+        m->shell_fd = m->shell_notify = -EBADF;
         TAILQ_INIT(&m->jobs);
         guest_proto_init(&m->gp, m->cfg.output_max);
+        m->shell_wfd = -EBADF;
         m->shell_timer = evtimer_new(m->base, timer_cb, m);
         m->shell_kick = event_new(m->base, -1, 0, kick_cb, m);
-        if (!m->shell_timer || !m->shell_kick || !out_buf(m))
+        m->shell_more = event_new(m->base, -1, 0, more_cb, m);
+        if (!m->shell_timer || !m->shell_kick || !m->shell_more || !out_buf(m))
                 return -ENOMEM;
         return 0;
 }
@@ -479,7 +544,9 @@ void machine_shell_free(struct machine *m) {
                 event_free(m->shell_timer);
         if (m->shell_kick)
                 event_free(m->shell_kick);
-        m->shell_timer = m->shell_kick = NULL;
+        if (m->shell_more)
+                event_free(m->shell_more);
+        m->shell_timer = m->shell_kick = m->shell_more = NULL;
         shell_job_free(m->active);
         m->active = NULL;
         free(m->active_output);
@@ -493,19 +560,35 @@ void machine_shell_free(struct machine *m) {
         m->shell_out = NULL;
 }
 
-int machine_shell_attach(struct machine *m, int fd) {
+int machine_shell_attach(struct machine *m, int rfd, int wfd, const char *watch) {
+        _cleanup_close_ int notify = -EBADF;
+        int ev_fd = rfd;
+
         machine_shell_detach(m);
-        m->shell_ev = event_new(m->base, fd, EV_READ | EV_PERSIST, read_cb, m);
-        m->shell_wev = event_new(m->base, fd, EV_WRITE, write_cb, m);
+        if (watch) {
+                notify = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+                if (notify < 0 || inotify_add_watch(notify, watch, IN_MODIFY) < 0)
+                        return negative_errno();
+                ev_fd = notify;
+        }
+        m->shell_ev = event_new(m->base, ev_fd, EV_READ | EV_PERSIST, read_cb, m);
+        m->shell_wev = event_new(m->base, wfd >= 0 ? wfd : rfd, EV_WRITE, write_cb, m);
         if (!m->shell_ev || !m->shell_wev || event_add(m->shell_ev, NULL) < 0) {
                 machine_shell_detach(m);
                 return -ENOMEM;
         }
-        m->shell_fd = fd;
+        m->shell_fd = rfd;
+        m->shell_wfd = wfd;
+        m->shell_notify = TAKE_FD(notify);
+        m->shell_paused = false;
+        m->shell_punched = 0;
         if (!m->connected) {
                 guest_proto_expect_ready(&m->gp);
                 m->phase_started = now_usec();
         }
+        /* A file may already hold bytes (the ready line, after a restart). */
+        if (m->shell_notify >= 0)
+                event_active(m->shell_more, 0, 0);
         return 0;
 }
 
@@ -523,7 +606,12 @@ void machine_shell_detach(struct machine *m) {
                 event_free(m->shell_wev);
         m->shell_ev = NULL;
         m->shell_wev = NULL;
+        if (m->shell_more)
+                (void) event_del(m->shell_more);
         m->shell_fd = safe_close(m->shell_fd);
+        m->shell_wfd = safe_close(m->shell_wfd);
+        m->shell_notify = safe_close(m->shell_notify);
+        m->shell_paused = false;
         if (m->shell_out)
                 (void) evbuffer_drain(m->shell_out, evbuffer_get_length(m->shell_out));
 }

@@ -122,7 +122,12 @@ struct machine {
         LIST_HEAD(, console_waiter) console_waiters;
 
         /* guest shell */
-        int shell_fd;
+        int shell_fd;                     /* guest -> host: a socket, or the file QEMU appends to */
+        int shell_wfd;                    /* host -> guest when not shell_fd (QEMU's input FIFO), else -EBADF */
+        int shell_notify;                 /* inotify on the file, or -EBADF for a socket */
+        bool shell_paused;                /* replies wait for the channel: not reading */
+        unsigned long long shell_punched; /* file offset up to which blocks were freed */
+        struct event *shell_more;
         struct event *shell_ev;
         struct event *shell_timer;
         struct event *shell_kick;
@@ -131,7 +136,6 @@ struct machine {
         struct guest_proto gp;
         bool needs_resync; /* stream position unknown: resync with a nonce first */
         bool resyncing;
-        bool realtime; /* SCHED_FIFO while reading a command's output */
         char nonce[40];
         struct shell_job *active;
         bool active_fast; /* the active job uses the fast framing */
@@ -149,11 +153,18 @@ struct machine {
         bool ready_sent;
 };
 
-/* ---- machine-main.c ---- */
+/* ---- machine-reply.c ---- */
 int machine_reply_error(struct machine *m, uint32_t seq, int code, const char *fmt, ...) _printf_(4, 5);
 int machine_reply_ok(struct machine *m, uint32_t seq);
 int machine_reply_text(struct machine *m, uint32_t seq, const char *text, size_t len, uint64_t next_line);
 int machine_reply_exec(struct machine *m, uint32_t seq, int64_t status, const uint8_t *data, size_t len);
+/* Bulk replies wait for the channel: the guest shell should not be read now. */
+bool machine_reply_busy(struct machine *m);
+/* The channel drained: send more, then let the shell be read again. */
+void machine_reply_drained(struct machine *m);
+void machine_reply_free_all(void);
+
+/* ---- machine-main.c ---- */
 
 /* Start (or join the start in progress); completion via machine_started(). */
 int machine_start(struct machine *m, bool allow_reboot);
@@ -190,8 +201,15 @@ int64_t machine_restored_pid(struct machine *m, const char *proc);
 /* ---- machine-shell.c ---- */
 int machine_shell_init(struct machine *m);
 void machine_shell_free(struct machine *m);
-/* Adopt the guest shell fd (the backend keeps its own copy for the store). */
-int machine_shell_attach(struct machine *m, int fd);
+/* Adopt the guest shell fds (the backend keeps its own copies for the store):
+ * @rfd carries the guest's bytes, @wfd (or @rfd when < 0) takes ours. With
+ * @watch, @rfd is a regular file at that path that another process appends
+ * to: inotify says when, and its end is not the end of the stream. */
+int machine_shell_attach(struct machine *m, int rfd, int wfd, const char *watch);
+/* Read again after machine_reply_busy() stopped it. */
+void machine_shell_resume(struct machine *m);
+/* The writer of a file-backed shell is gone: feed the rest of the file. */
+void machine_shell_drain(struct machine *m);
 void machine_shell_detach(struct machine *m);
 /* Queue a job; it runs when the ones before it are done. */
 void machine_shell_submit(struct machine *m, struct shell_job *j);

@@ -2,6 +2,7 @@
 /*
  * qemu-argv.c: QEMU command lines and environments (see qemu-argv.h). Pure.
  */
+#include <json-c/json.h>
 #include <stdarg.h>
 
 #include "macro.h"
@@ -100,12 +101,9 @@ int qemu_control_args(const char *state_dir, bool allow_reboot, bool nographic, 
         sb_addf(&b, "unix:%s/" QEMU_QMP_NAME ",server=on,wait=off", state_dir);
         sb_add(&b, "-monitor");
         sb_addf(&b, "unix:%s/" QEMU_MONITOR_NAME, state_dir);
-        sb_add(&b, "-chardev");
-        sb_addf(&b, "socket,id=shell,path=%s/" QEMU_SHELL_NAME, state_dir);
+        sb_add(&b, "-S");
         sb_add(&b, "-device");
-        sb_add(&b, "virtio-serial");
-        sb_add(&b, "-device");
-        sb_add(&b, "virtconsole,chardev=shell");
+        sb_add(&b, "virtio-serial,id=" QEMU_VSERIAL_ID);
         sb_add(&b, "-device");
         sb_add(&b, "virtio-rng-pci");
         sb_add(&b, "-serial");
@@ -114,6 +112,55 @@ int qemu_control_args(const char *state_dir, bool allow_reboot, bool nographic, 
                 sb_add(&b, "-no-reboot");
         if (nographic)
                 sb_add(&b, "-nographic");
+        return sb_finish(&b, ret);
+}
+
+/* One QMP command line: {"execute": @cmd, "arguments": @args} (takes @args). */
+static char *qmp_command(const char *cmd, json_object *args) {
+        json_object *o = json_object_new_object();
+        char *text = NULL;
+
+        if (o && json_object_object_add(o, "execute", json_object_new_string(cmd)) == 0 &&
+            (!args || json_object_object_add(o, "arguments", args) == 0)) {
+                args = NULL;
+                text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+        }
+        json_object_put(args);
+        json_object_put(o);
+        return text;
+}
+
+int qemu_shell_setup_commands(const char *state_dir, char ***ret) {
+        struct strv_builder b = {};
+        json_object *chardev = NULL, *file = NULL, *device = NULL;
+        char path[4096];
+
+        /* chardev-add {id: shell, backend: {type: file, data: {in, out, append}}} */
+        chardev = json_object_new_object();
+        file = json_object_new_object();
+        if (chardev && file) {
+                json_object *backend = json_object_new_object();
+                (void) snprintf(path, sizeof path, "%s/" QEMU_SHELL_IN, state_dir);
+                json_object_object_add(file, "in", json_object_new_string(path));
+                (void) snprintf(path, sizeof path, "%s/" QEMU_SHELL_NAME, state_dir);
+                json_object_object_add(file, "out", json_object_new_string(path));
+                json_object_object_add(file, "append", json_object_new_boolean(true));
+                json_object_object_add(backend, "type", json_object_new_string("file"));
+                json_object_object_add(backend, "data", TAKE_PTR(file));
+                json_object_object_add(chardev, "id", json_object_new_string("shell"));
+                json_object_object_add(chardev, "backend", backend);
+        }
+        json_object_put(file);
+        sb_add_owned(&b, chardev ? qmp_command("chardev-add", TAKE_PTR(chardev)) : NULL);
+
+        device = json_object_new_object();
+        if (device) {
+                json_object_object_add(device, "driver", json_object_new_string("virtconsole"));
+                json_object_object_add(device, "chardev", json_object_new_string("shell"));
+                json_object_object_add(device, "bus", json_object_new_string(QEMU_VSERIAL_ID ".0"));
+        }
+        sb_add_owned(&b, device ? qmp_command("device_add", TAKE_PTR(device)) : NULL);
+        sb_add_owned(&b, qmp_command("cont", NULL));
         return sb_finish(&b, ret);
 }
 

@@ -24,10 +24,21 @@ void qemu_cmd_done(struct qemu_cmd *c);
 /* Socket and file names inside the state dir (the reference's layout). */
 #define QEMU_QMP_NAME     "qmp"
 #define QEMU_MONITOR_NAME "monitor"
-#define QEMU_SHELL_NAME   "shell"
+#define QEMU_SHELL_NAME   "shell"      /* guest -> host: a regular file QEMU appends to */
+#define QEMU_SHELL_IN     "shell.in"   /* host -> guest: a FIFO */
+#define QEMU_VSERIAL_ID   "vigil-vser" /* the virtio-serial bus the shell's virtconsole sits on */
 
-/* The arguments the reference driver appends to every start command. */
+/* The arguments the reference driver appends to every start command, with
+ * one difference: the guest shell's virtconsole is not on the command line.
+ * QEMU starts paused (-S) and qemu_shell_setup_commands() adds it over QMP,
+ * because only a chardev set up that way can be a regular file for output
+ * (never EAGAIN, so QEMU never drops console data: hw/char/virtio-console.c
+ * drops what a console port cannot write at once) and a FIFO for input. */
 int qemu_control_args(const char *state_dir, bool allow_reboot, bool nographic, char ***ret);
+
+/* The QMP commands (one JSON object each, NULL-terminated) that add the
+ * shell's chardev and virtconsole and let the paused guest run. */
+int qemu_shell_setup_commands(const char *state_dir, char ***ret);
 
 /* (a) /bin/sh -c "<script> <control args>" with the reference's environment:
  * @host_env plus TMPDIR=<state_dir>, SHARED_DIR, USE_TMPDIR=1 and

@@ -36,7 +36,8 @@ def body(t):
             argv = f.read().split(b"\0")
         t.check(argv[0].endswith(b"qemu-system-x86_64"), "sh -c 'exec <script>' leaves QEMU at the tracked pid", argv)
         state = os.path.join(t.tmp, "vm-state-server")
-        t.check(b"unix:%s/qmp,server=on,wait=off" % state.encode() in argv and b"virtconsole,chardev=shell" in argv
+        t.check(b"unix:%s/qmp,server=on,wait=off" % state.encode() in argv and b"virtio-serial,id=vigil-vser" in argv
+                and b"-S" in argv
                 and b"-no-reboot" in argv and b"-nographic" in argv, "QEMU got the reference's extra args", argv)
         with open("/proc/%d/environ" % st[2], "rb") as f:
             env = f.read().split(b"\0")

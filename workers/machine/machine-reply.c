@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * machine-reply.c owns what vigil-machine sends back to the supervisor and
+ * the flow control on that channel. Small replies go out at once; a bulk
+ * reply (a command's output, a console read) is kept here and fed to the
+ * channel in CHUNK_MAX pieces only while it is not congested, continuing
+ * when it drains. While bulk waits, the guest shell is not read
+ * (machine_reply_busy()), so a guest printing faster than the script worker
+ * reads is slowed down at its source instead of growing a queue.
+ */
+#include <stdarg.h>
+
+#include "log.h"
+#include "machine.h"
+#include "peer.h"
+
+struct bulk_reply {
+        uint32_t seq;
+        int type; /* MSG_M_EXEC_RESULT or MSG_M_TEXT_RESULT, after the chunks */
+        union {
+                struct msg_m_exec_result exec;
+                struct msg_m_text_result text;
+        } result;
+        uint8_t *data;
+        size_t len, off;
+        TAILQ_ENTRY(bulk_reply) link;
+};
+
+static TAILQ_HEAD(, bulk_reply) bulk = TAILQ_HEAD_INITIALIZER(bulk);
+
+static struct bulk_reply *bulk_reply_free(struct bulk_reply *b) {
+        if (b) {
+                free(b->data);
+                free(b);
+        }
+        return NULL;
+}
+
+/* Send what the channel takes now. < 0: the channel is lost (the worker ends). */
+static int bulk_pump(struct machine *m) {
+        struct peer *p = worker_peer(m->w);
+        struct bulk_reply *b;
+        int r;
+
+        while ((b = TAILQ_FIRST(&bulk)) && !peer_congested(p)) {
+                if (b->off < b->len) {
+                        size_t n = MIN((size_t) CHUNK_MAX, b->len - b->off);
+                        r = peer_send(p, MSG_CHUNK, b->seq,
+                                      &(struct msg_chunk){.data = {.data = b->data + b->off, .len = n}}, NULL, 0);
+                        if (r < 0)
+                                return r;
+                        b->off += n;
+                        continue;
+                }
+                r = peer_send(p, b->type, b->seq, &b->result, NULL, 0);
+                TAILQ_REMOVE(&bulk, b, link);
+                bulk_reply_free(b);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Queue @len bytes of @data (copied) as chunks, then @type with @result. */
+static int bulk_queue(struct machine *m, uint32_t seq, int type, const void *result, size_t result_size,
+                      const uint8_t *data, size_t len) {
+        struct bulk_reply *b = calloc(1, sizeof *b);
+
+        if (!b)
+                return -ENOMEM;
+        b->seq = seq;
+        b->type = type;
+        memcpy(&b->result, result, result_size);
+        b->len = len;
+        if (len > 0 && !(b->data = malloc(len))) {
+                free(b);
+                return -ENOMEM;
+        }
+        if (len > 0)
+                memcpy(b->data, data, len);
+        TAILQ_INSERT_TAIL(&bulk, b, link);
+        return bulk_pump(m);
+}
+
+int machine_reply_error(struct machine *m, uint32_t seq, int code, const char *fmt, ...) {
+        char msg[MSG_STR_MAX];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        return peer_send_error(worker_peer(m->w), seq, code < 0 ? code : -EIO, "%s", msg);
+}
+
+int machine_reply_ok(struct machine *m, uint32_t seq) {
+        return peer_send_ok(worker_peer(m->w), seq);
+}
+
+int machine_reply_text(struct machine *m, uint32_t seq, const char *text, size_t len, uint64_t next_line) {
+        struct msg_m_text_result res = {.length = len, .next_line = next_line};
+        return bulk_queue(m, seq, MSG_M_TEXT_RESULT, &res, sizeof res, (const uint8_t *) text, len);
+}
+
+int machine_reply_exec(struct machine *m, uint32_t seq, int64_t status, const uint8_t *data, size_t len) {
+        struct msg_m_exec_result res = {.status = status, .length = len};
+        return bulk_queue(m, seq, MSG_M_EXEC_RESULT, &res, sizeof res, data, len);
+}
+
+bool machine_reply_busy(struct machine *m) {
+        return !TAILQ_EMPTY(&bulk) || peer_congested(worker_peer(m->w));
+}
+
+void machine_reply_drained(struct machine *m) {
+        int r = bulk_pump(m);
+
+        if (r < 0) {
+                log_debug_errno(r, "Sending a reply failed");
+                return;
+        }
+        if (!machine_reply_busy(m))
+                machine_shell_resume(m);
+}
+
+void machine_reply_free_all(void) {
+        for (struct bulk_reply *b; (b = TAILQ_FIRST(&bulk));) {
+                TAILQ_REMOVE(&bulk, b, link);
+                bulk_reply_free(b);
+        }
+}

@@ -62,6 +62,17 @@ class TestParse(unittest.TestCase):
             self.assertEqual(p.returncode, 0, f"{f}: {p.stderr}")
 
 
+class TestSandboxBuild(unittest.TestCase):
+    def test_meson_needs_no_debian_paths(self):
+        # The nix build has no /usr/bin/python3: every such lookup needs a PATH fallback.
+        import re
+
+        for f in subprocess.run(["git", "ls-files", "*meson.build"], cwd=SRC, capture_output=True,
+                                text=True).stdout.split():
+            text = (SRC / f).read_text()
+            self.assertEqual(re.findall(r"find_program\('/usr/bin/[^']+'\)", text), [], f)
+
+
 class TestPackage(unittest.TestCase):
     def test_2026_driver_nix_override(self):
         # driver.nix (2026): config.pythonTestDriverPackage.override { inherit (config) enableOCR

@@ -23,8 +23,9 @@
 
       packages = forAll (pkgs: rec {
         vigil = pkgs.callPackage ./nix/package.nix { };
-        tiny-guest = pkgs.callPackage ./nix/tiny-guest.nix { };
         default = vigil;
+      } // pkgs.lib.optionalAttrs pkgs.stdenv.hostPlatform.isx86_64 {
+        tiny-guest = pkgs.callPackage ./nix/tiny-guest.nix { };
       });
       devShells = forAll (pkgs: {
         default = pkgs.callPackage ./nix/shell.nix { vigil = self.packages.${pkgs.system}.vigil; };

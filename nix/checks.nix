@@ -42,6 +42,21 @@ in
     touch $out
   '';
 
+  inherit swap;
+
+  swap-module = pkgs.testers.runNixOSTest { imports = [ testModule swapTest ]; };
+
+  swap-driver = pkgs.runCommand "vigil-swap-driver" { } ''
+    target=$(readlink -f ${swap.driver}/bin/.nixos-test-driver-wrapped)
+    echo "driver runs $target"
+    case $target in
+      /nix/store/*-vigil-*/bin/vigil) touch $out ;;
+      *) echo "the swapped test's driver is not vigil"; exit 1 ;;
+    esac
+  '';
+}
+# The tiny guest is an x86-64 guest (vigil's qemu backend defaults to qemu-system-x86_64).
+// lib.optionalAttrs pkgs.stdenv.hostPlatform.isx86_64 {
   vm-smoke = pkgs.runCommand "vigil-vm-smoke"
     {
       nativeBuildInputs = [ vigil ];
@@ -55,17 +70,4 @@ in
       vigil run ${../tests/integ/nix/smoke.py} --node alpha --node beta \
         --global-timeout 900 --no-pidns -o $out
     '';
-
-  inherit swap;
-
-  swap-module = pkgs.testers.runNixOSTest { imports = [ testModule swapTest ]; };
-
-  swap-driver = pkgs.runCommand "vigil-swap-driver" { } ''
-    target=$(readlink -f ${swap.driver}/bin/.nixos-test-driver-wrapped)
-    echo "driver runs $target"
-    case $target in
-      /nix/store/*-vigil-*/bin/vigil) touch $out ;;
-      *) echo "the swapped test's driver is not vigil"; exit 1 ;;
-    esac
-  '';
 }

@@ -13,6 +13,7 @@ let
     optional = c: x: if c then [ x ] else [ ];
     optionals = c: xs: if c then xs else [ ];
     optionalString = c: s: if c then s else "";
+    optionalAttrs = c: s: if c then s else { };
     concatMap = f: xs: concatLists (map f xs);
     concatMapStrings = f: xs: concatStringsSep "" (map f xs);
     inherit concatStringsSep elem;
@@ -73,7 +74,10 @@ let
     system = "x86_64-linux";
     path = /nonexistent-nixpkgs;
     callPackage = callPackageWith pkgs;
-    stdenv = { inherit mkDerivation; hostPlatform.isLinux = true; };
+    stdenv = {
+      inherit mkDerivation;
+      hostPlatform = { isLinux = true; isx86_64 = true; linux-kernel.target = "bzImage"; };
+    };
     runCommand = name: env: buildCommand: mkDrv name (env // { inherit buildCommand; });
     writeShellScript = name: text: mkDrv name { inherit text; };
     mkShell = attrs: mkDrv "shell" attrs;
@@ -95,7 +99,7 @@ let
     "meson" "ninja" "pkg-config" "makeBinaryWrapper" "makeWrapper" "libevent" "msgpack-c"
     "systemdLibs" "libcap_ng" "json_c" "qemu_test" "qemu" "coreutils" "util-linux" "systemd"
     "imagemagick_light" "tesseract4" "clang-tools" "mypy" "valgrind" "gdb" "vde2" "busybox"
-    "nixos-test-driver"
+    "nixos-test-driver" "zstd"
   ] (n: mkDrv n { });
 in
 {

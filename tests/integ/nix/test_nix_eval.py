@@ -172,7 +172,7 @@ class TestOverlayAndFlake(unittest.TestCase):
             swap_driver = c.swap-driver.buildCommand;
             module_imports = builtins.length c.swap-module.module.imports;
             overlay = builtins.isFunction out.overlays.default;
-            packages = builtins.attrNames out.packages.aarch64-linux;
+            packages = builtins.attrNames out.packages.x86_64-linux;
             vigilTest = builtins.length (out.lib.vigilTest pkgs { name = "t"; }).module.imports;
           }
         ''')

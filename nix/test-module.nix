@@ -5,7 +5,8 @@
 # pointed at vigil and speaking the environment contract every vigil accepts
 # (startScripts, testScript, globalTimeout, vlans). nixpkgs before 2026
 # instantiate their driver from an in-tree path, so an overlay cannot swap it
-# there; this module can. `driverInteractive` is left to nixpkgs.
+# there; this module can. The `interactive` sub-test is evaluated from the same
+# modules, so `driverInteractive` gets vigil too (with its --interactive).
 { config, lib, hostPkgs, ... }:
 
 let

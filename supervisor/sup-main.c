@@ -24,7 +24,11 @@ static void help(FILE *f) {
         fprintf(f, "Usage: vigil VERB [OPTIONS...]\n\nVerbs:\n");
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 fprintf(f, "  %-12s %s\n", verbs[i].name, verbs[i].help);
-        fprintf(f, "\nvigil VERB --help for a verb's options. vigil %s\n", VIGIL_VERSION);
+        fprintf(f,
+                "\nvigil VERB --help for a verb's options. Named nixos-test-driver, or with an option first\n"
+                "(vigil --config FILE), vigil speaks the NixOS test driver's CLI (vigil --config x --help).\n"
+                "vigil %s\n",
+                VIGIL_VERSION);
 }
 
 /* The reference driver's front door. nix reaches vigil through wrappers that

@@ -54,7 +54,11 @@ assert lib.assertMsg (!enableOCR || (tesseract4 != null && imagemagick_light != 
 stdenv.mkDerivation {
   pname = "vigil";
   version = "0.1.0";
-  src = lib.cleanSource ./..;
+  # Local meson build directories (build, build-test, ...) are not sources.
+  src = lib.cleanSourceWith {
+    src = lib.cleanSource ./..;
+    filter = path: type: !(type == "directory" && lib.hasPrefix "build" (baseNameOf path));
+  };
 
   nativeBuildInputs = [ meson ninja pkg-config makeBinaryWrapper python3 ];
   buildInputs = [ libevent msgpack-c systemdLibs libcap_ng json_c python3 ];

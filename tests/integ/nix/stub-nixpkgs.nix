@@ -30,6 +30,8 @@ let
     escapeShellArgs = xs: concatStringsSep " " (map escapeShellArg xs);
     assertMsg = c: msg: if c then true else throw msg;
     cleanSource = src: src;
+    cleanSourceWith = { src, filter }: { inherit src filter; };
+    hasPrefix = p: s: substring 0 (stringLength p) s == p;
     mkForce = content: { _type = "override"; priority = 50; inherit content; };
     licenses.mit = { spdxId = "MIT"; };
     platforms.linux = [ "x86_64-linux" "aarch64-linux" ];

@@ -133,6 +133,12 @@ class TestPackage(unittest.TestCase):
         ''')
         self.assertIn(r["tess"] + "/bin", r["postInstall"], "the tesseract driver.nix passed is the one used")
 
+    def test_build_directories_are_not_sources(self):
+        r = nix_eval('''let f = (pkgs.callPackage (src + "/nix/package.nix") { }).src.filter;
+                        in map (p: f (toString p.path) p.type) [ { path = /x/build-test; type = "directory"; }
+                             { path = /x/tools/build; type = "regular"; } { path = /x/workers; type = "directory"; } ]''')
+        self.assertEqual(r, [False, True, True])
+
     def test_unknown_future_argument_is_accepted(self):
         r = nix_eval('''((pkgs.callPackage (src + "/nix/package.nix") { }).override
                           { enableVsockBackdoor = true; }).name''')

@@ -450,6 +450,11 @@ int run_main(int argc, char **argv) {
                 r = run_plan_parse_args(&p, argc, argv, &err);
         else
                 r = run_plan_parse_reference(&p, argc, argv, real_env, &err);
+        if (r >= 0 && p.help) {
+                run_plan_usage(stdout, p.reference_cli);
+                run_plan_done(&p);
+                return VIGIL_EXIT_PASS;
+        }
         if (r >= 0)
                 r = load_inputs(&p, &err);
         if (r < 0) {

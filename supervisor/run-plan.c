@@ -164,6 +164,7 @@ enum run_opt {
         OPT_ACCEL,
         OPT_LOG_LEVEL,
         OPT_NO_PIDNS,
+        OPT_HELP,
         /* reference driver */
         OPT_START_SCRIPTS,
         OPT_VM_NAMES,
@@ -204,6 +205,7 @@ static const struct opt vigil_opts[] = {
         {"accel", 0, ARG_ONE, OPT_ACCEL},
         {"log-level", 0, ARG_ONE, OPT_LOG_LEVEL},
         {"no-pidns", 0, ARG_NONE, OPT_NO_PIDNS},
+        {"help", 'h', ARG_NONE, OPT_HELP},
         {},
 };
 
@@ -229,8 +231,79 @@ static const struct opt reference_opts[] = {
         {"accel", 0, ARG_ONE, OPT_ACCEL},
         {"no-pidns", 0, ARG_NONE, OPT_NO_PIDNS},
         {"heartbeat", 0, ARG_ONE, OPT_HEARTBEAT},
+        {"help", 'h', ARG_NONE, OPT_HELP},
         {},
 };
+
+/* What --help says of each option, argparse-style. */
+static const char *const opt_help[_OPT_MAX] = {
+        [OPT_NODE] = "a machine NAME[=BACKEND] (qemu: the tiny guest, the default; nspawn: a container)",
+        [OPT_SPEC] = "a vigil JSON spec of nodes, VLANs and timeouts (docs/spec.md)",
+        [OPT_VLAN] = "a VLAN the --node machines join (default 1)",
+        [OPT_GLOBAL_TIMEOUT] = "seconds before the whole test is stopped and fails",
+        [OPT_HEARTBEAT] = "seconds between 'still running' lines on stderr (0 = off)",
+        [OPT_OUT] = "directory for logs, screenshots, JUnit XML",
+        [OPT_JUNIT] = "write a JUnit XML report (relative to the output directory)",
+        [OPT_INTERACTIVE] = "open a Python REPL with the test globals instead of running the script",
+        [OPT_NO_INTERACTIVE] = "run the test script (the default)",
+        [OPT_KEEP] = "keep the machines' state directories after the run",
+        [OPT_ACCEL] = "auto, kvm or tcg (auto probes /dev/kvm with a bounded boot)",
+        [OPT_LOG_LEVEL] = "debug, info, warning or error [env logLevel]",
+        [OPT_NO_PIDNS] = "do not put the run into its own PID namespace",
+        [OPT_HELP] = "show this help message and exit",
+        [OPT_START_SCRIPTS] = "NixOS VM start scripts, machines named from run-NAME-vm [env startScripts]",
+        [OPT_VM_NAMES] = "machine names, one per --vm-start-scripts entry [env vmNames]",
+        [OPT_VM_START_SCRIPTS] = "NixOS VM start scripts [env vmStartScripts]",
+        [OPT_CONTAINER_NAMES] = "NixOS container names (not supported yet) [env containerNames]",
+        [OPT_CONTAINER_START_SCRIPTS] = "NixOS container start scripts (not supported yet)",
+        [OPT_VLANS] = "VLAN numbers [env vlans]",
+        [OPT_CONFIG] = "the JSON driver configuration of newer nixpkgs (vms, vlans, test_script ...)",
+        [OPT_IGNORED] = "accepted for compatibility; no effect in vigil",
+};
+
+static void opt_metavar(const struct opt *o, char *buf, size_t n) {
+        size_t i = 0;
+
+        for (const char *c = o->long_name; *c && i + 1 < n; c++)
+                buf[i++] = *c == '-' ? '_' : (char) toupper((unsigned char) *c);
+        buf[i] = 0;
+}
+
+void run_plan_usage(FILE *f, bool reference) {
+        const struct opt *table = reference ? reference_opts : vigil_opts;
+        const char *prog = reference ? "nixos-test-driver" : "vigil run";
+        size_t col = fprintf(f, "usage: %s", prog) > 0 ? strlen("usage: ") + strlen(prog) : 0;
+        char meta[64], item[160];
+
+        for (const struct opt *o = table; o->long_name; o++) {
+                opt_metavar(o, meta, sizeof(meta));
+                snprintf(item, sizeof(item), " [%s%s%s%s%s%s]", o->short_name ? "-" : "--",
+                         o->short_name ? (char[]){o->short_name, 0} : o->long_name, o->arg == ARG_NONE ? "" : " ",
+                         o->arg == ARG_LIST ? "[" : "", o->arg == ARG_NONE ? "" : meta,
+                         o->arg == ARG_LIST ? " ...]" : "");
+                if (col + strlen(item) > 100) {
+                        fprintf(f, "\n%*s", (int) strlen("usage: ") + (int) strlen(prog), "");
+                        col = strlen("usage: ") + strlen(prog);
+                }
+                fputs(item, f);
+                col += strlen(item);
+        }
+        fprintf(f, " %s\n\noptions:\n", reference ? "[testscript]" : "SCRIPT");
+        for (const struct opt *o = table; o->long_name; o++) {
+                int n;
+
+                opt_metavar(o, meta, sizeof(meta));
+                n = snprintf(item, sizeof(item), "  %s%s%s--%s%s%s", o->short_name ? "-" : "",
+                             o->short_name ? (char[]){o->short_name, 0} : "", o->short_name ? ", " : "", o->long_name,
+                             o->arg == ARG_NONE ? "" : " ", o->arg == ARG_NONE ? "" : meta);
+                if (n > 22)
+                        fprintf(f, "%s\n%24s%s\n", item, "", opt_help[o->id] ?: "");
+                else
+                        fprintf(f, "%-24s%s\n", item, opt_help[o->id] ?: "");
+        }
+        if (!reference)
+                fprintf(f, "\nWithout --spec, each --node is a tiny QEMU guest on VLAN 1.\n");
+}
 
 /* Find an option by exact name, else by unique prefix (argparse semantics). */
 static const struct opt *opt_lookup(const struct opt *table, const char *name, size_t len, bool *ret_ambiguous) {
@@ -383,6 +456,9 @@ static int common_option(struct run_plan *p, const struct parsed_opt *po, char *
                 return 1;
         case OPT_NO_PIDNS:
                 p->no_pidns = true;
+                return 1;
+        case OPT_HELP:
+                p->help = true;
                 return 1;
         case OPT_NODE:
         case OPT_SPEC:
@@ -550,6 +626,13 @@ int run_plan_parse_reference(struct run_plan *p, int argc, char **argv, const ch
         }
         if ((e = env("testScript")) && *e)
                 set_str(&p->script, e);
+        if ((e = env("logLevel")) && *e) {
+                if (!streq(e, "debug") && !streq(e, "info") && !streq(e, "warning") && !streq(e, "error")) {
+                        r = errmsg_invalid(ret_error, "logLevel: '%s' is not one of debug, info, warning, error", e);
+                        goto out;
+                }
+                set_str(&p->log_level, e);
+        }
 
         r = parse_argv(p, argc, argv, reference_opts, reference_option, set_script, &l, ret_error);
         if (r < 0)

@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #define RUN_NODES_MAX 254u /* the reference numbers nodes 1..254 */
 #define RUN_VLANS_MAX 32u
@@ -56,6 +57,7 @@ struct run_plan {
         bool keep_state;
         bool no_pidns;
         bool reference_cli;
+        bool help; /* -h/--help: print run_plan_usage() and exit 0 */
 };
 
 /* Where the run lives on disk; chosen by run-main.c. */
@@ -76,6 +78,8 @@ int run_plan_parse_args(struct run_plan *p, int argc, char **argv, char **ret_er
 /* The reference driver's CLI with its environment-variable defaults. */
 int run_plan_parse_reference(struct run_plan *p, int argc, char **argv, const char *(*env)(const char *name),
                              char **ret_error);
+/* argparse-style --help of `vigil run` or of the reference front door. */
+void run_plan_usage(FILE *f, bool reference);
 /* vigil's JSON spec: {"nodes": {...}, "vlans": [...], "global_timeout": N, "test_script": "..."} */
 int run_plan_load_spec(struct run_plan *p, const char *json, char **ret_error);
 /* The reference's --config JSON: {"vms": {...}, "vlans": [...], "global_timeout": N, "test_script": "..."} */

@@ -24,15 +24,29 @@ static void help(FILE *f) {
         fprintf(f, "Usage: vigil VERB [OPTIONS...]\n\nVerbs:\n");
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 fprintf(f, "  %-12s %s\n", verbs[i].name, verbs[i].help);
-        fprintf(f, "\nvigil VERB --help for a verb's options. vigil %s\n", VIGIL_VERSION);
+        fprintf(f,
+                "\nvigil VERB --help for a verb's options. Named nixos-test-driver, or with an option first\n"
+                "(vigil --config FILE), vigil speaks the NixOS test driver's CLI (vigil --config x --help).\n"
+                "vigil %s\n",
+                VIGIL_VERSION);
+}
+
+/* The reference driver's front door. nix reaches vigil through wrappers that
+ * rename argv[0] (wrapProgram's `.nixos-test-driver-wrapped`) and put
+ * `--config FILE` first, so the name is matched loosely and an option in
+ * verb position means the reference CLI too. */
+static bool front_door(int argc, char **argv) {
+        const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+
+        if (strstr(base, "nixos-test-driver"))
+                return true;
+        return argc > 1 && argv[1][0] == '-' && !streq(argv[1], "--help") && !streq(argv[1], "-h") &&
+               !streq(argv[1], "--version");
 }
 
 int main(int argc, char **argv) {
-        const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-
         log_open("vigil", LOG_TARGET_AUTO);
-        /* Installed as nixos-test-driver, vigil speaks the reference driver's CLI. */
-        if (streq(base, "nixos-test-driver"))
+        if (front_door(argc, argv))
                 return run_main(argc, argv);
         if (argc < 2) {
                 help(stderr);

@@ -236,7 +236,60 @@ static void test_spec_nspawn(void) {
         expect_spec_error("{\"nodes\": {\"a\": {\"backend\": \"nspawn\", \"tree\": \"rel\"}}}", "absolute");
 }
 
+/* --help is argparse's: any position, both front doors, exit 0; logLevel is an env default like the others. */
+static void test_help_and_log_level(void) {
+        struct run_plan p;
+        char *err = NULL, *text = NULL;
+        size_t n = 0;
+        FILE *f;
+        int r;
+
+        run_plan_init(&p);
+        r = run_plan_parse_reference(&p, 4, ARGV("nixos-test-driver", "--config", "/c.json", "--help"), fake_env,
+                                     &err);
+        CHECK(r == 0 && p.help, "reference --help after --config sets help");
+        run_plan_done(&p);
+        run_plan_init(&p);
+        r = run_plan_parse_args(&p, 3, ARGV("run", "-h", "t.py"), &err);
+        CHECK(r == 0 && p.help, "vigil run -h sets help");
+        run_plan_done(&p);
+
+        f = open_memstream(&text, &n);
+        run_plan_usage(f, true);
+        fclose(f);
+        CHECK(contains(text, "usage: nixos-test-driver") && contains(text, "-c, --config CONFIG") &&
+                      contains(text, "[--vlans [VLANS ...]]") && contains(text, "[testscript]"),
+              "reference usage names its options argparse-style");
+        free(text);
+        text = NULL;
+        f = open_memstream(&text, &n);
+        run_plan_usage(f, false);
+        fclose(f);
+        CHECK(contains(text, "usage: vigil run") && contains(text, "--node NODE") && !contains(text, "--config"),
+              "vigil run usage lists vigil's options only");
+        free(text);
+
+        env_vals[0][0] = "logLevel";
+        env_vals[0][1] = "warning";
+        run_plan_init(&p);
+        r = run_plan_parse_reference(&p, 1, ARGV("nixos-test-driver"), fake_env, &err);
+        CHECK(r == 0 && streq(p.log_level, "warning"), "logLevel from the environment");
+        run_plan_done(&p);
+        run_plan_init(&p);
+        r = run_plan_parse_reference(&p, 3, ARGV("nixos-test-driver", "--log-level", "debug"), fake_env, &err);
+        CHECK(r == 0 && streq(p.log_level, "debug"), "--log-level overrides logLevel");
+        run_plan_done(&p);
+        env_vals[0][1] = "loud";
+        run_plan_init(&p);
+        r = run_plan_parse_reference(&p, 1, ARGV("nixos-test-driver"), fake_env, &err);
+        CHECK(r == -EINVAL && contains(err, "logLevel: 'loud'"), "a bad logLevel is refused (%s)", err ?: "");
+        free(err);
+        run_plan_done(&p);
+        memset(env_vals, 0, sizeof(env_vals));
+}
+
 int main(void) {
+        test_help_and_log_level();
         test_vigil_cli();
         test_spec_nspawn();
         test_vigil_cli_errors();

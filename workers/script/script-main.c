@@ -193,12 +193,13 @@ int main(int argc, char **argv) {
                                                                 .exe = exe,
                                                                 .build_root = VIGIL_BUILD_ROOT,
                                                                 .source_root = VIGIL_SOURCE_ROOT,
-                                                                .datadir = VIGIL_DATADIR},
+                                                                .sitedir_rel = VIGIL_PYTHON_SITEDIR_REL,
+                                                                .pkgdir = VIGIL_PYTHON_PKGDIR},
                                    &pkgdir);
         if (r < 0) {
                 log_error("Cannot find vigil's Python package (test_driver): not under $VIGIL_PYTHON_DIR, "
-                          "%s/workers/script/python or %s/python; reinstall vigil or set VIGIL_PYTHON_DIR",
-                          VIGIL_SOURCE_ROOT, VIGIL_DATADIR);
+                          "%s/workers/script/python or %s; reinstall vigil or set VIGIL_PYTHON_DIR",
+                          VIGIL_SOURCE_ROOT, VIGIL_PYTHON_PKGDIR);
                 finish(WORKER_EXIT_CONFIG, "vigil's Python package (test_driver) was not found");
         }
 

@@ -3,8 +3,10 @@
  * script-paths.c owns the choice of the Python package directory. Order:
  *   1. $VIGIL_PYTHON_DIR (tests, packagers);
  *   2. the source tree, when this executable lives in the build tree;
- *   3. <exe>/../../share/vigil/python (a relocated install, e.g. a nix store path);
- *   4. the configured datadir (<prefix>/share/vigil/python);
+ *   3. <exe>/../../<python_sitedir> (a relocated install, e.g. a nix store
+ *      path: vigil-script lives in <prefix>/libexec/vigil/);
+ *   4. the configured <prefix>/<python_sitedir> (the embedded Python's
+ *      site-packages, where mypy finds test_driver too);
  *   5. the source tree as a last resort.
  * A build-tree binary must not pick up an older installed copy, and an
  * installed one must not depend on the source tree still existing.
@@ -50,7 +52,7 @@ int script_python_dir_candidates(const struct script_path_inputs *in, char **ret
                 r = push(ret, n_ret, &n, in->env_dir, "");
         if (r >= 0 && in->source_root && path_under(in->exe, in->build_root))
                 r = push(ret, n_ret, &n, in->source_root, "/workers/script/python");
-        if (r >= 0 && in->exe) {
+        if (r >= 0 && in->exe && in->sitedir_rel && *in->sitedir_rel) {
                 const char *slash = strrchr(in->exe, '/');
 
                 if (slash && slash != in->exe) {
@@ -58,12 +60,18 @@ int script_python_dir_candidates(const struct script_path_inputs *in, char **ret
 
                         if (!dir)
                                 r = -ENOMEM;
-                        else
-                                r = push(ret, n_ret, &n, dir, "/../../share/vigil/python");
+                        else {
+                                _cleanup_free_ char *rel = NULL;
+
+                                if (asprintf(&rel, "/../../%s", in->sitedir_rel) < 0)
+                                        r = -ENOMEM;
+                                else
+                                        r = push(ret, n_ret, &n, dir, rel);
+                        }
                 }
         }
-        if (r >= 0 && in->datadir && *in->datadir)
-                r = push(ret, n_ret, &n, in->datadir, "/python");
+        if (r >= 0 && in->pkgdir && *in->pkgdir)
+                r = push(ret, n_ret, &n, in->pkgdir, "");
         if (r >= 0 && in->source_root && *in->source_root && !path_under(in->exe, in->build_root))
                 r = push(ret, n_ret, &n, in->source_root, "/workers/script/python");
         if (r < 0) {

@@ -15,7 +15,8 @@ struct script_path_inputs {
         const char *exe;         /* /proc/self/exe, resolved */
         const char *build_root;  /* VIGIL_BUILD_ROOT */
         const char *source_root; /* VIGIL_SOURCE_ROOT */
-        const char *datadir;     /* VIGIL_DATADIR (installed prefix/share/vigil) */
+        const char *sitedir_rel; /* VIGIL_PYTHON_SITEDIR_REL (relative to the prefix), or "" */
+        const char *pkgdir;      /* VIGIL_PYTHON_PKGDIR (<prefix>/<python_sitedir>) */
 };
 
 /* Fill @ret (malloc'd strings, NULL-terminated, at most

@@ -260,6 +260,29 @@ static void test_nonce(void) {
         guest_proto_done(&gp);
 }
 
+/* After execute(check_output=False) the shell either lives (the nonce comes
+ * back, after the command's own output) or a fresh one starts (its ready
+ * line, maybe split across reads): either ends the wait, with the right
+ * event, so the next command neither hangs nor reads stale output. */
+static void test_nonce_or_ready(void) {
+        struct guest_proto gp;
+        size_t used;
+        const char *alive = "c3RhbGUK\nvigil-sync-cd\n";
+        const char *fresh = "[  5.1] systemd[1]: Switching root.\nSpawning backdoor root shell...\nleftover";
+
+        guest_proto_init(&gp, 0);
+        CHECK(guest_proto_expect_nonce_or_ready(&gp, "vigil-sync-cd") == 0, "nonce|ready: accepted");
+        CHECK(feed_steps(&gp, alive, strlen(alive), 5, &used) == GUEST_EVENT_SYNCED && used == strlen(alive),
+              "nonce|ready: a live shell syncs at its nonce");
+        CHECK(guest_proto_expect_nonce_or_ready(&gp, "vigil-sync-cd") == 0, "nonce|ready: again");
+        CHECK(feed_steps(&gp, fresh, strlen(fresh), 4, &used) == GUEST_EVENT_READY && gp.phase == GUEST_PHASE_IDLE,
+              "nonce|ready: a fresh shell's ready line, split across reads, ends the wait as READY");
+        CHECK(guest_proto_expect_nonce(&gp, "vigil-sync-cd") == 0 &&
+                      feed_steps(&gp, fresh, strlen(fresh), 4, &used) == GUEST_EVENT_NONE,
+              "nonce only: a ready line does not count");
+        guest_proto_done(&gp);
+}
+
 /* Random streams in every phase, in random chunks: the parser must never
  * crash, never hold more than the cap, and always end in a defined phase. */
 static void test_random(void) {
@@ -321,5 +344,6 @@ int main(void) {
         test_random();
         test_status();
         test_nonce();
+        test_nonce_or_ready();
         return tap_done();
 }

@@ -32,25 +32,43 @@ void guest_proto_done(struct guest_proto *gp) {
         gp->out_len = gp->out_alloc = 0;
 }
 
+/* KMP failure function of @m: longest proper prefix that is also a suffix. */
+static void kmp_table(const char *m, size_t len, size_t *fail) {
+        fail[0] = 0;
+        for (size_t i = 1, k = 0; i < len; i++) {
+                while (k > 0 && m[i] != m[k])
+                        k = fail[k - 1];
+                if (m[i] == m[k])
+                        k++;
+                fail[i] = k;
+        }
+}
+
+/* One byte through a matcher; true when it completes @m. */
+static bool kmp_step(const char *m, size_t len, const size_t *fail, size_t *matched, char c) {
+        while (*matched > 0 && c != m[*matched])
+                *matched = fail[*matched - 1];
+        if (c == m[*matched])
+                (*matched)++;
+        if (*matched < len)
+                return false;
+        *matched = 0;
+        return true;
+}
+
 static void set_marker(struct guest_proto *gp, const char *m, size_t len) {
         memcpy(gp->marker, m, len);
         gp->marker_len = len;
         gp->matched = 0;
-        /* KMP failure function: longest proper prefix that is also a suffix. */
-        gp->marker_fail[0] = 0;
-        for (size_t i = 1, k = 0; i < len; i++) {
-                while (k > 0 && m[i] != m[k])
-                        k = gp->marker_fail[k - 1];
-                if (m[i] == m[k])
-                        k++;
-                gp->marker_fail[i] = k;
-        }
+        kmp_table(m, len, gp->marker_fail);
 }
 
 void guest_proto_reset(struct guest_proto *gp) {
         guest_proto_done(gp);
         gp->phase = GUEST_PHASE_IDLE;
         gp->matched = 0;
+        gp->alt_active = false;
+        gp->alt_matched = 0;
         gp->n_quad = gp->n_pad = 0;
         gp->allow_raw = false;
         gp->raw = 0;
@@ -101,6 +119,16 @@ int guest_proto_expect_nonce(struct guest_proto *gp, const char *nonce) {
         m[n] = '\n';
         set_marker(gp, m, n + 1);
         gp->phase = GUEST_PHASE_NONCE;
+        return 0;
+}
+
+int guest_proto_expect_nonce_or_ready(struct guest_proto *gp, const char *nonce) {
+        int r = guest_proto_expect_nonce(gp, nonce);
+
+        if (r < 0)
+                return r;
+        kmp_table(GUEST_READY_LINE, strlen(GUEST_READY_LINE), gp->alt_fail);
+        gp->alt_active = true;
         return 0;
 }
 
@@ -344,6 +372,24 @@ enum guest_event guest_proto_feed(struct guest_proto *gp, const uint8_t *buf, si
                 gp->phase = GUEST_PHASE_IDLE;
                 return GUEST_EVENT_READY;
         case GUEST_PHASE_NONCE:
+                if (gp->alt_active) {
+                        static const char ready[] = GUEST_READY_LINE;
+                        for (size_t i = 0; i < len; i++) {
+                                bool nonce = kmp_step(gp->marker, gp->marker_len, gp->marker_fail, &gp->matched,
+                                                      (char) buf[i]);
+                                bool fresh = kmp_step(ready, sizeof ready - 1, gp->alt_fail, &gp->alt_matched,
+                                                      (char) buf[i]);
+                                if (!nonce && !fresh)
+                                        continue;
+                                /* A fresh shell's ready line: as in READY, the rest of the chunk goes. */
+                                *ret_consumed = fresh ? len : i + 1;
+                                gp->phase = GUEST_PHASE_IDLE;
+                                gp->alt_active = false;
+                                return fresh ? GUEST_EVENT_READY : GUEST_EVENT_SYNCED;
+                        }
+                        *ret_consumed = len;
+                        return GUEST_EVENT_NONE;
+                }
                 n = marker_scan(gp, buf, len, &found);
                 *ret_consumed = n;
                 if (!found)

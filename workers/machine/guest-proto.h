@@ -50,6 +50,11 @@ struct guest_proto {
         size_t marker_len;
         size_t marker_fail[GUEST_NONCE_MAX + 2];
         size_t matched;
+        /* NONCE after a command that may have ended the shell: the ready line
+         * of a fresh shell counts too (a second matcher over the same bytes). */
+        bool alt_active;
+        size_t alt_fail[GUEST_NONCE_MAX + 2];
+        size_t alt_matched;
 
         /* OUTPUT: incremental base64 decoding into out[] (<= output_max). */
         uint8_t *out;
@@ -83,6 +88,10 @@ void guest_proto_expect_output(struct guest_proto *gp);
 void guest_proto_expect_output_fast(struct guest_proto *gp);
 void guest_proto_expect_status(struct guest_proto *gp);
 int guest_proto_expect_nonce(struct guest_proto *gp, const char *nonce);
+/* As guest_proto_expect_nonce(), but GUEST_READY_LINE ends the wait as well
+ * (GUEST_EVENT_READY): after execute(check_output=False) the shell either
+ * lives on and answers the nonce, or died and a fresh one announces itself. */
+int guest_proto_expect_nonce_or_ready(struct guest_proto *gp, const char *nonce);
 void guest_proto_reset(struct guest_proto *gp);
 
 /* Eat bytes until an event or the end of @buf. *ret_consumed says how many

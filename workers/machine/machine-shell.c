@@ -31,6 +31,7 @@
 #define SHELL_QUIET_LOG_USEC  (30 * USEC_PER_SEC)
 #define SHELL_GRACE_MIN_S     60
 #define SHELL_LOST_GRACE_USEC (2 * USEC_PER_SEC)
+#define SHELL_NOCHECK_USEC    (900 * USEC_PER_SEC) /* the reference's connect wait */
 
 static void shell_run(struct machine *m);
 
@@ -134,7 +135,10 @@ static void begin_resync(struct machine *m) {
         (void) snprintf(m->nonce, sizeof m->nonce, "vigil-sync-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
                         rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
         m->resyncing = true;
-        (void) guest_proto_expect_nonce(&m->gp, m->nonce);
+        if (m->shell_may_be_gone)
+                (void) guest_proto_expect_nonce_or_ready(&m->gp, m->nonce);
+        else
+                (void) guest_proto_expect_nonce(&m->gp, m->nonce);
         m->phase_started = now_usec();
         r = guest_build_nonce_command(m->nonce, &cmd);
         if (r >= 0)
@@ -143,7 +147,13 @@ static void begin_resync(struct machine *m) {
                 fail_desync(m, r, "could not write the resync marker to the guest shell");
                 return;
         }
-        machine_timer_set(m->shell_timer, SHELL_RESYNC_USEC);
+        /* A shell that lives answers at once; a fresh one comes after a boot
+         * stage (switch_root), so wait as long as for a connect. */
+        machine_timer_set(m->shell_timer,
+                          m->shell_may_be_gone
+                                  ? MAX(SHELL_RESYNC_USEC,
+                                        m->cfg.connect_s > 0 ? m->cfg.connect_s * USEC_PER_SEC : SHELL_NOCHECK_USEC)
+                                  : SHELL_RESYNC_USEC);
 }
 
 static void begin_exec(struct machine *m) {
@@ -165,12 +175,14 @@ static void begin_exec(struct machine *m) {
                 return;
         }
         if (!j->check_output) {
-                /* As the reference: send and return (-2, "") without reading. This
-                 * is only meant for commands that end the shell (switch_root), so
-                 * the next connect() waits for the fresh shell's ready line. */
+                /* As the reference: send and return (-2, "") without reading.
+                 * Meant for commands that end the shell (switch_root), but the
+                 * shell may as well live on: the next job resyncs, accepting
+                 * either its nonce or a fresh shell's ready line, so it neither
+                 * hangs nor reads this command's output as its own. */
                 r = shell_send(m, line);
-                m->needs_resync = false;
-                machine_shell_disconnected(m);
+                m->needs_resync = true;
+                m->shell_may_be_gone = true;
                 complete(m, r < 0 ? r : 0, r < 0 ? "could not write to the guest shell" : NULL, -2);
                 return;
         }
@@ -302,6 +314,17 @@ static void on_event(struct machine *m, enum guest_event ev) {
         case GUEST_EVENT_NONE:
                 return;
         case GUEST_EVENT_READY:
+                if (m->resyncing) {
+                        /* A fresh shell after check_output=False: the marker
+                         * may reach it late and be echoed; resync once more. */
+                        m->resyncing = false;
+                        m->shell_may_be_gone = false;
+                        m->connected = true;
+                        (void) evtimer_del(m->shell_timer);
+                        log_info("a fresh guest root shell announced itself");
+                        begin_resync(m);
+                        return;
+                }
                 m->connected = true;
                 m->needs_resync = false;
                 log_info("connected to guest root shell");
@@ -315,6 +338,7 @@ static void on_event(struct machine *m, enum guest_event ev) {
         case GUEST_EVENT_SYNCED:
                 m->needs_resync = false;
                 m->resyncing = false;
+                m->shell_may_be_gone = false;
                 (void) evtimer_del(m->shell_timer);
                 log_debug("Guest shell resynchronised (%s)", m->nonce);
                 machine_send_ready(m);

@@ -136,6 +136,7 @@ struct machine {
         struct guest_proto gp;
         bool needs_resync; /* stream position unknown: resync with a nonce first */
         bool resyncing;
+        bool shell_may_be_gone; /* after check_output=False: a fresh ready line ends a resync too */
         char nonce[40];
         struct shell_job *active;
         bool active_fast; /* the active job uses the fast framing */

@@ -32,6 +32,14 @@
                 .final = fin, FIELDS(st, __VA_ARGS__)                                              \
         }
 
+/* M_EXECUTE and M_READ: one body, two replay rules. */
+#define EXECUTE_FIELDS                                                                             \
+        F(msg_m_execute, machine, FIELD_STR, NAME_MAX_LEN),                                        \
+        F(msg_m_execute, command, FIELD_STR, MSG_TEXT_MAX),                                        \
+        F(msg_m_execute, timeout_s, FIELD_I64, 0),                                                 \
+        F(msg_m_execute, check_return, FIELD_BOOL, 0),                                             \
+        F(msg_m_execute, check_output, FIELD_BOOL, 0)
+
 static const struct msg_info table[] = {
         [MSG_HELLO] = { .name = "HELLO", .dir = DIR_TO_SUP, .senders = W,
                         FIELDS(msg_hello, F(msg_hello, proto, FIELD_U64, 0),
@@ -89,12 +97,8 @@ static const struct msg_info table[] = {
         [MSG_M_CONNECT] = MACHINE_REQ("M_CONNECT", msg_m_timeout, true,
                                       F(msg_m_timeout, machine, FIELD_STR, NAME_MAX_LEN),
                                       F(msg_m_timeout, timeout_ms, FIELD_I64, 0)),
-        [MSG_M_EXECUTE] = MACHINE_REQ("M_EXECUTE", msg_m_execute, false,
-                                      F(msg_m_execute, machine, FIELD_STR, NAME_MAX_LEN),
-                                      F(msg_m_execute, command, FIELD_STR, MSG_TEXT_MAX),
-                                      F(msg_m_execute, timeout_s, FIELD_I64, 0),
-                                      F(msg_m_execute, check_return, FIELD_BOOL, 0),
-                                      F(msg_m_execute, check_output, FIELD_BOOL, 0)),
+        [MSG_M_EXECUTE] = MACHINE_REQ("M_EXECUTE", msg_m_execute, false, EXECUTE_FIELDS),
+        [MSG_M_READ] = MACHINE_REQ("M_READ", msg_m_execute, true, EXECUTE_FIELDS),
         [MSG_M_WAIT_UNTIL] = MACHINE_REQ("M_WAIT_UNTIL", msg_m_wait_until, true,
                                          F(msg_m_wait_until, machine, FIELD_STR, NAME_MAX_LEN),
                                          F(msg_m_wait_until, command, FIELD_STR, MSG_TEXT_MAX),

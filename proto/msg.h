@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 /* Bump whenever a body layout or the table changes; test-msg-table pins it. */
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 
 /* Hard caps. A frame is one SOCK_SEQPACKET datagram. */
 #define FRAME_MAX     (128u * 1024u)
@@ -85,6 +85,7 @@ enum msg_type {
         MSG_M_SEND_CONSOLE = 211,
         MSG_M_STATE = 212,
         MSG_M_SET_LINK = 213,
+        MSG_M_READ = 214,        /* an M_EXECUTE whose command only reads: replayed after a worker restart */
         MSG_M_EXEC_RESULT = 250, /* reply to EXECUTE / WAIT_UNTIL, after its CHUNKs */
         MSG_M_TEXT_RESULT = 251, /* reply to MONITOR / QMP / CONSOLE_READ, after its CHUNKs */
         MSG_M_STATE_RESULT = 252,

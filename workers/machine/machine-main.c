@@ -668,6 +668,7 @@ static const request_fn request_handlers[] = {
         [MSG_M_MONITOR] = handle_monitor,
         [MSG_M_QMP] = handle_qmp,
         [MSG_M_CONSOLE_READ] = handle_console_read,
+        [MSG_M_READ] = handle_execute,
         [MSG_M_SEND_CONSOLE] = handle_send_console,
         [MSG_M_STATE] = handle_state,
         [MSG_M_SET_LINK] = handle_set_link,

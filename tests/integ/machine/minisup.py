@@ -13,6 +13,7 @@ import ctypes
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import struct
@@ -22,14 +23,20 @@ import tempfile
 import threading
 import time
 
-PROTO_VERSION = 1
+def _proto_from_header():
+    """PROTO_VERSION and the message numbers, read from proto/msg.h itself, so
+    this stand-in can never speak a protocol the real supervisor does not."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "proto", "msg.h")
+    with open(path) as f:
+        text = f.read()
+    version = int(re.search(r"^#define PROTO_VERSION (\d+)$", text, re.M).group(1))
+    types = {m.group(1): int(m.group(2)) for m in re.finditer(r"^\s+MSG_([A-Z0-9_]+) = (\d+),", text, re.M)}
+    if not types or "M_EXECUTE" not in types:
+        raise RuntimeError("minisup: no message table found in " + path)
+    return version, types
 
-T = dict(HELLO=1, CONFIG=2, READY=3, OK=4, ERROR=5, CHUNK=6, PING=7, PONG=8, FD_RESTORE=9, EVENT=10,
-         FD_STORE=100, FD_FORGET=101, SPAWN=102, SPAWNED=103, PROC_EXIT=104, PROC_KILL=105, PROC_LIST=106,
-         M_START=200, M_CONNECT=201, M_EXECUTE=202, M_WAIT_UNTIL=203, M_SHUTDOWN=204, M_CRASH=205,
-         M_REBOOT=206, M_WAIT_SHUTDOWN=207, M_MONITOR=208, M_QMP=209, M_CONSOLE_READ=210,
-         M_SEND_CONSOLE=211, M_STATE=212, M_SET_LINK=213, M_EXEC_RESULT=250, M_TEXT_RESULT=251,
-         M_STATE_RESULT=252)
+
+PROTO_VERSION, T = _proto_from_header()
 NAMES = {v: k for k, v in T.items()}
 FINAL = {T["OK"], T["ERROR"], T["M_EXEC_RESULT"], T["M_TEXT_RESULT"], T["M_STATE_RESULT"]}
 

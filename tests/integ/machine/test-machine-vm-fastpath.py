@@ -38,7 +38,6 @@ def body(t):
             if a != b:
                 diff.append("%r (timeout %d): reference %r, fast %r" % (c, to, a, b))
     t.check(not diff, "fast framing equals the reference for %d commands x timeouts" % len(commands), "\n".join(diff))
-    ref.call("M_CRASH")
 
     raw = bytes(range(256)) * 4
     st, out = m.execute("printf '%s'" % "".join("\\%03o" % b for b in raw), -1)
@@ -48,16 +47,18 @@ def body(t):
     st, out = m.execute("cat /tmp/r", -1)
     t.check(hashlib.sha256(out).hexdigest() == want, "1 MB exact through the fast framing")
 
-    times = {}
-    for label, to in (("succeed (no timeout)", -1), ("execute (timeout 900)", 900)):
-        xs = []
-        for _ in range(15):
+    # Faster, measured against the reference framing in the same run, interleaved (a ratio, not a
+    # wall-clock bound: the machine may be loaded; tools/bench-guest prints the figures).
+    times = {"fast": [], "reference": []}
+    for _ in range(15):
+        for label, mm in (("fast", m), ("reference", ref)):
             t0 = time.perf_counter()
-            m.execute("true", timeout_s=to)
-            xs.append(time.perf_counter() - t0)
-        times[label] = statistics.median(xs) * 1e3
-    t.check(times["succeed (no timeout)"] < 40 and times["execute (timeout 900)"] < 60,
-            "fast true: %s" % ", ".join("%s %.1f ms" % kv for kv in times.items()))
+            mm.execute("true", timeout_s=900)
+            times[label].append(time.perf_counter() - t0)
+    fast, reference = (statistics.median(times[k]) * 1e3 for k in ("fast", "reference"))
+    t.check(fast * 2 < reference, "fast true: %.1f ms vs reference framing %.1f ms (%.1fx)" % (
+        fast, reference, reference / fast))
+    ref.call("M_CRASH")
     m.call("M_CRASH")
 
 

@@ -46,7 +46,8 @@ struct run_plan {
         int default_vlans[RUN_NODE_VLANS_MAX]; /* for --node nodes */
         size_t n_default_vlans;
         unsigned global_timeout;
-        unsigned heartbeat; /* seconds between "still running" lines on stderr; 0 off */
+        unsigned boot_timeout; /* start of a machine -> its backdoor ready line; capped by global_timeout */
+        unsigned heartbeat;    /* seconds between "still running" lines on stderr; 0 off */
         char *out_dir;
         char *junit;
         char *accel;

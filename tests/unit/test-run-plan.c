@@ -46,6 +46,7 @@ static void test_vigil_cli(void) {
         CHECK(run_plan_needs_guest(&p), "no start script: the tiny guest is needed");
 
         _cleanup_free_ char *mc = run_plan_machine_config(&p, 1, &d);
+        CHECK(contains(mc, "\"connect_s\":60"), "the boot deadline is capped by the global timeout");
         CHECK(contains(mc, "\"address\":\"192.168.1.2/24\"") && contains(mc, "\"mac\":\"52:54:00:12:01:02\""),
               "server gets 192.168.1.2 and the reference MAC scheme");
         CHECK(contains(mc, "vigil.hosts=192.168.1.1:client,192.168.1.2:server") &&
@@ -80,6 +81,7 @@ static void test_vigil_cli_errors(void) {
         expect_cli_error(ARGV("run", "t.py", "--node", "bad name"), 4, "bad name");
         expect_cli_error(ARGV("run", "t.py", "--node", "a", "--node", "a"), 6, "defined twice");
         expect_cli_error(ARGV("run", "t.py", "--node", "a", "--global-timeout", "soon"), 6, "--global-timeout");
+        expect_cli_error(ARGV("run", "t.py", "--node", "a", "--boot-timeout", "0"), 6, "--boot-timeout");
         expect_cli_error(ARGV("run", "t.py", "--frobnicate"), 3, "--frobnicate");
         expect_cli_error(ARGV("run", "t.py"), 2, "--node");
         expect_cli_error(ARGV("run", "--node", "a"), 3, "test script");
@@ -176,6 +178,16 @@ static void test_spec(void) {
               "multi-VLAN router from the spec");
         run_plan_done(&p);
 
+        struct run_dirs d = {.run_id = "r1", .tmp_dir = "/tmp/v", .out_dir = "/abs/out", .guest_dir = "/g"};
+        run_plan_init(&p);
+        r = run_plan_load_spec(&p, "{\"nodes\": {\"a\": {}}, \"boot_timeout\": 45, \"test_script\": \"t.py\"}", &err);
+        if (r == 0)
+                r = run_plan_finalize(&p, &err);
+        _cleanup_free_ char *mc = r == 0 ? run_plan_machine_config(&p, 0, &d) : NULL;
+        CHECK(r == 0 && p.boot_timeout == 45 && contains(mc, "\"connect_s\":45"),
+              "spec boot_timeout becomes the machine's boot deadline (%s)", err ?: "");
+        run_plan_done(&p);
+
         expect_spec_error("[1]", "not a JSON object");
         expect_spec_error("{\"nodez\": {}}", "nodez");
         expect_spec_error("{\"nodes\": {\"a\": {\"memroy_mb\": 1}}}", "memroy_mb");
@@ -183,6 +195,7 @@ static void test_spec(void) {
         expect_spec_error("{\"nodes\": {\"a\": {\"vlans\": [\"x\"]}}}", "vlans");
         expect_spec_error("{\"nodes\": {\"a\": {\"backend\": \"firecracker\"}}}", "firecracker");
         expect_spec_error("{\"global_timeout\": -5}", "global_timeout");
+        expect_spec_error("{\"boot_timeout\": \"soon\"}", "boot_timeout");
         expect_spec_error("{\"nodes\": {\"a b\": {}}}", "a b");
 }
 

@@ -31,7 +31,8 @@
 #define PROBE_MARK           "Linux version"
 #define PROBE_USEC           (3 * USEC_PER_SEC) /* a working KVM prints its banner in well under 1 s */
 #define PROBE_CACHE          "vigil-kvm-probe"
-#define START_MIN_S          120
+#define START_FLOOR_S        10  /* QEMU itself needs this much at most to connect, even on a loaded host */
+#define START_DEFAULT_S      120 /* without a boot deadline */
 #define MONITOR_TIMEOUT_USEC (30 * USEC_PER_SEC)
 #define CRASH_KILL_USEC      (10 * USEC_PER_SEC)
 #define QMP_EVENTS_MAX       256u
@@ -725,6 +726,13 @@ static void start_problem(struct qemu *q, int r, const char *why) {
         machine_timer_set(q->start_timer, 2 * USEC_PER_SEC);
 }
 
+/* How long QEMU may take to connect its monitor: the boot deadline (a start
+ * script that never starts QEMU is a boot that never ends), never less than
+ * QEMU needs. */
+static uint64_t start_bound_s(const struct machine *m) {
+        return m->cfg.connect_s > 0 ? MAX(m->cfg.connect_s, (uint64_t) START_FLOOR_S) : START_DEFAULT_S;
+}
+
 static void start_timer_cb(evutil_socket_t fd, short what, void *arg) {
         struct qemu *q = arg;
         char tail[2048];
@@ -734,8 +742,10 @@ static void start_timer_cb(evutil_socket_t fd, short what, void *arg) {
                 start_failed(q, q->pending_error, "%s; %s", q->pending_why, tail);
                 return;
         }
-        start_failed(q, -ETIMEDOUT, "QEMU did not connect its monitor socket and start the guest within %llu s; %s",
-                     (unsigned long long) MAX(q->m->cfg.connect_s, (uint64_t) START_MIN_S), tail);
+        start_failed(q, -ETIMEDOUT,
+                     "machine '%s' did not start: QEMU did not connect its monitor socket within %llu s (a start "
+                     "script that never runs QEMU?); %s",
+                     q->m->cfg.name, (unsigned long long) start_bound_s(q->m), tail);
 }
 
 /* The host environment, minus what the spawn message cannot carry. */
@@ -815,7 +825,7 @@ static int spawn_qemu(struct qemu *q) {
         if (r < 0)
                 goto out;
         q->step = STEP_SPAWNING;
-        machine_timer_set(q->start_timer, MAX(m->cfg.connect_s, (uint64_t) START_MIN_S) * USEC_PER_SEC);
+        machine_timer_set(q->start_timer, start_bound_s(m) * USEC_PER_SEC);
         r = 0;
         goto out;
 errno_out:

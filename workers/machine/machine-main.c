@@ -19,6 +19,7 @@
 
 #define CONSOLE_READ_MAX              (1024u * 1024u)
 #define CONSOLE_LOG_FILE_MAX          (256ull * 1024ull * 1024ull)
+#define CONSOLE_CAPPED_PARSE          4096u
 #define CONSOLE_JOURNAL_BURST         200u
 #define CONSOLE_JOURNAL_INTERVAL_USEC USEC_PER_SEC
 #define STATE_FILE                    "vigil-machine.state"
@@ -215,6 +216,13 @@ static void console_wake(struct machine *m, bool all) {
 void machine_console_feed(struct machine *m, const uint8_t *buf, size_t len) {
         struct console_batch b = {.m = m};
 
+        /* Past the log's cap the console is a flood: parse only the tail of
+         * each read, so the last lines (for errors, waiters) stay current
+         * without spending a core on lines nobody keeps. */
+        if (console_file_capped && len > CONSOLE_CAPPED_PARSE) {
+                buf += len - CONSOLE_CAPPED_PARSE;
+                len = CONSOLE_CAPPED_PARSE;
+        }
         (void) console_splitter_feed(&m->splitter, buf, len, console_line, &b);
         console_write_file(m, b.buf, b.len);
         free(b.buf);

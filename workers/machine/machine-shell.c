@@ -525,12 +525,15 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
                         bool final = m->cfg.connect_s > 0 &&
                                      now_usec() >= m->phase_started + m->cfg.connect_s * USEC_PER_SEC;
                         machine_tail_describe(m, tail, sizeof tail);
-                        (void) snprintf(msg, sizeof msg,
-                                        "guest did not print the backdoor ready line (\"%s\") within %.0f s%s; %s",
-                                        GUEST_READY_LINE,
-                                        (double) (now_usec() - (final ? m->phase_started : m->active->started)) /
-                                                USEC_PER_SEC,
-                                        final ? " (timeouts.connect_s)" : "", tail);
+                        (void) snprintf(
+                                msg, sizeof msg,
+                                "machine '%s' did not boot: no backdoor ready line (\"%s\") %.0f s after "
+                                "%s%s; %s",
+                                m->cfg.name, GUEST_READY_LINE,
+                                (double) (now_usec() - (final ? m->phase_started : m->active->started)) / USEC_PER_SEC,
+                                final ? "its start" : "the request",
+                                final ? " (the boot timeout: vigil run --boot-timeout, spec \"boot_timeout\")" : "",
+                                tail);
                         if (final)
                                 log_error("%s", msg);
                         else

@@ -49,8 +49,10 @@ def body(t):
         t.check("/dev/kvm is not available" in log, "auto accel without /dev/kvm says so")
     t0 = time.monotonic()
     ok, e = t.raises(lambda: m.connect(), "a guest that is not ready within connect_s fails clearly",
-                     "did not print the backdoor ready line")
+                     "did not boot: no backdoor ready line")
     t.check(e is not None and e.code == -112, "... with -EHOSTDOWN: connect_s is final, not a poll", e and e.code)
+    t.check(e is not None and "machine 'slow'" in e.message and " s after its start" in e.message,
+            "... naming the machine and how long it waited", e and e.message)
     t.check(time.monotonic() - t0 < 6 and e is not None and "console" in e.message,
             "... bounded (%.1f s) and shows the last console lines" % (time.monotonic() - t0))
     m.call("M_CRASH")

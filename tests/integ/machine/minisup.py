@@ -318,7 +318,10 @@ class MiniSup:
                     a.frombytes(cdata[:len(cdata) - (len(cdata) % a.itemsize)])
                     fds.extend(a)
             (ver, type_, seq, body), _ = unpack(data)
-            self._frame(type_, seq, body, fds)
+            try:
+                self._frame(type_, seq, body, fds)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the worker died while we answered: its EOF comes next, then the restart
         rc = proc.wait()
         with self.lock:
             self.ready = False
@@ -402,8 +405,8 @@ class MiniSup:
             self._send(T["ERROR"], seq, [-e.errno, "spawn %s: %s" % (argv[0], e)])
         else:
             self.procs[pname] = p
-            self._send(T["SPAWNED"], seq, [pname, p.pid])
             threading.Thread(target=self._watch, args=(pname, p), daemon=True).start()
+            self._send(T["SPAWNED"], seq, [pname, p.pid])
         for fd in fds:
             os.close(fd)
 

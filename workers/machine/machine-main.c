@@ -777,7 +777,11 @@ static int machine_configure(struct worker *w, const struct msg_config *cfg, voi
 }
 
 static void machine_on_drained(struct worker *w, void *userdata) {
-        machine_reply_drained(userdata);
+        struct machine *m = userdata;
+
+        machine_reply_drained(m);
+        if (!machine_reply_busy(m))
+                machine_shell_resume(m);
 }
 
 static void machine_on_exit(struct worker *w, void *userdata) {

@@ -5,8 +5,9 @@
  * reply (a command's output, a console read) is kept here and fed to the
  * channel in CHUNK_MAX pieces only while it is not congested, continuing
  * when it drains. While bulk waits, the guest shell is not read
- * (machine_reply_busy()), so a guest printing faster than the script worker
- * reads is slowed down at its source instead of growing a queue.
+ * (machine-shell.c asks machine_reply_busy()), so a guest printing faster
+ * than the script worker reads is slowed down at its source instead of
+ * growing a queue.
  */
 #include <stdarg.h>
 
@@ -113,12 +114,8 @@ bool machine_reply_busy(struct machine *m) {
 void machine_reply_drained(struct machine *m) {
         int r = bulk_pump(m);
 
-        if (r < 0) {
+        if (r < 0)
                 log_debug_errno(r, "Sending a reply failed");
-                return;
-        }
-        if (!machine_reply_busy(m))
-                machine_shell_resume(m);
 }
 
 void machine_reply_free_all(void) {

@@ -161,7 +161,7 @@ int machine_reply_text(struct machine *m, uint32_t seq, const char *text, size_t
 int machine_reply_exec(struct machine *m, uint32_t seq, int64_t status, const uint8_t *data, size_t len);
 /* Bulk replies wait for the channel: the guest shell should not be read now. */
 bool machine_reply_busy(struct machine *m);
-/* The channel drained: send more, then let the shell be read again. */
+/* The channel drained: send more (the caller then resumes the shell). */
 void machine_reply_drained(struct machine *m);
 void machine_reply_free_all(void);
 

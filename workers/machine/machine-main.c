@@ -360,6 +360,12 @@ static void exec_done(struct machine *m, struct shell_job *j, int error, const c
 
         snprintf(st, sizeof(st), "VIGIL_EXIT_STATUS=%d", status);
         snprintf(took, sizeof(took), "VIGIL_DURATION_MS=%llu", ms);
+        /* The run's timeline (report.html) gets each command as a bar: "exit
+         * STATUS after MS ms: COMMAND" or "failed after MS ms: COMMAND". */
+        if (error < 0)
+                (void) worker_send_event(m->w, "command", "failed after %llu ms: %s", ms, j->command);
+        else
+                (void) worker_send_event(m->w, "command", "exit %d after %llu ms: %s", status, ms, j->command);
         if (error < 0) {
                 log_event(LOG_INFO, LOG_EVENT_COMMAND, NULL, "command failed: %s", message ?: "no reason given");
                 (void) machine_reply_error(m, seq, error, "%s", message ?: "command failed");

@@ -328,6 +328,7 @@ static void on_event(struct machine *m, enum guest_event ev) {
                 m->connected = true;
                 m->needs_resync = false;
                 log_info("connected to guest root shell");
+                (void) worker_send_event(m->w, "guest-ready", "connected to the guest root shell");
                 log_info("(connecting took %.2f seconds)",
                          (double) (now_usec() - (m->active ? m->active->started : m->phase_started)) / USEC_PER_SEC);
                 machine_save_state(m);

@@ -203,6 +203,7 @@ class Driver:
                 exec(self.tests, symbols, None)
             except MachineError as e:
                 self.failure = f"{type(e).__name__}: {e}"
+                self._failure_event(traceback.format_exc())
                 for line in traceback.format_exc().splitlines():
                     self.logger.log_test_error(line)
                 sys.exit(1)
@@ -213,19 +214,30 @@ class Driver:
                 filtered = [frame for frame in traceback.extract_tb(tb) if frame.filename == "<string>"]
                 self.logger.log_test_error("Traceback (most recent call last):")
                 code = self.tests.splitlines()
+                told = ["Traceback (most recent call last):"]
                 for frame, line in zip(filtered, traceback.format_list(filtered)):
                     self.logger.log_test_error(line.rstrip())
+                    told.append(line.rstrip())
                     if frame.lineno and 0 < frame.lineno <= len(code):
                         self.logger.log_test_error(f"    {code[frame.lineno - 1].strip()}")
+                        told.append(f"    {code[frame.lineno - 1].strip()}")
                 self.logger.log_test_error("")
                 for line in f"{type(e).__name__}: {e}".splitlines():
                     self.logger.log_test_error(line)
+                    told.append(line)
+                self._failure_event("\n".join(told))
                 self.debug.breakpoint()
                 sys.exit(1)
             except Exception as e:
                 self.failure = f"{type(e).__name__}: {e}"
+                self._failure_event(traceback.format_exc())
                 self.debug.breakpoint()
                 raise
+
+    def _failure_event(self, text: str) -> None:
+        """The failure and its traceback for the run's timeline (report.html
+        highlights it); the tail is kept when it is long."""
+        self.channel.event("failure", text[-3500:])
 
     def run_tests(self) -> None:
         """Run the test script (the non-interactive path)."""

@@ -98,6 +98,13 @@ def _request(kind: str, switch: str, **fields: Any) -> Any:
         raise MachineError(f"vigil: {switch}: {e.message}") from None
 
 
+def _fault_event(text: str, vlans: Iterable[int]) -> None:
+    """A network fault for the run's timeline: "1,2: partition a | b" (the
+    VLANs it touches, then what happened), one lane per VLAN in report.html."""
+    driver().logger.log(f"vigil: {text}")
+    driver().channel.event("net-fault", ",".join(str(v) for v in sorted(set(vlans))) + ": " + text)
+
+
 def _all_vlans() -> list[int]:
     return [v.nr for v in driver().vlans]
 
@@ -158,14 +165,14 @@ def _isolate(machine: str, isolated: bool) -> None:
 def cut(a: Any, b: Any, both: bool = True, vlan: int | None = None) -> None:
     """Drop every frame from a to b (and b to a unless both=False)."""
     an, bn = _name(a), _name(b)
-    driver().logger.log(f"vigil: cut {an} {'<->' if both else '->'} {bn}")
+    _fault_event(f"cut {an} {'<->' if both else '->'} {bn}", _shared_vlans(an, bn, vlan))
     _set_link(an, bn, both=both, drop=True, vlan=vlan)
 
 
 def restore(a: Any, b: Any, both: bool = True, vlan: int | None = None) -> None:
     """Remove the rule(s) between a and b set by cut() or link()."""
     an, bn = _name(a), _name(b)
-    driver().logger.log(f"vigil: restore {an} {'<->' if both else '->'} {bn}")
+    _fault_event(f"restore {an} {'<->' if both else '->'} {bn}", _shared_vlans(an, bn, vlan))
     for nr in _shared_vlans(an, bn, vlan):
         _request("W_CLEAR", f"vlan{nr}", **{"from": an}, to=bn, both=both)
 
@@ -175,9 +182,10 @@ def link(a: Any, b: Any, *, loss: float = 0.0, duplicate: float = 0.0, delay: fl
     """Degrade the link a -> b (and back unless both=False): loss and
     duplicate are probabilities (0..1), delay and jitter seconds."""
     an, bn = _name(a), _name(b)
-    driver().logger.log(
-        f"vigil: link {an} {'<->' if both else '->'} {bn}: loss={loss} duplicate={duplicate} "
-        f"delay={delay}s jitter={jitter}s"
+    _fault_event(
+        f"link {an} {'<->' if both else '->'} {bn}: loss={loss} duplicate={duplicate} "
+        f"delay={delay}s jitter={jitter}s",
+        _shared_vlans(an, bn, vlan),
     )
     _set_link(an, bn, both=both, drop=False, loss=loss, duplicate=duplicate, delay=delay, jitter=jitter, vlan=vlan)
 
@@ -196,7 +204,7 @@ def partition(*groups: Iterable[Any], vlan: int | None = None) -> None:
     rest = [m.name for m in driver().machines if m.name not in seen]
     if rest:
         named.append(rest)
-    driver().logger.log("vigil: partition " + " | ".join(", ".join(g) for g in named))
+    _fault_event("partition " + " | ".join(", ".join(g) for g in named), [vlan] if vlan is not None else _all_vlans())
     done: list[tuple[str, str]] = []
     try:
         for i, g in enumerate(named):
@@ -215,7 +223,7 @@ def partition(*groups: Iterable[Any], vlan: int | None = None) -> None:
 
 def heal(vlan: int | None = None) -> None:
     """Remove every fault rule (on one VLAN, or all)."""
-    driver().logger.log("vigil: heal")
+    _fault_event("heal", [vlan] if vlan is not None else _all_vlans())
     for nr in [vlan] if vlan is not None else _all_vlans():
         _request("W_CLEAR", f"vlan{nr}", **{"from": ""}, to="", both=True)
 

@@ -49,8 +49,8 @@ int verb_report(int argc, char **argv) {
         }
         snprintf(path, sizeof(path), "%s/timeline.jsonl", argv[optind]);
         if (access(path, R_OK) < 0) {
-                fprintf(stderr, "vigil report: %s is not a run's output directory: cannot read %s: %s\n",
-                        argv[optind], path, strerror(errno));
+                fprintf(stderr, "vigil report: %s is not a run's output directory: cannot read %s: %s\n", argv[optind],
+                        path, strerror(errno));
                 return VIGIL_EXIT_USAGE;
         }
         r = report_write(argv[optind], &REPORT_LIMITS_DEFAULT, &err);

@@ -57,8 +57,8 @@ static void report_put_json(FILE *out, json_object *o) {
 }
 
 static void report_put_attr(FILE *out, const char *s) {
-        static const char *const esc[256] = {['&'] = "&amp;", ['<'] = "&lt;", ['>'] = "&gt;", ['"'] = "&quot;",
-                                             ['\''] = "&#39;"};
+        static const char *const esc[256] = {
+                ['&'] = "&amp;", ['<'] = "&lt;", ['>'] = "&gt;", ['"'] = "&quot;", ['\''] = "&#39;"};
 
         for (; *s; s++) {
                 const char *e = esc[(unsigned char) *s];

@@ -18,7 +18,7 @@ struct report_limits {
 };
 
 #define REPORT_LIMITS_DEFAULT                                                                                         \
-        ((struct report_limits){.commands_max = 20000,                                                               \
+        ((struct report_limits){.commands_max = 20000,                                                                \
                                 .events_max = 50000,                                                                  \
                                 .console_bytes_max = 32u << 20,                                                       \
                                 .console_line_max = 4096,                                                             \

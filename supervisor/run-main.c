@@ -19,6 +19,7 @@
 #include "exit-status.h"
 #include "log.h"
 #include "macro.h"
+#include "report.h"
 #include "run-plan.h"
 #include "fs-util.h"
 #include "sup.h"
@@ -418,6 +419,16 @@ static int load_inputs(struct run_plan *p, char **ret_error) {
         return 0;
 }
 
+/* report.html beside the logs; a run's verdict does not depend on it. */
+static void run_report(const char *out) {
+        _cleanup_free_ char *err = NULL;
+
+        if (report_write(out, &REPORT_LIMITS_DEFAULT, &err) < 0)
+                log_warning("cannot write the run's report: %s", err);
+        else
+                log_info("report: %s/report.html", out);
+}
+
 /* On stderr the test script's nested log is what a user reads; vigil's own
  * entries join it from LOG_NOTICE (restarts, warnings, errors) unless
  * --log-level or VIGIL_LOG_LEVEL asks for more. The journal gets everything. */
@@ -503,6 +514,7 @@ int run_main(int argc, char **argv) {
                         notify_fd);
         if (!p.keep_state)
                 rm_rf(tmp);
+        run_report(out);
         log_notice("%s (exit %d); logs in %s", exit_code_meaning(code), code, out);
         run_plan_done(&p);
         return code;

@@ -6,6 +6,7 @@
 #include "config.h"
 #include "exit-status.h"
 #include "log.h"
+#include "report.h"
 #include "run-plan.h"
 #include "sup-verbs.h"
 
@@ -18,6 +19,7 @@ struct verb {
 static const struct verb verbs[] = {
         {"run", run_main, "run a test script against machines (vigil run SCRIPT --node NAME ...)"},
         {"supervise", verb_supervise, "run a supervision tree described in JSON"},
+        {"report", verb_report, "write OUT_DIR/report.html from a run's recorded files"},
 };
 
 static void help(FILE *f) {

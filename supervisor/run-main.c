@@ -21,6 +21,7 @@
 #include "macro.h"
 #include "report.h"
 #include "run-plan.h"
+#include "run-progress.h"
 #include "fs-util.h"
 #include "sup.h"
 
@@ -34,6 +35,7 @@
 struct run_state {
         char verdict[512];
         bool have_verdict;
+        struct run_progress *progress;
 };
 
 static const char *real_env(const char *name) {
@@ -305,6 +307,14 @@ static int on_script_result(struct sup *s, const char *id, int64_t exit_code, co
         return 0;
 }
 
+static void on_event(struct sup *s, const char *name, const char *child, const char *kind, const char *const *kv,
+                     const char *message, void *userdata) {
+        struct run_state *st = userdata;
+
+        if (st->progress)
+                run_progress_event(st->progress, name, child, kind, kv, message);
+}
+
 static int add_child(struct sup *s, const char *id, enum worker_kind kind, enum restart_type restart,
                      int64_t shutdown_ms, bool interactive, char *config) {
         _cleanup_free_ char *cfg = config;
@@ -352,7 +362,14 @@ static int run_tree(const struct run_plan *p, const struct run_dirs *d, int noti
         sup_set_strategy(
                 s, STRATEGY_ONE_FOR_ONE,
                 &(struct sup_intensity){.max_restarts = RUN_INTENSITY_RESTARTS, .max_seconds = RUN_INTENSITY_SECONDS});
-        sup_set_hooks(s, &(struct sup_hooks){.child_exited = on_child_exited, .script_result = on_script_result}, &st);
+        sup_set_hooks(s,
+                      &(struct sup_hooks){
+                              .child_exited = on_child_exited, .script_result = on_script_result, .event = on_event},
+                      &st);
+        /* Progress on stderr: not over an interactive REPL, nor in the reference's log format. */
+        if (!p->interactive && !(p->reference_cli && !isatty(STDERR_FILENO)) &&
+            run_progress_new(STDERR_FILENO, isatty(STDERR_FILENO), &st.progress) >= 0)
+                (void) run_progress_attach(st.progress, sup_event_base(s));
 
         for (size_t i = 0; r >= 0 && i < p->n_vlans; i++) {
                 snprintf(vlan_id, sizeof(vlan_id), "vlan%d", p->vlans[i]);
@@ -365,9 +382,12 @@ static int run_tree(const struct run_plan *p, const struct run_dirs *d, int noti
         if (r >= 0)
                 r = add_child(s, "script", KIND_SCRIPT, RESTART_TEMPORARY, SCRIPT_SHUTDOWN_MS, p->interactive,
                               run_plan_script_config(p, d));
-        if (r < 0)
-                return VIGIL_EXIT_INTERNAL;
-        return sup_run(s);
+        if (r >= 0)
+                r = sup_run(s);
+        else
+                r = VIGIL_EXIT_INTERNAL;
+        st.progress = run_progress_free(st.progress);
+        return r;
 }
 
 static int load_inputs(struct run_plan *p, char **ret_error) {
@@ -473,6 +493,8 @@ int run_main(int argc, char **argv) {
                 run_plan_done(&p);
                 return code;
         }
+        if (!p.log_level && p.verbosity != 0)
+                p.log_level = strdup(p.verbosity < 0 ? "warning" : "debug");
         set_log_level(&p);
 
         random_id(run_id, sizeof(run_id));

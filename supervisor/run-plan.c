@@ -172,6 +172,8 @@ enum run_opt {
         OPT_LOG_LEVEL,
         OPT_NO_PIDNS,
         OPT_HELP,
+        OPT_QUIET,
+        OPT_VERBOSE,
         /* reference driver */
         OPT_START_SCRIPTS,
         OPT_VM_NAMES,
@@ -214,6 +216,8 @@ static const struct opt vigil_opts[] = {
         {"log-level", 0, ARG_ONE, OPT_LOG_LEVEL},
         {"no-pidns", 0, ARG_NONE, OPT_NO_PIDNS},
         {"help", 'h', ARG_NONE, OPT_HELP},
+        {"quiet", 'q', ARG_NONE, OPT_QUIET},
+        {"verbose", 'v', ARG_NONE, OPT_VERBOSE},
         {},
 };
 
@@ -259,6 +263,8 @@ static const char *const opt_help[_OPT_MAX] = {
         [OPT_LOG_LEVEL] = "debug, info, warning or error [env logLevel]",
         [OPT_NO_PIDNS] = "do not put the run into its own PID namespace",
         [OPT_HELP] = "show this help message and exit",
+        [OPT_QUIET] = "warnings, errors and the progress only: no script log, no consoles",
+        [OPT_VERBOSE] = "vigil's own debug messages too (--log-level debug)",
         [OPT_START_SCRIPTS] = "NixOS VM start scripts, machines named from run-NAME-vm [env startScripts]",
         [OPT_VM_NAMES] = "machine names, one per --vm-start-scripts entry [env vmNames]",
         [OPT_VM_START_SCRIPTS] = "NixOS VM start scripts [env vmStartScripts]",
@@ -473,6 +479,12 @@ static int common_option(struct run_plan *p, const struct parsed_opt *po, char *
                 return 1;
         case OPT_HELP:
                 p->help = true;
+                return 1;
+        case OPT_QUIET:
+        case OPT_VERBOSE:
+                if (p->verbosity != 0)
+                        return errmsg_invalid(ret_error, "--quiet and --verbose exclude each other");
+                p->verbosity = po->opt->id == OPT_QUIET ? -1 : 1;
                 return 1;
         case OPT_NODE:
         case OPT_SPEC:
@@ -1178,6 +1190,7 @@ char *run_plan_script_config(const struct run_plan *p, const struct run_dirs *d)
                 jset_str(j, "junit", p->junit);
         json_object_object_add(j, "keep_state", json_object_new_boolean(p->keep_state));
         jset_str(j, "log_level", p->log_level ?: "info");
+        json_object_object_add(j, "quiet", json_object_new_boolean(p->verbosity < 0));
         for (size_t i = 0; i < p->n_nodes; i++) {
                 const struct run_node *n = &p->nodes[i];
                 json_object *m = json_object_new_object(), *mv = json_object_new_array();

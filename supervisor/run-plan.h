@@ -59,6 +59,7 @@ struct run_plan {
         bool no_pidns;
         bool reference_cli;
         bool help; /* -h/--help: print run_plan_usage() and exit 0 */
+        int verbosity; /* --quiet -1, --verbose 1: the progress line and how much stderr says */
 };
 
 /* Where the run lives on disk; chosen by run-main.c. */

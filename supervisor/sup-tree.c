@@ -60,6 +60,9 @@ void sup_event(struct sup *s, struct child *c, int prio, enum log_event ev, cons
 
         log_event(prio, ev, extra, "%s", msg);
         timeline_write(s, name, c, kv, msg);
+        if (s->hooks.event && name)
+                s->hooks.event(s, name, c ? c->spec.id : NULL, c ? worker_kind_to_string(c->spec.kind) : NULL, kv, msg,
+                               s->hooks_userdata);
 }
 
 void sup_notify(struct sup *s, const char *line) {
@@ -658,6 +661,10 @@ void sup_set_strategy(struct sup *s, enum sup_strategy strategy, const struct su
         if (in)
                 s->intensity = *in;
         s->history = (struct restart_history){};
+}
+
+struct event_base *sup_event_base(struct sup *s) {
+        return s->base;
 }
 
 void sup_set_hooks(struct sup *s, const struct sup_hooks *h, void *userdata) {

@@ -31,6 +31,10 @@ struct sup_hooks {
         void (*child_exited)(struct sup *s, const char *id, int code, int signal, bool will_restart, void *userdata);
         /* MSG_S_RESULT from a script worker: return < 0 to treat it as a protocol error. */
         int (*script_result)(struct sup *s, const char *id, int64_t exit_code, const char *message, void *userdata);
+        /* Every lifecycle event as timeline.jsonl records it (@child NULL for
+         * the tree's own, @kv NULL-terminated key/value pairs): for progress. */
+        void (*event)(struct sup *s, const char *name, const char *child, const char *kind, const char *const *kv,
+                      const char *message, void *userdata);
 };
 
 int sup_new(const struct sup_options *o, struct sup **ret);
@@ -61,6 +65,8 @@ void sup_shutdown(struct sup *s, int exit_code, const char *why);
 void sup_set_exit_code(struct sup *s, int exit_code);
 
 const char *sup_run_id(const struct sup *s);
+/* The tree's libevent loop, for a front end's own timers. */
+struct event_base *sup_event_base(struct sup *s);
 
 /* PID namespace for the whole tree (sup-pidns.c). Call before sup_new(), with
  * no threads running. In the namespace's PID 1 it returns 0 (and *ret_notify_fd

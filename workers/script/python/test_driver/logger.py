@@ -152,6 +152,29 @@ class TerminalLogger(AbstractLogger):
         self.warning(f"{RED}!!! {RESET}{args[0]}", *args[1:], **kwargs)
 
 
+class QuietTerminalLogger(TerminalLogger):
+    """`vigil run --quiet`: the script's log and the consoles stay off
+    stderr (vigil's progress line says where the run is); warnings, errors
+    and the failure's traceback still show."""
+
+    def log(self, message: str, attributes: dict[str, str] = {}) -> None:
+        pass
+
+    @contextmanager
+    def nested(self, message: str, attributes: dict[str, str] = {}) -> Iterator[None]:
+        yield
+
+    def log_serial(self, message: str, machine: str) -> None:
+        pass
+
+    def warning(self, *args: Any, **kwargs: Any) -> None:
+        if self._log_level <= LogLevel.WARNING:
+            self._eprint(self.maybe_prefix(args[0], kwargs))
+
+    def error(self, *args: Any, **kwargs: Any) -> None:
+        self._eprint(self.maybe_prefix(args[0], kwargs))
+
+
 class JunitXMLLogger(AbstractLogger):
     """One <testcase> per distinct subtest name (re-entered names accumulate);
     a `main` case only when the script had no subtest. Written at close()

@@ -88,7 +88,14 @@ def _save_history(readline: Any, path: str) -> None:
 def main(config_json: str) -> tuple[int, str]:
     from test_driver.channel import VigilChannel
     from test_driver.driver import Driver
-    from test_driver.logger import CompositeLogger, JunitXMLLogger, LogLevel, TerminalLogger, XMLLogger
+    from test_driver.logger import (
+        CompositeLogger,
+        JunitXMLLogger,
+        LogLevel,
+        QuietTerminalLogger,
+        TerminalLogger,
+        XMLLogger,
+    )
 
     import vigil
 
@@ -104,7 +111,7 @@ def main(config_json: str) -> tuple[int, str]:
         sys.stderr.write(f"vigil-script: {e}\n")
         return EXIT_CONFIG, str(e)
 
-    logger = CompositeLogger([TerminalLogger()])
+    logger = CompositeLogger([QuietTerminalLogger() if cfg.get("quiet") else TerminalLogger()])
     if "LOGFILE" in os.environ:
         logger.add_logger(XMLLogger(os.environ["LOGFILE"]))
     if cfg.get("junit"):

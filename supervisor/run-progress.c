@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * run-progress.c owns the live progress of `vigil run` on stderr, fed with
+ * the tree's lifecycle events (sup_hooks.event). On a terminal it is one
+ * status line (elapsed, machines booting/ready, current subtest, last
+ * command) pinned to the bottom row: the rows above become a scroll region,
+ * so whatever the workers print scrolls past it without tearing it, and a
+ * one-second timer redraws it. Elsewhere (CI, nix builds) it is a plain line
+ * per milestone (a machine ready or down, a restart, a subtest), no escapes.
+ */
+#include <event2/event.h>
+#include <stdarg.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+
+#include "log.h"
+#include "macro.h"
+#include "run-progress.h"
+
+#define PROGRESS_MACHINES_MAX 256 /* counted beyond this, not named */
+#define PROGRESS_TEXT_MAX     512
+
+enum progress_machine_state {
+        PROGRESS_STARTING, /* worker up, no hypervisor yet */
+        PROGRESS_BOOTING,  /* QEMU / nspawn running, guest shell not yet */
+        PROGRESS_READY,    /* guest shell connected */
+        PROGRESS_DOWN,     /* hypervisor or worker gone */
+        _PROGRESS_STATE_MAX,
+};
+
+struct progress_machine {
+        char name[64];
+        enum progress_machine_state state;
+};
+
+struct run_progress {
+        int fd;
+        bool tty;
+        bool drawn; /* the scroll region is set */
+        unsigned rows;
+        uint64_t started;
+        struct event *timer;
+        struct progress_machine machines[PROGRESS_MACHINES_MAX];
+        size_t n_machines;
+        unsigned restarts;
+        char subtest[128];
+        char last[256]; /* the last command, "b: echo hi (exit 0, 75 ms)" */
+};
+
+static struct progress_machine *progress_machine(struct run_progress *p, const char *name) {
+        for (size_t i = 0; i < p->n_machines; i++)
+                if (streq(p->machines[i].name, name))
+                        return &p->machines[i];
+        if (p->n_machines == PROGRESS_MACHINES_MAX)
+                return NULL;
+        snprintf(p->machines[p->n_machines].name, sizeof(p->machines[0].name), "%s", name);
+        return &p->machines[p->n_machines++];
+}
+
+static const char *kv_get(const char *const *kv, const char *key) {
+        for (size_t i = 0; kv && kv[i] && kv[i + 1]; i += 2)
+                if (streq(kv[i], key))
+                        return kv[i + 1];
+        return NULL;
+}
+
+static void progress_write(struct run_progress *p, const char *text, size_t len) {
+        /* One write() per update: a worker's line never lands inside ours. */
+        while (len > 0) {
+                ssize_t n = write(p->fd, text, len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return;
+                text += n;
+                len -= (size_t) n;
+        }
+}
+
+/* "12 s | machines 2/3 ready, 1 booting | subtest: x | b: echo (exit 0, 75 ms)" */
+static void progress_text(struct run_progress *p, char *buf, size_t size) {
+        size_t n[_PROGRESS_STATE_MAX] = {};
+        size_t len;
+
+        for (size_t i = 0; i < p->n_machines; i++)
+                n[p->machines[i].state]++;
+        len = (size_t) snprintf(buf, size, "vigil %llus | machines %zu/%zu ready",
+                                (unsigned long long) ((now_usec() - p->started) / USEC_PER_SEC), n[PROGRESS_READY],
+                                p->n_machines);
+        if (len < size && n[PROGRESS_BOOTING])
+                len += (size_t) snprintf(buf + len, size - len, ", %zu booting", n[PROGRESS_BOOTING]);
+        if (len < size && n[PROGRESS_DOWN])
+                len += (size_t) snprintf(buf + len, size - len, ", %zu down", n[PROGRESS_DOWN]);
+        if (len < size && p->restarts)
+                len += (size_t) snprintf(buf + len, size - len, " | %u restart(s)", p->restarts);
+        if (len < size && p->subtest[0])
+                len += (size_t) snprintf(buf + len, size - len, " | subtest: %s", p->subtest);
+        if (len < size && p->last[0])
+                (void) snprintf(buf + len, size - len, " | %s", p->last);
+}
+
+static unsigned progress_rows(struct run_progress *p, unsigned *ret_cols) {
+        struct winsize ws = {};
+
+        if (ioctl(p->fd, TIOCGWINSZ, &ws) < 0 || ws.ws_row < 3 || ws.ws_col < 20)
+                return 0;
+        *ret_cols = ws.ws_col;
+        return ws.ws_row;
+}
+
+/* Draw the status line on the bottom row, outside the scroll region (the
+ * way apt's progress bar does): save the cursor, write, restore it. */
+static void progress_draw(struct run_progress *p) {
+        char text[PROGRESS_TEXT_MAX], out[PROGRESS_TEXT_MAX + 128];
+        unsigned cols = 0, rows = progress_rows(p, &cols);
+        size_t len = 0;
+
+        if (!rows)
+                return;
+        progress_text(p, text, sizeof(text));
+        if (strlen(text) > cols - 1)
+                text[cols - 1] = 0;
+        if (!p->drawn || rows != p->rows) {
+                /* A fresh line for the status, then rows 1..N-1 scroll. */
+                len += (size_t) snprintf(out + len, sizeof(out) - len, "%s\0337\033[1;%ur\0338%s",
+                                         p->drawn ? "" : "\n", rows - 1, p->drawn ? "" : "\033[1A");
+                p->drawn = true;
+                p->rows = rows;
+        }
+        len += (size_t) snprintf(out + len, sizeof(out) - len, "\0337\033[%u;1H\033[2K\033[7m%s\033[0m\0338", rows,
+                                 text);
+        progress_write(p, out, MIN(len, sizeof(out) - 1));
+}
+
+static void progress_plain(struct run_progress *p, const char *fmt, ...) _printf_(2, 3);
+static void progress_plain(struct run_progress *p, const char *fmt, ...) {
+        char what[256], text[PROGRESS_TEXT_MAX], line[PROGRESS_TEXT_MAX + 300];
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        progress_text(p, text, sizeof(text));
+        n = snprintf(line, sizeof(line), "vigil: progress: %s (%s)\n", what, text);
+        progress_write(p, line, (size_t) MIN(n, (int) sizeof(line) - 1));
+}
+
+static void progress_tick(evutil_socket_t fd, short what, void *userdata) {
+        progress_draw(userdata);
+}
+
+int run_progress_new(int fd, bool tty, struct run_progress **ret) {
+        struct run_progress *p = calloc(1, sizeof(*p));
+
+        if (!p)
+                return -ENOMEM;
+        p->fd = fd;
+        p->tty = tty;
+        p->started = now_usec();
+        *ret = p;
+        return 0;
+}
+
+int run_progress_attach(struct run_progress *p, struct event_base *base) {
+        if (!p->tty)
+                return 0;
+        p->timer = event_new(base, -1, EV_PERSIST, progress_tick, p);
+        if (!p->timer || event_add(p->timer, &(struct timeval){.tv_sec = 1}) < 0)
+                return -ENOMEM;
+        progress_draw(p);
+        return 0;
+}
+
+void run_progress_event(struct run_progress *p, const char *name, const char *child, const char *kind,
+                        const char *const *kv, const char *message) {
+        bool machine = kind && streq(kind, "machine") && child;
+        const char *ev = kv_get(kv, "name");
+        struct progress_machine *m = machine ? progress_machine(p, child) : NULL;
+        const char *milestone = NULL;
+
+        if (machine && !m)
+                return;
+        if (m && streq(name, "spawned"))
+                m->state = PROGRESS_STARTING;
+        else if (m && streq(name, "proc_spawned"))
+                m->state = PROGRESS_BOOTING, milestone = "booting";
+        else if (m && streq(name, "proc_exited"))
+                m->state = PROGRESS_DOWN, milestone = "down";
+        else if (m && streq(name, "exited") && !streq(kv_get(kv, "deliberate") ?: "0", "1"))
+                m->state = PROGRESS_DOWN, milestone = "worker exited";
+        else if (streq(name, "restarted"))
+                p->restarts++, milestone = "restarted";
+        else if (m && streq(name, "worker_event") && ev && streq(ev, "guest-ready"))
+                m->state = PROGRESS_READY, milestone = "ready";
+        else if (m && streq(name, "worker_event") && ev && streq(ev, "command") && message) {
+                /* "exit 0 after 75 ms: CMD" -> "b: CMD (exit 0, 75 ms)" */
+                const char *cmd = strstr(message, ": ");
+                int status = 0;
+                unsigned long long ms = 0;
+                if (cmd && sscanf(message, "exit %d after %llu ms", &status, &ms) == 2)
+                        snprintf(p->last, sizeof(p->last), "%s: %.*s (exit %d, %llu ms)", child,
+                                 (int) strcspn(cmd + 2, "\n"), cmd + 2, status, ms);
+                else if (cmd)
+                        snprintf(p->last, sizeof(p->last), "%s: %.*s (failed)", child, (int) strcspn(cmd + 2, "\n"),
+                                 cmd + 2);
+        } else if (streq(name, "worker_event") && ev && kind && streq(kind, "script")) {
+                if (streq(ev, "subtest-begin"))
+                        snprintf(p->subtest, sizeof(p->subtest), "%s", message ?: ""), milestone = "subtest begins";
+                else if (streq(ev, "subtest-end") || streq(ev, "subtest-failed"))
+                        p->subtest[0] = 0, milestone = streq(ev, "subtest-end") ? "subtest passed" : "subtest failed";
+        }
+        if (p->tty)
+                progress_draw(p);
+        else if (milestone)
+                progress_plain(p, "%s %s", child ?: "run", milestone);
+}
+
+void run_progress_finish(struct run_progress *p) {
+        char out[64];
+        int n;
+
+        if (!p)
+                return;
+        if (p->timer)
+                event_free(p->timer);
+        p->timer = NULL;
+        if (!p->drawn)
+                return;
+        /* Whole screen scrolls again; the status row is cleared. */
+        n = snprintf(out, sizeof(out), "\0337\033[r\033[%u;1H\033[2K\0338", p->rows);
+        progress_write(p, out, (size_t) n);
+        p->drawn = false;
+}
+
+struct run_progress *run_progress_free(struct run_progress *p) {
+        run_progress_finish(p);
+        free(p);
+        return NULL;
+}

@@ -85,6 +85,14 @@ def _prefix(message: str, attributes: dict[str, str]) -> str:
     return message
 
 
+# A guest's console is untrusted: its escape sequences (SeaBIOS sends ESC c, a
+# full terminal reset) must not reach the user's terminal, where they would
+# also undo vigil's progress line. Control characters are shown as ^X.
+_CONSOLE_CONTROLS = {c: "^" + chr(c + 64) for c in range(32) if c != 9}
+_CONSOLE_CONTROLS.update({127: "^?"})
+_CONSOLE_CONTROLS.update({c: "?" for c in range(0x80, 0xA0)})
+
+
 class TerminalLogger(AbstractLogger):
     def __init__(self, stream: Any = None) -> None:
         self._stream = stream
@@ -144,7 +152,7 @@ class TerminalLogger(AbstractLogger):
 
     def log_serial(self, message: str, machine: str) -> None:
         if self._print_serial_logs:
-            self._eprint(DIM + f"{machine} # {message}" + RESET)
+            self._eprint(DIM + f"{machine} # {message.translate(_CONSOLE_CONTROLS)}" + RESET)
 
     def log_test_error(self, *args: Any, **kwargs: Any) -> None:
         # The reference routes this through warning() (so it never exits) and

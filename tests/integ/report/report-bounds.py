@@ -2,6 +2,7 @@
 # Proves that `vigil report` turns a recorded output directory into one bounded, self-contained report.html:
 # every command up to the cap, the first and last half beyond it, consoles cut in the middle, no outside reference.
 # A run of hours (thousands of commands, 100 machines) must still give a page a browser opens, from a CI artifact.
+import base64
 import json
 import os
 import re
@@ -19,6 +20,10 @@ def check(ok, what):
     count += 1
     print(("ok" if ok else "not ok") + f" {count} - {what}")
     failures += not ok
+
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c63f8ff"
+                    "ff3f0005fe02fea7d605f50000000049454e44ae426082")
 
 
 def fake_run(d, machines, commands, console_bytes):
@@ -48,6 +53,9 @@ def fake_run(d, machines, commands, console_bytes):
                 n += len(line)
                 i += 1
     open(os.path.join(d, "vlan1.pcap"), "wb").write(b"\xd4\xc3\xb2\xa1")
+    open(os.path.join(d, "junit.xml"), "w").write("<testsuites/>\n")
+    open(os.path.join(d, "screen.png"), "wb").write(PNG)
+    open(os.path.join(d, "huge.png"), "wb").write(PNG + bytes(3 << 20))
 
 
 def report(d):
@@ -75,6 +83,10 @@ with tempfile.TemporaryDirectory(prefix="vigil-report-") as d:
     check('"pcaps":["vlan1.pcap"]' in html, "the pcap is listed for a link")
     check(html.count('class="vigil-console"') == 3, "one console block per machine")
     check('"fd_stored"' not in html, "bookkeeping events (fd_stored) are left out")
+    shot = re.search(r'<script type="text/plain" class="vigil-shot" data-name="screen.png">\n(.*?)\n</script>', html, re.S)
+    check(shot is not None and base64.b64decode(shot.group(1)) == PNG, "a screenshot is embedded whole, base64")
+    check('"screenshots_linked":["huge.png"]' in html, "a screenshot over 2 MiB is linked, not embedded")
+    check('"junit":["junit.xml"]' in html, "the JUnit file is listed for a link")
 
 with tempfile.TemporaryDirectory(prefix="vigil-report-") as d:
     machines = [f"m{i:03d}" for i in range(100)]

@@ -338,6 +338,37 @@ static int report_fill(FILE *out, const char *dir, FILE *timeline, const struct 
         return 0;
 }
 
+int report_hydra_products(const char *out_dir) {
+        const char *out = getenv("out");
+        _cleanup_(dirents_freep) struct dirent **list = NULL;
+        _cleanup_fclose_ FILE *f = NULL;
+        char path[4096];
+        size_t n_out;
+        int n;
+
+        if (!out || out[0] != '/' || strncmp(out_dir, out, n_out = strlen(out)) != 0 ||
+            (out_dir[n_out] && out_dir[n_out] != '/'))
+                return 0;
+        snprintf(path, sizeof(path), "%s/nix-support", out);
+        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        snprintf(path, sizeof(path), "%s/nix-support/hydra-build-products", out);
+        f = fopen(path, "ae");
+        if (!f)
+                return -errno;
+        fprintf(f, "report vigil-report %s report.html\n", out_dir);
+        n = scandir(out_dir, &list, NULL, alphasort);
+        for (int i = 0; i < n; i++) {
+                const char *name = list[i]->d_name;
+                if (ends_with(name, ".xml"))
+                        fprintf(f, "file junit %s/%s\n", out_dir, name);
+                else if (ends_with(name, "-console.log") || streq(name, "timeline.jsonl"))
+                        fprintf(f, "file log %s/%s\n", out_dir, name);
+                free(list[i]);
+        }
+        return fflush(f) == 0 ? 0 : -errno;
+}
+
 int report_write(const char *out_dir, const struct report_limits *lim, char **ret_error) {
         const char *marker = memmem(report_template, report_template_len, REPORT_MARKER, strlen(REPORT_MARKER));
         char path[4096], tmp[4200];

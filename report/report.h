@@ -30,5 +30,10 @@ struct report_limits {
  * *.pcap, *.xml, *.png. Returns 0 or a negative errno with *@ret_error set. */
 int report_write(const char *out_dir, const struct report_limits *lim, char **ret_error);
 
+/* In a nix build ($out set, @out_dir inside it): append the report, JUnit
+ * files and logs to $out/nix-support/hydra-build-products, so Hydra links
+ * them. 0 when there is nothing to do. */
+int report_hydra_products(const char *out_dir);
+
 /* `vigil report OUT_DIR`: the process exit code. */
 int verb_report(int argc, char **argv);

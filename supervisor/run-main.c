@@ -442,11 +442,15 @@ static int load_inputs(struct run_plan *p, char **ret_error) {
 /* report.html beside the logs; a run's verdict does not depend on it. */
 static void run_report(const char *out) {
         _cleanup_free_ char *err = NULL;
+        int r;
 
         if (report_write(out, &REPORT_LIMITS_DEFAULT, &err) < 0)
                 log_warning("cannot write the run's report: %s", err);
         else
                 log_info("report: %s/report.html", out);
+        r = report_hydra_products(out);
+        if (r < 0)
+                log_warning_errno(r, "cannot write $out/nix-support/hydra-build-products");
 }
 
 /* On stderr the test script's nested log is what a user reads; vigil's own

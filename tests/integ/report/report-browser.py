@@ -55,9 +55,15 @@ with tempfile.TemporaryDirectory(prefix="vigil-report-browser-") as d:
     with open(script, "w") as f:
         f.write(SCRIPT)
     out = os.path.join(d, "out")
+    # As in a nix build: $out set, the output directory inside it.
     p = subprocess.run([VIGIL, "run", script, "--node", "a", "--node", "b", "--node", "c", "-o", out],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=400)
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=400,
+                       env=dict(os.environ, out=d))
     check(p.returncode == 1, f"the run fails as its script says (exit {p.returncode})")
+    products = os.path.join(d, "nix-support", "hydra-build-products")
+    lines = open(products).read().splitlines() if os.path.exists(products) else []
+    check(f"report vigil-report {out} report.html" in lines and f"file log {out}/c-console.log" in lines,
+          f"$out/nix-support/hydra-build-products lists the report and the logs for Hydra {lines}")
     page = os.path.join(out, "report.html")
     if not check(os.path.exists(page), "vigil run left report.html in its output directory"):
         print("# stderr: " + p.stderr[-3000:].replace("\n", "\n# "))

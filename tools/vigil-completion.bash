@@ -27,7 +27,7 @@ _vigil() {
         local opts=""
         case $verb in
         run) opts="--node --spec --vlan --output-dir -o --junit --global-timeout --heartbeat --interactive -I
-                   --keep-vm-state -K --accel --log-level --quiet -q --verbose -v --no-pidns --help -h" ;;
+                   --keep-vm-state --keep-machine-state -K --accel --log-level --quiet -q --verbose -v --no-pidns --help -h" ;;
         report) opts="--help -h" ;;
         supervise) opts="--output -o --global-timeout --log-target --run-id --no-pidns --heartbeat --help -h" ;;
         esac

@@ -28,7 +28,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-cli-") as d:
                  [VIGIL, "supervise", "--help"], [driver, "--help"]):
         p = run(argv)
         name = " ".join([os.path.basename(argv[0])] + argv[1:])
-        check(p.returncode == 0 and p.stdout.startswith("Usage:") and not p.stderr,
+        check(p.returncode == 0 and p.stdout.lower().startswith("usage:") and not p.stderr,
               f"{name}: usage on stdout, exit 0 (exit {p.returncode})")
     p = run([VIGIL])
     check(p.returncode == 2 and "Usage:" in p.stderr, "vigil without a verb: usage on stderr, exit 2")

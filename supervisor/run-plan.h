@@ -58,7 +58,7 @@ struct run_plan {
         bool keep_state;
         bool no_pidns;
         bool reference_cli;
-        bool help; /* -h/--help: print run_plan_usage() and exit 0 */
+        bool help;     /* -h/--help: print run_plan_usage() and exit 0 */
         int verbosity; /* --quiet -1, --verbose 1: the progress line and how much stderr says */
 };
 

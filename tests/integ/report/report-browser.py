@@ -46,6 +46,8 @@ with subtest("network faults"):
     vigil.partition([a], [b, c])
     b.succeed("echo partitioned")
     vigil.heal()
+    a.block()
+    a.unblock()
 with subtest("this one fails"):
     c.succeed("echo about to fail; exit 3")
 """
@@ -99,9 +101,9 @@ with tempfile.TemporaryDirectory(prefix="vigil-report-browser-") as d:
               and len(browser.find_elements(By.CSS_SELECTOR, ".bar.nz")) == 1,
               "each command is a bar coloured by its exit status")
         vlan_lane = browser.find_elements(By.CLASS_NAME, "lane")[-1]
-        check(len(vlan_lane.find_elements(By.CSS_SELECTOR, ".bar.fault")) == 1
-              and len(vlan_lane.find_elements(By.CSS_SELECTOR, ".mark.fault")) == 2,
-              "the partition and the heal are on the VLAN's lane")
+        check(len(vlan_lane.find_elements(By.CSS_SELECTOR, ".bar.fault")) == 2
+              and len(vlan_lane.find_elements(By.CSS_SELECTOR, ".mark.fault")) == 4,
+              "partition, heal, block and unblock are on the VLAN's lane, two faulted intervals")
         check(len(browser.find_elements(By.CSS_SELECTOR, ".bar.boot")) == 3, "each machine's boot is a bar")
 
         browser.find_element(By.ID, "search").send_keys("(hostname c)")

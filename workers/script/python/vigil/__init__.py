@@ -98,10 +98,11 @@ def _request(kind: str, switch: str, **fields: Any) -> Any:
         raise MachineError(f"vigil: {switch}: {e.message}") from None
 
 
-def _fault_event(text: str, vlans: Iterable[int]) -> None:
+def _fault_event(text: str, vlans: Iterable[int], log: bool = True) -> None:
     """A network fault for the run's timeline: "1,2: partition a | b" (the
     VLANs it touches, then what happened), one lane per VLAN in report.html."""
-    driver().logger.log(f"vigil: {text}")
+    if log:
+        driver().logger.log(f"vigil: {text}")
     driver().channel.event("net-fault", ",".join(str(v) for v in sorted(set(vlans))) + ": " + text)
 
 
@@ -143,6 +144,16 @@ def _set_link(a: str, b: str, *, both: bool, drop: bool, loss: float = 0.0, dupl
             delay_us=int(round(delay * 1_000_000)),
             jitter_us=int(round(jitter * 1_000_000)),
         )
+
+
+def _block_event(machine: str, blocked: bool) -> None:
+    """block()/unblock() act on a machine's first VLAN: the timeline says so (the log does not: the reference's
+    block() is silent). Best effort: a Machine may live without a driver."""
+    if _driver is None:
+        return
+    nrs = driver().machine_vlans.get(machine) or _all_vlans()
+    if nrs:
+        _fault_event(f"{'block' if blocked else 'unblock'} {machine}", nrs[:1], log=False)
 
 
 def _isolate(machine: str, isolated: bool) -> None:

@@ -845,18 +845,20 @@ class BaseMachine:
         """Unplug the first VLAN NIC (the reference's virtio-net-pci.1); a container's first VLAN
         is cut at the switch instead (vigil._isolate)."""
         self.run_callbacks()
-        if self.backend == "nspawn":
-            import vigil
+        import vigil
 
+        vigil._block_event(self.name, True)
+        if self.backend == "nspawn":
             vigil._isolate(self.name, True)
             return
         self._call("M_SET_LINK", nic="", up=False)
 
     def unblock(self) -> None:
         self.run_callbacks()
-        if self.backend == "nspawn":
-            import vigil
+        import vigil
 
+        vigil._block_event(self.name, False)
+        if self.backend == "nspawn":
             vigil._isolate(self.name, False)
             return
         self._call("M_SET_LINK", nic="", up=True)

@@ -88,6 +88,27 @@ static void test_vigil_cli_errors(void) {
         expect_cli_error(ARGV("run", "t.py", "--node", "a=vmware"), 4, "vmware");
         expect_cli_error(ARGV("run", "t.py", "--node", "a", "--vlan", "0"), 6, "--vlan");
         expect_cli_error(ARGV("run", "t.py", "--node", "a", "--global-timeout"), 5, "needs a value");
+        expect_cli_error(ARGV("run", "t.py", "--node", "a", "-q", "--verbose"), 6, "exclude each other");
+}
+
+static void test_verbosity(void) {
+        struct run_plan p;
+        char *err = NULL;
+        int r;
+
+        run_plan_init(&p);
+        r = run_plan_parse_args(&p, 5, ARGV("run", "t.py", "--node", "a", "--quiet"), &err);
+        CHECK(r == 0 && p.verbosity == -1, "--quiet lowers the verbosity");
+        run_plan_done(&p);
+        run_plan_init(&p);
+        r = run_plan_parse_args(&p, 5, ARGV("run", "t.py", "--node", "a", "-v"), &err);
+        CHECK(r == 0 && p.verbosity == 1, "-v raises it");
+        run_plan_done(&p);
+        run_plan_init(&p);
+        r = run_plan_parse_args(&p, 4, ARGV("run", "t.py", "--node", "a"), &err);
+        CHECK(r == 0 && p.verbosity == 0, "neither: the default");
+        run_plan_done(&p);
+        CHECK(err == NULL, "no error message");
 }
 
 static void test_reference_env(void) {
@@ -306,6 +327,7 @@ int main(void) {
         test_vigil_cli();
         test_spec_nspawn();
         test_vigil_cli_errors();
+        test_verbosity();
         test_reference_env();
         test_reference_config();
         test_spec();

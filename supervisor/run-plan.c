@@ -253,6 +253,7 @@ static const char *const opt_help[_OPT_MAX] = {
         [OPT_SPEC] = "a vigil JSON spec of nodes, VLANs and timeouts (docs/spec.md)",
         [OPT_VLAN] = "a VLAN the --node machines join (default 1)",
         [OPT_GLOBAL_TIMEOUT] = "seconds before the whole test is stopped and fails",
+        [OPT_BOOT_TIMEOUT] = "seconds a machine may take to reach its guest shell (default 600)",
         [OPT_HEARTBEAT] = "seconds between 'still running' lines on stderr (0 = off)",
         [OPT_OUT] = "directory for logs, screenshots, JUnit XML",
         [OPT_JUNIT] = "write a JUnit XML report (relative to the output directory)",

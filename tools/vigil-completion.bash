@@ -21,12 +21,12 @@ _vigil() {
         run:-o | run:--output-dir | supervise:-o | supervise:--output)
                 mapfile -t COMPREPLY < <(compgen -d -- "$cur"); return ;;
         run:--spec | run:--junit) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
-        run:--node | run:--vlan | run:--global-timeout | run:--heartbeat) return ;;
+        run:--node | run:--vlan | run:--global-timeout | run:--boot-timeout | run:--heartbeat) return ;;
         supervise:--log-target) mapfile -t COMPREPLY < <(compgen -W "auto journal stderr" -- "$cur"); return ;;
         esac
         local opts=""
         case $verb in
-        run) opts="--node --spec --vlan --output-dir -o --junit --global-timeout --heartbeat --interactive -I
+        run) opts="--node --spec --vlan --output-dir -o --junit --global-timeout --boot-timeout --heartbeat --interactive -I
                    --keep-vm-state --keep-machine-state -K --accel --log-level --quiet -q --verbose -v --no-pidns --help -h" ;;
         report) opts="--help -h" ;;
         supervise) opts="--output -o --global-timeout --log-target --run-id --no-pidns --heartbeat --help -h" ;;

@@ -112,9 +112,15 @@ static void set_lost(struct peer *p, enum peer_lost_reason reason, const char *d
         event_active(p->ev_lost, 0, 0);
 }
 
+static int queue_flush(struct peer *p);
+
 void peer_kill(struct peer *p, enum peer_lost_reason reason, const char *detail) {
         if (!p)
                 return;
+        /* What the owner queued last (an ERROR saying why) goes out if the
+         * socket takes it now; nothing waits for a peer being killed. */
+        if (!p->lost)
+                (void) queue_flush(p);
         set_lost(p, reason, detail);
 }
 

@@ -221,6 +221,36 @@ static void test_pause(struct event_base *base) {
         peer_free(p);
 }
 
+/* peer_kill() sends what is queued if the socket takes it now: the owner's
+ * last word (an ERROR saying why) reaches the peer it kills. */
+static void test_kill_flushes(struct event_base *base) {
+        struct ctx c = {};
+        _cleanup_close_ int other = -EBADF;
+        struct peer *p = make_pair(base, &c, &other);
+        uint8_t payload[64 * 1024] = {}, buf[FRAME_MAX + 1];
+        int got = 0;
+
+        while (peer_queued_bytes(p) == 0)
+                (void) peer_send(p, MSG_PONG, 1, &(struct msg_ping){.payload = {payload, sizeof(payload)}}, NULL, 0);
+        (void) peer_send_error(p, 7, -EPROTO, "last words");
+        (void) fd_set_nonblock(other, 1);
+        while (read(other, buf, sizeof buf) > 0) /* room for what is queued, but no event loop ran */
+                ;
+        peer_kill(p, PEER_LOST_KILLED, "test");
+        for (ssize_t n; (n = read(other, buf, sizeof buf)) > 0;) {
+                struct frame f = {};
+                enum frame_error why;
+                if (frame_decode(buf, (size_t) n, &f, &why) == 0) {
+                        got += f.type == MSG_ERROR && f.seq == 7;
+                        frame_done(&f);
+                }
+        }
+        CHECK(got == 1, "the ERROR queued before peer_kill() reached the other side");
+        spin(base);
+        CHECK(c.lost_calls == 1 && c.reason == PEER_LOST_KILLED, "and the loss is reported once");
+        peer_free(p);
+}
+
 int main(void) {
         struct event_base *base = event_base_new();
 
@@ -231,6 +261,7 @@ int main(void) {
         test_eof(base);
         test_congestion(base);
         test_pause(base);
+        test_kill_flushes(base);
         event_base_free(base);
         return tap_done();
 }

@@ -19,7 +19,7 @@
 #define CHILD_FDS_MAX            1024u                  /* stored fds per child (a switch keeps 1 + 2 per port) */
 #define CHILD_PROCS_MAX          16u                    /* spawned processes per child */
 #define CHILD_PENDING_EXITS_MAX  32u                    /* PROC_EXITs remembered while the worker is down */
-#define CHILD_QUEUE_MAX          (256u * 1024u * 1024u) /* send-queue cap per worker: a peer that does not read */
+#define CHILD_QUEUE_MAX          (64u * 1024u * 1024u)  /* send-queue cap per worker: a peer that does not read */
 #define ROUTES_MAX               4096u                  /* routed requests in flight, whole tree */
 #define ROUTES_QUEUED_PER_TARGET 256u                   /* requests waiting for a target to be READY */
 #define DRAIN_USEC               (500 * USEC_PER_MSEC)  /* reaped but channel open: kill the channel after this */

@@ -6,7 +6,8 @@
  * READY it can crash, exit with any code, hang, ignore SIGTERM, send each kind
  * of bad frame, flood its queue, leave a detached grandchild, have the
  * supervisor spawn a process, store an fd and check it comes back, or drive
- * echo traffic to another test worker and report the latency. Everything it
+ * echo traffic to another test worker and report the latency, or read its
+ * channel slowly (a consumer that lags behind a fast producer). Everything it
  * observes is reported as a MSG_EVENT (so it lands in timeline.jsonl).
  */
 #include <fcntl.h>
@@ -32,11 +33,11 @@ struct tw {
         bool hang, ignore_sigterm, garbage, oversized, unknown_type, wrong_direction, flood;
         bool spawn_grandchild, spawn_via_sup, exit_when_done;
         const char *store_fd, *echo_to, *spawn_program;
-        int count, window, payload, interval_ms, store_many, kill_spawned_ms;
+        int count, window, payload, interval_ms, store_many, kill_spawned_ms, slow_read_ms;
         bool forget_fd;
         /* state */
         bool misbehave;
-        struct event *ev_ready, *ev_act, *ev_echo, *ev_kill;
+        struct event *ev_ready, *ev_act, *ev_echo, *ev_kill, *ev_slow;
         int sent, ok, errors, in_flight;
         uint64_t *sent_at; /* by seq */
         uint64_t *rtt;     /* per completed echo */
@@ -72,6 +73,7 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
                 O_STORE_MANY,
                 O_KILL_SPAWNED,
                 O_FORGET,
+                O_SLOW_READ,
         };
         static const struct option opts[] = {
                 {"name", required_argument, NULL, O_NAME},
@@ -100,6 +102,7 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
                 {"interval-ms", required_argument, NULL, O_INTERVAL},
                 {"ready-delay-ms", required_argument, NULL, O_READY_DELAY},
                 {"exit-when-done", no_argument, NULL, O_DONE},
+                {"slow-read-ms", required_argument, NULL, O_SLOW_READ},
                 {},
         };
         int c;
@@ -163,6 +166,9 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
                         break;
                 case O_FORGET:
                         t->forget_fd = true;
+                        break;
+                case O_SLOW_READ:
+                        t->slow_read_ms = atoi(optarg);
                         break;
                 case O_ECHO:
                         t->echo_to = optarg;
@@ -564,12 +570,30 @@ static int tw_configure(struct worker *w, const struct msg_config *cfg, void *us
         return 0;
 }
 
+static void on_slow_resume(evutil_socket_t fd, short what, void *arg) {
+        struct tw *t = arg;
+        (void) peer_pause_read(worker_peer(t->w), false);
+}
+
+/* --slow-read-ms: after each request, read nothing for that long. */
+static void slow_read(struct tw *t) {
+        struct timeval tv = ms_tv(t->slow_read_ms);
+
+        if (t->slow_read_ms <= 0)
+                return;
+        if (!t->ev_slow)
+                t->ev_slow = evtimer_new(worker_event_base(t->w), on_slow_resume, t);
+        if (t->ev_slow && peer_pause_read(worker_peer(t->w), true) == 0)
+                (void) event_add(t->ev_slow, &tv);
+}
+
 static int tw_on_frame(struct worker *w, const struct frame *f, int *fds, size_t n_fds, void *userdata) {
         struct tw *t = userdata;
 
         switch (f->type) {
         case MSG_T_ECHO: {
                 const struct msg_t_echo *m = f->body;
+                slow_read(t);
                 return peer_send(worker_peer(w), MSG_T_ECHO_REPLY, f->seq,
                                  &(struct msg_t_echo){.target = (char *) worker_name(w), .payload = m->payload}, NULL,
                                  0);
@@ -624,6 +648,8 @@ static void tw_on_exit(struct worker *w, void *userdata) {
                 event_free(t->ev_echo);
         if (t->ev_kill)
                 event_free(t->ev_kill);
+        if (t->ev_slow)
+                event_free(t->ev_slow);
         free(t->sent_at);
         free(t->rtt);
 }

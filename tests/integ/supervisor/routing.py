@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 # Proves hub-and-spoke routing: requests to a worker that is not READY yet wait and are delivered, idempotent requests
-# in flight when the target dies are replayed to its restarted worker, and requests to a child gone for good fail.
+# in flight when the target dies are replayed to its restarted worker, requests to a child gone for good fail, and a
+# producer far faster than its consumer is slowed down (flow control) instead of overflowing the supervisor's queue
+# and getting the slow consumer killed.
 import os
 import signal
 import sys
 import time
 
-from suphelp import check, host_pid, main, test
+from suphelp import check, host_pid, main, proc_status, test
 
 
 def queued(new_run):
@@ -61,8 +63,42 @@ def gone(new_run):
     check(len(noone) + int(done.split("ok=")[1].split()[0]) == 8, "every request got exactly one answer")
 
 
+def supervisor_hwm_kib(pid):
+    """Peak RSS of the supervisor: the `vigil` processes from @pid down (the one in the run's PID namespace)."""
+    best, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            st = proc_status(p)
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+        if st.get("Name") == "vigil":
+            best = max(best, int(st.get("VmHWM", "0 kB").split()[0]))
+    return best
+
+
+def backpressure(new_run):
+    # 400 requests of 96 KiB (37.5 MiB) with all of them allowed in flight, to a worker that reads one request per
+    # 2 ms: the supervisor's queue towards b would pass its old 1 MiB cap within the first few milliseconds.
+    slow = test("b", ["--slow-read-ms", "2"])
+    fast = test("a", ["--echo-to", "b", "--count", "400", "--window", "400", "--payload", "98304"])
+    run = new_run({"children": [slow, fast]})
+    run.start()
+    run.wait_for(lambda: run.worker_events("echo_done", "a"), what="echo_done", timeout=120)
+    hwm = supervisor_hwm_kib(run.proc.pid)
+    run.proc.send_signal(signal.SIGTERM)
+    run.wait()
+    done = run.worker_events("echo_done", "a")[0]["message"]
+    check("ok=400 errors=0" in done, f"every request was answered ({done})")
+    check(not run.events("protocol_error"), "nobody was killed for a full queue (no protocol_error)")
+    check(len(run.events("spawned", child="b")) == 1, "the slow consumer was never restarted")
+    check(hwm < 64 * 1024, f"the supervisor's memory stayed bounded while 37.5 MiB went through (VmHWM {hwm} KiB)")
+
+
 def body(new_run):
-    {"queued": queued, "replay": replay, "gone": gone}[sys.argv[1]](new_run)
+    {"queued": queued, "replay": replay, "gone": gone, "backpressure": backpressure}[sys.argv[1]](new_run)
 
 
 main(body)

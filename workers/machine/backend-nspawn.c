@@ -1147,7 +1147,7 @@ static int nspawn_attach(struct machine *m) {
                                     (long long) pid);
                         m->pid = pid;
                         (void) signal_init(n, SIGKILL);
-                        machine_proc_kill(m, NSPAWN_PROC);
+                        machine_proc_kill_stale(m, NSPAWN_PROC, pid);
                         m->pid = 0;
                 }
                 safe_close(conn);

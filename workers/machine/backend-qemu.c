@@ -1169,7 +1169,7 @@ static int qemu_attach(struct machine *m) {
         if (pid <= 0 || q->shell_fd < 0 || q->shell_in_fd < 0 || q->monitor_fd < 0 || q->console_fd < 0) {
                 if (pid > 0) {
                         log_warning("QEMU (pid %lld) still runs but its fds are lost; stopping it", (long long) pid);
-                        machine_proc_kill(q->m, QEMU_PROC);
+                        machine_proc_kill_stale(q->m, QEMU_PROC, pid);
                 }
                 close_all(q, true);
                 return 0;

@@ -41,6 +41,13 @@ void machine_proc_kill(struct machine *m, const char *proc) {
 }
 
 bool machine_proc_exit_is_current(struct machine *m, const struct msg_proc_exit *e, const char *proc) {
+        /* A leftover stopped after a restart may end while its successor is
+         * being spawned (m->pid still 0): its exit is not the new one's. */
+        if (e->pid > 0 && e->pid == m->stale_pid) {
+                m->stale_pid = 0;
+                log_debug("The stopped leftover %s (pid %lld) exited", e->name, (long long) e->pid);
+                return false;
+        }
         if (streq(e->name, proc) && (e->pid == m->pid || m->pid <= 0))
                 return true;
         log_debug("Ignoring the exit of %s (pid %lld)", e->name, (long long) e->pid);
@@ -53,6 +60,11 @@ void machine_exit_describe(const struct msg_proc_exit *e, char *buf, size_t size
                                 strsignal((int) e->signal));
         else
                 (void) snprintf(buf, size, "exit status %lld", (long long) e->code);
+}
+
+void machine_proc_kill_stale(struct machine *m, const char *proc, int64_t pid) {
+        m->stale_pid = pid;
+        machine_proc_kill(m, proc);
 }
 
 int64_t machine_restored_pid(struct machine *m, const char *proc) {

@@ -107,6 +107,7 @@ struct machine {
         bool connected;
         bool starting;
         int64_t pid;
+        int64_t stale_pid; /* a leftover stopped after a restart: its exit is ignored */
         bool allow_reboot; /* of the current boot */
         unsigned long long booted_at;
         char last_error[MSG_STR_MAX]; /* why the last start failed */
@@ -196,6 +197,9 @@ void machine_proc_kill(struct machine *m, const char *proc);
 bool machine_proc_exit_is_current(struct machine *m, const struct msg_proc_exit *e, const char *proc);
 /* "exit status N" or "killed by signal N (NAME)". */
 void machine_exit_describe(const struct msg_proc_exit *e, char *buf, size_t size);
+/* Stop @proc (pid @pid), a leftover whose fds a restart lost; its exit will
+ * not be taken for the exit of the process started next. */
+void machine_proc_kill_stale(struct machine *m, const char *proc, int64_t pid);
 /* After a worker restart: the pid of the supervisor's child @proc, 0 if none. */
 int64_t machine_restored_pid(struct machine *m, const char *proc);
 

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <libgen.h>
+#include <signal.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -181,7 +182,8 @@ static int prepare_machine_dirs(const struct run_plan *p, const char *tmp, char 
         for (size_t i = 0; r >= 0 && i < p->n_nodes; i++) {
                 snprintf(path, sizeof(path), "%s/vm-state-%s", tmp, p->nodes[i].name);
                 if (!p->keep_state && access(path, F_OK) == 0) {
-                        log_info("deleting VM state directory %s", path);
+                        log_info("deleting machine state directory %s", path);
+                        log_info("if you want to keep the machine state, pass --keep-machine-state");
                         rm_rf(path);
                 }
                 r = mkdir_p(path, 0700);
@@ -431,6 +433,13 @@ static int load_inputs(struct run_plan *p, char **ret_error) {
                 if (n->tree && !is_dir(n->tree))
                         return asprintf(ret_error, "machine '%s': tree %s is not a directory", n->name, n->tree),
                                -EINVAL;
+                if (p->ssh_backdoor && !streq(n->backend, "nspawn") && access("/dev/vhost-vsock", R_OK | W_OK) < 0)
+                        return asprintf(ret_error,
+                                        "machine '%s': the SSH backdoor (enable_ssh_backdoor / --dump-vsocks) needs "
+                                        "/dev/vhost-vsock for its vhost-vsock-pci device: %s (load the vhost_vsock "
+                                        "kernel module, or turn sshBackdoor off)",
+                                        n->name, strerror(errno)),
+                               -ENODEV;
                 if (streq(n->backend, "nspawn") && geteuid() != 0)
                         return asprintf(ret_error, "machine '%s': the nspawn backend needs root (systemd-nspawn)",
                                         n->name),
@@ -470,6 +479,32 @@ static void set_log_level(const struct run_plan *p) {
                 return;
         setenv("VIGIL_LOG_LEVEL", lvl, 1);
         log_open(NULL, LOG_TARGET_AUTO); /* re-reads VIGIL_LOG_LEVEL */
+}
+
+/* Under the `nixos-test-driver` front door a run ends the way the reference's
+ * does: 0 pass, 1 any failure (its Python exits 1 on every uncaught error), 2
+ * bad usage, and on the global timeout it SIGTERMs itself (a shell sees 143).
+ * vigil's own finer table stays for `vigil run`. Returns the status to exit
+ * with, or raises the signal. */
+static int reference_exit(int code) {
+        static const int statuses[] = {
+                [VIGIL_EXIT_PASS] = 0,
+                [VIGIL_EXIT_TEST_FAILED] = 1,
+                [VIGIL_EXIT_USAGE] = 2,
+                [VIGIL_EXIT_TIMEOUT] = -SIGTERM,
+                [VIGIL_EXIT_GAVE_UP] = 1,
+                [VIGIL_EXIT_INTERNAL] = 1,
+                [VIGIL_EXIT_INTERRUPTED] = -SIGINT,
+        };
+        int status = code >= 0 && (size_t) code < ELEMENTSOF(statuses) ? statuses[code] : 1;
+
+        if (status < 0) {
+                fflush(NULL);
+                (void) signal(-status, SIG_DFL);
+                (void) raise(-status);
+                return 128 - status; /* not reached unless the signal is blocked */
+        }
+        return status;
 }
 
 int run_main(int argc, char **argv) {
@@ -522,7 +557,7 @@ int run_main(int argc, char **argv) {
                         guest_cmdline[strcspn(guest_cmdline, "\n")] = 0;
         }
         if (p.reference_cli && !p.keep_state)
-                log_info("Machine state will be reset. To keep it, pass --keep-vm-state");
+                log_info("Machine state will be reset. To keep it, pass --keep-machine-state");
 
         r = sup_pidns_enter(!p.no_pidns, &notify_fd);
         if (r < 0) {
@@ -542,6 +577,8 @@ int run_main(int argc, char **argv) {
                 rm_rf(tmp);
         run_report(out);
         log_notice("%s (exit %d); logs in %s", exit_code_meaning(code), code, out);
+        if (p.reference_cli)
+                code = reference_exit(code);
         run_plan_done(&p);
         return code;
 }

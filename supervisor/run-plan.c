@@ -183,6 +183,7 @@ enum run_opt {
         OPT_VLANS,
         OPT_CONFIG,
         OPT_NO_INTERACTIVE,
+        OPT_DUMP_VSOCKS,
         OPT_IGNORED,
         _OPT_MAX,
 };
@@ -239,7 +240,7 @@ static const struct opt reference_opts[] = {
         {"config", 'c', ARG_ONE, OPT_CONFIG},
         {"log-level", 0, ARG_ONE, OPT_LOG_LEVEL},
         {"debug-hook-attach", 0, ARG_ONE, OPT_IGNORED},
-        {"dump-vsocks", 0, ARG_ONE, OPT_IGNORED},
+        {"dump-vsocks", 0, ARG_ONE, OPT_DUMP_VSOCKS},
         {"accel", 0, ARG_ONE, OPT_ACCEL},
         {"no-pidns", 0, ARG_NONE, OPT_NO_PIDNS},
         {"heartbeat", 0, ARG_ONE, OPT_HEARTBEAT},
@@ -487,6 +488,15 @@ static int common_option(struct run_plan *p, const struct parsed_opt *po, char *
                         return errmsg_invalid(ret_error, "--quiet and --verbose exclude each other");
                 p->verbosity = po->opt->id == OPT_QUIET ? -1 : 1;
                 return 1;
+        case OPT_DUMP_VSOCKS: {
+                char *end;
+                unsigned long off = strtoul(v, &end, 10);
+                if (!*v || *end || off > 1000000)
+                        return errmsg_invalid(ret_error, "--dump-vsocks: '%s' is not a CID offset", v);
+                p->ssh_backdoor = true;
+                p->vsock_offset = (unsigned) off;
+                return 1;
+        }
         case OPT_NODE:
         case OPT_SPEC:
         case OPT_VLAN:
@@ -890,6 +900,15 @@ int run_plan_load_reference_config(struct run_plan *p, const char *json, char **
                 return errmsg_invalid(ret_error, "--config: not a JSON object");
         }
         r = json_top_common(p, j, "--config", ret_error);
+        if (r >= 0 && json_object_object_get_ex(j, "enable_ssh_backdoor", &o)) {
+                if (!json_object_is_type(o, json_type_boolean))
+                        r = errmsg_invalid(ret_error, "--config: \"enable_ssh_backdoor\" must be true or false");
+                else if (json_object_get_boolean(o)) {
+                        /* vhost-device-vsock numbers the machines' CIDs from 3 */
+                        p->ssh_backdoor = true;
+                        p->vsock_offset = 2;
+                }
+        }
         if (r >= 0 && json_object_object_get_ex(j, "containers", &o) && json_object_is_type(o, json_type_object) &&
             json_object_object_length(o) > 0)
                 r = errmsg_invalid(
@@ -1053,6 +1072,10 @@ static char *guest_append(const struct run_plan *p, const struct run_node *n, co
         return s;
 }
 
+unsigned run_plan_vsock_cid(const struct run_plan *p, const struct run_node *n) {
+        return p->vsock_offset + n->number;
+}
+
 char *run_plan_machine_config(const struct run_plan *p, size_t node, const struct run_dirs *d) {
         const struct run_node *n = &p->nodes[node];
         json_object *j = json_object_new_object(), *vlans = json_object_new_array(), *hosts = json_object_new_array(),
@@ -1130,6 +1153,13 @@ char *run_plan_machine_config(const struct run_plan *p, size_t node, const struc
                 json_object_object_add(qemu, "memory_mb", json_object_new_int((int) n->memory_mb));
                 json_object_object_add(qemu, "cpus", json_object_new_int((int) n->cpus));
         }
+        if (qemu && p->ssh_backdoor) {
+                json_object *extra = json_object_new_array();
+                json_object_array_add(extra, json_object_new_string("-device"));
+                snprintf(buf, sizeof(buf), "vhost-vsock-pci,guest-cid=%u", run_plan_vsock_cid(p, n));
+                json_object_array_add(extra, json_object_new_string(buf));
+                json_object_object_add(qemu, "extra_args", extra);
+        }
         if (qemu)
                 json_object_object_add(j, "qemu", qemu);
         json_object_object_add(timeouts, "connect_s",
@@ -1190,6 +1220,7 @@ char *run_plan_script_config(const struct run_plan *p, const struct run_dirs *d)
         } else
                 jset_str(j, "junit", p->junit);
         json_object_object_add(j, "keep_state", json_object_new_boolean(p->keep_state));
+        json_object_object_add(j, "enable_ssh_backdoor", json_object_new_boolean(p->ssh_backdoor));
         jset_str(j, "log_level", p->log_level ?: "info");
         json_object_object_add(j, "quiet", json_object_new_boolean(p->verbosity < 0));
         for (size_t i = 0; i < p->n_nodes; i++) {
@@ -1202,6 +1233,8 @@ char *run_plan_script_config(const struct run_plan *p, const struct run_dirs *d)
                 jset_str(m, "state_dir", state);
                 jset_str(m, "shared_dir", shared);
                 jset_str(m, "start_command", n->start_script);
+                if (p->ssh_backdoor && !node_is_nspawn(n))
+                        json_object_object_add(m, "vsock_cid", json_object_new_int((int) run_plan_vsock_cid(p, n)));
                 for (size_t k = 0; k < n->n_vlans; k++)
                         json_object_array_add(mv, json_object_new_int(n->vlans[k]));
                 json_object_object_add(m, "vlans", mv);

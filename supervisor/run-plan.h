@@ -60,6 +60,10 @@ struct run_plan {
         bool reference_cli;
         bool help;     /* -h/--help: print run_plan_usage() and exit 0 */
         int verbosity; /* --quiet -1, --verbose 1: the progress line and how much stderr says */
+        /* The reference's SSH backdoor (--config enable_ssh_backdoor, --dump-vsocks N): every QEMU
+         * machine gets a vhost-vsock device with guest CID vsock_offset + its node number. */
+        bool ssh_backdoor;
+        unsigned vsock_offset;
 };
 
 /* Where the run lives on disk; chosen by run-main.c. */
@@ -71,6 +75,9 @@ struct run_dirs {
         const char *guest_cmdline; /* the guest's recommended kernel parameters, or NULL */
         const char *debian_tree;   /* tools/mkdebian's tree, or NULL if no nspawn node needs it */
 };
+
+/* The guest CID of a QEMU node's vhost-vsock device when the SSH backdoor is on. */
+unsigned run_plan_vsock_cid(const struct run_plan *p, const struct run_node *n);
 
 void run_plan_init(struct run_plan *p);
 void run_plan_done(struct run_plan *p);

@@ -485,7 +485,8 @@ static void set_log_level(const struct run_plan *p) {
  * does: 0 pass, 1 any failure (its Python exits 1 on every uncaught error), 2
  * bad usage, and on the global timeout it SIGTERMs itself (a shell sees 143).
  * vigil's own finer table stays for `vigil run`. Returns the status to exit
- * with, or raises the signal. */
+ * with, or raises the signal (as PID 1 of the run's namespace it cannot: it
+ * returns 128+signal, which sup-pidns.c turns into the signal). */
 static int reference_exit(int code) {
         static const int statuses[] = {
                 [VIGIL_EXIT_PASS] = 0,

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from queue import Queue
-from typing import Any
+from typing import IO, Any
 
 from test_driver.channel import Channel, ChannelError, ChannelLost, NullChannel, Reply
 from test_driver.errors import MachineError, RequestedAssertionFailed
@@ -576,6 +576,7 @@ class BaseMachine:
 
     def _wait_until(self, command: str, timeout: Timeout, want_success: bool, attempt_timeout: Timeout | None) -> str:
         budget = seconds(timeout)
+        assert budget is not None
         # Each attempt is bounded by attempt_timeout, else (as in the
         # reference) by the whole budget.
         per_attempt = seconds(attempt_timeout) if attempt_timeout is not None else budget
@@ -939,6 +940,8 @@ class BaseMachine:
         terminal; EOF or Ctrl-C ends the session, the guest shell stays."""
         self.connect()
         proc = None
+        reader: IO[str]
+        writer: IO[str]
         if address is None:
             self.log("Terminal is ready (there is no initial prompt):")
             reader, writer = sys.stdin, sys.stdout

@@ -34,6 +34,7 @@ from pathlib import Path
 from queue import Queue
 from typing import IO, Any
 
+from test_driver import efi
 from test_driver.channel import Channel, ChannelError, ChannelLost, NullChannel, Reply
 from test_driver.errors import MachineError, RequestedAssertionFailed
 from test_driver.logger import AbstractLogger
@@ -1177,6 +1178,42 @@ class BaseMachine:
     def copy_from_vm(self, source: str, target_dir: str = "") -> None:
         warnings.warn("Use copy_from_machine() instead", DeprecationWarning, stacklevel=2)
         self.copy_from_machine(source, target_dir)
+
+    # ------------------------------------------------------- EFI variables
+
+    @property
+    def efi_vars_path(self) -> Path:
+        """The OVMF variable store a NixOS start script uses by default
+        (NIX_EFI_VARS=<name>-efi-vars.fd in the state directory)."""
+        return self.state_dir / f"{self.name}-efi-vars.fd"
+
+    def _efi_vars(self) -> "efi.EfiVars":
+        return efi.EfiVars(self.efi_vars_path, self)
+
+    def create_efi_vars(self) -> None:
+        """Create an empty OVMF variable store (the machine must be stopped;
+        RequestedAssertionFailed if one exists)."""
+        self._efi_vars().create_empty()
+
+    def write_efi_vars(self, add: "list[efi.EfiVariable]") -> None:
+        """Add (or replace) variables in the store (machine stopped)."""
+        self._efi_vars().write(add)
+
+    def read_efi_vars(self) -> "list[efi.EfiVariable]":
+        """Every live variable of the store ([] when there is none)."""
+        content = self._efi_vars().read_content() or {}
+        return [v for vendor in content.values() for v in vendor.values()]
+
+    def dump_efi_vars(self) -> None:
+        """Log the store's variables, one line each."""
+        with self.nested(f"dumping EFI variables from {self.efi_vars_path}"):
+            content = self._efi_vars().read_content()
+            if content is None:
+                self.log("no EFI variable store")
+                return
+            for vendor in content.values():
+                for v in vendor.values():
+                    self.log(v.describe())
 
     # The guest CID of this machine's vhost-vsock device when the run has the
     # SSH backdoor on (set by the Driver), else None.

@@ -37,6 +37,8 @@ struct run_state {
         char verdict[512];
         bool have_verdict;
         struct run_progress *progress;
+        struct run_plan *plan; /* create_machine() adds to it */
+        const struct run_dirs *dirs;
 };
 
 static const char *real_env(const char *name) {
@@ -339,6 +341,50 @@ static int add_child(struct sup *s, const char *id, enum worker_kind kind, enum 
         return r;
 }
 
+/* create_machine(start_command, name=, keep_machine_state=): one more machine
+ * worker joins the live run, with the reference's state-directory semantics
+ * (emptied unless kept). This and sup_tree_add_child_live() are the whole of
+ * it on the supervisor's side. */
+static int on_add_machine(struct sup *s, const char *name, const char *start_command, bool keep_state,
+                          char **ret_error, void *userdata) {
+        struct run_state *st = userdata;
+        char state[600];
+        size_t i;
+        int r;
+
+        /* A bare path must be a start script; a command line (the boot tests give QEMU's own) runs as is. */
+        if (!strchr(start_command, ' ') && access(start_command, X_OK) < 0)
+                return asprintf(ret_error, "start script %s is not executable: %s", start_command, strerror(errno)),
+                       -EINVAL;
+        r = run_plan_add_machine(st->plan, name, start_command, keep_state, &i, ret_error);
+        if (r < 0)
+                return r;
+        snprintf(state, sizeof(state), "%s/vm-state-%s", st->dirs->tmp_dir, name);
+        if (!keep_state && access(state, F_OK) == 0) {
+                log_info("deleting machine state directory %s", state);
+                log_info("if you want to keep the machine state, pass --keep-machine-state");
+                rm_rf(state);
+        }
+        r = mkdir_p(state, 0700);
+        if (r < 0) {
+                run_plan_drop_last(st->plan);
+                return asprintf(ret_error, "cannot create %s: %s", state, strerror(-r)), r;
+        }
+        _cleanup_free_ char *cfg = run_plan_machine_config(st->plan, i, st->dirs);
+        struct child_spec c = {
+                .id = (char *) name,
+                .kind = KIND_MACHINE,
+                .restart = RESTART_PERMANENT,
+                .shutdown_ms = MACHINE_SHUTDOWN_MS,
+                .config_json = cfg,
+        };
+        r = cfg ? sup_tree_add_child_live(s, &c, ret_error) : -ENOMEM;
+        if (r < 0) {
+                run_plan_drop_last(st->plan);
+        }
+        return r;
+}
+
 /* The reference front door runs under nix: heartbeat by default there, not at a terminal. */
 static unsigned run_heartbeat(const struct run_plan *p) {
         if (p->heartbeat != RUN_HEARTBEAT_UNSET)
@@ -346,7 +392,7 @@ static unsigned run_heartbeat(const struct run_plan *p) {
         return p->reference_cli ? RUN_HEARTBEAT_REFERENCE_DEFAULT : 0;
 }
 
-static int run_tree(const struct run_plan *p, const struct run_dirs *d, int notify_fd) {
+static int run_tree(struct run_plan *p, const struct run_dirs *d, int notify_fd) {
         _cleanup_(sup_freep) struct sup *s = NULL;
         static struct run_state st;
         char vlan_id[32];
@@ -364,9 +410,13 @@ static int run_tree(const struct run_plan *p, const struct run_dirs *d, int noti
         sup_set_strategy(
                 s, STRATEGY_ONE_FOR_ONE,
                 &(struct sup_intensity){.max_restarts = RUN_INTENSITY_RESTARTS, .max_seconds = RUN_INTENSITY_SECONDS});
+        st.plan = p;
+        st.dirs = d;
         sup_set_hooks(s,
-                      &(struct sup_hooks){
-                              .child_exited = on_child_exited, .script_result = on_script_result, .event = on_event},
+                      &(struct sup_hooks){.child_exited = on_child_exited,
+                                          .script_result = on_script_result,
+                                          .event = on_event,
+                                          .add_machine = on_add_machine},
                       &st);
         /* Progress on stderr: not over an interactive REPL, nor in the reference's log format. */
         if (!p->interactive && !(p->reference_cli && !isatty(STDERR_FILENO)) &&

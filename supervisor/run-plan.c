@@ -988,6 +988,27 @@ int run_plan_finalize(struct run_plan *p, char **ret_error) {
         return 0;
 }
 
+int run_plan_add_machine(struct run_plan *p, const char *name, const char *start_script, bool keep_state,
+                         size_t *ret_index, char **ret_error) {
+        struct run_node *n;
+        int r = node_add(p, name, &n, ret_error);
+
+        if (r < 0)
+                return r;
+        set_str(&n->start_script, start_script);
+        n->number = (unsigned) p->n_nodes;
+        n->vlans_set = true; /* its start script brings its own NICs */
+        n->added_live = true;
+        n->keep_state = keep_state;
+        *ret_index = p->n_nodes - 1;
+        return 0;
+}
+
+void run_plan_drop_last(struct run_plan *p) {
+        if (p->n_nodes > 0)
+                node_done(&p->nodes[--p->n_nodes]);
+}
+
 static bool node_is_nspawn(const struct run_node *n) {
         return streq(n->backend, "nspawn");
 }
@@ -1089,7 +1110,7 @@ char *run_plan_machine_config(const struct run_plan *p, size_t node, const struc
         jset_str(j, "state_dir", state);
         jset_str(j, "shared_dir", shared);
         jset_str(j, "out_dir", d->out_dir);
-        json_object_object_add(j, "keep_state", json_object_new_boolean(p->keep_state));
+        json_object_object_add(j, "keep_state", json_object_new_boolean(p->keep_state || n->keep_state));
         jset_str(j, "accel", p->accel ?: "auto");
         json_object_object_add(j, "allow_reboot", json_object_new_boolean(false));
         /* A start script carries its own NICs and needs QEMU_VDE_SOCKET_<n> for every VLAN of the run. */
@@ -1153,7 +1174,7 @@ char *run_plan_machine_config(const struct run_plan *p, size_t node, const struc
                 json_object_object_add(qemu, "memory_mb", json_object_new_int((int) n->memory_mb));
                 json_object_object_add(qemu, "cpus", json_object_new_int((int) n->cpus));
         }
-        if (qemu && p->ssh_backdoor) {
+        if (qemu && p->ssh_backdoor && !n->added_live) {
                 json_object *extra = json_object_new_array();
                 json_object_array_add(extra, json_object_new_string("-device"));
                 snprintf(buf, sizeof(buf), "vhost-vsock-pci,guest-cid=%u", run_plan_vsock_cid(p, n));

@@ -214,6 +214,36 @@ class TestShellInteract(unittest.TestCase):
         self.assertIn("server: Terminal is ready (there is no initial prompt):", plain(out))
 
 
+class TestCreateMachine(unittest.TestCase):
+    def test_asks_the_supervisor_and_returns_an_unlisted_machine(self):
+        d, ch, out = make_driver()
+        added = []
+        ch.add_machine = lambda name, cmd, keep: added.append((name, cmd, keep))
+        (d.tmp_dir / "vm-state-boot").mkdir()
+        m = d.create_machine("/nix/store/abc-nixos-vm/bin/run-boot-vm")
+        self.assertEqual(added, [("boot", "/nix/store/abc-nixos-vm/bin/run-boot-vm", False)])
+        self.assertEqual((m.name, type(m).__name__, m.callbacks), ("boot", "QemuMachine", []))
+        self.assertNotIn(m, d.machines)
+        self.assertIn(f"boot: deleting machine state directory {d.tmp_dir}/vm-state-boot", plain(out))
+        m2 = d.create_machine("qemu-kvm -m 768 -cdrom /x.iso", name="iso", keep_vm_state=True)
+        m3 = d.create_machine({"startCommand": "qemu-kvm -hda x", "keep_vm_state": True})
+        self.assertEqual(added[1:], [("iso", "qemu-kvm -m 768 -cdrom /x.iso", True), ("machine", "qemu-kvm -hda x", True)])
+        self.assertEqual((m2.name, m3.name), ("iso", "machine"))
+
+    def test_a_refusal_is_a_machine_error(self):
+        from test_driver.channel import ChannelError
+        from test_driver.errors import MachineError
+
+        d, ch, _ = make_driver()
+
+        def refuse(name, cmd, keep):
+            raise ChannelError(-22, "cannot add machine 'x': start script /nope is not executable")
+
+        ch.add_machine = refuse
+        with self.assertRaisesRegex(MachineError, r"create_machine\(x\): cannot add machine 'x': start script"):
+            d.create_machine("/nope", name="x")
+
+
 class TestSshBackdoor(unittest.TestCase):
     def test_dump_machine_ssh_lists_vsock_commands(self):
         from test_driver.driver import Driver

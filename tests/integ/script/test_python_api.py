@@ -518,7 +518,7 @@ class TestConsoleAndMonitor(unittest.TestCase):
         with self.assertRaisesRegex(RuntimeError, "QMP API is not ready yet"):
             m.wait_for_qmp_event(lambda e: True)
         m.start()
-        with self.assertRaisesRegex(MachineError, "create_machine is not supported"):
+        with self.assertRaisesRegex(MachineError, r"create_machine\(foo\): machines cannot be added without a vigil"):
             d.create_machine("/nix/store/x-run-foo-vm")
         if not __import__("shutil").which("tesseract"):
             with self.assertRaisesRegex(MachineError, "OCR requested but `tesseract` is not available"):
@@ -649,7 +649,7 @@ class TestDriver(unittest.TestCase):
         text = "\n".join(lines)
         self.assertIn("!!! Traceback (most recent call last):", text)
         self.assertIn("driver.py", text)  # full traceback, not filtered
-        self.assertIn("!!! test_driver.errors.MachineError: create_machine is not supported", text)
+        self.assertIn("!!! test_driver.errors.MachineError: create_machine(machine): machines cannot be added", text)
 
     def test_other_exceptions_propagate(self):
         _, code, _ = self.run_script("assert 1 == 2, 'bare'\n")

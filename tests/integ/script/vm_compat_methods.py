@@ -1,19 +1,19 @@
 #!/usr/bin/python3
 # Proves the methods and contracts vigil took from the newest reference driver work against a real tiny
 # guest in one boot (QMP events, fractional/timedelta/attempt timeouts, unit states, a 2 MiB
-# copy_from_host_via_shell, shell_interact, cleanup_statedir, state_dir assignment, AssertionError ancestry,
+# copy_from_host_via_shell, shell_interact, create_machine, cleanup_statedir, state_dir assignment, AssertionError ancestry,
 # the JUnit `main` case), and that the nixos-test-driver front door exits with the reference's statuses.
 # Why it matters: nixpkgs tests written for the newest driver must run unchanged under vigil.
-import hashlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vmrun import Tap, reference_run, skip_unless_ready, vigil_run  # noqa: E402
+from vmrun import SOURCE_ROOT, Tap, reference_run, skip_unless_ready, vigil_run  # noqa: E402
 
 SCRIPT = r'''
 import datetime as dt
@@ -67,6 +67,15 @@ with subtest("QMP events"):
     except TimeoutError:
         say("qmp-timeout")
 
+with subtest("create_machine adds a machine to the running test"):
+    extra = create_machine("@EXTRA@")
+    assert extra.name == "extra" and extra not in machines, (extra, machines)
+    extra.start()
+    assert extra.succeed("cat /proc/sys/kernel/hostname").strip() == "extra"
+    extra.succeed("ping -c 1 -W 10 192.168.1.1")  # `machine`, through the run's VLAN switch
+    extra.shutdown()
+    say("create-machine")
+
 with subtest("copy_from_host_via_shell of 2 MiB"):
     src = Path(tempfile.mkdtemp()) / "big.bin"
     src.write_bytes(os.urandom(2 * 1024 * 1024 + 5))
@@ -118,10 +127,17 @@ def main() -> None:
     skip_unless_ready()
     tap = Tap()
 
-    r = vigil_run(SCRIPT, ["machine"], "--junit", "junit.xml", timeout=400)
+    # a NixOS-shaped start script for create_machine()
+    vms = Path(tempfile.mkdtemp(prefix="vigil-compat-vm-"))
+    guest = subprocess.run([str(SOURCE_ROOT / "tools/mkguest")], capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run([str(SOURCE_ROOT / "tests/helpers/make-fake-vm"), "extra", guest, str(vms / "extra"), "--vlan", "1",
+                    "--node-number", "9"], check=True)
+    script = SCRIPT.replace("@EXTRA@", str(vms / "extra" / "bin" / "run-extra-vm"))
+
+    r = vigil_run(script, ["machine"], "--junit", "junit.xml", timeout=400)
     checks = {line.split()[1]: line for line in r.stdout.splitlines() if line.startswith("CHECK ")}
     for name in ["assertion-error", "fractional", "timedelta-execute", "attempt-timeout", "qmp", "qmp-timeout",
-                 "copy-sha256", "unit-active-state", "shell-interact", "state-dir"]:
+                 "create-machine", "copy-sha256", "unit-active-state", "shell-interact", "state-dir"]:
         tap.check(name in checks, f"guest: {checks.get(name, name)}", r.tail())
     tap.check(r.rc == 1, "the last subtest fails the run (exit 1)", r.tail())
     tap.check("Machine state will be reset. To keep it, pass --keep-machine-state" in r.stderr,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from unittest import TestCase
 
-from test_driver.channel import Channel, NullChannel
+from test_driver.channel import Channel, ChannelError, NullChannel
 from test_driver.debug import DebugAbstract, DebugNop
 from test_driver.errors import MachineError, RequestedAssertionFailed
 from test_driver.logger import AbstractLogger
@@ -340,12 +340,55 @@ class Driver:
         start_command: str | dict,
         *,
         name: str | None = None,
-        keep_vm_state: bool = False,
         keep_machine_state: bool = False,
-    ) -> BaseMachine:
-        raise MachineError(
-            "create_machine is not supported by vigil yet: machines cannot be added while a run "
-            "is going; declare the node with --node NAME or in the spec instead"
+        keep_vm_state: bool = False,
+    ) -> QemuMachine:
+        """One more QEMU machine from a start command (a NixOS run-<name>-vm
+        script, or a QEMU command line as the boot tests give). The supervisor
+        adds its machine worker to the running test; as in the reference it is
+        not in `machines` and polling conditions do not guard it. Its name
+        comes from `run-(.+)-vm$` in the command, else "machine". The
+        pre-2024 dict form {startCommand, name, keep_vm_state} is accepted."""
+        if isinstance(start_command, dict):
+            legacy = start_command
+            if "startCommand" not in legacy:
+                raise MachineError(
+                    "create_machine: the legacy dict form needs 'startCommand' (vigil does not build QEMU "
+                    "command lines from qemuBinary/qemuFlags/hda...)"
+                )
+            name = name or legacy.get("name")
+            keep_vm_state = keep_vm_state or bool(legacy.get("keep_vm_state", False))
+            start_command = str(legacy["startCommand"])
+        keep = keep_machine_state or keep_vm_state
+        if name is None:
+            match = re.search("run-(.+)-vm$", start_command)
+            name = match.group(1) if match else "machine"
+        if self.enable_ssh_backdoor:
+            self.logger.warning(
+                f"create_machine({name}): not enabling SSH backdoor, this is not supported for VMs created with "
+                "create_machine!"
+            )
+        state_dir = self.tmp_dir / f"vm-state-{name}"
+        if not keep and state_dir.exists():
+            # the supervisor deletes it; the lines are the reference's QemuMachine constructor's
+            self.logger.log(f"deleting machine state directory {state_dir}", {"machine": name})
+            self.logger.log("if you want to keep the machine state, pass --keep-machine-state", {"machine": name})
+        try:
+            self.channel.add_machine(name, start_command, keep)
+        except ChannelError as e:
+            raise MachineError(f"create_machine({name}): {e.message}") from None
+        return QemuMachine(
+            out_dir=self.out_dir,
+            name=name,
+            logger=self.logger,
+            tmp_dir=self.tmp_dir,
+            callbacks=[],
+            keep_machine_state=keep,
+            channel=self.channel,
+            state_dir=state_dir,
+            shared_dir=self.machines[0].shared_dir if self.machines else self.tmp_dir / "shared-xchg",
+            start_command=start_command,
+            backend="qemu",
         )
 
     def serial_stdout_on(self) -> None:

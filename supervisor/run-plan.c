@@ -211,8 +211,8 @@ static const struct opt vigil_opts[] = {
         {"output-dir", 'o', ARG_ONE, OPT_OUT},
         {"junit", 0, ARG_ONE, OPT_JUNIT},
         {"interactive", 'I', ARG_NONE, OPT_INTERACTIVE},
-        {"keep-vm-state", 'K', ARG_NONE, OPT_KEEP},
-        {"keep-machine-state", 0, ARG_NONE, OPT_KEEP},
+        {"keep-machine-state", 'K', ARG_NONE, OPT_KEEP}, /* the newest spelling */
+        {"keep-vm-state", 0, ARG_NONE, OPT_KEEP},
         {"accel", 0, ARG_ONE, OPT_ACCEL},
         {"log-level", 0, ARG_ONE, OPT_LOG_LEVEL},
         {"no-pidns", 0, ARG_NONE, OPT_NO_PIDNS},
@@ -224,8 +224,8 @@ static const struct opt vigil_opts[] = {
 
 /* The reference's argparse options; prefixes of long names are accepted like argparse does. */
 static const struct opt reference_opts[] = {
-        {"keep-vm-state", 'K', ARG_NONE, OPT_KEEP},
-        {"keep-machine-state", 0, ARG_NONE, OPT_KEEP},
+        {"keep-machine-state", 'K', ARG_NONE, OPT_KEEP}, /* the newest spelling */
+        {"keep-vm-state", 0, ARG_NONE, OPT_KEEP},
         {"interactive", 'I', ARG_NONE, OPT_INTERACTIVE},
         {"no-interactive", 0, ARG_NONE, OPT_NO_INTERACTIVE},
         {"start-scripts", 0, ARG_LIST, OPT_START_SCRIPTS},
@@ -274,6 +274,7 @@ static const char *const opt_help[_OPT_MAX] = {
         [OPT_CONTAINER_START_SCRIPTS] = "NixOS container start scripts (not supported yet)",
         [OPT_VLANS] = "VLAN numbers [env vlans]",
         [OPT_CONFIG] = "the JSON driver configuration of newer nixpkgs (vms, vlans, test_script ...)",
+        [OPT_DUMP_VSOCKS] = "SSH backdoor: a vhost-vsock device per VM, CIDs N+1, N+2 ... (needs /dev/vhost-vsock)",
         [OPT_IGNORED] = "accepted for compatibility; no effect in vigil",
 };
 

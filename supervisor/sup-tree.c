@@ -785,8 +785,12 @@ static int child_append(struct sup *s, const struct child_spec *spec, struct chi
                         *ret_error = NULL;
                 return -EINVAL;
         }
-        if (s->n_children >= SUP_CHILDREN_MAX)
+        if (s->n_children >= SUP_CHILDREN_MAX || (s->running && s->n_children >= s->children_cap)) {
+                if (ret_error && asprintf(ret_error, "no room for child '%s': at most %zu children", spec->id,
+                                          s->running ? s->children_cap : (size_t) SUP_CHILDREN_MAX) < 0)
+                        *ret_error = NULL;
                 return -E2BIG;
+        }
         const struct sup_kind *k = sup_kind_get(spec->kind);
         if (!k)
                 return -EINVAL;
@@ -902,7 +906,8 @@ int sup_run(struct sup *s) {
                 return log_error_errno(-EINVAL, "Nothing to supervise");
         /* Room for children added while running (sup_tree_add_child_live): the
          * array must not move once peers and events point into it. */
-        struct child *all = realloc(s->children, SUP_CHILDREN_MAX * sizeof(struct child));
+        s->children_cap = MIN(s->n_children + SUP_CHILDREN_LIVE_MAX, (size_t) SUP_CHILDREN_MAX);
+        struct child *all = realloc(s->children, s->children_cap * sizeof(struct child));
         if (!all)
                 return log_error_errno(-ENOMEM, "Cannot reserve the child table");
         s->children = all;

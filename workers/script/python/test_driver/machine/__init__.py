@@ -11,7 +11,6 @@ and exceptions match. Differences are listed in docs/python-api.md.
 """
 
 import base64
-import collections
 import contextlib
 import datetime
 import io

@@ -162,6 +162,10 @@ static const struct msg_info table[] = {
         [MSG_S_RESULT] = { .name = "S_RESULT", .dir = DIR_TO_SUP, .senders = KIND_BIT(KIND_SCRIPT),
                            FIELDS(msg_s_result, F(msg_s_result, exit_code, FIELD_I64, 0),
                                   F(msg_s_result, message, FIELD_STR, MSG_STR_MAX)) },
+        [MSG_S_ADD_MACHINE] = { .name = "S_ADD_MACHINE", .dir = DIR_TO_SUP, .senders = KIND_BIT(KIND_SCRIPT),
+                                FIELDS(msg_s_add_machine, F(msg_s_add_machine, name, FIELD_STR, NAME_MAX_LEN),
+                                       F(msg_s_add_machine, start_command, FIELD_STR, MSG_STR_MAX),
+                                       F(msg_s_add_machine, keep_state, FIELD_BOOL, 0)) },
 
         [MSG_T_ECHO] = { .name = "T_ECHO", .dir = DIR_TO_SUP | DIR_TO_WORKER, .senders = KIND_BIT(KIND_TEST),
                          .route = ROUTE_REQUEST, .target = KIND_BIT(KIND_TEST), .idempotent = true,

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 /* Bump whenever a body layout or the table changes; test-msg-table pins it. */
-#define PROTO_VERSION 2
+#define PROTO_VERSION 3
 
 /* Hard caps. A frame is one SOCK_SEQPACKET datagram. */
 #define FRAME_MAX     (128u * 1024u)
@@ -91,7 +91,8 @@ enum msg_type {
         MSG_M_STATE_RESULT = 252,
 
         /* 300..399: script worker */
-        MSG_S_RESULT = 300, /* w->s  the test verdict, just before the script worker exits */
+        MSG_S_RESULT = 300,      /* w->s  the test verdict, just before the script worker exits */
+        MSG_S_ADD_MACHINE = 301, /* w->s  create_machine(): add a machine worker to the live run; OK/ERROR */
 
         /* 400..499: switch operations, requested by the script worker, routed to "vlan<N>" */
         MSG_W_SET_LINK = 400, /* fault rule between two machines (or all: "") */
@@ -281,6 +282,12 @@ struct msg_w_clear {
 struct msg_s_result {
         int64_t exit_code;
         char *message;
+};
+
+struct msg_s_add_machine {
+        char *name;          /* the new machine (and child) name */
+        char *start_command; /* a NixOS run-<name>-vm start script */
+        bool keep_state;     /* keep an existing state directory (--keep-machine-state semantics) */
 };
 
 struct msg_t_echo {

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <libgen.h>
+#include <signal.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -36,6 +37,8 @@ struct run_state {
         char verdict[512];
         bool have_verdict;
         struct run_progress *progress;
+        struct run_plan *plan; /* create_machine() adds to it */
+        const struct run_dirs *dirs;
 };
 
 static const char *real_env(const char *name) {
@@ -181,7 +184,8 @@ static int prepare_machine_dirs(const struct run_plan *p, const char *tmp, char 
         for (size_t i = 0; r >= 0 && i < p->n_nodes; i++) {
                 snprintf(path, sizeof(path), "%s/vm-state-%s", tmp, p->nodes[i].name);
                 if (!p->keep_state && access(path, F_OK) == 0) {
-                        log_info("deleting VM state directory %s", path);
+                        log_info("deleting machine state directory %s", path);
+                        log_info("if you want to keep the machine state, pass --keep-machine-state");
                         rm_rf(path);
                 }
                 r = mkdir_p(path, 0700);
@@ -337,6 +341,50 @@ static int add_child(struct sup *s, const char *id, enum worker_kind kind, enum 
         return r;
 }
 
+/* create_machine(start_command, name=, keep_machine_state=): one more machine
+ * worker joins the live run, with the reference's state-directory semantics
+ * (emptied unless kept). This and sup_tree_add_child_live() are the whole of
+ * it on the supervisor's side. */
+static int on_add_machine(struct sup *s, const char *name, const char *start_command, bool keep_state,
+                          char **ret_error, void *userdata) {
+        struct run_state *st = userdata;
+        char state[600];
+        size_t i;
+        int r;
+
+        /* A bare path must be a start script; a command line (the boot tests give QEMU's own) runs as is. */
+        if (!strchr(start_command, ' ') && access(start_command, X_OK) < 0)
+                return asprintf(ret_error, "start script %s is not executable: %s", start_command, strerror(errno)),
+                       -EINVAL;
+        r = run_plan_add_machine(st->plan, name, start_command, keep_state, &i, ret_error);
+        if (r < 0)
+                return r;
+        snprintf(state, sizeof(state), "%s/vm-state-%s", st->dirs->tmp_dir, name);
+        if (!keep_state && access(state, F_OK) == 0) {
+                log_info("deleting machine state directory %s", state);
+                log_info("if you want to keep the machine state, pass --keep-machine-state");
+                rm_rf(state);
+        }
+        r = mkdir_p(state, 0700);
+        if (r < 0) {
+                run_plan_drop_last(st->plan);
+                return asprintf(ret_error, "cannot create %s: %s", state, strerror(-r)), r;
+        }
+        _cleanup_free_ char *cfg = run_plan_machine_config(st->plan, i, st->dirs);
+        struct child_spec c = {
+                .id = (char *) name,
+                .kind = KIND_MACHINE,
+                .restart = RESTART_PERMANENT,
+                .shutdown_ms = MACHINE_SHUTDOWN_MS,
+                .config_json = cfg,
+        };
+        r = cfg ? sup_tree_add_child_live(s, &c, ret_error) : -ENOMEM;
+        if (r < 0) {
+                run_plan_drop_last(st->plan);
+        }
+        return r;
+}
+
 /* The reference front door runs under nix: heartbeat by default there, not at a terminal. */
 static unsigned run_heartbeat(const struct run_plan *p) {
         if (p->heartbeat != RUN_HEARTBEAT_UNSET)
@@ -344,7 +392,7 @@ static unsigned run_heartbeat(const struct run_plan *p) {
         return p->reference_cli ? RUN_HEARTBEAT_REFERENCE_DEFAULT : 0;
 }
 
-static int run_tree(const struct run_plan *p, const struct run_dirs *d, int notify_fd) {
+static int run_tree(struct run_plan *p, const struct run_dirs *d, int notify_fd) {
         _cleanup_(sup_freep) struct sup *s = NULL;
         static struct run_state st;
         char vlan_id[32];
@@ -362,9 +410,13 @@ static int run_tree(const struct run_plan *p, const struct run_dirs *d, int noti
         sup_set_strategy(
                 s, STRATEGY_ONE_FOR_ONE,
                 &(struct sup_intensity){.max_restarts = RUN_INTENSITY_RESTARTS, .max_seconds = RUN_INTENSITY_SECONDS});
+        st.plan = p;
+        st.dirs = d;
         sup_set_hooks(s,
-                      &(struct sup_hooks){
-                              .child_exited = on_child_exited, .script_result = on_script_result, .event = on_event},
+                      &(struct sup_hooks){.child_exited = on_child_exited,
+                                          .script_result = on_script_result,
+                                          .event = on_event,
+                                          .add_machine = on_add_machine},
                       &st);
         /* Progress on stderr: not over an interactive REPL, nor in the reference's log format. */
         if (!p->interactive && !(p->reference_cli && !isatty(STDERR_FILENO)) &&
@@ -431,6 +483,13 @@ static int load_inputs(struct run_plan *p, char **ret_error) {
                 if (n->tree && !is_dir(n->tree))
                         return asprintf(ret_error, "machine '%s': tree %s is not a directory", n->name, n->tree),
                                -EINVAL;
+                if (p->ssh_backdoor && !streq(n->backend, "nspawn") && access("/dev/vhost-vsock", R_OK | W_OK) < 0)
+                        return asprintf(ret_error,
+                                        "machine '%s': the SSH backdoor (enable_ssh_backdoor / --dump-vsocks) needs "
+                                        "/dev/vhost-vsock for its vhost-vsock-pci device: %s (load the vhost_vsock "
+                                        "kernel module, or turn sshBackdoor off)",
+                                        n->name, strerror(errno)),
+                               -ENODEV;
                 if (streq(n->backend, "nspawn") && geteuid() != 0)
                         return asprintf(ret_error, "machine '%s': the nspawn backend needs root (systemd-nspawn)",
                                         n->name),
@@ -470,6 +529,33 @@ static void set_log_level(const struct run_plan *p) {
                 return;
         setenv("VIGIL_LOG_LEVEL", lvl, 1);
         log_open(NULL, LOG_TARGET_AUTO); /* re-reads VIGIL_LOG_LEVEL */
+}
+
+/* Under the `nixos-test-driver` front door a run ends the way the reference's
+ * does: 0 pass, 1 any failure (its Python exits 1 on every uncaught error), 2
+ * bad usage, and on the global timeout it SIGTERMs itself (a shell sees 143).
+ * vigil's own finer table stays for `vigil run`. Returns the status to exit
+ * with, or raises the signal (as PID 1 of the run's namespace it cannot: it
+ * returns 128+signal, which sup-pidns.c turns into the signal). */
+static int reference_exit(int code) {
+        static const int statuses[] = {
+                [VIGIL_EXIT_PASS] = 0,
+                [VIGIL_EXIT_TEST_FAILED] = 1,
+                [VIGIL_EXIT_USAGE] = 2,
+                [VIGIL_EXIT_TIMEOUT] = -SIGTERM,
+                [VIGIL_EXIT_GAVE_UP] = 1,
+                [VIGIL_EXIT_INTERNAL] = 1,
+                [VIGIL_EXIT_INTERRUPTED] = -SIGINT,
+        };
+        int status = code >= 0 && (size_t) code < ELEMENTSOF(statuses) ? statuses[code] : 1;
+
+        if (status < 0) {
+                fflush(NULL);
+                (void) signal(-status, SIG_DFL);
+                (void) raise(-status);
+                return 128 - status; /* not reached unless the signal is blocked */
+        }
+        return status;
 }
 
 int run_main(int argc, char **argv) {
@@ -522,7 +608,7 @@ int run_main(int argc, char **argv) {
                         guest_cmdline[strcspn(guest_cmdline, "\n")] = 0;
         }
         if (p.reference_cli && !p.keep_state)
-                log_info("Machine state will be reset. To keep it, pass --keep-vm-state");
+                log_info("Machine state will be reset. To keep it, pass --keep-machine-state");
 
         r = sup_pidns_enter(!p.no_pidns, &notify_fd);
         if (r < 0) {
@@ -542,6 +628,8 @@ int run_main(int argc, char **argv) {
                 rm_rf(tmp);
         run_report(out);
         log_notice("%s (exit %d); logs in %s", exit_code_meaning(code), code, out);
+        if (p.reference_cli)
+                code = reference_exit(code);
         run_plan_done(&p);
         return code;
 }

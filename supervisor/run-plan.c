@@ -183,6 +183,7 @@ enum run_opt {
         OPT_VLANS,
         OPT_CONFIG,
         OPT_NO_INTERACTIVE,
+        OPT_DUMP_VSOCKS,
         OPT_IGNORED,
         _OPT_MAX,
 };
@@ -210,8 +211,8 @@ static const struct opt vigil_opts[] = {
         {"output-dir", 'o', ARG_ONE, OPT_OUT},
         {"junit", 0, ARG_ONE, OPT_JUNIT},
         {"interactive", 'I', ARG_NONE, OPT_INTERACTIVE},
-        {"keep-vm-state", 'K', ARG_NONE, OPT_KEEP},
-        {"keep-machine-state", 0, ARG_NONE, OPT_KEEP},
+        {"keep-machine-state", 'K', ARG_NONE, OPT_KEEP}, /* the newest spelling */
+        {"keep-vm-state", 0, ARG_NONE, OPT_KEEP},
         {"accel", 0, ARG_ONE, OPT_ACCEL},
         {"log-level", 0, ARG_ONE, OPT_LOG_LEVEL},
         {"no-pidns", 0, ARG_NONE, OPT_NO_PIDNS},
@@ -223,8 +224,8 @@ static const struct opt vigil_opts[] = {
 
 /* The reference's argparse options; prefixes of long names are accepted like argparse does. */
 static const struct opt reference_opts[] = {
-        {"keep-vm-state", 'K', ARG_NONE, OPT_KEEP},
-        {"keep-machine-state", 0, ARG_NONE, OPT_KEEP},
+        {"keep-machine-state", 'K', ARG_NONE, OPT_KEEP}, /* the newest spelling */
+        {"keep-vm-state", 0, ARG_NONE, OPT_KEEP},
         {"interactive", 'I', ARG_NONE, OPT_INTERACTIVE},
         {"no-interactive", 0, ARG_NONE, OPT_NO_INTERACTIVE},
         {"start-scripts", 0, ARG_LIST, OPT_START_SCRIPTS},
@@ -239,7 +240,7 @@ static const struct opt reference_opts[] = {
         {"config", 'c', ARG_ONE, OPT_CONFIG},
         {"log-level", 0, ARG_ONE, OPT_LOG_LEVEL},
         {"debug-hook-attach", 0, ARG_ONE, OPT_IGNORED},
-        {"dump-vsocks", 0, ARG_ONE, OPT_IGNORED},
+        {"dump-vsocks", 0, ARG_ONE, OPT_DUMP_VSOCKS},
         {"accel", 0, ARG_ONE, OPT_ACCEL},
         {"no-pidns", 0, ARG_NONE, OPT_NO_PIDNS},
         {"heartbeat", 0, ARG_ONE, OPT_HEARTBEAT},
@@ -273,6 +274,7 @@ static const char *const opt_help[_OPT_MAX] = {
         [OPT_CONTAINER_START_SCRIPTS] = "NixOS container start scripts (not supported yet)",
         [OPT_VLANS] = "VLAN numbers [env vlans]",
         [OPT_CONFIG] = "the JSON driver configuration of newer nixpkgs (vms, vlans, test_script ...)",
+        [OPT_DUMP_VSOCKS] = "SSH backdoor: a vhost-vsock device per VM, CIDs N+1, N+2 ... (needs /dev/vhost-vsock)",
         [OPT_IGNORED] = "accepted for compatibility; no effect in vigil",
 };
 
@@ -487,6 +489,15 @@ static int common_option(struct run_plan *p, const struct parsed_opt *po, char *
                         return errmsg_invalid(ret_error, "--quiet and --verbose exclude each other");
                 p->verbosity = po->opt->id == OPT_QUIET ? -1 : 1;
                 return 1;
+        case OPT_DUMP_VSOCKS: {
+                char *end;
+                unsigned long off = strtoul(v, &end, 10);
+                if (!*v || *end || off > 1000000)
+                        return errmsg_invalid(ret_error, "--dump-vsocks: '%s' is not a CID offset", v);
+                p->ssh_backdoor = true;
+                p->vsock_offset = (unsigned) off;
+                return 1;
+        }
         case OPT_NODE:
         case OPT_SPEC:
         case OPT_VLAN:
@@ -890,6 +901,15 @@ int run_plan_load_reference_config(struct run_plan *p, const char *json, char **
                 return errmsg_invalid(ret_error, "--config: not a JSON object");
         }
         r = json_top_common(p, j, "--config", ret_error);
+        if (r >= 0 && json_object_object_get_ex(j, "enable_ssh_backdoor", &o)) {
+                if (!json_object_is_type(o, json_type_boolean))
+                        r = errmsg_invalid(ret_error, "--config: \"enable_ssh_backdoor\" must be true or false");
+                else if (json_object_get_boolean(o)) {
+                        /* vhost-device-vsock numbers the machines' CIDs from 3 */
+                        p->ssh_backdoor = true;
+                        p->vsock_offset = 2;
+                }
+        }
         if (r >= 0 && json_object_object_get_ex(j, "containers", &o) && json_object_is_type(o, json_type_object) &&
             json_object_object_length(o) > 0)
                 r = errmsg_invalid(
@@ -967,6 +987,27 @@ int run_plan_finalize(struct run_plan *p, char **ret_error) {
         }
         qsort(p->vlans, p->n_vlans, sizeof(int), int_cmp);
         return 0;
+}
+
+int run_plan_add_machine(struct run_plan *p, const char *name, const char *start_script, bool keep_state,
+                         size_t *ret_index, char **ret_error) {
+        struct run_node *n;
+        int r = node_add(p, name, &n, ret_error);
+
+        if (r < 0)
+                return r;
+        set_str(&n->start_script, start_script);
+        n->number = (unsigned) p->n_nodes;
+        n->vlans_set = true; /* its start script brings its own NICs */
+        n->added_live = true;
+        n->keep_state = keep_state;
+        *ret_index = p->n_nodes - 1;
+        return 0;
+}
+
+void run_plan_drop_last(struct run_plan *p) {
+        if (p->n_nodes > 0)
+                node_done(&p->nodes[--p->n_nodes]);
 }
 
 static bool node_is_nspawn(const struct run_node *n) {
@@ -1053,6 +1094,10 @@ static char *guest_append(const struct run_plan *p, const struct run_node *n, co
         return s;
 }
 
+unsigned run_plan_vsock_cid(const struct run_plan *p, const struct run_node *n) {
+        return p->vsock_offset + n->number;
+}
+
 char *run_plan_machine_config(const struct run_plan *p, size_t node, const struct run_dirs *d) {
         const struct run_node *n = &p->nodes[node];
         json_object *j = json_object_new_object(), *vlans = json_object_new_array(), *hosts = json_object_new_array(),
@@ -1066,7 +1111,7 @@ char *run_plan_machine_config(const struct run_plan *p, size_t node, const struc
         jset_str(j, "state_dir", state);
         jset_str(j, "shared_dir", shared);
         jset_str(j, "out_dir", d->out_dir);
-        json_object_object_add(j, "keep_state", json_object_new_boolean(p->keep_state));
+        json_object_object_add(j, "keep_state", json_object_new_boolean(p->keep_state || n->keep_state));
         jset_str(j, "accel", p->accel ?: "auto");
         json_object_object_add(j, "allow_reboot", json_object_new_boolean(false));
         /* A start script carries its own NICs and needs QEMU_VDE_SOCKET_<n> for every VLAN of the run. */
@@ -1130,6 +1175,13 @@ char *run_plan_machine_config(const struct run_plan *p, size_t node, const struc
                 json_object_object_add(qemu, "memory_mb", json_object_new_int((int) n->memory_mb));
                 json_object_object_add(qemu, "cpus", json_object_new_int((int) n->cpus));
         }
+        if (qemu && p->ssh_backdoor && !n->added_live) {
+                json_object *extra = json_object_new_array();
+                json_object_array_add(extra, json_object_new_string("-device"));
+                snprintf(buf, sizeof(buf), "vhost-vsock-pci,guest-cid=%u", run_plan_vsock_cid(p, n));
+                json_object_array_add(extra, json_object_new_string(buf));
+                json_object_object_add(qemu, "extra_args", extra);
+        }
         if (qemu)
                 json_object_object_add(j, "qemu", qemu);
         json_object_object_add(timeouts, "connect_s",
@@ -1190,6 +1242,7 @@ char *run_plan_script_config(const struct run_plan *p, const struct run_dirs *d)
         } else
                 jset_str(j, "junit", p->junit);
         json_object_object_add(j, "keep_state", json_object_new_boolean(p->keep_state));
+        json_object_object_add(j, "enable_ssh_backdoor", json_object_new_boolean(p->ssh_backdoor));
         jset_str(j, "log_level", p->log_level ?: "info");
         json_object_object_add(j, "quiet", json_object_new_boolean(p->verbosity < 0));
         for (size_t i = 0; i < p->n_nodes; i++) {
@@ -1202,6 +1255,8 @@ char *run_plan_script_config(const struct run_plan *p, const struct run_dirs *d)
                 jset_str(m, "state_dir", state);
                 jset_str(m, "shared_dir", shared);
                 jset_str(m, "start_command", n->start_script);
+                if (p->ssh_backdoor && !node_is_nspawn(n))
+                        json_object_object_add(m, "vsock_cid", json_object_new_int((int) run_plan_vsock_cid(p, n)));
                 for (size_t k = 0; k < n->n_vlans; k++)
                         json_object_array_add(mv, json_object_new_int(n->vlans[k]));
                 json_object_object_add(m, "vlans", mv);

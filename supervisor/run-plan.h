@@ -35,6 +35,8 @@ struct run_node {
         size_t n_vlans;
         bool vlans_set;
         unsigned number; /* 1-based, by sorted name */
+        bool added_live; /* by create_machine() while the run goes: no SSH backdoor, as the reference */
+        bool keep_state; /* create_machine(keep_machine_state=True) */
 };
 
 struct run_plan {
@@ -60,6 +62,10 @@ struct run_plan {
         bool reference_cli;
         bool help;     /* -h/--help: print run_plan_usage() and exit 0 */
         int verbosity; /* --quiet -1, --verbose 1: the progress line and how much stderr says */
+        /* The reference's SSH backdoor (--config enable_ssh_backdoor, --dump-vsocks N): every QEMU
+         * machine gets a vhost-vsock device with guest CID vsock_offset + its node number. */
+        bool ssh_backdoor;
+        unsigned vsock_offset;
 };
 
 /* Where the run lives on disk; chosen by run-main.c. */
@@ -71,6 +77,17 @@ struct run_dirs {
         const char *guest_cmdline; /* the guest's recommended kernel parameters, or NULL */
         const char *debian_tree;   /* tools/mkdebian's tree, or NULL if no nspawn node needs it */
 };
+
+/* create_machine(): one more NixOS start-script machine, appended (existing
+ * nodes keep their index and number); its index in *ret_index. */
+int run_plan_add_machine(struct run_plan *p, const char *name, const char *start_script, bool keep_state,
+                         size_t *ret_index, char **ret_error);
+
+/* Undo the last run_plan_add_machine() (its worker could not be added). */
+void run_plan_drop_last(struct run_plan *p);
+
+/* The guest CID of a QEMU node's vhost-vsock device when the SSH backdoor is on. */
+unsigned run_plan_vsock_cid(const struct run_plan *p, const struct run_node *n);
 
 void run_plan_init(struct run_plan *p);
 void run_plan_done(struct run_plan *p);

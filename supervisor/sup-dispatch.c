@@ -385,6 +385,24 @@ static int on_s_result(struct child *c, const struct frame *f, int *fds, size_t 
         return 0;
 }
 
+/* create_machine(): the run front end builds the machine (sup_hooks.add_machine). */
+static int on_s_add_machine(struct child *c, const struct frame *f, int *fds, size_t n_fds) {
+        const struct msg_s_add_machine *m = f->body;
+        struct sup *s = c->sup;
+        _cleanup_free_ char *err = NULL;
+        int r = -EOPNOTSUPP;
+
+        if (s->hooks.add_machine)
+                r = s->hooks.add_machine(s, m->name, m->start_command, m->keep_state, &err, s->hooks_userdata);
+        if (r < 0)
+                return peer_send_error(c->peer, f->seq, r, "cannot add machine '%s': %s", m->name,
+                                       err ?: strerror(-r)),
+                       0;
+        sup_event(s, c, LOG_INFO, LOG_EVENT_NONE, "machine_added", (const char *[]){"machine", m->name, NULL},
+                  "Machine '%s' added to the run (create_machine)", m->name);
+        return peer_send(c->peer, MSG_OK, f->seq, &(struct msg_empty){}, NULL, 0), 0;
+}
+
 /* ---- handler tables, one per kind ---- */
 
 #define GENERIC_HANDLERS                                                                                              \
@@ -403,9 +421,10 @@ const sup_handler_t sup_handlers_switch[MSG_PROC_LIST + 1] = {
         [MSG_PROC_KILL] = on_proc_kill,
 };
 
-const sup_handler_t sup_handlers_script[MSG_S_RESULT + 1] = {
+const sup_handler_t sup_handlers_script[MSG_S_ADD_MACHINE + 1] = {
         GENERIC_HANDLERS,
         [MSG_S_RESULT] = on_s_result,
+        [MSG_S_ADD_MACHINE] = on_s_add_machine,
 };
 
 const sup_handler_t sup_handlers_test[MSG_PROC_LIST + 1] = {

@@ -158,6 +158,7 @@ struct sup {
 
         struct child *children;
         size_t n_children;
+        size_t children_cap; /* slots reserved by sup_run() for children added live */
         bool running;
         bool initial_ready_sent;
         char subtest[160]; /* the script's current subtest, for STATUS= ("" = none) */

@@ -14,7 +14,7 @@
 
 extern const sup_handler_t sup_handlers_machine[MSG_PROC_LIST + 1];
 extern const sup_handler_t sup_handlers_switch[MSG_PROC_LIST + 1];
-extern const sup_handler_t sup_handlers_script[MSG_S_RESULT + 1];
+extern const sup_handler_t sup_handlers_script[MSG_S_ADD_MACHINE + 1];
 extern const sup_handler_t sup_handlers_test[MSG_PROC_LIST + 1];
 
 /* No capabilities at all, and no way to regain any through setuid or file

@@ -15,6 +15,8 @@
 
 /* Children one supervisor may hold; also bounds every plan below. */
 #define SUP_CHILDREN_MAX 512u
+/* Children that may join a running tree (create_machine()), beyond those it started with. */
+#define SUP_CHILDREN_LIVE_MAX 64u
 /* Restart timestamps kept; bounds intensity.max_restarts (+1). */
 #define RESTART_HISTORY_MAX 1024u
 

@@ -770,12 +770,13 @@ struct sup *sup_free(struct sup *s) {
         return NULL;
 }
 
-int sup_tree_add_child(struct sup *s, const struct child_spec *spec, char **ret_error) {
+/* Validate @spec and append it as a stopped child. Before sup_run() the array
+ * may move; once running it has SUP_CHILDREN_MAX slots (reserved by sup_run)
+ * and never moves, since peers and events point into it. */
+static int child_append(struct sup *s, const struct child_spec *spec, struct child **ret, char **ret_error) {
         struct child *n;
         int r;
 
-        if (s->running)
-                return -EBUSY;
         r = child_spec_validate(spec, ret_error);
         if (r < 0)
                 return r;
@@ -784,17 +785,22 @@ int sup_tree_add_child(struct sup *s, const struct child_spec *spec, char **ret_
                         *ret_error = NULL;
                 return -EINVAL;
         }
-        if (s->n_children >= SUP_CHILDREN_MAX)
+        if (s->n_children >= SUP_CHILDREN_MAX || (s->running && s->n_children >= s->children_cap)) {
+                if (ret_error && asprintf(ret_error, "no room for child '%s': at most %zu children", spec->id,
+                                          s->running ? s->children_cap : (size_t) SUP_CHILDREN_MAX) < 0)
+                        *ret_error = NULL;
                 return -E2BIG;
+        }
         const struct sup_kind *k = sup_kind_get(spec->kind);
         if (!k)
                 return -EINVAL;
 
-        /* No peer or event points into the array before sup_run(), so it may move. */
-        n = realloc(s->children, (s->n_children + 1) * sizeof(struct child));
-        if (!n)
-                return -ENOMEM;
-        s->children = n;
+        if (!s->running) {
+                n = realloc(s->children, (s->n_children + 1) * sizeof(struct child));
+                if (!n)
+                        return -ENOMEM;
+                s->children = n;
+        }
         struct child *c = &s->children[s->n_children];
         *c = (struct child){
                 .sup = s,
@@ -807,6 +813,39 @@ int sup_tree_add_child(struct sup *s, const struct child_spec *spec, char **ret_
         if (r < 0)
                 return r;
         s->n_children++;
+        *ret = c;
+        return 0;
+}
+
+int sup_tree_add_child(struct sup *s, const struct child_spec *spec, char **ret_error) {
+        struct child *c;
+
+        if (s->running)
+                return -EBUSY;
+        return child_append(s, spec, &c, ret_error);
+}
+
+/* create_machine(): the one place a child joins a running tree. It is started
+ * at once, last in start order (so it stops first), and supervised like the
+ * others from then on. */
+int sup_tree_add_child_live(struct sup *s, const struct child_spec *spec, char **ret_error) {
+        struct child *c;
+        int r;
+
+        if (!s->running || s->tearing_down)
+                return -ESHUTDOWN;
+        r = child_append(s, spec, &c, ret_error);
+        if (r < 0)
+                return r;
+        c->ev_stop = evtimer_new(s->base, on_stop_timeout, c);
+        c->ev_drain = evtimer_new(s->base, on_drain_timeout, c);
+        c->ev_start = evtimer_new(s->base, on_start_timeout, c);
+        if (!c->ev_stop || !c->ev_drain || !c->ev_start)
+                return -ENOMEM;
+        r = ops_push(s, OP_START, c);
+        if (r < 0)
+                return r;
+        sup_ops_advance(s);
         return 0;
 }
 
@@ -865,6 +904,13 @@ int sup_run(struct sup *s) {
                 return -EBUSY;
         if (s->n_children == 0)
                 return log_error_errno(-EINVAL, "Nothing to supervise");
+        /* Room for children added while running (sup_tree_add_child_live): the
+         * array must not move once peers and events point into it. */
+        s->children_cap = MIN(s->n_children + SUP_CHILDREN_LIVE_MAX, (size_t) SUP_CHILDREN_MAX);
+        struct child *all = realloc(s->children, s->children_cap * sizeof(struct child));
+        if (!all)
+                return log_error_errno(-ENOMEM, "Cannot reserve the child table");
+        s->children = all;
         s->running = true;
         s->started_usec = now_usec();
         sup_raise_nofile();

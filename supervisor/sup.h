@@ -35,6 +35,10 @@ struct sup_hooks {
          * the tree's own, @kv NULL-terminated key/value pairs): for progress. */
         void (*event)(struct sup *s, const char *name, const char *child, const char *kind, const char *const *kv,
                       const char *message, void *userdata);
+        /* MSG_S_ADD_MACHINE (create_machine()): build the machine's child and add it with
+         * sup_tree_add_child_live(); < 0 with a message in *ret_error refuses. */
+        int (*add_machine)(struct sup *s, const char *name, const char *start_command, bool keep_state,
+                           char **ret_error, void *userdata);
 };
 
 int sup_new(const struct sup_options *o, struct sup **ret);
@@ -50,6 +54,9 @@ void sup_set_hooks(struct sup *s, const struct sup_hooks *h, void *userdata);
 /* Append a child (copied). -EINVAL with a message in *ret_error for a bad spec
  * or a duplicate id, -E2BIG past SUP_CHILDREN_MAX, -EBUSY once running. */
 int sup_tree_add_child(struct sup *s, const struct child_spec *spec, char **ret_error);
+/* Add a child to the running tree and start it (create_machine()); -ESHUTDOWN
+ * before sup_run() or while tearing down. */
+int sup_tree_add_child_live(struct sup *s, const struct child_spec *spec, char **ret_error);
 /* Strategy, intensity and every child of @spec. */
 int sup_tree_add_spec(struct sup *s, const struct sup_spec *spec, char **ret_error);
 

@@ -114,6 +114,20 @@ static void test_start_script(void) {
         qemu_cmd_done(&q);
         CHECK(streq(qemu_default_nic(&c), "virtio-net-pci.1"), "script: default NIC is virtio-net-pci.1");
         machine_config_done(&c);
+
+        /* The SSH backdoor's device rides at the end, as the reference appends its vsock args. */
+        CHECK(machine_config_parse(
+                      "{\"name\":\"server\",\"backend\":\"qemu\",\"state_dir\":\"/tmp/r/vm-state-server\","
+                      "\"shared_dir\":\"/tmp/r/shared-xchg\",\"out_dir\":\"/tmp/out\",\"qemu\":{"
+                      "\"start_script\":\"/s/run-server-vm\",\"extra_args\":[\"-device\","
+                      "\"vhost-vsock-pci,guest-cid=3\"]}}",
+                      &c, err, sizeof err) == 0,
+              "script: config with extra_args parses (%s)", err);
+        CHECK(qemu_build_start_script(&c, false, env, &q) == 0 &&
+                      strstr(q.argv[2], " -nographic -device vhost-vsock-pci,guest-cid=3"),
+              "script: extra_args follow the control arguments (%s)", err);
+        qemu_cmd_done(&q);
+        machine_config_done(&c);
 }
 
 static void test_direct(void) {

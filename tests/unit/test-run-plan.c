@@ -170,6 +170,38 @@ static void test_reference_config(void) {
         run_plan_done(&p);
 }
 
+/* sshBackdoor: each QEMU machine gets a vhost-vsock device whose CID the script worker also learns. */
+static void test_reference_ssh_backdoor(void) {
+        struct run_plan p;
+        struct run_dirs d = {.run_id = "r1", .tmp_dir = "/tmp/r", .out_dir = "/out"};
+        char *err = NULL;
+        int r;
+
+        run_plan_init(&p);
+        r = run_plan_load_reference_config(
+                &p,
+                "{\"vms\": {\"b\": {\"start_script\": \"/s/bin/run-b-vm\"}, \"a\": {\"start_script\": "
+                "\"/s/bin/run-a-vm\"}}, \"vlans\": [1], \"enable_ssh_backdoor\": true, \"test_script\": \"/s/t\"}",
+                &err);
+        CHECK(r == 0 && run_plan_finalize(&p, &err) == 0, "--config with enable_ssh_backdoor loads (%s)", err ?: "");
+        CHECK(p.ssh_backdoor && run_plan_vsock_cid(&p, &p.nodes[0]) == 3 && run_plan_vsock_cid(&p, &p.nodes[1]) == 4,
+              "CIDs count from 3 in name order, like vhost-device-vsock's");
+        _cleanup_free_ char *mc = run_plan_machine_config(&p, 1, &d);
+        CHECK(contains(mc, "\"extra_args\":[\"-device\",\"vhost-vsock-pci,guest-cid=4\"]"),
+              "machine config carries the vhost-vsock device (%s)", mc);
+        _cleanup_free_ char *sc = run_plan_script_config(&p, &d);
+        CHECK(contains(sc, "\"enable_ssh_backdoor\":true") && contains(sc, "\"vsock_cid\":3"),
+              "script config has the backdoor and the CIDs");
+        run_plan_done(&p);
+
+        run_plan_init(&p);
+        r = run_plan_load_reference_config(&p, "{\"enable_ssh_backdoor\": \"yes\"}", &err);
+        CHECK(r == -EINVAL && contains(err, "enable_ssh_backdoor"), "a non-boolean backdoor is refused");
+        free(err);
+        err = NULL;
+        run_plan_done(&p);
+}
+
 static void expect_spec_error(const char *json, const char *needle) {
         struct run_plan p;
         char *err = NULL;
@@ -330,6 +362,7 @@ int main(void) {
         test_verbosity();
         test_reference_env();
         test_reference_config();
+        test_reference_ssh_backdoor();
         test_spec();
         return tap_done();
 }

@@ -218,9 +218,12 @@ int qemu_build_start_script(const struct machine_config *c, bool allow_reboot, c
         r = qemu_control_args(c->state_dir, allow_reboot, nographic, &ctl);
         if (r < 0)
                 return r;
-        /* The reference joins with single spaces, unquoted: "<script> -qmp ... -nographic". */
+        /* The reference joins with single spaces, unquoted: "<script> -qmp ... -nographic"
+         * (then its vsock arguments: vigil's extra_args). */
         len = strlen("exec ") + strlen(c->start_script) + 1;
         for (char **a = ctl; *a; a++)
+                len += strlen(*a) + 1;
+        for (char **a = c->extra_args; a && *a; a++)
                 len += strlen(*a) + 1;
         line = malloc(len);
         if (!line)
@@ -228,6 +231,10 @@ int qemu_build_start_script(const struct machine_config *c, bool allow_reboot, c
         /* exec: QEMU (the script execs it) keeps the pid the supervisor tracks. */
         p = stpcpy(stpcpy(line, "exec "), c->start_script);
         for (char **a = ctl; *a; a++) {
+                *p++ = ' ';
+                p = stpcpy(p, *a);
+        }
+        for (char **a = c->extra_args; a && *a; a++) {
                 *p++ = ' ';
                 p = stpcpy(p, *a);
         }

@@ -221,8 +221,11 @@ static PyObject *vigil_request(PyObject *self, PyObject *args, PyObject *kwargs)
         if (!PyArg_ParseTuple(args, "is:request", &type, &machine))
                 return NULL;
         info = msg_info_get(type);
-        if (!info || info->route != ROUTE_REQUEST || info->n_fields == 0 || info->fields[0].type != FIELD_STR)
-                return PyErr_Format(PyExc_ValueError, "message type %d is not a routed request", type);
+        /* Routed requests, and the supervisor's own services to the script (S_ADD_MACHINE):
+         * both are answered by seq with OK/ERROR or a result. */
+        if (!info || !(info->route == ROUTE_REQUEST || (info->route == ROUTE_LOCAL && type != MSG_S_RESULT)) ||
+            !(info->senders & KIND_BIT(KIND_SCRIPT)) || info->n_fields == 0 || info->fields[0].type != FIELD_STR)
+                return PyErr_Format(PyExc_ValueError, "message type %d is not a request", type);
         if (!vigil_channel)
                 return raise_pair(channel_lost, -ENOTCONN, "no supervisor channel");
 

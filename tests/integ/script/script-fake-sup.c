@@ -408,6 +408,11 @@ int main(int argc, char **argv) {
                         message = strdup(s->message);
                         break;
                 }
+                case MSG_S_ADD_MACHINE: {
+                        /* The real supervisor adds a machine worker; this one has none to add. */
+                        reply_error(f.seq, -EOPNOTSUPP, "the fake supervisor cannot add machines");
+                        break;
+                }
                 case MSG_EVENT: {
                         const struct msg_event *e = f.body;
 

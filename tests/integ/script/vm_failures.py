@@ -44,7 +44,9 @@ def main() -> None:
 
     # The rest needs no VM: machines only boot when the script uses them.
     cases = [
-        ("create_machine('/nix/store/x-run-extra-vm')\n", 1, "MachineError: create_machine is not supported", "driver error"),
+        ("create_machine('/nix/store/x-run-extra-vm')\n", 1,
+         "MachineError: create_machine(extra): cannot add machine 'extra': start script /nix/store/x-run-extra-vm is not "
+         "executable", "driver error"),
         ("x = 1\nassert x == 2, 'x is not two'\n", 1, "AssertionError: x is not two", "bare assert"),
         ("def f(:\n", 1, "SyntaxError", "syntax error in the script"),
         ("log.error('giving up now')\n", 1, "giving up now", "log.error"),

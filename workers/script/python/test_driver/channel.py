@@ -49,6 +49,11 @@ class Channel:
     def request(self, kind: str, machine: str, **fields: Any) -> Reply:
         raise NotImplementedError
 
+    def add_machine(self, name: str, start_command: str, keep_state: bool) -> None:
+        """create_machine(): ask the supervisor for one more machine worker
+        (MSG_S_ADD_MACHINE); ChannelError if it refuses."""
+        raise ChannelError(-errno.EOPNOTSUPP, "machines cannot be added without a vigil supervisor")
+
     def event(self, name: str, message: str) -> None:
         """A timeline event for the supervisor (MSG_EVENT); best effort."""
 
@@ -85,6 +90,9 @@ class VigilChannel(Channel):
             # a field beyond the protocol's caps (e.g. a command over 64 KiB)
             raise ChannelError(-errno.E2BIG, str(e)) from None
         return Reply(self._names.get(rtype, str(rtype)), body, data)
+
+    def add_machine(self, name: str, start_command: str, keep_state: bool) -> None:
+        self.request("S_ADD_MACHINE", name, start_command=start_command, keep_state=bool(keep_state))
 
     def event(self, name: str, message: str) -> None:
         try:

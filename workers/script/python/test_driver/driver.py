@@ -13,11 +13,12 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import TestCase
 
-from test_driver.channel import Channel, NullChannel
+from test_driver.channel import Channel, ChannelError, NullChannel
 from test_driver.debug import DebugAbstract, DebugNop
 from test_driver.errors import MachineError, RequestedAssertionFailed
 from test_driver.logger import AbstractLogger
@@ -56,6 +57,24 @@ class _SupervisorTimer:
         pass
 
 
+@dataclass
+class VsockPair:
+    """The reference's per-machine vsock record. vigil uses the kernel's
+    vhost-vsock, so there are no unix sockets (guest/host are None) and the
+    machine is reached at `vsock/<cid>`."""
+
+    guest: Path | None
+    host: Path | None
+    cid: int
+
+
+@dataclass
+class VHostVsock:
+    """`driver.vhost_vsock` when the SSH backdoor is on: machine name -> VsockPair."""
+
+    sockets: dict[str, VsockPair]
+
+
 class Driver:
     """A handle to the machines of this run and the test script."""
 
@@ -79,6 +98,7 @@ class Driver:
         global_timeout: int = 24 * 60 * 60 * 7,
         debug: DebugAbstract = DebugNop(),
         channel: Channel | None = None,
+        enable_ssh_backdoor: bool = False,
     ):
         self.tests = tests
         self.out_dir = Path(out_dir)
@@ -123,6 +143,16 @@ class Driver:
                 )
             )
         self._machines.sort(key=lambda machine: machine.name)
+        # SSH over vsock: the supervisor gave each QEMU machine a guest CID.
+        self.enable_ssh_backdoor = enable_ssh_backdoor
+        self.vhost_vsock: VHostVsock | None = None
+        if enable_ssh_backdoor:
+            for spec, machine in zip(sorted(machines, key=lambda m: m["name"]), self._machines):
+                if spec.get("vsock_cid") is not None:
+                    machine.vsock_cid = int(spec["vsock_cid"])
+            self.vhost_vsock = VHostVsock(
+                {m.name: VsockPair(None, None, m.vsock_cid) for m in self._machines if m.vsock_cid is not None}
+            )
         self.machines_qemu = [m for m in self._machines if isinstance(m, QemuMachine)]
         self.machines_nspawn = [m for m in self._machines if isinstance(m, NspawnMachine)]
 
@@ -176,6 +206,7 @@ class Driver:
             NspawnMachine=NspawnMachine,
             t=AssertionTester(),
             debug=self.debug,
+            dump_machine_ssh=self.dump_machine_ssh,
         )
         machine_symbols: dict[str, Any] = {pythonize_name(m.name): m for m in self.machines}
         # The only machine is also `machine`, whatever its name.
@@ -192,6 +223,26 @@ class Driver:
             flush=True,
         )
         return {**general_symbols, **machine_symbols, **vlan_symbols}
+
+    def dump_machine_ssh(self) -> None:
+        """Print how to reach each machine over the SSH backdoor (the
+        reference prints this at start when sshBackdoor is enabled)."""
+        if not self.enable_ssh_backdoor:
+            return
+        reachable = [m for m in self.machines if m.vsock_cid is not None]
+        if not reachable:
+            print("SSH backdoor enabled, but no machines defined")
+            return
+        bright, reset = "\x1b[1m", "\x1b[0m"
+        print("SSH backdoor enabled, the machines can be accessed like this:")
+        print(
+            f"{bright}Note:{reset} this requires {bright}systemd-ssh-proxy(1){reset} to be enabled "
+            "(default on NixOS 25.05 and newer)."
+        )
+        longest = max(len(m.name) for m in reachable)
+        for m in reachable:
+            spaces = " " * (longest - len(m.name) + 2)
+            print(f"    {m.name}:{spaces}{bright}{m.ssh_backdoor_command()}{reset}")
 
     # ----------------------------------------------------------------- running
 
@@ -289,12 +340,55 @@ class Driver:
         start_command: str | dict,
         *,
         name: str | None = None,
-        keep_vm_state: bool = False,
         keep_machine_state: bool = False,
-    ) -> BaseMachine:
-        raise MachineError(
-            "create_machine is not supported by vigil yet: machines cannot be added while a run "
-            "is going; declare the node with --node NAME or in the spec instead"
+        keep_vm_state: bool = False,
+    ) -> QemuMachine:
+        """One more QEMU machine from a start command (a NixOS run-<name>-vm
+        script, or a QEMU command line as the boot tests give). The supervisor
+        adds its machine worker to the running test; as in the reference it is
+        not in `machines` and polling conditions do not guard it. Its name
+        comes from `run-(.+)-vm$` in the command, else "machine". The
+        pre-2024 dict form {startCommand, name, keep_vm_state} is accepted."""
+        if isinstance(start_command, dict):
+            legacy = start_command
+            if "startCommand" not in legacy:
+                raise MachineError(
+                    "create_machine: the legacy dict form needs 'startCommand' (vigil does not build QEMU "
+                    "command lines from qemuBinary/qemuFlags/hda...)"
+                )
+            name = name or legacy.get("name")
+            keep_vm_state = keep_vm_state or bool(legacy.get("keep_vm_state", False))
+            start_command = str(legacy["startCommand"])
+        keep = keep_machine_state or keep_vm_state
+        if name is None:
+            match = re.search("run-(.+)-vm$", start_command)
+            name = match.group(1) if match else "machine"
+        if self.enable_ssh_backdoor:
+            self.logger.warning(
+                f"create_machine({name}): not enabling SSH backdoor, this is not supported for VMs created with "
+                "create_machine!"
+            )
+        state_dir = self.tmp_dir / f"vm-state-{name}"
+        if not keep and state_dir.exists():
+            # the supervisor deletes it; the lines are the reference's QemuMachine constructor's
+            self.logger.log(f"deleting machine state directory {state_dir}", {"machine": name})
+            self.logger.log("if you want to keep the machine state, pass --keep-machine-state", {"machine": name})
+        try:
+            self.channel.add_machine(name, start_command, keep)
+        except ChannelError as e:
+            raise MachineError(f"create_machine({name}): {e.message}") from None
+        return QemuMachine(
+            out_dir=self.out_dir,
+            name=name,
+            logger=self.logger,
+            tmp_dir=self.tmp_dir,
+            callbacks=[],
+            keep_machine_state=keep,
+            channel=self.channel,
+            state_dir=state_dir,
+            shared_dir=self.machines[0].shared_dir if self.machines else self.tmp_dir / "shared-xchg",
+            start_command=start_command,
+            backend="qemu",
         )
 
     def serial_stdout_on(self) -> None:

@@ -14,9 +14,10 @@ class TestScriptError(Exception):
     __test__ = False  # not a pytest test class despite the name
 
 
-class RequestedAssertionFailed(TestScriptError):
+class RequestedAssertionFailed(TestScriptError, AssertionError):
     """A requested assertion failed: succeed/fail, wait_* timeouts, unit
-    states, t.assert*()."""
+    states, t.assert*(). An AssertionError too, as in the reference, so a
+    script's `except AssertionError` (or unittest's machinery) catches it."""
 
 
 class MachineError(Exception):

@@ -184,15 +184,21 @@ class QuietTerminalLogger(TerminalLogger):
 
 
 class JunitXMLLogger(AbstractLogger):
-    """One <testcase> per distinct subtest name (re-entered names accumulate);
-    a `main` case only when the script had no subtest. Written at close()
-    (registered with atexit, and called explicitly by vigil's runner)."""
+    """A `main` <testcase> (what was logged outside any subtest, as in the
+    reference's golden file) and one per distinct subtest name (re-entered
+    names accumulate). vigil adds `classname` (JUnit consumers key on it) and
+    a failure message naming the first error instead of "test case failed".
+    Written at close() (registered with atexit, and called explicitly by
+    vigil's runner)."""
+
+    SUITE = "NixOS integration test"
 
     class TestCaseState:
         def __init__(self) -> None:
             self.stdout = ""
             self.stderr = ""
             self.failure = False
+            self.first_error = ""
             self.total_secs = 0.0
             self.nested_secs = 0.0
 
@@ -210,9 +216,9 @@ class JunitXMLLogger(AbstractLogger):
 
     def _out(self, text: str) -> None:
         with self._lock:
-            self.suite.stdout += text + os.linesep
-            if self.stack:
-                self.tests[self.stack[-1]].stdout += text + os.linesep
+            # outside every subtest, a line belongs to `main`
+            tc = self.tests[self.stack[-1]] if self.stack else self.suite
+            tc.stdout += text + os.linesep
 
     def log(self, message: str, attributes: dict[str, str] = {}) -> None:
         self._out(message)
@@ -248,12 +254,11 @@ class JunitXMLLogger(AbstractLogger):
 
     def error(self, *args: Any, **kwargs: Any) -> None:
         with self._lock:
-            self.suite.stderr += args[0] + os.linesep
-            self.suite.failure = True
-            if self.stack:
-                tc = self.tests[self.stack[-1]]
-                tc.stderr += args[0] + os.linesep
-                tc.failure = True
+            tc = self.tests[self.stack[-1]] if self.stack else self.suite
+            tc.stderr += args[0] + os.linesep
+            tc.failure = True
+            if not tc.first_error and str(args[0]).strip():
+                tc.first_error = str(args[0]).strip()
 
     def log_test_error(self, *args: Any, **kwargs: Any) -> None:
         self.error(*args, **kwargs)
@@ -272,24 +277,27 @@ class JunitXMLLogger(AbstractLogger):
         from xml.dom import minidom
         from xml.etree import ElementTree as ET
 
-        tests = dict(self.tests)
-        if not tests:
-            main = JunitXMLLogger.TestCaseState()
-            main.stdout, main.stderr = self.suite.stdout, self.suite.stderr
-            main.failure = self.suite.failure
-            main.total_secs = time.monotonic() - self._start
-            tests["main"] = main
+        main = self.suite
+        main.total_secs = time.monotonic() - self._start
+        main.nested_secs = sum(tc.total_secs for name, tc in self.tests.items() if name != "main")
+        tests = {"main": main, **{name: tc for name, tc in self.tests.items() if name != "main"}}
+        if "main" in self.tests:  # a subtest named "main" shares the case
+            other = self.tests["main"]
+            main.stdout += other.stdout
+            main.stderr += other.stderr
+            main.failure = main.failure or other.failure
+            main.first_error = main.first_error or other.first_error
         failures = sum(1 for tc in tests.values() if tc.failure)
         total = sum(max(0.0, tc.total_secs - tc.nested_secs) for tc in tests.values())
         counts = {"tests": str(len(tests)), "failures": str(failures), "errors": "0", "skipped": "0",
                   "disabled": "0", "time": f"{total:.3f}"}
         root = ET.Element("testsuites", counts)
-        suite = ET.SubElement(root, "testsuite", {"name": "NixOS integration test", **counts})
+        suite = ET.SubElement(root, "testsuite", {"name": self.SUITE, **counts})
         for name, tc in tests.items():
-            case = ET.SubElement(suite, "testcase",
-                                 {"name": name, "time": f"{max(0.0, tc.total_secs - tc.nested_secs):.3f}"})
+            case = ET.SubElement(suite, "testcase", {"classname": self.SUITE, "name": name,
+                                                     "time": f"{max(0.0, tc.total_secs - tc.nested_secs):.3f}"})
             if tc.failure:
-                ET.SubElement(case, "failure", {"type": "failure", "message": "test case failed"})
+                ET.SubElement(case, "failure", {"type": "failure", "message": _xml_safe(tc.first_error or "test case failed")})
             if tc.stdout:
                 ET.SubElement(case, "system-out").text = _xml_safe(tc.stdout)
             if tc.stderr:

@@ -130,7 +130,7 @@ def main(config_json: str) -> tuple[int, str]:
 
     keep = bool(cfg.get("keep_state", False))
     if not keep:
-        logger.info("Machine state will be reset. To keep it, pass --keep-vm-state")
+        logger.info("Machine state will be reset. To keep it, pass --keep-machine-state")
 
     driver = Driver(
         machines=cfg.get("machines", []),
@@ -142,8 +142,10 @@ def main(config_json: str) -> tuple[int, str]:
         keep_machine_state=keep,
         global_timeout=int(cfg.get("global_timeout", 3600)),
         channel=channel,
+        enable_ssh_backdoor=bool(cfg.get("enable_ssh_backdoor", False)),
     )
     vigil._driver = driver
+    driver.dump_machine_ssh()
 
     code, message = EXIT_PASS, "test passed"
     try:

@@ -11,13 +11,17 @@ and exceptions match. Differences are listed in docs/python-api.md.
 """
 
 import base64
+import contextlib
+import datetime
 import io
+import json
 import math
 import os
 import queue
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -27,8 +31,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from queue import Queue
-from typing import Any
+from typing import IO, Any
 
+from test_driver import efi
 from test_driver.channel import Channel, ChannelError, ChannelLost, NullChannel, Reply
 from test_driver.errors import MachineError, RequestedAssertionFailed
 from test_driver.logger import AbstractLogger
@@ -48,7 +53,12 @@ __all__ = [
     "make_command",
     "CHAR_TO_KEY",
     "QMPAPIError",
+    "Timeout",
 ]
+
+# A timeout as the reference's helpers take it: seconds (int or float) or, as
+# in newer nixpkgs, a datetime.timedelta.
+Timeout = int | float | datetime.timedelta
 
 # Single characters send_key() translates to QEMU key names (reference §1.6).
 CHAR_TO_KEY = {
@@ -76,32 +86,59 @@ def make_command(args: list) -> str:
     return " ".join(shlex.quote(str(a)) for a in args)
 
 
-def retry(fn: Callable, timeout_seconds: int = 900, timeout: int | None = None) -> None:
+def seconds(timeout: "Timeout | None") -> int | float | None:
+    """A timeout in seconds: a timedelta becomes its (possibly fractional)
+    number of seconds, a whole float becomes an int, so messages read
+    `timeout=20` whichever way it was given."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, datetime.timedelta):
+        timeout = timeout.total_seconds()
+    if isinstance(timeout, float) and timeout.is_integer():
+        return int(timeout)
+    return timeout
+
+
+def retry(fn: Callable, timeout_seconds: Timeout = 900, timeout: Timeout | None = None) -> None:
     """Call fn(False) once a second until it returns something truthy or
     `timeout_seconds` have passed, then make a final fn(True) call (for "last
     chance" logging) and raise if that fails too. `timeout=` is the pre-2026
-    name of the same argument and is accepted as an alias. The elapsed time
-    in the message includes the final attempt's start, as in the reference."""
+    name of the same argument and is accepted as an alias; either may be a
+    number of seconds or a datetime.timedelta. The elapsed time in the
+    message includes the final attempt's start, as in the reference."""
     if timeout is not None:
         timeout_seconds = timeout
+    budget = seconds(timeout_seconds)
+    assert budget is not None
     start = time.monotonic()
-    while time.monotonic() - start < timeout_seconds:
+    while time.monotonic() - start < budget:
         if fn(False):
             return
         time.sleep(1)
     elapsed = time.monotonic() - start
     if not fn(True):
-        raise RequestedAssertionFailed(
-            f"action timed out after {elapsed:.2f} seconds (timeout={timeout_seconds})"
-        )
+        raise RequestedAssertionFailed(f"action timed out after {elapsed:.2f} seconds (timeout={budget})")
 
 
-def _guest_seconds(timeout: float | int | None) -> int:
-    """Timeouts travel as whole seconds (guest-side `timeout N`); round up so
-    a fractional timeout never becomes 0 (= no time at all)."""
-    if timeout is None:
+def _whole_seconds(timeout: "Timeout | None") -> int:
+    """The protocol's timeout_s: whole seconds, -1 for none. A fractional
+    timeout is rounded up here (the worker's own bound) and enforced exactly
+    in the guest by _bounded_command()."""
+    t = seconds(timeout)
+    if t is None:
         return -1
-    return max(0, int(math.ceil(timeout)))
+    return max(0, int(math.ceil(t)))
+
+
+def _bounded_command(command: str, timeout: "Timeout | None") -> str:
+    """A fractional timeout cannot travel as timeout_s: wrap the command in
+    its own guest-side `timeout` (what the reference's `timeout {t} bash -c`
+    does with t=0.5), so it is honoured, not rounded up. Whole timeouts leave
+    the command as it is."""
+    t = seconds(timeout)
+    if t is None or isinstance(t, int):
+        return command
+    return f"timeout {t!r} bash -c {shlex.quote('set -euo pipefail; ' + command)}"
 
 
 def _console_lines(data: bytes) -> list[str]:
@@ -235,7 +272,10 @@ class BaseMachine:
         self._channel: Channel = channel if channel is not None else NullChannel()
 
         # vigil's supervisor created (and, unless keep_state, emptied) these.
-        self.state_dir = Path(state_dir) if state_dir else self.tmp_dir / f"vm-state-{name}"
+        # The worker runs the machine in _worker_state_dir; a script may point
+        # state_dir elsewhere (the installer tests do), see _adopt_state_dir().
+        self._worker_state_dir = Path(state_dir) if state_dir else self.tmp_dir / f"vm-state-{name}"
+        self._state_dir = self._worker_state_dir
         self.shared_dir = Path(shared_dir) if shared_dir else self.tmp_dir / "shared-xchg"
         self.monitor_path = self.state_dir / "monitor"
         self.qmp_path = self.state_dir / "qmp"
@@ -257,6 +297,15 @@ class BaseMachine:
 
     def __repr__(self) -> str:
         return f"<{self.__class__.__name__} '{self.name}'>"
+
+    @property
+    def state_dir(self) -> Path:
+        return self._state_dir
+
+    @state_dir.setter
+    def state_dir(self, path: str | Path) -> None:
+        # Takes effect at the next start(), as with the reference's QEMU cwd.
+        self._state_dir = Path(path)
 
     # -- the pre-2026 spelling of keep_machine_state
     @property
@@ -331,6 +380,8 @@ class BaseMachine:
             return
         if self._starting_message:
             self.log(self._starting_message)
+        if self._state_dir.resolve() != self._worker_state_dir.resolve():
+            self._adopt_state_dir()
         console_start = self._console.end()
         self._call("M_START", allow_reboot=bool(allow_reboot))
         self.last_lines = Queue()
@@ -338,8 +389,42 @@ class BaseMachine:
         self._console.restart(console_start)
         self._refresh_state()
         self.booted = True
-        self.qmp_client = QMPSession(self._qmp_request, lambda what: self._unsupported(what))
+        self.qmp_client = QMPSession(self._qmp_request, self._qmp_events)
         self.log(f"{self._running_label} running (pid {self.pid})")
+
+    # The worker's own sockets in its state directory; never replaced.
+    _STATE_SOCKETS = frozenset({"monitor", "qmp", "shell", "host"})
+
+    def _adopt_state_dir(self) -> None:
+        """Honour `machine.state_dir = P`: the machine runs with the worker's
+        state directory as its cwd, so every entry of P (disk images, EFI
+        variables, xchg/ ...) is linked into it, replacing what the worker
+        directory had under that name; files the machine creates afresh
+        stay in the worker directory."""
+        target = self._state_dir
+        if not target.is_dir():
+            raise MachineError(f"{self.name}: state_dir {target} is not a directory")
+        work = self._worker_state_dir
+        work.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for entry in sorted(target.iterdir()):
+            if entry.name in self._STATE_SOCKETS:
+                continue
+            link = work / entry.name
+            if link.is_symlink() or link.is_file():
+                link.unlink()
+            elif link.is_dir():
+                shutil.rmtree(link)
+            link.symlink_to(entry.resolve())
+        self.log(f"using state directory {target} (linked into {work})")
+
+    def cleanup_statedir(self) -> None:
+        """Delete the machine's state directory (disk images, EFI vars ...);
+        vigil recreates it empty, since its worker keeps running there."""
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.log(f"deleting machine state directory {self.state_dir}")
+        self.log("if you want to keep the machine state, pass --keep-machine-state")
+        if self.state_dir.resolve() == self._worker_state_dir.resolve() or not self.state_dir.exists():
+            self._worker_state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def connect(self) -> None:
         """Wait until the guest's root shell is ready (starting it if needed)."""
@@ -437,10 +522,11 @@ class BaseMachine:
         command: str,
         check_return: bool = True,
         check_output: bool = True,
-        timeout: int | None = 900,
+        timeout: Timeout | None = 900,
     ) -> tuple[int, str]:
         """Run a shell command (`set -euo pipefail` applies) and return
-        (status, stdout). See the reference for check_return/check_output."""
+        (status, stdout). See the reference for check_return/check_output.
+        `timeout` is seconds (fractions honoured) or a timedelta; None: none."""
         self.run_callbacks()
         return self._execute(command, check_return=check_return, check_output=check_output, timeout=timeout)
 
@@ -449,13 +535,13 @@ class BaseMachine:
         command: str,
         check_return: bool = True,
         check_output: bool = True,
-        timeout: int | None = 900,
+        timeout: Timeout | None = 900,
     ) -> tuple[int, str]:
         self.connect()
         reply = self._call(
             "M_EXECUTE",
-            command=command,
-            timeout_s=_guest_seconds(timeout),
+            command=_bounded_command(command, timeout),
+            timeout_s=_whole_seconds(timeout),
             check_return=bool(check_return),
             check_output=bool(check_output),
         )
@@ -465,7 +551,7 @@ class BaseMachine:
             return (-1, reply.data.decode())
         return (int(reply.fields["status"]), reply.data.decode(errors="replace"))
 
-    def succeed(self, *commands: str, timeout: int | None = None) -> str:
+    def succeed(self, *commands: str, timeout: Timeout | None = None) -> str:
         """Run each command; raise if one exits non-zero; return all stdout."""
         output = ""
         for command in commands:
@@ -477,7 +563,7 @@ class BaseMachine:
                 output += out
         return output
 
-    def fail(self, *commands: str, timeout: int | None = None) -> str:
+    def fail(self, *commands: str, timeout: Timeout | None = None) -> str:
         """Like succeed(), but every command must exit non-zero."""
         output = ""
         for command in commands:
@@ -488,28 +574,36 @@ class BaseMachine:
                 output += out
         return output
 
-    def _wait_until(self, command: str, timeout: int, want_success: bool) -> str:
-        if self._needs_python_retry():
+    def _wait_until(self, command: str, timeout: Timeout, want_success: bool, attempt_timeout: Timeout | None) -> str:
+        budget = seconds(timeout)
+        assert budget is not None
+        # Each attempt is bounded by attempt_timeout, else (as in the
+        # reference) by the whole budget.
+        per_attempt = seconds(attempt_timeout) if attempt_timeout is not None else budget
+        if self._needs_python_retry() or not isinstance(budget, int) or not isinstance(per_attempt, int):
             output = ""
 
             def check(_last_try: bool) -> bool:
                 nonlocal output
-                status, output = self.execute(command, timeout=timeout)
+                status, output = self.execute(command, timeout=per_attempt)
                 return (status == 0) == want_success
 
-            retry(check, timeout)
+            retry(check, budget)
             return output
 
         # The 1 s polling loop runs in the machine worker: one request instead
-        # of two round trips per attempt.
+        # of two round trips per attempt. Its timeout_s is both the budget and
+        # each attempt's bound, so a shorter attempt_timeout goes into the
+        # command itself.
         self.connect()
         start = time.monotonic()
+        bounded = command if per_attempt == budget else f"timeout {per_attempt} bash -c {shlex.quote('set -euo pipefail; ' + command)}"
         try:
             reply = self._channel.request(
                 "M_WAIT_UNTIL",
                 self.name,
-                command=command,
-                timeout_s=_guest_seconds(timeout),
+                command=bounded,
+                timeout_s=_whole_seconds(budget),
                 want_success=want_success,
             )
         except ChannelLost as e:
@@ -520,18 +614,19 @@ class BaseMachine:
             reply = None
         if reply is None or (int(reply.fields["status"]) == 0) != want_success:
             elapsed = time.monotonic() - start
-            raise RequestedAssertionFailed(f"action timed out after {elapsed:.2f} seconds (timeout={timeout})")
+            raise RequestedAssertionFailed(f"action timed out after {elapsed:.2f} seconds (timeout={budget})")
         return reply.data.decode(errors="replace")
 
-    def wait_until_succeeds(self, command: str, timeout: int = 900) -> str:
-        """Repeat a command once a second until it succeeds; return its output."""
+    def wait_until_succeeds(self, command: str, timeout: Timeout = 900, attempt_timeout: Timeout | None = None) -> str:
+        """Repeat a command once a second until it succeeds; return its output.
+        `attempt_timeout` bounds each attempt (default: the whole `timeout`)."""
         with self.nested(f"waiting for success: {command}"):
-            return self._wait_until(command, timeout, True)
+            return self._wait_until(command, timeout, True, attempt_timeout)
 
-    def wait_until_fails(self, command: str, timeout: int = 900) -> str:
+    def wait_until_fails(self, command: str, timeout: Timeout = 900, attempt_timeout: Timeout | None = None) -> str:
         """Repeat a command once a second until it fails; return its output."""
         with self.nested(f"waiting for failure: {command}"):
-            return self._wait_until(command, timeout, False)
+            return self._wait_until(command, timeout, False, attempt_timeout)
 
     def sleep(self, secs: int) -> None:
         # guest time, not host time
@@ -578,7 +673,7 @@ class BaseMachine:
         assert m[1] == property, invalid
         return m[2]
 
-    def wait_for_unit(self, unit: str, user: str | None = None, timeout: int = 900) -> None:
+    def wait_for_unit(self, unit: str, user: str | None = None, timeout: Timeout = 900) -> None:
         """Wait for a unit to become active; raise if it fails or is inactive
         with no jobs pending. vigil: the error carries diagnostics (the
         unit's state, the failed units, the unit's last journal lines)."""
@@ -613,6 +708,24 @@ class BaseMachine:
                         f"Expected unit '{unit}' to to be in state "
                         f"'{require_state}' but it is in state '{state}'"
                     )
+
+    def wait_for_unit_active_state(
+        self, unit: str, state: str, user: str | None = None, timeout: Timeout = 900
+    ) -> None:
+        """Wait until the unit's ActiveState is exactly `state` (any state:
+        "inactive", "activating", "reloading", "failed", ...). Unlike
+        wait_for_unit() a failed or inactive unit is not an error here."""
+
+        def check_state(last_try: bool) -> bool:
+            current = self.get_unit_property(unit, "ActiveState", user)
+            if last_try:
+                self.log(f'Last chance: unit "{unit}" is in state "{current}"')
+            return current == state
+
+        with self.nested(
+            f"waiting for unit {unit} to reach state {state}" + (f" with user {user}" if user is not None else "")
+        ):
+            retry(check_state, timeout)
 
     # ------------------------------------------------------ failure diagnostics
 
@@ -669,36 +782,52 @@ class BaseMachine:
 
     # ------------------------------------------------------------ wait helpers
 
-    def wait_for_file(self, filename: str, timeout: int = 900) -> None:
+    def wait_for_file(self, filename: str, timeout: Timeout = 900, attempt_timeout: Timeout | None = None) -> None:
+        """Wait until `filename` exists in the guest. Each probe is bounded by
+        `attempt_timeout`, else by the whole `timeout` (the reference's
+        attempt-timeout contract)."""
+        bound = attempt_timeout if attempt_timeout is not None else timeout
+
         def check_file(_last_try: bool) -> bool:
-            status, _ = self.execute(f"test -e {filename}")
+            status, _ = self.execute(f"test -e {filename}", timeout=bound)
             return status == 0
 
         with self.nested(f"waiting for file '{filename}'"):
             retry(check_file, timeout)
 
-    def wait_for_open_port(self, port: int, addr: str = "localhost", timeout: int = 900) -> None:
+    def wait_for_open_port(
+        self, port: int, addr: str = "localhost", timeout: Timeout = 900, attempt_timeout: Timeout | None = None
+    ) -> None:
+        bound = attempt_timeout if attempt_timeout is not None else timeout
+
         def port_is_open(_last_try: bool) -> bool:
-            status, _ = self.execute(f"nc -z {addr} {port}")
+            status, _ = self.execute(f"nc -z {addr} {port}", timeout=bound)
             return status == 0
 
         with self.nested(f"waiting for TCP port {port} on {addr}"):
             with self._diagnosed(diagnostics.port_sections):
                 retry(port_is_open, timeout)
 
-    def wait_for_closed_port(self, port: int, addr: str = "localhost", timeout: int = 900) -> None:
+    def wait_for_closed_port(
+        self, port: int, addr: str = "localhost", timeout: Timeout = 900, attempt_timeout: Timeout | None = None
+    ) -> None:
+        bound = attempt_timeout if attempt_timeout is not None else timeout
+
         def port_is_closed(_last_try: bool) -> bool:
-            status, _ = self.execute(f"nc -z {addr} {port}")
+            status, _ = self.execute(f"nc -z {addr} {port}", timeout=bound)
             return status != 0
 
         with self.nested(f"waiting for TCP port {port} on {addr} to be closed"):
             retry(port_is_closed, timeout)
 
-    def wait_for_open_unix_socket(self, addr: str, is_datagram: bool = False, timeout: int = 900) -> None:
+    def wait_for_open_unix_socket(
+        self, addr: str, is_datagram: bool = False, timeout: Timeout = 900, attempt_timeout: Timeout | None = None
+    ) -> None:
         nc_flags = ["-z", "-uU" if is_datagram else "-U"]
+        bound = attempt_timeout if attempt_timeout is not None else timeout
 
         def socket_is_open(_last_try: bool) -> bool:
-            status, _ = self.execute(f"nc {' '.join(nc_flags)} {addr}")
+            status, _ = self.execute(f"nc {' '.join(nc_flags)} {addr}", timeout=bound)
             return status == 0
 
         kind = "datagram" if is_datagram else "stream"
@@ -709,7 +838,7 @@ class BaseMachine:
         _status, output = self.execute(f"fold -w$(stty -F /dev/tty{tty} size | awk '{{print $2}}') /dev/vcs{tty}")
         return output
 
-    def wait_until_tty_matches(self, tty: str, regexp: str, timeout: int = 900) -> None:
+    def wait_until_tty_matches(self, tty: str, regexp: str, timeout: Timeout = 900) -> None:
         matcher = re.compile(regexp)
 
         def tty_matches(last_try: bool) -> bool:
@@ -724,7 +853,7 @@ class BaseMachine:
     def dump_tty_contents(self, tty: str) -> None:
         self.execute(f"fold -w 80 /dev/vcs{tty} | systemd-cat")
 
-    def wait_for_x(self, timeout: int = 900) -> None:
+    def wait_for_x(self, timeout: Timeout = 900) -> None:
         def check_x(_last_try: bool) -> bool:
             cmd = 'journalctl -b SYSLOG_IDENTIFIER=systemd | grep "Reached target Current graphical"'
             status, _ = self.execute(cmd)
@@ -739,7 +868,7 @@ class BaseMachine:
     def get_window_names(self) -> list[str]:
         return self.succeed(r"xwininfo -root -tree | sed 's/.*0x[0-9a-f]* \"\([^\"]*\)\".*/\1/; t; d'").splitlines()
 
-    def wait_for_window(self, regexp: str, timeout: int = 900) -> None:
+    def wait_for_window(self, regexp: str, timeout: Timeout = 900) -> None:
         pattern = re.compile(regexp)
 
         def window_is_visible(last_try: bool) -> bool:
@@ -757,7 +886,7 @@ class BaseMachine:
 
     # ----------------------------------------------------------------- console
 
-    def wait_for_console_text(self, regex: str, timeout: int | None = None) -> None:
+    def wait_for_console_text(self, regex: str, timeout: Timeout | None = None) -> None:
         """Wait until `regex` matches the serial output collected so far. Each
         check takes at most one new line (appended without a separator, as in
         the reference), so with a timeout one line is consumed per second."""
@@ -804,11 +933,43 @@ class BaseMachine:
             self.send_console(char.decode(errors="replace"))
 
     def shell_interact(self, address: str | None = None) -> None:
-        raise self._unsupported(
-            "shell_interact",
-            "the guest shell socket belongs to the machine worker; use execute()/succeed(), "
-            "or console_interact() for the serial console",
-        )
+        """Type commands into the guest's root shell (interactive use). The
+        shell socket belongs to the machine worker, so each line read is run
+        with execute() and its output written back. With `address` (a socat
+        address, as in the reference) socat connects that end instead of this
+        terminal; EOF or Ctrl-C ends the session, the guest shell stays."""
+        self.connect()
+        proc = None
+        reader: IO[str]
+        writer: IO[str]
+        if address is None:
+            self.log("Terminal is ready (there is no initial prompt):")
+            reader, writer = sys.stdin, sys.stdout
+        else:
+            if shutil.which("socat") is None:
+                raise MachineError(f"{self.name}: shell_interact(address=...) needs `socat` on PATH")
+            proc = subprocess.Popen(
+                ["socat", address, "STDIO"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            )
+            assert proc.stdout is not None and proc.stdin is not None
+            reader, writer = proc.stdout, proc.stdin
+        try:
+            for line in reader:
+                if not line.strip():
+                    continue
+                _status, out = self.execute(line.rstrip("\n"), timeout=None)
+                try:
+                    writer.write(out)
+                    writer.flush()
+                except BrokenPipeError:
+                    break
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if proc is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()  # type: ignore[union-attr]
+                proc.wait()
 
     # ----------------------------------------------------------------- monitor
 
@@ -820,10 +981,34 @@ class BaseMachine:
     def _qmp_request(self, json_text: str) -> str:
         return self._call("M_QMP", text=json_text).data.decode(errors="replace")
 
-    def wait_for_qmp_event(self, event_filter: Callable[[dict[str, Any]], bool], timeout: int = 60 * 10) -> dict[str, Any]:
+    def _qmp_events(self) -> list[dict[str, Any]]:
+        """The QMP events the worker queued since the last call (it keeps
+        the latest 256 while nobody asks)."""
+        text = self._call("M_QMP", text="").data.decode(errors="replace")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def wait_for_qmp_event(
+        self, event_filter: Callable[[dict[str, Any]], bool], timeout: Timeout = 60 * 10
+    ) -> dict[str, Any]:
+        """Wait for a QMP event for which `event_filter(event)` is true and
+        return it; events that do not match are skipped (as in the
+        reference). `timeout` is seconds or a timedelta (the reference's own
+        version breaks on an int); TimeoutError when it passes."""
         if self.qmp_client is None:
             raise RuntimeError("QMP API is not ready yet, is the VM ready?")
-        raise self._unsupported("wait_for_qmp_event", "the machine worker does not forward QMP events yet")
+        budget = seconds(timeout)
+        assert budget is not None
+        deadline = time.monotonic() + budget
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                evt = self.qmp_client.wait_for_event(timeout=datetime.timedelta(seconds=max(0.0, remaining)))
+            except queue.Empty:
+                raise TimeoutError(f"no matching QMP event within {budget} seconds") from None
+            if event_filter(evt):
+                return evt
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no matching QMP event within {budget} seconds")
 
     def send_key(self, key: str, delay: float | None = 0.01, log: bool | None = True) -> None:
         key = CHAR_TO_KEY.get(key, key)
@@ -903,7 +1088,7 @@ class BaseMachine:
         with self._managed_screenshot() as path:
             return perform_ocr_on_screenshot(path)
 
-    def wait_for_text(self, regex: str, timeout: int = 900) -> None:
+    def wait_for_text(self, regex: str, timeout: Timeout = 900) -> None:
         def screen_matches(last_try: bool) -> bool:
             variants = self.get_screen_text_variants()
             for text in variants:
@@ -918,14 +1103,38 @@ class BaseMachine:
 
     # ------------------------------------------------------------------- files
 
+    # Raw bytes per shell command: base64 makes them 4/3 as many, which must
+    # stay under the protocol's 64 KiB command cap with room for the wrapper.
+    VIA_SHELL_CHUNK = 36 * 1024
+
     def copy_from_host_via_shell(self, source: str, target: str) -> None:
-        """Copy a host file into the guest through the shell (no shared dir)."""
+        """Copy a host file into the guest through the shell (no shared dir).
+        What fits one command runs as in the reference; a larger file goes in
+        base64 chunks appended to a temporary file renamed onto `target` at
+        the end, so a failed copy never leaves a half-written target."""
         with open(source, "rb") as fh:
-            content_b64 = base64.b64encode(fh.read()).decode()
+            content = fh.read()
+        if len(content) <= self.VIA_SHELL_CHUNK:
+            content_b64 = base64.b64encode(content).decode()
             self.succeed(
                 f"mkdir -p $(dirname {target})",
                 f"echo -n {content_b64} | base64 -d > {target}",
             )
+            return
+        chunks = [content[i : i + self.VIA_SHELL_CHUNK] for i in range(0, len(content), self.VIA_SHELL_CHUNK)]
+        partial = f"{target}.vigil-partial"
+        with self.nested(f"copying {source} to {target} via the shell ({len(content)} bytes, {len(chunks)} commands)"):
+            self.succeed(f"mkdir -p $(dirname {target})")
+            for k, chunk in enumerate(chunks):
+                b64 = base64.b64encode(chunk).decode()
+                redirect = ">" if k == 0 else ">>"
+                status, _ = self.execute(f"echo -n {b64} | base64 -d {redirect} {partial}")
+                if status != 0:
+                    self.execute(f"rm -f {partial}")
+                    raise RequestedAssertionFailed(
+                        f"copy of {source} to {target} failed at chunk {k + 1} of {len(chunks)} (exit code {status})"
+                    )
+            self.succeed(f"mv {partial} {target}")
 
     def copy_from_host(self, source: str, target: str) -> None:
         """Copy a host file or directory to `target` in the guest, through the
@@ -969,8 +1178,54 @@ class BaseMachine:
         warnings.warn("Use copy_from_machine() instead", DeprecationWarning, stacklevel=2)
         self.copy_from_machine(source, target_dir)
 
-    def ssh_backdoor_command(self, index: int) -> str:
-        return f"ssh -o User=root vsock/{index}"
+    # ------------------------------------------------------- EFI variables
+
+    @property
+    def efi_vars_path(self) -> Path:
+        """The OVMF variable store a NixOS start script uses by default
+        (NIX_EFI_VARS=<name>-efi-vars.fd in the state directory)."""
+        return self.state_dir / f"{self.name}-efi-vars.fd"
+
+    def _efi_vars(self) -> "efi.EfiVars":
+        return efi.EfiVars(self.efi_vars_path, self)
+
+    def create_efi_vars(self) -> None:
+        """Create an empty OVMF variable store (the machine must be stopped;
+        RequestedAssertionFailed if one exists)."""
+        self._efi_vars().create_empty()
+
+    def write_efi_vars(self, add: "list[efi.EfiVariable]") -> None:
+        """Add (or replace) variables in the store (machine stopped)."""
+        self._efi_vars().write(add)
+
+    def read_efi_vars(self) -> "list[efi.EfiVariable]":
+        """Every live variable of the store ([] when there is none)."""
+        content = self._efi_vars().read_content() or {}
+        return [v for vendor in content.values() for v in vendor.values()]
+
+    def dump_efi_vars(self) -> None:
+        """Log the store's variables, one line each."""
+        with self.nested(f"dumping EFI variables from {self.efi_vars_path}"):
+            content = self._efi_vars().read_content()
+            if content is None:
+                self.log("no EFI variable store")
+                return
+            for vendor in content.values():
+                for v in vendor.values():
+                    self.log(v.describe())
+
+    # The guest CID of this machine's vhost-vsock device when the run has the
+    # SSH backdoor on (set by the Driver), else None.
+    vsock_cid: int | None = None
+
+    def ssh_backdoor_command(self, index: int | None = None) -> str:
+        """How to ssh into the machine over the vsock backdoor. vigil uses the
+        kernel's vhost-vsock (QEMU here has no vhost-user-vsock daemon), so
+        the address is `vsock/<cid>`; `index` is the pre-2026 form."""
+        cid = index if index is not None else self.vsock_cid
+        if cid is None:
+            raise MachineError(f"{self.name}: the SSH backdoor is not enabled for this run")
+        return f"ssh -o User=root vsock/{cid}"
 
 
 class QemuMachine(BaseMachine):

@@ -1,10 +1,19 @@
 # SPDX-License-Identifier: MIT
 """`machine.qmp_client`: QMP commands sent through the machine worker, which
 owns the QMP socket (MSG_M_QMP carries one JSON command and returns QEMU's
-JSON reply line). Errors raise QMPAPIError exactly like the reference."""
+JSON reply line; an empty command asks for the events queued since the last
+such request). Errors raise QMPAPIError exactly like the reference; events
+land in `pending_events` as they do there."""
 
+import datetime as dt
 import json
-from typing import Any, Callable
+import time
+from collections.abc import Callable, Iterator
+from queue import Empty, Queue
+from typing import Any
+
+# How often wait_for_event() asks the worker for new events.
+POLL_SECONDS = 0.1
 
 
 class QMPAPIError(RuntimeError):
@@ -26,13 +35,22 @@ class QMPAPIError(RuntimeError):
         )
 
 
-class QMPSession:
-    """The part of the reference QMPSession scripts use: send()."""
+def _seconds(timeout: Any) -> float:
+    # the reference takes a timedelta here; plain seconds are accepted too
+    return timeout.total_seconds() if isinstance(timeout, dt.timedelta) else float(timeout)
 
-    def __init__(self, request: Callable[[str], str], unsupported: Callable[[str], Exception]) -> None:
-        # request(json_text) -> reply JSON text; unsupported(feature) -> exception
+
+class QMPSession:
+    """The reference QMPSession's script-facing part: send(), pending_events,
+    wait_for_event(), events()."""
+
+    def __init__(
+        self, request: Callable[[str], str], poll_events: Callable[[], list[dict[str, Any]]]
+    ) -> None:
+        # request(json_text) -> reply JSON text; poll_events() -> new events
         self._request = request
-        self._unsupported = unsupported
+        self._poll_events = poll_events
+        self.pending_events: Queue[dict[str, Any]] = Queue()
 
     def send(self, cmd: str, args: dict[str, Any] = {}) -> dict[str, Any]:
         data: dict[str, Any] = {"execute": cmd}
@@ -48,18 +66,35 @@ class QMPSession:
             if "return" in msg or "QMP" in msg:
                 result = msg
             elif "event" in msg:
-                continue
+                self.pending_events.put(msg)
             else:
                 raise QMPAPIError(msg)
         if result is None:
             raise RuntimeError(f"QMP gave no result for {cmd!r}: {reply_text!r}")
         return result
 
-    def wait_for_event(self, timeout: Any = None) -> dict[str, Any]:
-        raise self._unsupported("waiting for QMP events")
+    def read_pending_messages(self) -> None:
+        for evt in self._poll_events():
+            self.pending_events.put(evt)
 
-    def events(self, timeout: Any = None) -> Any:
-        raise self._unsupported("reading QMP events")
+    def wait_for_event(self, timeout: dt.timedelta | float = dt.timedelta(seconds=10)) -> dict[str, Any]:
+        """The next event; queue.Empty when none came within `timeout`."""
+        deadline = time.monotonic() + _seconds(timeout)
+        while self.pending_events.empty():
+            self.read_pending_messages()
+            if not self.pending_events.empty():
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Empty
+            time.sleep(min(POLL_SECONDS, left))
+        return self.pending_events.get_nowait()
+
+    def events(self, timeout: dt.timedelta | float = dt.timedelta(seconds=10)) -> Iterator[dict[str, Any]]:
+        """The events received so far (without waiting for new ones)."""
+        self.read_pending_messages()
+        while not self.pending_events.empty():
+            yield self.pending_events.get_nowait()
 
     def close(self) -> None:
         pass

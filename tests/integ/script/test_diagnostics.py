@@ -343,7 +343,7 @@ class TestDiagnosticsNeverMask(DiagCase):
             real = ch.request
 
             def request(kind, machine, **fields):
-                if kind == "M_EXECUTE" and is_diag(fields["command"]):
+                if kind in ("M_EXECUTE", "M_READ") and is_diag(fields["command"]):
                     raise fail_diag
                 return real(kind, machine, **fields)
 

@@ -70,6 +70,8 @@ class FakeChannel(Channel):
         self.lock = threading.Lock()
 
     def request(self, kind, machine, **fields):
+        if kind == "M_READ":  # an M_EXECUTE the supervisor may replay: recorded as one, marked
+            kind, fields = "M_EXECUTE", dict(fields, read_only=True)
         with self.lock:
             self.calls.append((kind, machine, fields))
         if kind in self.fail:
@@ -303,6 +305,25 @@ class TestMachineCommands(unittest.TestCase):
         self.assertEqual(m.execute("x", check_return=False), (-1, "out"))
         m.execute("x", timeout=2.5)
         self.assertEqual(ch.kinds("M_EXECUTE")[-1][2]["timeout_s"], 3)
+
+    def test_reads_go_as_replayable_requests(self):
+        # Waits, queries and copies out are M_READ (replayed after a worker restart); plain commands are not.
+        d, ch, _ = make_driver(shell=lambda m, c: (0, "ActiveState=active\n" if "systemctl" in c else ""))
+        m = d.machines[0]
+        m.succeed("touch /x")
+        m.execute("rm /x")
+        self.assertFalse([c for c in ch.kinds("M_EXECUTE") if c[2].get("read_only")], "plain commands are M_EXECUTE")
+        m.wait_for_unit("x.service")
+        m.get_unit_property("x.service", "ActiveState")
+        m.wait_for_file("/x")
+        with self.assertRaises(FileNotFoundError):  # the fake guest copies nothing into the shared dir
+            m.copy_from_vm("/etc/hostname")
+        reads = [c[2]["command"] for c in ch.kinds("M_EXECUTE") if c[2].get("read_only")]
+        self.assertTrue(any("systemctl" in c for c in reads), reads)
+        self.assertTrue(any("test -e /x" in c for c in reads), reads)
+        self.assertTrue(any(c.startswith("cp -r /etc/hostname") for c in reads), reads)
+        m.succeed("true")
+        self.assertFalse(ch.kinds("M_EXECUTE")[-1][2].get("read_only"), "read-only ends with the call")
 
     def test_wait_until_uses_worker_loop_and_formats_timeout(self):
         d, ch, out = make_driver(shell=lambda m, c: (1, "no"))

@@ -13,6 +13,7 @@ and exceptions match. Differences are listed in docs/python-api.md.
 import base64
 import contextlib
 import datetime
+import functools
 import io
 import json
 import math
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from queue import Queue
-from typing import IO, Any
+from typing import IO, Any, TypeVar, cast
 
 from test_driver import efi
 from test_driver.channel import Channel, ChannelError, ChannelLost, NullChannel, Reply
@@ -232,6 +233,27 @@ class _ConsoleFollower:
             # this a busy loop.
             if active and not lines and time.monotonic() - tic < 0.1:
                 time.sleep(0.2)
+
+
+_reads = threading.local()
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _read_only(method: _F) -> _F:
+    """Mark a method whose guest commands only read (waits, queries, copies
+    out): they go as M_READ, which the supervisor replays to a machine
+    worker that restarted meanwhile, where an M_EXECUTE fails with "request
+    not repeated" (it may have side effects). Nested calls stay read-only."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _reads.depth = getattr(_reads, "depth", 0) + 1
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            _reads.depth -= 1
+
+    return cast(_F, wrapper)
 
 
 class BaseMachine:
@@ -539,7 +561,7 @@ class BaseMachine:
     ) -> tuple[int, str]:
         self.connect()
         reply = self._call(
-            "M_EXECUTE",
+            "M_READ" if getattr(_reads, "depth", 0) > 0 else "M_EXECUTE",
             command=_bounded_command(command, timeout),
             timeout_s=_whole_seconds(timeout),
             check_return=bool(check_return),
@@ -574,6 +596,7 @@ class BaseMachine:
                 output += out
         return output
 
+    @_read_only
     def _wait_until(self, command: str, timeout: Timeout, want_success: bool, attempt_timeout: Timeout | None) -> str:
         budget = seconds(timeout)
         assert budget is not None
@@ -643,6 +666,7 @@ class BaseMachine:
     def stop_job(self, jobname: str, user: str | None = None) -> tuple[int, str]:
         return self.systemctl(f"stop {jobname}", user)
 
+    @_read_only
     def get_unit_info(self, unit: str, user: str | None = None) -> dict[str, str]:
         status, lines = self.systemctl(f'--no-pager show "{unit}"', user)
         if status != 0:
@@ -659,6 +683,7 @@ class BaseMachine:
                 info[m[1]] = m[2]
         return info
 
+    @_read_only
     def get_unit_property(self, unit: str, property: str, user: str | None = None) -> str:
         status, lines = self.systemctl(f'--no-pager show "{unit}" --property="{property}"', user)
         if status != 0:
@@ -673,6 +698,7 @@ class BaseMachine:
         assert m[1] == property, invalid
         return m[2]
 
+    @_read_only
     def wait_for_unit(self, unit: str, user: str | None = None, timeout: Timeout = 900) -> None:
         """Wait for a unit to become active; raise if it fails or is inactive
         with no jobs pending. vigil: the error carries diagnostics (the
@@ -698,6 +724,7 @@ class BaseMachine:
         """Pre-2025 alias of wait_for_unit()."""
         self.wait_for_unit(jobname)
 
+    @_read_only
     def require_unit_state(self, unit: str, require_state: str = "active") -> None:
         with self.nested(f"checking if unit '{unit}' has reached state '{require_state}'"):
             info = self.get_unit_info(unit)
@@ -709,6 +736,7 @@ class BaseMachine:
                         f"'{require_state}' but it is in state '{state}'"
                     )
 
+    @_read_only
     def wait_for_unit_active_state(
         self, unit: str, state: str, user: str | None = None, timeout: Timeout = 900
     ) -> None:
@@ -745,7 +773,7 @@ class BaseMachine:
         tic = time.monotonic()
         try:
             reply = self._channel.request(
-                "M_EXECUTE",
+                "M_READ",
                 self.name,
                 command=diagnostics.build_command(sections, nonce),
                 timeout_s=diagnostics.TOTAL_TIMEOUT_S,
@@ -782,6 +810,7 @@ class BaseMachine:
 
     # ------------------------------------------------------------ wait helpers
 
+    @_read_only
     def wait_for_file(self, filename: str, timeout: Timeout = 900, attempt_timeout: Timeout | None = None) -> None:
         """Wait until `filename` exists in the guest. Each probe is bounded by
         `attempt_timeout`, else by the whole `timeout` (the reference's
@@ -795,6 +824,7 @@ class BaseMachine:
         with self.nested(f"waiting for file '{filename}'"):
             retry(check_file, timeout)
 
+    @_read_only
     def wait_for_open_port(
         self, port: int, addr: str = "localhost", timeout: Timeout = 900, attempt_timeout: Timeout | None = None
     ) -> None:
@@ -808,6 +838,7 @@ class BaseMachine:
             with self._diagnosed(diagnostics.port_sections):
                 retry(port_is_open, timeout)
 
+    @_read_only
     def wait_for_closed_port(
         self, port: int, addr: str = "localhost", timeout: Timeout = 900, attempt_timeout: Timeout | None = None
     ) -> None:
@@ -820,6 +851,7 @@ class BaseMachine:
         with self.nested(f"waiting for TCP port {port} on {addr} to be closed"):
             retry(port_is_closed, timeout)
 
+    @_read_only
     def wait_for_open_unix_socket(
         self, addr: str, is_datagram: bool = False, timeout: Timeout = 900, attempt_timeout: Timeout | None = None
     ) -> None:
@@ -834,10 +866,12 @@ class BaseMachine:
         with self.nested(f"waiting for UNIX-domain {kind} on '{addr}'"):
             retry(socket_is_open, timeout)
 
+    @_read_only
     def get_tty_text(self, tty: str) -> str:
         _status, output = self.execute(f"fold -w$(stty -F /dev/tty{tty} size | awk '{{print $2}}') /dev/vcs{tty}")
         return output
 
+    @_read_only
     def wait_until_tty_matches(self, tty: str, regexp: str, timeout: Timeout = 900) -> None:
         matcher = re.compile(regexp)
 
@@ -853,6 +887,7 @@ class BaseMachine:
     def dump_tty_contents(self, tty: str) -> None:
         self.execute(f"fold -w 80 /dev/vcs{tty} | systemd-cat")
 
+    @_read_only
     def wait_for_x(self, timeout: Timeout = 900) -> None:
         def check_x(_last_try: bool) -> bool:
             cmd = 'journalctl -b SYSLOG_IDENTIFIER=systemd | grep "Reached target Current graphical"'
@@ -865,9 +900,11 @@ class BaseMachine:
         with self.nested("waiting for the X11 server"):
             retry(check_x, timeout)
 
+    @_read_only
     def get_window_names(self) -> list[str]:
         return self.succeed(r"xwininfo -root -tree | sed 's/.*0x[0-9a-f]* \"\([^\"]*\)\".*/\1/; t; d'").splitlines()
 
+    @_read_only
     def wait_for_window(self, regexp: str, timeout: Timeout = 900) -> None:
         pattern = re.compile(regexp)
 
@@ -1076,18 +1113,21 @@ class BaseMachine:
                 except (PPMError, OSError) as e:
                     raise MachineError(f"Cannot convert screenshot ({e})") from None
 
+    @_read_only
     def get_screen_text_variants(self) -> list[str]:
         if shutil.which("tesseract") is None:
             raise MachineError("OCR requested but `tesseract` is not available")
         with self._managed_screenshot() as path:
             return perform_ocr_variants_on_screenshot(path)
 
+    @_read_only
     def get_screen_text(self) -> str:
         if shutil.which("tesseract") is None:
             raise MachineError("OCR requested but `tesseract` is not available")
         with self._managed_screenshot() as path:
             return perform_ocr_on_screenshot(path)
 
+    @_read_only
     def wait_for_text(self, regex: str, timeout: Timeout = 900) -> None:
         def screen_matches(last_try: bool) -> bool:
             variants = self.get_screen_text_variants()
@@ -1155,6 +1195,7 @@ class BaseMachine:
             self.succeed(make_command(["mkdir", "-p", vm_target.parent]))
             self.succeed(make_command(["cp", "-r", vm_intermediate, vm_target]))
 
+    @_read_only
     def copy_from_machine(self, source: str, target_dir: str = "") -> None:
         """Copy a guest file or directory to out_dir/target_dir/, through the
         shared directory."""

@@ -146,6 +146,26 @@ void sup_cgroup_remove(const char *rel) {
         }
 }
 
+void sup_cgroup_remove_run(const char *run_id) {
+        /* The groups' last processes (a container's init and its children,
+         * already killed) may take a moment to leave: wait for them, bounded. */
+        for (int tries = 0; tries < 60; tries++) {
+                bool left = false;
+                for (size_t i = 0; i < ELEMENTSOF(hierarchies); i++) {
+                        char path[PATH_MAX];
+                        if (!hierarchy_present(i))
+                                continue;
+                        snprintf(path, sizeof(path), "%s/vigil/%s", hierarchies[i][1], run_id);
+                        remove_tree(path, 0);
+                        left = left || access(path, F_OK) == 0;
+                }
+                if (!left)
+                        return;
+                (void) usleep(50 * 1000);
+        }
+        log_warning("The run's cgroups under vigil/%s still hold processes after 3 s; left in place", run_id);
+}
+
 void sup_cgroup_sweep(void) {
         /* Runs killed with SIGKILL leave empty groups; an old enough empty one
          * is nobody's (a live run's groups hold processes or are seconds old). */

@@ -266,6 +266,9 @@ int sup_cgroup_create(const char *run_id, const char *child, const char *proc, c
 /* Move the calling process into it (in the forked child, before exec). */
 int sup_cgroup_join(const char *rel);
 void sup_cgroup_remove(const char *rel);
+/* At the end of a run: remove what is left of its groups, waiting (bounded)
+ * for killed processes to leave them. */
+void sup_cgroup_remove_run(const char *run_id);
 void sup_cgroup_sweep(void);
 
 /* sup-pidns.c */

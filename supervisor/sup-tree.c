@@ -140,6 +140,7 @@ static void finish_now(struct sup *s) {
         if (s->ev_finish)
                 (void) event_del(s->ev_finish);
         sup_kill_leftovers(s);
+        sup_cgroup_remove_run(s->run_id);
         (void) event_base_loopexit(s->base, NULL);
 }
 

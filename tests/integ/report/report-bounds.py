@@ -11,15 +11,8 @@ import sys
 import tempfile
 
 VIGIL = sys.argv[1]
-count = 0
-failures = 0
-
-
-def check(ok, what):
-    global count, failures
-    count += 1
-    print(("ok" if ok else "not ok") + f" {count} - {what}")
-    failures += not ok
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "run"))
+from runtap import check, done  # noqa: E402
 
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c63f8ff"
@@ -108,5 +101,4 @@ with tempfile.TemporaryDirectory(prefix="vigil-report-") as d:
     p = subprocess.run([VIGIL, "report", "--help"], capture_output=True, text=True)
     check(p.returncode == 0 and "Usage: vigil report" in p.stdout, "vigil report --help: usage, exit 0")
 
-print(f"1..{count}")
-sys.exit(1 if failures else 0)
+done()

@@ -24,16 +24,8 @@ if not (os.access(CHROMIUM, os.X_OK) and os.access(DRIVER, os.X_OK)):
     print("1..0 # SKIP chromium or chromedriver is missing (apt-get install chromium chromium-driver)")
     sys.exit(77)
 
-count = 0
-failures = 0
-
-
-def check(ok, what):
-    global count, failures
-    count += 1
-    print(("ok" if ok else "not ok") + f" {count} - {what}")
-    failures += not ok
-    return ok
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "run"))
+from runtap import check, done  # noqa: E402
 
 
 SCRIPT = """
@@ -69,8 +61,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-report-browser-") as d:
     page = os.path.join(out, "report.html")
     if not check(os.path.exists(page), "vigil run left report.html in its output directory"):
         print("# stderr: " + p.stderr[-3000:].replace("\n", "\n# "))
-        print(f"1..{count}")
-        sys.exit(1)
+        done()
     print(f"# report.html: {os.path.getsize(page)} bytes")
 
     opts = webdriver.ChromeOptions()
@@ -132,5 +123,4 @@ with tempfile.TemporaryDirectory(prefix="vigil-report-browser-") as d:
     p = subprocess.run([VIGIL, "report", out], capture_output=True, text=True, timeout=60)
     check(p.returncode == 0 and os.path.exists(page), "vigil report OUT_DIR writes it again from the recorded files")
 
-print(f"1..{count}")
-sys.exit(1 if failures else 0)
+done()

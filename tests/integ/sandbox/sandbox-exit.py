@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # Proves vigil's defaults and exit codes in a nix-build-like sandbox (uid 65534, HOME=/homeless-shelter, empty /run,
 # own network namespace, no KVM): the tiny guest is built and cached, state dirs come and go under TMPDIR, logs go to
-# stderr, and pass/failure/bad input/timeout end with 0/1/2/3; nspawn says why it cannot run. nix reads only these.
+# stderr, a NixOS-style start script runs under `nixos-test-driver`, and pass/failure/bad input/timeout end with
+# 0/1/2/3; nspawn says why it cannot run. A nix build sees only these exit codes and stderr.
 import json
 import os
 import sys
@@ -36,6 +37,20 @@ try:
           "lifecycle logging goes to stderr (no journald socket in /run)")
     check(os.path.getsize(os.path.join(sb.work, "files", "vigil-out", "a-console.log")) > 0,
           "the default output dir (./vigil-out) holds the console log")
+
+    # What a nix build runs: the driver as `nixos-test-driver`, a NixOS-style start script, -o $out.
+    guest = [g for g in os.listdir(cached) if os.path.exists(os.path.join(cached, g, "initrd"))][0]
+    p = sb.run(["sh", os.path.join(sbtest.SOURCE_ROOT, "tests", "helpers", "make-fake-vm"), "m",
+                sb.inside(os.path.join(cached, guest)), sb.inside(sb.path("m"))], timeout=60)
+    os.symlink(VIGIL, sb.path("nixos-test-driver"))
+    os.mkdir(sb.path("out"))
+    os.chown(sb.path("out"), sandbox.UID, sandbox.UID)
+    ts = sb.write("nix-test.py", 'm.start()\nprint("NIX", m.succeed("echo via-start-script").strip())\n')
+    p = sb.run([sb.inside(sb.path("nixos-test-driver")), "-o", sb.inside(sb.path("out"))], timeout=300,
+               env={"startScripts": sb.inside(sb.path("m", "bin", "run-m-vm")), "testScript": ts, "vlans": ""})
+    if not check(p.returncode == 0 and "NIX via-start-script" in p.stdout,
+                 f"nix: nixos-test-driver with startScripts/testScript passes (exit {p.returncode})"):
+        show(p)
 
     p = sbtest.run_vigil(sb, VIGIL, 'assert False, "deliberate failure"\n', ["--node", "a"], timeout=120)
     if not check(p.returncode == 1 and "deliberate failure" in p.stdout + p.stderr,

@@ -103,6 +103,9 @@ def main():
         if getattr(a, k) is not None:
             vol[k] = getattr(a, k)
 
+    if a.mode == "root" and os.geteuid() != 0:
+        print("1..0 # SKIP root mode needs root")
+        sys.exit(77)
     vigil = sbtest.setup(a.vigil) if a.mode == "unpriv" else os.path.abspath(a.vigil)
     hogs = [] if a.no_hog else hog(os.cpu_count() or 2)
     t0 = time.monotonic()

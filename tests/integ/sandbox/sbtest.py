@@ -52,7 +52,9 @@ def checks(text):
 
 
 def tail(text, n=4000):
-    return "# " + text[-n:].replace("\n", "\n# ")
+    """The end of a run's output as TAP comments, console lines left out and long lines cut."""
+    lines = [ln if len(ln) < 300 else ln[:300] + "..." for ln in text.splitlines() if " # " not in ln]
+    return "# " + "\n".join(lines)[-n:].replace("\n", "\n# ")
 
 
 # Python run inside vigil's script worker: exact-bytes helpers.

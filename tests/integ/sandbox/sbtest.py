@@ -59,7 +59,7 @@ def tail(text, n=4000):
 
 # Python run inside vigil's script worker: exact-bytes helpers.
 BULK_HELPERS = r'''
-import hashlib, os
+import hashlib, os, time
 _results = []
 
 
@@ -93,13 +93,16 @@ def make_text(m, path, size):
 
 def reads_exact(m, path, size, want, count, name):
     """count succeed("cat path"): every one exact, or the sizes that were not."""
-    bad = []
+    bad, took = [], 0.0
     for i in range(count):
+        t0 = time.monotonic()
         out = m.succeed(f"cat {path}")
+        took += time.monotonic() - t0
         if len(out) != size or sha(out) != want:
             bad.append(len(out))
+    rate = f" {size * count / max(took, 1e-9) / 1e6:.1f} MB/s over {took:.0f} s" if count else ""
     report(not bad, f"{name}: {count - len(bad)}/{count} succeed() reads of {size} bytes exact",
-           f" short/altered sizes {bad}" if bad else "")
+           rate + (f"; short/altered sizes {bad}" if bad else ""))
     return not bad
 
 

@@ -39,13 +39,13 @@ if N64:
 
 
 def copies(path, want, count, name):
-    bad = 0
+    bad, t0 = 0, time.monotonic()
     for i in range(count):
         a.copy_from_vm(path, "copies")
         got = os.path.join(a.out_dir, "copies", os.path.basename(path))
         bad += host_sha(got) != want
         os.unlink(got)
-    report(not bad, f"{name}: {count - bad}/{count} copy_from_vm exact")
+    report(not bad, f"{name}: {count - bad}/{count} copy_from_vm exact", f" {time.monotonic() - t0:.0f} s")
 
 
 copies("/tmp/f3", want3, C3, "copy_from_vm 3 MB")
@@ -54,7 +54,7 @@ if C64:
 
 size = CKB * 1000
 wantc = make_text(a, "/tmp/fc", size)
-bad = []
+bad, tc = [], time.monotonic()
 for i in range(CN):
     a.succeed(f"(echo STRESS-BEGIN-{i}; fold -w 120 /tmp/fc; echo; echo STRESS-END-{i}) > /dev/ttyS0")
     # The data went out before succeed() returned; its lines must reach the script in full.
@@ -78,7 +78,7 @@ for i in range(CN):
     a.succeed(f"echo STRESS-SHA-{i} $(sha256sum < /tmp/fc | cut -d' ' -f1) > /dev/ttyS0")
     a.wait_for_console_text(f"STRESS-SHA-{i} {wantc}", timeout=60)
 report(not bad, f"console: {CN - len(bad)}/{CN} serial transfers of {size} bytes exact",
-       f" short/altered sizes {bad}" if bad else "")
+       f" {time.monotonic() - tc:.0f} s" + (f"; short/altered sizes {bad}" if bad else ""))
 print(f"STRESS-SECONDS {time.monotonic() - t0:.0f}", flush=True)
 finish()
 '''

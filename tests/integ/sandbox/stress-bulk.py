@@ -21,7 +21,7 @@ from runtap import check, done, failed
 
 # The serial console moves ~70 KB/s under TCG (one I/O exit per byte), so its share is kilobytes, not megabytes.
 FULL = {"n3": 50, "n64": 2, "copies3": 50, "copies64": 2, "console_kb": 3000, "console_n": 2}
-QUICK = {"n3": 20, "n64": 1, "copies3": 20, "copies64": 1, "console_kb": 200, "console_n": 3}
+QUICK = {"n3": 12, "n64": 1, "copies3": 20, "copies64": 1, "console_kb": 200, "console_n": 3}
 
 PARAMS = "N3, N64, C3, C64, CKB, CN = {n3}, {n64}, {copies3}, {copies64}, {console_kb}, {console_n}\n"
 BODY = r'''

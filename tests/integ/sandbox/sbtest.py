@@ -25,6 +25,7 @@ def setup(vigil):
     build = os.path.dirname(os.path.dirname(vigil))
     need = [vigil, os.path.join(build, "workers", "machine", "vigil-machine"),
             os.path.join(build, "workers", "script", "vigil-script"),
+            os.path.join(build, "workers", "switch", "vigil-switch"),
             os.path.join(SOURCE_ROOT, "tools", "mkguest"),
             os.path.join(SOURCE_ROOT, "workers", "script", "python", "test_driver", "__init__.py")]
     why = sandbox.unusable(need)

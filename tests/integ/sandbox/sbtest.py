@@ -86,9 +86,13 @@ def host_sha(path):
 
 
 def make_text(m, path, size):
-    """A guest file of exactly size printable bytes (base64 without newlines); returns its sha256."""
-    raw = size * 3 // 4 + 3
-    m.succeed(f"head -c {raw} /dev/urandom | base64 -w 0 | head -c {size} > {path}")
+    """A guest file of exactly size printable bytes (base64 without newlines); returns its sha256.
+    No `| head -c` after base64: under pipefail its SIGPIPE would fail the command (exit 141)."""
+    if size % 4:
+        m.succeed(f"head -c {size * 3 // 4 + 3} /dev/urandom | base64 -w 0 > {path}.b64",
+                  f"head -c {size} {path}.b64 > {path}", f"rm {path}.b64")
+    else:
+        m.succeed(f"head -c {size * 3 // 4} /dev/urandom | base64 -w 0 > {path}")
     return guest_sha(m, path)
 
 

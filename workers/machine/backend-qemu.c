@@ -880,7 +880,7 @@ static void accel_chosen(struct qemu *q, enum qemu_kvm_probe p) {
         const char *accel = qemu_accel_decide(q->m->cfg.accel, p, &why);
 
         (void) snprintf(q->accel, sizeof q->accel, "%s", accel);
-        log_info("Using %s acceleration: %s", streq(accel, "kvm") ? "KVM" : "TCG (software)", why);
+        log_notice("Using %s acceleration: %s", streq(accel, "kvm") ? "KVM" : "TCG (software)", why);
 }
 
 static void probe_finish(struct qemu *q, enum qemu_kvm_probe p) {

@@ -50,7 +50,7 @@ with tempfile.TemporaryDirectory() as d:
     expect("bad machine name", ["run", script, "--node", "a/b"], "a/b")
     expect("bad timeout", ["run", script, "--node", "a", "--global-timeout", "-1"], "--global-timeout")
     expect("spec typo", ["run", script, "--spec", spec], "memroy_mb")
-    expect("spec not JSON", ["run", script, "--spec", badjson], "not a JSON object")
+    expect("spec not JSON", ["run", script, "--spec", badjson], "invalid JSON at line 1, column 11")
     expect("spec missing", ["run", script, "--spec", os.path.join(d, "missing.json")], "missing.json")
     nspawn_spec = os.path.join(d, "nspawn.json")
     with open(nspawn_spec, "w") as f:

@@ -184,10 +184,53 @@ static void build_stop(pid_t pid, int *status) {
                         ;
 }
 
+static void build_guard_fire(int sig) {
+        (void) kill(0, SIGKILL); /* the whole group, this guard included */
+}
+
+/* The child of vigil that runs a build: leader of the build's process group,
+ * it forks the tool and waits. When vigil dies (PDEATHSIG, by any signal,
+ * SIGKILL included, with or without a PID namespace) it kills the group, so
+ * nothing the tool started (debootstrap and its children) outlives vigil.
+ * It ignores the SIGTERM vigil sends the group; the tool gets it. */
+_noreturn_ static void build_guard(const char *tool, int out_fd, pid_t parent, const sigset_t *mask) {
+        static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+        struct sigaction fire = {.sa_handler = build_guard_fire};
+        int status;
+        pid_t pid;
+
+        (void) setpgid(0, 0);
+        (void) sigaction(SIGUSR1, &fire, NULL);
+        (void) prctl(PR_SET_PDEATHSIG, SIGUSR1, 0, 0, 0);
+        if (getppid() != parent) /* vigil died before prctl */
+                build_guard_fire(SIGUSR1);
+        for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+                (void) signal(sigs[i], SIG_IGN);
+        (void) sigprocmask(SIG_SETMASK, mask, NULL);
+        pid = fork();
+        if (pid < 0)
+                _exit(127);
+        if (pid == 0) {
+                for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+                        (void) signal(sigs[i], SIG_DFL);
+                (void) signal(SIGUSR1, SIG_DFL);
+                if (dup2(out_fd, STDOUT_FILENO) < 0)
+                        _exit(127);
+                execl(tool, tool, (char *) NULL);
+                _exit(127);
+        }
+        safe_close(out_fd);
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        _exit(127);
+        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
+
 /* Run the tool (it caches by content) and read the directory it prints.
- * The build gets the guarantees of a machine: it dies with vigil (PDEATHSIG;
- * in the PID namespace, with everything it started), and SIGTERM, SIGINT or
- * SIGHUP stop it and end the run with VIGIL_EXIT_INTERRUPTED (-EINTR). */
+ * The build gets the guarantees of a machine: it dies with vigil, with all it
+ * started (build_guard(); in the PID namespace, the namespace's end too), and
+ * SIGTERM, SIGINT or SIGHUP stop it and end the run with
+ * VIGIL_EXIT_INTERRUPTED (-EINTR). */
 static int build_with(const struct build_tool *t, char *ret, size_t size, char **ret_error) {
         static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
         _cleanup_close_ int rd = -EBADF, sigfd = -EBADF;
@@ -218,18 +261,8 @@ static int build_with(const struct build_tool *t, char *ret, size_t size, char *
                 (void) sigprocmask(SIG_SETMASK, &old, NULL);
                 return negative_errno();
         }
-        if (pid == 0) {
-                /* Its own process group, so stopping the build reaches debootstrap
-                 * and whatever else the tool started; dies with vigil. */
-                (void) setpgid(0, 0);
-                (void) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-                if (getppid() != parent)
-                        _exit(127);
-                (void) sigprocmask(SIG_SETMASK, &old, NULL);
-                dup2(pfd[1], STDOUT_FILENO);
-                execl(tool, tool, (char *) NULL);
-                _exit(127);
-        }
+        if (pid == 0)
+                build_guard(tool, pfd[1], parent, &old);
         (void) setpgid(pid, pid); /* both sides: no window where a signal misses the group */
         safe_close(pfd[1]);
 

@@ -97,14 +97,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 int main(int argc, char **argv) {
         static const struct fuzz_seed seeds[] = {
                 FUZZ_SEED("ready", "\x00noise\r\nSpawning backdoor root shell...\n"),
-                FUZZ_SEED("output", "\x01" "aGVsbG8K\n0\n"),
+                FUZZ_SEED("output", "\x01"
+                                    "aGVsbG8K\n0\n"),
                 FUZZ_SEED("output-fast-raw", "\x02!hello\n\x00\n3\n"),
-                FUZZ_SEED("output-fast-b64", "\x02" "aGVsbG8K\n0\n"),
+                FUZZ_SEED("output-fast-b64", "\x02"
+                                             "aGVsbG8K\n0\n"),
                 FUZZ_SEED("status", "\x03"
                                     "127\n"),
                 FUZZ_SEED("nonce", "\x04junk\nvigil-sync-0123456789abcdef\n"),
                 FUZZ_SEED("ready-split", "\x08Spawning backdoor root shell...\naGk=\n1\n"),
-                FUZZ_SEED("bad-base64", "\x01" "a$$$\n"),
+                FUZZ_SEED("bad-base64", "\x01"
+                                        "a$$$\n"),
                 FUZZ_SEED("bad-status", "\x03x1\n"),
         };
 

@@ -20,8 +20,9 @@ struct fuzz_seed {
         size_t size;
 };
 
-#define FUZZ_SEED(name, literal) {(name), (literal), sizeof(literal) - 1}
-#define FUZZ_REPLAY_MAX          (1u << 20)
+#define FUZZ_SEED(name, literal)                                                                                      \
+        { (name), (literal), sizeof(literal) - 1 }
+#define FUZZ_REPLAY_MAX (1u << 20)
 
 static int fuzz_replay_file(const char *path) {
         _cleanup_fclose_ FILE *fp = fopen(path, "rbe");

@@ -40,6 +40,14 @@ def marked_pids(mark):
     return [p for p in pids if p != os.getpid()]
 
 
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
 def lock_free(path):
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -99,6 +107,28 @@ def build_signals(d):
             end = {"error": str(e)}
         check(end.get("event") == "run_end" and end.get("exit_code") == 6,
               f"{name}: the output dir says how the run ended ({end})")
+    # Without a PID namespace, what the tool started (debootstrap under mkdebian) must die with vigil too:
+    # a tool that leaves a child of its own stands in for it.
+    fake = os.path.join(d, "slow-tool")
+    with open(fake, "w") as f:
+        f.write("#!/bin/sh\nsleep 300 &\nwait\n")
+    os.chmod(fake, 0o755)
+    mark = uuid.uuid4().hex
+    proc = subprocess.Popen([VIGIL, "run", script, "--node", "a", "--no-pidns", "-o", os.path.join(d, "out-nopidns")],
+                            env=dict(os.environ, VIGIL_MKGUEST=fake, VIGIL_TEST_MARK=mark),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not any(comm(p) == "sleep" for p in marked_pids(mark)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = [f"{p}({comm(p)})" for p in marked_pids(mark)]
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while marked_pids(mark) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [f"{p}({comm(p)})" for p in marked_pids(mark)]
+    check(any("sleep" in p for p in started) and not left,
+          f"--no-pidns, SIGKILL: the build tool's own child dies with vigil too (before {started}, left {left})")
     # The next run finds the SIGKILLed build's directory and removes it (its builder is dead).
     r = subprocess.run([VIGIL, "run", script, "--node", "a", "-o", os.path.join(d, "out-next")],
                        env=dict(os.environ, VIGIL_CACHE_DIR=cache), capture_output=True, text=True, timeout=120)

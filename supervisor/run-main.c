@@ -6,6 +6,7 @@
  * one switch worker per VLAN, one machine worker per node and the script
  * worker, then runs the tree and turns the script's verdict into vigil's exit
  * code. Bad input ends here with exit 2 and a message naming the problem.
+ * Every end, early or not, is said on stderr and recorded in the output dir.
  */
 #include <dirent.h>
 #include <fcntl.h>

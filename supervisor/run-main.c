@@ -628,7 +628,7 @@ int run_main(int argc, char **argv) {
         char run_id[32], out[4096], tmp[512] = "", guest[4096] = "", cmdline_path[4200], tree[4096] = "";
         _cleanup_free_ char *guest_cmdline = NULL;
         const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-        int notify_fd = -1, r, code;
+        int notify_fd = -1, r, ns, code;
 
         random_id(run_id, sizeof(run_id));
         run_plan_init(&p);
@@ -668,8 +668,11 @@ int run_main(int argc, char **argv) {
         }
 
         /* From here on everything vigil starts, cache builds included, lives in
-         * the PID namespace: killing vigil by any signal kills it. */
-        r = sup_pidns_enter(!p.no_pidns, &notify_fd);
+         * the PID namespace: killing vigil by any signal kills it. What the
+         * containers leave on the host is swept once the namespace is gone. */
+        if (geteuid() == 0)
+                sup_pidns_at_outer_exit(run_sweep_nspawn_propagate);
+        r = ns = sup_pidns_enter(!p.no_pidns, &notify_fd);
         if (r < 0) {
                 log_error_errno(r, "cannot set up the process namespace");
                 code = run_end_early(&p, out, run_id, VIGIL_EXIT_INTERNAL, "cannot set up the process namespace");
@@ -703,6 +706,8 @@ int run_main(int argc, char **argv) {
 finish:
         if (!p.keep_state)
                 rm_rf(tmp);
+        if (ns > 0 && geteuid() == 0) /* no namespace: this is the host's /proc, and the tree is down */
+                run_sweep_nspawn_propagate();
         run_report(out);
         /* The one line a user must see, journal or not; a failure says why. */
         if (code != VIGIL_EXIT_PASS && run_state.why[0] && run_state.why_code == code)

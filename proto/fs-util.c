@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* fs-util.c: see fs-util.h. */
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "fs-util.h"
 #include "macro.h"
@@ -55,4 +57,13 @@ int mkdir_p(const char *path, mode_t mode) {
         if (mkdir(p, mode) < 0 && errno != EEXIST)
                 return negative_errno();
         return 0;
+}
+
+static int rm_rf_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        (void) (flag == FTW_DP ? rmdir(path) : unlink(path));
+        return 0;
+}
+
+void rm_rf(const char *path) {
+        (void) nftw(path, rm_rf_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }

@@ -4,7 +4,10 @@
  * has one identifier and a small set of context fields; each entry adds its
  * priority, message, optional errno, optional lifecycle event (with a stable
  * MESSAGE_ID) and extra fields. journald gets them as structured fields;
- * stderr gets one readable line with the same fields appended.
+ * stderr gets one readable line with the same fields appended. A journal
+ * socket that exists but refuses entries (nobody listening, as in many
+ * containers and sandboxes) sends this process to stderr from its first failed
+ * send on, said once, so no line is lost to a dead socket.
  */
 #include <pthread.h>
 #include <stdarg.h>
@@ -44,6 +47,7 @@ static const struct log_event_info events[_LOG_EVENT_MAX] = {
 static struct {
         char identifier[64];
         bool journal;
+        bool level_explicit; /* VIGIL_LOG_LEVEL or log_set_max_level() chose the level */
         int max_level;
         char *fields[LOG_FIELDS_MAX]; /* "NAME=value" */
         pthread_mutex_t lock;
@@ -85,12 +89,15 @@ void log_open(const char *identifier, enum log_target target) {
                          : streq(env, "stderr") ? LOG_TARGET_STDERR
                                                 : LOG_TARGET_AUTO;
         state.journal = target == LOG_TARGET_JOURNAL || (target == LOG_TARGET_AUTO && journal_reachable());
-        if (lvl >= 0)
+        if (lvl >= 0) {
                 state.max_level = lvl;
+                state.level_explicit = true;
+        }
 }
 
 void log_set_max_level(int prio) {
         state.max_level = prio;
+        state.level_explicit = true;
 }
 
 int log_get_max_level(void) {
@@ -131,7 +138,23 @@ static int add_iov(struct iovec *iov, int n, int max, char *s) {
         return n;
 }
 
-static void write_journal(int prio, int error, enum log_event ev, const char *const *extra, const char *msg) {
+static void write_stderr(int prio, enum log_event ev, const char *const *extra, const char *msg);
+
+/* The first refused entry moves this process to stderr for good, and the
+ * level to what vigil uses on stderr (notice) unless one was chosen. */
+static void journal_failed(int r) {
+        char note[256];
+
+        state.journal = false;
+        if (!state.level_explicit && state.max_level > LOG_NOTICE)
+                state.max_level = LOG_NOTICE;
+        snprintf(note, sizeof(note), "journald at %s refused an entry (%s): logging to stderr from now on",
+                 JOURNAL_SOCKET, strerror(-r));
+        write_stderr(LOG_WARNING, LOG_EVENT_NONE, NULL, note);
+}
+
+/* Returns sd_journal_sendv()'s result: < 0 if the entry did not reach journald. */
+static int write_journal(int prio, int error, enum log_event ev, const char *const *extra, const char *msg) {
         struct iovec iov[LOG_FIELDS_MAX + 40];
         char *owned[8] = {};
         int n = 0, k = 0;
@@ -155,9 +178,10 @@ static void write_journal(int prio, int error, enum log_event ev, const char *co
         for (size_t i = 0; extra && extra[i]; i++)
                 n = add_iov(iov, n, ELEMENTSOF(iov), (char *) extra[i]);
 
-        (void) sd_journal_sendv(iov, n);
+        int r = sd_journal_sendv(iov, n);
         for (int i = 0; i < k; i++)
                 free(owned[i]);
+        return r;
 }
 
 static void write_stderr(int prio, enum log_event ev, const char *const *extra, const char *msg) {
@@ -189,11 +213,12 @@ static void write_stderr(int prio, enum log_event ev, const char *const *extra, 
         (void) !write(STDERR_FILENO, line, len);
 }
 
-int log_internalv(int prio, int error, enum log_event ev, const char *const *extra, const char *fmt, va_list ap) {
-        int saved = errno;
+static int log_emitv(bool tee, int prio, int error, enum log_event ev, const char *const *extra, const char *fmt,
+                     va_list ap) {
+        int saved = errno, r;
         char msg[4096];
 
-        if (prio > state.max_level)
+        if (prio > state.max_level && !tee)
                 goto out;
 
         vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -203,14 +228,33 @@ int log_internalv(int prio, int error, enum log_event ev, const char *const *ext
         }
 
         pthread_mutex_lock(&state.lock);
-        if (state.journal)
-                write_journal(prio, error, ev, extra, msg);
-        else
-                write_stderr(prio, ev, extra, msg);
+        if (state.journal && (prio <= state.max_level || !tee)) {
+                r = write_journal(prio, error, ev, extra, msg);
+                if (r < 0)
+                        journal_failed(r);
+                else if (!tee)
+                        goto unlock;
+        }
+        write_stderr(prio, ev, extra, msg);
+unlock:
         pthread_mutex_unlock(&state.lock);
 out:
         errno = saved;
         return error == 0 ? 0 : error < 0 ? error : -error;
+}
+
+int log_internalv(int prio, int error, enum log_event ev, const char *const *extra, const char *fmt, va_list ap) {
+        return log_emitv(false, prio, error, ev, extra, fmt, ap);
+}
+
+int log_tee(int prio, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = log_emitv(true, prio, 0, LOG_EVENT_NONE, NULL, fmt, ap);
+        va_end(ap);
+        return r;
 }
 
 int log_internal(int prio, int error, enum log_event ev, const char *const *extra, const char *fmt, ...) {

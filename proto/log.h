@@ -2,7 +2,8 @@
 /*
  * log.h: structured logging for every vigil process. Entries go to journald
  * when /run/systemd/journal/socket exists (or VIGIL_LOG=journal), else to
- * stderr as one human line per entry followed by its fields. Context fields
+ * stderr as one human line per entry followed by its fields; the first entry
+ * journald refuses moves the process to stderr for good (said once). Context fields
  * (VIGIL_RUN, VIGIL_MACHINE, ...) are set once per process and added to every
  * entry. Lifecycle events carry a stable MESSAGE_ID from the table in log.c.
  */
@@ -53,6 +54,10 @@ int log_internal(int prio, int error, enum log_event ev, const char *const *extr
         _printf_(5, 6);
 int log_internalv(int prio, int error, enum log_event ev, const char *const *extra, const char *fmt, va_list ap)
         _printf_(5, 0);
+
+/* For the few lines a user must see whatever the target and level (a run's
+ * summary): to the journal as usual, and to stderr always. */
+int log_tee(int prio, const char *fmt, ...) _printf_(2, 3);
 
 const char *log_event_to_string(enum log_event ev);
 const char *log_event_message_id(enum log_event ev);

@@ -6,13 +6,16 @@
  * one switch worker per VLAN, one machine worker per node and the script
  * worker, then runs the tree and turns the script's verdict into vigil's exit
  * code. Bad input ends here with exit 2 and a message naming the problem.
+ * Every end, early or not, is said on stderr and recorded in the output dir.
  */
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <libgen.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -23,6 +26,7 @@
 #include "report.h"
 #include "run-plan.h"
 #include "run-progress.h"
+#include "run-sweep.h"
 #include "fs-util.h"
 #include "sup.h"
 
@@ -31,7 +35,8 @@
 #define MACHINE_SHUTDOWN_MS    10000
 #define SWITCH_SHUTDOWN_MS     2000
 #define SCRIPT_SHUTDOWN_MS     5000
-#define SPEC_FILE_MAX          (4u << 20) /* a spec or --config file */
+#define SPEC_FILE_MAX          (4u << 20)          /* a spec or --config file */
+#define BUILD_STOP_USEC        (10 * USEC_PER_SEC) /* a cache build's time to clean up after SIGTERM */
 
 struct run_state {
         char verdict[512];
@@ -39,7 +44,11 @@ struct run_state {
         struct run_progress *progress;
         struct run_plan *plan; /* create_machine() adds to it */
         const struct run_dirs *dirs;
+        char why[600]; /* why the script's end ended the run, for the summary */
+        int why_code;  /* ... and the exit code it asked for */
 };
+
+static struct run_state run_state;
 
 static const char *real_env(const char *name) {
         return getenv(name);
@@ -48,15 +57,6 @@ static const char *real_env(const char *name) {
 static int usage_error(const char *msg) {
         fprintf(stderr, "vigil: %s\n", msg);
         return VIGIL_EXIT_USAGE;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        (void) (flag == FTW_DP ? rmdir(path) : unlink(path));
-        return 0;
-}
-
-static void rm_rf(const char *path) {
-        (void) nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static void random_id(char *buf, size_t size) {
@@ -90,65 +90,6 @@ static int prepare_out_dir(const struct run_plan *p, char *ret, size_t size, cha
         return 0;
 }
 
-/* The start time of @pid (field 22 of /proc/PID/stat), 0 if it is gone. */
-static unsigned long long proc_start_time(pid_t pid) {
-        char path[64], buf[1024], *p;
-        unsigned long long start = 0;
-        _cleanup_fclose_ FILE *f = NULL;
-
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
-        f = fopen(path, "re");
-        if (!f || !fgets(buf, sizeof(buf), f) || !(p = strrchr(buf, ')')))
-                return 0;
-        /* after ") ": state(3) ... starttime(22) */
-        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-                   &start) != 1)
-                return 0;
-        return start;
-}
-
-/* The run directory names its owner ("PID STARTTIME"), so a later run can
- * tell the directory of a killed vigil (VM disks, sockets) from a live one. */
-static void tmp_dir_mark_owner(const char *dir) {
-        char path[600];
-        _cleanup_fclose_ FILE *f = NULL;
-
-        snprintf(path, sizeof(path), "%s/owner", dir);
-        f = fopen(path, "we");
-        if (f)
-                fprintf(f, "%d %llu\n", (int) getpid(), proc_start_time(getpid()));
-}
-
-/* Remove vigil-XXXXXXXX directories of ours whose owner is gone (a SIGKILLed
- * run cannot clean up after itself). Kept-state directories are never touched. */
-static void tmp_dir_sweep(const char *base) {
-        _cleanup_closedir_ DIR *d = opendir(base);
-        struct dirent *e;
-
-        while (d && (e = readdir(d))) {
-                char dir[600], owner[640], text[64] = "";
-                unsigned long long start = 0;
-                int pid = 0;
-                struct stat st;
-                _cleanup_fclose_ FILE *f = NULL;
-
-                if (strncmp(e->d_name, "vigil-", 6) != 0 || strlen(e->d_name) != 14 ||
-                    strspn(e->d_name + 6, "0123456789abcdef") != 8)
-                        continue;
-                snprintf(dir, sizeof(dir), "%s/%s", base, e->d_name);
-                if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid())
-                        continue;
-                snprintf(owner, sizeof(owner), "%s/owner", dir);
-                f = fopen(owner, "re");
-                if (!f || !fgets(text, sizeof(text), f) || sscanf(text, "%d %llu", &pid, &start) != 2 || pid <= 0)
-                        continue; /* not ours to judge */
-                if (proc_start_time(pid) == start)
-                        continue; /* its vigil is alive */
-                log_info("Removing %s, left by a run that is gone (pid %d)", dir, pid);
-                rm_rf(dir);
-        }
-}
-
 /* Short, private run directory: AF_UNIX socket paths below it must stay < 108 bytes. */
 static int prepare_tmp_dir(const struct run_plan *p, const char *run_id, char *ret, size_t size, char **ret_error) {
         const char *base = getenv("XDG_RUNTIME_DIR");
@@ -166,12 +107,14 @@ static int prepare_tmp_dir(const struct run_plan *p, const char *run_id, char *r
                 return asprintf(ret_error, "temporary directory %s is too long for unix socket paths: set TMPDIR",
                                 ret),
                        -EINVAL;
-        tmp_dir_sweep(base);
+        run_sweep_tmp_dirs(base);
+        if (geteuid() == 0)
+                run_sweep_nspawn_propagate();
         r = mkdir_p(ret, 0700);
         if (r < 0)
                 return asprintf(ret_error, "cannot create %s: %s", ret, strerror(-r)), -EINVAL;
         if (!p->keep_state)
-                tmp_dir_mark_owner(ret);
+                run_sweep_mark_owner(ret);
         return 0;
 }
 
@@ -226,34 +169,141 @@ static int build_tool_path(const struct build_tool *t, char *buf, size_t size) {
         return -ENOENT;
 }
 
-/* Run the tool (it caches by content) and read the directory it prints. */
-static int build_with(const struct build_tool *t, char *ret, size_t size, char **ret_error) {
-        char tool[600];
-        int pfd[2], status;
-        ssize_t n;
-        size_t len = 0;
+/* The build's process group: asked to stop with SIGTERM (the tools remove
+ * their half-built directory), killed after BUILD_STOP_USEC. Anything left
+ * in the group after the tool itself ended is killed too. */
+static void build_stop(pid_t pid, int *status) {
+        uint64_t deadline = now_usec() + BUILD_STOP_USEC;
+        pid_t r;
+
+        (void) kill(-pid, SIGTERM);
+        while ((r = waitpid(pid, status, WNOHANG)) == 0 && now_usec() < deadline)
+                (void) poll(NULL, 0, 20);
+        (void) kill(-pid, SIGKILL);
+        if (r == 0)
+                while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+                        ;
+}
+
+static void build_guard_fire(int sig) {
+        (void) kill(0, SIGKILL); /* the whole group, this guard included */
+}
+
+/* The child of vigil that runs a build: leader of the build's process group,
+ * it forks the tool and waits. When vigil dies (PDEATHSIG, by any signal,
+ * SIGKILL included, with or without a PID namespace) it kills the group, so
+ * nothing the tool started (debootstrap and its children) outlives vigil.
+ * It ignores the SIGTERM vigil sends the group; the tool gets it. */
+_noreturn_ static void build_guard(const char *tool, int out_fd, pid_t parent, const sigset_t *mask) {
+        static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+        struct sigaction fire = {.sa_handler = build_guard_fire};
+        int status;
         pid_t pid;
 
-        if (build_tool_path(t, tool, sizeof(tool)) < 0)
-                return asprintf(ret_error, "tools/%s not found (set %s)", t->name, t->env), -ENOENT;
-        if (pipe2(pfd, O_CLOEXEC) < 0)
-                return negative_errno();
+        (void) setpgid(0, 0);
+        (void) sigaction(SIGUSR1, &fire, NULL);
+        (void) prctl(PR_SET_PDEATHSIG, SIGUSR1, 0, 0, 0);
+        if (getppid() != parent) /* vigil died before prctl */
+                build_guard_fire(SIGUSR1);
+        for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+                (void) signal(sigs[i], SIG_IGN);
+        (void) sigprocmask(SIG_SETMASK, mask, NULL);
         pid = fork();
         if (pid < 0)
-                return negative_errno();
+                _exit(127);
         if (pid == 0) {
-                dup2(pfd[1], STDOUT_FILENO);
+                for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+                        (void) signal(sigs[i], SIG_DFL);
+                (void) signal(SIGUSR1, SIG_DFL);
+                if (dup2(out_fd, STDOUT_FILENO) < 0)
+                        _exit(127);
                 execl(tool, tool, (char *) NULL);
                 _exit(127);
         }
-        close(pfd[1]);
-        while (len + 1 < size && (n = read(pfd[0], ret + len, size - len - 1)) > 0)
-                len += (size_t) n;
-        close(pfd[0]);
+        safe_close(out_fd);
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        _exit(127);
+        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
+
+/* Run the tool (it caches by content) and read the directory it prints.
+ * The build gets the guarantees of a machine: it dies with vigil, with all it
+ * started (build_guard(); in the PID namespace, the namespace's end too), and
+ * SIGTERM, SIGINT or SIGHUP stop it and end the run with
+ * VIGIL_EXIT_INTERRUPTED (-EINTR). */
+static int build_with(const struct build_tool *t, char *ret, size_t size, char **ret_error) {
+        static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+        _cleanup_close_ int rd = -EBADF, sigfd = -EBADF;
+        char tool[600];
+        int pfd[2], status = 0, sig = sup_pidns_early_signal();
+        size_t len = 0;
+        sigset_t mask, old;
+        pid_t pid, parent = getpid();
+
+        if (build_tool_path(t, tool, sizeof(tool)) < 0)
+                return asprintf(ret_error, "tools/%s not found (set %s)", t->name, t->env), -ENOENT;
+        if (sig)
+                return asprintf(ret_error, "received %s before building %s", sigabbrev_np(sig), t->what), -EINTR;
+        sigemptyset(&mask);
+        for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+                sigaddset(&mask, sigs[i]);
+        if (sigprocmask(SIG_BLOCK, &mask, &old) < 0)
+                return negative_errno();
+        sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+        if (sigfd < 0 || pipe2(pfd, O_CLOEXEC) < 0) {
+                (void) sigprocmask(SIG_SETMASK, &old, NULL);
+                return negative_errno();
+        }
+        rd = pfd[0];
+        pid = fork();
+        if (pid < 0) {
+                safe_close(pfd[1]);
+                (void) sigprocmask(SIG_SETMASK, &old, NULL);
+                return negative_errno();
+        }
+        if (pid == 0)
+                build_guard(tool, pfd[1], parent, &old);
+        (void) setpgid(pid, pid); /* both sides: no window where a signal misses the group */
+        safe_close(pfd[1]);
+
+        for (bool eof = false; !eof && !sig;) {
+                struct pollfd p[2] = {{.fd = rd, .events = POLLIN}, {.fd = sigfd, .events = POLLIN}};
+                struct signalfd_siginfo si;
+                ssize_t n;
+
+                if (poll(p, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        break;
+                }
+                if (p[1].revents & POLLIN && read(sigfd, &si, sizeof(si)) == sizeof(si))
+                        sig = (int) si.ssi_signo;
+                else if (p[0].revents & (POLLIN | POLLHUP)) {
+                        n = read(rd, ret + len, size - len - 1);
+                        if (n > 0 && len + (size_t) n + 1 < size)
+                                len += (size_t) n;
+                        else if (n <= 0 && (n == 0 || errno != EINTR))
+                                eof = true;
+                }
+        }
+        if (sig) {
+                log_notice("Received %s while %s was building %s: stopping it", sigabbrev_np(sig), tool, t->what);
+                build_stop(pid, &status);
+        } else {
+                while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                        ;
+                (void) kill(-pid, SIGKILL); /* what the tool left running in its group */
+        }
+        (void) sigprocmask(SIG_SETMASK, &old, NULL);
+        if (sig)
+                return asprintf(ret_error, "received %s while building %s; the build was stopped", sigabbrev_np(sig),
+                                t->what),
+                       -EINTR;
         ret[len] = 0;
         while (len > 0 && (ret[len - 1] == '\n' || ret[len - 1] == ' '))
                 ret[--len] = 0;
-        if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || len == 0)
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || len == 0)
                 return asprintf(ret_error, "%s failed to build %s (exit status %d); see its messages above", tool,
                                 t->what, WIFEXITED(status) ? WEXITSTATUS(status) : -1),
                        -EIO;
@@ -300,6 +350,8 @@ static void on_child_exited(struct sup *s, const char *id, int code, int signal,
                 snprintf(why, sizeof(why), "%s", st->verdict);
         else
                 snprintf(why, sizeof(why), "test script finished with exit code %d", code);
+        snprintf(st->why, sizeof(st->why), "%s", why);
+        st->why_code = verdict_of(code, signal);
         sup_shutdown(s, verdict_of(code, signal), why);
 }
 
@@ -394,7 +446,7 @@ static unsigned run_heartbeat(const struct run_plan *p) {
 
 static int run_tree(struct run_plan *p, const struct run_dirs *d, int notify_fd) {
         _cleanup_(sup_freep) struct sup *s = NULL;
-        static struct run_state st;
+        struct run_state *st = &run_state;
         char vlan_id[32];
         int r;
 
@@ -410,18 +462,18 @@ static int run_tree(struct run_plan *p, const struct run_dirs *d, int notify_fd)
         sup_set_strategy(
                 s, STRATEGY_ONE_FOR_ONE,
                 &(struct sup_intensity){.max_restarts = RUN_INTENSITY_RESTARTS, .max_seconds = RUN_INTENSITY_SECONDS});
-        st.plan = p;
-        st.dirs = d;
+        st->plan = p;
+        st->dirs = d;
         sup_set_hooks(s,
                       &(struct sup_hooks){.child_exited = on_child_exited,
                                           .script_result = on_script_result,
                                           .event = on_event,
                                           .add_machine = on_add_machine},
-                      &st);
+                      st);
         /* Progress on stderr: not over an interactive REPL, nor in the reference's log format. */
         if (!p->interactive && !(p->reference_cli && !isatty(STDERR_FILENO)) &&
-            run_progress_new(STDERR_FILENO, isatty(STDERR_FILENO), &st.progress) >= 0)
-                (void) run_progress_attach(st.progress, sup_event_base(s));
+            run_progress_new(STDERR_FILENO, isatty(STDERR_FILENO), &st->progress) >= 0)
+                (void) run_progress_attach(st->progress, sup_event_base(s));
 
         for (size_t i = 0; r >= 0 && i < p->n_vlans; i++) {
                 snprintf(vlan_id, sizeof(vlan_id), "vlan%d", p->vlans[i]);
@@ -438,7 +490,7 @@ static int run_tree(struct run_plan *p, const struct run_dirs *d, int notify_fd)
                 r = sup_run(s);
         else
                 r = VIGIL_EXIT_INTERNAL;
-        st.progress = run_progress_free(st.progress);
+        st->progress = run_progress_free(st->progress);
         return r;
 }
 
@@ -558,14 +610,27 @@ static int reference_exit(int code) {
         return status;
 }
 
+/* A run that ends before its tree: the message on stderr and, where the
+ * output directory is known (named with -o, or already prepared), a
+ * timeline.jsonl saying how it ended, as every run's output dir does. */
+static int run_end_early(const struct run_plan *p, const char *out, const char *run_id, int code, const char *msg) {
+        const char *dir = out ?: p->out_dir;
+
+        fprintf(stderr, "vigil: %s\n", msg);
+        if (dir && (out || p->reference_cli || mkdir_p(dir, 0755) >= 0))
+                timeline_write_run_end(dir, run_id, code, msg);
+        return code;
+}
+
 int run_main(int argc, char **argv) {
         struct run_plan p;
         _cleanup_free_ char *err = NULL;
-        char run_id[32], out[4096], tmp[512], guest[4096] = "", cmdline_path[4200], tree[4096] = "";
+        char run_id[32], out[4096], tmp[512] = "", guest[4096] = "", cmdline_path[4200], tree[4096] = "";
         _cleanup_free_ char *guest_cmdline = NULL;
         const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-        int notify_fd = -1, r, code;
+        int notify_fd = -1, r, ns, code;
 
+        random_id(run_id, sizeof(run_id));
         run_plan_init(&p);
         if (streq(base, "run"))
                 r = run_plan_parse_args(&p, argc, argv, &err);
@@ -579,7 +644,7 @@ int run_main(int argc, char **argv) {
         if (r >= 0)
                 r = load_inputs(&p, &err);
         if (r < 0) {
-                code = usage_error(err ?: strerror(-r));
+                code = run_end_early(&p, NULL, run_id, VIGIL_EXIT_USAGE, err ?: strerror(-r));
                 run_plan_done(&p);
                 return code;
         }
@@ -587,20 +652,40 @@ int run_main(int argc, char **argv) {
                 p.log_level = strdup(p.verbosity < 0 ? "warning" : "debug");
         set_log_level(&p);
 
-        random_id(run_id, sizeof(run_id));
         r = prepare_out_dir(&p, out, sizeof(out), &err);
-        if (r >= 0)
-                r = prepare_tmp_dir(&p, run_id, tmp, sizeof(tmp), &err);
-        if (r >= 0)
-                r = prepare_machine_dirs(&p, tmp, &err);
-        if (r >= 0 && run_plan_needs_guest(&p))
-                r = build_with(&tool_mkguest, guest, sizeof(guest), &err);
-        if (r >= 0 && run_plan_needs_debian_tree(&p))
-                r = build_with(&tool_mkdebian, tree, sizeof(tree), &err);
         if (r < 0) {
                 code = usage_error(err ?: strerror(-r));
                 run_plan_done(&p);
                 return code;
+        }
+        r = prepare_tmp_dir(&p, run_id, tmp, sizeof(tmp), &err);
+        if (r >= 0)
+                r = prepare_machine_dirs(&p, tmp, &err);
+        if (r < 0) {
+                code = run_end_early(&p, out, run_id, VIGIL_EXIT_USAGE, err ?: strerror(-r));
+                run_plan_done(&p);
+                return code;
+        }
+
+        /* From here on everything vigil starts, cache builds included, lives in
+         * the PID namespace: killing vigil by any signal kills it. What the
+         * containers leave on the host is swept once the namespace is gone. */
+        if (geteuid() == 0)
+                sup_pidns_at_outer_exit(run_sweep_nspawn_propagate);
+        r = ns = sup_pidns_enter(!p.no_pidns, &notify_fd);
+        if (r < 0) {
+                log_error_errno(r, "cannot set up the process namespace");
+                code = run_end_early(&p, out, run_id, VIGIL_EXIT_INTERNAL, "cannot set up the process namespace");
+                goto finish;
+        }
+        if (run_plan_needs_guest(&p))
+                r = build_with(&tool_mkguest, guest, sizeof(guest), &err);
+        if (r >= 0 && run_plan_needs_debian_tree(&p))
+                r = build_with(&tool_mkdebian, tree, sizeof(tree), &err);
+        if (r < 0) {
+                code = run_end_early(&p, out, run_id, r == -EINTR ? VIGIL_EXIT_INTERRUPTED : VIGIL_EXIT_USAGE,
+                                     err ?: strerror(-r));
+                goto finish;
         }
         if (guest[0]) {
                 snprintf(cmdline_path, sizeof(cmdline_path), "%s/cmdline", guest);
@@ -610,12 +695,6 @@ int run_main(int argc, char **argv) {
         if (p.reference_cli && !p.keep_state)
                 log_info("Machine state will be reset. To keep it, pass --keep-machine-state");
 
-        r = sup_pidns_enter(!p.no_pidns, &notify_fd);
-        if (r < 0) {
-                log_error_errno(r, "cannot set up the process namespace");
-                run_plan_done(&p);
-                return VIGIL_EXIT_INTERNAL;
-        }
         code = run_tree(&p,
                         &(struct run_dirs){.run_id = run_id,
                                            .tmp_dir = tmp,
@@ -624,10 +703,17 @@ int run_main(int argc, char **argv) {
                                            .guest_cmdline = guest_cmdline,
                                            .debian_tree = tree[0] ? tree : NULL},
                         notify_fd);
+finish:
         if (!p.keep_state)
                 rm_rf(tmp);
+        if (ns > 0 && geteuid() == 0) /* no namespace: this is the host's /proc, and the tree is down */
+                run_sweep_nspawn_propagate();
         run_report(out);
-        log_notice("%s (exit %d); logs in %s", exit_code_meaning(code), code, out);
+        /* The one line a user must see, journal or not; a failure says why. */
+        if (code != VIGIL_EXIT_PASS && run_state.why[0] && run_state.why_code == code)
+                log_tee(LOG_NOTICE, "%s: %s (exit %d); logs in %s", exit_code_meaning(code), run_state.why, code, out);
+        else
+                log_tee(LOG_NOTICE, "%s (exit %d); logs in %s", exit_code_meaning(code), code, out);
         if (p.reference_cli)
                 code = reference_exit(code);
         run_plan_done(&p);

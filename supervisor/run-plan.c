@@ -8,6 +8,7 @@
  */
 #include <ctype.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <regex.h>
 #include <stdarg.h>
 
@@ -821,15 +822,61 @@ static int check_backend_keys(json_object *node, const struct run_node *n, const
         return 0;
 }
 
+static void plan_tokener_freep(json_tokener **t) {
+        if (*t)
+                json_tokener_free(*t);
+}
+
+/* Parse @json as one JSON object. A syntax error names the line and column
+ * json-c's tokener stopped at (1-based, columns in bytes), so a hand-edited
+ * spec says where it broke; text after the object is refused the same way. */
+static int plan_json_parse(const char *json, const char *what, json_object **ret, char **ret_error) {
+        _cleanup_(plan_tokener_freep) json_tokener *tok = json_tokener_new();
+        enum json_tokener_error e;
+        json_object *j;
+        size_t len = strlen(json), end, line = 1, col = 1;
+
+        if (!tok)
+                return -ENOMEM;
+        j = json_tokener_parse_ex(tok, json, (int) MIN(len, (size_t) INT_MAX));
+        e = json_tokener_get_error(tok);
+        end = json_tokener_get_parse_end(tok);
+        if (!j && e == json_tokener_continue) {
+                e = json_tokener_error_parse_eof;
+                end = len;
+        }
+        if (j) /* only whitespace may follow the value */
+                while (end < len && strchr(" \t\r\n", json[end]))
+                        end++;
+        for (size_t i = 0; i < end && i < len; i++) {
+                if (json[i] == '\n')
+                        line++, col = 1;
+                else
+                        col++;
+        }
+        if (!j)
+                return errmsg_invalid(ret_error, "%s: invalid JSON at line %zu, column %zu: %s", what, line, col,
+                                      json_tokener_error_desc(e));
+        if (end < len) {
+                json_object_put(j);
+                return errmsg_invalid(ret_error, "%s: unexpected text after the JSON value at line %zu, column %zu",
+                                      what, line, col);
+        }
+        if (!json_object_is_type(j, json_type_object)) {
+                json_object_put(j);
+                return errmsg_invalid(ret_error, "%s: not a JSON object (the top level must be {...})", what);
+        }
+        *ret = j;
+        return 0;
+}
+
 int run_plan_load_spec(struct run_plan *p, const char *json, char **ret_error) {
-        json_object *j = json_tokener_parse(json), *nodes;
+        json_object *j = NULL, *nodes;
         int r;
 
-        if (!j || !json_object_is_type(j, json_type_object)) {
-                if (j)
-                        json_object_put(j);
-                return errmsg_invalid(ret_error, "spec: not a JSON object");
-        }
+        r = plan_json_parse(json, "spec", &j, ret_error);
+        if (r < 0)
+                return r;
         r = check_keys(j, spec_top_keys, "spec", ret_error);
         if (r >= 0)
                 r = json_top_common(p, j, "spec", ret_error);
@@ -892,14 +939,12 @@ int run_plan_load_spec(struct run_plan *p, const char *json, char **ret_error) {
 }
 
 int run_plan_load_reference_config(struct run_plan *p, const char *json, char **ret_error) {
-        json_object *j = json_tokener_parse(json), *vms, *o;
+        json_object *j = NULL, *vms, *o;
         int r;
 
-        if (!j || !json_object_is_type(j, json_type_object)) {
-                if (j)
-                        json_object_put(j);
-                return errmsg_invalid(ret_error, "--config: not a JSON object");
-        }
+        r = plan_json_parse(json, "--config", &j, ret_error);
+        if (r < 0)
+                return r;
         r = json_top_common(p, j, "--config", ret_error);
         if (r >= 0 && json_object_object_get_ex(j, "enable_ssh_backdoor", &o)) {
                 if (!json_object_is_type(o, json_type_boolean))

@@ -272,7 +272,6 @@ void sup_cgroup_remove_run(const char *run_id);
 void sup_cgroup_sweep(void);
 
 /* sup-pidns.c */
-int sup_pidns_early_signal(void);
 
 /* sup-timeline.c */
 int timeline_open(struct sup *s);

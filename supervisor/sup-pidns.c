@@ -25,6 +25,11 @@
 #include "sup-internal.h"
 
 static volatile sig_atomic_t early_signal;
+static void (*outer_at_exit)(void);
+
+void sup_pidns_at_outer_exit(void (*fn)(void)) {
+        outer_at_exit = fn;
+}
 
 static void on_early_signal(int sig) {
         early_signal = sig;
@@ -89,6 +94,8 @@ _noreturn_ static void outer_wait(pid_t pid, int sigfd, int notify_rd) {
         }
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
+        if (outer_at_exit)
+                outer_at_exit(); /* the namespace is gone: clean up what it left on the host */
         if (WIFEXITED(status) && (WEXITSTATUS(status) == 128 + SIGTERM || WEXITSTATUS(status) == 128 + SIGINT)) {
                 /* The nixos-test-driver front door ends "killed by SIGTERM" like the reference
                  * (run-main.c reference_exit); PID 1 cannot kill itself, so this side does. */

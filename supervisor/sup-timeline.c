@@ -38,9 +38,26 @@ static json_object *value_of(const char *v) {
         return json_object_new_string(v);
 }
 
+static void timeline_emit(int fd, json_object *o) {
+        const char *line = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+        size_t n;
+        char *buf;
+
+        if (!line)
+                return;
+        n = strlen(line);
+        buf = malloc(n + 1);
+        if (!buf)
+                return;
+        memcpy(buf, line, n);
+        buf[n] = '\n';
+        /* One write per line: O_APPEND keeps lines whole. */
+        (void) !write(fd, buf, n + 1);
+        free(buf);
+}
+
 void timeline_write(struct sup *s, const char *event, struct child *c, const char *const *kv, const char *message) {
         json_object *o;
-        const char *line;
         struct timespec ts;
 
         if (s->timeline_fd < 0 || !event)
@@ -66,17 +83,34 @@ void timeline_write(struct sup *s, const char *event, struct child *c, const cha
         if (message)
                 json_object_object_add(o, "message", json_object_new_string(message));
 
-        line = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-        if (line) {
-                size_t n = strlen(line);
-                char *buf = malloc(n + 1);
-                if (buf) {
-                        memcpy(buf, line, n);
-                        buf[n] = '\n';
-                        /* One write per line: O_APPEND keeps lines whole. */
-                        (void) !write(s->timeline_fd, buf, n + 1);
-                        free(buf);
-                }
-        }
+        timeline_emit(s->timeline_fd, o);
+        json_object_put(o);
+}
+
+void timeline_write_run_end(const char *outdir, const char *run_id, int exit_code, const char *message) {
+        char path[4096];
+        _cleanup_close_ int fd = -EBADF;
+        json_object *o;
+        struct timespec ts;
+        char wb[32];
+
+        if (!outdir)
+                return;
+        snprintf(path, sizeof(path), "%s/timeline.jsonl", outdir);
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        o = fd >= 0 ? json_object_new_object() : NULL;
+        if (!o)
+                return;
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(wb, sizeof(wb), "%.6f", (double) ts.tv_sec + ts.tv_nsec / 1e9);
+        json_object_object_add(o, "t", json_object_new_double_s(0, "0.000000"));
+        json_object_object_add(o, "ts", json_object_new_double_s((double) ts.tv_sec + ts.tv_nsec / 1e9, wb));
+        json_object_object_add(o, "event", json_object_new_string("run_end"));
+        if (run_id)
+                json_object_object_add(o, "run", json_object_new_string(run_id));
+        json_object_object_add(o, "exit_code", json_object_new_int(exit_code));
+        if (message)
+                json_object_object_add(o, "message", json_object_new_string(message));
+        timeline_emit(fd, o);
         json_object_put(o);
 }

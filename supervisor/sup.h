@@ -81,3 +81,13 @@ struct event_base *sup_event_base(struct sup *s);
  * it waits for PID 1, forwarding signals, and exits with its status. Returns 1
  * when no namespace is used (disabled, or not permitted: logged), < 0 on error. */
 int sup_pidns_enter(bool allow, int *ret_notify_fd);
+/* @fn runs in the original process once PID 1 has exited (everything of the
+ * run is dead), with the host's /proc, just before it exits. */
+void sup_pidns_at_outer_exit(void (*fn)(void));
+/* The SIGTERM/SIGINT/SIGHUP that reached PID 1 before the event loop ran, or 0. */
+int sup_pidns_early_signal(void);
+
+/* A run that ends before its tree exists (bad input, interrupted cache build)
+ * still leaves its story in @outdir/timeline.jsonl: one run_end line with the
+ * exit code and why. Best effort. */
+void timeline_write_run_end(const char *outdir, const char *run_id, int exit_code, const char *message);

@@ -35,11 +35,17 @@ def run_in_private_namespace(script):
     sys.exit(r.returncode)
 
 
-def start_journald():
-    """Inner half: a fresh journald on tmpfs; returns its Popen (terminate it when done)."""
+def mount_private_run():
+    """Inner half: tmpfs on /run and /var/log/journal, so nothing touches the host's journal."""
     for d in ("/run", "/var/log/journal"):
         if os.path.isdir(d):
             subprocess.run(["mount", "-t", "tmpfs", "tmpfs", d], check=True)
+
+
+def start_journald(mount=True):
+    """Inner half: a fresh journald on tmpfs; returns its Popen (terminate it when done)."""
+    if mount:
+        mount_private_run()
     os.makedirs("/run/systemd/journal", exist_ok=True)
     os.makedirs("/run/log/journal", exist_ok=True)
     jd = subprocess.Popen([JOURNALD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

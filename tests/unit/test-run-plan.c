@@ -242,6 +242,10 @@ static void test_spec(void) {
         run_plan_done(&p);
 
         expect_spec_error("[1]", "not a JSON object");
+        /* A syntax error says where: json-c's tokener stops there. */
+        expect_spec_error("{\"nodes\": {\n  \"a\": {\"vlans\": [1 2]}}}", "line 2, column 21");
+        expect_spec_error("{\"nodes\": {}", "line 1, column 13: unexpected end of data");
+        expect_spec_error("{} x", "unexpected text after the JSON value at line 1, column 4");
         expect_spec_error("{\"nodez\": {}}", "nodez");
         expect_spec_error("{\"nodes\": {\"a\": {\"memroy_mb\": 1}}}", "memroy_mb");
         expect_spec_error("{\"nodes\": {\"a\": {\"kernel\": \"/k\"}}}", "initrd");

@@ -2,6 +2,7 @@
 # Proves that every kind of bad input to `vigil run` and to the reference-driver
 # front door ends at once with exit 2 and a message naming the problem, before
 # any machine starts: a typo must never cost a multi-hour run or a silent default.
+import json
 import os
 import subprocess
 import sys
@@ -50,7 +51,17 @@ with tempfile.TemporaryDirectory() as d:
     expect("bad machine name", ["run", script, "--node", "a/b"], "a/b")
     expect("bad timeout", ["run", script, "--node", "a", "--global-timeout", "-1"], "--global-timeout")
     expect("spec typo", ["run", script, "--spec", spec], "memroy_mb")
-    expect("spec not JSON", ["run", script, "--spec", badjson], "not a JSON object")
+    expect("spec not JSON", ["run", script, "--spec", badjson], "invalid JSON at line 1, column 11")
+    # Bad input still leaves the output directory it named, saying how the run ended.
+    bad_out = os.path.join(d, "bad-out")
+    expect("spec typo with -o", ["run", script, "--spec", spec, "-o", bad_out], "memroy_mb")
+    try:
+        with open(os.path.join(bad_out, "timeline.jsonl")) as f:
+            end = json.loads(f.readlines()[-1])
+    except (OSError, IndexError, ValueError) as e:
+        end = {"error": str(e)}
+    check(end.get("event") == "run_end" and end.get("exit_code") == 2 and "memroy_mb" in end.get("message", ""),
+          f"exit 2 writes the output directory: timeline.jsonl ends with run_end, exit 2 and why ({end})")
     expect("spec missing", ["run", script, "--spec", os.path.join(d, "missing.json")], "missing.json")
     nspawn_spec = os.path.join(d, "nspawn.json")
     with open(nspawn_spec, "w") as f:

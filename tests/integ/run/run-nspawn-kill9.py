@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # Proves "nothing survives vigil" for containers: after kill -9 (and, separately, SIGTERM) of a `vigil run` with two
 # booted nspawn nodes, no descendant process (systemd-nspawn, the containers' systemd and services), no TAP port and
-# no mount of the run is left on the host; each container had a cgroup of its own, removed with it.
+# no mount of the run is left on the host; each container had a cgroup of its own, removed with it; the next run
+# removes the nspawn propagate directories the killed one left.
 # A killed CI job must not leave 30 containers behind.
 import json
 import os
@@ -152,6 +153,20 @@ def one_run(d, how):
           f"{how}: no mount of the run is left in the host's mount table")
 
 
+def dead_propagate_dirs():
+    live = set()
+    for p in os.listdir("/proc"):
+        try:
+            a = open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if a and a[0].endswith(b"systemd-nspawn"):
+            live |= {x[10:].decode() for x in a if x.startswith(b"--machine=")}
+    base = "/run/systemd/nspawn/propagate"
+    names = os.listdir(base) if os.path.isdir(base) else []
+    return [n for n in names if n.startswith("vigil-") and n not in live]
+
+
 def main():
     if os.geteuid() != 0:
         skip("needs root (systemd-nspawn)")
@@ -168,6 +183,9 @@ def main():
             f.write('{"nodes": {"c1": {"backend": "nspawn"}, "c2": {"backend": "nspawn"}}}')
         one_run(d, "kill -9")
         one_run(d, "SIGTERM")
+    # nspawn leaves /run/systemd/nspawn/propagate/<machine> when SIGKILLed; the second run removed the first's.
+    left = dead_propagate_dirs()
+    check(not left, f"no nspawn propagate directory of a dead container is left ({left})")
     done()
 
 

@@ -25,23 +25,27 @@ struct log_event_info {
         const char *message_id;
 };
 
-/* MESSAGE_IDs are stable: never change one once released. */
+/* MESSAGE_IDs were drawn once at random (like systemd's) and are stable: never
+ * change one once released; each has an entry in docs/vigil.catalog
+ * (test-log-ids checks both). */
 static const struct log_event_info events[_LOG_EVENT_MAX] = {
         [LOG_EVENT_NONE] = {NULL, NULL},
-        [LOG_EVENT_SPAWNED] = {"spawned", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e11"},
-        [LOG_EVENT_READY] = {"ready", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e12"},
-        [LOG_EVENT_EXITED] = {"exited", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e13"},
-        [LOG_EVENT_RESTARTED] = {"restarted", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e14"},
-        [LOG_EVENT_GAVE_UP] = {"gave_up", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e15"},
-        [LOG_EVENT_TIMEOUT] = {"timeout", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e16"},
-        [LOG_EVENT_SUBTEST_BEGIN] = {"subtest_begin", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e17"},
-        [LOG_EVENT_SUBTEST_END] = {"subtest_end", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e18"},
-        [LOG_EVENT_PROTOCOL_ERROR] = {"protocol_error", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e19"},
-        [LOG_EVENT_RUN_BEGIN] = {"run_begin", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e1a"},
-        [LOG_EVENT_RUN_END] = {"run_end", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e1b"},
-        [LOG_EVENT_COMMAND] = {"command", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e1c"},
-        [LOG_EVENT_CONSOLE] = {"console", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e1d"},
-        [LOG_EVENT_KILLED] = {"killed", "5b1c2a0e8f7d4c1a9e3b6d2f0a4c8e1e"},
+        [LOG_EVENT_SPAWNED] = {"spawned", "cd7d2c9b20984819ae2223bc369ca069"},
+        [LOG_EVENT_READY] = {"ready", "d4e0f540ebc04b9bb248ff412654d6bd"},
+        [LOG_EVENT_EXITED] = {"exited", "9b2f938c419340179ee7f60c544bd838"},
+        [LOG_EVENT_RESTARTED] = {"restarted", "42ee0b766d3d49389d4cfce2f238b19b"},
+        [LOG_EVENT_GAVE_UP] = {"gave_up", "fec410e9823848a6acb3a7c98de98674"},
+        [LOG_EVENT_TIMEOUT] = {"timeout", "49416504f72e4afe9b08df8bac4a121c"},
+        [LOG_EVENT_SUBTEST_BEGIN] = {"subtest_begin", "b387c5ad97764e5c8e99ff8a75b301e9"},
+        [LOG_EVENT_SUBTEST_END] = {"subtest_end", "19378480ecb349deb0d475c98cfe6661"},
+        [LOG_EVENT_PROTOCOL_ERROR] = {"protocol_error", "ad9ba76ed83f452fa3fd4f82d0d44cce"},
+        [LOG_EVENT_RUN_BEGIN] = {"run_begin", "f82df3ccc63741d78f480eec1ae700a2"},
+        [LOG_EVENT_RUN_END] = {"run_end", "92db468e122549689d1d0df60183da91"},
+        [LOG_EVENT_COMMAND] = {"command", "ba617846a3754988b266f475ef78827e"},
+        [LOG_EVENT_CONSOLE] = {"console", "175498a5e66d4df3a17d7a4216e26d1a"},
+        [LOG_EVENT_KILLED] = {"killed", "5b12246e63d04077895f027c1bbba739"},
+        [LOG_EVENT_MACHINE_FAILED] = {"machine_failed", "a2325ab1120a4142a73ec36bccb60052"},
+        [LOG_EVENT_TEST_FAILED] = {"test_failed", "863293038f92483ca3f4b632178b894d"},
 };
 
 static struct {
@@ -63,6 +67,12 @@ const char *log_event_to_string(enum log_event ev) {
 
 const char *log_event_message_id(enum log_event ev) {
         return ev >= 0 && ev < _LOG_EVENT_MAX ? events[ev].message_id : NULL;
+}
+
+const char *log_code_file(const char *file) {
+        while (file && (strncmp(file, "../", 3) == 0 || strncmp(file, "./", 2) == 0))
+                file += file[1] == '.' ? 3 : 2;
+        return file;
 }
 
 static bool journal_reachable(void) {
@@ -154,9 +164,10 @@ static void journal_failed(int r) {
 }
 
 /* Returns sd_journal_sendv()'s result: < 0 if the entry did not reach journald. */
-static int write_journal(int prio, int error, enum log_event ev, const char *const *extra, const char *msg) {
+static int write_journal(const struct log_location *at, int prio, int error, enum log_event ev,
+                         const char *const *extra, const char *msg) {
         struct iovec iov[LOG_FIELDS_MAX + 40];
-        char *owned[8] = {};
+        char *owned[12] = {};
         int n = 0, k = 0;
 
         if (asprintf(&owned[k], "MESSAGE=%s", msg) >= 0)
@@ -164,6 +175,12 @@ static int write_journal(int prio, int error, enum log_event ev, const char *con
         if (asprintf(&owned[k], "PRIORITY=%d", prio) >= 0)
                 n = add_iov(iov, n, ELEMENTSOF(iov), owned[k++]);
         if (asprintf(&owned[k], "SYSLOG_IDENTIFIER=%s", state.identifier) >= 0)
+                n = add_iov(iov, n, ELEMENTSOF(iov), owned[k++]);
+        if (at && asprintf(&owned[k], "CODE_FILE=%s", log_code_file(at->file)) >= 0)
+                n = add_iov(iov, n, ELEMENTSOF(iov), owned[k++]);
+        if (at && asprintf(&owned[k], "CODE_LINE=%d", at->line) >= 0)
+                n = add_iov(iov, n, ELEMENTSOF(iov), owned[k++]);
+        if (at && asprintf(&owned[k], "CODE_FUNC=%s", at->func) >= 0)
                 n = add_iov(iov, n, ELEMENTSOF(iov), owned[k++]);
         if (error && asprintf(&owned[k], "ERRNO=%d", error < 0 ? -error : error) >= 0)
                 n = add_iov(iov, n, ELEMENTSOF(iov), owned[k++]);
@@ -213,8 +230,8 @@ static void write_stderr(int prio, enum log_event ev, const char *const *extra, 
         (void) !write(STDERR_FILENO, line, len);
 }
 
-static int log_emitv(bool tee, int prio, int error, enum log_event ev, const char *const *extra, const char *fmt,
-                     va_list ap) {
+static int log_emitv(const struct log_location *at, bool tee, int prio, int error, enum log_event ev,
+                     const char *const *extra, const char *fmt, va_list ap) {
         int saved = errno, r;
         char msg[4096];
 
@@ -229,7 +246,7 @@ static int log_emitv(bool tee, int prio, int error, enum log_event ev, const cha
 
         pthread_mutex_lock(&state.lock);
         if (state.journal && (prio <= state.max_level || !tee)) {
-                r = write_journal(prio, error, ev, extra, msg);
+                r = write_journal(at, prio, error, ev, extra, msg);
                 if (r < 0)
                         journal_failed(r);
                 else if (!tee)
@@ -243,26 +260,28 @@ out:
         return error == 0 ? 0 : error < 0 ? error : -error;
 }
 
-int log_internalv(int prio, int error, enum log_event ev, const char *const *extra, const char *fmt, va_list ap) {
-        return log_emitv(false, prio, error, ev, extra, fmt, ap);
+int log_internalv_at(const struct log_location *at, int prio, int error, enum log_event ev, const char *const *extra,
+                     const char *fmt, va_list ap) {
+        return log_emitv(at, false, prio, error, ev, extra, fmt, ap);
 }
 
-int log_tee(int prio, const char *fmt, ...) {
+int log_tee_at(const struct log_location *at, int prio, const char *fmt, ...) {
         va_list ap;
         int r;
 
         va_start(ap, fmt);
-        r = log_emitv(true, prio, 0, LOG_EVENT_NONE, NULL, fmt, ap);
+        r = log_emitv(at, true, prio, 0, LOG_EVENT_NONE, NULL, fmt, ap);
         va_end(ap);
         return r;
 }
 
-int log_internal(int prio, int error, enum log_event ev, const char *const *extra, const char *fmt, ...) {
+int log_internal_at(const struct log_location *at, int prio, int error, enum log_event ev, const char *const *extra,
+                    const char *fmt, ...) {
         va_list ap;
         int r;
 
         va_start(ap, fmt);
-        r = log_internalv(prio, error, ev, extra, fmt, ap);
+        r = log_internalv_at(at, prio, error, ev, extra, fmt, ap);
         va_end(ap);
         return r;
 }

@@ -5,7 +5,9 @@
  * stderr as one human line per entry followed by its fields; the first entry
  * journald refuses moves the process to stderr for good (said once). Context fields
  * (VIGIL_RUN, VIGIL_MACHINE, ...) are set once per process and added to every
- * entry. Lifecycle events carry a stable MESSAGE_ID from the table in log.c.
+ * entry. Lifecycle events carry a stable MESSAGE_ID from the table in log.c,
+ * explained for `journalctl -x` by docs/vigil.catalog; every entry carries
+ * CODE_FILE/CODE_LINE/CODE_FUNC of the macro call that made it.
  */
 #pragma once
 
@@ -30,6 +32,8 @@ enum log_event {
         LOG_EVENT_COMMAND,
         LOG_EVENT_CONSOLE,
         LOG_EVENT_KILLED,
+        LOG_EVENT_MACHINE_FAILED,
+        LOG_EVENT_TEST_FAILED,
         _LOG_EVENT_MAX,
 };
 
@@ -48,16 +52,29 @@ void log_set_max_level(int prio);
 int log_get_max_level(void);
 bool log_to_journal(void);
 
+/* Where an entry was made: CODE_FILE/CODE_LINE/CODE_FUNC in the journal. */
+struct log_location {
+        const char *file;
+        int line;
+        const char *func;
+};
+#define LOG_HERE (&(const struct log_location){__FILE__, __LINE__, __func__})
+
 /* Core: @extra is NULL or a NULL-terminated list of "NAME=value" strings.
  * Returns -abs(error) if error != 0, else 0, so it composes with return. */
-int log_internal(int prio, int error, enum log_event ev, const char *const *extra, const char *fmt, ...)
-        _printf_(5, 6);
-int log_internalv(int prio, int error, enum log_event ev, const char *const *extra, const char *fmt, va_list ap)
-        _printf_(5, 0);
+int log_internal_at(const struct log_location *at, int prio, int error, enum log_event ev, const char *const *extra,
+                    const char *fmt, ...) _printf_(6, 7);
+int log_internalv_at(const struct log_location *at, int prio, int error, enum log_event ev, const char *const *extra,
+                     const char *fmt, va_list ap) _printf_(6, 0);
+#define log_internal(...) log_internal_at(LOG_HERE, __VA_ARGS__)
 
 /* For the few lines a user must see whatever the target and level (a run's
  * summary): to the journal as usual, and to stderr always. */
-int log_tee(int prio, const char *fmt, ...) _printf_(2, 3);
+int log_tee_at(const struct log_location *at, int prio, const char *fmt, ...) _printf_(3, 4);
+#define log_tee(...) log_tee_at(LOG_HERE, __VA_ARGS__)
+
+/* CODE_FILE as recorded: @file without the build directory's leading "../" and "./". */
+const char *log_code_file(const char *file);
 
 const char *log_event_to_string(enum log_event ev);
 const char *log_event_message_id(enum log_event ev);

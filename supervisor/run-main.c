@@ -14,10 +14,10 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <systemd/sd-id128.h>
 
 #include "config.h"
 #include "exit-status.h"
@@ -59,14 +59,17 @@ static int usage_error(const char *msg) {
         return VIGIL_EXIT_USAGE;
 }
 
+/* A run id is a random 128-bit id as 32 hex digits (what journalctl VIGIL_RUN=
+ * matches); the state directory and TAP names use its first 8 and 4 digits. */
 static void random_id(char *buf, size_t size) {
-        uint8_t b[8] = {};
+        sd_id128_t id;
 
-        if (getrandom(b, sizeof(b), 0) != (ssize_t) sizeof(b)) {
+        if (sd_id128_randomize(&id) < 0) {
                 uint64_t x = now_usec() ^ ((uint64_t) getpid() << 32);
-                memcpy(b, &x, sizeof(b));
+                snprintf(buf, size, "%016llx%016llx", (unsigned long long) x, (unsigned long long) ~x);
+                return;
         }
-        snprintf(buf, size, "%02x%02x%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]);
+        snprintf(buf, size, SD_ID128_FORMAT_STR, SD_ID128_FORMAT_VAL(id));
 }
 
 /* The reference requires an existing, writable output directory; vigil run creates it. */
@@ -625,7 +628,8 @@ static int run_end_early(const struct run_plan *p, const char *out, const char *
 int run_main(int argc, char **argv) {
         struct run_plan p;
         _cleanup_free_ char *err = NULL;
-        char run_id[32], out[4096], tmp[512] = "", guest[4096] = "", cmdline_path[4200], tree[4096] = "";
+        char run_id[SD_ID128_STRING_MAX], out[4096], tmp[512] = "", guest[4096] = "", cmdline_path[4200],
+                                                     tree[4096] = "";
         _cleanup_free_ char *guest_cmdline = NULL;
         const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
         int notify_fd = -1, r, ns, code;

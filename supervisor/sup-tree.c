@@ -957,6 +957,8 @@ int sup_run(struct sup *s) {
         if (r < 0)
                 return log_error_errno(-EIO, "Event loop failed");
 
+        if (s->exit_code == VIGIL_EXIT_TEST_FAILED)
+                log_event(LOG_ERR, LOG_EVENT_TEST_FAILED, NULL, "Run %s: the test failed", s->run_id);
         snprintf(n, sizeof(n), "%d", s->exit_code);
         sup_event(s, NULL, LOG_INFO, LOG_EVENT_RUN_END, "run_end", (const char *[]){"exit_code", n, NULL},
                   "Run %s ended with exit code %d", s->run_id, s->exit_code);

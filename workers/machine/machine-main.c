@@ -321,7 +321,7 @@ void machine_started(struct machine *m, int r, const char *message) {
         m->starting = false;
         if (r < 0) {
                 (void) snprintf(m->last_error, sizeof m->last_error, "%s", message);
-                log_error("Starting the machine failed: %s", message);
+                log_event(LOG_ERR, LOG_EVENT_MACHINE_FAILED, NULL, "Starting the machine failed: %s", message);
                 reply_all(m, &m->start_waiters, r, message);
                 machine_shell_fail_all(m, r, message);
                 return;

@@ -13,6 +13,8 @@
 #include <stdarg.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+/* CODE_FILE/LINE/FUNC come from the caller (struct log_location), not from here. */
+#define SD_JOURNAL_SUPPRESS_LOCATION 1
 #include <systemd/sd-journal.h>
 
 #include "log.h"

@@ -202,8 +202,10 @@ struct child *sup_find_child(struct sup *s, const char *id);
 /* One lifecycle event: journald/stderr via log_event() and a timeline line.
  * @kv is NULL or alternating key/value strings, NULL-terminated; keys are the
  * lower-case timeline names ("pid"), journald gets VIGIL_<UPPER>=value. */
-void sup_event(struct sup *s, struct child *c, int prio, enum log_event ev, const char *name, const char *const *kv,
-               const char *fmt, ...) _printf_(7, 8);
+void sup_event_at(const struct log_location *at, struct sup *s, struct child *c, int prio, enum log_event ev,
+                  const char *name, const char *const *kv, const char *fmt, ...) _printf_(8, 9);
+/* CODE_FILE/LINE/FUNC in the journal name the caller, not sup_event_at(). */
+#define sup_event(...) sup_event_at(LOG_HERE, __VA_ARGS__)
 void sup_notify(struct sup *s, const char *line);
 /* STATUS= (children, current subtest) and READY=1 once all children are up. */
 void sup_notify_status(struct sup *s);

@@ -25,8 +25,8 @@ static const char *const op_names[_OP_KIND_MAX] = {
 
 /* ---- lifecycle events ---- */
 
-void sup_event(struct sup *s, struct child *c, int prio, enum log_event ev, const char *name, const char *const *kv,
-               const char *fmt, ...) {
+void sup_event_at(const struct log_location *at, struct sup *s, struct child *c, int prio, enum log_event ev,
+                  const char *name, const char *const *kv, const char *fmt, ...) {
         char msg[1024];
         const char *extra[24];
         char fields[12][160];
@@ -58,7 +58,7 @@ void sup_event(struct sup *s, struct child *c, int prio, enum log_event ev, cons
         }
         extra[n] = NULL;
 
-        log_event(prio, ev, extra, "%s", msg);
+        log_internal_at(at, prio, 0, ev, extra, "%s", msg);
         timeline_write(s, name, c, kv, msg);
         if (s->hooks.event && name)
                 s->hooks.event(s, name, c ? c->spec.id : NULL, c ? worker_kind_to_string(c->spec.kind) : NULL, kv, msg,

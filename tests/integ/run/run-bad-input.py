@@ -62,6 +62,9 @@ with tempfile.TemporaryDirectory() as d:
         end = {"error": str(e)}
     check(end.get("event") == "run_end" and end.get("exit_code") == 2 and "memroy_mb" in end.get("message", ""),
           f"exit 2 writes the output directory: timeline.jsonl ends with run_end, exit 2 and why ({end})")
+    run_id = end.get("run", "")
+    check(len(run_id) == 32 and all(c in "0123456789abcdef" for c in run_id),
+          f"the run id is a 128-bit id in 32 hex digits, as journalctl VIGIL_RUN= matches ({run_id!r})")
     expect("spec missing", ["run", script, "--spec", os.path.join(d, "missing.json")], "missing.json")
     nspawn_spec = os.path.join(d, "nspawn.json")
     with open(nspawn_spec, "w") as f:

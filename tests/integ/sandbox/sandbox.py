@@ -31,12 +31,26 @@ PASS_ENV = ("ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS")
 
 _SETUP = r"""
 set -eu
-work=$1; shift
+work=$1; keep=$2; shift 2
 mount --make-rprivate /
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 mkdir -p {inside}
 mount --bind "$work" {inside}
+# The checkout and build may live under /tmp (a CI clone): carry them over the fresh /tmp.
+i=0
+for p in $keep; do
+        mkdir -p /run/.keep/$i
+        mount --rbind "$p" /run/.keep/$i
+        i=$((i + 1))
+done
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
+i=0
+for p in $keep; do
+        mkdir -p "$p"
+        mount --rbind /run/.keep/$i "$p"
+        umount -l /run/.keep/$i
+        i=$((i + 1))
+done
 # A nix-like /dev: no kvm, no disks, a private pty instance.
 mkdir /run/.hostdev
 mount --bind /dev /run/.hostdev
@@ -59,6 +73,17 @@ ip link set lo up
 cd {inside}/files
 exec "$@"
 """.format(inside=INSIDE)
+
+
+def _kept_under_tmp():
+    """The source and build trees, if they are under /tmp (the sandbox's own /tmp would hide them)."""
+    src = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
+    build = os.path.realpath(os.environ.get("MESON_BUILD_ROOT") or os.getcwd())
+    keep = []
+    for p in sorted({src, build}):
+        if p.startswith("/tmp/") and not any(p.startswith(k + "/") for k in keep) and " " not in p:
+            keep.append(p)
+    return " ".join(keep)
 
 
 def _readable_by(uid, paths):
@@ -132,7 +157,8 @@ class Sandbox:
         envl = ["env", "-i"] + [f"{k}={v}" for k, v in self.env(env).items()]
         drop = [] if self.root else ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups",
                                      "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
-        return ["unshare", "-m", "-n", "--", "/bin/sh", "-c", _SETUP, "sandbox", self.work] + drop + envl + list(cmd)
+        return (["unshare", "-m", "-n", "--", "/bin/sh", "-c", _SETUP, "sandbox", self.work, _kept_under_tmp()] + drop +
+                envl + list(cmd))
 
     def run(self, cmd, env=None, timeout=600, **kw):
         """subprocess.run of cmd in the sandbox (text, stdout/stderr captured unless kw says otherwise)."""

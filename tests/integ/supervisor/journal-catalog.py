@@ -5,12 +5,10 @@
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
-from suphelp import check, main, test
+from suphelp import check, main, restart_into_journal
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "helpers"))
 import privjournal  # noqa: E402
@@ -38,21 +36,8 @@ def body(new_run):
     restart_id = catalog_id("A vigil worker was restarted")
     jd = privjournal.start_journald()
     try:
-        run = new_run(None, log_target="journal")
-        run.set_spec({"children": [test("a", ["--crash-after-ms", "200", "--once-file", run.path("once")]),
-                                   test("b")]})
-        run.start()
-        run.wait_for(lambda: len(run.events("ready", child="a")) == 2, what="a restarted")
-        run.proc.send_signal(signal.SIGTERM)
-        rc = run.wait()
+        run, rc, entries = restart_into_journal(new_run, lambda run_id: privjournal.query(f"VIGIL_RUN={run_id}"))
         check(rc == 6, f"run ended (rc {rc})")
-        entries = []
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            entries = privjournal.query(f"VIGIL_RUN={run.run_id}")
-            if any(e.get("VIGIL_EVENT") == "run_end" for e in entries):
-                break
-            time.sleep(0.1)
         rs = [e for e in entries if e.get("VIGIL_EVENT") == "restarted"]
         check(len(rs) == 1, f"one restarted entry in the journal ({len(rs)})")
         r = rs[0]

@@ -2,12 +2,10 @@
 # Proves structured journald logging against a real systemd-journald started by the test (in a private mount
 # namespace): `journalctl VIGIL_RUN=<id>` returns the spawn, exit and restart events with their VIGIL_* fields.
 import os
-import signal
 import subprocess
 import sys
-import time
 
-from suphelp import check, main, test
+from suphelp import check, main, restart_into_journal
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "helpers"))
 import privjournal  # noqa: E402
@@ -21,21 +19,8 @@ def query(run_id, *matches):
 def body(new_run):
     jd = privjournal.start_journald()
     try:
-        run = new_run(None, log_target="journal")
-        run.set_spec({"children": [test("a", ["--crash-after-ms", "200", "--once-file", run.path("once")]),
-                                   test("b")]})
-        run.start()
-        run.wait_for(lambda: len(run.events("ready", child="a")) == 2, what="a restarted")
-        run.proc.send_signal(signal.SIGTERM)
-        rc = run.wait()
+        run, rc, entries = restart_into_journal(new_run, query)
         check(rc == 6, f"run ended (rc {rc})")
-        entries = []
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            entries = query(run.run_id)
-            if any(e.get("VIGIL_EVENT") == "run_end" for e in entries):
-                break
-            time.sleep(0.1)
         ev = lambda name, child=None: [e for e in entries if e.get("VIGIL_EVENT") == name and
                                        (child is None or e.get("VIGIL_CHILD") == child)]
         check(len(ev("spawned", "a")) == 2 and len(ev("spawned", "b")) == 1, "spawned events: a twice, b once")

@@ -134,6 +134,25 @@ class Run:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def restart_into_journal(new_run, query):
+    """A run logging to the journal in which worker 'a' crashes once and is restarted, ended with SIGTERM:
+    (run, exit code, its journal entries up to run_end as query(run_id) returns them)."""
+    run = new_run(None, log_target="journal")
+    run.set_spec({"children": [test("a", ["--crash-after-ms", "200", "--once-file", run.path("once")]), test("b")]})
+    run.start()
+    run.wait_for(lambda: len(run.events("ready", child="a")) == 2, what="a restarted")
+    run.proc.send_signal(signal.SIGTERM)
+    rc = run.wait()
+    entries = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        entries = query(run.run_id)
+        if any(e.get("VIGIL_EVENT") == "run_end" for e in entries):
+            break
+        time.sleep(0.1)
+    return run, rc, entries
+
+
 def run_pids(run_id):
     """Every live process whose environment carries VIGIL_RUN=run_id."""
     marker = f"VIGIL_RUN={run_id}".encode()

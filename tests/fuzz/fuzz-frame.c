@@ -38,17 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 
 #ifndef VIGIL_LIBFUZZER
-static int run_file(const char *path) {
-        _cleanup_fclose_ FILE *fp = fopen(path, "rbe");
-        static uint8_t buf[FRAME_MAX + 16];
-        size_t n;
-
-        if (!fp)
-                return -errno;
-        n = fread(buf, 1, sizeof(buf), fp);
-        LLVMFuzzerTestOneInput(buf, n);
-        return 0;
-}
+#include "fuzz-replay.h"
 
 static int write_seed(const char *dir, const char *name, int type, const void *body) {
         _cleanup_free_ uint8_t *buf = NULL;
@@ -69,8 +59,6 @@ static int write_seed(const char *dir, const char *name, int type, const void *b
 }
 
 int main(int argc, char **argv) {
-        int files = 0;
-
         if (argc == 3 && streq(argv[1], "--write-seeds")) {
                 char *argv_[] = {"qemu", "-m", "256", NULL};
                 (void) mkdir(argv[2], 0755);
@@ -84,26 +72,7 @@ int main(int argc, char **argv) {
                 write_seed(argv[2], "ready", MSG_READY, &(struct msg_empty){});
                 return 0;
         }
-        for (int i = 1; i < argc; i++) {
-                DIR *d = opendir(argv[i]);
-                struct dirent *de;
-
-                if (!d) {
-                        if (run_file(argv[i]) == 0)
-                                files++;
-                        continue;
-                }
-                while ((de = readdir(d))) {
-                        char path[4096];
-                        if (de->d_name[0] == '.')
-                                continue;
-                        snprintf(path, sizeof(path), "%s/%s", argv[i], de->d_name);
-                        if (run_file(path) == 0)
-                                files++;
-                }
-                closedir(d);
-        }
-        printf("replayed %d inputs without a crash\n", files);
-        return files > 0 ? 0 : 1;
+        /* Its seeds are encoded frames, written above; the replay is the shared one. */
+        return fuzz_replay_main(argc, argv, NULL, 0);
 }
 #endif

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "macro.h"
 #include "report.h"
+#include "run-main.h"
 #include "run-plan.h"
 #include "run-progress.h"
 #include "run-sweep.h"

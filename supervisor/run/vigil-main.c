@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * sup-main.c: the vigil executable's entry point. It opens the log and hands
- * argv to the verb named by argv[1]; each verb lives in its own file.
+ * vigil-main.c: the vigil executable's entry point. It opens the log and hands
+ * argv to the verb named by argv[1]; each verb lives in its own file: `run`
+ * in this room (run-main.c), `supervise` in the supervisor's, `report` in
+ * report/.
  */
 #include "config.h"
 #include "exit-status.h"
 #include "log.h"
 #include "report.h"
-#include "run-plan.h"
+#include "run-main.h"
 #include "sup-verbs.h"
 
 struct verb {

@@ -122,4 +122,3 @@ char *run_plan_script_config(const struct run_plan *p, const struct run_dirs *d)
 /* Derive a machine name from a start script path: run-(.+)-vm$, else "machine". */
 char *run_plan_name_from_script(const char *path);
 
-int run_main(int argc, char **argv);

@@ -59,7 +59,7 @@ static void test_config(void) {
                  "\"memory_mb\":\"lots\"}}",
                  "must be an integer"},
                 {"{\"name\":\"a\",\"backend\":\"lxc\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"qemu\":{}}",
-                 "not supported"},
+                 "\"backend\" must be"},
                 {"{\"name\":\"a\",\"state_dir\":\"/s\",\"out_dir\":\"/o\",\"vlans\":[{\"socket\":\"/v\"}],"
                  "\"qemu\":{\"kernel\":\"/k\"}}",
                  "lacks \"nr\""},

@@ -53,7 +53,7 @@ static void test_config(void) {
         machine_config_done(&c);
 
         CHECK(parse_variant("\"nspawn\":{", "\"nspawx\":{", err, sizeof err) == -EINVAL &&
-                      strstr(err, "needs an \"nspawn\" object"),
+                      strstr(err, "missing \"nspawn\""),
               "missing nspawn object: %s", err);
         CHECK(parse_variant("\"tree\":\"/var/cache/vigil/debian-x\",", "", err, sizeof err) == -EINVAL &&
                       strstr(err, "\"tree\""),

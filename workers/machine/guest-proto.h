@@ -15,9 +15,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "defaults.h"
+
 #define GUEST_READY_LINE         "Spawning backdoor root shell..."
 #define GUEST_STATUS_COMMAND     "echo ${PIPESTATUS[0]}\n"
-#define GUEST_OUTPUT_MAX_DEFAULT (64u * 1024u * 1024u)
+#define GUEST_OUTPUT_MAX_DEFAULT DEFAULT_OUTPUT_MAX
 
 enum guest_phase {
         GUEST_PHASE_IDLE,   /* nothing expected: bytes are stray and dropped */

@@ -27,6 +27,8 @@
 #include "macro.h"
 #include "switch-core.h"
 #include "switch-tap.h"
+#include "time-util.h"
+#include "worker-config.h"
 #include "worker.h"
 
 #define VDE_HANDSHAKE_TIMEOUT_SEC 5
@@ -252,7 +254,7 @@ static void delayed_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 static void port_delay(struct sw *s, struct port *p, const uint8_t *data, size_t len, uint64_t usec) {
-        struct timeval tv = {.tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_usec = (suseconds_t) (usec % USEC_PER_SEC)};
+        struct timeval tv = timeval_from_usec(usec);
         struct delayed *d;
 
         if (s->n_delayed >= DELAYED_FRAMES_MAX) {
@@ -480,8 +482,7 @@ static void tap_retry_cb(evutil_socket_t fd_unused, short what, void *arg) {
                 log_warning_errno(r, "vlan %d: cannot re-create TAP %s of %s yet (%m), retrying: %s", s->nr, t->ifname,
                                   t->machine, tap_error_hint(r));
         t->last_error = r;
-        tv = (struct timeval){.tv_sec = (time_t) (delay / USEC_PER_SEC),
-                              .tv_usec = (suseconds_t) (delay % USEC_PER_SEC)};
+        tv = timeval_from_usec(delay);
         (void) evtimer_add(t->ev_retry, &tv);
 }
 
@@ -489,7 +490,7 @@ static void tap_retry_cb(evutil_socket_t fd_unused, short what, void *arg) {
  * restarting on this machine waits for the name to reappear in our namespace. */
 static void tap_schedule(struct tap_port *t) {
         uint64_t delay = tap_retry_delay_usec(0);
-        struct timeval tv = {.tv_sec = 0, .tv_usec = (suseconds_t) delay};
+        struct timeval tv = timeval_from_usec(delay);
 
         t->attempts = 0;
         t->last_error = 0;
@@ -711,58 +712,51 @@ static int parse_mac(const char *s, uint8_t out[6]) {
         return 0;
 }
 
+/* The config's keys and types are the shared contract's (proto/worker-config.h);
+ * what is checked here is this switch's own: its fixed-size tables. */
 static int switch_parse_config(struct sw *s, const char *json) {
-        _cleanup_json_ json_object *j = json_tokener_parse(json);
-        json_object *o, *arr;
-        const char *out_dir = NULL;
-        bool pcap = true;
+        _cleanup_(switch_config_donep) struct switch_config c = {};
+        char error[WORKER_CONFIG_ERROR_MAX];
+        int r;
 
-        if (!j || !json_object_object_get_ex(j, "vlan", &o) || !json_object_is_type(o, json_type_int))
-                return log_error_errno(-EINVAL, "switch config lacks an integer \"vlan\"");
-        s->nr = json_object_get_int(o);
-        if (!json_object_object_get_ex(j, "socket_dir", &o) || !json_object_is_type(o, json_type_string))
-                return log_error_errno(-EINVAL, "switch config lacks a string \"socket_dir\"");
-        if (strlen(json_object_get_string(o)) >= sizeof(s->socket_dir) - 1)
+        r = worker_config_switch_parse(json, &c, error, sizeof error);
+        if (r < 0)
+                return log_error_errno(r, "%s", r == -EINVAL ? error : "switch config: out of memory");
+        s->nr = (int) c.vlan;
+        if (strlen(c.socket_dir) >= sizeof(s->socket_dir) - 1)
                 return log_error_errno(-EINVAL, "switch socket_dir %s is too long for unix socket paths",
-                                       json_object_get_string(o));
-        snprintf(s->socket_dir, sizeof(s->socket_dir), "%s", json_object_get_string(o));
-        if (json_object_object_get_ex(j, "out_dir", &o) && json_object_is_type(o, json_type_string))
-                out_dir = json_object_get_string(o);
-        if (json_object_object_get_ex(j, "pcap", &o))
-                pcap = json_object_get_boolean(o);
-        if (out_dir && pcap)
-                snprintf(s->pcap_path, sizeof(s->pcap_path), "%s/vlan%d.pcap", out_dir, s->nr);
-        if (json_object_object_get_ex(j, "machines", &arr) && json_object_is_type(arr, json_type_array))
-                for (size_t i = 0; i < json_object_array_length(arr) && s->n_known < KNOWN_MACHINES_MAX; i++) {
-                        json_object *m = json_object_array_get_idx(arr, i), *name, *mac, *tap;
-                        struct known_machine *k = &s->known[s->n_known];
+                                       c.socket_dir);
+        snprintf(s->socket_dir, sizeof(s->socket_dir), "%s", c.socket_dir);
+        if (c.out_dir && c.pcap)
+                snprintf(s->pcap_path, sizeof(s->pcap_path), "%s/vlan%d.pcap", c.out_dir, s->nr);
+        for (size_t i = 0; i < c.n_machines && s->n_known < KNOWN_MACHINES_MAX; i++) {
+                const struct switch_machine *m = &c.machines[i];
+                struct known_machine *k = &s->known[s->n_known];
 
-                        if (!json_object_object_get_ex(m, "name", &name) ||
-                            !json_object_object_get_ex(m, "mac", &mac) ||
-                            parse_mac(json_object_get_string(mac), k->mac) < 0)
-                                return log_error_errno(-EINVAL, "switch config: machines[%zu] needs name and mac", i);
-                        snprintf(k->name, sizeof(k->name), "%s", json_object_get_string(name));
-                        s->n_known++;
-                        if (json_object_object_get_ex(m, "tap", &tap) && !json_object_is_type(tap, json_type_null)) {
-                                struct tap_port *t = &s->taps[s->n_taps];
-                                const char *ifname = json_object_get_string(tap);
+                if (parse_mac(m->mac, k->mac) < 0)
+                        return log_error_errno(-EINVAL, "switch config: machines[%zu].mac \"%s\" is not a MAC address",
+                                               i, m->mac);
+                snprintf(k->name, sizeof(k->name), "%s", m->name);
+                s->n_known++;
+                if (m->tap) {
+                        struct tap_port *t = &s->taps[s->n_taps];
 
-                                if (!json_object_is_type(tap, json_type_string) || !tap_name_valid(ifname))
+                        if (!tap_name_valid(m->tap))
+                                return log_error_errno(-EINVAL,
+                                                       "switch config: machines[%zu].tap is not an interface "
+                                                       "name (1-%d bytes, no '/', ':' or blanks)",
+                                                       i, SWITCH_TAP_NAME_MAX);
+                        for (size_t o2 = 0; o2 < s->n_taps; o2++)
+                                if (streq(s->taps[o2].ifname, m->tap))
                                         return log_error_errno(-EINVAL,
-                                                               "switch config: machines[%zu].tap is not an interface "
-                                                               "name (1-%d bytes, no '/', ':' or blanks)",
-                                                               i, SWITCH_TAP_NAME_MAX);
-                                for (size_t o2 = 0; o2 < s->n_taps; o2++)
-                                        if (streq(s->taps[o2].ifname, ifname))
-                                                return log_error_errno(
-                                                        -EINVAL, "switch config: TAP %s is given to both %s and %s",
-                                                        ifname, s->taps[o2].machine, k->name);
-                                *t = (struct tap_port){.sw = s, .port = -1};
-                                snprintf(t->ifname, sizeof(t->ifname), "%s", ifname);
-                                memcpy(t->machine, k->name, sizeof(t->machine)); /* same size, NUL-terminated */
-                                s->n_taps++;
-                        }
+                                                               "switch config: TAP %s is given to both %s and %s",
+                                                               m->tap, s->taps[o2].machine, k->name);
+                        *t = (struct tap_port){.sw = s, .port = -1};
+                        snprintf(t->ifname, sizeof(t->ifname), "%s", m->tap);
+                        memcpy(t->machine, k->name, sizeof(t->machine)); /* same size, NUL-terminated */
+                        s->n_taps++;
                 }
+        }
         return 0;
 }
 
@@ -928,20 +922,17 @@ static int on_stats(struct sw *s, const struct frame *f) {
 
 typedef int (*switch_handler)(struct sw *s, const struct frame *f);
 
-static const struct {
-        int type;
-        switch_handler fn;
-} switch_handlers[] = {
-        {MSG_W_SET_LINK, on_set_link},
-        {MSG_W_CLEAR, on_clear},
-        {MSG_W_STATS, on_stats},
+/* Indexed by message type; an empty slot is a message no switch accepts. */
+static const switch_handler switch_handlers[] = {
+        [MSG_W_SET_LINK] = on_set_link,
+        [MSG_W_CLEAR] = on_clear,
+        [MSG_W_STATS] = on_stats,
 };
 
 static int switch_on_frame(struct worker *w, const struct frame *f, int *fds, size_t n_fds, void *userdata) {
-        for (size_t i = 0; i < ELEMENTSOF(switch_handlers); i++)
-                if (switch_handlers[i].type == f->type)
-                        return switch_handlers[i].fn(userdata, f);
-        return -EBADMSG; /* nothing else is addressed to a switch */
+        if (f->type <= 0 || (size_t) f->type >= ELEMENTSOF(switch_handlers) || !switch_handlers[f->type])
+                return -EBADMSG; /* nothing else is addressed to a switch */
+        return switch_handlers[f->type](userdata, f);
 }
 
 static void switch_on_exit(struct worker *w, void *userdata) {

@@ -21,6 +21,7 @@
 #include "exit-status.h"
 #include "fd-util.h"
 #include "log.h"
+#include "time-util.h"
 #include "worker.h"
 
 #define ECHO_MAX 1000000
@@ -203,7 +204,7 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
 }
 
 static struct timeval ms_tv(int ms) {
-        return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+        return timeval_from_msec(ms > 0 ? (uint64_t) ms : 0);
 }
 
 /* ---- bad frames, written straight to the channel ---- */

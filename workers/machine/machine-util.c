@@ -12,9 +12,11 @@
 
 #include "log.h"
 #include "machine.h"
+#include "time-util.h"
 
 void machine_timer_set(struct event *e, unsigned long long usec) {
-        struct timeval tv = {.tv_sec = (time_t) (usec / USEC_PER_SEC), .tv_usec = (suseconds_t) (usec % USEC_PER_SEC)};
+        struct timeval tv = timeval_from_usec(usec);
+
         (void) evtimer_add(e, &tv);
 }
 

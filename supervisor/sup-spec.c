@@ -8,6 +8,7 @@
 #include <json-c/json.h>
 #include <stdarg.h>
 
+#include "defaults.h"
 #include "errmsg.h"
 #include "macro.h"
 #include "sup-spec.h"
@@ -15,7 +16,8 @@
 void sup_spec_init(struct sup_spec *s) {
         *s = (struct sup_spec){
                 .strategy = STRATEGY_ONE_FOR_ONE,
-                .intensity = {.max_restarts = 1, .max_seconds = 5},
+                .intensity = {.max_restarts = DEFAULT_INTENSITY_MAX_RESTARTS,
+                              .max_seconds = DEFAULT_INTENSITY_MAX_SECONDS},
         };
 }
 

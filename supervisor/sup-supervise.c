@@ -7,6 +7,7 @@
  */
 #include <getopt.h>
 
+#include "defaults.h"
 #include "exit-status.h"
 #include "fs-util.h"
 #include "sup-internal.h"
@@ -18,19 +19,28 @@ static void supervise_help(FILE *f) {
                    "Run a supervision tree described in JSON until it ends.\n"
                    "\n"
                    "  -o, --output DIR          write DIR/timeline.jsonl (lifecycle events, one JSON per line)\n"
-                   "      --global-timeout S    tear everything down after S seconds (default 3600, 0: none)\n"
-                   "      --log-target T        auto, journal or stderr (default auto)\n"
-                   "      --run-id ID           run id (VIGIL_RUN=ID in every process's environment)\n"
-                   "      --no-pidns            do not run the tree in its own PID namespace\n"
-                   "      --heartbeat S         print a \"still running\" line on stderr every S seconds\n"
-                   "  -h, --help\n"
-                   "\n"
-                   "SPEC.json: {\"strategy\": \"one_for_one\", \"intensity\": {\"max_restarts\": 1, \"max_seconds\": "
-                   "5},\n"
-                   "            \"children\": [{\"id\": \"a\", \"kind\": \"test\", \"restart\": \"permanent\",\n"
-                   "                          \"shutdown\": 2000, \"args\": [...], \"config\": {...}}]}\n"
-                   "Exit: 0 ended, 2 bad input, 3 global timeout, 4 gave up (restart intensity), 5 internal error,\n"
-                   "      6 interrupted.\n");
+                   "      --global-timeout S    tear everything down after S seconds (default " DEFAULT_TEXT(
+                           DEFAULT_GLOBAL_TIMEOUT_S) ", 0: none)\n"
+                                                     "      --log-target T        auto, journal or stderr (default "
+                                                     "auto)\n"
+                                                     "      --run-id ID           run id (VIGIL_RUN=ID in every "
+                                                     "process's environment)\n"
+                                                     "      --no-pidns            do not run the tree in its own PID "
+                                                     "namespace\n"
+                                                     "      --heartbeat S         print a \"still running\" line on "
+                                                     "stderr every S seconds\n"
+                                                     "  -h, --help\n"
+                                                     "\n"
+                                                     "SPEC.json: {\"strategy\": \"one_for_one\", \"intensity\": "
+                                                     "{\"max_restarts\": 1, \"max_seconds\": "
+                                                     "5},\n"
+                                                     "            \"children\": [{\"id\": \"a\", \"kind\": \"test\", "
+                                                     "\"restart\": \"permanent\",\n"
+                                                     "                          \"shutdown\": 2000, \"args\": [...], "
+                                                     "\"config\": {...}}]}\n"
+                                                     "Exit: 0 ended, 2 bad input, 3 global timeout, 4 gave up "
+                                                     "(restart intensity), 5 internal error,\n"
+                                                     "      6 interrupted.\n");
 }
 
 static int parse_log_target(const char *s, enum log_target *ret) {
@@ -56,7 +66,7 @@ int verb_supervise(int argc, char **argv) {
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
-        struct sup_options o = {.global_timeout_usec = 3600 * USEC_PER_SEC, .notify_fd = -1};
+        struct sup_options o = {.global_timeout_usec = DEFAULT_GLOBAL_TIMEOUT_S * USEC_PER_SEC, .notify_fd = -1};
         _cleanup_(sup_freep) struct sup *s = NULL;
         _cleanup_free_ char *text = NULL, *err = NULL;
         struct sup_spec spec;

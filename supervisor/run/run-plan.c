@@ -12,16 +12,11 @@
 #include <regex.h>
 #include <stdarg.h>
 
+#include "defaults.h"
 #include "errmsg.h"
 #include "macro.h"
 #include "run-plan.h"
-
-#define DEFAULT_GLOBAL_TIMEOUT 3600u
-/* The reference waits for the ready line until the global timeout; a boot that
- * has not connected after 10 minutes of TCG is not going to (a NixOS guest
- * connects in well under 2 minutes there), and the error should name it. */
-#define DEFAULT_BOOT_TIMEOUT 600u
-#define DEFAULT_MEMORY_MB    256u
+#include "worker-config.h"
 
 static const char *const backends_known[] = {"qemu", "nspawn"};
 
@@ -49,8 +44,8 @@ static void set_str(char **dst, const char *v) {
 }
 
 void run_plan_init(struct run_plan *p) {
-        *p = (struct run_plan){.global_timeout = DEFAULT_GLOBAL_TIMEOUT,
-                               .boot_timeout = DEFAULT_BOOT_TIMEOUT,
+        *p = (struct run_plan){.global_timeout = DEFAULT_GLOBAL_TIMEOUT_S,
+                               .boot_timeout = DEFAULT_BOOT_TIMEOUT_S,
                                .heartbeat = RUN_HEARTBEAT_UNSET};
 }
 
@@ -125,7 +120,7 @@ static int node_add(struct run_plan *p, const char *name, struct run_node **ret,
                 return errmsg_invalid(ret_error, "too many machines (at most %u)", RUN_NODES_MAX);
         n = &p->nodes[p->n_nodes++];
         *n = (struct run_node){
-                .name = strdup(name), .backend = strdup("qemu"), .memory_mb = DEFAULT_MEMORY_MB, .cpus = 1};
+                .name = strdup(name), .backend = strdup("qemu"), .memory_mb = DEFAULT_MEMORY_MB, .cpus = DEFAULT_CPUS};
         *ret = n;
         return 0;
 }
@@ -254,8 +249,10 @@ static const char *const opt_help[_OPT_MAX] = {
         [OPT_NODE] = "a machine NAME[=BACKEND] (qemu: the tiny guest, the default; nspawn: a container)",
         [OPT_SPEC] = "a vigil JSON spec of nodes, VLANs and timeouts (docs/spec.md)",
         [OPT_VLAN] = "a VLAN the --node machines join (default 1)",
-        [OPT_GLOBAL_TIMEOUT] = "seconds before the whole test is stopped and fails",
-        [OPT_BOOT_TIMEOUT] = "seconds a machine may take to reach its guest shell (default 600)",
+        [OPT_GLOBAL_TIMEOUT] = "seconds before the whole test is stopped and fails (default " DEFAULT_TEXT(
+                DEFAULT_GLOBAL_TIMEOUT_S) ")",
+        [OPT_BOOT_TIMEOUT] = "seconds a machine may take to reach its guest shell (default " DEFAULT_TEXT(
+                DEFAULT_BOOT_TIMEOUT_S) ")",
         [OPT_HEARTBEAT] = "seconds between 'still running' lines on stderr (0 = off)",
         [OPT_OUT] = "directory for logs, screenshots, JUnit XML",
         [OPT_JUNIT] = "write a JUnit XML report (relative to the output directory)",
@@ -1143,132 +1140,185 @@ unsigned run_plan_vsock_cid(const struct run_plan *p, const struct run_node *n) 
         return p->vsock_offset + n->number;
 }
 
-char *run_plan_machine_config(const struct run_plan *p, size_t node, const struct run_dirs *d) {
-        const struct run_node *n = &p->nodes[node];
-        json_object *j = json_object_new_object(), *vlans = json_object_new_array(), *hosts = json_object_new_array(),
-                    *qemu = json_object_new_object(), *timeouts = json_object_new_object();
-        char state[512], shared[512], buf[512];
-
-        machine_dirs(d, n, state, sizeof(state), shared, sizeof(shared));
-        jset_str(j, "name", n->name);
-        jset_str(j, "backend", n->backend);
-        json_object_object_add(j, "node_number", json_object_new_int((int) n->number));
-        jset_str(j, "state_dir", state);
-        jset_str(j, "shared_dir", shared);
-        jset_str(j, "out_dir", d->out_dir);
-        json_object_object_add(j, "keep_state", json_object_new_boolean(p->keep_state || n->keep_state));
-        jset_str(j, "accel", p->accel ?: "auto");
-        json_object_object_add(j, "allow_reboot", json_object_new_boolean(false));
-        /* A start script carries its own NICs and needs QEMU_VDE_SOCKET_<n> for every VLAN of the run. */
-        for (size_t k = 0; n->start_script && k < p->n_vlans; k++) {
-                json_object *v = json_object_new_object();
-                json_object_object_add(v, "nr", json_object_new_int(p->vlans[k]));
-                vlan_socket_dir(d, p->vlans[k], buf, sizeof(buf));
-                jset_str(v, "socket", buf);
-                json_object_array_add(vlans, v);
-        }
-        for (size_t k = 0; !n->start_script && k < n->n_vlans; k++) {
-                json_object *v = json_object_new_object();
-                json_object_object_add(v, "nr", json_object_new_int(n->vlans[k]));
-                if (node_is_nspawn(n)) {
-                        run_plan_tap_name(d->run_id, n->vlans[k], n->number, buf, sizeof(buf));
-                        jset_str(v, "tap", buf);
-                } else {
-                        vlan_socket_dir(d, n->vlans[k], buf, sizeof(buf));
-                        jset_str(v, "socket", buf);
-                }
-                node_mac(n, n->vlans[k], buf, sizeof(buf));
-                jset_str(v, "mac", buf);
-                node_address(n, n->vlans[k], buf, sizeof(buf));
-                strncat(buf, "/24", sizeof(buf) - strlen(buf) - 1);
-                jset_str(v, "address", buf);
-                json_object_array_add(vlans, v);
-        }
-        json_object_object_add(j, "vlans", vlans);
-        for (size_t i = 0; i < p->n_nodes; i++) {
-                const struct run_node *m = &p->nodes[i];
-                json_object *h;
-                if (m->n_vlans == 0)
-                        continue;
-                h = json_object_new_object();
-                jset_str(h, "name", m->name);
-                node_address(m, m->vlans[0], buf, sizeof(buf));
-                jset_str(h, "address", buf);
-                json_object_array_add(hosts, h);
-        }
-        json_object_object_add(j, "hosts", hosts);
-        if (node_is_nspawn(n)) {
-                json_object *nspawn = json_object_new_object();
-
-                json_object_put(qemu);
-                jset_str(nspawn, "tree", n->tree ?: d->debian_tree);
-                json_object_object_add(j, "nspawn", nspawn);
-                qemu = NULL;
-        } else if (n->start_script)
-                jset_str(qemu, "start_script", n->start_script);
-        else {
-                _cleanup_free_ char *append = guest_append(p, n, n->kernel ? NULL : d->guest_cmdline);
-                char kernel[512], initrd[512];
-                bool tiny = !n->kernel;
-
-                snprintf(kernel, sizeof(kernel), "%s/kernel", d->guest_dir ?: "");
-                snprintf(initrd, sizeof(initrd), "%s/initrd", d->guest_dir ?: "");
-                jset_str(qemu, "kernel", tiny ? kernel : n->kernel);
-                jset_str(qemu, "initrd", tiny ? initrd : n->initrd);
-                jset_str(qemu, "append", append);
-                json_object_object_add(qemu, "disk", json_object_new_null());
-                json_object_object_add(qemu, "memory_mb", json_object_new_int((int) n->memory_mb));
-                json_object_object_add(qemu, "cpus", json_object_new_int((int) n->cpus));
-        }
-        if (qemu && p->ssh_backdoor && !n->added_live) {
-                json_object *extra = json_object_new_array();
-                json_object_array_add(extra, json_object_new_string("-device"));
-                snprintf(buf, sizeof(buf), "vhost-vsock-pci,guest-cid=%u", run_plan_vsock_cid(p, n));
-                json_object_array_add(extra, json_object_new_string(buf));
-                json_object_object_add(qemu, "extra_args", extra);
-        }
-        if (qemu)
-                json_object_object_add(j, "qemu", qemu);
-        json_object_object_add(timeouts, "connect_s",
-                               json_object_new_int((int) MIN(p->global_timeout, p->boot_timeout)));
-        json_object_object_add(j, "timeouts", timeouts);
-        return json_take_string(j);
+/* strdup, or keep NULL; false only when out of memory. */
+static bool dup_to(char **dst, const char *v) {
+        *dst = v ? strdup(v) : NULL;
+        return !v || *dst;
 }
 
-char *run_plan_switch_config(const struct run_plan *p, size_t vlan, const struct run_dirs *d) {
-        json_object *j = json_object_new_object();
+static bool dupf_to(char **dst, const char *fmt, ...) _printf_(2, 3);
+static bool dupf_to(char **dst, const char *fmt, ...) {
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vasprintf(dst, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                *dst = NULL;
+        return n >= 0;
+}
+
+/* The NICs: a start script carries its own and needs QEMU_VDE_SOCKET_<n> for
+ * every VLAN of the run; other machines get one NIC per VLAN of their own, a
+ * VDE socket for QEMU, a TAP the switch makes for a container. */
+static bool machine_vlans(const struct run_plan *p, const struct run_node *n, const struct run_dirs *d,
+                          struct machine_config *c) {
+        size_t count = n->start_script ? p->n_vlans : n->n_vlans;
         char buf[512];
+        bool ok = true;
 
-        json_object *machines = json_object_new_array();
+        c->vlans = calloc(MAX(count, (size_t) 1), sizeof *c->vlans);
+        if (!c->vlans)
+                return false;
+        for (size_t k = 0; ok && k < count; k++) {
+                struct machine_vlan *v = &c->vlans[c->n_vlans++];
+                int nr = n->start_script ? p->vlans[k] : n->vlans[k];
 
-        json_object_object_add(j, "vlan", json_object_new_int(p->vlans[vlan]));
+                v->nr = (uint64_t) nr;
+                if (node_is_nspawn(n) && !n->start_script) {
+                        run_plan_tap_name(d->run_id, nr, n->number, buf, sizeof(buf));
+                        ok = dup_to(&v->tap, buf);
+                } else {
+                        vlan_socket_dir(d, nr, buf, sizeof(buf));
+                        ok = dup_to(&v->socket, buf);
+                }
+                if (ok && !n->start_script) {
+                        node_mac(n, nr, buf, sizeof(buf));
+                        ok = dup_to(&v->mac, buf);
+                        node_address(n, nr, buf, sizeof(buf));
+                        ok = ok && dupf_to(&v->address, "%s/24", buf);
+                }
+        }
+        return ok;
+}
+
+/* Every machine with a NIC, by its first VLAN's address: the /etc/hosts of containers. */
+static bool machine_hosts(const struct run_plan *p, struct machine_config *c) {
+        char buf[64];
+        bool ok = true;
+
+        c->hosts = calloc(MAX(p->n_nodes, (size_t) 1), sizeof *c->hosts);
+        if (!c->hosts)
+                return false;
+        for (size_t i = 0; ok && i < p->n_nodes; i++) {
+                const struct run_node *m = &p->nodes[i];
+                struct machine_host *h;
+
+                if (m->n_vlans == 0)
+                        continue;
+                h = &c->hosts[c->n_hosts++];
+                node_address(m, m->vlans[0], buf, sizeof(buf));
+                ok = dup_to(&h->name, m->name) && dup_to(&h->address, buf);
+        }
+        return ok;
+}
+
+static bool machine_qemu(const struct run_plan *p, const struct run_node *n, const struct run_dirs *d,
+                         struct machine_config *c) {
+        bool ok = true;
+
+        c->memory_mb = n->memory_mb;
+        c->cpus = n->cpus;
+        if (n->start_script)
+                ok = dup_to(&c->start_script, n->start_script);
+        else if (n->kernel)
+                ok = dup_to(&c->kernel, n->kernel) && dup_to(&c->initrd, n->initrd) &&
+                     (c->append = guest_append(p, n, NULL));
+        else /* the tiny guest */
+                ok = dupf_to(&c->kernel, "%s/kernel", d->guest_dir ?: "") &&
+                     dupf_to(&c->initrd, "%s/initrd", d->guest_dir ?: "") &&
+                     (c->append = guest_append(p, n, d->guest_cmdline));
+        if (ok && p->ssh_backdoor && !n->added_live) {
+                c->extra_args = calloc(3, sizeof(char *));
+                ok = c->extra_args && dup_to(&c->extra_args[0], "-device") &&
+                     dupf_to(&c->extra_args[1], "vhost-vsock-pci,guest-cid=%u", run_plan_vsock_cid(p, n));
+        }
+        return ok;
+}
+
+int run_plan_machine_struct(const struct run_plan *p, size_t node, const struct run_dirs *d,
+                            struct machine_config *ret) {
+        _cleanup_(machine_config_donep) struct machine_config c = {};
+        const struct run_node *n = &p->nodes[node];
+        char state[512], shared[512];
+        bool ok;
+
+        machine_dirs(d, n, state, sizeof(state), shared, sizeof(shared));
+        c.backend_kind = machine_backend_kind_from_string(n->backend);
+        c.accel = machine_accel_from_string(p->accel ?: "auto");
+        if (c.backend_kind < 0 || c.accel < 0)
+                return -EINVAL;
+        c.node_number = n->number;
+        c.keep_state = p->keep_state || n->keep_state;
+        c.allow_reboot = false;
+        c.guest_channel = MACHINE_GUEST_CHANNEL_REFERENCE;
+        c.connect_s = MIN(p->global_timeout, p->boot_timeout);
+        c.output_max = DEFAULT_OUTPUT_MAX;
+        ok = dup_to(&c.name, n->name) && dup_to(&c.state_dir, state) && dup_to(&c.shared_dir, shared) &&
+             dup_to(&c.out_dir, d->out_dir) && machine_vlans(p, n, d, &c) && machine_hosts(p, &c);
+        if (ok && node_is_nspawn(n))
+                ok = dup_to(&c.tree, n->tree ?: d->debian_tree);
+        else if (ok)
+                ok = machine_qemu(p, n, d, &c);
+        if (!ok)
+                return -ENOMEM;
+        *ret = c;
+        c = (struct machine_config){};
+        return 0;
+}
+
+char *run_plan_machine_config(const struct run_plan *p, size_t node, const struct run_dirs *d) {
+        _cleanup_(machine_config_donep) struct machine_config c = {};
+        char *json = NULL;
+
+        if (run_plan_machine_struct(p, node, d, &c) < 0 || worker_config_machine_write(&c, &json) < 0)
+                return NULL;
+        return json;
+}
+
+int run_plan_switch_struct(const struct run_plan *p, size_t vlan, const struct run_dirs *d,
+                           struct switch_config *ret) {
+        _cleanup_(switch_config_donep) struct switch_config c = {.vlan = (uint64_t) p->vlans[vlan], .pcap = true};
+        char buf[512];
+        bool ok;
+
         vlan_socket_dir(d, p->vlans[vlan], buf, sizeof(buf));
-        jset_str(j, "socket_dir", buf);
-        jset_str(j, "out_dir", d->out_dir);
-        json_object_object_add(j, "pcap", json_object_new_boolean(true));
+        ok = dup_to(&c.socket_dir, buf) && dup_to(&c.out_dir, d->out_dir) &&
+             (c.machines = calloc(MAX(p->n_nodes, (size_t) 1), sizeof *c.machines));
         /* Every machine's MAC on this VLAN, so fault rules can name machines. Start
          * scripts use the same 52:54:00:12:<vlan>:<node> scheme as NixOS. */
-        for (size_t i = 0; i < p->n_nodes; i++) {
+        for (size_t i = 0; ok && i < p->n_nodes; i++) {
                 const struct run_node *n = &p->nodes[i];
                 bool on = n->start_script != NULL;
-                json_object *m;
+                struct switch_machine *m;
 
                 for (size_t k = 0; k < n->n_vlans; k++)
                         on = on || n->vlans[k] == p->vlans[vlan];
                 if (!on)
                         continue;
-                m = json_object_new_object();
-                jset_str(m, "name", n->name);
+                m = &c.machines[c.n_machines++];
                 node_mac(n, p->vlans[vlan], buf, sizeof(buf));
-                jset_str(m, "mac", buf);
-                if (node_is_nspawn(n)) {
+                ok = dup_to(&m->name, n->name) && dup_to(&m->mac, buf);
+                if (ok && node_is_nspawn(n)) {
                         run_plan_tap_name(d->run_id, p->vlans[vlan], n->number, buf, sizeof(buf));
-                        jset_str(m, "tap", buf);
+                        ok = dup_to(&m->tap, buf);
                 }
-                json_object_array_add(machines, m);
         }
-        json_object_object_add(j, "machines", machines);
-        return json_take_string(j);
+        if (!ok)
+                return -ENOMEM;
+        *ret = c;
+        c = (struct switch_config){};
+        return 0;
+}
+
+char *run_plan_switch_config(const struct run_plan *p, size_t vlan, const struct run_dirs *d) {
+        _cleanup_(switch_config_donep) struct switch_config c = {};
+        char *json = NULL;
+
+        if (run_plan_switch_struct(p, vlan, d, &c) < 0 || worker_config_switch_write(&c, &json) < 0)
+                return NULL;
+        return json;
 }
 
 char *run_plan_script_config(const struct run_plan *p, const struct run_dirs *d) {

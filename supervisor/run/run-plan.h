@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "worker-config.h"
+
 #define RUN_NODES_MAX 254u /* the reference numbers nodes 1..254 */
 #define RUN_VLANS_MAX 32u
 /* Under nix (the reference front door) a quiet test must not hit max-silent-time. */
@@ -114,6 +116,12 @@ bool run_plan_needs_debian_tree(const struct run_plan *p);
  * concurrent runs, since TAPs live in the host's one namespace. */
 void run_plan_tap_name(const char *run_id, int vlan, unsigned number, char *buf, size_t size);
 
+/* A worker's config as the shared contract's struct (proto/worker-config.h):
+ * 0, -ENOMEM, or -EINVAL for a node whose backend or accel the contract lacks. */
+int run_plan_machine_struct(const struct run_plan *p, size_t node, const struct run_dirs *d,
+                            struct machine_config *ret);
+int run_plan_switch_struct(const struct run_plan *p, size_t vlan, const struct run_dirs *d, struct switch_config *ret);
+
 /* Configuration JSON for each child; malloc'd strings, NULL on OOM. */
 char *run_plan_machine_config(const struct run_plan *p, size_t node, const struct run_dirs *d);
 char *run_plan_switch_config(const struct run_plan *p, size_t vlan, const struct run_dirs *d);
@@ -121,4 +129,3 @@ char *run_plan_script_config(const struct run_plan *p, const struct run_dirs *d)
 
 /* Derive a machine name from a start script path: run-(.+)-vm$, else "machine". */
 char *run_plan_name_from_script(const char *path);
-

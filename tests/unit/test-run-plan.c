@@ -10,6 +10,7 @@
 #include "macro.h"
 #include "run-plan.h"
 #include "tap.h"
+#include "worker-config.h"
 
 #define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
 #define ARGC(a)   ((int) (sizeof(a) / sizeof((a)[0]) - 1))
@@ -25,6 +26,31 @@ static const char *fake_env(const char *name) {
 
 static bool contains(const char *hay, const char *needle) {
         return hay && needle && strstr(hay, needle);
+}
+
+/* A machine's config as its worker will read it: rendered, then parsed by the shared contract. */
+static bool machine_of(const struct run_plan *p, size_t i, const struct run_dirs *d, struct machine_config *ret) {
+        _cleanup_free_ char *json = run_plan_machine_config(p, i, d);
+        char err[WORKER_CONFIG_ERROR_MAX];
+
+        if (!json || worker_config_machine_parse(json, ret, err, sizeof err) < 0) {
+                CHECK(false, "machine config %zu parses (%s)", i, json ? err : "not rendered");
+                *ret = (struct machine_config){};
+                return false;
+        }
+        return true;
+}
+
+static bool switch_of(const struct run_plan *p, size_t i, const struct run_dirs *d, struct switch_config *ret) {
+        _cleanup_free_ char *json = run_plan_switch_config(p, i, d);
+        char err[WORKER_CONFIG_ERROR_MAX];
+
+        if (!json || worker_config_switch_parse(json, ret, err, sizeof err) < 0) {
+                CHECK(false, "switch config %zu parses (%s)", i, json ? err : "not rendered");
+                *ret = (struct switch_config){};
+                return false;
+        }
+        return true;
 }
 
 static void test_vigil_cli(void) {
@@ -45,19 +71,29 @@ static void test_vigil_cli(void) {
               "default VLAN 1, timeout and output dir");
         CHECK(run_plan_needs_guest(&p), "no start script: the tiny guest is needed");
 
-        _cleanup_free_ char *mc = run_plan_machine_config(&p, 1, &d);
-        CHECK(contains(mc, "\"connect_s\":60"), "the boot deadline is capped by the global timeout");
-        CHECK(contains(mc, "\"address\":\"192.168.1.2/24\"") && contains(mc, "\"mac\":\"52:54:00:12:01:02\""),
+        _cleanup_(machine_config_donep) struct machine_config mc = {};
+        machine_of(&p, 1, &d, &mc);
+        CHECK(mc.connect_s == 60, "the boot deadline is capped by the global timeout");
+        CHECK(mc.n_vlans == 1 && mc.vlans[0].nr == 1 && streq_ptr(mc.vlans[0].address, "192.168.1.2/24") &&
+                      streq_ptr(mc.vlans[0].mac, "52:54:00:12:01:02") &&
+                      streq_ptr(mc.vlans[0].socket, "/tmp/v/vde1.ctl"),
               "server gets 192.168.1.2 and the reference MAC scheme");
-        CHECK(contains(mc, "vigil.hosts=192.168.1.1:client,192.168.1.2:server") &&
-                      contains(mc, "vigil.hostname=server") && contains(mc, "\"kernel\":\"/g/kernel\""),
+        CHECK(contains(mc.append, "vigil.hosts=192.168.1.1:client,192.168.1.2:server") &&
+                      contains(mc.append, "vigil.hostname=server") && streq_ptr(mc.kernel, "/g/kernel") &&
+                      streq_ptr(mc.initrd, "/g/initrd") && !mc.start_script,
               "tiny guest kernel parameters name every host");
-        CHECK(contains(mc, "\"state_dir\":\"/tmp/v/vm-state-server\""), "state dir follows the reference layout");
+        CHECK(streq_ptr(mc.state_dir, "/tmp/v/vm-state-server") && streq_ptr(mc.shared_dir, "/tmp/v/shared-xchg") &&
+                      streq_ptr(mc.out_dir, "/abs/out") && mc.node_number == 2 && mc.accel == MACHINE_ACCEL_AUTO &&
+                      mc.n_hosts == 2 && streq_ptr(mc.hosts[0].name, "client"),
+              "state dir follows the reference layout");
         _cleanup_free_ char *sc = run_plan_script_config(&p, &d);
         CHECK(contains(sc, "\"test_script\":\"t.py\"") && contains(sc, "\"socket_dir\":\"/tmp/v/vde1.ctl\""),
               "script config lists script and VLAN sockets");
-        _cleanup_free_ char *wc = run_plan_switch_config(&p, 0, &d);
-        CHECK(contains(wc, "\"vlan\":1") && contains(wc, "{\"name\":\"server\",\"mac\":\"52:54:00:12:01:02\"}"),
+        _cleanup_(switch_config_donep) struct switch_config wc = {};
+        switch_of(&p, 0, &d, &wc);
+        CHECK(wc.vlan == 1 && wc.pcap && streq_ptr(wc.socket_dir, "/tmp/v/vde1.ctl") && wc.n_machines == 2 &&
+                      streq_ptr(wc.machines[1].name, "server") && streq_ptr(wc.machines[1].mac, "52:54:00:12:01:02") &&
+                      !wc.machines[1].tap,
               "switch config names its VLAN and each machine's MAC");
         run_plan_done(&p);
 }
@@ -186,9 +222,13 @@ static void test_reference_ssh_backdoor(void) {
         CHECK(r == 0 && run_plan_finalize(&p, &err) == 0, "--config with enable_ssh_backdoor loads (%s)", err ?: "");
         CHECK(p.ssh_backdoor && run_plan_vsock_cid(&p, &p.nodes[0]) == 3 && run_plan_vsock_cid(&p, &p.nodes[1]) == 4,
               "CIDs count from 3 in name order, like vhost-device-vsock's");
-        _cleanup_free_ char *mc = run_plan_machine_config(&p, 1, &d);
-        CHECK(contains(mc, "\"extra_args\":[\"-device\",\"vhost-vsock-pci,guest-cid=4\"]"),
-              "machine config carries the vhost-vsock device (%s)", mc);
+        _cleanup_(machine_config_donep) struct machine_config mc = {};
+        machine_of(&p, 1, &d, &mc);
+        CHECK(mc.extra_args && strv_length(mc.extra_args) == 2 && streq(mc.extra_args[0], "-device") &&
+                      streq(mc.extra_args[1], "vhost-vsock-pci,guest-cid=4") &&
+                      streq_ptr(mc.start_script, "/s/bin/run-b-vm") && mc.n_vlans == 1 &&
+                      streq_ptr(mc.vlans[0].socket, "/tmp/r/vde1.ctl") && !mc.vlans[0].mac,
+              "machine config carries the vhost-vsock device");
         _cleanup_free_ char *sc = run_plan_script_config(&p, &d);
         CHECK(contains(sc, "\"enable_ssh_backdoor\":true") && contains(sc, "\"vsock_cid\":3"),
               "script config has the backdoor and the CIDs");
@@ -236,8 +276,8 @@ static void test_spec(void) {
         r = run_plan_load_spec(&p, "{\"nodes\": {\"a\": {}}, \"boot_timeout\": 45, \"test_script\": \"t.py\"}", &err);
         if (r == 0)
                 r = run_plan_finalize(&p, &err);
-        _cleanup_free_ char *mc = r == 0 ? run_plan_machine_config(&p, 0, &d) : NULL;
-        CHECK(r == 0 && p.boot_timeout == 45 && contains(mc, "\"connect_s\":45"),
+        _cleanup_(machine_config_donep) struct machine_config mc = {};
+        CHECK(r == 0 && p.boot_timeout == 45 && machine_of(&p, 0, &d, &mc) && mc.connect_s == 45,
               "spec boot_timeout becomes the machine's boot deadline (%s)", err ?: "");
         run_plan_done(&p);
 
@@ -278,21 +318,27 @@ static void test_spec_nspawn(void) {
         CHECK(run_plan_needs_debian_tree(&p) && run_plan_needs_guest(&p),
               "c1 needs the Debian tree, vm the tiny guest");
 
-        _cleanup_free_ char *mc = run_plan_machine_config(&p, 0, &d);
-        CHECK(contains(mc, "\"backend\":\"nspawn\"") && contains(mc, "\"nspawn\":{\"tree\":\"/cache/debian-abc\"}") &&
-                      !contains(mc, "\"qemu\""),
+        _cleanup_free_ char *mcj = run_plan_machine_config(&p, 0, &d);
+        _cleanup_(machine_config_donep) struct machine_config mc = {}, mc2 = {};
+        machine_of(&p, 0, &d, &mc);
+        CHECK(mc.backend_kind == MACHINE_BACKEND_NSPAWN && streq_ptr(mc.tree, "/cache/debian-abc") &&
+                      !contains(mcj, "\"qemu\"") && !mc.kernel,
               "a container without a tree boots mkdebian's, and has no qemu section");
-        CHECK(contains(mc,
-                       "{\"nr\":2,\"tap\":\"vc0ff2n1\",\"mac\":\"52:54:00:12:02:01\",\"address\":\"192.168.2.1/24\"}"),
+        CHECK(mc.n_vlans == 2 && mc.vlans[1].nr == 2 && streq_ptr(mc.vlans[1].tap, "vc0ff2n1") &&
+                      !mc.vlans[1].socket && streq_ptr(mc.vlans[1].mac, "52:54:00:12:02:01") &&
+                      streq_ptr(mc.vlans[1].address, "192.168.2.1/24"),
               "container NICs are switch TAPs named v<run4><vlan>n<node>, with the reference MAC and address");
-        _cleanup_free_ char *mc2 = run_plan_machine_config(&p, 1, &d);
-        CHECK(contains(mc2, "\"tree\":\"/srv/tree\""), "a node's own tree wins");
-        _cleanup_free_ char *wc = run_plan_switch_config(&p, 1, &d);
-        CHECK(contains(wc, "{\"name\":\"c1\",\"mac\":\"52:54:00:12:02:01\",\"tap\":\"vc0ff2n1\"}") &&
-                      !contains(wc, "\"c2\""),
+        machine_of(&p, 1, &d, &mc2);
+        CHECK(streq_ptr(mc2.tree, "/srv/tree"), "a node's own tree wins");
+        _cleanup_(switch_config_donep) struct switch_config wc = {}, wc1 = {};
+        switch_of(&p, 1, &d, &wc);
+        CHECK(wc.vlan == 2 && wc.n_machines == 1 && streq_ptr(wc.machines[0].name, "c1") &&
+                      streq_ptr(wc.machines[0].mac, "52:54:00:12:02:01") && streq_ptr(wc.machines[0].tap, "vc0ff2n1"),
               "VLAN 2's switch makes c1's TAP and only c1 is on it");
-        _cleanup_free_ char *wc1 = run_plan_switch_config(&p, 0, &d);
-        CHECK(contains(wc1, "{\"name\":\"vm\",\"mac\":\"52:54:00:12:01:03\"}"), "a VM on the same VLAN has no TAP");
+        switch_of(&p, 0, &d, &wc1);
+        CHECK(wc1.n_machines == 3 && streq_ptr(wc1.machines[2].name, "vm") &&
+                      streq_ptr(wc1.machines[2].mac, "52:54:00:12:01:03") && !wc1.machines[2].tap,
+              "a VM on the same VLAN has no TAP");
         run_plan_done(&p);
 
         run_plan_init(&p);

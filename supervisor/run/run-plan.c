@@ -1218,8 +1218,6 @@ static bool machine_qemu(const struct run_plan *p, const struct run_node *n, con
                          struct machine_config *c) {
         bool ok = true;
 
-        c->memory_mb = n->memory_mb;
-        c->cpus = n->cpus;
         if (n->start_script)
                 ok = dup_to(&c->start_script, n->start_script);
         else if (n->kernel)
@@ -1250,6 +1248,8 @@ int run_plan_machine_struct(const struct run_plan *p, size_t node, const struct 
         if (c.backend_kind < 0 || c.accel < 0)
                 return -EINVAL;
         c.node_number = n->number;
+        c.memory_mb = n->memory_mb; /* also for containers: what the worker reads when "qemu" is absent */
+        c.cpus = n->cpus;
         c.keep_state = p->keep_state || n->keep_state;
         c.allow_reboot = false;
         c.guest_channel = MACHINE_GUEST_CHANNEL_REFERENCE;

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fuzz-spec.c: the spec and --config parsers (supervisor/run-plan.c) under a
- * fuzzer. A spec is hand-written or generated JSON: any text must either be
+ * fuzz-spec.c: the spec and --config parsers (supervisor/run/run-plan.c) under
+ * a fuzzer. A spec is hand-written or generated JSON: any text must either be
  * refused with a message (and -EINVAL) or load, finalize and render worker
- * configurations without a crash or a leak. The first input byte picks the
+ * configurations without a crash or a leak; a rendered machine or switch
+ * config that the workers' parser (proto/worker-config.c) accepts must come
+ * back equal to the struct it was written from. The first input byte picks the
  * parser (vigil spec or the reference's --config); the rest is the file.
  * Built for libFuzzer by tools/run-fuzz; built by meson as a replay test.
  */
@@ -12,8 +14,33 @@
 
 #include "macro.h"
 #include "run-plan.h"
+#include "worker-config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void roundtrip_machine(const struct run_plan *p, size_t i, const struct run_dirs *d) {
+        _cleanup_(machine_config_donep) struct machine_config a = {}, b = {};
+        _cleanup_free_ char *json = NULL;
+        char err[WORKER_CONFIG_ERROR_MAX];
+
+        if (run_plan_machine_struct(p, i, d, &a) < 0 || worker_config_machine_write(&a, &json) < 0)
+                return;
+        if (worker_config_machine_parse(json, &b, err, sizeof err) == 0 &&
+            !worker_config_equal(&worker_config_machine, &a, &b))
+                __builtin_trap(); /* written and read by the same table, yet different */
+}
+
+static void roundtrip_switch(const struct run_plan *p, size_t i, const struct run_dirs *d) {
+        _cleanup_(switch_config_donep) struct switch_config a = {}, b = {};
+        _cleanup_free_ char *json = NULL;
+        char err[WORKER_CONFIG_ERROR_MAX];
+
+        if (run_plan_switch_struct(p, i, d, &a) < 0 || worker_config_switch_write(&a, &json) < 0)
+                return;
+        if (worker_config_switch_parse(json, &b, err, sizeof err) == 0 &&
+            !worker_config_equal(&worker_config_switch, &a, &b))
+                __builtin_trap();
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const struct run_dirs d = {.run_id = "0123456789abcdef",
@@ -43,9 +70,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 /* Each config lists every node: render a few, or a 60-node spec costs
                  * milliseconds per input and the fuzzer crawls. */
                 for (size_t i = 0; i < MIN(p.n_nodes, (size_t) 3); i++)
-                        free(run_plan_machine_config(&p, i, &d));
+                        roundtrip_machine(&p, i, &d);
                 for (size_t i = 0; i < p.n_vlans; i++)
-                        free(run_plan_switch_config(&p, i, &d));
+                        roundtrip_switch(&p, i, &d);
                 free(run_plan_script_config(&p, &d));
         }
         free(err);

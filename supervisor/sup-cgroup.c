@@ -24,7 +24,7 @@
 
 #include "log.h"
 #include "macro.h"
-#include "sup-internal.h"
+#include "sup-cgroup.h"
 
 #define CGROUP2_PRIVATE "/run/vigil-cgroup2"
 

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sup-kind.c owns the static table of worker kinds: which executable each
- * kind runs, which messages the supervisor accepts from it (its handler table
- * in sup-dispatch.c), and which privileges it and the processes it has the
+ * kind runs, and which privileges it and the processes it has the
  * supervisor spawn keep when vigil runs as root. Reading this table is
  * reading the privilege map of a run.
  */
@@ -10,12 +9,8 @@
 #include <cap-ng.h>
 #include <sys/prctl.h>
 
-#include "sup-internal.h"
-
-extern const sup_handler_t sup_handlers_machine[MSG_PROC_LIST + 1];
-extern const sup_handler_t sup_handlers_switch[MSG_PROC_LIST + 1];
-extern const sup_handler_t sup_handlers_script[MSG_S_ADD_MACHINE + 1];
-extern const sup_handler_t sup_handlers_test[MSG_PROC_LIST + 1];
+#include "macro.h"
+#include "sup-kind.h"
 
 /* No capabilities at all, and no way to regain any through setuid or file
  * capabilities on exec: what every worker gets unless listed otherwise. A
@@ -76,8 +71,6 @@ static const struct sup_kind kinds[_KIND_MAX] = {
                 .caps = caps_none,
                 .spawn_caps = machine_spawn_caps,
                 .spawn_own_cgroup = machine_spawn_own_cgroup,
-                .handlers = sup_handlers_machine,
-                .n_handlers = ELEMENTSOF(sup_handlers_machine),
         },
         [KIND_SWITCH] = {
                 .kind = KIND_SWITCH,
@@ -85,8 +78,6 @@ static const struct sup_kind kinds[_KIND_MAX] = {
                 .build_path = "workers/switch/vigil-switch",
                 .caps = caps_net_admin,
                 .spawn_caps = switch_spawn_caps,
-                .handlers = sup_handlers_switch,
-                .n_handlers = ELEMENTSOF(sup_handlers_switch),
         },
         /* The script worker runs the user's test script: it gets nothing, and may
          * not ask for processes (SPAWN is not in its table). */
@@ -95,8 +86,6 @@ static const struct sup_kind kinds[_KIND_MAX] = {
                 .exe = "vigil-script",
                 .build_path = "workers/script/vigil-script",
                 .caps = caps_none,
-                .handlers = sup_handlers_script,
-                .n_handlers = ELEMENTSOF(sup_handlers_script),
         },
         [KIND_TEST] = {
                 .kind = KIND_TEST,
@@ -104,13 +93,11 @@ static const struct sup_kind kinds[_KIND_MAX] = {
                 .build_path = "tests/helpers/vigil-testworker",
                 .caps = caps_none,
                 .spawn_caps = test_spawn_caps,
-                .handlers = sup_handlers_test,
-                .n_handlers = ELEMENTSOF(sup_handlers_test),
         },
 };
 /* clang-format on */
 
-const struct sup_kind *sup_kind_get(enum worker_kind k) {
+const struct sup_kind *kind_get(enum worker_kind k) {
         if (k <= KIND_SUPERVISOR || k >= _KIND_MAX)
                 return NULL;
         return &kinds[k];
@@ -119,7 +106,7 @@ const struct sup_kind *sup_kind_get(enum worker_kind k) {
 /* Called between fork and exec. As root, leaves exactly @p's capabilities in
  * the effective, permitted and bounding sets (the bounding set is what limits
  * root after exec) and clears the ambient set. */
-int caps_apply(const struct cap_policy *p) {
+int kind_caps_apply(const struct cap_policy *p) {
         if (geteuid() == 0 && !p->keep_all) {
                 bool have[CAP_POLICY_MAX] = {false};
 

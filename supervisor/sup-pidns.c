@@ -22,7 +22,7 @@
 
 #include "exit-status.h"
 #include "fd-util.h"
-#include "sup-internal.h"
+#include "sup.h"
 
 static volatile sig_atomic_t early_signal;
 static void (*outer_at_exit)(void);

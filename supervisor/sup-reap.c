@@ -4,13 +4,17 @@
  * spawned process, watched by libevent and reaped with waitid(P_PIDFD), plus
  * a SIGCHLD sweep for everything else that is our child: orphans reparented
  * to us as subreaper (or as PID 1 of our namespace), and any of ours whose
- * pidfd event has not run yet. At the end it kills whatever is left.
+ * pidfd event has not run yet. At the end it kills whatever is left. A reaped
+ * worker is reported up through s->ops->reaped (child_reaped), a spawned process to
+ * its record (sup-proc.c).
  */
 #include <dirent.h>
 #include <signal.h>
 #include <sys/wait.h>
 
-#include "sup-internal.h"
+#include "sup-proc.h"
+#include "sup-reap.h"
+#include "sup-records.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -52,18 +56,18 @@ static struct child *child_by_pid(struct sup *s, pid_t pid) {
 }
 
 /* Deliver one reaped pid to whoever owns it. */
-static void reaped(struct sup *s, pid_t pid, int code, int sig) {
+static void reap_deliver(struct sup *s, pid_t pid, int code, int sig) {
         struct child *c = child_by_pid(s, pid);
         struct sup_proc *p;
 
         if (c) {
-                child_reaped(c, code, sig);
+                s->ops->reaped(c, code, sig);
                 return;
         }
         p = proc_by_pid(s, pid);
         if (p) {
-                child_proc_exited(p, code, sig);
-                sup_ops_advance(s);
+                proc_exited(p, code, sig);
+                s->ops->advance(s);
                 return;
         }
         log_debug("Reaped orphan pid %d (exit %d, signal %d)", (int) pid, code, sig);
@@ -83,7 +87,7 @@ static void on_child_pidfd(evutil_socket_t fd, short what, void *arg) {
         if (si.si_pid == 0)
                 return; /* not yet */
         siginfo_decode(&si, &code, &sig);
-        child_reaped(c, code, sig);
+        c->sup->ops->reaped(c, code, sig);
 }
 
 static void on_proc_pidfd(evutil_socket_t fd, short what, void *arg) {
@@ -95,8 +99,8 @@ static void on_proc_pidfd(evutil_socket_t fd, short what, void *arg) {
         if (waitid((idtype_t) P_PIDFD, (id_t) p->pidfd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
                 return;
         siginfo_decode(&si, &code, &sig);
-        child_proc_exited(p, code, sig); /* frees p */
-        sup_ops_advance(s);
+        proc_exited(p, code, sig); /* frees p */
+        s->ops->advance(s);
 }
 
 static void on_sigchld(evutil_socket_t sig, short what, void *arg) {
@@ -106,18 +110,18 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg) {
 
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
                 status_decode(status, &code, &sg);
-                reaped(s, pid, code, sg);
+                reap_deliver(s, pid, code, sg);
         }
 }
 
-int sup_reap_setup(struct sup *s) {
+int reap_setup(struct sup *s) {
         s->ev_sigchld = evsignal_new(s->base, SIGCHLD, on_sigchld, s);
         if (!s->ev_sigchld || event_add(s->ev_sigchld, NULL) < 0)
                 return -ENOMEM;
         return 0;
 }
 
-int child_watch_pid(struct child *c) {
+int reap_watch_child(struct child *c) {
         if (c->ev_pidfd)
                 event_free(c->ev_pidfd);
         c->ev_pidfd = event_new(c->sup->base, c->pidfd, EV_READ | EV_PERSIST, on_child_pidfd, c);
@@ -126,15 +130,11 @@ int child_watch_pid(struct child *c) {
         return 0;
 }
 
-int proc_watch(struct sup_proc *p) {
+int reap_watch_proc(struct sup_proc *p) {
         p->ev_pidfd = event_new(p->owner->sup->base, p->pidfd, EV_READ | EV_PERSIST, on_proc_pidfd, p);
         if (!p->ev_pidfd || event_add(p->ev_pidfd, NULL) < 0)
                 return -ENOMEM;
         return 0;
-}
-
-void sup_reap_all(struct sup *s) {
-        on_sigchld(SIGCHLD, 0, s);
 }
 
 /* Our direct children right now, from /proc (orphans included). */
@@ -172,7 +172,7 @@ static size_t kill_direct_children(void) {
         return n;
 }
 
-void sup_kill_leftovers(struct sup *s) {
+void reap_kill_leftovers(struct sup *s) {
         uint64_t deadline = now_usec() + 2 * USEC_PER_SEC;
 
         if (s->pidns_init) {
@@ -188,7 +188,7 @@ void sup_kill_leftovers(struct sup *s) {
 
                 while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
                         status_decode(status, &code, &sig);
-                        reaped(s, pid, code, sig);
+                        reap_deliver(s, pid, code, sig);
                 }
                 if (pid < 0 && errno == ECHILD)
                         break;

@@ -17,7 +17,8 @@
  */
 #include <stdarg.h>
 
-#include "sup-internal.h"
+#include "sup-records.h"
+#include "sup-route.h"
 
 static struct route *route_free(struct route *r) {
         if (r) {
@@ -88,7 +89,7 @@ static int route_send(struct route *r) {
         return k;
 }
 
-int route_request(struct child *origin, const struct frame *f, int *fds, size_t n_fds) {
+int route_request(struct child *origin, const struct frame *f, size_t n_fds, char *why, size_t why_size) {
         struct sup *s = origin->sup;
         const struct msg_info *info = f->info;
         const char *name;
@@ -98,21 +99,18 @@ int route_request(struct child *origin, const struct frame *f, int *fds, size_t 
         int k;
 
         /* Field 0 of every routed body is the target's name (msg-table.c). */
-        if (info->n_fields == 0 || info->fields[0].type != FIELD_STR) {
-                child_protocol_error(origin, "%s is routed but has no target field", info->name);
-                return 0;
-        }
+        if (info->n_fields == 0 || info->fields[0].type != FIELD_STR)
+                return snprintf(why, why_size, "%s is routed but has no target field", info->name), -EPROTO;
         name = *(char *const *) ((const uint8_t *) f->body + info->fields[0].offset);
-        if (n_fds > 0) {
-                child_protocol_error(origin, "%s to '%s' carries fds, which routed requests cannot", info->name, name);
-                return 0;
-        }
-        if (f->seq == 0) {
-                child_protocol_error(origin, "%s to '%s' has seq 0, so no reply could find it", info->name, name);
-                return 0;
-        }
+        if (n_fds > 0)
+                return snprintf(why, why_size, "%s to '%s' carries fds, which routed requests cannot", info->name,
+                                name),
+                       -EPROTO;
+        if (f->seq == 0)
+                return snprintf(why, why_size, "%s to '%s' has seq 0, so no reply could find it", info->name, name),
+                       -EPROTO;
 
-        t = sup_find_child(s, name);
+        t = sup_child_by_id(s, name);
         if (!t)
                 return peer_send_error(origin->peer, f->seq, -ENOENT, "%s: no child named '%s'", info->name, name), 0;
         if (!(info->target & KIND_BIT(t->spec.kind)))

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sup-spawn.c owns fork+exec: for workers (channel moved to fd 3) and for the
- * processes workers ask the spawn service for. Between fork and exec the child
+ * processes workers ask the spawn service for. It knows no child or tree. Between fork and exec the child
  * leaves the supervisor's session, arranges to die with the supervisor
  * (PR_SET_PDEATHSIG), gets exactly its stdio and channel (everything else is
  * closed), drops capabilities per its kind and execs. A failure there travels
@@ -20,7 +20,8 @@
 
 #include "config.h"
 #include "fd-util.h"
-#include "sup-internal.h"
+#include "sup-cgroup.h"
+#include "sup-spawn.h"
 
 static struct rlimit nofile_orig;
 static bool nofile_raised;
@@ -29,7 +30,7 @@ static bool nofile_raised;
  * restarted worker can pass the usual soft limit of 1024, so the supervisor
  * raises its own; every process it starts gets the original back, because
  * programs using select() break on fds above 1023 (systemd does the same). */
-void sup_raise_nofile(void) {
+void spawn_raise_nofile(void) {
         struct rlimit rl;
 
         if (nofile_raised || getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
@@ -120,7 +121,7 @@ _noreturn_ static void spawn_child(const struct spawn_req *req, pid_t parent, in
         }
 
         if (req->caps) {
-                int r = caps_apply(req->caps);
+                int r = kind_caps_apply(req->caps);
                 if (r < 0)
                         child_fail(errfd, -r, "dropping capabilities");
         }
@@ -132,7 +133,7 @@ _noreturn_ static void spawn_child(const struct spawn_req *req, pid_t parent, in
         child_fail(errfd, errno, "execve %s", req->path ?: req->argv[0]);
 }
 
-int sup_spawn(const struct spawn_req *req, pid_t *ret_pid, int *ret_pidfd, char *errbuf, size_t errsize) {
+int spawn_process(const struct spawn_req *req, pid_t *ret_pid, int *ret_pidfd, char *errbuf, size_t errsize) {
         _cleanup_close_ int rd = -EBADF, wr = -EBADF;
         struct spawn_error e = {};
         int p[2], pidfd;
@@ -183,7 +184,7 @@ static bool executable(const char *path) {
         return access(path, X_OK) == 0;
 }
 
-int sup_resolve_exe(struct sup *s, const struct sup_kind *k, char *buf, size_t size) {
+int spawn_resolve_exe(const char *self_dir, const struct sup_kind *k, char *buf, size_t size) {
         const char *dir = getenv("VIGIL_LIBEXEC_DIR");
         /* An explicit override, then next to vigil (installed layout), then the
          * build tree (running uninstalled), then the configured libexecdir. */
@@ -191,7 +192,7 @@ int sup_resolve_exe(struct sup *s, const struct sup_kind *k, char *buf, size_t s
                 const char *dir, *name;
         } candidates[] = {
                 {dir, k->exe},
-                {s->self_dir, k->exe},
+                {self_dir, k->exe},
                 {VIGIL_BUILD_ROOT, k->build_path},
                 {VIGIL_LIBEXECDIR, k->exe},
         };
@@ -240,86 +241,13 @@ static char **env_build(char *const *base, const char *run_id, const char *log_t
         return env;
 }
 
-char **sup_build_worker_env(const char *run_id, enum log_target t) {
+char **spawn_worker_env(const char *run_id, enum log_target t) {
         extern char **environ;
         const char *target = t == LOG_TARGET_JOURNAL ? "journal" : t == LOG_TARGET_STDERR ? "stderr" : NULL;
 
         return env_build(environ, run_id, target);
 }
 
-char **sup_env_with_run(char *const *env, const char *run_id) {
+char **spawn_env_with_run(char *const *env, const char *run_id) {
         return env_build(env, run_id, NULL);
-}
-
-int child_spawn(struct child *c) {
-        struct sup *s = c->sup;
-        _cleanup_close_ int mine = -EBADF, theirs = -EBADF;
-        _cleanup_free_ char **argv = NULL;
-        char exe[4096], err[512] = "", pid[32];
-        size_t n_args = strv_length(c->spec.args), k = 0;
-        int sv[2], r;
-
-        c->pid = 0; /* until there is a new process, there is none */
-        r = sup_resolve_exe(s, c->kind, exe, sizeof(exe));
-        if (r < 0) {
-                sup_event(s, c, LOG_ERR, LOG_EVENT_NONE, "spawn_failed", (const char *[]){"reason", "not found", NULL},
-                          "Cannot find %s: not in $VIGIL_LIBEXEC_DIR, %s, the build tree %s or %s", c->kind->exe,
-                          s->self_dir, VIGIL_BUILD_ROOT, VIGIL_LIBEXECDIR);
-                return r;
-        }
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-                return log_error_errno(negative_errno(), "socketpair for '%s'", c->spec.id);
-        mine = sv[0];
-        theirs = sv[1];
-
-        argv = calloc(n_args + 4, sizeof(char *));
-        if (!argv)
-                return -ENOMEM;
-        argv[k++] = exe;
-        argv[k++] = (char *) "--name";
-        argv[k++] = c->spec.id;
-        for (size_t i = 0; i < n_args; i++)
-                argv[k++] = c->spec.args[i];
-
-        struct spawn_req req = {
-                .path = exe,
-                .argv = argv,
-                .envp = s->worker_env,
-                .stdio = {c->spec.interactive ? STDIN_FILENO : -1, STDOUT_FILENO, STDERR_FILENO},
-                .chan_fd = theirs,
-                .caps = &c->kind->caps,
-        };
-        r = sup_spawn(&req, &c->pid, &c->pidfd, err, sizeof(err));
-        if (r < 0) {
-                sup_event(s, c, LOG_ERR, LOG_EVENT_NONE, "spawn_failed", (const char *[]){"reason", err, NULL},
-                          "Cannot start %s '%s': %s", worker_kind_to_string(c->spec.kind), c->spec.id, err);
-                return r;
-        }
-        theirs = safe_close(theirs);
-
-        c->generation++;
-        c->reaped = c->lost = c->faulted = false;
-        c->exit_code = c->exit_signal = 0;
-        c->spawned_usec = now_usec();
-        r = peer_new(s->base, mine, DIR_TO_SUP, &child_peer_ops, c, &c->peer);
-        if (r < 0) {
-                /* It is running but unreachable: kill it; the reap reports the exit. */
-                (void) pidfd_send(c->pidfd, SIGKILL);
-                c->lost = true;
-                c->lost_reason = PEER_LOST_IO;
-        } else {
-                TAKE_FD(mine);
-                peer_set_queue_max(c->peer, CHILD_QUEUE_MAX);
-        }
-        r = child_watch_pid(c);
-        if (r < 0)
-                log_warning_errno(r, "Cannot watch pidfd of '%s', relying on SIGCHLD", c->spec.id);
-        if (c->spec.start_timeout_ms > 0)
-                (void) event_add(c->ev_start, &(struct timeval){.tv_sec = c->spec.start_timeout_ms / 1000,
-                                                                .tv_usec = (c->spec.start_timeout_ms % 1000) * 1000});
-
-        snprintf(pid, sizeof(pid), "%d", (int) c->pid);
-        sup_event(s, c, LOG_INFO, LOG_EVENT_SPAWNED, "spawned", (const char *[]){"pid", pid, "exe", exe, NULL},
-                  "Started %s '%s' (pid %d)", worker_kind_to_string(c->spec.kind), c->spec.id, (int) c->pid);
-        return 0;
 }

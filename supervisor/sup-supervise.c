@@ -10,7 +10,8 @@
 #include "defaults.h"
 #include "exit-status.h"
 #include "fs-util.h"
-#include "sup-internal.h"
+#include "sup.h"
+#include "sup-spec.h"
 #include "sup-verbs.h"
 
 static void supervise_help(FILE *f) {

@@ -10,7 +10,8 @@
 #include <time.h>
 
 #include "fs-util.h"
-#include "sup-internal.h"
+#include "sup-records.h"
+#include "sup-timeline.h"
 
 int timeline_open(struct sup *s) {
         char path[4096];

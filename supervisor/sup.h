@@ -43,10 +43,7 @@ struct sup_hooks {
 
 int sup_new(const struct sup_options *o, struct sup **ret);
 struct sup *sup_free(struct sup *s);
-static inline void sup_freep(struct sup **s) {
-        extern struct sup *sup_free(struct sup *);
-        *s = sup_free(*s);
-}
+void sup_freep(struct sup **s);
 
 void sup_set_strategy(struct sup *s, enum sup_strategy strategy, const struct sup_intensity *in);
 void sup_set_hooks(struct sup *s, const struct sup_hooks *h, void *userdata);

@@ -38,7 +38,28 @@ def _proto_from_header():
 
 PROTO_VERSION, T = _proto_from_header()
 NAMES = {v: k for k, v in T.items()}
+# The replies that end a request to a machine worker, and the wire order of
+# every body minisup builds or takes apart. Copied from proto/msg-table.c;
+# test-minisup-table checks both against the compiled table.
 FINAL = {T["OK"], T["ERROR"], T["M_EXEC_RESULT"], T["M_TEXT_RESULT"], T["M_STATE_RESULT"]}
+LAYOUT = {
+    "HELLO": ["proto", "kind", "name", "pid"],
+    "CONFIG": ["restarts", "run_id", "json"],
+    "ERROR": ["code", "message"],
+    "FD_STORE": ["name"],
+    "FD_FORGET": ["name"],
+    "FD_RESTORE": ["name"],
+    "SPAWN": ["name", "argv", "env", "cwd", "stdio"],
+    "SPAWNED": ["name", "pid"],
+    "PROC_LIST": ["name", "pid"],
+    "PROC_EXIT": ["name", "pid", "code", "signal"],
+    "PROC_KILL": ["name", "signal"],
+}
+
+
+def body_of(msg, /, **fields):
+    """A body of message @msg in the wire order of LAYOUT[msg]."""
+    return [fields[f] for f in LAYOUT[msg]]
 
 
 # ---- msgpack (the subset vigil uses) ----
@@ -348,10 +369,11 @@ class MiniSup:
         if type_ == T["HELLO"]:
             for pname, p in list(self.procs.items()):
                 if p.poll() is None:
-                    self._send(T["PROC_LIST"], 0, [pname, p.pid])
+                    self._send(T["PROC_LIST"], 0, body_of("PROC_LIST", name=pname, pid=p.pid))
             for sname, fd in self.store.items():
-                self._send(T["FD_RESTORE"], 0, [sname], [fd])
-            self._send(T["CONFIG"], 0, [self.restarts, "test", json.dumps(self.config)])
+                self._send(T["FD_RESTORE"], 0, body_of("FD_RESTORE", name=sname), [fd])
+            self._send(T["CONFIG"], 0, body_of("CONFIG", restarts=self.restarts, run_id="test",
+                                                      json=json.dumps(self.config)))
         elif type_ == T["READY"]:
             with self.lock:
                 self.ready = True
@@ -393,7 +415,8 @@ class MiniSup:
             os.close(fd)
 
     def _spawn(self, seq, body, fds):
-        pname, argv, env, cwd, stdio = body
+        m = dict(zip(LAYOUT["SPAWN"], body))
+        pname, argv, env, cwd, stdio = m["name"], m["argv"], m["env"], m["cwd"], m["stdio"]
         it = iter(fds)
         io = {}
         for bit, key in ((1, "stdin"), (2, "stdout"), (4, "stderr")):
@@ -402,11 +425,11 @@ class MiniSup:
             p = self._fork(lambda: subprocess.Popen(argv, env=dict(e.split("=", 1) for e in env), cwd=cwd or None,
                                                     preexec_fn=_pdeathsig, close_fds=True, **io))
         except OSError as e:
-            self._send(T["ERROR"], seq, [-e.errno, "spawn %s: %s" % (argv[0], e)])
+            self._send(T["ERROR"], seq, body_of("ERROR", code=-e.errno, message="spawn %s: %s" % (argv[0], e)))
         else:
             self.procs[pname] = p
             threading.Thread(target=self._watch, args=(pname, p), daemon=True).start()
-            self._send(T["SPAWNED"], seq, [pname, p.pid])
+            self._send(T["SPAWNED"], seq, body_of("SPAWNED", name=pname, pid=p.pid))
         for fd in fds:
             os.close(fd)
 
@@ -414,7 +437,7 @@ class MiniSup:
         rc = p.wait()
         code, sig = (rc, 0) if rc >= 0 else (-1, -rc)
         try:
-            self._send(T["PROC_EXIT"], 0, [pname, p.pid, code, sig])
+            self._send(T["PROC_EXIT"], 0, body_of("PROC_EXIT", name=pname, pid=p.pid, code=code, signal=sig))
         except OSError:
             pass  # the worker is being restarted; it will not see this process in PROC_LIST
 

@@ -74,7 +74,7 @@ int proc_spawn(struct child *c, const char *name, struct spawn_req *req, bool ow
         p = calloc(1, sizeof(*p));
         if (!p || !(p->name = strdup(name))) {
                 proc_free(p);
-                snprintf(err, errsize, "out of memory");
+                snprintf(err, errsize, "SPAWN: out of memory");
                 return -ENOMEM;
         }
         p->owner = c;

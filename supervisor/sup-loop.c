@@ -10,6 +10,7 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-id128.h>
 
+#include "defaults.h"
 #include "exit-status.h"
 #include "sup-cgroup.h"
 #include "sup-events.h"
@@ -118,7 +119,8 @@ int sup_new(const struct sup_options *o, struct sup **ret) {
         s->timeline_fd = -EBADF;
         s->notify_fd = o && o->notify_fd >= 0 ? o->notify_fd : -EBADF;
         s->strategy = STRATEGY_ONE_FOR_ONE;
-        s->intensity = (struct sup_intensity){.max_restarts = 1, .max_seconds = 5};
+        s->intensity = (struct sup_intensity){.max_restarts = DEFAULT_INTENSITY_MAX_RESTARTS,
+                                              .max_seconds = DEFAULT_INTENSITY_MAX_SECONDS};
         s->exit_code = VIGIL_EXIT_PASS;
         s->log_target = o ? o->log_target : LOG_TARGET_AUTO;
         s->global_timeout_usec = o ? o->global_timeout_usec : 0;
@@ -291,16 +293,16 @@ static int sup_setup_events(struct sup *s) {
         if (!s->ev_timeout || !s->ev_teardown_deadline || !s->ev_watchdog || !s->ev_heartbeat)
                 return -ENOMEM;
         if (s->heartbeat_usec > 0)
-                (void) event_add(s->ev_heartbeat, &TIMEVAL_FROM_USEC(s->heartbeat_usec));
+                (void) timer_add_usec(s->ev_heartbeat, s->heartbeat_usec);
         if (s->global_timeout_usec > 0)
-                (void) event_add(s->ev_timeout, &TIMEVAL_FROM_USEC(s->global_timeout_usec));
+                (void) timer_add_usec(s->ev_timeout, s->global_timeout_usec);
 
         /* Under a PID namespace the notify relay's owner is the service's main
          * process, so WATCHDOG_PID names it, not us: trust WATCHDOG_USEC alone. */
         e = getenv("WATCHDOG_USEC");
         if (s->notify_fd >= 0 ? (e && (wd = strtoull(e, NULL, 10)) > 0) : sd_watchdog_enabled(0, &wd) > 0) {
                 log_info("systemd watchdog enabled, pinging every %llu ms", (unsigned long long) (wd / 2000));
-                (void) event_add(s->ev_watchdog, &TIMEVAL_FROM_USEC(wd / 2));
+                (void) timer_add_usec(s->ev_watchdog, wd / 2);
         }
         return 0;
 }

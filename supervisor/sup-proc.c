@@ -173,6 +173,6 @@ void proc_kill_all(struct child *c, bool immediately) {
                 if (!p->ev_term)
                         p->ev_term = evtimer_new(c->sup->base, on_proc_term_timeout, p);
                 if (p->ev_term)
-                        (void) event_add(p->ev_term, &TIMEVAL_FROM_USEC(PROC_TERM_USEC));
+                        (void) timer_add_usec(p->ev_term, PROC_TERM_USEC);
         }
 }

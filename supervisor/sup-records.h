@@ -24,6 +24,7 @@
 #include "sup-fsm.h"
 #include "sup-kind.h"
 #include "sup.h"
+#include "time-util.h"
 
 #define CHILD_PROCS_MAX          16u                    /* spawned processes per child */
 #define CHILD_PENDING_EXITS_MAX  32u                    /* PROC_EXITs remembered while the worker is down */
@@ -34,9 +35,6 @@
 #define EOF_GRACE_USEC           (1000 * USEC_PER_MSEC) /* channel closed cleanly: let it exit with its own code */
 #define PROC_TERM_USEC           (1000 * USEC_PER_MSEC) /* spawned process: SIGTERM -> SIGKILL */
 #define TEARDOWN_MAX_USEC        (60 * USEC_PER_SEC)    /* a teardown never takes longer than this */
-
-/* For event_add(): tv_usec stays below one second whatever @u is. */
-#define TIMEVAL_FROM_USEC(u) ((struct timeval){.tv_sec = (u) / USEC_PER_SEC, .tv_usec = (u) % USEC_PER_SEC})
 
 struct child;
 struct sup;
@@ -197,4 +195,10 @@ static inline struct child *sup_child_by_id(struct sup *s, const char *id) {
 /* Its worker is up and may be sent frames (PROC_EXIT, routed requests). */
 static inline bool child_reachable(const struct child *c) {
         return c->peer && !peer_is_lost(c->peer) && (c->state == CHILD_CONFIGURING || c->state == CHILD_RUNNING);
+}
+
+/* Arm @ev to fire once, @usec from now. */
+static inline int timer_add_usec(struct event *ev, uint64_t usec) {
+        struct timeval tv = timeval_from_usec(usec);
+        return event_add(ev, &tv);
 }

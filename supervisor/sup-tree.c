@@ -131,8 +131,7 @@ static bool op_step(struct sup *s, size_t i) {
                         for (size_t k = 0; k < s->n_children; k++)
                                 proc_kill_all(&s->children[k], false);
                         if (proc_count(s) > 0)
-                                (void) event_add(s->ev_finish,
-                                                 &TIMEVAL_FROM_USEC(PROC_TERM_USEC + 200 * USEC_PER_MSEC));
+                                (void) timer_add_usec(s->ev_finish, PROC_TERM_USEC + 200 * USEC_PER_MSEC);
                 }
                 if (proc_count(s) == 0)
                         tree_finish(s);
@@ -241,7 +240,7 @@ static void child_terminate(struct child *c) {
                     "Stopping %s '%s' (SIGTERM, SIGKILL after %s ms)", worker_kind_to_string(c->spec.kind), c->spec.id,
                     ms);
         (void) child_signal(c, SIGTERM);
-        (void) event_add(c->ev_stop, &TIMEVAL_FROM_USEC((uint64_t) c->spec.shutdown_ms * USEC_PER_MSEC));
+        (void) timer_add_usec(c->ev_stop, (uint64_t) c->spec.shutdown_ms * USEC_PER_MSEC);
 }
 
 static int child_spawn(struct child *c) {
@@ -309,7 +308,7 @@ static int child_spawn(struct child *c) {
         if (r < 0)
                 log_warning_errno(r, "Cannot watch pidfd of '%s', relying on SIGCHLD", c->spec.id);
         if (c->spec.start_timeout_ms > 0)
-                (void) event_add(c->ev_start, &TIMEVAL_FROM_USEC((uint64_t) c->spec.start_timeout_ms * USEC_PER_MSEC));
+                (void) timer_add_usec(c->ev_start, (uint64_t) c->spec.start_timeout_ms * USEC_PER_MSEC);
 
         snprintf(pid, sizeof(pid), "%d", (int) c->pid);
         events_emit(s, c, LOG_INFO, LOG_EVENT_SPAWNED, "spawned", (const char *[]){"pid", pid, "exe", exe, NULL},
@@ -483,7 +482,7 @@ static void child_feed(struct child *c, enum child_event ev) {
                 if (ev == CHILD_EV_CHAN_LOST && c->lost_reason == PEER_LOST_EOF)
                         /* A clean close usually means it is exiting: let it finish with its own
                          * exit code (restart-me, permanent failure) before we step in. */
-                        (void) event_add(c->ev_drain, &TIMEVAL_FROM_USEC(EOF_GRACE_USEC));
+                        (void) timer_add_usec(c->ev_drain, EOF_GRACE_USEC);
                 else if (ev == CHILD_EV_START_TIMEOUT) {
                         char why[96];
                         snprintf(why, sizeof(why), "not ready within %" PRId64 " ms", c->spec.start_timeout_ms);
@@ -528,7 +527,7 @@ static void child_reaped(struct child *c, int code, int sig) {
         if (c->lost)
                 child_feed(c, CHILD_EV_EXITED);
         else
-                (void) event_add(c->ev_drain, &TIMEVAL_FROM_USEC(DRAIN_USEC));
+                (void) timer_add_usec(c->ev_drain, DRAIN_USEC);
         tree_advance(c->sup);
 }
 
@@ -575,7 +574,7 @@ void tree_shutdown(struct sup *s, int exit_code, const char *why) {
         free(plan);
         (void) ops_push(s, OP_FINISH, NULL);
         if (s->ev_teardown_deadline)
-                (void) event_add(s->ev_teardown_deadline, &TIMEVAL_FROM_USEC(TEARDOWN_MAX_USEC));
+                (void) timer_add_usec(s->ev_teardown_deadline, TEARDOWN_MAX_USEC);
         tree_advance(s);
 }
 

@@ -69,10 +69,9 @@ enum start_step {
 struct nspawn {
         struct machine *m;
         enum start_step step;
-        uint32_t spawn_seq;
+        struct machine_proc *proc; /* systemd-nspawn */
         char machine[80];
         unsigned long long step_started;
-        bool stored;
         bool allow_reboot;
         bool rebooting;     /* the container rebooted; booting it again */
         bool crash_pending; /* crashed between a reboot and the next spawn */
@@ -94,7 +93,6 @@ struct nspawn {
 
         int lock_fd;
         struct event *step_timer;
-        struct event *kill_timer;
 
         int udev_ifindex[64]; /* udev database entries we wrote (0: none) */
 };
@@ -105,7 +103,7 @@ static struct nspawn *N(struct machine *m) {
 
 /* Every event here has @n as the callback's argument. */
 static int add_event(struct nspawn *n, int fd, short what, event_callback_fn cb, struct event **ret) {
-        return machine_event_watch(n->m, fd, what, cb, n, ret);
+        return machine_event_watch(n->m->base, fd, what, cb, n, ret);
 }
 
 static void host_path(struct nspawn *n, const char *name, char *buf, size_t size) {
@@ -116,14 +114,14 @@ static void host_path(struct nspawn *n, const char *name, char *buf, size_t size
 
 /* systemd-nspawn clones the container's PID 1 as its own child. */
 static pid_t container_init_pid(struct nspawn *n) {
+        int64_t pid = machine_proc_pid(n->proc);
         char path[128], buf[256];
         _cleanup_close_ int fd = -EBADF;
         ssize_t k;
 
-        if (n->m->pid <= 0)
+        if (pid <= 0)
                 return 0;
-        (void) snprintf(path, sizeof path, "/proc/%lld/task/%lld/children", (long long) n->m->pid,
-                        (long long) n->m->pid);
+        (void) snprintf(path, sizeof path, "/proc/%lld/task/%lld/children", (long long) pid, (long long) pid);
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || (k = read(fd, buf, sizeof buf - 1)) <= 0)
                 return 0;
@@ -177,21 +175,16 @@ static void close_all(struct nspawn *n, bool forget) {
         machine_event_free(&n->relay_wev);
         machine_event_free(&n->console_ev);
         (void) evtimer_del(n->step_timer);
-        (void) evtimer_del(n->kill_timer);
+        machine_proc_cancel_kill(n->proc);
         n->listen_fd = safe_close(n->listen_fd);
         n->relay_fd = safe_close(n->relay_fd);
         n->console_fd = safe_close(n->console_fd);
         if (n->to_shell)
                 (void) evbuffer_drain(n->to_shell, evbuffer_get_length(n->to_shell));
         release_lock(n);
-        machine_shell_detach(n->m);
-        if (forget && n->stored) {
-                (void) worker_forget_fd(n->m->w, STORE_LISTEN);
-                (void) worker_forget_fd(n->m->w, STORE_CONN);
-                (void) worker_forget_fd(n->m->w, STORE_CONSOLE);
-        }
+        machine_shell_detach(n->m->shell);
         if (forget) {
-                n->stored = false;
+                machine_proc_forget_fds(n->proc);
                 udev_forget(n);
                 /* nspawn leaves this behind when /run is not a tmpfs ("we can't allow that"). */
                 if (n->machine[0]) {
@@ -209,11 +202,10 @@ static void start_failed(struct nspawn *n, int r, const char *fmt, ...) {
         va_start(ap, fmt);
         (void) vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        if (n->m->pid > 0) {
+        if (machine_proc_pid(n->proc) > 0) {
                 /* nspawn is up but unusable: do not leave the container running. */
                 (void) signal_init(n, SIGKILL);
-                machine_proc_kill(n->m, NSPAWN_PROC);
-                n->m->pid = 0;
+                machine_proc_abandon(n->proc);
         }
         close_all(n, true);
         n->step = STEP_IDLE;
@@ -318,19 +310,13 @@ static void conn_lost(struct nspawn *n, const char *why) {
 
         to_shell_flush(n);
         conn_close(n);
-        if (n->stored)
-                (void) worker_forget_fd(m->w, STORE_CONN);
+        machine_proc_forget_fd(n->proc, STORE_CONN);
         if (!m->booted)
                 return;
         log_info("Backdoor connection closed (%s); waiting for the guest's next one", why);
-        /* A command in flight has lost its shell: fail it now rather than at
-         * its deadline. A connect keeps waiting for the next ready line. */
-        if (m->active && m->gp.phase != GUEST_PHASE_READY && m->gp.phase != GUEST_PHASE_IDLE &&
-            m->gp.phase != GUEST_PHASE_NONCE) /* a resync ends by its own deadline */
-                machine_shell_fail_all(m, -ECONNRESET,
-                                       "the guest's backdoor shell closed its connection (did the command end the "
-                                       "shell or stop vigil-backdoor.service?)");
-        machine_shell_disconnected(m);
+        machine_shell_transport_lost(m->shell,
+                                     "the guest's backdoor shell closed its connection (did the command end the "
+                                     "shell or stop vigil-backdoor.service?)");
 }
 
 static int conn_adopt(struct nspawn *n, int fd) {
@@ -350,7 +336,7 @@ static int relay_open(struct nspawn *n) {
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sp) < 0)
                 return negative_errno();
         n->relay_fd = sp[0];
-        r = machine_shell_attach(n->m, sp[1], -EBADF, NULL); /* machine-shell owns sp[1] now */
+        r = machine_shell_attach(n->m->shell, sp[1], -EBADF, NULL); /* the shell owns sp[1] now */
         if (r < 0) {
                 safe_close(sp[1]);
                 return r;
@@ -379,8 +365,7 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg) {
                 return;
         }
         log_debug("Backdoor connected");
-        if (worker_store_fd(n->m->w, STORE_CONN, n->conn_fd) < 0)
-                log_warning("Could not hand the backdoor connection to the supervisor's store");
+        machine_proc_store_fd(n->proc, STORE_CONN);
         if (n->step == STEP_BOOTING)
                 boot_up(n, "the backdoor connected");
 }
@@ -825,13 +810,6 @@ static void step_timer_cb(evutil_socket_t fd, short what, void *arg) {
         }
 }
 
-static void store_fds(struct nspawn *n) {
-        if (worker_store_fd(n->m->w, STORE_LISTEN, n->listen_fd) < 0 ||
-            worker_store_fd(n->m->w, STORE_CONSOLE, n->console_fd) < 0)
-                log_warning("Could not hand the backdoor socket and console to the supervisor's store");
-        n->stored = true;
-}
-
 static void spawn_nspawn(struct nspawn *n) {
         struct machine *m = n->m;
         _cleanup_strv_free_ char **argv = NULL;
@@ -863,19 +841,15 @@ static void spawn_nspawn(struct nspawn *n) {
         }
         log_info("starting container %s", n->machine);
         log_debug("systemd-nspawn command: %s ... --directory=%s", argv[0], m->cfg.tree);
-        n->spawn_seq = peer_next_seq(worker_peer(m->w));
         /* nspawn's own stdout and stderr both carry the console. */
         const int fds[] = {out_w, out_w};
-        r = peer_send(worker_peer(m->w), MSG_SPAWN, n->spawn_seq,
-                      &(struct msg_spawn){
-                              .name = NSPAWN_PROC, .argv = argv, .env = env, .cwd = m->cfg.state_dir, .stdio = 2 | 4},
-                      fds, 2);
+        r = machine_proc_spawn(n->proc, argv, env, m->cfg.state_dir, 2 | 4, fds, 2);
         if (r < 0) {
                 start_failed(n, r, "could not ask the supervisor to spawn systemd-nspawn: %s", strerror(-r));
                 return;
         }
         /* Stored now, so a worker killed during the boot can still re-attach. */
-        store_fds(n);
+        machine_proc_store_fds(n->proc);
         n->step = STEP_SPAWNING;
         n->step_started = now_usec();
         machine_timer_set(n->step_timer, 30 * USEC_PER_SEC);
@@ -896,7 +870,7 @@ static void boot_up(struct nspawn *n, const char *why) {
         n->rebooting = false;
         m->allow_reboot = n->allow_reboot;
         log_event(LOG_INFO, LOG_EVENT_READY, NULL, "container %s running (systemd-nspawn pid %lld)", n->machine,
-                  (long long) m->pid);
+                  (long long) machine_pid(m));
         machine_started(m, 0, NULL);
 }
 
@@ -941,16 +915,8 @@ static int nspawn_shutdown(struct machine *m) {
         /* As the reference: raw `poweroff` on the shell. Without a shell,
          * systemd's own poweroff signal to the container's init. */
         if (n->conn_fd >= 0)
-                return machine_shell_write_raw(m, "poweroff\n");
+                return machine_shell_write_raw(m->shell, "poweroff\n");
         return signal_init(n, SIGRTMIN + 4);
-}
-
-static void kill_timer_cb(evutil_socket_t fd, short what, void *arg) {
-        struct nspawn *n = arg;
-
-        log_warning("systemd-nspawn did not exit within %llu s of its container's init being killed; killing it",
-                    CRASH_KILL_USEC / USEC_PER_SEC);
-        machine_proc_kill(n->m, NSPAWN_PROC);
 }
 
 /* Pulling the plug: SIGKILL the container's init, which takes its whole PID
@@ -958,6 +924,7 @@ static void kill_timer_cb(evutil_socket_t fd, short what, void *arg) {
  * leave the container running, orphaned. */
 static int nspawn_crash(struct machine *m) {
         struct nspawn *n = N(m);
+        char why[128];
         int r;
 
         if (n->step == STEP_WAIT_TAPS || n->step == STEP_LOCKING) {
@@ -970,9 +937,12 @@ static int nspawn_crash(struct machine *m) {
         r = signal_init(n, SIGKILL);
         if (r < 0) {
                 log_warning_errno(r, "Could not SIGKILL the container's init; killing systemd-nspawn");
-                machine_proc_kill(m, NSPAWN_PROC);
+                machine_proc_kill(n->proc);
         }
-        machine_timer_set(n->kill_timer, CRASH_KILL_USEC);
+        (void) snprintf(why, sizeof why,
+                        "systemd-nspawn did not exit within %llu s of its container's init being killed; killing it",
+                        CRASH_KILL_USEC / USEC_PER_SEC);
+        machine_proc_kill_after(n->proc, CRASH_KILL_USEC, why);
         return 0;
 }
 
@@ -983,27 +953,22 @@ static int nspawn_reboot(struct machine *m, uint32_t seq) {
 
         if (r < 0)
                 return machine_reply_error(m, seq, r, "could not signal the container's init: %s", strerror(-r));
-        machine_shell_disconnected(m);
+        machine_shell_disconnected(m->shell);
         return machine_reply_ok(m, seq);
 }
 
-struct link_job {
-        uint32_t seq;
-};
-
-static void set_link_done(struct machine *m, struct shell_job *j, int error, const char *message, int status,
-                          uint8_t *output, size_t len) {
-        struct link_job *l = j->userdata;
+static void set_link_done(struct shell_job *j, int error, const char *message, int status, uint8_t *output,
+                          size_t len) {
+        struct machine *m = j->userdata;
 
         free(output);
         if (error < 0)
-                (void) machine_reply_error(m, l->seq, error, "%s", message ?: "set_link failed");
+                (void) machine_reply_error(m, j->seq, error, "%s", message ?: "set_link failed");
         else if (status != 0)
-                (void) machine_reply_error(m, l->seq, -EIO, "`%s` failed in the container (exit status %d)",
+                (void) machine_reply_error(m, j->seq, -EIO, "`%s` failed in the container (exit status %d)",
                                            j->command, status);
         else
-                (void) machine_reply_ok(m, l->seq);
-        free(l);
+                (void) machine_reply_ok(m, j->seq);
 }
 
 /* The TAP lives inside the container's network namespace, so the link is
@@ -1012,25 +977,22 @@ static void set_link_done(struct machine *m, struct shell_job *j, int error, con
  * partition rules act outside for both backends. */
 static int nspawn_set_link(struct machine *m, const char *nic, bool up, uint32_t seq) {
         _cleanup_free_ char *cmd = NULL;
-        struct link_job *l = calloc(1, sizeof *l);
         struct shell_job *j;
         const char *dev = *nic ? nic : "eth1";
 
         for (const char *p = dev; *p; p++)
-                if (!isalnum((unsigned char) *p) && !strchr("._-", *p)) {
-                        free(l);
+                if (!isalnum((unsigned char) *p) && !strchr("._-", *p))
                         return machine_reply_error(m, seq, -EINVAL, "\"%s\" is not an interface name", dev);
-                }
-        if (!l || asprintf(&cmd, "ip link set dev %s %s", dev, up ? "up" : "down") < 0 ||
+        if (asprintf(&cmd, "ip link set dev %s %s", dev, up ? "up" : "down") < 0 ||
             !(j = shell_job_new(SHELL_JOB_EXEC, cmd))) {
-                free(l);
+                cmd = NULL;
                 return machine_reply_error(m, seq, -ENOMEM, "out of memory");
         }
-        l->seq = seq;
         j->timeout_s = 30;
         j->done = set_link_done;
-        j->userdata = l;
-        machine_shell_submit(m, j);
+        j->userdata = m;
+        j->seq = seq;
+        machine_shell_submit(m->shell, j);
         return 0;
 }
 
@@ -1040,17 +1002,13 @@ static int nspawn_set_link(struct machine *m, const char *nic, bool up, uint32_t
  * connection goes (the generic code waits for the next ready line), and the
  * TAPs are waited for again (the switch re-creates them). */
 static void reboot_again(struct nspawn *n) {
-        struct machine *m = n->m;
-
         log_info("The container rebooted; booting it again");
         if (n->conn_fd >= 0)
                 conn_lost(n, "the container rebooted");
         machine_event_free(&n->console_ev);
         n->console_fd = safe_close(n->console_fd);
-        if (n->stored)
-                (void) worker_forget_fd(m->w, STORE_CONSOLE);
+        machine_proc_forget_fd(n->proc, STORE_CONSOLE);
         udev_forget(n);
-        m->pid = 0;
         n->rebooting = true;
         n->step = STEP_WAIT_TAPS;
         n->step_started = now_usec();
@@ -1062,7 +1020,7 @@ static void nspawn_exited(struct nspawn *n, const struct msg_proc_exit *e) {
         char how[96], tail[2048], why[MSG_STR_MAX], hint[256] = "";
         long inst;
 
-        machine_exit_describe(e, how, sizeof how);
+        machine_proc_describe_exit(e, how, sizeof how);
         drain_console(n);
         log_event(LOG_INFO, LOG_EVENT_EXITED, NULL, "systemd-nspawn (pid %lld) exited: %s", (long long) e->pid, how);
         if (n->step != STEP_RUNNING && n->step != STEP_IDLE) {
@@ -1073,7 +1031,6 @@ static void nspawn_exited(struct nspawn *n, const struct msg_proc_exit *e) {
                                         " (fs.inotify.max_user_instances is %ld: containers past about %ld exit at "
                                         "once)",
                                         inst, inst / 6);
-                m->pid = 0;
                 start_failed(n, -ECHILD, "systemd-nspawn exited before the container was up (%s)%s; %s", how, hint,
                              tail);
                 return;
@@ -1093,68 +1050,58 @@ static void nspawn_exited(struct nspawn *n, const struct msg_proc_exit *e) {
         machine_stopped(m, why);
 }
 
-static int nspawn_on_frame(struct machine *m, const struct frame *f, int *fds, size_t n_fds) {
-        struct nspawn *n = N(m);
+/* ---- the process ---- */
 
-        switch (f->type) {
-        case MSG_SPAWNED: {
-                const struct msg_spawned *s = f->body;
-                if (f->seq == n->spawn_seq && n->step == STEP_SPAWNING) {
-                        m->pid = s->pid;
-                        n->step = STEP_BOOTING;
-                        machine_timer_set(n->step_timer, BOOT_LOCK_USEC);
-                        log_event(LOG_INFO, LOG_EVENT_SPAWNED, NULL, "systemd-nspawn spawned (pid %lld)",
-                                  (long long) s->pid);
-                }
-                return 0;
+static void nspawn_spawned(struct machine_proc *p, int64_t pid, void *userdata) {
+        struct nspawn *n = userdata;
+
+        if (n->step != STEP_SPAWNING) {
+                /* The start was given up meanwhile: this container is nobody's. */
+                (void) signal_init(n, SIGKILL);
+                machine_proc_abandon(p);
+                return;
         }
-        case MSG_ERROR: {
-                const struct msg_error *e = f->body;
-                if (f->seq == n->spawn_seq && n->step == STEP_SPAWNING) {
-                        start_failed(n, (int) e->code, "the supervisor could not spawn systemd-nspawn: %s",
-                                     e->message);
-                        return 0;
-                }
-                return -ENOENT;
-        }
-        case MSG_PROC_EXIT: {
-                const struct msg_proc_exit *e = f->body;
-                if (machine_proc_exit_is_current(m, e, NSPAWN_PROC))
-                        nspawn_exited(n, e);
-                return 0;
-        }
-        default:
-                return -ENOENT;
-        }
+        n->step = STEP_BOOTING;
+        machine_timer_set(n->step_timer, BOOT_LOCK_USEC);
+        log_event(LOG_INFO, LOG_EVENT_SPAWNED, NULL, "systemd-nspawn spawned (pid %lld)", (long long) pid);
 }
+
+static void nspawn_spawn_failed(struct machine_proc *p, int error, const char *message, void *userdata) {
+        struct nspawn *n = userdata;
+
+        if (n->step == STEP_SPAWNING)
+                start_failed(n, error, "the supervisor could not spawn systemd-nspawn: %s", message);
+}
+
+static void nspawn_proc_exited(struct machine_proc *p, const struct msg_proc_exit *e, void *userdata) {
+        nspawn_exited(userdata, e);
+}
+
+static const struct machine_proc_ops nspawn_proc_ops = {
+        .spawned = nspawn_spawned,
+        .spawn_failed = nspawn_spawn_failed,
+        .exited = nspawn_proc_exited,
+};
 
 static int nspawn_attach(struct machine *m) {
         struct nspawn *n = N(m);
         int64_t pid;
         int r, conn;
 
-        n->listen_fd = worker_take_fd(m->w, STORE_LISTEN);
-        n->console_fd = worker_take_fd(m->w, STORE_CONSOLE);
-        conn = worker_take_fd(m->w, STORE_CONN);
-        n->listen_fd = n->listen_fd >= 0 ? n->listen_fd : -EBADF;
-        n->console_fd = n->console_fd >= 0 ? n->console_fd : -EBADF;
-        n->stored = true;
+        pid = machine_proc_restore(n->proc);
+        conn = TAKE_FD(n->conn_fd); /* adopted below, once the rest is watched */
         (void) nspawn_machine_name(m->cfg.state_dir, m->cfg.name, n->machine, sizeof n->machine);
-        pid = machine_restored_pid(m, NSPAWN_PROC);
         if (pid <= 0 || n->listen_fd < 0 || n->console_fd < 0) {
                 if (pid > 0) {
                         log_warning("systemd-nspawn (pid %lld) still runs but its fds are lost; stopping it",
                                     (long long) pid);
-                        m->pid = pid;
                         (void) signal_init(n, SIGKILL);
-                        machine_proc_kill_stale(m, NSPAWN_PROC, pid);
-                        m->pid = 0;
+                        machine_proc_kill_stale(n->proc);
                 }
                 safe_close(conn);
                 close_all(n, true);
                 return 0;
         }
-        m->pid = pid;
         (void) fd_set_nonblock(n->listen_fd, 1);
         (void) fd_set_nonblock(n->console_fd, 1);
         if ((r = add_event(n, n->listen_fd, EV_READ | EV_PERSIST, accept_cb, &n->listen_ev)) < 0 ||
@@ -1175,6 +1122,7 @@ static int nspawn_attach(struct machine *m) {
 
 static int nspawn_init(struct machine *m) {
         struct nspawn *n = calloc(1, sizeof *n);
+        int r;
 
         if (!n)
                 return -ENOMEM;
@@ -1184,9 +1132,14 @@ static int nspawn_init(struct machine *m) {
         n->to_guest = evbuffer_new();
         n->to_shell = evbuffer_new();
         n->step_timer = evtimer_new(m->base, step_timer_cb, n);
-        n->kill_timer = evtimer_new(m->base, kill_timer_cb, n);
-        if (!n->to_guest || !n->to_shell || !n->step_timer || !n->kill_timer)
+        if (!n->to_guest || !n->to_shell || !n->step_timer)
                 return -ENOMEM;
+        if ((r = machine_proc_new(m->w, NSPAWN_PROC, &nspawn_proc_ops, n, &n->proc)) < 0 ||
+            (r = machine_proc_add_fd(n->proc, STORE_LISTEN, &n->listen_fd)) < 0 ||
+            (r = machine_proc_add_fd(n->proc, STORE_CONN, &n->conn_fd)) < 0 ||
+            (r = machine_proc_add_fd(n->proc, STORE_CONSOLE, &n->console_fd)) < 0)
+                return r;
+        m->proc = n->proc;
         return 0;
 }
 
@@ -1197,7 +1150,8 @@ static void nspawn_free(struct machine *m) {
                 return;
         close_all(n, false);
         machine_event_free(&n->step_timer);
-        machine_event_free(&n->kill_timer);
+        m->proc = NULL;
+        n->proc = machine_proc_free(n->proc);
         if (n->to_guest)
                 evbuffer_free(n->to_guest);
         if (n->to_shell)
@@ -1215,6 +1169,5 @@ const struct machine_backend backend_nspawn = {
         .shutdown = nspawn_shutdown,
         .crash = nspawn_crash,
         .reboot = nspawn_reboot,
-        .on_frame = nspawn_on_frame,
         .set_link = nspawn_set_link,
 };

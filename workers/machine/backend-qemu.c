@@ -90,12 +90,12 @@ struct qemu {
         struct machine *m;
         enum start_step step;
         bool allow_reboot;
-        uint32_t spawn_seq;
+        struct machine_proc *proc;  /* QEMU */
+        struct machine_proc *probe; /* the KVM probe */
         char accel[8];
         unsigned handshake_pending;
         int pending_error; /* start-up problem waiting for QEMU's exit */
         char pending_why[256];
-        bool stored; /* our fds are in the supervisor's store */
 
         int monitor_listen;
         struct event *monitor_accept_ev;
@@ -123,14 +123,11 @@ struct qemu {
         size_t n_events;
 
         /* KVM probe */
-        uint32_t probe_seq;
         int probe_fd;
         struct event *probe_ev;
         struct event *probe_timer;
         char probe_tail[64];
         bool probing;
-
-        struct event *kill_timer;
 };
 
 /* The fds a restarted worker needs to re-attach, by their names in the
@@ -197,7 +194,7 @@ static void close_all(struct qemu *q, bool forget) {
         machine_event_free(&q->console_ev);
         machine_event_free(&q->stderr_ev);
         (void) evtimer_del(q->start_timer);
-        (void) evtimer_del(q->kill_timer);
+        machine_proc_cancel_kill(q->proc);
         q->monitor_listen = safe_close(q->monitor_listen);
         q->monitor_fd = safe_close(q->monitor_fd);
         q->shell_fd = safe_close(q->shell_fd);
@@ -206,12 +203,9 @@ static void close_all(struct qemu *q, bool forget) {
         q->console_fd = safe_close(q->console_fd);
         q->stdin_fd = safe_close(q->stdin_fd);
         q->stderr_fd = safe_close(q->stderr_fd);
-        machine_shell_detach(q->m);
-        if (forget && q->stored)
-                for (size_t i = 0; i < ELEMENTSOF(stored_fds); i++)
-                        (void) worker_forget_fd(q->m->w, stored_fds[i].name);
+        machine_shell_detach(q->m->shell);
         if (forget)
-                q->stored = false;
+                machine_proc_forget_fds(q->proc);
 }
 
 /* ---- streams ---- */
@@ -336,7 +330,7 @@ static void monitor_request_answered(struct qemu *q, const struct monitor_reques
                 (void) machine_reply_ok(q->m, r->seq);
                 break;
         case REQ_REBOOT:
-                machine_shell_disconnected(q->m);
+                machine_shell_disconnected(q->m->shell);
                 (void) machine_reply_ok(q->m, r->seq);
                 break;
         case _REQ_KIND_MAX:
@@ -605,7 +599,7 @@ static int shell_attach(struct qemu *q) {
         int r;
 
         (void) snprintf(path, sizeof path, "%s/" QEMU_SHELL_NAME, q->m->cfg.state_dir);
-        r = machine_shell_attach(q->m, q->shell_fd, q->shell_in_fd, path);
+        r = machine_shell_attach(q->m->shell, q->shell_fd, q->shell_in_fd, path);
         if (r < 0)
                 return r;
         q->shell_fd = q->shell_in_fd = -EBADF; /* machine-shell owns them now */
@@ -620,11 +614,8 @@ static void start_failed(struct qemu *q, int r, const char *fmt, ...) {
         va_start(ap, fmt);
         (void) vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        if (q->m->pid > 0) {
-                /* QEMU is up but unusable: do not leave it running. */
-                machine_proc_kill(q->m, QEMU_PROC);
-                q->m->pid = 0;
-        }
+        /* QEMU is up but unusable: do not leave it running. */
+        machine_proc_abandon(q->proc);
         /* Nothing of this boot may reach the next one: no queued start-up step, no half-read reply. */
         fail_monitor_requests(q, msg);
         close_all(q, true);
@@ -632,17 +623,9 @@ static void start_failed(struct qemu *q, int r, const char *fmt, ...) {
         machine_started(q->m, r, msg);
 }
 
-static void store_fds(struct qemu *q) {
-        for (size_t i = 0; i < ELEMENTSOF(stored_fds); i++) {
-                int fd = *stored_fd(q, i);
-                if (fd >= 0 && (q->stored = true) && worker_store_fd(q->m->w, stored_fds[i].name, fd) < 0)
-                        log_warning("Could not hand the %s fd to the supervisor's store", stored_fds[i].name);
-        }
-}
-
 /* Every fd QEMU gives us is read as it comes, with @q as the callback's argument. */
 static int add_read_event(struct qemu *q, int fd, event_callback_fn cb, struct event **ret) {
-        return machine_event_watch(q->m, fd, EV_READ | EV_PERSIST, cb, q, ret);
+        return machine_event_watch(q->m->base, fd, EV_READ | EV_PERSIST, cb, q, ret);
 }
 
 /* The monitor connected: over QMP add the guest shell and let the paused
@@ -687,7 +670,7 @@ static void start_step_done(struct qemu *q) {
                 return;
         q->handshake_pending = 0;
         evtimer_del(q->start_timer);
-        store_fds(q);
+        machine_proc_store_fds(q->proc);
         r = shell_attach(q);
         if (r < 0) {
                 start_failed(q, r, "could not watch the guest shell's output file: %s", strerror(-r));
@@ -695,7 +678,7 @@ static void start_step_done(struct qemu *q) {
         }
         q->step = STEP_RUNNING;
         m->allow_reboot = q->allow_reboot;
-        log_event(LOG_INFO, LOG_EVENT_READY, NULL, "QEMU running (pid %lld)", (long long) m->pid);
+        log_event(LOG_INFO, LOG_EVENT_READY, NULL, "QEMU running (pid %lld)", (long long) machine_pid(m));
         machine_started(m, 0, NULL);
 }
 
@@ -816,12 +799,8 @@ static int spawn_qemu(struct qemu *q) {
 
         log_info("starting vm");
         log_debug("QEMU command: %s ...", cmd.argv[0]);
-        q->spawn_seq = peer_next_seq(worker_peer(m->w));
         const int fds[] = {in_r, out_w, err_w};
-        r = peer_send(
-                worker_peer(m->w), MSG_SPAWN, q->spawn_seq,
-                &(struct msg_spawn){.name = QEMU_PROC, .argv = cmd.argv, .env = cmd.env, .cwd = cmd.cwd, .stdio = 7},
-                fds, 3);
+        r = machine_proc_spawn(q->proc, cmd.argv, cmd.env, cmd.cwd, 7, fds, 3);
         if (r < 0)
                 goto out;
         q->step = STEP_SPAWNING;
@@ -890,7 +869,7 @@ static void probe_finish(struct qemu *q, enum qemu_kvm_probe p) {
         machine_event_free(&q->probe_ev);
         (void) evtimer_del(q->probe_timer);
         q->probe_fd = safe_close(q->probe_fd);
-        machine_proc_kill(q->m, PROBE_PROC);
+        machine_proc_kill(q->probe);
         probe_cache_write(q, p);
         accel_chosen(q, p);
         if (q->step == STEP_PROBING)
@@ -952,10 +931,7 @@ static int probe_start(struct qemu *q) {
         r = add_read_event(q, q->probe_fd, probe_read_cb, &q->probe_ev);
         if (r < 0)
                 return r;
-        q->probe_seq = peer_next_seq(worker_peer(m->w));
-        r = peer_send(worker_peer(m->w), MSG_SPAWN, q->probe_seq,
-                      &(struct msg_spawn){.name = PROBE_PROC, .argv = argv, .env = env, .cwd = "", .stdio = 2}, &out_w,
-                      1);
+        r = machine_proc_spawn(q->probe, argv, env, "", 2, &out_w, 1);
         if (r < 0)
                 return r;
         q->probing = true;
@@ -1019,25 +995,21 @@ static int qemu_start(struct machine *m, bool allow_reboot) {
 
 static int qemu_shutdown(struct machine *m) {
         /* The reference writes the raw bytes, not an execute(). */
-        return machine_shell_write_raw(m, "poweroff\n");
-}
-
-static void kill_timer_cb(evutil_socket_t fd, short what, void *arg) {
-        struct qemu *q = arg;
-
-        log_warning("QEMU did not quit within %llu s of HMP quit; killing it", CRASH_KILL_USEC / USEC_PER_SEC);
-        machine_proc_kill(q->m, QEMU_PROC);
+        return machine_shell_write_raw(m->shell, "poweroff\n");
 }
 
 static int qemu_crash(struct machine *m) {
         struct qemu *q = Q(m);
+        char why[96];
         int r = -ENOTCONN;
 
         if (q->monitor_fd >= 0)
                 r = write_all(q->monitor_fd, "quit\n");
         if (r < 0)
-                machine_proc_kill(q->m, QEMU_PROC);
-        machine_timer_set(q->kill_timer, CRASH_KILL_USEC);
+                machine_proc_kill(q->proc);
+        (void) snprintf(why, sizeof why, "QEMU did not quit within %llu s of HMP quit; killing it",
+                        CRASH_KILL_USEC / USEC_PER_SEC);
+        machine_proc_kill_after(q->proc, CRASH_KILL_USEC, why);
         return 0;
 }
 
@@ -1099,15 +1071,14 @@ static void qemu_exited(struct qemu *q, const struct msg_proc_exit *e) {
         struct machine *m = q->m;
         char how[96], tail[2048], why[MSG_STR_MAX];
 
-        machine_exit_describe(e, how, sizeof how);
+        machine_proc_describe_exit(e, how, sizeof how);
         drain_streams(q);
-        machine_shell_drain(m);
+        machine_shell_drain(m->shell);
         if (q->console_fd >= 0)
                 machine_console_eof(m);
         log_event(LOG_INFO, LOG_EVENT_EXITED, NULL, "QEMU (pid %lld) exited: %s", (long long) e->pid, how);
         if (q->step != STEP_RUNNING && q->step != STEP_IDLE) {
                 machine_tail_describe(m, tail, sizeof tail);
-                m->pid = 0;
                 start_failed(q, -ECHILD, "QEMU exited before the machine was up (%s); %s", how, tail);
                 return;
         }
@@ -1118,63 +1089,64 @@ static void qemu_exited(struct qemu *q, const struct msg_proc_exit *e) {
         machine_stopped(m, why);
 }
 
-static int qemu_on_frame(struct machine *m, const struct frame *f, int *fds, size_t n_fds) {
-        struct qemu *q = Q(m);
+/* ---- the processes ---- */
 
-        switch (f->type) {
-        case MSG_SPAWNED: {
-                const struct msg_spawned *s = f->body;
-                if (f->seq == q->spawn_seq && q->step == STEP_SPAWNING) {
-                        m->pid = s->pid;
-                        q->step = STEP_ACCEPTING;
-                        log_event(LOG_INFO, LOG_EVENT_SPAWNED, NULL, "QEMU spawned (pid %lld)", (long long) s->pid);
-                }
-                return 0;
+static void qemu_spawned(struct machine_proc *p, int64_t pid, void *userdata) {
+        struct qemu *q = userdata;
+
+        if (q->step != STEP_SPAWNING) {
+                /* The start was given up meanwhile: this QEMU is nobody's. */
+                machine_proc_abandon(p);
+                return;
         }
-        case MSG_ERROR: {
-                const struct msg_error *e = f->body;
-                if (f->seq == q->spawn_seq && q->step == STEP_SPAWNING) {
-                        start_failed(q, (int) e->code, "the supervisor could not spawn QEMU: %s", e->message);
-                        return 0;
-                }
-                if (f->seq == q->probe_seq && q->probing) {
-                        probe_finish(q, QEMU_KVM_FAILED);
-                        return 0;
-                }
-                return -ENOENT;
-        }
-        case MSG_PROC_EXIT: {
-                const struct msg_proc_exit *e = f->body;
-                if (streq(e->name, PROBE_PROC))
-                        probe_finish(q, QEMU_KVM_FAILED);
-                else if (machine_proc_exit_is_current(m, e, QEMU_PROC))
-                        qemu_exited(q, e);
-                return 0;
-        }
-        default:
-                return -ENOENT;
-        }
+        q->step = STEP_ACCEPTING;
+        log_event(LOG_INFO, LOG_EVENT_SPAWNED, NULL, "QEMU spawned (pid %lld)", (long long) pid);
 }
+
+static void qemu_spawn_failed(struct machine_proc *p, int error, const char *message, void *userdata) {
+        struct qemu *q = userdata;
+
+        if (q->step == STEP_SPAWNING)
+                start_failed(q, error, "the supervisor could not spawn QEMU: %s", message);
+}
+
+static void qemu_proc_exited(struct machine_proc *p, const struct msg_proc_exit *e, void *userdata) {
+        qemu_exited(userdata, e);
+}
+
+static const struct machine_proc_ops qemu_proc_ops = {
+        .spawned = qemu_spawned,
+        .spawn_failed = qemu_spawn_failed,
+        .exited = qemu_proc_exited,
+};
+
+static void probe_spawn_failed(struct machine_proc *p, int error, const char *message, void *userdata) {
+        probe_finish(userdata, QEMU_KVM_FAILED);
+}
+
+static void probe_exited(struct machine_proc *p, const struct msg_proc_exit *e, void *userdata) {
+        probe_finish(userdata, QEMU_KVM_FAILED);
+}
+
+static const struct machine_proc_ops probe_proc_ops = {
+        .spawn_failed = probe_spawn_failed,
+        .exited = probe_exited,
+};
 
 static int qemu_attach(struct machine *m) {
         struct qemu *q = Q(m);
         int64_t pid;
         int r;
 
-        for (size_t i = 0; i < ELEMENTSOF(stored_fds); i++) {
-                r = worker_take_fd(m->w, stored_fds[i].name);
-                *stored_fd(q, i) = r >= 0 ? r : -EBADF;
-        }
-        pid = machine_restored_pid(m, QEMU_PROC);
+        pid = machine_proc_restore(q->proc);
         if (pid <= 0 || q->shell_fd < 0 || q->shell_in_fd < 0 || q->monitor_fd < 0 || q->console_fd < 0) {
                 if (pid > 0) {
                         log_warning("QEMU (pid %lld) still runs but its fds are lost; stopping it", (long long) pid);
-                        machine_proc_kill_stale(q->m, QEMU_PROC, pid);
+                        machine_proc_kill_stale(q->proc);
                 }
                 close_all(q, true);
                 return 0;
         }
-        m->pid = pid;
         (void) console_splitter_init(&q->stderr_split, 0);
         for (size_t i = 0; i < ELEMENTSOF(stored_fds); i++)
                 if (*stored_fd(q, i) >= 0 && stored_fd(q, i) != &q->shell_fd)
@@ -1196,6 +1168,7 @@ static int qemu_attach(struct machine *m) {
 
 static int qemu_init(struct machine *m) {
         struct qemu *q = calloc(1, sizeof *q);
+        int r;
 
         if (!q)
                 return -ENOMEM;
@@ -1210,9 +1183,15 @@ static int qemu_init(struct machine *m) {
                 return -ENOMEM;
         q->start_timer = evtimer_new(m->base, start_timer_cb, q);
         q->probe_timer = evtimer_new(m->base, probe_timer_cb, q);
-        q->kill_timer = evtimer_new(m->base, kill_timer_cb, q);
-        if (!q->start_timer || !q->probe_timer || !q->kill_timer)
+        if (!q->start_timer || !q->probe_timer)
                 return -ENOMEM;
+        if ((r = machine_proc_new(m->w, QEMU_PROC, &qemu_proc_ops, q, &q->proc)) < 0 ||
+            (r = machine_proc_new(m->w, PROBE_PROC, &probe_proc_ops, q, &q->probe)) < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(stored_fds); i++)
+                if ((r = machine_proc_add_fd(q->proc, stored_fds[i].name, stored_fd(q, i))) < 0)
+                        return r;
+        m->proc = q->proc;
         return 0;
 }
 
@@ -1229,7 +1208,9 @@ static void qemu_free(struct machine *m) {
         machine_event_free(&q->hmp_requests.timer);
         machine_event_free(&q->qmp_requests.timer);
         machine_event_free(&q->probe_timer);
-        machine_event_free(&q->kill_timer);
+        m->proc = NULL;
+        q->proc = machine_proc_free(q->proc);
+        q->probe = machine_proc_free(q->probe);
         for (size_t i = 0; i < q->n_events; i++)
                 free(q->events[i]);
         console_splitter_done(&q->stderr_split);
@@ -1246,7 +1227,6 @@ const struct machine_backend backend_qemu = {
         .shutdown = qemu_shutdown,
         .crash = qemu_crash,
         .reboot = qemu_reboot,
-        .on_frame = qemu_on_frame,
         .monitor = qemu_monitor,
         .qmp = qemu_qmp,
         .send_console = qemu_send_console,

@@ -39,7 +39,11 @@ struct wait_until {
 static uint64_t console_file_bytes;
 static bool console_file_capped;
 
-void machine_send_ready(struct machine *m) {
+int64_t machine_pid(const struct machine *m) {
+        return machine_proc_pid(m->proc);
+}
+
+static void machine_send_ready(struct machine *m) {
         if (m->ready_sent)
                 return;
         m->ready_sent = true;
@@ -81,7 +85,7 @@ static void reply_all(struct machine *m, void *head, int error, const char *mess
 
 /* ---- state file (what a restarted worker cannot learn from the fds) ---- */
 
-void machine_save_state(struct machine *m) {
+static void machine_save_state(struct machine *m) {
         char path[512], tmp[520];
         _cleanup_free_ char *text = NULL;
         _cleanup_close_ int fd = -EBADF;
@@ -89,8 +93,8 @@ void machine_save_state(struct machine *m) {
         (void) snprintf(path, sizeof path, "%s/" STATE_FILE, m->cfg.state_dir);
         (void) snprintf(tmp, sizeof tmp, "%s.tmp", path);
         if (asprintf(&text, "{\"booted\":%s,\"connected\":%s,\"pid\":%lld,\"allow_reboot\":%s}\n",
-                     m->booted ? "true" : "false", m->connected ? "true" : "false", (long long) m->pid,
-                     m->allow_reboot ? "true" : "false") < 0) {
+                     m->booted ? "true" : "false", machine_shell_connected(m->shell) ? "true" : "false",
+                     (long long) machine_pid(m), m->allow_reboot ? "true" : "false") < 0) {
                 text = NULL;
                 return;
         }
@@ -305,7 +309,8 @@ static void console_reload(struct machine *m) {
 
 /* ---- lifecycle ---- */
 
-int machine_start(struct machine *m, bool allow_reboot) {
+/* Start (or join the start in progress); completion via machine_started(). */
+static int machine_start(struct machine *m, bool allow_reboot) {
         int r;
 
         if (m->starting || m->booted)
@@ -323,38 +328,37 @@ void machine_started(struct machine *m, int r, const char *message) {
                 (void) snprintf(m->last_error, sizeof m->last_error, "%s", message);
                 log_event(LOG_ERR, LOG_EVENT_MACHINE_FAILED, NULL, "Starting the machine failed: %s", message);
                 reply_all(m, &m->start_waiters, r, message);
-                machine_shell_fail_all(m, r, message);
+                machine_shell_fail_all(m->shell, r, message);
                 return;
         }
         m->booted = true;
-        m->connected = false;
+        machine_shell_set_connected(m->shell, false);
         m->booted_at = now_usec();
         m->last_error[0] = 0;
         machine_save_state(m);
         reply_all(m, &m->start_waiters, 0, NULL);
-        machine_shell_kick(m);
+        machine_shell_kick(m->shell);
 }
 
 void machine_stopped(struct machine *m, const char *why) {
         bool was = m->booted;
 
         m->booted = false;
-        m->connected = false;
+        machine_shell_set_connected(m->shell, false);
         m->starting = false;
-        m->pid = 0;
         machine_save_state(m);
         if (was)
                 log_info("Machine stopped: %s", why);
-        machine_shell_fail_all(m, -ECONNRESET, why);
+        machine_shell_fail_all(m->shell, -ECONNRESET, why);
         reply_all(m, &m->shutdown_waiters, 0, NULL);
         console_wake(m, true);
 }
 
 /* ---- requests ---- */
 
-static void exec_done(struct machine *m, struct shell_job *j, int error, const char *message, int status,
-                      uint8_t *output, size_t len) {
-        uint32_t seq = (uint32_t) (uintptr_t) j->userdata;
+static void exec_done(struct shell_job *j, int error, const char *message, int status, uint8_t *output, size_t len) {
+        struct machine *m = j->userdata;
+        uint32_t seq = j->seq;
         unsigned long long ms = (now_usec() - j->started) / 1000;
         char st[40], took[48];
 
@@ -388,15 +392,17 @@ static int handle_execute(struct machine *m, const struct frame *f) {
         j->check_return = b->check_return;
         j->check_output = b->check_output;
         j->done = exec_done;
-        j->userdata = (void *) (uintptr_t) f->seq;
+        j->userdata = m;
+        j->seq = f->seq;
         log_event(LOG_INFO, LOG_EVENT_COMMAND, NULL, "execute: %s", b->command);
-        machine_shell_submit(m, j);
+        machine_shell_submit(m->shell, j);
         return 0;
 }
 
-static void connect_done(struct machine *m, struct shell_job *j, int error, const char *message, int status,
-                         uint8_t *output, size_t len) {
-        uint32_t seq = (uint32_t) (uintptr_t) j->userdata;
+static void connect_done(struct shell_job *j, int error, const char *message, int status, uint8_t *output,
+                         size_t len) {
+        struct machine *m = j->userdata;
+        uint32_t seq = j->seq;
 
         free(output);
         if (error < 0)
@@ -409,15 +415,16 @@ static int handle_connect(struct machine *m, const struct frame *f) {
         const struct msg_m_timeout *b = f->body;
         struct shell_job *j;
 
-        if (m->booted && m->connected && !m->active && TAILQ_EMPTY(&m->jobs))
+        if (m->booted && machine_shell_idle(m->shell))
                 return machine_reply_ok(m, f->seq);
         j = shell_job_new(SHELL_JOB_CONNECT, NULL);
         if (!j)
                 return machine_reply_error(m, f->seq, -ENOMEM, "out of memory");
         j->connect_timeout_ms = b->timeout_ms;
         j->done = connect_done;
-        j->userdata = (void *) (uintptr_t) f->seq;
-        machine_shell_submit(m, j);
+        j->userdata = m;
+        j->seq = f->seq;
+        machine_shell_submit(m->shell, j);
         return 0;
 }
 
@@ -431,9 +438,10 @@ static void wait_until_free(struct wait_until *wu) {
 
 static void wait_until_attempt(struct wait_until *wu);
 
-static void wait_until_done(struct machine *m, struct shell_job *j, int error, const char *message, int status,
-                            uint8_t *output, size_t len) {
+static void wait_until_done(struct shell_job *j, int error, const char *message, int status, uint8_t *output,
+                            size_t len) {
         struct wait_until *wu = j->userdata;
+        struct machine *m = wu->m;
         struct timeval one = {1, 0};
 
         if (error < 0) {
@@ -475,7 +483,7 @@ static void wait_until_attempt(struct wait_until *wu) {
         j->timeout_s = wu->timeout_s;
         j->done = wait_until_done;
         j->userdata = wu;
-        machine_shell_submit(wu->m, j);
+        machine_shell_submit(wu->m->shell, j);
 }
 
 static void wait_until_timer(evutil_socket_t fd, short what, void *arg) {
@@ -661,8 +669,8 @@ static int handle_console_read(struct machine *m, const struct frame *f) {
 static int handle_state(struct machine *m, const struct frame *f) {
         return peer_send(worker_peer(m->w), MSG_M_STATE_RESULT, f->seq,
                          &(struct msg_m_state_result){.booted = m->booted,
-                                                      .connected = m->connected,
-                                                      .pid = m->pid,
+                                                      .connected = machine_shell_connected(m->shell),
+                                                      .pid = machine_pid(m),
                                                       .backend = (char *) m->backend->name,
                                                       .worker_pid = getpid()},
                          NULL, 0);
@@ -700,7 +708,7 @@ static int machine_on_frame(struct worker *w, const struct frame *f, int *fds, s
                 r = request_handlers[f->type](m, f);
                 return r == -EBADMSG ? r : 0;
         }
-        r = m->backend->on_frame(m, f, fds, n_fds);
+        r = machine_proc_on_frame(f);
         if (r != -ENOENT)
                 return 0;
         if (f->type == MSG_OK || f->type == MSG_ERROR || f->type == MSG_PONG) {
@@ -710,6 +718,48 @@ static int machine_on_frame(struct worker *w, const struct frame *f, int *fds, s
         log_error("Unexpected %s from the supervisor", f->info->name);
         return -EBADMSG;
 }
+
+/* ---- what the guest shell tells us ---- */
+
+static bool shell_ensure_started(void *userdata) {
+        struct machine *m = userdata;
+
+        if (m->booted)
+                return true;
+        (void) machine_start(m, m->cfg.allow_reboot);
+        return false;
+}
+
+static bool shell_busy(void *userdata) {
+        return machine_reply_busy(userdata);
+}
+
+static void shell_state_changed(void *userdata) {
+        machine_save_state(userdata);
+}
+
+static void shell_guest_ready(void *userdata) {
+        struct machine *m = userdata;
+
+        (void) worker_send_event(m->w, "guest-ready", "connected to the guest root shell");
+}
+
+static void shell_resynced(void *userdata) {
+        machine_send_ready(userdata);
+}
+
+static void shell_describe_tail(void *userdata, char *buf, size_t size) {
+        machine_tail_describe(userdata, buf, size);
+}
+
+static const struct machine_shell_ops shell_ops = {
+        .ensure_started = shell_ensure_started,
+        .busy = shell_busy,
+        .state_changed = shell_state_changed,
+        .guest_ready = shell_guest_ready,
+        .resynced = shell_resynced,
+        .describe_tail = shell_describe_tail,
+};
 
 static const struct machine_backend *const backends[_MACHINE_BACKEND_KIND_MAX] = {
         [MACHINE_BACKEND_QEMU] = &backend_qemu,
@@ -740,7 +790,12 @@ static int machine_configure(struct worker *w, const struct msg_config *cfg, voi
         m->backend = backends[m->cfg.backend_kind];
 
         if ((r = console_splitter_init(&m->splitter, 0)) < 0 || (r = console_ring_init(&m->ring, 0, 0)) < 0 ||
-            (r = machine_shell_init(m)) < 0)
+            (r = machine_shell_new(m->base,
+                                   &(struct machine_shell_params){.machine = m->cfg.name,
+                                                                  .connect_s = m->cfg.connect_s,
+                                                                  .output_max = m->cfg.output_max,
+                                                                  .fast_path = m->cfg.fast_path},
+                                   &shell_ops, m, &m->shell)) < 0)
                 return r;
         console_ratelimit_init(&m->ratelimit, CONSOLE_JOURNAL_INTERVAL_USEC, CONSOLE_JOURNAL_BURST);
         (void) mkdir(m->cfg.state_dir, 0700);
@@ -771,14 +826,14 @@ static int machine_configure(struct worker *w, const struct msg_config *cfg, voi
                 return 0;
         }
         m->booted = true;
-        m->connected = connected;
+        machine_shell_set_connected(m->shell, connected);
         m->allow_reboot = allow_reboot;
         log_event(LOG_NOTICE, LOG_EVENT_RESTARTED, NULL,
                   "Re-attached to the running machine (pid %lld) after restart %llu; guest shell %s",
-                  (long long) m->pid, (unsigned long long) cfg->restarts,
+                  (long long) machine_pid(m), (unsigned long long) cfg->restarts,
                   connected ? "connected, resynchronising" : "not connected yet");
         machine_save_state(m);
-        machine_shell_resync_then_ready(m);
+        machine_shell_resync(m->shell);
         return 0;
 }
 
@@ -787,7 +842,7 @@ static void machine_on_drained(struct worker *w, void *userdata) {
 
         machine_reply_drained(m);
         if (!machine_reply_busy(m))
-                machine_shell_resume(m);
+                machine_shell_resume(m->shell);
 }
 
 static void machine_on_exit(struct worker *w, void *userdata) {
@@ -797,7 +852,7 @@ static void machine_on_exit(struct worker *w, void *userdata) {
 
         if (m->backend && m->backend->free)
                 m->backend->free(m);
-        machine_shell_free(m);
+        m->shell = machine_shell_free(m->shell);
         machine_reply_free_all();
         while ((wu = LIST_FIRST(&m->wait_untils)))
                 wait_until_free(wu);

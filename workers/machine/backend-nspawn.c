@@ -1,22 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * backend-nspawn.c owns everything systemd-nspawn-specific about a machine:
- * refusing a tree that cannot boot, raising the inotify limits that stop
- * containers past ~21, waiting (bounded) for the switch's TAPs, serialising
- * container starts across workers (cgroup v1 set-up races here), asking the
- * supervisor to spawn systemd-nspawn (never forking it here, so nothing
- * outlives vigil), the console pipe, the backdoor socket the container's
- * vigil-backdoor.service connects to, the fd store that lets a restarted
- * worker re-attach, and turning nspawn's exit into a clear error or a
- * stopped machine.
- *
- * The guest shell: every boot of the container (and every restart of its
- * backdoor service) makes a new connection to the listening socket, whereas
- * the generic shell code expects one stream for the machine's life, like
- * QEMU's virtconsole chardev. So the generic code gets one end of a
- * socketpair, and this file relays bytes between the other end and whichever
- * backdoor connection is current. Bytes sent while no backdoor is connected
- * are dropped, as a tty drops them with no reader.
+ * backend-nspawn.c owns the life of a systemd-nspawn container: the start
+ * steps (host checks in nspawn-host.c, waiting bounded for the switch's TAPs,
+ * the host-wide start lock that serialises cgroup v1 set-up, asking the
+ * supervisor to spawn systemd-nspawn so nothing outlives vigil), the console
+ * pipe and the "init is up" mark, the backdoor socket whose connections
+ * nspawn-relay.c turns into the guest shell's one stream, crash/reboot/
+ * poweroff through the container's init, booting again after an in-guest
+ * reboot, and turning nspawn's exit into a clear error or a stopped machine.
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -32,6 +23,8 @@
 #include "log.h"
 #include "machine.h"
 #include "nspawn-argv.h"
+#include "nspawn-host.h"
+#include "nspawn-relay.h"
 
 #define NSPAWN_PROC        "nspawn"
 #define TAP_WAIT_USEC      (30 * USEC_PER_SEC)
@@ -40,14 +33,9 @@
 #define LOCK_WAIT_USEC     (120 * USEC_PER_SEC)
 #define BOOT_LOCK_USEC     (5 * USEC_PER_SEC) /* the start lock is held at most this long after the spawn */
 #define CRASH_KILL_USEC    (5 * USEC_PER_SEC)
-#define RELAY_MAX          (1024u * 1024u)
 #define IO_READ_MAX        (64u * 1024u)
 #define LOCK_PATH          "/run/vigil-nspawn-start.lock"
 #define INIT_UP_MARK       "Welcome to "
-#define INOTIFY_INSTANCES  4096
-#define INOTIFY_WATCHES    1048576
-#define UDEV_DATA_DIR      "/run/udev/data"
-#define UDEV_CONTROL       "/run/udev/control"
 #define NSPAWN_PROPAGATE   "/run/systemd/nspawn/propagate"
 #define NSPAWN_EXIT_REBOOT 133 /* the container rebooted (systemd-nspawn(1)) */
 
@@ -78,14 +66,7 @@ struct nspawn {
 
         int listen_fd;
         struct event *listen_ev;
-        int conn_fd; /* the current backdoor connection */
-        struct event *conn_ev;
-        struct event *conn_wev;
-        int relay_fd; /* our end of the socketpair whose other end machine-shell reads */
-        struct event *relay_ev;
-        struct event *relay_wev;
-        struct evbuffer *to_guest;
-        struct evbuffer *to_shell;
+        struct nspawn_relay *relay; /* the guest shell's stream over the current connection */
 
         int console_fd;
         struct event *console_ev;
@@ -104,10 +85,6 @@ static struct nspawn *N(struct machine *m) {
 /* Every event here has @n as the callback's argument. */
 static int add_event(struct nspawn *n, int fd, short what, event_callback_fn cb, struct event **ret) {
         return machine_event_watch(n->m->base, fd, what, cb, n, ret);
-}
-
-static void host_path(struct nspawn *n, const char *name, char *buf, size_t size) {
-        (void) snprintf(buf, size, "%s/" NSPAWN_HOST_DIR "%s%s", n->m->cfg.state_dir, name ? "/" : "", name ?: "");
 }
 
 /* ---- the container's init (for crash, reboot and a shell-less poweroff) ---- */
@@ -141,51 +118,27 @@ static int signal_init(struct nspawn *n, int sig) {
 
 /* ---- teardown ---- */
 
-static void udev_forget(struct nspawn *n) {
-        char path[128];
-
-        for (size_t i = 0; i < ELEMENTSOF(n->udev_ifindex); i++)
-                if (n->udev_ifindex[i] > 0) {
-                        (void) snprintf(path, sizeof path, UDEV_DATA_DIR "/n%d", n->udev_ifindex[i]);
-                        (void) unlink(path);
-                        n->udev_ifindex[i] = 0;
-                }
-}
-
 static void release_lock(struct nspawn *n) {
         if (n->lock_fd >= 0)
                 log_debug("Releasing the container start lock");
         n->lock_fd = safe_close(n->lock_fd);
 }
 
-static void conn_close(struct nspawn *n) {
-        machine_event_free(&n->conn_ev);
-        machine_event_free(&n->conn_wev);
-        n->conn_fd = safe_close(n->conn_fd);
-        if (n->to_guest)
-                (void) evbuffer_drain(n->to_guest, evbuffer_get_length(n->to_guest));
-}
-
 static void close_all(struct nspawn *n, bool forget) {
         char path[256];
 
-        conn_close(n);
+        nspawn_relay_close(n->relay);
         machine_event_free(&n->listen_ev);
-        machine_event_free(&n->relay_ev);
-        machine_event_free(&n->relay_wev);
         machine_event_free(&n->console_ev);
         (void) evtimer_del(n->step_timer);
         machine_proc_cancel_kill(n->proc);
         n->listen_fd = safe_close(n->listen_fd);
-        n->relay_fd = safe_close(n->relay_fd);
         n->console_fd = safe_close(n->console_fd);
-        if (n->to_shell)
-                (void) evbuffer_drain(n->to_shell, evbuffer_get_length(n->to_shell));
         release_lock(n);
         machine_shell_detach(n->m->shell);
         if (forget) {
                 machine_proc_forget_fds(n->proc);
-                udev_forget(n);
+                nspawn_udev_forget(n->udev_ifindex, ELEMENTSOF(n->udev_ifindex));
                 /* nspawn leaves this behind when /run is not a tmpfs ("we can't allow that"). */
                 if (n->machine[0]) {
                         (void) snprintf(path, sizeof path, NSPAWN_PROPAGATE "/%s", n->machine);
@@ -219,97 +172,11 @@ static void start_failed(struct nspawn *n, int r, const char *fmt, ...) {
         machine_started(n->m, r, msg);
 }
 
-/* ---- relay between machine-shell and the current backdoor connection ---- */
-
-static void conn_lost(struct nspawn *n, const char *why);
-
-static void relay_flush(struct nspawn *n, int fd, struct evbuffer *b, struct event *wev, struct event *src_ev) {
-        while (evbuffer_get_length(b) > 0) {
-                int k = evbuffer_write(b, fd);
-                if (k < 0 && (errno == EAGAIN || errno == EINTR))
-                        break;
-                if (k <= 0) {
-                        (void) evbuffer_drain(b, evbuffer_get_length(b));
-                        break;
-                }
-        }
-        if (evbuffer_get_length(b) > 0) {
-                (void) event_add(wev, NULL);
-                /* Back-pressure: stop reading the source until this drains. */
-                if (src_ev && evbuffer_get_length(b) >= RELAY_MAX)
-                        (void) event_del(src_ev);
-        } else {
-                (void) event_del(wev);
-                if (src_ev)
-                        (void) event_add(src_ev, NULL);
-        }
-}
-
-static void to_shell_flush(struct nspawn *n) {
-        if (n->relay_fd >= 0)
-                relay_flush(n, n->relay_fd, n->to_shell, n->relay_wev, n->conn_ev);
-}
-
-static void to_guest_flush(struct nspawn *n) {
-        if (n->conn_fd >= 0)
-                relay_flush(n, n->conn_fd, n->to_guest, n->conn_wev, n->relay_ev);
-        else
-                (void) evbuffer_drain(n->to_guest, evbuffer_get_length(n->to_guest));
-}
-
-/* machine-shell -> guest */
-static void relay_read_cb(evutil_socket_t fd, short what, void *arg) {
-        struct nspawn *n = arg;
-        int k = evbuffer_read(n->to_guest, fd, IO_READ_MAX);
-
-        if (k < 0 && (errno == EAGAIN || errno == EINTR))
-                return;
-        if (k <= 0) {
-                /* machine-shell detached its end. */
-                machine_event_free(&n->relay_ev);
-                machine_event_free(&n->relay_wev);
-                n->relay_fd = safe_close(n->relay_fd);
-                return;
-        }
-        if (n->conn_fd < 0) {
-                log_debug("Dropping %d bytes for the guest shell: no backdoor connection", k);
-                (void) evbuffer_drain(n->to_guest, evbuffer_get_length(n->to_guest));
-                return;
-        }
-        to_guest_flush(n);
-}
-
-static void relay_write_cb(evutil_socket_t fd, short what, void *arg) {
-        to_shell_flush(arg);
-}
-
-/* guest -> machine-shell */
-static void conn_read_cb(evutil_socket_t fd, short what, void *arg) {
-        struct nspawn *n = arg;
-        int k = evbuffer_read(n->to_shell, fd, IO_READ_MAX);
-
-        if (k < 0 && (errno == EAGAIN || errno == EINTR))
-                return;
-        if (k < 0) {
-                conn_lost(n, strerror(errno));
-                return;
-        }
-        if (k == 0) {
-                conn_lost(n, "end of file");
-                return;
-        }
-        to_shell_flush(n);
-}
-
-static void conn_write_cb(evutil_socket_t fd, short what, void *arg) {
-        to_guest_flush(arg);
-}
-
-static void conn_lost(struct nspawn *n, const char *why) {
+/* The backdoor connection ended (the relay dropped it). */
+static void relay_lost(void *userdata, const char *why) {
+        struct nspawn *n = userdata;
         struct machine *m = n->m;
 
-        to_shell_flush(n);
-        conn_close(n);
         machine_proc_forget_fd(n->proc, STORE_CONN);
         if (!m->booted)
                 return;
@@ -319,33 +186,9 @@ static void conn_lost(struct nspawn *n, const char *why) {
                                      "shell or stop vigil-backdoor.service?)");
 }
 
-static int conn_adopt(struct nspawn *n, int fd) {
-        int r;
-
-        conn_close(n);
-        n->conn_fd = fd;
-        if ((r = add_event(n, fd, EV_READ | EV_PERSIST, conn_read_cb, &n->conn_ev)) < 0 ||
-            (r = add_event(n, fd, EV_WRITE, conn_write_cb, &n->conn_wev)) < 0)
-                return r;
-        return 0;
-}
-
-static int relay_open(struct nspawn *n) {
-        int sp[2], r;
-
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sp) < 0)
-                return negative_errno();
-        n->relay_fd = sp[0];
-        r = machine_shell_attach(n->m->shell, sp[1], -EBADF, NULL); /* the shell owns sp[1] now */
-        if (r < 0) {
-                safe_close(sp[1]);
-                return r;
-        }
-        if ((r = add_event(n, n->relay_fd, EV_READ | EV_PERSIST, relay_read_cb, &n->relay_ev)) < 0 ||
-            (r = add_event(n, n->relay_fd, EV_WRITE, relay_write_cb, &n->relay_wev)) < 0)
-                return r;
-        return 0;
-}
+static const struct nspawn_relay_ops relay_ops = {
+        .lost = relay_lost,
+};
 
 static void boot_up(struct nspawn *n, const char *why);
 
@@ -358,10 +201,10 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg) {
                         log_warning_errno(negative_errno(), "accept() on the backdoor socket failed");
                 return;
         }
-        if (n->conn_fd >= 0)
-                conn_lost(n, "a new backdoor connection replaces it");
-        if (conn_adopt(n, c) < 0) {
-                conn_close(n);
+        if (nspawn_relay_connected(n->relay))
+                nspawn_relay_end(n->relay, "a new backdoor connection replaces it");
+        if (nspawn_relay_adopt(n->relay, c) < 0) {
+                nspawn_relay_drop(n->relay);
                 return;
         }
         log_debug("Backdoor connected");
@@ -429,155 +272,7 @@ static void drain_console(struct nspawn *n) {
                 machine_console_eof(n->m);
 }
 
-/* ---- host limits ---- */
-
-static long read_long_file(const char *path) {
-        char buf[32] = "";
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        ssize_t k;
-
-        if (fd < 0 || (k = read(fd, buf, sizeof buf - 1)) <= 0)
-                return -1;
-        buf[k] = 0;
-        return strtol(buf, NULL, 10);
-}
-
-/* Every booted systemd takes several inotify instances; at the default 128
- * per user, containers past about 21 exit at once. Raise the limits when
- * they are lower (a sysctl file is writable by uid 0 without capabilities),
- * or say exactly which one will stop us. */
-static void raise_inotify_limits(void) {
-        static bool done;
-        static const struct {
-                const char *name;
-                long want;
-        } limits[] = {
-                {"fs.inotify.max_user_instances", INOTIFY_INSTANCES},
-                {"fs.inotify.max_user_watches", INOTIFY_WATCHES},
-        };
-
-        if (done)
-                return;
-        done = true;
-        for (size_t i = 0; i < ELEMENTSOF(limits); i++) {
-                char path[128], text[32];
-                _cleanup_close_ int fd = -EBADF;
-                long have;
-                int len;
-
-                (void) snprintf(path, sizeof path, "/proc/sys/%s", limits[i].name);
-                for (char *p = path + strlen("/proc/sys/"); *p; p++)
-                        if (*p == '.')
-                                *p = '/';
-                have = read_long_file(path);
-                if (have < 0 || have >= limits[i].want)
-                        continue;
-                len = snprintf(text, sizeof text, "%ld\n", limits[i].want);
-                fd = open(path, O_WRONLY | O_CLOEXEC);
-                if (fd < 0 || write(fd, text, (size_t) len) != len) {
-                        log_warning("%s is %ld and could not be raised to %ld (%m): every container's systemd takes "
-                                    "several inotify instances, so containers past about %ld exit at once; run "
-                                    "`sysctl -w %s=%ld` as root",
-                                    limits[i].name, have, limits[i].want, have / 6, limits[i].name, limits[i].want);
-                        continue;
-                }
-                log_info("Raised %s from %ld to %ld (every container's systemd takes several inotify instances)",
-                         limits[i].name, have, limits[i].want);
-        }
-}
-
 /* ---- start ---- */
-
-static int find_in_path(const char *bin) {
-        const char *path = getenv("PATH") ?: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-        if (strchr(bin, '/'))
-                return access(bin, X_OK) < 0 ? negative_errno() : 0;
-        for (const char *p = path; *p;) {
-                size_t len = strcspn(p, ":");
-                char full[512];
-                if ((size_t) snprintf(full, sizeof full, "%.*s/%s", (int) len, p, bin) < sizeof full &&
-                    access(full, X_OK) == 0)
-                        return 0;
-                p += len;
-                if (*p == ':')
-                        p++;
-        }
-        return -ENOENT;
-}
-
-static bool tree_has(const char *tree, const char *rel) {
-        char path[1024];
-        struct stat st;
-
-        /* lstat: /sbin/init is usually an absolute symlink, meaningful only inside. */
-        return (size_t) snprintf(path, sizeof path, "%s/%s", tree, rel) < sizeof path && lstat(path, &st) == 0;
-}
-
-/* Refuse at once, naming the field, what nspawn would only fail on later. */
-static int preflight(struct nspawn *n, char *why, size_t size) {
-        const struct machine_config *c = &n->m->cfg;
-        struct stat st;
-        int r;
-
-        if (geteuid() != 0) {
-                (void) snprintf(why, size,
-                                "backend nspawn needs root: systemd-nspawn creates namespaces and mounts (run vigil "
-                                "as root, or use backend qemu)");
-                return -EPERM;
-        }
-        r = find_in_path(c->binary);
-        if (r < 0) {
-                (void) snprintf(why, size, "nspawn.binary %s: %s (Debian package systemd-container)", c->binary,
-                                r == -ENOENT ? "not found in PATH" : strerror(-r));
-                return r;
-        }
-        if (stat(c->tree, &st) < 0) {
-                r = negative_errno();
-                (void) snprintf(why, size, "nspawn.tree %s: %s (build a tree with tools/mkdebian)", c->tree,
-                                strerror(-r));
-                return r;
-        }
-        if (!S_ISDIR(st.st_mode)) {
-                (void) snprintf(why, size, "nspawn.tree %s is not a directory", c->tree);
-                return -ENOTDIR;
-        }
-        if (!tree_has(c->tree, "sbin/init") && !tree_has(c->tree, "lib/systemd/systemd") &&
-            !tree_has(c->tree, "usr/lib/systemd/systemd")) {
-                (void) snprintf(why, size,
-                                "nspawn.tree %s has neither /sbin/init nor /lib/systemd/systemd: nothing to boot",
-                                c->tree);
-                return -ENOEXEC;
-        }
-        if (!tree_has(c->tree, "etc/systemd/system/vigil-backdoor.service") &&
-            !tree_has(c->tree, "lib/systemd/system/vigil-backdoor.service") &&
-            !tree_has(c->tree, "usr/lib/systemd/system/vigil-backdoor.service")) {
-                (void) snprintf(why, size,
-                                "nspawn.tree %s lacks vigil-backdoor.service, so vigil could never reach its shell "
-                                "(tools/debian/overlay; build trees with tools/mkdebian)",
-                                c->tree);
-                return -ENOENT;
-        }
-        return 0;
-}
-
-static int write_file_atomic(const char *path, const char *text, mode_t mode) {
-        char tmp[512];
-        _cleanup_close_ int fd = -EBADF;
-        size_t len = strlen(text);
-
-        if ((size_t) snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
-                return -ENAMETOOLONG;
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-        if (fd < 0)
-                return negative_errno();
-        if (write(fd, text, len) != (ssize_t) len || rename(tmp, path) < 0) {
-                int r = negative_errno();
-                (void) unlink(tmp);
-                return r;
-        }
-        return 0;
-}
 
 static int listen_backdoor(struct nspawn *n) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -595,121 +290,6 @@ static int listen_backdoor(struct nspawn *n) {
                 return negative_errno();
         n->listen_fd = TAKE_FD(fd);
         return add_event(n, n->listen_fd, EV_READ | EV_PERSIST, accept_cb, &n->listen_ev);
-}
-
-/* Host files the container sees under /run/vigil-host. */
-static int prepare_host_dir(struct nspawn *n, char *why, size_t size) {
-        struct machine *m = n->m;
-        _cleanup_free_ char *setup = NULL;
-        char path[512], host[80];
-        int r;
-
-        (void) mkdir(m->cfg.state_dir, 0700);
-        host_path(n, NULL, path, sizeof path);
-        if (mkdir(path, 0755) < 0 && errno != EEXIST) {
-                r = negative_errno();
-                (void) snprintf(why, size, "could not create %s: %s", path, strerror(-r));
-                return r;
-        }
-        (void) snprintf(path, sizeof path, "%s/xchg", m->cfg.state_dir);
-        (void) mkdir(path, 0755);
-        if (m->cfg.shared_dir)
-                (void) mkdir(m->cfg.shared_dir, 0755);
-        if ((r = nspawn_build_setup(&m->cfg, &setup)) < 0 ||
-            (r = nspawn_hostname(m->cfg.name, host, sizeof host - 1)) < 0)
-                goto fail;
-        strcat(host, "\n");
-        host_path(n, NSPAWN_SETUP_NAME, path, sizeof path);
-        if ((r = write_file_atomic(path, setup, 0644)) < 0)
-                goto fail;
-        host_path(n, NSPAWN_HOSTNAME_NAME, path, sizeof path);
-        if ((r = write_file_atomic(path, host, 0644)) < 0)
-                goto fail;
-        return 0;
-fail:
-        (void) snprintf(why, size, "could not write the container's files under %s/" NSPAWN_HOST_DIR ": %s",
-                        m->cfg.state_dir, strerror(-r));
-        return r;
-}
-
-static bool ifindex_exists(long ifindex) {
-        DIR *d = opendir("/sys/class/net");
-        struct dirent *e;
-        bool found = false;
-
-        if (!d)
-                return true; /* cannot tell: keep the entry */
-        while (!found && (e = readdir(d))) {
-                char path[320];
-                if (e->d_name[0] == '.')
-                        continue;
-                (void) snprintf(path, sizeof path, "/sys/class/net/%s/ifindex", e->d_name);
-                found = read_long_file(path) == ifindex;
-        }
-        closedir(d);
-        return found;
-}
-
-/* Entries like ours (one "I:" line, udevd writes more) left by workers that
- * were killed, for interfaces that no longer exist here. A TAP inside a
- * running container is not visible here either: its entry goes too, which is
- * harmless, nspawn reads it only when it starts. Once per worker. */
-static void udev_collect_stale(void) {
-        static bool done;
-        DIR *d;
-        struct dirent *e;
-
-        if (done || !(d = opendir(UDEV_DATA_DIR)))
-                return;
-        done = true;
-        while ((e = readdir(d))) {
-                char path[320], text[64] = "";
-                _cleanup_close_ int fd = -EBADF;
-                unsigned long long usec;
-                long ifindex;
-                char tail;
-                ssize_t k;
-
-                if (e->d_name[0] != 'n' || (ifindex = strtol(e->d_name + 1, NULL, 10)) <= 0)
-                        continue;
-                (void) snprintf(path, sizeof path, UDEV_DATA_DIR "/%s", e->d_name);
-                fd = open(path, O_RDONLY | O_CLOEXEC);
-                if (fd < 0 || (k = read(fd, text, sizeof text - 1)) <= 0)
-                        continue;
-                text[k] = 0;
-                if (sscanf(text, "I:%llu%c", &usec, &tail) != 2 || tail != '\n' || strchr(text, '\n')[1] != 0)
-                        continue;
-                if (!ifindex_exists(ifindex))
-                        (void) unlink(path);
-        }
-        closedir(d);
-}
-
-/* No udevd on this kind of host: nspawn refuses an interface udev has not
- * initialised ("Network interface X is not initialized yet"). With no udevd
- * running, mark the TAP initialised in udev's database as udevd would. */
-static void udev_mark(struct nspawn *n, size_t slot, const char *tap) {
-        char path[128], text[64];
-        long ifindex;
-        int len;
-        _cleanup_close_ int fd = -EBADF;
-
-        if (access(UDEV_CONTROL, F_OK) == 0 || slot >= ELEMENTSOF(n->udev_ifindex))
-                return;
-        udev_collect_stale();
-        (void) snprintf(path, sizeof path, "/sys/class/net/%s/ifindex", tap);
-        ifindex = read_long_file(path);
-        if (ifindex <= 0)
-                return;
-        (void) mkdir("/run/udev", 0755);
-        (void) mkdir(UDEV_DATA_DIR, 0755);
-        (void) snprintf(path, sizeof path, UDEV_DATA_DIR "/n%ld", ifindex);
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        if (fd < 0)
-                return; /* already there (ours from before, or udev's) */
-        len = snprintf(text, sizeof text, "I:%llu\n", now_usec());
-        if (write(fd, text, (size_t) len) == len)
-                n->udev_ifindex[slot] = (int) ifindex;
 }
 
 static void spawn_nspawn(struct nspawn *n);
@@ -738,8 +318,8 @@ static void taps_check(struct nspawn *n) {
                 return;
         }
         for (size_t i = 0; i < c->n_vlans; i++)
-                if (c->vlans[i].tap)
-                        udev_mark(n, i, c->vlans[i].tap);
+                if (c->vlans[i].tap && i < ELEMENTSOF(n->udev_ifindex))
+                        nspawn_udev_mark(c->vlans[i].tap, &n->udev_ifindex[i]);
         n->step = STEP_LOCKING;
         n->step_started = now_usec();
         lock_try(n);
@@ -881,22 +461,22 @@ static int nspawn_start(struct machine *m, bool allow_reboot) {
 
         if (n->step != STEP_IDLE)
                 return -EBUSY;
-        r = preflight(n, why, sizeof why);
+        r = nspawn_preflight(&m->cfg, why, sizeof why);
         if (r >= 0)
                 r = nspawn_machine_name(m->cfg.state_dir, m->cfg.name, n->machine, sizeof n->machine);
         if (r >= 0)
-                r = prepare_host_dir(n, why, sizeof why);
+                r = nspawn_prepare_host_dir(&m->cfg, why, sizeof why);
         if (r < 0) {
                 start_failed(n, r, "%s", why);
                 return 0;
         }
-        raise_inotify_limits();
+        nspawn_raise_inotify_limits();
         if ((r = listen_backdoor(n)) < 0) {
                 start_failed(n, r, "could not listen on %s/" NSPAWN_HOST_DIR "/" NSPAWN_BACKDOOR_NAME ": %s",
                              m->cfg.state_dir, strerror(-r));
                 return 0;
         }
-        if ((r = relay_open(n)) < 0) {
+        if ((r = nspawn_relay_open(n->relay, m->shell)) < 0) {
                 start_failed(n, r, "could not set up the guest shell relay: %s", strerror(-r));
                 return 0;
         }
@@ -914,7 +494,7 @@ static int nspawn_shutdown(struct machine *m) {
 
         /* As the reference: raw `poweroff` on the shell. Without a shell,
          * systemd's own poweroff signal to the container's init. */
-        if (n->conn_fd >= 0)
+        if (nspawn_relay_connected(n->relay))
                 return machine_shell_write_raw(m->shell, "poweroff\n");
         return signal_init(n, SIGRTMIN + 4);
 }
@@ -1003,12 +583,12 @@ static int nspawn_set_link(struct machine *m, const char *nic, bool up, uint32_t
  * TAPs are waited for again (the switch re-creates them). */
 static void reboot_again(struct nspawn *n) {
         log_info("The container rebooted; booting it again");
-        if (n->conn_fd >= 0)
-                conn_lost(n, "the container rebooted");
+        if (nspawn_relay_connected(n->relay))
+                nspawn_relay_end(n->relay, "the container rebooted");
         machine_event_free(&n->console_ev);
         n->console_fd = safe_close(n->console_fd);
         machine_proc_forget_fd(n->proc, STORE_CONSOLE);
-        udev_forget(n);
+        nspawn_udev_forget(n->udev_ifindex, ELEMENTSOF(n->udev_ifindex));
         n->rebooting = true;
         n->step = STEP_WAIT_TAPS;
         n->step_started = now_usec();
@@ -1025,8 +605,8 @@ static void nspawn_exited(struct nspawn *n, const struct msg_proc_exit *e) {
         log_event(LOG_INFO, LOG_EVENT_EXITED, NULL, "systemd-nspawn (pid %lld) exited: %s", (long long) e->pid, how);
         if (n->step != STEP_RUNNING && n->step != STEP_IDLE) {
                 machine_tail_describe(m, tail, sizeof tail);
-                inst = read_long_file("/proc/sys/fs/inotify/max_user_instances");
-                if (inst >= 0 && inst < INOTIFY_INSTANCES)
+                inst = nspawn_read_long("/proc/sys/fs/inotify/max_user_instances");
+                if (inst >= 0 && inst < NSPAWN_INOTIFY_INSTANCES)
                         (void) snprintf(hint, sizeof hint,
                                         " (fs.inotify.max_user_instances is %ld: containers past about %ld exit at "
                                         "once)",
@@ -1089,7 +669,7 @@ static int nspawn_attach(struct machine *m) {
         int r, conn;
 
         pid = machine_proc_restore(n->proc);
-        conn = TAKE_FD(n->conn_fd); /* adopted below, once the rest is watched */
+        conn = TAKE_FD(*nspawn_relay_conn_fd(n->relay)); /* adopted below, once the rest is watched */
         (void) nspawn_machine_name(m->cfg.state_dir, m->cfg.name, n->machine, sizeof n->machine);
         if (pid <= 0 || n->listen_fd < 0 || n->console_fd < 0) {
                 if (pid > 0) {
@@ -1106,13 +686,13 @@ static int nspawn_attach(struct machine *m) {
         (void) fd_set_nonblock(n->console_fd, 1);
         if ((r = add_event(n, n->listen_fd, EV_READ | EV_PERSIST, accept_cb, &n->listen_ev)) < 0 ||
             (r = add_event(n, n->console_fd, EV_READ | EV_PERSIST, console_cb, &n->console_ev)) < 0 ||
-            (r = relay_open(n)) < 0) {
+            (r = nspawn_relay_open(n->relay, m->shell)) < 0) {
                 safe_close(conn);
                 return r;
         }
         if (conn >= 0) {
                 (void) fd_set_nonblock(conn, 1);
-                if ((r = conn_adopt(n, conn)) < 0)
+                if ((r = nspawn_relay_adopt(n->relay, conn)) < 0)
                         return r;
         } else
                 log_info("No backdoor connection to re-attach to; waiting for the guest's next one");
@@ -1127,16 +707,15 @@ static int nspawn_init(struct machine *m) {
         if (!n)
                 return -ENOMEM;
         n->m = m;
-        n->listen_fd = n->conn_fd = n->relay_fd = n->console_fd = n->lock_fd = -EBADF;
+        n->listen_fd = n->console_fd = n->lock_fd = -EBADF;
         m->backend_data = n;
-        n->to_guest = evbuffer_new();
-        n->to_shell = evbuffer_new();
         n->step_timer = evtimer_new(m->base, step_timer_cb, n);
-        if (!n->to_guest || !n->to_shell || !n->step_timer)
+        if (!n->step_timer)
                 return -ENOMEM;
-        if ((r = machine_proc_new(m->w, NSPAWN_PROC, &nspawn_proc_ops, n, &n->proc)) < 0 ||
+        if ((r = nspawn_relay_new(m->base, &relay_ops, n, &n->relay)) < 0 ||
+            (r = machine_proc_new(m->w, NSPAWN_PROC, &nspawn_proc_ops, n, &n->proc)) < 0 ||
             (r = machine_proc_add_fd(n->proc, STORE_LISTEN, &n->listen_fd)) < 0 ||
-            (r = machine_proc_add_fd(n->proc, STORE_CONN, &n->conn_fd)) < 0 ||
+            (r = machine_proc_add_fd(n->proc, STORE_CONN, nspawn_relay_conn_fd(n->relay))) < 0 ||
             (r = machine_proc_add_fd(n->proc, STORE_CONSOLE, &n->console_fd)) < 0)
                 return r;
         m->proc = n->proc;
@@ -1152,10 +731,7 @@ static void nspawn_free(struct machine *m) {
         machine_event_free(&n->step_timer);
         m->proc = NULL;
         n->proc = machine_proc_free(n->proc);
-        if (n->to_guest)
-                evbuffer_free(n->to_guest);
-        if (n->to_shell)
-                evbuffer_free(n->to_shell);
+        n->relay = nspawn_relay_free(n->relay);
         free(n);
         m->backend_data = NULL;
 }

@@ -1,15 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * backend-qemu.c owns everything QEMU-specific about a machine: the bounded
- * KVM probe, the listening monitor socket and stdio pipes of the reference
- * driver's layout, the guest shell's output file and input FIFO, asking the
- * supervisor to spawn QEMU (never forking it here, so nothing outlives
- * vigil), accepting QEMU's monitor connection while watching for its exit,
+ * backend-qemu.c owns the life of a QEMU machine: the start steps (the
+ * acceleration choice with qemu-probe.c, the shell's output file and input
+ * FIFO, the listening monitor socket and stdio pipes of the reference
+ * driver's layout, asking the supervisor to spawn QEMU so nothing outlives
+ * vigil, accepting QEMU's monitor connection while watching for its exit,
  * the QMP handshake that adds the shell's virtconsole and starts the paused
- * guest, and the HMP greeting, HMP/QMP
- * request queues, the serial console and stderr streams, the fd store that
- * lets a restarted worker re-attach, and turning QEMU's exit into a clear
- * error or a stopped machine.
+ * guest), what each HMP/QMP request was for (qemu-control.c carries them),
+ * the serial console and stderr streams, re-attaching after a worker
+ * restart, and turning QEMU's exit into a clear error or a stopped machine.
  */
 #include <fcntl.h>
 #include <libgen.h>
@@ -17,27 +16,21 @@
 #include <stdarg.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 
 #include "fd-util.h"
 #include "log.h"
 #include "machine.h"
 #include "qemu-argv.h"
-#include "qemu-hmp.h"
-#include "qemu-qmp.h"
+#include "qemu-probe.h"
+#include "qemu-control.h"
 
-#define QEMU_PROC            "qemu"
-#define PROBE_PROC           "kvm-probe"
-#define PROBE_MARK           "Linux version"
-#define PROBE_USEC           (3 * USEC_PER_SEC) /* a working KVM prints its banner in well under 1 s */
-#define PROBE_CACHE          "vigil-kvm-probe"
-#define START_FLOOR_S        10  /* QEMU itself needs this much at most to connect, even on a loaded host */
-#define START_DEFAULT_S      120 /* without a boot deadline */
-#define MONITOR_TIMEOUT_USEC (30 * USEC_PER_SEC)
-#define CRASH_KILL_USEC      (10 * USEC_PER_SEC)
-#define QMP_EVENTS_MAX       256u
-#define IO_READ_MAX          (64u * 1024u)
-#define ENV_ENTRIES_MAX      200u
+#define QEMU_PROC "qemu"
+
+#define START_FLOOR_S   10  /* QEMU itself needs this much at most to connect, even on a loaded host */
+#define START_DEFAULT_S 120 /* without a boot deadline */
+#define CRASH_KILL_USEC (10 * USEC_PER_SEC)
+#define IO_READ_MAX     (64u * 1024u)
+#define ENV_ENTRIES_MAX 200u
 
 enum start_step {
         STEP_IDLE,
@@ -64,34 +57,12 @@ enum monitor_request_kind {
         _REQ_KIND_MAX,
 };
 
-struct monitor_request {
-        enum monitor_request_kind kind;
-        char *command; /* one line, without '\n'; NULL: send nothing, wait for what QEMU says first */
-        uint32_t seq;
-        TAILQ_ENTRY(monitor_request) link;
-};
-
-/* The one-line requests on one of QEMU's control connections (HMP or QMP):
- * served in order, one in flight, each answered or failed within
- * MONITOR_TIMEOUT_USEC. The connection's read callback decides when an answer
- * is complete and hands it to monitor_complete(). */
-struct monitor_queue {
-        struct qemu *q;
-        const char *what; /* the connection, as error messages name it */
-        int *fd;          /* the connection (a field of struct qemu); < 0: requests wait */
-        /* Called as a request becomes the one in flight, before it is written. */
-        void (*activate)(struct qemu *q, const struct monitor_request *r);
-        TAILQ_HEAD(, monitor_request) pending;
-        struct monitor_request *active;
-        struct event *timer;
-};
-
 struct qemu {
         struct machine *m;
         enum start_step step;
         bool allow_reboot;
-        struct machine_proc *proc;  /* QEMU */
-        struct machine_proc *probe; /* the KVM probe */
+        struct machine_proc *proc; /* QEMU */
+        struct qemu_probe *probe;
         char accel[8];
         unsigned handshake_pending;
         int pending_error; /* start-up problem waiting for QEMU's exit */
@@ -101,33 +72,16 @@ struct qemu {
         struct event *monitor_accept_ev;
         struct event *start_timer;
 
-        int monitor_fd;
         int shell_fd;    /* the output file, read; until handed to machine-shell */
         int shell_in_fd; /* the input FIFO, written; until handed to machine-shell */
-        int qmp_fd;
         int console_fd;
         int stdin_fd;
         int stderr_fd;
-        struct event *monitor_ev;
-        struct event *qmp_ev;
         struct event *console_ev;
         struct event *stderr_ev;
         struct console_splitter stderr_split;
 
-        struct qemu_hmp_reply hmp;
-        struct monitor_queue hmp_requests;
-
-        struct qemu_qmp_reader qmp;
-        struct monitor_queue qmp_requests;
-        char *events[QMP_EVENTS_MAX];
-        size_t n_events;
-
-        /* KVM probe */
-        int probe_fd;
-        struct event *probe_ev;
-        struct event *probe_timer;
-        char probe_tail[64];
-        bool probing;
+        struct qemu_control *ctl; /* the HMP and QMP connections */
 };
 
 /* The fds a restarted worker needs to re-attach, by their names in the
@@ -137,7 +91,6 @@ static const struct {
         size_t offset; /* of the fd in struct qemu */
 } stored_fds[] = {
         {"shell", offsetof(struct qemu, shell_fd)},     {"shell-in", offsetof(struct qemu, shell_in_fd)},
-        {"monitor", offsetof(struct qemu, monitor_fd)}, {"qmp", offsetof(struct qemu, qmp_fd)},
         {"console", offsetof(struct qemu, console_fd)}, {"stdin", offsetof(struct qemu, stdin_fd)},
         {"stderr", offsetof(struct qemu, stderr_fd)},
 };
@@ -150,56 +103,22 @@ static struct qemu *Q(struct machine *m) {
         return m->backend_data;
 }
 
-static void monitor_request_free(struct monitor_request *r) {
-        if (r) {
-                free(r->command);
-                free(r);
-        }
-}
-
-static bool monitor_request_is_startup(enum monitor_request_kind kind) {
-        return kind == REQ_HMP_GREETING || kind == REQ_QMP_GREETING || kind == REQ_QMP_CAPABILITIES ||
-               kind == REQ_QMP_SETUP || kind == REQ_QMP_CONT;
-}
-
 /* ---- teardown ---- */
 
-/* Every request of @mq fails with @why; the start-up ones have nobody to tell. */
-static void monitor_fail_all(struct monitor_queue *mq, const char *why) {
-        struct monitor_request *r;
-
-        (void) evtimer_del(mq->timer);
-        if (mq->active)
-                TAILQ_INSERT_HEAD(&mq->pending, mq->active, link);
-        mq->active = NULL;
-        while ((r = TAILQ_FIRST(&mq->pending))) {
-                TAILQ_REMOVE(&mq->pending, r, link);
-                if (!monitor_request_is_startup(r->kind))
-                        (void) machine_reply_error(mq->q->m, r->seq, -ECONNRESET, "%s", why);
-                monitor_request_free(r);
-        }
-}
-
 static void fail_monitor_requests(struct qemu *q, const char *why) {
-        monitor_fail_all(&q->hmp_requests, why);
-        monitor_fail_all(&q->qmp_requests, why);
-        qemu_hmp_reply_done(&q->hmp);
-        qemu_qmp_reader_done(&q->qmp);
+        qemu_control_fail_all(q->ctl, why);
 }
 
 static void close_all(struct qemu *q, bool forget) {
         machine_event_free(&q->monitor_accept_ev);
-        machine_event_free(&q->monitor_ev);
-        machine_event_free(&q->qmp_ev);
         machine_event_free(&q->console_ev);
         machine_event_free(&q->stderr_ev);
         (void) evtimer_del(q->start_timer);
         machine_proc_cancel_kill(q->proc);
         q->monitor_listen = safe_close(q->monitor_listen);
-        q->monitor_fd = safe_close(q->monitor_fd);
+        qemu_control_close(q->ctl);
         q->shell_fd = safe_close(q->shell_fd);
         q->shell_in_fd = safe_close(q->shell_in_fd);
-        q->qmp_fd = safe_close(q->qmp_fd);
         q->console_fd = safe_close(q->console_fd);
         q->stdin_fd = safe_close(q->stdin_fd);
         q->stderr_fd = safe_close(q->stderr_fd);
@@ -217,19 +136,6 @@ static int stderr_line(const char *line, size_t len, void *userdata) {
         return 0;
 }
 
-/* One read from a non-blocking pipe or socket: the number of bytes read, 0
- * when there are none yet (EAGAIN, EINTR), or < 0 once the stream has ended
- * (-EPIPE at its end, -errno on an error). */
-static ssize_t stream_read(int fd, void *buf, size_t size) {
-        ssize_t n = read(fd, buf, size);
-
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                return 0;
-        if (n < 0)
-                return negative_errno();
-        return n > 0 ? n : -EPIPE;
-}
-
 static void stream_stop(struct event **ev, int *fd) {
         machine_event_free(ev);
         *fd = safe_close(*fd);
@@ -238,7 +144,7 @@ static void stream_stop(struct event **ev, int *fd) {
 /* One read of the serial console (QEMU's stdout); its end flushes the last line. */
 static ssize_t console_read(struct qemu *q) {
         uint8_t buf[IO_READ_MAX];
-        ssize_t n = stream_read(q->console_fd, buf, sizeof buf);
+        ssize_t n = machine_read_some(q->console_fd, buf, sizeof buf);
 
         if (n > 0)
                 machine_console_feed(q->m, buf, (size_t) n);
@@ -252,7 +158,7 @@ static ssize_t console_read(struct qemu *q) {
 /* One read of QEMU's stderr, logged line by line. */
 static ssize_t stderr_read(struct qemu *q) {
         uint8_t buf[IO_READ_MAX];
-        ssize_t n = stream_read(q->stderr_fd, buf, sizeof buf);
+        ssize_t n = machine_read_some(q->stderr_fd, buf, sizeof buf);
 
         if (n > 0)
                 (void) console_splitter_feed(&q->stderr_split, buf, (size_t) n, stderr_line, q);
@@ -286,33 +192,11 @@ static void drain_streams(struct qemu *q) {
 static void start_step_done(struct qemu *q);
 static void start_problem(struct qemu *q, int r, const char *why);
 
-static int write_all(int fd, const char *text) {
-        size_t len = strlen(text);
-
-        while (len > 0) {
-                ssize_t n = write(fd, text, len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                text += n;
-                len -= (size_t) n;
-        }
-        return 0;
-}
-
-/* Bytes nobody asked for (a reply to a request of a worker that died) must
- * not be taken for the next reply. */
-static void drain_stale(int fd) {
-        char buf[4096];
-        for (unsigned i = 0; i < 256 && read(fd, buf, sizeof buf) > 0; i++)
-                ;
-}
-
 /* @r's answer arrived: finish what it was for. */
-static void monitor_request_answered(struct qemu *q, const struct monitor_request *r, const char *reply, size_t len) {
-        switch (r->kind) {
+static void monitor_answered(void *userdata, const struct qemu_request *r, const char *reply, size_t len) {
+        struct qemu *q = userdata;
+
+        switch ((enum monitor_request_kind) r->kind) {
         case REQ_HMP_GREETING:
         case REQ_QMP_CONT:
                 start_step_done(q);
@@ -338,233 +222,28 @@ static void monitor_request_answered(struct qemu *q, const struct monitor_reques
         }
 }
 
-static void monitor_run(struct monitor_queue *mq);
+/* A request failed: a start-up step fails the start (and ends the queue's
+ * work), a script's request gets the error. */
+static bool monitor_failed(void *userdata, const struct qemu_request *r, int error, const char *why) {
+        struct qemu *q = userdata;
 
-/* The request in flight is answered (@error 0, @reply) or failed (@error < 0,
- * @why); a failed start-up step fails the start and ends the queue's work. */
-static void monitor_complete(struct monitor_queue *mq, int error, const char *why, const char *reply, size_t len) {
-        struct monitor_request *r = TAKE_PTR(mq->active);
-
-        (void) evtimer_del(mq->timer);
-        if (!r)
-                return;
-        if (error < 0 && monitor_request_is_startup(r->kind)) {
-                monitor_request_free(r);
-                start_problem(mq->q, error, why);
-                return;
+        if (r->startup) {
+                start_problem(q, error, why);
+                return false;
         }
-        if (error < 0)
-                (void) machine_reply_error(mq->q->m, r->seq, error, "%s", why);
-        else
-                monitor_request_answered(mq->q, r, reply, len);
-        monitor_request_free(r);
-        monitor_run(mq);
+        (void) machine_reply_error(q->m, r->seq, error, "%s", why);
+        return true;
 }
 
-static void monitor_run(struct monitor_queue *mq) {
-        struct monitor_request *r;
-        char why[128];
-        int fd = *mq->fd, k;
+/* Dropped unanswered (QEMU went away); the start-up ones have nobody to tell. */
+static void monitor_dropped(void *userdata, const struct qemu_request *r, const char *why) {
+        struct qemu *q = userdata;
 
-        if (mq->active || fd < 0 || !(r = TAILQ_FIRST(&mq->pending)))
-                return;
-        TAILQ_REMOVE(&mq->pending, r, link);
-        mq->active = r;
-        machine_timer_set(mq->timer, MONITOR_TIMEOUT_USEC);
-        if (mq->activate)
-                mq->activate(mq->q, r);
-        if (!r->command)
-                return;
-        k = write_all(fd, r->command);
-        if (k >= 0)
-                k = write_all(fd, "\n");
-        if (k < 0) {
-                (void) snprintf(why, sizeof why, "could not write to %s", mq->what);
-                monitor_complete(mq, k, why, NULL, 0);
-        }
-}
-
-static int monitor_submit(struct monitor_queue *mq, enum monitor_request_kind kind, const char *command,
-                          uint32_t seq) {
-        struct monitor_request *r = calloc(1, sizeof *r);
-
-        if (!r || (command && !(r->command = strdup(command)))) {
-                monitor_request_free(r);
-                return -ENOMEM;
-        }
-        r->kind = kind;
-        r->seq = seq;
-        TAILQ_INSERT_TAIL(&mq->pending, r, link);
-        monitor_run(mq);
-        return 0;
-}
-
-static void monitor_timer_cb(evutil_socket_t fd, short what, void *arg) {
-        struct monitor_queue *mq = arg;
-        char why[128];
-
-        (void) snprintf(why, sizeof why, "%s did not answer within %llu s", mq->what,
-                        MONITOR_TIMEOUT_USEC / USEC_PER_SEC);
-        monitor_complete(mq, -ETIMEDOUT, why, NULL, 0);
-}
-
-/* One read of @mq's connection (watched by @ev), as stream_read(). When QEMU
- * closed it, the request in flight fails and the others wait (QEMU is
- * exiting, and its exit fails them). */
-static ssize_t monitor_read(struct monitor_queue *mq, struct event **ev, void *buf, size_t size) {
-        ssize_t n = stream_read(*mq->fd, buf, size);
-        char why[128];
-
-        if (n >= 0)
-                return n;
-        stream_stop(ev, mq->fd);
-        if (mq->active) {
-                (void) snprintf(why, sizeof why, "%s closed its connection", mq->what);
-                monitor_complete(mq, -ECONNRESET, why, NULL, 0);
-        }
-        return n;
-}
-
-static int monitor_queue_init(struct monitor_queue *mq, struct qemu *q, const char *what, int *fd,
-                              void (*activate)(struct qemu *q, const struct monitor_request *r)) {
-        *mq = (struct monitor_queue){.q = q, .what = what, .fd = fd, .activate = activate};
-        TAILQ_INIT(&mq->pending);
-        mq->timer = evtimer_new(q->m->base, monitor_timer_cb, mq);
-        return mq->timer ? 0 : -ENOMEM;
-}
-
-/* HMP: each request starts with an empty reply, and without what a reply to
- * nobody left in the socket. */
-static void hmp_activate(struct qemu *q, const struct monitor_request *r) {
-        qemu_hmp_reply_done(&q->hmp);
-        if (r->command)
-                drain_stale(q->monitor_fd);
-}
-
-static void monitor_cb(evutil_socket_t fd, short what, void *arg) {
-        struct qemu *q = arg;
-        char buf[IO_READ_MAX];
-        ssize_t n = monitor_read(&q->hmp_requests, &q->monitor_ev, buf, sizeof buf);
-
-        if (n <= 0)
-                return;
-        if (!q->hmp_requests.active)
-                return; /* stray output */
-        if (qemu_hmp_reply_append(&q->hmp, buf, (size_t) n) < 0) {
-                qemu_hmp_reply_done(&q->hmp);
-                monitor_complete(&q->hmp_requests, -E2BIG, "QEMU monitor reply too large", NULL, 0);
-                return;
-        }
-        if (qemu_hmp_reply_complete(&q->hmp)) {
-                size_t len = 0;
-                _cleanup_free_ char *text = qemu_hmp_reply_take(&q->hmp, &len);
-                monitor_complete(&q->hmp_requests, 0, NULL, text, len);
-        }
-}
-
-static void qmp_event_push(struct qemu *q, const char *line) {
-        if (q->n_events == QMP_EVENTS_MAX) {
-                free(q->events[0]);
-                memmove(q->events, q->events + 1, (QMP_EVENTS_MAX - 1) * sizeof q->events[0]);
-                q->n_events--;
-        }
-        q->events[q->n_events] = strdup(line);
-        if (q->events[q->n_events])
-                q->n_events++;
-}
-
-static void qmp_line(struct qemu *q, char *line) {
-        struct monitor_queue *mq = &q->qmp_requests;
-        enum qemu_qmp_kind kind;
-        json_object *obj = NULL;
-
-        if (qemu_qmp_classify(line, &kind, &obj) < 0) {
-                log_warning("Ignoring a QMP line that is not a JSON object: %.200s", line);
-                return;
-        }
-        if (kind == QEMU_QMP_EVENT) {
-                qmp_event_push(q, line);
-        } else if (mq->active) {
-                if (mq->active->kind == REQ_QMP_GREETING && !json_object_object_get_ex(obj, "QMP", NULL))
-                        monitor_complete(mq, -EPROTO, "QMP greeting lacks \"QMP\"", NULL, 0);
-                else if (monitor_request_is_startup(mq->active->kind) && kind == QEMU_QMP_ERROR) {
-                        char why[512];
-                        (void) snprintf(why, sizeof why, "QMP refused %.200s: %.200s", mq->active->command, line);
-                        monitor_complete(mq, -EPROTO, why, NULL, 0);
-                } else
-                        monitor_complete(mq, 0, NULL, line, strlen(line));
-        }
-        json_object_put(obj);
-}
-
-static void qmp_cb(evutil_socket_t fd, short what, void *arg) {
-        struct qemu *q = arg;
-        uint8_t buf[IO_READ_MAX];
-        ssize_t n = monitor_read(&q->qmp_requests, &q->qmp_ev, buf, sizeof buf);
-
-        if (n <= 0)
-                return;
-        for (size_t off = 0; off < (size_t) n;) {
-                size_t used = 0;
-                char *line = NULL;
-                int r = qemu_qmp_reader_feed(&q->qmp, buf + off, (size_t) n - off, &used, &line);
-                off += used;
-                if (r == -E2BIG)
-                        log_warning("Dropped a QMP line longer than %u bytes", QEMU_QMP_LINE_MAX);
-                if (r == 1) {
-                        qmp_line(q, line);
-                        free(line);
-                }
-                if (q->qmp_fd < 0)
-                        break;
-        }
+        if (!r->startup)
+                (void) machine_reply_error(q->m, r->seq, -ECONNRESET, "%s", why);
 }
 
 /* ---- start ---- */
-
-/* The address of the unix socket @dir/@name; -ENAMETOOLONG if it does not fit. */
-static int unix_address(const char *dir, const char *name, struct sockaddr_un *ret) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-
-        if ((size_t) snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", dir, name) >= sizeof sa.sun_path)
-                return -ENAMETOOLONG;
-        *ret = sa;
-        return 0;
-}
-
-static int listen_unix(const char *dir, const char *name, int *ret) {
-        struct sockaddr_un sa;
-        _cleanup_close_ int fd = -EBADF;
-        int r = unix_address(dir, name, &sa);
-
-        if (r < 0)
-                return r;
-        (void) unlink(sa.sun_path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-                return negative_errno();
-        if (bind(fd, (struct sockaddr *) &sa, sizeof sa) < 0 || listen(fd, 1) < 0)
-                return negative_errno();
-        *ret = TAKE_FD(fd);
-        return 0;
-}
-
-static int connect_unix(const char *dir, const char *name, int *ret) {
-        struct sockaddr_un sa;
-        _cleanup_close_ int fd = -EBADF;
-        int r = unix_address(dir, name, &sa);
-
-        if (r < 0)
-                return r;
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return negative_errno();
-        if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
-                return negative_errno();
-        (void) fd_set_nonblock(fd, 1);
-        *ret = TAKE_FD(fd);
-        return 0;
-}
 
 /* The guest shell's files for a new QEMU: the output file (created empty,
  * opened for reading at offset 0) and the input FIFO (opened read-write, so
@@ -594,6 +273,12 @@ static int shell_files_create(const char *dir, int *ret_out, int *ret_in) {
 /* Hand the shell's fds to machine-shell (the store keeps its own copies,
  * sharing the output file's offset, so a restarted worker reads on from
  * where this one stopped). */
+static const struct qemu_requests_ops control_ops = {
+        .answered = monitor_answered,
+        .failed = monitor_failed,
+        .dropped = monitor_dropped,
+};
+
 static int shell_attach(struct qemu *q) {
         char path[PATH_MAX];
         int r;
@@ -638,26 +323,27 @@ static void handshake(struct qemu *q) {
         q->handshake_pending = 0;
         machine_event_free(&q->monitor_accept_ev);
         q->monitor_listen = safe_close(q->monitor_listen);
-        r = connect_unix(q->m->cfg.state_dir, QEMU_QMP_NAME, &q->qmp_fd);
+        r = qemu_control_connect_qmp(q->ctl, q->m->cfg.state_dir, QEMU_QMP_NAME);
         if (r < 0) {
                 start_failed(q, r, "could not connect to QMP at %s/" QEMU_QMP_NAME ": %s", q->m->cfg.state_dir,
                              strerror(-r));
                 return;
         }
-        if (add_read_event(q, q->qmp_fd, qmp_cb, &q->qmp_ev) < 0 ||
-            add_read_event(q, q->monitor_fd, monitor_cb, &q->monitor_ev) < 0 ||
-            monitor_submit(&q->qmp_requests, REQ_QMP_GREETING, NULL, 0) < 0 ||
-            monitor_submit(&q->qmp_requests, REQ_QMP_CAPABILITIES, "{\"execute\": \"qmp_capabilities\"}", 0) < 0 ||
+        if (qemu_control_watch(q->ctl, false) < 0 ||
+            qemu_control_submit(q->ctl, QEMU_QMP, REQ_QMP_GREETING, true, NULL, 0) < 0 ||
+            qemu_control_submit(q->ctl, QEMU_QMP, REQ_QMP_CAPABILITIES, true, "{\"execute\": \"qmp_capabilities\"}",
+                                0) < 0 ||
             qemu_shell_setup_commands(q->m->cfg.state_dir, &setup) < 0) {
                 start_failed(q, -ENOMEM, "out of memory");
                 return;
         }
         for (size_t i = 0; setup[i]; i++)
-                if (monitor_submit(&q->qmp_requests, setup[i + 1] ? REQ_QMP_SETUP : REQ_QMP_CONT, setup[i], 0) < 0) {
+                if (qemu_control_submit(q->ctl, QEMU_QMP, setup[i + 1] ? REQ_QMP_SETUP : REQ_QMP_CONT, true, setup[i],
+                                        0) < 0) {
                         start_failed(q, -ENOMEM, "out of memory");
                         return;
                 }
-        if (monitor_submit(&q->hmp_requests, REQ_HMP_GREETING, NULL, 0) < 0)
+        if (qemu_control_submit(q->ctl, QEMU_HMP, REQ_HMP_GREETING, true, NULL, 0) < 0)
                 start_failed(q, -ENOMEM, "out of memory");
 }
 
@@ -691,8 +377,7 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg) {
                         start_failed(q, negative_errno(), "accept() on the monitor socket failed: %m");
                 return;
         }
-        safe_close(q->monitor_fd);
-        q->monitor_fd = c;
+        qemu_control_adopt_monitor(q->ctl, c);
         machine_event_free(&q->monitor_accept_ev);
         handshake(q);
 }
@@ -770,7 +455,7 @@ static int spawn_qemu(struct qemu *q) {
                 qemu_cmd_done(&cmd);
                 return -E2BIG;
         }
-        r = listen_unix(m->cfg.state_dir, QEMU_MONITOR_NAME, &q->monitor_listen);
+        r = machine_listen_unix(m->cfg.state_dir, QEMU_MONITOR_NAME, &q->monitor_listen);
         if (r >= 0)
                 r = shell_files_create(m->cfg.state_dir, &q->shell_fd, &q->shell_in_fd);
         if (r < 0)
@@ -820,39 +505,9 @@ static void continue_start(struct qemu *q) {
                 start_failed(q, r, "could not start QEMU: %s", strerror(-r));
 }
 
-/* ---- KVM probe ---- */
+/* ---- vtable ---- */
 
-static void probe_cache_path(struct qemu *q, char *buf, size_t size) {
-        _cleanup_free_ char *copy = strdup(q->m->cfg.state_dir);
-        (void) snprintf(buf, size, "%s/" PROBE_CACHE, copy ? dirname(copy) : "/tmp");
-}
-
-static enum qemu_kvm_probe probe_cache_read(struct qemu *q) {
-        char path[512], text[32] = "";
-        _cleanup_close_ int fd = -EBADF;
-        ssize_t n;
-
-        probe_cache_path(q, path, sizeof path);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || (n = read(fd, text, sizeof text - 1)) <= 0)
-                return QEMU_KVM_UNTESTED;
-        text[n] = 0;
-        text[strcspn(text, "\n")] = 0;
-        enum qemu_kvm_probe p = qemu_kvm_probe_from_string(text);
-        return p < 0 ? QEMU_KVM_UNTESTED : p;
-}
-
-static void probe_cache_write(struct qemu *q, enum qemu_kvm_probe p) {
-        char path[512], tmp[520];
-        _cleanup_close_ int fd = -EBADF;
-        const char *s = qemu_kvm_probe_to_string(p);
-
-        probe_cache_path(q, path, sizeof path);
-        (void) snprintf(tmp, sizeof tmp, "%s.%d", path, (int) getpid());
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0 || write(fd, s, strlen(s)) < 0 || write(fd, "\n", 1) < 0 || rename(tmp, path) < 0)
-                (void) unlink(tmp);
-}
+/* ---- acceleration ---- */
 
 static void accel_chosen(struct qemu *q, enum qemu_kvm_probe p) {
         const char *why;
@@ -862,86 +517,17 @@ static void accel_chosen(struct qemu *q, enum qemu_kvm_probe p) {
         log_notice("Using %s acceleration: %s", streq(accel, "kvm") ? "KVM" : "TCG (software)", why);
 }
 
-static void probe_finish(struct qemu *q, enum qemu_kvm_probe p) {
-        if (!q->probing)
-                return;
-        q->probing = false;
-        machine_event_free(&q->probe_ev);
-        (void) evtimer_del(q->probe_timer);
-        q->probe_fd = safe_close(q->probe_fd);
-        machine_proc_kill(q->probe);
-        probe_cache_write(q, p);
-        accel_chosen(q, p);
+static void probe_done(void *userdata, enum qemu_kvm_probe result) {
+        struct qemu *q = userdata;
+
+        accel_chosen(q, result);
         if (q->step == STEP_PROBING)
                 continue_start(q);
 }
 
-static void probe_read_cb(evutil_socket_t fd, short what, void *arg) {
-        struct qemu *q = arg;
-        char buf[4096 + sizeof q->probe_tail];
-        size_t keep = strlen(q->probe_tail);
-        ssize_t n;
-
-        memcpy(buf, q->probe_tail, keep);
-        n = stream_read(fd, buf + keep, 4096);
-        if (n == 0)
-                return;
-        if (n < 0) {
-                machine_event_free(&q->probe_ev);
-                return; /* wait for PROC_EXIT or the timer */
-        }
-        buf[keep + (size_t) n] = 0;
-        for (size_t i = 0; i < keep + (size_t) n; i++)
-                if (!buf[i])
-                        buf[i] = ' ';
-        if (strstr(buf, PROBE_MARK)) {
-                probe_finish(q, QEMU_KVM_WORKS);
-                return;
-        }
-        size_t total = keep + (size_t) n, t = MIN(total, sizeof q->probe_tail - 1);
-        memcpy(q->probe_tail, buf + total - t, t);
-        q->probe_tail[t] = 0;
-}
-
-static void probe_timer_cb(evutil_socket_t fd, short what, void *arg) {
-        probe_finish(arg, QEMU_KVM_HANGS);
-}
-
-static int probe_start(struct qemu *q) {
-        struct machine *m = q->m;
-        _cleanup_close_ int kvm = -EBADF, out_w = -EBADF;
-        char mem[] = "128";
-        char *argv[] = {m->cfg.binary, "-accel",      "kvm",      "-nodefaults",
-                        "-nographic",  "-no-reboot",  "-m",       mem,
-                        "-kernel",     m->cfg.kernel, "-append",  "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1",
-                        "-serial",     "stdio",       "-monitor", "none",
-                        NULL};
-        char *env[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL};
-        int p[2], r;
-
-        kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-        if (kvm < 0)
-                return 0; /* caller sees !probing: missing */
-        if (pipe2(p, O_CLOEXEC) < 0)
-                return negative_errno();
-        q->probe_fd = p[0];
-        out_w = p[1];
-        (void) fd_set_nonblock(q->probe_fd, 1);
-        q->probe_tail[0] = 0;
-        r = add_read_event(q, q->probe_fd, probe_read_cb, &q->probe_ev);
-        if (r < 0)
-                return r;
-        r = machine_proc_spawn(q->probe, argv, env, "", 2, &out_w, 1);
-        if (r < 0)
-                return r;
-        q->probing = true;
-        machine_timer_set(q->probe_timer, PROBE_USEC);
-        log_info("/dev/kvm exists; probing whether a KVM guest makes progress (at most %llu s)",
-                 PROBE_USEC / USEC_PER_SEC);
-        return 1;
-}
-
-/* ---- vtable ---- */
+static const struct qemu_probe_ops probe_ops = {
+        .done = probe_done,
+};
 
 static int qemu_start(struct machine *m, bool allow_reboot) {
         struct qemu *q = Q(m);
@@ -975,14 +561,14 @@ static int qemu_start(struct machine *m, bool allow_reboot) {
 
         if (!m->cfg.start_script) {
                 if (qemu_accel_needs_probe(m->cfg.accel)) {
-                        enum qemu_kvm_probe p = probe_cache_read(q);
+                        enum qemu_kvm_probe p = qemu_probe_cached(q->probe);
                         if (p == QEMU_KVM_UNTESTED) {
                                 q->step = STEP_PROBING;
-                                r = probe_start(q);
+                                r = qemu_probe_start(q->probe, m->cfg.binary, m->cfg.kernel);
                                 if (r > 0)
                                         return 0;
                                 p = r == 0 ? QEMU_KVM_MISSING : QEMU_KVM_FAILED;
-                                probe_cache_write(q, p);
+                                qemu_probe_cache(q->probe, p);
                         } else
                                 log_debug("KVM probe result from this run's cache: %s", qemu_kvm_probe_to_string(p));
                         accel_chosen(q, p);
@@ -1001,10 +587,9 @@ static int qemu_shutdown(struct machine *m) {
 static int qemu_crash(struct machine *m) {
         struct qemu *q = Q(m);
         char why[96];
-        int r = -ENOTCONN;
+        int r;
 
-        if (q->monitor_fd >= 0)
-                r = write_all(q->monitor_fd, "quit\n");
+        r = qemu_control_quit(q->ctl);
         if (r < 0)
                 machine_proc_kill(q->proc);
         (void) snprintf(why, sizeof why, "QEMU did not quit within %llu s of HMP quit; killing it",
@@ -1014,12 +599,12 @@ static int qemu_crash(struct machine *m) {
 }
 
 static int qemu_reboot(struct machine *m, uint32_t seq) {
-        int r = monitor_submit(&Q(m)->hmp_requests, REQ_REBOOT, "sendkey ctrl-alt-delete", seq);
+        int r = qemu_control_submit(Q(m)->ctl, QEMU_HMP, REQ_REBOOT, false, "sendkey ctrl-alt-delete", seq);
         return r < 0 ? machine_reply_error(m, seq, r, "out of memory") : 0;
 }
 
 static int qemu_monitor(struct machine *m, const char *command, uint32_t seq) {
-        int r = monitor_submit(&Q(m)->hmp_requests, REQ_TEXT, command, seq);
+        int r = qemu_control_submit(Q(m)->ctl, QEMU_HMP, REQ_TEXT, false, command, seq);
         return r < 0 ? machine_reply_error(m, seq, r, "out of memory") : 0;
 }
 
@@ -1028,7 +613,7 @@ static int qemu_set_link(struct machine *m, const char *nic, bool up, uint32_t s
 
         if (asprintf(&cmd, "set_link %s %s", *nic ? nic : qemu_default_nic(&m->cfg), up ? "on" : "off") < 0)
                 return machine_reply_error(m, seq, -ENOMEM, "out of memory");
-        int r = monitor_submit(&Q(m)->hmp_requests, REQ_SET_LINK, cmd, seq);
+        int r = qemu_control_submit(Q(m)->ctl, QEMU_HMP, REQ_SET_LINK, false, cmd, seq);
         return r < 0 ? machine_reply_error(m, seq, r, "out of memory") : 0;
 }
 
@@ -1038,24 +623,14 @@ static int qemu_qmp(struct machine *m, const char *json, uint32_t seq) {
         if (!*json) {
                 /* "" asks for the events seen since the last such call. */
                 size_t len = 0;
-                for (size_t i = 0; i < q->n_events; i++)
-                        len += strlen(q->events[i]) + 1;
-                _cleanup_free_ char *text = malloc(len + 1);
+                _cleanup_free_ char *text = qemu_control_take_events(q->ctl, &len);
                 if (!text)
                         return machine_reply_error(m, seq, -ENOMEM, "out of memory");
-                char *p = text;
-                for (size_t i = 0; i < q->n_events; i++) {
-                        p = stpcpy(p, q->events[i]);
-                        *p++ = '\n';
-                        free(q->events[i]);
-                }
-                *p = 0;
-                q->n_events = 0;
                 return machine_reply_text(m, seq, text, len, 0);
         }
         if (strchr(json, '\n'))
                 return machine_reply_error(m, seq, -EINVAL, "a QMP command must be one line of JSON");
-        int r = monitor_submit(&q->qmp_requests, REQ_TEXT, json, seq);
+        int r = qemu_control_submit(q->ctl, QEMU_QMP, REQ_TEXT, false, json, seq);
         return r < 0 ? machine_reply_error(m, seq, r, "out of memory") : 0;
 }
 
@@ -1064,7 +639,7 @@ static int qemu_send_console(struct machine *m, const char *text, size_t len) {
 
         if (q->stdin_fd < 0)
                 return -ENOTCONN;
-        return write_all(q->stdin_fd, text);
+        return machine_write_all(q->stdin_fd, text);
 }
 
 static void qemu_exited(struct qemu *q, const struct msg_proc_exit *e) {
@@ -1120,26 +695,14 @@ static const struct machine_proc_ops qemu_proc_ops = {
         .exited = qemu_proc_exited,
 };
 
-static void probe_spawn_failed(struct machine_proc *p, int error, const char *message, void *userdata) {
-        probe_finish(userdata, QEMU_KVM_FAILED);
-}
-
-static void probe_exited(struct machine_proc *p, const struct msg_proc_exit *e, void *userdata) {
-        probe_finish(userdata, QEMU_KVM_FAILED);
-}
-
-static const struct machine_proc_ops probe_proc_ops = {
-        .spawn_failed = probe_spawn_failed,
-        .exited = probe_exited,
-};
-
 static int qemu_attach(struct machine *m) {
         struct qemu *q = Q(m);
         int64_t pid;
         int r;
 
         pid = machine_proc_restore(q->proc);
-        if (pid <= 0 || q->shell_fd < 0 || q->shell_in_fd < 0 || q->monitor_fd < 0 || q->console_fd < 0) {
+        if (pid <= 0 || q->shell_fd < 0 || q->shell_in_fd < 0 || *qemu_control_monitor_fd(q->ctl) < 0 ||
+            q->console_fd < 0) {
                 if (pid > 0) {
                         log_warning("QEMU (pid %lld) still runs but its fds are lost; stopping it", (long long) pid);
                         machine_proc_kill_stale(q->proc);
@@ -1151,13 +714,9 @@ static int qemu_attach(struct machine *m) {
         for (size_t i = 0; i < ELEMENTSOF(stored_fds); i++)
                 if (*stored_fd(q, i) >= 0 && stored_fd(q, i) != &q->shell_fd)
                         (void) fd_set_nonblock(*stored_fd(q, i), 1);
-        drain_stale(q->monitor_fd);
-        if (q->qmp_fd >= 0)
-                drain_stale(q->qmp_fd);
         if ((r = add_read_event(q, q->console_fd, console_cb, &q->console_ev)) < 0 ||
             (q->stderr_fd >= 0 && (r = add_read_event(q, q->stderr_fd, stderr_cb, &q->stderr_ev)) < 0) ||
-            (r = add_read_event(q, q->monitor_fd, monitor_cb, &q->monitor_ev)) < 0 ||
-            (q->qmp_fd >= 0 && (r = add_read_event(q, q->qmp_fd, qmp_cb, &q->qmp_ev)) < 0))
+            (r = qemu_control_watch(q->ctl, true)) < 0)
                 return r;
         r = shell_attach(q);
         if (r < 0)
@@ -1173,24 +732,23 @@ static int qemu_init(struct machine *m) {
         if (!q)
                 return -ENOMEM;
         q->m = m;
-        q->monitor_listen = q->monitor_fd = q->shell_fd = q->shell_in_fd = q->qmp_fd = -EBADF;
-        q->console_fd = q->stdin_fd = q->stderr_fd = q->probe_fd = -EBADF;
-        qemu_hmp_reply_init(&q->hmp, 0);
-        qemu_qmp_reader_init(&q->qmp, 0);
+        q->monitor_listen = q->shell_fd = q->shell_in_fd = -EBADF;
+        q->console_fd = q->stdin_fd = q->stderr_fd = -EBADF;
         m->backend_data = q;
-        if (monitor_queue_init(&q->hmp_requests, q, "the QEMU monitor", &q->monitor_fd, hmp_activate) < 0 ||
-            monitor_queue_init(&q->qmp_requests, q, "QMP", &q->qmp_fd, NULL) < 0)
-                return -ENOMEM;
+        if ((r = qemu_control_new(m->base, &control_ops, q, &q->ctl)) < 0)
+                return r;
         q->start_timer = evtimer_new(m->base, start_timer_cb, q);
-        q->probe_timer = evtimer_new(m->base, probe_timer_cb, q);
-        if (!q->start_timer || !q->probe_timer)
+        if (!q->start_timer)
                 return -ENOMEM;
         if ((r = machine_proc_new(m->w, QEMU_PROC, &qemu_proc_ops, q, &q->proc)) < 0 ||
-            (r = machine_proc_new(m->w, PROBE_PROC, &probe_proc_ops, q, &q->probe)) < 0)
+            (r = qemu_probe_new(m->w, m->cfg.state_dir, &probe_ops, q, &q->probe)) < 0)
                 return r;
         for (size_t i = 0; i < ELEMENTSOF(stored_fds); i++)
                 if ((r = machine_proc_add_fd(q->proc, stored_fds[i].name, stored_fd(q, i))) < 0)
                         return r;
+        if ((r = machine_proc_add_fd(q->proc, "monitor", qemu_control_monitor_fd(q->ctl))) < 0 ||
+            (r = machine_proc_add_fd(q->proc, "qmp", qemu_control_qmp_fd(q->ctl))) < 0)
+                return r;
         m->proc = q->proc;
         return 0;
 }
@@ -1202,17 +760,11 @@ static void qemu_free(struct machine *m) {
                 return;
         fail_monitor_requests(q, "worker exiting");
         close_all(q, false);
-        machine_event_free(&q->probe_ev);
-        q->probe_fd = safe_close(q->probe_fd);
         machine_event_free(&q->start_timer);
-        machine_event_free(&q->hmp_requests.timer);
-        machine_event_free(&q->qmp_requests.timer);
-        machine_event_free(&q->probe_timer);
+        q->ctl = qemu_control_free(q->ctl);
         m->proc = NULL;
         q->proc = machine_proc_free(q->proc);
-        q->probe = machine_proc_free(q->probe);
-        for (size_t i = 0; i < q->n_events; i++)
-                free(q->events[i]);
+        q->probe = qemu_probe_free(q->probe);
         console_splitter_done(&q->stderr_split);
         free(q);
         m->backend_data = NULL;

@@ -39,10 +39,6 @@ struct wait_until {
 static uint64_t console_file_bytes;
 static bool console_file_capped;
 
-int64_t machine_pid(const struct machine *m) {
-        return machine_proc_pid(m->proc);
-}
-
 static void machine_send_ready(struct machine *m) {
         if (m->ready_sent)
                 return;
@@ -217,7 +213,7 @@ static void console_wake(struct machine *m, bool all) {
         }
 }
 
-void machine_console_feed(struct machine *m, const uint8_t *buf, size_t len) {
+static void report_console_feed(struct machine *m, const uint8_t *buf, size_t len) {
         struct console_batch b = {.m = m};
 
         /* Past the log's cap the console is a flood: parse only the tail of
@@ -234,7 +230,7 @@ void machine_console_feed(struct machine *m, const uint8_t *buf, size_t len) {
                 console_wake(m, false);
 }
 
-void machine_console_eof(struct machine *m) {
+static void report_console_eof(struct machine *m) {
         struct console_batch b = {.m = m};
 
         (void) console_splitter_finish(&m->splitter, console_line, &b);
@@ -244,14 +240,14 @@ void machine_console_eof(struct machine *m) {
                 console_wake(m, false);
 }
 
-void machine_stderr_line(struct machine *m, const char *line) {
+static void report_stderr_line(struct machine *m, const char *line) {
         log_warning("qemu: %s", line);
         (void) snprintf(m->stderr_tail[m->stderr_n % ELEMENTSOF(m->stderr_tail)], sizeof m->stderr_tail[0], "%s",
                         line);
         m->stderr_n++;
 }
 
-void machine_tail_describe(struct machine *m, char *buf, size_t size) {
+static void report_tail_describe(struct machine *m, char *buf, size_t size) {
         _cleanup_free_ char *text = NULL;
         size_t len, o = 0;
         uint64_t first, next, end = console_ring_end(&m->ring);
@@ -309,6 +305,8 @@ static void console_reload(struct machine *m) {
 
 /* ---- lifecycle ---- */
 
+static void report_started(struct machine *m, int r, const char *message);
+
 /* Start (or join the start in progress); completion via machine_started(). */
 static int machine_start(struct machine *m, bool allow_reboot) {
         int r;
@@ -318,11 +316,11 @@ static int machine_start(struct machine *m, bool allow_reboot) {
         m->starting = true;
         r = m->backend->start(m, allow_reboot);
         if (r < 0)
-                machine_started(m, r, "could not start the machine");
+                report_started(m, r, "could not start the machine");
         return 0;
 }
 
-void machine_started(struct machine *m, int r, const char *message) {
+static void report_started(struct machine *m, int r, const char *message) {
         m->starting = false;
         if (r < 0) {
                 (void) snprintf(m->last_error, sizeof m->last_error, "%s", message);
@@ -340,7 +338,7 @@ void machine_started(struct machine *m, int r, const char *message) {
         machine_shell_kick(m->shell);
 }
 
-void machine_stopped(struct machine *m, const char *why) {
+static void report_stopped(struct machine *m, const char *why) {
         bool was = m->booted;
 
         m->booted = false;
@@ -749,7 +747,7 @@ static void shell_resynced(void *userdata) {
 }
 
 static void shell_describe_tail(void *userdata, char *buf, size_t size) {
-        machine_tail_describe(userdata, buf, size);
+        report_tail_describe(userdata, buf, size);
 }
 
 static const struct machine_shell_ops shell_ops = {
@@ -759,6 +757,15 @@ static const struct machine_shell_ops shell_ops = {
         .guest_ready = shell_guest_ready,
         .resynced = shell_resynced,
         .describe_tail = shell_describe_tail,
+};
+
+static const struct machine_report_ops report_ops = {
+        .started = report_started,
+        .stopped = report_stopped,
+        .console_feed = report_console_feed,
+        .console_eof = report_console_eof,
+        .stderr_line = report_stderr_line,
+        .describe_tail = report_tail_describe,
 };
 
 static const struct machine_backend *const backends[_MACHINE_BACKEND_KIND_MAX] = {
@@ -788,6 +795,7 @@ static int machine_configure(struct worker *w, const struct msg_config *cfg, voi
         if (!streq(m->cfg.name, worker_name(w)))
                 log_warning("Config names machine %s but this worker is %s", m->cfg.name, worker_name(w));
         m->backend = backends[m->cfg.backend_kind];
+        m->report = &report_ops;
 
         if ((r = console_splitter_init(&m->splitter, 0)) < 0 || (r = console_ring_init(&m->ring, 0, 0)) < 0 ||
             (r = machine_shell_new(m->base,

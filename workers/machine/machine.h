@@ -87,6 +87,7 @@ struct machine {
         struct machine_config cfg;
         const struct machine_backend *backend;
         void *backend_data;
+        const struct machine_report_ops *report; /* how the backend reports up */
 
         bool booted;
         bool starting;
@@ -125,16 +126,43 @@ bool machine_reply_busy(struct machine *m);
 void machine_reply_drained(struct machine *m);
 void machine_reply_free_all(void);
 
-/* ---- machine-main.c ---- */
+/* ---- backend -> request layer ----
+ * What a backend reports upward. The request layer sets m->report; the
+ * inline wrappers below are what backends call, so no backend calls into
+ * machine-main.c. */
+struct machine_report_ops {
+        /* A start ended: r < 0 with @message saying what to do, or up. */
+        void (*started)(struct machine *m, int r, const char *message);
+        /* The machine is gone (@why). */
+        void (*stopped)(struct machine *m, const char *why);
+        /* Bytes from the guest's serial console; its end. */
+        void (*console_feed)(struct machine *m, const uint8_t *buf, size_t len);
+        void (*console_eof)(struct machine *m);
+        /* One line the hypervisor wrote to its stderr. */
+        void (*stderr_line)(struct machine *m, const char *line);
+        /* The last console/stderr lines as one string, for error messages. */
+        void (*describe_tail)(struct machine *m, char *buf, size_t size);
+};
 
-/* Backend -> generic: lifecycle. */
-void machine_started(struct machine *m, int r, const char *message);
-void machine_stopped(struct machine *m, const char *why);
-/* Console bytes from the guest's serial port; EOF. */
-void machine_console_feed(struct machine *m, const uint8_t *buf, size_t len);
-void machine_console_eof(struct machine *m);
-void machine_stderr_line(struct machine *m, const char *line);
-/* The last console/stderr lines as one string, for error messages. */
-void machine_tail_describe(struct machine *m, char *buf, size_t size);
+static inline void machine_started(struct machine *m, int r, const char *message) {
+        m->report->started(m, r, message);
+}
+static inline void machine_stopped(struct machine *m, const char *why) {
+        m->report->stopped(m, why);
+}
+static inline void machine_console_feed(struct machine *m, const uint8_t *buf, size_t len) {
+        m->report->console_feed(m, buf, len);
+}
+static inline void machine_console_eof(struct machine *m) {
+        m->report->console_eof(m);
+}
+static inline void machine_stderr_line(struct machine *m, const char *line) {
+        m->report->stderr_line(m, line);
+}
+static inline void machine_tail_describe(struct machine *m, char *buf, size_t size) {
+        m->report->describe_tail(m, buf, size);
+}
 /* The pid of the machine's process (0: none). */
-int64_t machine_pid(const struct machine *m);
+static inline int64_t machine_pid(const struct machine *m) {
+        return machine_proc_pid(m->proc);
+}

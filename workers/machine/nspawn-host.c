@@ -184,8 +184,7 @@ int nspawn_prepare_host_dir(const struct machine_config *c, char *why, size_t si
         (void) mkdir(path, 0755);
         if (c->shared_dir)
                 (void) mkdir(c->shared_dir, 0755);
-        if ((r = nspawn_build_setup(c, &setup)) < 0 ||
-            (r = nspawn_hostname(c->name, host, sizeof host - 1)) < 0)
+        if ((r = nspawn_build_setup(c, &setup)) < 0 || (r = nspawn_hostname(c->name, host, sizeof host - 1)) < 0)
                 goto fail;
         strcat(host, "\n");
         host_path(c, NSPAWN_SETUP_NAME, path, sizeof path);
@@ -291,4 +290,3 @@ void nspawn_udev_forget(int *ifindex, size_t n) {
                         ifindex[i] = 0;
                 }
 }
-

@@ -141,12 +141,12 @@ int nspawn_relay_open(struct nspawn_relay *n, struct machine_shell *shell) {
                 safe_close(sp[1]);
                 return r;
         }
-        if ((r = machine_event_watch(n->base, n->relay_fd, EV_READ | EV_PERSIST, relay_read_cb, n, &n->relay_ev)) < 0 ||
+        if ((r = machine_event_watch(n->base, n->relay_fd, EV_READ | EV_PERSIST, relay_read_cb, n, &n->relay_ev)) <
+                    0 ||
             (r = machine_event_watch(n->base, n->relay_fd, EV_WRITE, relay_write_cb, n, &n->relay_wev)) < 0)
                 return r;
         return 0;
 }
-
 
 void nspawn_relay_end(struct nspawn_relay *n, const char *why) {
         to_shell_flush(n);

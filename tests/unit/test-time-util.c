@@ -41,12 +41,6 @@ static void test_conversions(void) {
         }
 }
 
-/* Files whose timers are still armed by hand: each belongs to a room being
- * restructured (issue 12, points 2 and 3) and is converted when it lands. */
-static const char *const not_yet[] = {
-        "workers/machine/machine-main.c",
-};
-
 static void scan(const char *rel, int *n_files) {
         char path[1280];
         DIR *d;
@@ -59,7 +53,6 @@ static void scan(const char *rel, int *n_files) {
         while ((e = readdir(d))) {
                 char sub[768], *text = NULL, *at;
                 size_t n = 0, len = strlen(e->d_name);
-                bool exempt = false;
                 FILE *f;
 
                 if (e->d_name[0] == '.')
@@ -72,8 +65,6 @@ static void scan(const char *rel, int *n_files) {
                 if (len < 3 || (strcmp(e->d_name + len - 2, ".c") != 0 && strcmp(e->d_name + len - 2, ".h") != 0) ||
                     streq(sub, "proto/time-util.h"))
                         continue;
-                for (size_t i = 0; i < ELEMENTSOF(not_yet); i++)
-                        exempt = exempt || streq(sub, not_yet[i]);
                 snprintf(path, sizeof path, "%s/%s", VIGIL_SOURCE_ROOT, sub);
                 f = fopen(path, "re");
                 if (!f)
@@ -81,8 +72,7 @@ static void scan(const char *rel, int *n_files) {
                 if (getdelim(&text, &n, 0, f) > 0) {
                         (*n_files)++;
                         at = strstr(text, ".tv_usec =");
-                        if (!exempt)
-                                CHECK(!at, "%s sets no tv_usec by hand (use timeval_from_usec())", sub);
+                        CHECK(!at, "%s sets no tv_usec by hand (use timeval_from_usec())", sub);
                 }
                 fclose(f);
                 free(text);

@@ -440,7 +440,6 @@ static void wait_until_done(struct shell_job *j, int error, const char *message,
                             size_t len) {
         struct wait_until *wu = j->userdata;
         struct machine *m = wu->m;
-        struct timeval one = {1, 0};
 
         if (error < 0) {
                 /* As in the reference, an execute failure propagates out of retry(). */
@@ -458,7 +457,7 @@ static void wait_until_done(struct shell_job *j, int error, const char *message,
                 goto done;
         }
         free(output);
-        (void) evtimer_add(wu->timer, &one);
+        machine_timer_set(wu->timer, USEC_PER_SEC);
         return;
 done:
         free(output);
@@ -534,10 +533,9 @@ static int add_shutdown_waiter(struct machine *m, uint32_t seq, int64_t timeout_
         if (!s)
                 return machine_reply_error(m, seq, -ENOMEM, "out of memory");
         if (timeout_ms >= 0) {
-                struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
                 s->timer = evtimer_new(m->base, shutdown_timer, s);
                 if (s->timer)
-                        (void) evtimer_add(s->timer, &tv);
+                        machine_timer_set(s->timer, (unsigned long long) timeout_ms * USEC_PER_MSEC);
         }
         return 0;
 }
@@ -656,10 +654,9 @@ static int handle_console_read(struct machine *m, const struct frame *f) {
         cw->from = b->from_line;
         LIST_INSERT_HEAD(&m->console_waiters, cw, link);
         if (b->timeout_ms > 0) {
-                struct timeval tv = {.tv_sec = b->timeout_ms / 1000, .tv_usec = (b->timeout_ms % 1000) * 1000};
                 cw->timer = evtimer_new(m->base, console_timer, cw);
                 if (cw->timer)
-                        (void) evtimer_add(cw->timer, &tv);
+                        machine_timer_set(cw->timer, (unsigned long long) b->timeout_ms * USEC_PER_MSEC);
         }
         return 0;
 }

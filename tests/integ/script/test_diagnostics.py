@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from test_python_api import FakeClock, make_driver, plain  # noqa: E402
 
+from test_driver import netfaults  # noqa: E402
 import test_driver.machine as machine_mod  # noqa: E402
 from test_driver.channel import ChannelError, ChannelLost  # noqa: E402
 from test_driver.errors import MachineError, RequestedAssertionFailed  # noqa: E402
@@ -391,7 +392,7 @@ class TestJournal(DiagCase):
         import vigil
 
         d, ch, _ = make_driver(shell=lambda m, c: (0, "line 1\nline 2\n"))
-        vigil._driver = d
+        netfaults.bind(d)
         try:
             self.assertEqual(vigil.journal(d.machines[0]), "line 1\nline 2\n")
             self.assertEqual(ch.kinds("M_EXECUTE")[-1][2]["command"], "journalctl --no-pager --quiet --boot 2>&1")
@@ -402,20 +403,20 @@ class TestJournal(DiagCase):
                 with self.assertRaises(ValueError):
                     vigil.journal("server", lines=bad)
         finally:
-            vigil._driver = None
+            netfaults.bind(None)
 
     def test_failure(self):
         import vigil
 
         d, _, _ = make_driver(shell=lambda m, c: (127, "bash: line 1: journalctl: command not found\n"))
-        vigil._driver = d
+        netfaults.bind(d)
         try:
             with self.assertRaises(MachineError) as cm:
                 vigil.journal("server")
             self.assertEqual(str(cm.exception), "vigil.journal: `journalctl --no-pager --quiet --boot 2>&1` failed on "
                                                 "server (exit code 127): bash: line 1: journalctl: command not found")
         finally:
-            vigil._driver = None
+            netfaults.bind(None)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from xml.etree import ElementTree as ET
 
 sys.path.insert(0, os.environ.get("VIGIL_PYTHON_DIR") or str(Path(__file__).resolve().parents[3] / "workers/script/python"))
 
+from test_driver import netfaults  # noqa: E402
 import test_driver.machine as machine_mod  # noqa: E402
 from test_driver.channel import Channel, ChannelError, ChannelLost, Reply  # noqa: E402
 from test_driver.driver import Driver, pythonize_name  # noqa: E402
@@ -746,10 +747,10 @@ class TestVigilModule(unittest.TestCase):
 
         self.vigil = vigil
         self.d, self.ch, self.out = make_driver(names=("alpha", "beta", "gamma"))
-        vigil._driver = self.d
+        netfaults.bind(self.d)
 
     def tearDown(self):
-        self.vigil._driver = None
+        netfaults.bind(None)
 
     def rules(self):
         return [(c[1], c[2]["from"], c[2]["to"], c[2]["both"], c[2]["drop"]) for c in self.ch.kinds("W_SET_LINK")]

@@ -86,6 +86,7 @@ def _save_history(readline: Any, path: str) -> None:
 
 
 def main(config_json: str) -> tuple[int, str]:
+    from test_driver import netfaults
     from test_driver.channel import VigilChannel
     from test_driver.driver import Driver
     from test_driver.logger import (
@@ -96,8 +97,6 @@ def main(config_json: str) -> tuple[int, str]:
         TerminalLogger,
         XMLLogger,
     )
-
-    import vigil
 
     try:
         cfg = _load_config(config_json)
@@ -144,7 +143,7 @@ def main(config_json: str) -> tuple[int, str]:
         channel=channel,
         enable_ssh_backdoor=bool(cfg.get("enable_ssh_backdoor", False)),
     )
-    vigil._driver = driver
+    netfaults.bind(driver)
     driver.dump_machine_ssh()
 
     code, message = EXIT_PASS, "test passed"

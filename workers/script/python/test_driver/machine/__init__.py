@@ -34,7 +34,7 @@ from pathlib import Path
 from queue import Queue
 from typing import IO, Any, TypeVar, cast
 
-from test_driver import efi
+from test_driver import efi, netfaults
 from test_driver.channel import Channel, ChannelError, ChannelLost, NullChannel, Reply
 from test_driver.errors import MachineError, RequestedAssertionFailed
 from test_driver.logger import AbstractLogger
@@ -1065,23 +1065,19 @@ class BaseMachine:
 
     def block(self) -> None:
         """Unplug the first VLAN NIC (the reference's virtio-net-pci.1); a container's first VLAN
-        is cut at the switch instead (vigil._isolate)."""
+        is cut at the switch instead (netfaults._isolate)."""
         self.run_callbacks()
-        import vigil
-
-        vigil._block_event(self.name, True)
+        netfaults._block_event(self.name, True)
         if self.backend == "nspawn":
-            vigil._isolate(self.name, True)
+            netfaults._isolate(self.name, True)
             return
         self._call("M_SET_LINK", nic="", up=False)
 
     def unblock(self) -> None:
         self.run_callbacks()
-        import vigil
-
-        vigil._block_event(self.name, False)
+        netfaults._block_event(self.name, False)
         if self.backend == "nspawn":
-            vigil._isolate(self.name, False)
+            netfaults._isolate(self.name, False)
             return
         self._call("M_SET_LINK", nic="", up=True)
 

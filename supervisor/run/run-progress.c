@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * run-progress.c owns the live progress of `vigil run` on stderr, fed with
- * the tree's lifecycle events (sup_hooks.event). On a terminal it is one
+ * the tree's lifecycle events (sup_hooks.event, folded by run-status.c). On a terminal it is one
  * status line (elapsed, machines booting/ready, current subtest, last
  * command) pinned to the bottom row: the rows above become a scroll region,
  * so whatever the workers print scrolls past it without tearing it, and a
@@ -16,22 +16,9 @@
 #include "log.h"
 #include "macro.h"
 #include "run-progress.h"
+#include "run-status.h"
 
-#define PROGRESS_MACHINES_MAX 256 /* counted beyond this, not named */
-#define PROGRESS_TEXT_MAX     512
-
-enum progress_machine_state {
-        PROGRESS_STARTING, /* worker up, no hypervisor yet */
-        PROGRESS_BOOTING,  /* QEMU / nspawn running, guest shell not yet */
-        PROGRESS_READY,    /* guest shell connected */
-        PROGRESS_DOWN,     /* hypervisor or worker gone */
-        _PROGRESS_STATE_MAX,
-};
-
-struct progress_machine {
-        char name[64];
-        enum progress_machine_state state;
-};
+#define PROGRESS_TEXT_MAX 512
 
 struct run_progress {
         int fd;
@@ -40,29 +27,8 @@ struct run_progress {
         unsigned rows;
         uint64_t started;
         struct event *timer;
-        struct progress_machine machines[PROGRESS_MACHINES_MAX];
-        size_t n_machines;
-        unsigned restarts;
-        char subtest[128];
-        char last[256]; /* the last command, "b: echo hi (exit 0, 75 ms)" */
+        struct run_status status;
 };
-
-static struct progress_machine *progress_machine(struct run_progress *p, const char *name) {
-        for (size_t i = 0; i < p->n_machines; i++)
-                if (streq(p->machines[i].name, name))
-                        return &p->machines[i];
-        if (p->n_machines == PROGRESS_MACHINES_MAX)
-                return NULL;
-        snprintf(p->machines[p->n_machines].name, sizeof(p->machines[0].name), "%s", name);
-        return &p->machines[p->n_machines++];
-}
-
-static const char *kv_get(const char *const *kv, const char *key) {
-        for (size_t i = 0; kv && kv[i] && kv[i + 1]; i += 2)
-                if (streq(kv[i], key))
-                        return kv[i + 1];
-        return NULL;
-}
 
 static void progress_write(struct run_progress *p, const char *text, size_t len) {
         /* One write() per update: a worker's line never lands inside ours. */
@@ -79,24 +45,25 @@ static void progress_write(struct run_progress *p, const char *text, size_t len)
 
 /* "12 s | machines 2/3 ready, 1 booting | subtest: x | b: echo (exit 0, 75 ms)" */
 static void progress_text(struct run_progress *p, char *buf, size_t size) {
-        size_t n[_PROGRESS_STATE_MAX] = {};
+        const struct run_status *st = &p->status;
+        size_t n[_RUN_MACHINE_STATE_MAX] = {};
         size_t len;
 
-        for (size_t i = 0; i < p->n_machines; i++)
-                n[p->machines[i].state]++;
+        for (size_t i = 0; i < st->n_machines; i++)
+                n[st->machines[i].state]++;
         len = (size_t) snprintf(buf, size, "vigil %llus | machines %zu/%zu ready",
-                                (unsigned long long) ((now_usec() - p->started) / USEC_PER_SEC), n[PROGRESS_READY],
-                                p->n_machines);
-        if (len < size && n[PROGRESS_BOOTING])
-                len += (size_t) snprintf(buf + len, size - len, ", %zu booting", n[PROGRESS_BOOTING]);
-        if (len < size && n[PROGRESS_DOWN])
-                len += (size_t) snprintf(buf + len, size - len, ", %zu down", n[PROGRESS_DOWN]);
-        if (len < size && p->restarts)
-                len += (size_t) snprintf(buf + len, size - len, " | %u restart(s)", p->restarts);
-        if (len < size && p->subtest[0])
-                len += (size_t) snprintf(buf + len, size - len, " | subtest: %s", p->subtest);
-        if (len < size && p->last[0])
-                (void) snprintf(buf + len, size - len, " | %s", p->last);
+                                (unsigned long long) ((now_usec() - p->started) / USEC_PER_SEC), n[RUN_MACHINE_READY],
+                                st->n_machines);
+        if (len < size && n[RUN_MACHINE_BOOTING])
+                len += (size_t) snprintf(buf + len, size - len, ", %zu booting", n[RUN_MACHINE_BOOTING]);
+        if (len < size && n[RUN_MACHINE_DOWN])
+                len += (size_t) snprintf(buf + len, size - len, ", %zu down", n[RUN_MACHINE_DOWN]);
+        if (len < size && st->restarts)
+                len += (size_t) snprintf(buf + len, size - len, " | %u restart(s)", st->restarts);
+        if (len < size && st->subtest[0])
+                len += (size_t) snprintf(buf + len, size - len, " | subtest: %s", st->subtest);
+        if (len < size && st->last[0])
+                (void) snprintf(buf + len, size - len, " | %s", st->last);
 }
 
 static unsigned progress_rows(struct run_progress *p, unsigned *ret_cols) {
@@ -174,42 +141,8 @@ int run_progress_attach(struct run_progress *p, struct event_base *base) {
 
 void run_progress_event(struct run_progress *p, const char *name, const char *child, const char *kind,
                         const char *const *kv, const char *message) {
-        bool machine = kind && streq(kind, "machine") && child;
-        const char *ev = kv_get(kv, "name");
-        struct progress_machine *m = machine ? progress_machine(p, child) : NULL;
-        const char *milestone = NULL;
+        const char *milestone = run_status_feed(&p->status, name, child, kind, kv, message);
 
-        if (machine && !m)
-                return;
-        if (m && streq(name, "spawned"))
-                m->state = PROGRESS_STARTING;
-        else if (m && streq(name, "proc_spawned"))
-                m->state = PROGRESS_BOOTING, milestone = "booting";
-        else if (m && streq(name, "proc_exited"))
-                m->state = PROGRESS_DOWN, milestone = "down";
-        else if (m && streq(name, "exited") && !streq(kv_get(kv, "deliberate") ?: "0", "1"))
-                m->state = PROGRESS_DOWN, milestone = "worker exited";
-        else if (streq(name, "restarted"))
-                p->restarts++, milestone = "restarted";
-        else if (m && streq(name, "worker_event") && ev && streq(ev, "guest-ready"))
-                m->state = PROGRESS_READY, milestone = "ready";
-        else if (m && streq(name, "worker_event") && ev && streq(ev, "command") && message) {
-                /* "exit 0 after 75 ms: CMD" -> "b: CMD (exit 0, 75 ms)" */
-                const char *cmd = strstr(message, ": ");
-                int status = 0;
-                unsigned long long ms = 0;
-                if (cmd && sscanf(message, "exit %d after %llu ms", &status, &ms) == 2)
-                        snprintf(p->last, sizeof(p->last), "%s: %.*s (exit %d, %llu ms)", child,
-                                 (int) strcspn(cmd + 2, "\n"), cmd + 2, status, ms);
-                else if (cmd)
-                        snprintf(p->last, sizeof(p->last), "%s: %.*s (failed)", child, (int) strcspn(cmd + 2, "\n"),
-                                 cmd + 2);
-        } else if (streq(name, "worker_event") && ev && kind && streq(kind, "script")) {
-                if (streq(ev, "subtest-begin"))
-                        snprintf(p->subtest, sizeof(p->subtest), "%s", message ?: ""), milestone = "subtest begins";
-                else if (streq(ev, "subtest-end") || streq(ev, "subtest-failed"))
-                        p->subtest[0] = 0, milestone = streq(ev, "subtest-end") ? "subtest passed" : "subtest failed";
-        }
         if (p->tty)
                 progress_draw(p);
         else if (milestone)

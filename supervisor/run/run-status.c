@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * run-status.c owns the reading of a run's lifecycle events into its status:
+ * which event moves a machine to which state, what counts as a restart, which
+ * script events open and close a subtest. Pure.
+ */
+#include <stdio.h>
+
+#include "macro.h"
+#include "run-status.h"
+
+static const char *const machine_state_names[_RUN_MACHINE_STATE_MAX] = {
+        [RUN_MACHINE_STARTING] = "starting",
+        [RUN_MACHINE_BOOTING] = "booting",
+        [RUN_MACHINE_READY] = "ready",
+        [RUN_MACHINE_DOWN] = "down",
+};
+
+const char *run_machine_state_to_string(enum run_machine_state s) {
+        return s >= 0 && s < _RUN_MACHINE_STATE_MAX ? machine_state_names[s] : NULL;
+}
+
+const struct run_status_machine *run_status_machine(const struct run_status *st, const char *name) {
+        for (size_t i = 0; i < st->n_machines; i++)
+                if (streq(st->machines[i].name, name))
+                        return &st->machines[i];
+        return NULL;
+}
+
+static struct run_status_machine *status_machine_add(struct run_status *st, const char *name) {
+        struct run_status_machine *m = (struct run_status_machine *) run_status_machine(st, name);
+
+        if (m)
+                return m;
+        if (st->n_machines == RUN_STATUS_MACHINES_MAX)
+                return NULL;
+        m = &st->machines[st->n_machines++];
+        *m = (struct run_status_machine){.state = RUN_MACHINE_STARTING};
+        snprintf(m->name, sizeof(m->name), "%s", name);
+        return m;
+}
+
+static const char *kv_get(const char *const *kv, const char *key) {
+        for (size_t i = 0; kv && kv[i] && kv[i + 1]; i += 2)
+                if (streq(kv[i], key))
+                        return kv[i + 1];
+        return NULL;
+}
+
+/* "exit 0 after 75 ms: CMD" -> "b: CMD (exit 0, 75 ms)" */
+static void status_command(struct run_status *st, const char *child, const char *message) {
+        const char *cmd = strstr(message, ": ");
+        unsigned long long ms = 0;
+        int status = 0;
+
+        if (cmd && sscanf(message, "exit %d after %llu ms", &status, &ms) == 2)
+                snprintf(st->last, sizeof(st->last), "%s: %.*s (exit %d, %llu ms)", child,
+                         (int) strcspn(cmd + 2, "\n"), cmd + 2, status, ms);
+        else if (cmd)
+                snprintf(st->last, sizeof(st->last), "%s: %.*s (failed)", child, (int) strcspn(cmd + 2, "\n"),
+                         cmd + 2);
+}
+
+const char *run_status_feed(struct run_status *st, const char *name, const char *child, const char *kind,
+                            const char *const *kv, const char *message) {
+        bool machine = kind && streq(kind, "machine") && child;
+        const char *ev = kv_get(kv, "name");
+        struct run_status_machine *m = machine ? status_machine_add(st, child) : NULL;
+
+        if (!name || (machine && !m))
+                return NULL;
+        if (m && streq(name, "spawned"))
+                m->state = RUN_MACHINE_STARTING;
+        else if (m && streq(name, "proc_spawned"))
+                return m->state = RUN_MACHINE_BOOTING, "booting";
+        else if (m && streq(name, "proc_exited"))
+                return m->state = RUN_MACHINE_DOWN, "down";
+        else if (m && streq(name, "exited") && !streq(kv_get(kv, "deliberate") ?: "0", "1"))
+                return m->state = RUN_MACHINE_DOWN, "worker exited";
+        else if (streq(name, "restarted"))
+                return st->restarts++, "restarted";
+        else if (m && streq(name, "worker_event") && ev && streq(ev, "guest-ready"))
+                return m->state = RUN_MACHINE_READY, "ready";
+        else if (m && streq(name, "worker_event") && ev && streq(ev, "command") && message)
+                status_command(st, child, message);
+        else if (streq(name, "worker_event") && ev && kind && streq(kind, "script")) {
+                if (streq(ev, "subtest-begin"))
+                        return snprintf(st->subtest, sizeof(st->subtest), "%s", message ?: ""), "subtest begins";
+                if (streq(ev, "subtest-end") || streq(ev, "subtest-failed"))
+                        return st->subtest[0] = 0, streq(ev, "subtest-end") ? "subtest passed" : "subtest failed";
+        }
+        return NULL;
+}

@@ -27,6 +27,7 @@
 #include "run-main.h"
 #include "run-plan.h"
 #include "run-progress.h"
+#include "run-registry.h"
 #include "run-sweep.h"
 #include "fs-util.h"
 #include "sup.h"
@@ -45,8 +46,9 @@ struct run_state {
         struct run_progress *progress;
         struct run_plan *plan; /* create_machine() adds to it */
         const struct run_dirs *dirs;
-        char why[600]; /* why the script's end ended the run, for the summary */
-        int why_code;  /* ... and the exit code it asked for */
+        struct run_registry_entry registry; /* RUN_DIR/run.json: how vigil ps finds this run */
+        char why[600];                      /* why the script's end ended the run, for the summary */
+        int why_code;                       /* ... and the exit code it asked for */
 };
 
 static struct run_state run_state;
@@ -397,6 +399,28 @@ static int add_child(struct sup *s, const char *id, enum worker_kind kind, enum 
         return r;
 }
 
+/* run.json again with the plan's machines (create_machine() added one); the
+ * run's identity (pid, start time) stays what the outer vigil wrote. */
+static void registry_update(struct run_state *st) {
+        struct run_registry_entry e = {};
+        int r;
+
+        if (!st->registry.run_dir)
+                return;
+        r = run_registry_entry_from_plan(st->plan, st->registry.run_id, st->registry.run_dir, st->registry.out_dir,
+                                         &e);
+        if (r >= 0) {
+                e.pid = st->registry.pid;
+                e.start_time = st->registry.start_time;
+                e.started = st->registry.started;
+                r = run_registry_write(&e);
+        }
+        if (r < 0)
+                log_warning_errno(r, "cannot update %s/" RUN_REGISTRY_FILE " (vigil ps): %m, ignoring",
+                                  st->registry.run_dir);
+        run_registry_entry_done(&e);
+}
+
 /* create_machine(start_command, name=, keep_machine_state=): one more machine
  * worker joins the live run, with the reference's state-directory semantics
  * (emptied unless kept). This and sup_tree_add_child_live() are the whole of
@@ -437,7 +461,9 @@ static int on_add_machine(struct sup *s, const char *name, const char *start_com
         r = cfg ? sup_tree_add_child_live(s, &c, ret_error) : -ENOMEM;
         if (r < 0) {
                 run_plan_drop_last(st->plan);
+                return r;
         }
+        registry_update(st);
         return r;
 }
 
@@ -671,6 +697,15 @@ int run_main(int argc, char **argv) {
                 run_plan_done(&p);
                 return code;
         }
+        /* Written here, by the process a user sees (outside the PID namespace). */
+        r = run_registry_entry_from_plan(&p, run_id, tmp, out, &run_state.registry);
+        if (r >= 0)
+                r = run_registry_write(&run_state.registry);
+        if (r < 0)
+                log_warning_errno(r,
+                                  "cannot write %s/" RUN_REGISTRY_FILE " (vigil ps will not list this run): %m, "
+                                  "ignoring",
+                                  tmp);
 
         /* From here on everything vigil starts, cache builds included, lives in
          * the PID namespace: killing vigil by any signal kills it. What the
@@ -711,6 +746,11 @@ int run_main(int argc, char **argv) {
 finish:
         if (!p.keep_state)
                 rm_rf(tmp);
+        else if (run_state.registry.run_dir) { /* the kept directory outlives the run; its entry must not */
+                char registry[600];
+                snprintf(registry, sizeof(registry), "%s/" RUN_REGISTRY_FILE, run_state.registry.run_dir);
+                (void) unlink(registry);
+        }
         if (ns > 0 && geteuid() == 0) /* no namespace: this is the host's /proc, and the tree is down */
                 run_sweep_nspawn_propagate();
         run_report(out);
@@ -721,6 +761,7 @@ finish:
                 log_tee(LOG_NOTICE, "%s (exit %d); logs in %s", exit_code_meaning(code), code, out);
         if (p.reference_cli)
                 code = reference_exit(code);
+        run_registry_entry_done(&run_state.registry);
         run_plan_done(&p);
         return code;
 }

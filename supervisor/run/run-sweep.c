@@ -16,8 +16,7 @@
 
 #define NSPAWN_PROPAGATE "/run/systemd/nspawn/propagate"
 
-/* The start time of @pid (field 22 of /proc/PID/stat), 0 if it is gone. */
-static unsigned long long proc_start_time(pid_t pid) {
+unsigned long long run_sweep_start_time(pid_t pid) {
         char path[64], buf[1024], *p;
         unsigned long long start = 0;
         _cleanup_fclose_ FILE *f = NULL;
@@ -40,7 +39,7 @@ void run_sweep_mark_owner(const char *dir) {
         snprintf(path, sizeof(path), "%s/owner", dir);
         f = fopen(path, "we");
         if (f)
-                fprintf(f, "%d %llu\n", (int) getpid(), proc_start_time(getpid()));
+                fprintf(f, "%d %llu\n", (int) getpid(), run_sweep_start_time(getpid()));
 }
 
 /* Kept-state directories (vigil-keep-UID) are never touched. */
@@ -65,7 +64,7 @@ void run_sweep_tmp_dirs(const char *base) {
                 f = fopen(owner, "re");
                 if (!f || !fgets(text, sizeof(text), f) || sscanf(text, "%d %llu", &pid, &start) != 2 || pid <= 0)
                         continue; /* not ours to judge */
-                if (proc_start_time(pid) == start)
+                if (run_sweep_start_time(pid) == start)
                         continue; /* its vigil is alive */
                 log_info("Removing %s, left by a run that is gone (pid %d)", dir, pid);
                 rm_rf(dir);

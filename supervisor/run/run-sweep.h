@@ -5,6 +5,12 @@
  */
 #pragma once
 
+#include <sys/types.h>
+
+/* The start time of @pid (field 22 of /proc/PID/stat), 0 if it is gone: with
+ * the pid, it names a process without the risk of pid reuse. */
+unsigned long long run_sweep_start_time(pid_t pid);
+
 /* Write @dir/owner ("PID STARTTIME" of this process), so a later run can tell
  * a directory whose vigil was killed from a live one. */
 void run_sweep_mark_owner(const char *dir);

@@ -2,7 +2,7 @@
 /*
  * vigil-main.c: the vigil executable's entry point. It opens the log and hands
  * argv to the verb named by argv[1]; each verb lives in its own file: `run`
- * in this room (run-main.c), `supervise` in the supervisor's, `report` in
+ * and `ps` in this room (run-main.c, run-ps.c), `supervise` in the supervisor's, `report` in
  * report/.
  */
 #include "config.h"
@@ -10,6 +10,7 @@
 #include "log.h"
 #include "report.h"
 #include "run-main.h"
+#include "run-ps.h"
 #include "sup-verbs.h"
 
 struct verb {
@@ -20,6 +21,7 @@ struct verb {
 
 static const struct verb verbs[] = {
         {"run", run_main, "run a test script against machines (vigil run SCRIPT --node NAME ...)"},
+        {"ps", run_ps_main, "list the running runs and their machines"},
         {"supervise", verb_supervise, "run a supervision tree described in JSON"},
         {"report", verb_report, "write OUT_DIR/report.html from a run's recorded files"},
 };

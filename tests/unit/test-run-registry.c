@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Proves that a run's registry entry (RUN_DIR/run.json) reads back as written, that a broken one is refused, that
+ * liveness follows pid and start time, and that the status fold says what each event does to a machine.
+ * Why it matters: `vigil ps` and `vigil shell` find runs only through this file, and report states through the fold.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "fs-util.h"
+#include "macro.h"
+#include "run-plan.h"
+#include "run-registry.h"
+#include "run-status.h"
+#include "tap.h"
+
+static void test_roundtrip(void) {
+        char dir[] = "/tmp/test-run-registry-XXXXXX", path[256];
+        struct run_registry_entry a = {}, b = {};
+        _cleanup_free_ char *text = NULL;
+        struct run_plan p;
+        char *err = NULL;
+
+        CHECK(mkdtemp(dir) != NULL, "temporary directory");
+        run_plan_init(&p);
+        CHECK(run_plan_parse_args(&p, 6, (char *[]){"run", "t.py", "--node", "web", "--node", "box=nspawn", NULL},
+                                  &err) == 0 &&
+                      run_plan_finalize(&p, &err) == 0,
+              "a plan of two machines (%s)", err ?: "");
+        CHECK(run_registry_entry_from_plan(&p, "0123456789abcdef0123456789abcdef", dir, "/abs/out", &a) == 0,
+              "an entry from the plan");
+        CHECK(a.pid == (int) getpid() && a.start_time > 0 && a.started > 1e9 && a.n_machines == 2 &&
+                      streq(a.machines[0].name, "box") && streq(a.machines[0].backend, "nspawn") &&
+                      streq(a.machines[1].backend, "qemu"),
+              "this process, now, and the machines in plan order with their backends");
+        CHECK(run_registry_alive(&a), "this process is alive");
+        CHECK(run_registry_write(&a) == 0, "written");
+        snprintf(path, sizeof path, "%s/" RUN_REGISTRY_FILE, dir);
+        CHECK(read_file_max(path, 1 << 20, &text) == 0 && run_registry_parse(text, &b) == 0, "read back");
+        CHECK(streq_ptr(a.run_id, b.run_id) && a.pid == b.pid && a.start_time == b.start_time &&
+                      a.started == b.started && streq_ptr(a.run_dir, b.run_dir) && streq_ptr(a.out_dir, b.out_dir) &&
+                      streq_ptr(a.script, b.script) && b.n_machines == 2 && streq(b.machines[1].name, "web"),
+              "every field as written");
+        b.start_time++;
+        CHECK(!run_registry_alive(&b), "the same pid with another start time is another process");
+        b.pid = 1 << 22;
+        CHECK(!run_registry_alive(&b), "a pid that is gone is not alive");
+        run_registry_entry_done(&a);
+        run_registry_entry_done(&b);
+        run_plan_done(&p);
+        rm_rf(dir);
+
+        static const char *const bad[] = {
+                "",
+                "[]",
+                "{\"run_id\":\"x\"}",
+                "{\"run_id\":\"x\",\"run_dir\":\"/r\",\"out_dir\":\"/o\",\"pid\":0,\"start_time\":1,\"machines\":[]}",
+                "{\"run_id\":\"x\",\"run_dir\":\"/r\",\"out_dir\":\"/"
+                "o\",\"pid\":1,\"start_time\":1,\"machines\":[{}]}",
+                "{\"run_id\":\"x\",\"run_dir\":\"/r\",\"out_dir\":\"/o\",\"pid\":1,\"start_time\":1}",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                struct run_registry_entry e;
+                CHECK(run_registry_parse(bad[i], &e) == -EINVAL, "refused: %s", bad[i]);
+        }
+}
+
+static void test_status(void) {
+        static struct run_status st;
+        const char *const ready[] = {"name", "guest-ready", NULL};
+        const char *const command[] = {"name", "command", NULL};
+        const char *const deliberate[] = {"deliberate", "1", NULL};
+        const char *const sub[] = {"name", "subtest-begin", NULL};
+        const char *const sub_end[] = {"name", "subtest-end", NULL};
+
+        CHECK(run_status_feed(&st, "spawned", "a", "machine", NULL, NULL) == NULL &&
+                      run_status_machine(&st, "a")->state == RUN_MACHINE_STARTING,
+              "a machine worker spawned: starting");
+        CHECK(streq(run_status_feed(&st, "proc_spawned", "a", "machine", NULL, NULL), "booting") &&
+                      run_status_machine(&st, "a")->state == RUN_MACHINE_BOOTING,
+              "its QEMU spawned: booting");
+        CHECK(streq(run_status_feed(&st, "worker_event", "a", "machine", ready, NULL), "ready") &&
+                      run_status_machine(&st, "a")->state == RUN_MACHINE_READY,
+              "its guest shell up: ready");
+        CHECK(run_status_feed(&st, "worker_event", "a", "machine", command, "exit 0 after 75 ms: echo hi") == NULL &&
+                      streq(st.last, "a: echo hi (exit 0, 75 ms)"),
+              "a command is remembered as the last one (%s)", st.last);
+        CHECK(run_status_feed(&st, "exited", "a", "machine", deliberate, NULL) == NULL &&
+                      run_status_machine(&st, "a")->state == RUN_MACHINE_READY,
+              "a deliberate worker exit does not take the machine down");
+        CHECK(streq(run_status_feed(&st, "exited", "a", "machine", NULL, NULL), "worker exited") &&
+                      run_status_machine(&st, "a")->state == RUN_MACHINE_DOWN,
+              "a worker crash does");
+        CHECK(streq(run_status_feed(&st, "restarted", "a", "machine", NULL, NULL), "restarted") && st.restarts == 1,
+              "restarts are counted");
+        CHECK(streq(run_status_feed(&st, "worker_event", "script", "script", sub, "phase one"), "subtest begins") &&
+                      streq(st.subtest, "phase one"),
+              "a subtest begins");
+        CHECK(streq(run_status_feed(&st, "worker_event", "script", "script", sub_end, NULL), "subtest passed") &&
+                      !st.subtest[0],
+              "and ends");
+        CHECK(run_status_feed(&st, "spawned", "vlan1", "switch", NULL, NULL) == NULL && st.n_machines == 1 &&
+                      !run_status_machine(&st, "vlan1"),
+              "a switch is no machine");
+        CHECK(run_status_feed(&st, NULL, "a", "machine", NULL, NULL) == NULL, "an event without a name is ignored");
+        CHECK(streq(run_machine_state_to_string(RUN_MACHINE_BOOTING), "booting") &&
+                      !run_machine_state_to_string(_RUN_MACHINE_STATE_MAX),
+              "state names");
+}
+
+int main(void) {
+        test_roundtrip();
+        test_status();
+        return tap_done();
+}

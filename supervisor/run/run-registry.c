@@ -4,7 +4,8 @@
  * directories exist and again when create_machine() adds a machine, read by
  * `vigil ps` and `vigil shell`. Finding runs needs no daemon and no socket:
  * the places a run directory can be are few ($XDG_RUNTIME_DIR, $TMPDIR,
- * /tmp, the same choice run-main.c makes), and the file names its vigil
+ * /tmp, the same choice run-main.c makes, plus /run/user/UID, which is
+ * $XDG_RUNTIME_DIR in the user's login sessions), and the file names its vigil
  * process by pid and start time, so a SIGKILLed run is told from a live one
  * exactly as run-sweep.c tells them apart.
  */
@@ -293,12 +294,15 @@ static int registry_cmp(const void *a, const void *b) {
 }
 
 int run_registry_list(struct run_registry_entry **ret, size_t *ret_n) {
-        const char *bases[] = {getenv("XDG_RUNTIME_DIR"), getenv("TMPDIR"), "/tmp"};
+        char user_runtime[64];
+        const char *bases[] = {getenv("XDG_RUNTIME_DIR"), getenv("TMPDIR"), "/tmp", user_runtime};
         char seen[ELEMENTSOF(bases)][PATH_MAX];
         struct run_registry_entry *entries = NULL;
         size_t n = 0, size = 0;
         int r = 0;
 
+        /* $XDG_RUNTIME_DIR of this user's login sessions: their runs are found from cron or systemd-run too. */
+        snprintf(user_runtime, sizeof(user_runtime), "/run/user/%u", (unsigned) geteuid());
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(bases); i++) {
                 bool dup = false;
 

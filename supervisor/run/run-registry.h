@@ -48,7 +48,8 @@ int run_registry_parse(const char *json, struct run_registry_entry *ret);
 bool run_registry_alive(const struct run_registry_entry *e);
 
 /* Every live run of this user (root: of everyone) under the places vigil run
- * puts run directories, oldest first. */
+ * puts run directories ($XDG_RUNTIME_DIR, $TMPDIR, /tmp, /run/user/EUID),
+ * oldest first. */
 int run_registry_list(struct run_registry_entry **ret, size_t *ret_n);
 /* The live run that @what names: a prefix of its run id (at least 4 hex
  * digits, unique), or its output directory. -ENOENT none, -EEXIST several. */

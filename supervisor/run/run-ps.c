@@ -141,6 +141,13 @@ static int ps_add(json_object *o, const char *key, json_object *v) {
         return 0;
 }
 
+/* @s as a JSON string, or null (json-c's null is a NULL object, not an allocation). */
+static int ps_add_string(json_object *o, const char *key, const char *s) {
+        if (!s)
+                return json_object_object_add(o, key, NULL) < 0 ? -ENOMEM : 0;
+        return ps_add(o, key, json_object_new_string(s));
+}
+
 static int ps_run_json(const struct run_registry_entry *e, double now, json_object **ret) {
         _cleanup_(ps_json_putp) json_object *o = json_object_new_object();
         json_object *machines = json_object_new_array();
@@ -164,9 +171,9 @@ static int ps_run_json(const struct run_registry_entry *e, double now, json_obje
         if (r >= 0)
                 r = ps_add(o, "out_dir", json_object_new_string(e->out_dir));
         if (r >= 0)
-                r = ps_add(o, "script", e->script ? json_object_new_string(e->script) : json_object_new_null());
+                r = ps_add_string(o, "script", e->script);
         if (r >= 0)
-                r = ps_add(o, "subtest", st.subtest[0] ? json_object_new_string(st.subtest) : json_object_new_null());
+                r = ps_add_string(o, "subtest", st.subtest[0] ? st.subtest : NULL);
         if (r >= 0)
                 r = ps_add(o, "restarts", json_object_new_int((int) st.restarts));
         if (r >= 0)

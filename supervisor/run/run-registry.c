@@ -88,8 +88,11 @@ static int registry_add(json_object *o, const char *key, json_object *v) {
         return 0;
 }
 
-static json_object *registry_string(const char *s) {
-        return s ? json_object_new_string(s) : json_object_new_null();
+/* @s as a JSON string, or null (json-c's null is a NULL object, not an allocation). */
+static int registry_add_string(json_object *o, const char *key, const char *s) {
+        if (!s)
+                return json_object_object_add(o, key, NULL) < 0 ? -ENOMEM : 0;
+        return registry_add(o, key, json_object_new_string(s));
 }
 
 static int registry_to_json(const struct run_registry_entry *e, json_object **ret) {
@@ -107,16 +110,16 @@ static int registry_to_json(const struct run_registry_entry *e, json_object **re
 
                 r = m ? 0 : -ENOMEM;
                 if (r >= 0)
-                        r = registry_add(m, "name", registry_string(e->machines[i].name));
+                        r = registry_add_string(m, "name", e->machines[i].name);
                 if (r >= 0)
-                        r = registry_add(m, "backend", registry_string(e->machines[i].backend));
+                        r = registry_add_string(m, "backend", e->machines[i].backend);
                 if (r >= 0 && json_object_array_add(machines, m) < 0)
                         r = -ENOMEM;
                 if (r < 0)
                         json_object_put(m);
         }
         if (r >= 0)
-                r = registry_add(j, "run_id", registry_string(e->run_id));
+                r = registry_add_string(j, "run_id", e->run_id);
         if (r >= 0)
                 r = registry_add(j, "pid", json_object_new_int(e->pid));
         if (r >= 0)
@@ -124,11 +127,11 @@ static int registry_to_json(const struct run_registry_entry *e, json_object **re
         if (r >= 0)
                 r = registry_add(j, "started", json_object_new_double(e->started));
         if (r >= 0)
-                r = registry_add(j, "run_dir", registry_string(e->run_dir));
+                r = registry_add_string(j, "run_dir", e->run_dir);
         if (r >= 0)
-                r = registry_add(j, "out_dir", registry_string(e->out_dir));
+                r = registry_add_string(j, "out_dir", e->out_dir);
         if (r >= 0)
-                r = registry_add(j, "script", registry_string(e->script));
+                r = registry_add_string(j, "script", e->script);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(j);

@@ -52,14 +52,22 @@ with tempfile.TemporaryDirectory(prefix="vigil-run-ps-") as d:
     proc = subprocess.Popen([VIGIL, "run", script, "--node", "a", "--node", "b", "-o", out], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
+    early, early_errors = [], []
     while proc.poll() is None and not os.path.exists(marker) and time.monotonic() < deadline:
-        time.sleep(0.2)
+        p = ps(env, "--json")  # while the machines boot: no subtest yet (null), states moving
+        if p.returncode != 0:
+            early_errors.append(p.stderr.strip())
+        else:
+            early += [r for r in json.loads(p.stdout)["runs"] if r["out_dir"] == out and r["subtest"] is None]
+        time.sleep(0.3)
     check(os.path.exists(marker), "the run reached its subtest")
+    check(not early_errors and early and {m["state"] for r in early for m in r["machines"]} >= {"booting"},
+          f"vigil ps during the boot: the run without a subtest, a booting (errors: {early_errors[:3]})")
 
     p = ps(env, "--json")
     runs = json.loads(p.stdout)["runs"] if p.returncode == 0 else []
     mine = [r for r in runs if r["out_dir"] == out]
-    check(p.returncode == 0 and len(mine) == 1, f"vigil ps --json lists the run once (exit {p.returncode})")
+    check(p.returncode == 0 and len(mine) == 1, f"vigil ps --json lists the run once (exit {p.returncode}: {p.stderr.strip()})")
     r = mine[0] if mine else {}
     rid = r.get("run_id", "")
     check(re.fullmatch(r"[0-9a-f]{32}", rid) is not None and r.get("pid") == proc.pid and

@@ -114,7 +114,8 @@ static const struct worker_config_field machine_qemu_fields[] = {
 static const struct worker_config_object machine_qemu_object = TABLE(struct machine_config, machine_qemu_fields);
 
 static const struct worker_config_field machine_nspawn_fields[] = {
-        STR("tree", struct machine_config, tree, .required = true),
+        STR("tree", struct machine_config, tree),
+        STR("start_script", struct machine_config, start_script), /* a NixOS run-<name>-nspawn instead of a tree */
         STR("binary", struct machine_config, binary),
         STRV("extra_args", struct machine_config, extra_args, .max = MSG_STRV_MAX),
 };
@@ -678,6 +679,8 @@ int worker_config_machine_parse(const char *json, struct machine_config *ret, ch
                 return r;
         if (m.backend_kind == MACHINE_BACKEND_QEMU && !!m.start_script == !!m.kernel)
                 r = wc_bad(&p, "\"qemu\" needs exactly one of \"start_script\" or \"kernel\"");
+        else if (m.backend_kind == MACHINE_BACKEND_NSPAWN && !!m.start_script == !!m.tree)
+                r = wc_bad(&p, "\"nspawn\" needs exactly one of \"tree\" or \"start_script\"");
         else if (m.start_script && !*m.start_script)
                 r = wc_bad(&p, "\"start_script\" must not be empty");
         /* A NIC is a VDE socket for QEMU, a TAP made by the switch for a container. */

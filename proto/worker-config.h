@@ -115,7 +115,8 @@ struct machine_config {
         struct machine_host *hosts;
         size_t n_hosts;
 
-        /* "qemu": exactly one of start_script or kernel. */
+        /* "qemu": exactly one of start_script or kernel; "nspawn": of tree or
+         * start_script (a NixOS run-<name>-nspawn). */
         char *start_script;
         char *kernel;
         char *initrd;
@@ -168,7 +169,8 @@ void worker_config_done(const struct worker_config_object *table, void *c);
 bool worker_config_equal(const struct worker_config_object *table, const void *a, const void *b);
 
 /* The machine config's own contract beyond types: exactly one of
- * qemu.start_script or qemu.kernel; a VLAN socket for qemu, a tap for nspawn. */
+ * qemu.start_script or qemu.kernel, of nspawn.tree or nspawn.start_script; a
+ * VLAN socket for qemu, a tap for nspawn. */
 int worker_config_machine_parse(const char *json, struct machine_config *ret, char *error, size_t error_size);
 int worker_config_machine_write(const struct machine_config *c, char **ret_json);
 int worker_config_switch_parse(const char *json, struct switch_config *ret, char *error, size_t error_size);

@@ -91,6 +91,18 @@ static int check_qemu(struct machine_config *m, char *error, size_t size) {
 }
 
 static int check_nspawn(struct machine_config *m, char *error, size_t size) {
+        /* A NixOS run-<name>-nspawn script boots its container itself
+         * (docs/machine.md, "NixOS container start scripts"). */
+        if (m->start_script) {
+                if (m->start_script[0] != '/')
+                        return bad(error, size, "\"nspawn.start_script\" must be an absolute path, not \"%s\"",
+                                   m->start_script);
+                if (m->binary || m->extra_args)
+                        return bad(error, size,
+                                   "\"nspawn.binary\" and \"nspawn.extra_args\" are for a \"tree\" (a start script "
+                                   "runs systemd-nspawn itself)");
+                return 0;
+        }
         /* sun_path holds 108 bytes; "<state_dir>/host/backdoor.sock" must fit. */
         if (strlen(m->state_dir) + strlen("/host/backdoor.sock") >= 108)
                 return bad(error, size, "state_dir \"%s\" is too long for the backdoor socket path (max 88 bytes)",

@@ -34,7 +34,7 @@ static void test_lines(void) {
         CHECK(feed_str(&s, "systemd-nspawn's PID is 1\n") == NSPAWN_SCRIPT_NONE && s.nspawn_pid == 4242,
               "nothing changes after the boot");
 
-        s = (struct nspawn_script_scan) {};
+        s = (struct nspawn_script_scan){};
         const char *text = "systemd-nspawn's PID is 77\nsystemd[1]: Startup finished in 310ms.\n";
         int last = NSPAWN_SCRIPT_NONE, r;
         for (size_t i = 0; text[i]; i++)
@@ -42,21 +42,24 @@ static void test_lines(void) {
                         last = r;
         CHECK(last == NSPAWN_SCRIPT_BOOTED && s.nspawn_pid == 77, "byte by byte, \"Startup finished\" boots");
 
-        s = (struct nspawn_script_scan) {.nspawn_pid = 5};
+        s = (struct nspawn_script_scan){.nspawn_pid = 5};
         CHECK(feed_str(&s, "Welcome to Debian GNU/Linux 12 (bookworm)!\n") == NSPAWN_SCRIPT_BOOTED,
               "another OS's welcome line boots too (vigil's addition)");
-        s = (struct nspawn_script_scan) {.nspawn_pid = 5};
+        s = (struct nspawn_script_scan){.nspawn_pid = 5};
         CHECK(feed_str(&s, "  systemd[1]: Startup finished in 1s\n") == NSPAWN_SCRIPT_NONE,
               "\"Startup finished\" counts only at the start of a line, as in the reference");
 
-        s = (struct nspawn_script_scan) {};
+        s = (struct nspawn_script_scan){};
         CHECK(feed_str(&s, "Welcome to NixOS!\n") == -EPROTO, "a boot line before the PID line is refused");
         static const char *const bad[] = {
-                "systemd-nspawn's PID is \n", "systemd-nspawn's PID is 12x\n", "systemd-nspawn's PID is -3\n",
-                "systemd-nspawn's PID is 0\n", "systemd-nspawn's PID is 99999999999999999999\n",
+                "systemd-nspawn's PID is \n",
+                "systemd-nspawn's PID is 12x\n",
+                "systemd-nspawn's PID is -3\n",
+                "systemd-nspawn's PID is 0\n",
+                "systemd-nspawn's PID is 99999999999999999999\n",
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                s = (struct nspawn_script_scan) {};
+                s = (struct nspawn_script_scan){};
                 CHECK(feed_str(&s, bad[i]) == -EBADMSG && s.nspawn_pid == 0, "bad PID line refused: %.*s",
                       (int) strlen(bad[i]) - 1, bad[i]);
         }
@@ -66,7 +69,7 @@ static void test_lines(void) {
         memset(longline, 'x', sizeof longline);
         memcpy(longline, "Welcome to NixOS", 16);
         longline[sizeof longline - 1] = '\n';
-        s = (struct nspawn_script_scan) {.nspawn_pid = 9};
+        s = (struct nspawn_script_scan){.nspawn_pid = 9};
         CHECK(nspawn_script_feed(&s, (const uint8_t *) longline, sizeof longline) == NSPAWN_SCRIPT_BOOTED,
               "an overlong line is matched on its first %u bytes", NSPAWN_SCRIPT_LINE_MAX);
 }
@@ -117,10 +120,10 @@ static void test_argvs(void) {
                       nspawn_script_argv("", "/proc/7/ns/net", NULL, 0, &v) == -EINVAL && !v,
               "bad TAP names, VLANs and an empty script are refused");
 
-        CHECK(nspawn_script_shell_argv(4321, &shell) == 0 && strv_length(shell) == 12 &&
-                      streq(shell[0], "nsenter") && streq(shell[2], "4321") && streq(shell[3], "--mount") &&
-                      streq(shell[8], "--cgroup") && streq(shell[9], "/bin/sh") &&
-                      strstr(shell[11], "Spawning backdoor root shell...") && strstr(shell[11], "bash --norc"),
+        CHECK(nspawn_script_shell_argv(4321, &shell) == 0 && strv_length(shell) == 12 && streq(shell[0], "nsenter") &&
+                      streq(shell[2], "4321") && streq(shell[3], "--mount") && streq(shell[8], "--cgroup") &&
+                      streq(shell[9], "/bin/sh") && strstr(shell[11], "Spawning backdoor root shell...") &&
+                      strstr(shell[11], "bash --norc"),
               "the shell: nsenter into the init's namespaces, /bin/sh, the ready line, bash");
         if (shell) {
                 FILE *f = popen("sh -n", "w");

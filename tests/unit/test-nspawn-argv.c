@@ -61,16 +61,16 @@ static void test_config(void) {
         CHECK(parse_variant("\"tree\":\"/var/cache/vigil/debian-x\",\"extra_args\":[\"--setenv=FOO=1\"]",
                             "\"start_script\":\"/nix/store/x/bin/run-alpha-nspawn\"", err, sizeof err) == 0,
               "a NixOS start script instead of a tree: %s", err);
-        CHECK(parse_variant("\"tree\":\"/var/cache/vigil/debian-x\",",
-                            "\"tree\":\"/t\",\"start_script\":\"/s\",", err, sizeof err) == -EINVAL &&
+        CHECK(parse_variant("\"tree\":\"/var/cache/vigil/debian-x\",", "\"tree\":\"/t\",\"start_script\":\"/s\",", err,
+                            sizeof err) == -EINVAL &&
                       strstr(err, "exactly one of \"tree\" or \"start_script\""),
               "tree and start_script together refused: %s", err);
         CHECK(parse_variant("\"tree\":\"/var/cache/vigil/debian-x\",\"extra_args\":[\"--setenv=FOO=1\"]",
                             "\"start_script\":\"bin/run-alpha-nspawn\"", err, sizeof err) == -EINVAL &&
                       strstr(err, "nspawn.start_script"),
               "relative start_script refused: %s", err);
-        CHECK(parse_variant("\"tree\":\"/var/cache/vigil/debian-x\",", "\"start_script\":\"/s\",", err,
-                            sizeof err) == -EINVAL &&
+        CHECK(parse_variant("\"tree\":\"/var/cache/vigil/debian-x\",", "\"start_script\":\"/s\",", err, sizeof err) ==
+                              -EINVAL &&
                       strstr(err, "nspawn.extra_args"),
               "extra_args with a start script refused: %s", err);
         CHECK(parse_variant("\"tree\":\"/var", "\"tree\":\"var", err, sizeof err) == -EINVAL &&

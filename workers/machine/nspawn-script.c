@@ -144,34 +144,33 @@ int nspawn_script_env(const char *state_dir, const char *shared_dir, char ***ret
 
 /* The wrapper program, fixed text: everything variable comes in as "$@", so
  * nothing needs quoting. Run as root with every capability (sup-kind.c). */
-static const char wrapper_sh[] =
-        "set -eu\n"
-        "hostns=$1 script=$2\n"
-        "shift 2\n"
-        /* Private to this script: the named namespaces it adds, nspawn's
-         * per-machine directories. */
-        "mkdir -p /run/netns /run/systemd/nspawn\n"
-        "mount -t tmpfs -o mode=0755 vigil-netns /run/netns\n"
-        "mount -t tmpfs -o mode=0755 vigil-nspawn /run/systemd/nspawn\n"
-        /* A sysfs shows the interfaces of the namespace that mounted it: the
-         * script decides whether br<vlan> exists from /sys/class/net. */
-        "mkdir /run/netns/.vigil-cgroup\n"
-        "mount --rbind /sys/fs/cgroup /run/netns/.vigil-cgroup\n"
-        "mount -t sysfs sysfs /sys\n"
-        "mount --move /run/netns/.vigil-cgroup /sys/fs/cgroup\n"
-        "rmdir /run/netns/.vigil-cgroup\n"
-        "ip link set dev lo up\n"
-        "while [ $# -ge 2 ]; do\n"
-        "        nsenter --net=\"$hostns\" -- ip link set dev \"$1\" netns $$\n"
-        "        if [ ! -e \"/sys/class/net/br$2\" ]; then\n"
-        "                ip link add \"br$2\" type bridge\n"
-        "                echo 1 >\"/proc/sys/net/ipv6/conf/br$2/disable_ipv6\" || :\n"
-        "                ip link set dev \"br$2\" up\n"
-        "        fi\n"
-        "        ip link set dev \"$1\" master \"br$2\" up\n"
-        "        shift 2\n"
-        "done\n"
-        "exec \"$script\"\n";
+static const char wrapper_sh[] = "set -eu\n"
+                                 "hostns=$1 script=$2\n"
+                                 "shift 2\n"
+                                 /* Private to this script: the named namespaces it adds, nspawn's
+                                  * per-machine directories. */
+                                 "mkdir -p /run/netns /run/systemd/nspawn\n"
+                                 "mount -t tmpfs -o mode=0755 vigil-netns /run/netns\n"
+                                 "mount -t tmpfs -o mode=0755 vigil-nspawn /run/systemd/nspawn\n"
+                                 /* A sysfs shows the interfaces of the namespace that mounted it: the
+                                  * script decides whether br<vlan> exists from /sys/class/net. */
+                                 "mkdir /run/netns/.vigil-cgroup\n"
+                                 "mount --rbind /sys/fs/cgroup /run/netns/.vigil-cgroup\n"
+                                 "mount -t sysfs sysfs /sys\n"
+                                 "mount --move /run/netns/.vigil-cgroup /sys/fs/cgroup\n"
+                                 "rmdir /run/netns/.vigil-cgroup\n"
+                                 "ip link set dev lo up\n"
+                                 "while [ $# -ge 2 ]; do\n"
+                                 "        nsenter --net=\"$hostns\" -- ip link set dev \"$1\" netns $$\n"
+                                 "        if [ ! -e \"/sys/class/net/br$2\" ]; then\n"
+                                 "                ip link add \"br$2\" type bridge\n"
+                                 "                echo 1 >\"/proc/sys/net/ipv6/conf/br$2/disable_ipv6\" || :\n"
+                                 "                ip link set dev \"br$2\" up\n"
+                                 "        fi\n"
+                                 "        ip link set dev \"$1\" master \"br$2\" up\n"
+                                 "        shift 2\n"
+                                 "done\n"
+                                 "exec \"$script\"\n";
 
 static bool tap_name_valid(const char *s) {
         size_t n = s ? strlen(s) : 0;
@@ -187,11 +186,11 @@ static bool tap_name_valid(const char *s) {
         return true;
 }
 
-int nspawn_script_argv(const char *script, const char *host_netns, const struct nspawn_script_tap *taps,
-                       size_t n_taps, char ***ret) {
+int nspawn_script_argv(const char *script, const char *host_netns, const struct nspawn_script_tap *taps, size_t n_taps,
+                       char ***ret) {
         static const char *const head[] = {
-                "unshare", "--net", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", wrapper_sh,
-                "vigil-nspawn-script",
+                "unshare", "--net",   "--mount", "--propagation", "private",
+                "--",      "/bin/sh", "-c",      wrapper_sh,      "vigil-nspawn-script",
         };
         size_t n = ELEMENTSOF(head) + 2 + 2 * n_taps, k = 0;
         _cleanup_strv_free_ char **v = NULL;

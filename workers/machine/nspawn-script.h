@@ -23,7 +23,7 @@
 #define NSPAWN_SCRIPT_STARTUP_PREFIX "systemd[1]: Startup finished in"
 #define NSPAWN_SCRIPT_WELCOME_NIXOS  "Welcome to NixOS"
 /* vigil also takes systemd's welcome line of any other OS. */
-#define NSPAWN_SCRIPT_WELCOME        "Welcome to "
+#define NSPAWN_SCRIPT_WELCOME "Welcome to "
 
 /* Longest prefix of a line kept for matching; the rest of a longer line is
  * ignored (the markers are near the start of theirs). */
@@ -39,8 +39,8 @@ struct nspawn_script_scan {
         pid_t nspawn_pid; /* 0 until the PID line */
         bool booted;
         char line[NSPAWN_SCRIPT_LINE_MAX];
-        size_t len;      /* bytes of the current line kept in line[] */
-        bool overflow;   /* the current line is longer than line[] */
+        size_t len;    /* bytes of the current line kept in line[] */
+        bool overflow; /* the current line is longer than line[] */
 };
 
 /* One line (without its newline; a trailing '\r' is ignored). Returns an
@@ -78,8 +78,8 @@ struct nspawn_script_tap {
  * directories stay private to this run), and execs the script. The process
  * keeps its pid through every exec. -EINVAL for a TAP name that is not 1-15
  * of [A-Za-z0-9._-] or a VLAN outside 1..4094. */
-int nspawn_script_argv(const char *script, const char *host_netns, const struct nspawn_script_tap *taps,
-                       size_t n_taps, char ***ret);
+int nspawn_script_argv(const char *script, const char *host_netns, const struct nspawn_script_tap *taps, size_t n_taps,
+                       char ***ret);
 
 /* The shell into the container as the reference gets it (nsenter into the
  * init's mount, uts, ipc, net, pid and cgroup namespaces, /bin/sh, an empty

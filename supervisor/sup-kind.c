@@ -42,16 +42,27 @@ static const struct cap_policy caps_keep_all = {.keep_all = true};
 /* QEMU (TCG or KVM), the NixOS run-*-vm scripts and ssh need no capability:
  * /dev/kvm access is a file permission, networking goes through the switch's
  * unix sockets (VDE), not TAP devices. */
+/* A NixOS container start script (run-<name>-nspawn) makes network namespaces,
+ * veths and bridges and runs systemd-nspawn itself: the nspawn backend runs it
+ * under `unshare` (its own network and mount namespaces, nspawn-script.c),
+ * which therefore keeps what systemd-nspawn keeps. `nsenter` is the shell into
+ * such a container (setns into another process's namespaces needs
+ * CAP_SYS_ADMIN; the commands then run as the container's root). The same
+ * trust argument as for systemd-nspawn holds: the worker chooses the argv. */
+static const char *const machine_spawn_privileged[] = {"systemd-nspawn", "unshare", "nsenter"};
+
 static const struct cap_policy *machine_spawn_caps(const char *argv0) {
-        if (streq(argv0, "systemd-nspawn"))
-                return &caps_keep_all;
+        for (size_t i = 0; i < ELEMENTSOF(machine_spawn_privileged); i++)
+                if (streq(argv0, machine_spawn_privileged[i]))
+                        return &caps_keep_all;
         return &caps_none;
 }
 
 /* systemd-nspawn puts its container in "<own cgroup>/payload": without a group
- * of its own, every container would share the host's root one. */
+ * of its own, every container would share the host's root one. So does the
+ * one a start script runs under `unshare`. */
 static bool machine_spawn_own_cgroup(const char *argv0) {
-        return streq(argv0, "systemd-nspawn");
+        return streq(argv0, "systemd-nspawn") || streq(argv0, "unshare");
 }
 
 static const struct cap_policy *switch_spawn_caps(const char *argv0) {

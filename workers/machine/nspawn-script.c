@@ -145,6 +145,9 @@ int nspawn_script_env(const char *state_dir, const char *shared_dir, char ***ret
 /* The wrapper program, fixed text: everything variable comes in as "$@", so
  * nothing needs quoting. Run as root with every capability (sup-kind.c). */
 static const char wrapper_sh[] = "set -eu\n"
+                                 /* For this program's tools only: not exported, so the
+                                  * script gets the reference's environment and nothing else. */
+                                 "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
                                  "hostns=$1 script=$2\n"
                                  "shift 2\n"
                                  /* Private to this script: the named namespaces it adds, nspawn's

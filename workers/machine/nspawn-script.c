@@ -219,12 +219,19 @@ int nspawn_script_argv(const char *script, const char *host_netns, const struct 
         return 0;
 }
 
-/* What the reference's backdoor service does on /dev/hvc0, on stdin/stdout. */
-static const char shell_sh[] = "export USER=root HOME=/root\n"
-                               "if [ -e /etc/profile ]; then . /etc/profile; fi\n"
-                               "cd /tmp 2>/dev/null || cd /\n"
-                               "echo 'Spawning backdoor root shell...'\n"
-                               "PS1= exec bash --norc\n";
+/* What the reference's backdoor service does on /dev/hvc0, on stdin/stdout.
+ * The boot line comes before systemd listens on its private socket, so a
+ * first `systemctl` could fail with "Failed to connect to bus": the ready line
+ * waits for that socket, at most 10 s (an init that is not systemd never
+ * makes it). */
+static const char shell_sh[] =
+        "export USER=root HOME=/root\n"
+        "i=0\n"
+        "while [ ! -S /run/systemd/private ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done\n"
+        "if [ -e /etc/profile ]; then . /etc/profile; fi\n"
+        "cd /tmp 2>/dev/null || cd /\n"
+        "echo 'Spawning backdoor root shell...'\n"
+        "PS1= exec bash --norc\n";
 
 int nspawn_script_shell_argv(pid_t init, char ***ret) {
         char target[32];

@@ -220,6 +220,13 @@ int nspawn_script_argv(const char *script, const char *host_netns, const struct 
 }
 
 /* What the reference's backdoor service does on /dev/hvc0, on stdin/stdout.
+ * bash runs in the background, so it is the container init's child, not
+ * nsenter's: systemd's shutdown SIGSTOPs every process before it kills them,
+ * and nsenter, seeing its child stop, stops itself and is never continued
+ * (it is outside the container), so a child of nsenter would stay an unreaped
+ * zombie and the container would never finish powering off. (An
+ * asynchronous command's stdin is /dev/null before its own redirections
+ * apply, hence fd 3.)
  * The boot line comes before systemd listens on its private socket, so a
  * first `systemctl` could fail with "Failed to connect to bus": the ready line
  * waits for that socket, at most 10 s (an init that is not systemd never
@@ -231,7 +238,8 @@ static const char shell_sh[] =
         "if [ -e /etc/profile ]; then . /etc/profile; fi\n"
         "cd /tmp 2>/dev/null || cd /\n"
         "echo 'Spawning backdoor root shell...'\n"
-        "PS1= exec bash --norc\n";
+        "exec 3<&0\n"
+        "PS1= bash --norc <&3 3<&- &\n";
 
 int nspawn_script_shell_argv(pid_t init, char ***ret) {
         char target[32];

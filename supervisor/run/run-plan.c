@@ -142,6 +142,24 @@ char *run_plan_name_from_script(const char *path) {
         return name;
 }
 
+/* The reference's NspawnMachine.machine_name_from_start_command():
+ * run-(.+)-nspawn in the script's file name; NULL when it does not match (the
+ * reference asserts). */
+static char *container_name_from_script(const char *path) {
+        const char *base = strrchr(path, '/');
+        regex_t re;
+        regmatch_t m[2];
+        char *name = NULL;
+
+        base = base ? base + 1 : path;
+        if (regcomp(&re, "run-(.+)-nspawn", REG_EXTENDED) != 0)
+                return NULL;
+        if (regexec(&re, base, 2, m, 0) == 0)
+                name = strndup(base + m[1].rm_so, (size_t) (m[1].rm_eo - m[1].rm_so));
+        regfree(&re);
+        return name;
+}
+
 static int vlan_parse(const char *s, int *ret) {
         unsigned v;
 
@@ -268,8 +286,8 @@ static const char *const opt_help[_OPT_MAX] = {
         [OPT_START_SCRIPTS] = "NixOS VM start scripts, machines named from run-NAME-vm [env startScripts]",
         [OPT_VM_NAMES] = "machine names, one per --vm-start-scripts entry [env vmNames]",
         [OPT_VM_START_SCRIPTS] = "NixOS VM start scripts [env vmStartScripts]",
-        [OPT_CONTAINER_NAMES] = "NixOS container names (not supported yet) [env containerNames]",
-        [OPT_CONTAINER_START_SCRIPTS] = "NixOS container start scripts (not supported yet)",
+        [OPT_CONTAINER_NAMES] = "container names, one per --container-start-scripts entry [env containerNames]",
+        [OPT_CONTAINER_START_SCRIPTS] = "NixOS container start scripts, run-NAME-nspawn [env containerStartScripts]",
         [OPT_VLANS] = "VLAN numbers [env vlans]",
         [OPT_CONFIG] = "the JSON driver configuration of newer nixpkgs (vms, vlans, test_script ...)",
         [OPT_DUMP_VSOCKS] = "SSH backdoor: a vhost-vsock device per VM, CIDs N+1, N+2 ... (needs /dev/vhost-vsock)",
@@ -561,8 +579,11 @@ struct reference_lists {
         size_t n_start_scripts;
         char *vm_names[RUN_NODES_MAX + 1];
         size_t n_vm_names;
+        char *container_scripts[RUN_NODES_MAX + 1];
+        size_t n_container_scripts;
+        char *container_names[RUN_NODES_MAX + 1];
+        size_t n_container_names;
         bool vlans_given;
-        bool have_container;
 };
 
 static void list_set(char **dst, size_t *n, char **vals, size_t nv) {
@@ -599,9 +620,12 @@ static int reference_option(struct run_plan *p, const struct parsed_opt *po, voi
                 list_set(l->vm_names, &l->n_vm_names, po->values, po->n_values);
                 return 0;
         }
-        if (po->opt->id == OPT_CONTAINER_NAMES || po->opt->id == OPT_CONTAINER_START_SCRIPTS) {
-                if (po->n_values > 0)
-                        l->have_container = true;
+        if (po->opt->id == OPT_CONTAINER_START_SCRIPTS) {
+                list_set(l->container_scripts, &l->n_container_scripts, po->values, po->n_values);
+                return 0;
+        }
+        if (po->opt->id == OPT_CONTAINER_NAMES) {
+                list_set(l->container_names, &l->n_container_names, po->values, po->n_values);
                 return 0;
         }
         if (po->opt->id == OPT_VLANS) {
@@ -628,6 +652,33 @@ static void env_split(const char *s, char **dst, size_t *n) {
                 dst[(*n)++] = strdup(t);
 }
 
+/* A NixOS container: an nspawn node run by its run-<name>-nspawn start
+ * script, which brings its own interfaces (the backend gives it a TAP on
+ * every VLAN of the run, bridged to br<vlan>, as a VM script gets every
+ * VLAN's VDE socket). @name NULL: derived from the script's file name. */
+static int container_add(struct run_plan *p, const char *name, const char *script, const char *where,
+                         char **ret_error) {
+        _cleanup_free_ char *derived = NULL;
+        struct run_node *n;
+        int r;
+
+        if (!name && !(name = derived = container_name_from_script(script)))
+                return errmsg_invalid(ret_error,
+                                      "%s: cannot name the container of '%s' (the file is not run-<name>-nspawn): "
+                                      "give its name (containerNames / --container-names)",
+                                      where, script);
+        if (script[0] != '/')
+                return errmsg_invalid(ret_error, "%s: container start script '%s' is not an absolute path", where,
+                                      script);
+        r = node_add(p, name, &n, ret_error);
+        if (r < 0)
+                return r;
+        set_str(&n->backend, "nspawn");
+        set_str(&n->start_script, script);
+        n->vlans_set = true;
+        return 0;
+}
+
 int run_plan_parse_reference(struct run_plan *p, int argc, char **argv, const char *(*env)(const char *name),
                              char **ret_error) {
         struct reference_lists l = {};
@@ -640,8 +691,8 @@ int run_plan_parse_reference(struct run_plan *p, int argc, char **argv, const ch
         if (l.n_start_scripts == 0)
                 env_split(env("vmStartScripts"), l.start_scripts, &l.n_start_scripts);
         env_split(env("vmNames"), l.vm_names, &l.n_vm_names);
-        if ((e = env("containerNames")) && *e)
-                l.have_container = true;
+        env_split(env("containerStartScripts"), l.container_scripts, &l.n_container_scripts);
+        env_split(env("containerNames"), l.container_names, &l.n_container_names);
         if ((e = env("vlans"))) {
                 char *vals[RUN_VLANS_MAX + 1] = {};
                 size_t nv = 0;
@@ -673,10 +724,10 @@ int run_plan_parse_reference(struct run_plan *p, int argc, char **argv, const ch
         r = parse_argv(p, argc, argv, reference_opts, reference_option, set_script, &l, ret_error);
         if (r < 0)
                 goto out;
-        if (l.have_container) {
+        if (l.n_container_names > 0 && l.n_container_names != l.n_container_scripts) {
                 r = errmsg_invalid(ret_error,
-                                   "NixOS container start scripts (containerNames) are not supported yet: describe "
-                                   "containers in a vigil spec with \"backend\": \"nspawn\" (docs/spec.md)");
+                                   "containerNames lists %zu containers but containerStartScripts lists %zu",
+                                   l.n_container_names, l.n_container_scripts);
                 goto out;
         }
         if (l.n_vm_names > 0 && l.n_vm_names != l.n_start_scripts) {
@@ -697,6 +748,12 @@ int run_plan_parse_reference(struct run_plan *p, int argc, char **argv, const ch
                 /* Start scripts carry their own NICs; VLANs are only needed for the switches. */
                 n->vlans_set = true;
         }
+        for (size_t i = 0; i < l.n_container_scripts; i++) {
+                r = container_add(p, l.n_container_names ? l.container_names[i] : NULL, l.container_scripts[i],
+                                  "containerStartScripts", ret_error);
+                if (r < 0)
+                        goto out;
+        }
         if (l.vlans_given || env("vlans"))
                 for (size_t i = 0; i < p->n_default_vlans && p->n_vlans < RUN_VLANS_MAX; i++)
                         p->vlans[p->n_vlans++] = p->default_vlans[i];
@@ -706,6 +763,10 @@ out:
                 free(l.start_scripts[i]);
         for (size_t i = 0; i < l.n_vm_names; i++)
                 free(l.vm_names[i]);
+        for (size_t i = 0; i < l.n_container_scripts; i++)
+                free(l.container_scripts[i]);
+        for (size_t i = 0; i < l.n_container_names; i++)
+                free(l.container_names[i]);
         return r;
 }
 
@@ -952,12 +1013,34 @@ int run_plan_load_reference_config(struct run_plan *p, const char *json, char **
                         p->vsock_offset = 2;
                 }
         }
-        if (r >= 0 && json_object_object_get_ex(j, "containers", &o) && json_object_is_type(o, json_type_object) &&
-            json_object_object_length(o) > 0)
-                r = errmsg_invalid(
-                        ret_error,
-                        "--config: NixOS \"containers\" start scripts are not supported yet: describe containers in a "
-                        "vigil spec with \"backend\": \"nspawn\" (docs/spec.md)");
+        if (r >= 0 && json_object_object_get_ex(j, "containers", &o) && !json_object_is_type(o, json_type_null)) {
+                if (!json_object_is_type(o, json_type_object))
+                        r = errmsg_invalid(ret_error, "--config: \"containers\" must be an object");
+                else {
+                        json_object_object_foreach(o, key, ct) {
+                                json_object *s, *nm;
+                                char where[256];
+
+                                if (!json_object_is_type(ct, json_type_object) ||
+                                    !json_object_object_get_ex(ct, "start_script", &s) ||
+                                    !json_object_is_type(s, json_type_string)) {
+                                        r = errmsg_invalid(
+                                                ret_error,
+                                                "--config: containers.\"%s\" needs a \"start_script\" string", key);
+                                        break;
+                                }
+                                (void) snprintf(where, sizeof where, "--config: containers.\"%s\"", key);
+                                r = container_add(p,
+                                                  json_object_object_get_ex(ct, "name", &nm) &&
+                                                                  json_object_is_type(nm, json_type_string)
+                                                          ? json_object_get_string(nm)
+                                                          : key,
+                                                  json_object_get_string(s), where, ret_error);
+                                if (r < 0)
+                                        break;
+                        }
+                }
+        }
         if (r >= 0 && json_object_object_get_ex(j, "vms", &vms)) {
                 if (!json_object_is_type(vms, json_type_object))
                         r = errmsg_invalid(ret_error, "--config: \"vms\" must be an object");
@@ -1065,7 +1148,7 @@ bool run_plan_needs_guest(const struct run_plan *p) {
 
 bool run_plan_needs_debian_tree(const struct run_plan *p) {
         for (size_t i = 0; i < p->n_nodes; i++)
-                if (node_is_nspawn(&p->nodes[i]) && !p->nodes[i].tree)
+                if (node_is_nspawn(&p->nodes[i]) && !p->nodes[i].tree && !p->nodes[i].start_script)
                         return true;
         return false;
 }
@@ -1160,8 +1243,9 @@ static bool dupf_to(char **dst, const char *fmt, ...) {
 }
 
 /* The NICs: a start script carries its own and needs QEMU_VDE_SOCKET_<n> for
- * every VLAN of the run; other machines get one NIC per VLAN of their own, a
- * VDE socket for QEMU, a TAP the switch makes for a container. */
+ * every VLAN of the run (a container's script: a TAP on every VLAN, which its
+ * backend bridges to the script's br<n>); other machines get one NIC per VLAN
+ * of their own, a VDE socket for QEMU, a TAP the switch makes for a container. */
 static bool machine_vlans(const struct run_plan *p, const struct run_node *n, const struct run_dirs *d,
                           struct machine_config *c) {
         size_t count = n->start_script ? p->n_vlans : n->n_vlans;
@@ -1176,7 +1260,7 @@ static bool machine_vlans(const struct run_plan *p, const struct run_node *n, co
                 int nr = n->start_script ? p->vlans[k] : n->vlans[k];
 
                 v->nr = (uint64_t) nr;
-                if (node_is_nspawn(n) && !n->start_script) {
+                if (node_is_nspawn(n)) {
                         run_plan_tap_name(d->run_id, nr, n->number, buf, sizeof(buf));
                         ok = dup_to(&v->tap, buf);
                 } else {
@@ -1257,7 +1341,9 @@ int run_plan_machine_struct(const struct run_plan *p, size_t node, const struct 
         c.output_max = DEFAULT_OUTPUT_MAX;
         ok = dup_to(&c.name, n->name) && dup_to(&c.state_dir, state) && dup_to(&c.shared_dir, shared) &&
              dup_to(&c.out_dir, d->out_dir) && machine_vlans(p, n, d, &c) && machine_hosts(p, &c);
-        if (ok && node_is_nspawn(n))
+        if (ok && node_is_nspawn(n) && n->start_script)
+                ok = dup_to(&c.start_script, n->start_script);
+        else if (ok && node_is_nspawn(n))
                 ok = dup_to(&c.tree, n->tree ?: d->debian_tree);
         else if (ok)
                 ok = machine_qemu(p, n, d, &c);
@@ -1354,6 +1440,10 @@ char *run_plan_script_config(const struct run_plan *p, const struct run_dirs *d)
                         json_object_object_add(m, "vsock_cid", json_object_new_int((int) run_plan_vsock_cid(p, n)));
                 for (size_t k = 0; k < n->n_vlans; k++)
                         json_object_array_add(mv, json_object_new_int(n->vlans[k]));
+                /* A start script has a VDE socket (a VM) or a TAP (a container) on every VLAN of the
+                 * run: block() and vigil's fault rules reach it on each. */
+                for (size_t k = 0; n->start_script && k < p->n_vlans; k++)
+                        json_object_array_add(mv, json_object_new_int(p->vlans[k]));
                 json_object_object_add(m, "vlans", mv);
                 json_object_array_add(machines, m);
         }

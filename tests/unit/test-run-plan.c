@@ -206,6 +206,82 @@ static void test_reference_config(void) {
         run_plan_done(&p);
 }
 
+/* NixOS containers (run-<name>-nspawn): nspawn nodes run by their start script, with a switch TAP on every VLAN. */
+static void test_reference_containers(void) {
+        struct run_plan p;
+        struct run_dirs d = {.run_id = "c0ffee12", .tmp_dir = "/tmp/r", .out_dir = "/out"};
+        char *err = NULL;
+        int r;
+
+        run_plan_init(&p);
+        r = run_plan_load_reference_config(
+                &p,
+                "{\"vms\": {\"vm\": {\"name\": \"vm\", \"start_script\": \"/s/bin/run-vm-vm\"}}, \"containers\": "
+                "{\"box\": {\"name\": \"box\", \"start_script\": \"/s/bin/run-box-nspawn\"}}, \"vlans\": [1, 2], "
+                "\"test_script\": \"/s/t\"}",
+                &err);
+        CHECK(r == 0 && run_plan_finalize(&p, &err) == 0, "--config with containers loads (%s)", err ?: "");
+        CHECK(p.n_nodes == 2 && streq(p.nodes[0].name, "box") && streq(p.nodes[0].backend, "nspawn") &&
+                      streq_ptr(p.nodes[0].start_script, "/s/bin/run-box-nspawn") && streq(p.nodes[1].backend, "qemu"),
+              "a container is an nspawn node with its start script, numbered with the VMs by name");
+        CHECK(!run_plan_needs_debian_tree(&p) && !run_plan_needs_guest(&p),
+              "it needs neither the Debian tree nor the guest");
+        _cleanup_(machine_config_donep) struct machine_config mc = {};
+        CHECK(machine_of(&p, 0, &d, &mc) && mc.backend_kind == MACHINE_BACKEND_NSPAWN &&
+                      streq_ptr(mc.start_script, "/s/bin/run-box-nspawn") && !mc.tree && mc.n_vlans == 2 &&
+                      streq_ptr(mc.vlans[0].tap, "vc0ff1n1") && streq_ptr(mc.vlans[1].tap, "vc0ff2n1") &&
+                      !mc.vlans[0].socket,
+              "its machine config: nspawn.start_script and a TAP on every VLAN of the run");
+        _cleanup_(switch_config_donep) struct switch_config sw = {};
+        CHECK(switch_of(&p, 1, &d, &sw) && sw.n_machines == 2 && streq_ptr(sw.machines[0].tap, "vc0ff2n1") &&
+                      !sw.machines[1].tap,
+              "VLAN 2's switch makes the container's TAP");
+        _cleanup_free_ char *sc = run_plan_script_config(&p, &d);
+        CHECK(contains(sc, "\"backend\":\"nspawn\"") && contains(sc, "\"start_command\":\"/s/bin/run-box-nspawn\"") &&
+                      contains(sc, "\"vlans\":[1,2]"),
+              "the script worker sees an nspawn machine on every VLAN (%s)", sc ?: "");
+        run_plan_done(&p);
+
+        run_plan_init(&p);
+        r = run_plan_load_reference_config(&p, "{\"containers\": {\"box\": {\"name\": \"box\"}}}", &err);
+        CHECK(r == -EINVAL && contains(err, "containers.\"box\" needs a \"start_script\""),
+              "a container without a start script is refused (%s)", err ?: "");
+        free(err);
+        err = NULL;
+        run_plan_done(&p);
+
+        /* The environment form: names given, or derived from run-<name>-nspawn. */
+        env_vals[0][0] = "containerStartScripts";
+        env_vals[0][1] = "/nix/store/a/bin/run-alpha-nspawn /nix/store/b/bin/run-beta-nspawn";
+        env_vals[1][0] = "testScript";
+        env_vals[1][1] = "/t";
+        run_plan_init(&p);
+        r = run_plan_parse_reference(&p, 1, ARGV("nixos-test-driver"), fake_env, &err);
+        CHECK(r == 0 && run_plan_finalize(&p, &err) == 0 && p.n_nodes == 2 && streq(p.nodes[0].name, "alpha") &&
+                      streq(p.nodes[1].name, "beta") && streq(p.nodes[1].backend, "nspawn"),
+              "containerStartScripts alone: names from run-<name>-nspawn (%s)", err ?: "");
+        run_plan_done(&p);
+        env_vals[2][0] = "containerNames";
+        env_vals[2][1] = "one";
+        run_plan_init(&p);
+        r = run_plan_parse_reference(&p, 1, ARGV("nixos-test-driver"), fake_env, &err);
+        CHECK(r == -EINVAL && contains(err, "containerNames lists 1 containers but containerStartScripts lists 2"),
+              "names and scripts that do not pair up are refused (%s)", err ?: "");
+        free(err);
+        err = NULL;
+        run_plan_done(&p);
+        memset(env_vals, 0, sizeof(env_vals));
+        run_plan_init(&p);
+        r = run_plan_parse_reference(
+                &p, ARGC(ARGV("nixos-test-driver", "--container-start-scripts", "/x/start", "--", "/t")),
+                ARGV("nixos-test-driver", "--container-start-scripts", "/x/start", "--", "/t"), fake_env, &err);
+        CHECK(r == -EINVAL && contains(err, "cannot name the container of '/x/start'"),
+              "a script not named run-<name>-nspawn needs a name (%s)", err ?: "");
+        free(err);
+        err = NULL;
+        run_plan_done(&p);
+}
+
 /* sshBackdoor: each QEMU machine gets a vhost-vsock device whose CID the script worker also learns. */
 static void test_reference_ssh_backdoor(void) {
         struct run_plan p;
@@ -412,6 +488,7 @@ int main(void) {
         test_verbosity();
         test_reference_env();
         test_reference_config();
+        test_reference_containers();
         test_reference_ssh_backdoor();
         test_spec();
         return tap_done();

@@ -57,6 +57,25 @@ with subtest("block() cuts a container at the switch"):
     alpha.unblock()
     vm.wait_until_succeeds("ping -c 1 -W 1 alpha", timeout=30)
 
+with subtest("a SIGKILLed worker re-attaches; after a crash the script boots the same root again"):
+    import os
+    import signal
+
+    import vigil
+    alpha.succeed("echo before > /root/marker")
+    npid = vigil.machine_state(alpha)["pid"]
+    wpid = vigil.machine_worker_pid(alpha)
+    os.kill(wpid, signal.SIGKILL)
+    alpha.wait_until_succeeds("test -e /root/marker")
+    t.assertNotEqual(vigil.machine_worker_pid(alpha), wpid)
+    t.assertEqual(vigil.machine_state(alpha)["pid"], npid)
+    t.assertEqual(alpha.succeed("hostname").strip(), "alpha")
+    alpha.crash()
+    alpha.start()
+    alpha.wait_for_unit("multi-user.target")
+    t.assertEqual(alpha.succeed("cat /root/marker"), "before\n")  # RUN_NSPAWN_ROOT_DIR is the state dir
+    vm.wait_until_succeeds("ping -c 1 -W 1 alpha", timeout=30)
+
 with subtest("shutdown powers the container off"):
     beta.shutdown()
     t.assertFalse(beta.is_up())
@@ -65,6 +84,7 @@ with subtest("shutdown powers the container off"):
 SUBTESTS = ("the shell is the container's, as the reference's nsenter gets it",
             "the containers and the VM ping each other across VLAN 1",
             "a service in a container reached from the VM", "block() cuts a container at the switch",
+            "a SIGKILLed worker re-attaches; after a crash the script boots the same root again",
             "shutdown powers the container off")
 
 

@@ -8,6 +8,13 @@
  * nspawn-relay.c turns into the guest shell's one stream, crash/reboot/
  * poweroff through the container's init, booting again after an in-guest
  * reboot, and turning nspawn's exit into a clear error or a stopped machine.
+ *
+ * A NixOS container start script (`nspawn.start_script`, run-<name>-nspawn)
+ * takes the tree's place: it runs systemd-nspawn itself, in network and mount
+ * namespaces of its own whose br<vlan> bridges hold the switch's TAPs, and
+ * prints nspawn's pid; at its boot line the shell is `nsenter` into the
+ * container's init, as the reference gets it, whose stream the relay adopts
+ * as it adopts a backdoor connection (nspawn-script.c; docs/machine.md).
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -25,8 +32,10 @@
 #include "nspawn-argv.h"
 #include "nspawn-host.h"
 #include "nspawn-relay.h"
+#include "nspawn-script.h"
 
 #define NSPAWN_PROC        "nspawn"
+#define SHELL_PROC         "nsenter-shell" /* a start script's container: the shell into it */
 #define TAP_WAIT_USEC      (30 * USEC_PER_SEC)
 #define TAP_POLL_USEC      (50 * USEC_PER_MSEC)
 #define LOCK_POLL_USEC     (20 * USEC_PER_MSEC)
@@ -40,9 +49,10 @@
 #define NSPAWN_EXIT_REBOOT 133 /* the container rebooted (systemd-nspawn(1)) */
 
 /* Names in the supervisor's fd store. */
-#define STORE_LISTEN  "backdoor-listen"
-#define STORE_CONN    "backdoor"
-#define STORE_CONSOLE "console"
+#define STORE_LISTEN    "backdoor-listen"
+#define STORE_CONN      "backdoor"
+#define STORE_CONSOLE   "console"
+#define STORE_SHELL_ERR "shell-stderr"
 
 enum start_step {
         STEP_IDLE,
@@ -76,6 +86,14 @@ struct nspawn {
         struct event *step_timer;
 
         int udev_ifindex[64]; /* udev database entries we wrote (0: none) */
+
+        /* Start-script mode (cfg.start_script): what the script printed, and
+         * the nsenter shell whose stdin/stdout the relay adopts. */
+        bool script;
+        struct nspawn_script_scan scan;
+        struct machine_proc *shell_proc;
+        int shell_err_fd; /* the shell's stderr (its commands'), into the console */
+        struct event *shell_err_ev;
 };
 
 static struct nspawn *N(struct machine *m) {
@@ -89,21 +107,27 @@ static int add_event(struct nspawn *n, int fd, short what, event_callback_fn cb,
 
 /* ---- the container's init (for crash, reboot and a shell-less poweroff) ---- */
 
-/* systemd-nspawn clones the container's PID 1 as its own child. */
-static pid_t container_init_pid(struct nspawn *n) {
-        int64_t pid = machine_proc_pid(n->proc);
+/* The one child of @pid (0 if none or several). */
+static pid_t only_child(int64_t pid) {
         char path[128], buf[256];
         _cleanup_close_ int fd = -EBADF;
         ssize_t k;
+        pid_t child;
 
         if (pid <= 0)
                 return 0;
         (void) snprintf(path, sizeof path, "/proc/%lld/task/%lld/children", (long long) pid, (long long) pid);
         fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || (k = read(fd, buf, sizeof buf - 1)) <= 0)
+        if (fd < 0 || (k = read(fd, buf, sizeof buf - 1)) < 0)
                 return 0;
         buf[k] = 0;
-        return (pid_t) strtol(buf, NULL, 10);
+        return nspawn_script_parse_children(buf, &child) < 0 ? 0 : child;
+}
+
+/* systemd-nspawn clones the container's PID 1 as its own child. A start
+ * script's nspawn is the one whose pid it printed. */
+static pid_t container_init_pid(struct nspawn *n) {
+        return only_child(n->script ? n->scan.nspawn_pid : machine_proc_pid(n->proc));
 }
 
 static int signal_init(struct nspawn *n, int sig) {
@@ -124,10 +148,18 @@ static void release_lock(struct nspawn *n) {
         n->lock_fd = safe_close(n->lock_fd);
 }
 
+static void shell_stop(struct nspawn *n) {
+        machine_event_free(&n->shell_err_ev);
+        n->shell_err_fd = safe_close(n->shell_err_fd);
+        if (n->shell_proc && machine_proc_pid(n->shell_proc) > 0)
+                machine_proc_kill(n->shell_proc);
+}
+
 static void close_all(struct nspawn *n, bool forget) {
         char path[256];
 
         nspawn_relay_close(n->relay);
+        shell_stop(n);
         machine_event_free(&n->listen_ev);
         machine_event_free(&n->console_ev);
         (void) evtimer_del(n->step_timer);
@@ -138,9 +170,12 @@ static void close_all(struct nspawn *n, bool forget) {
         machine_shell_detach(n->m->shell);
         if (forget) {
                 machine_proc_forget_fds(n->proc);
+                if (n->shell_proc)
+                        machine_proc_forget_fds(n->shell_proc);
                 nspawn_udev_forget(n->udev_ifindex, ELEMENTSOF(n->udev_ifindex));
-                /* nspawn leaves this behind when /run is not a tmpfs ("we can't allow that"). */
-                if (n->machine[0]) {
+                /* nspawn leaves this behind when /run is not a tmpfs ("we can't allow that");
+                 * a start script's nspawn has a /run/systemd/nspawn of its own. */
+                if (n->machine[0] && !n->script) {
                         (void) snprintf(path, sizeof path, NSPAWN_PROPAGATE "/%s", n->machine);
                         (void) rmdir(path);
                 }
@@ -181,9 +216,10 @@ static void relay_lost(void *userdata, const char *why) {
         if (!m->booted)
                 return;
         log_info("Backdoor connection closed (%s); waiting for the guest's next one", why);
-        machine_shell_transport_lost(m->shell,
-                                     "the guest's backdoor shell closed its connection (did the command end the "
-                                     "shell or stop vigil-backdoor.service?)");
+        machine_shell_transport_lost(m->shell, n->script ? "the shell in the container ended (did the command end "
+                                                           "the shell, or the container stop?)"
+                                                         : "the guest's backdoor shell closed its connection (did the "
+                                                           "command end the shell or stop vigil-backdoor.service?)");
 }
 
 static const struct nspawn_relay_ops relay_ops = {
@@ -219,7 +255,7 @@ static void scan_init_mark(struct nspawn *n, const uint8_t *buf, size_t len) {
         char win[2 * sizeof INIT_UP_MARK];
         size_t keep = strlen(n->mark_tail);
 
-        if (n->step != STEP_BOOTING)
+        if (n->step != STEP_BOOTING || n->script)
                 return;
         /* Look at the bytes in slices small enough to join with the tail. */
         for (size_t off = 0; off < len;) {
@@ -242,6 +278,137 @@ static void scan_init_mark(struct nspawn *n, const uint8_t *buf, size_t len) {
         }
 }
 
+/* ---- start-script mode: the script's lines and the nsenter shell ---- */
+
+static void shell_err_cb(evutil_socket_t fd, short what, void *arg) {
+        struct nspawn *n = arg;
+        uint8_t buf[IO_READ_MAX];
+        ssize_t k = read(fd, buf, sizeof buf);
+
+        if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        if (k <= 0) {
+                machine_event_free(&n->shell_err_ev);
+                n->shell_err_fd = safe_close(n->shell_err_fd);
+                machine_proc_forget_fd(n->shell_proc, STORE_SHELL_ERR);
+                return;
+        }
+        machine_console_feed(n->m, buf, (size_t) k);
+}
+
+/* The reference's shell, nsenter into the container's init with /bin/sh and
+ * an empty environment, made a backdoor shell (nspawn-script.c). Its stdin and
+ * stdout are one end of a socketpair whose other end the relay adopts; its
+ * stderr (the commands') goes to the console, as a VM's goes to the serial port. */
+static void shell_spawn(struct nspawn *n) {
+        _cleanup_strv_free_ char **argv = NULL;
+        _cleanup_close_ int ours = -EBADF, theirs = -EBADF, err_w = -EBADF;
+        char *env[] = {NULL};
+        pid_t init = container_init_pid(n);
+        int sp[2], ep[2], r;
+
+        if (init <= 0) {
+                log_error(
+                        "The container is up but systemd-nspawn (pid %d) has not exactly one child to enter: no shell",
+                        (int) n->scan.nspawn_pid);
+                return;
+        }
+        if ((r = nspawn_script_shell_argv(init, &argv)) < 0) {
+                log_error_errno(r, "Could not build the nsenter command line");
+                return;
+        }
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+                log_error_errno(negative_errno(), "Could not make the shell's socketpair");
+                return;
+        }
+        ours = sp[0];
+        theirs = sp[1];
+        if (pipe2(ep, O_CLOEXEC) < 0) {
+                log_error_errno(negative_errno(), "Could not make the shell's stderr pipe");
+                return;
+        }
+        shell_stop(n);
+        n->shell_err_fd = ep[0];
+        err_w = ep[1];
+        (void) fd_set_nonblock(n->shell_err_fd, 1);
+        (void) fd_set_nonblock(ours, 1);
+        const int fds[] = {theirs, theirs, err_w};
+        if ((r = add_event(n, n->shell_err_fd, EV_READ | EV_PERSIST, shell_err_cb, &n->shell_err_ev)) < 0 ||
+            (r = machine_proc_spawn(n->shell_proc, argv, env, "/", 1 | 2 | 4, fds, 3)) < 0) {
+                log_error_errno(r, "Could not ask the supervisor for the shell into the container");
+                shell_stop(n);
+                return;
+        }
+        if (nspawn_relay_connected(n->relay))
+                nspawn_relay_end(n->relay, "a new shell replaces it");
+        if (nspawn_relay_adopt(n->relay, TAKE_FD(ours)) < 0) {
+                nspawn_relay_drop(n->relay);
+                return;
+        }
+        machine_proc_store_fd(n->proc, STORE_CONN);
+        machine_proc_store_fd(n->shell_proc, STORE_SHELL_ERR);
+        log_info("Shell into the container: nsenter --target %d (systemd-nspawn pid %d)", (int) init,
+                 (int) n->scan.nspawn_pid);
+}
+
+static void scan_script_lines(struct nspawn *n, const uint8_t *buf, size_t len) {
+        const char *script = n->m->cfg.start_script;
+        pid_t had = n->scan.nspawn_pid;
+        char why[MSG_STR_MAX];
+        int r;
+
+        if (!n->script || n->scan.booted)
+                return;
+        r = nspawn_script_feed(&n->scan, buf, len);
+        if (r < 0) {
+                (void) snprintf(why, sizeof why, "%s: %s", script,
+                                r == -EPROTO
+                                        ? "the container booted before the script printed \"" NSPAWN_SCRIPT_PID_PREFIX
+                                          "<pid>\" (is it a NixOS run-<name>-nspawn script?)"
+                                        : "a \"" NSPAWN_SCRIPT_PID_PREFIX "\" line without a pid");
+                if (n->step != STEP_RUNNING) {
+                        start_failed(n, r, "%s", why);
+                        return;
+                }
+                log_error("%s; stopping the container", why);
+                (void) signal_init(n, SIGKILL);
+                machine_proc_kill(n->proc);
+                return;
+        }
+        if (n->scan.nspawn_pid != had)
+                log_info("systemd-nspawn's PID is %d (from %s)", (int) n->scan.nspawn_pid, script);
+        if (n->scan.booted) {
+                shell_spawn(n);
+                boot_up(n, "the container's boot line showed");
+        }
+}
+
+static void shell_spawned(struct machine_proc *p, int64_t pid, void *userdata) {
+        log_debug("nsenter shell spawned (pid %lld)", (long long) pid);
+}
+
+static void shell_spawn_failed(struct machine_proc *p, int error, const char *message, void *userdata) {
+        struct nspawn *n = userdata;
+
+        log_error("The supervisor could not spawn the shell into the container: %s", message);
+        if (nspawn_relay_connected(n->relay))
+                nspawn_relay_end(n->relay, "nsenter could not be spawned");
+}
+
+/* nsenter leaves at once: the shell it started lives on as the container init's child. */
+static void shell_exited(struct machine_proc *p, const struct msg_proc_exit *e, void *userdata) {
+        char how[96];
+
+        machine_proc_describe_exit(e, how, sizeof how);
+        log_debug("nsenter (pid %lld) exited: %s", (long long) e->pid, how);
+}
+
+static const struct machine_proc_ops shell_proc_ops = {
+        .spawned = shell_spawned,
+        .spawn_failed = shell_spawn_failed,
+        .exited = shell_exited,
+};
+
 static void console_cb(evutil_socket_t fd, short what, void *arg) {
         struct nspawn *n = arg;
         uint8_t buf[IO_READ_MAX];
@@ -257,6 +424,7 @@ static void console_cb(evutil_socket_t fd, short what, void *arg) {
         }
         machine_console_feed(n->m, buf, (size_t) k);
         scan_init_mark(n, buf, (size_t) k);
+        scan_script_lines(n, buf, (size_t) k);
 }
 
 static void drain_console(struct nspawn *n) {
@@ -317,7 +485,8 @@ static void taps_check(struct nspawn *n) {
                 machine_timer_set(n->step_timer, TAP_POLL_USEC);
                 return;
         }
-        for (size_t i = 0; i < c->n_vlans; i++)
+        /* A start script bridges the TAPs; nspawn never takes them. */
+        for (size_t i = 0; i < c->n_vlans && !n->script; i++)
                 if (c->vlans[i].tap && i < ELEMENTSOF(n->udev_ifindex))
                         nspawn_udev_mark(c->vlans[i].tap, &n->udev_ifindex[i]);
         n->step = STEP_LOCKING;
@@ -397,9 +566,27 @@ static void spawn_nspawn(struct nspawn *n) {
         _cleanup_close_ int out_w = -EBADF;
         int p[2], r;
 
-        r = nspawn_build_argv(&m->cfg, n->machine, &argv);
+        _cleanup_strv_free_ char **script_env = NULL;
+        if (n->script) {
+                struct nspawn_script_tap taps[64];
+                size_t n_taps = 0;
+                char netns[64];
+
+                for (size_t i = 0; i < m->cfg.n_vlans && n_taps < ELEMENTSOF(taps); i++)
+                        if (m->cfg.vlans[i].tap)
+                                taps[n_taps++] =
+                                        (struct nspawn_script_tap){m->cfg.vlans[i].tap, (unsigned) m->cfg.vlans[i].nr};
+                /* The switch made the TAPs in the host's network namespace, which is this worker's. */
+                (void) snprintf(netns, sizeof netns, "/proc/%d/ns/net", (int) getpid());
+                n->scan = (struct nspawn_script_scan){};
+                r = nspawn_script_argv(m->cfg.start_script, netns, taps, n_taps, &argv);
+                if (r >= 0)
+                        r = nspawn_script_env(m->cfg.state_dir, m->cfg.shared_dir, &script_env);
+        } else
+                r = nspawn_build_argv(&m->cfg, n->machine, &argv);
         if (r < 0) {
-                start_failed(n, r, "could not build the systemd-nspawn command line: %s", strerror(-r));
+                start_failed(n, r, "could not build the %s command line: %s",
+                             n->script ? "start script's" : "systemd-nspawn", strerror(-r));
                 return;
         }
         if (strv_length(argv) > MSG_STRV_MAX) {
@@ -420,10 +607,14 @@ static void spawn_nspawn(struct nspawn *n) {
                 return;
         }
         log_info("starting container %s", n->machine);
-        log_debug("systemd-nspawn command: %s ... --directory=%s", argv[0], m->cfg.tree);
-        /* nspawn's own stdout and stderr both carry the console. */
+        if (n->script)
+                log_debug("start script %s with RUN_NSPAWN_ROOT_DIR=%s", m->cfg.start_script, m->cfg.state_dir);
+        else
+                log_debug("systemd-nspawn command: %s ... --directory=%s", argv[0], m->cfg.tree);
+        /* nspawn's own stdout and stderr both carry the console (a start
+         * script's: its PID line, then nspawn's). */
         const int fds[] = {out_w, out_w};
-        r = machine_proc_spawn(n->proc, argv, env, m->cfg.state_dir, 2 | 4, fds, 2);
+        r = machine_proc_spawn(n->proc, argv, n->script ? script_env : env, m->cfg.state_dir, 2 | 4, fds, 2);
         if (r < 0) {
                 start_failed(n, r, "could not ask the supervisor to spawn systemd-nspawn: %s", strerror(-r));
                 return;
@@ -461,17 +652,27 @@ static int nspawn_start(struct machine *m, bool allow_reboot) {
 
         if (n->step != STEP_IDLE)
                 return -EBUSY;
+        n->script = m->cfg.start_script != NULL;
         r = nspawn_preflight(&m->cfg, why, sizeof why);
-        if (r >= 0)
+        if (r >= 0 && n->script) {
+                /* The state dir is the container's root (RUN_NSPAWN_ROOT_DIR): nothing of ours goes in it. */
+                (void) snprintf(n->machine, sizeof n->machine, "%s", m->cfg.name);
+                if (mkdir(m->cfg.state_dir, 0700) < 0 && errno != EEXIST) {
+                        r = negative_errno();
+                        (void) snprintf(why, sizeof why, "could not create %s: %s", m->cfg.state_dir, strerror(-r));
+                }
+                (void) mkdir(m->cfg.shared_dir, 0700);
+        } else if (r >= 0) {
                 r = nspawn_machine_name(m->cfg.state_dir, m->cfg.name, n->machine, sizeof n->machine);
-        if (r >= 0)
-                r = nspawn_prepare_host_dir(&m->cfg, why, sizeof why);
+                if (r >= 0)
+                        r = nspawn_prepare_host_dir(&m->cfg, why, sizeof why);
+        }
         if (r < 0) {
                 start_failed(n, r, "%s", why);
                 return 0;
         }
         nspawn_raise_inotify_limits();
-        if ((r = listen_backdoor(n)) < 0) {
+        if (!n->script && (r = listen_backdoor(n)) < 0) {
                 start_failed(n, r, "could not listen on %s/" NSPAWN_HOST_DIR "/" NSPAWN_BACKDOOR_NAME ": %s",
                              m->cfg.state_dir, strerror(-r));
                 return 0;
@@ -589,6 +790,8 @@ static void reboot_again(struct nspawn *n) {
         n->console_fd = safe_close(n->console_fd);
         machine_proc_forget_fd(n->proc, STORE_CONSOLE);
         nspawn_udev_forget(n->udev_ifindex, ELEMENTSOF(n->udev_ifindex));
+        shell_stop(n);
+        n->scan = (struct nspawn_script_scan){};
         n->rebooting = true;
         n->step = STEP_WAIT_TAPS;
         n->step_started = now_usec();
@@ -602,7 +805,8 @@ static void nspawn_exited(struct nspawn *n, const struct msg_proc_exit *e) {
 
         machine_proc_describe_exit(e, how, sizeof how);
         drain_console(n);
-        log_event(LOG_INFO, LOG_EVENT_EXITED, NULL, "systemd-nspawn (pid %lld) exited: %s", (long long) e->pid, how);
+        log_event(LOG_INFO, LOG_EVENT_EXITED, NULL, "%s (pid %lld) exited: %s",
+                  n->script ? "the container's start script" : "systemd-nspawn", (long long) e->pid, how);
         if (n->step != STEP_RUNNING && n->step != STEP_IDLE) {
                 machine_tail_describe(m, tail, sizeof tail);
                 inst = nspawn_read_long("/proc/sys/fs/inotify/max_user_instances");
@@ -611,8 +815,8 @@ static void nspawn_exited(struct nspawn *n, const struct msg_proc_exit *e) {
                                         " (fs.inotify.max_user_instances is %ld: containers past about %ld exit at "
                                         "once)",
                                         inst, inst / 6);
-                start_failed(n, -ECHILD, "systemd-nspawn exited before the container was up (%s)%s; %s", how, hint,
-                             tail);
+                start_failed(n, -ECHILD, "%s exited before the container was up (%s)%s; %s",
+                             n->script ? m->cfg.start_script : "systemd-nspawn", how, hint, tail);
                 return;
         }
         if (e->signal == 0 && e->code == NSPAWN_EXIT_REBOOT && n->allow_reboot) {
@@ -624,7 +828,8 @@ static void nspawn_exited(struct nspawn *n, const struct msg_proc_exit *e) {
                                 "the container rebooted and allow_reboot is off, so it stays down (as QEMU's "
                                 "-no-reboot)");
         else
-                (void) snprintf(why, sizeof why, "systemd-nspawn exited (%s)", how);
+                (void) snprintf(why, sizeof why, "%s exited (%s)",
+                                n->script ? "the container's start script" : "systemd-nspawn", how);
         close_all(n, true);
         n->step = STEP_IDLE;
         machine_stopped(m, why);
@@ -670,8 +875,16 @@ static int nspawn_attach(struct machine *m) {
 
         pid = machine_proc_restore(n->proc);
         conn = TAKE_FD(*nspawn_relay_conn_fd(n->relay)); /* adopted below, once the rest is watched */
-        (void) nspawn_machine_name(m->cfg.state_dir, m->cfg.name, n->machine, sizeof n->machine);
-        if (pid <= 0 || n->listen_fd < 0 || n->console_fd < 0) {
+        n->script = m->cfg.start_script != NULL;
+        if (n->script) {
+                (void) snprintf(n->machine, sizeof n->machine, "%s", m->cfg.name);
+                (void) machine_proc_restore(n->shell_proc);
+                /* The script's one child is the systemd-nspawn whose pid it printed. */
+                n->scan.nspawn_pid = only_child(pid);
+                n->scan.booted = container_init_pid(n) > 0;
+        } else
+                (void) nspawn_machine_name(m->cfg.state_dir, m->cfg.name, n->machine, sizeof n->machine);
+        if (pid <= 0 || (!n->script && n->listen_fd < 0) || n->console_fd < 0) {
                 if (pid > 0) {
                         log_warning("systemd-nspawn (pid %lld) still runs but its fds are lost; stopping it",
                                     (long long) pid);
@@ -682,21 +895,27 @@ static int nspawn_attach(struct machine *m) {
                 close_all(n, true);
                 return 0;
         }
-        (void) fd_set_nonblock(n->listen_fd, 1);
+        if (!n->script)
+                (void) fd_set_nonblock(n->listen_fd, 1);
         (void) fd_set_nonblock(n->console_fd, 1);
-        if ((r = add_event(n, n->listen_fd, EV_READ | EV_PERSIST, accept_cb, &n->listen_ev)) < 0 ||
+        if ((!n->script && (r = add_event(n, n->listen_fd, EV_READ | EV_PERSIST, accept_cb, &n->listen_ev)) < 0) ||
             (r = add_event(n, n->console_fd, EV_READ | EV_PERSIST, console_cb, &n->console_ev)) < 0 ||
+            (n->shell_err_fd >= 0 &&
+             (r = add_event(n, n->shell_err_fd, EV_READ | EV_PERSIST, shell_err_cb, &n->shell_err_ev)) < 0) ||
             (r = nspawn_relay_open(n->relay, m->shell)) < 0) {
                 safe_close(conn);
                 return r;
         }
+        n->step = STEP_RUNNING;
         if (conn >= 0) {
                 (void) fd_set_nonblock(conn, 1);
                 if ((r = nspawn_relay_adopt(n->relay, conn)) < 0)
                         return r;
+        } else if (n->script && n->scan.booted) {
+                log_info("No shell to re-attach to; entering the container again");
+                shell_spawn(n);
         } else
                 log_info("No backdoor connection to re-attach to; waiting for the guest's next one");
-        n->step = STEP_RUNNING;
         return 1;
 }
 
@@ -707,7 +926,7 @@ static int nspawn_init(struct machine *m) {
         if (!n)
                 return -ENOMEM;
         n->m = m;
-        n->listen_fd = n->console_fd = n->lock_fd = -EBADF;
+        n->listen_fd = n->console_fd = n->lock_fd = n->shell_err_fd = -EBADF;
         m->backend_data = n;
         n->step_timer = evtimer_new(m->base, step_timer_cb, n);
         if (!n->step_timer)
@@ -716,7 +935,9 @@ static int nspawn_init(struct machine *m) {
             (r = machine_proc_new(m->w, NSPAWN_PROC, &nspawn_proc_ops, n, &n->proc)) < 0 ||
             (r = machine_proc_add_fd(n->proc, STORE_LISTEN, &n->listen_fd)) < 0 ||
             (r = machine_proc_add_fd(n->proc, STORE_CONN, nspawn_relay_conn_fd(n->relay))) < 0 ||
-            (r = machine_proc_add_fd(n->proc, STORE_CONSOLE, &n->console_fd)) < 0)
+            (r = machine_proc_add_fd(n->proc, STORE_CONSOLE, &n->console_fd)) < 0 ||
+            (r = machine_proc_new(m->w, SHELL_PROC, &shell_proc_ops, n, &n->shell_proc)) < 0 ||
+            (r = machine_proc_add_fd(n->shell_proc, STORE_SHELL_ERR, &n->shell_err_fd)) < 0)
                 return r;
         m->proc = n->proc;
         return 0;
@@ -731,6 +952,7 @@ static void nspawn_free(struct machine *m) {
         machine_event_free(&n->step_timer);
         m->proc = NULL;
         n->proc = machine_proc_free(n->proc);
+        n->shell_proc = machine_proc_free(n->shell_proc);
         n->relay = nspawn_relay_free(n->relay);
         free(n);
         m->backend_data = NULL;

@@ -114,6 +114,26 @@ int nspawn_preflight(const struct machine_config *c, char *why, size_t size) {
                                 "as root, or use backend qemu)");
                 return -EPERM;
         }
+        if (c->start_script) {
+                static const char *const tools[] = {"unshare", "nsenter", "ip"};
+
+                if (access(c->start_script, X_OK) < 0) {
+                        r = negative_errno();
+                        (void) snprintf(why, size, "nspawn.start_script %s: %s", c->start_script,
+                                        r == -EACCES ? "not executable" : strerror(-r));
+                        return r;
+                }
+                /* The script runs under unshare, its shell under nsenter (nspawn-script.c). */
+                for (size_t i = 0; i < ELEMENTSOF(tools); i++)
+                        if ((r = find_in_path(tools[i])) < 0) {
+                                (void) snprintf(why, size,
+                                                "%s: not found in PATH (Debian packages util-linux, iproute2), "
+                                                "needed to run the container's start script",
+                                                tools[i]);
+                                return r;
+                        }
+                return 0;
+        }
         r = find_in_path(c->binary);
         if (r < 0) {
                 (void) snprintf(why, size, "nspawn.binary %s: %s (Debian package systemd-container)", c->binary,

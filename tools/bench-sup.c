@@ -4,13 +4,16 @@
  * a T_ECHO between two test workers through `vigil supervise` (latency one at
  * a time, throughput with a window of requests in flight), the same echo over
  * a bare socketpair with the same frame codec and no supervisor in between,
- * prints the ratio, and the supervisor's resident memory with 100 children.
+ * and through a bare relay process that only moves datagrams (the floor of
+ * any hub: two more process wakeups per round trip), rounds interleaved,
+ * and the supervisor's resident memory with 100 children.
  *
- * Usage: bench-sup [--vigil PATH] [--count N] [--window W] [--children N]
+ * Usage: bench-sup [--vigil PATH] [--count N] [--window W] [--children N] [--rounds R]
  */
 #include <fcntl.h>
 #include <getopt.h>
 #include <json-c/json.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -30,6 +33,34 @@ static int cmp_u64(const void *a, const void *b) {
         return x < y ? -1 : x > y;
 }
 
+#define ROUNDS_MAX 15
+
+static int cmp_double(const void *a, const void *b) {
+        double x = *(const double *) a, y = *(const double *) b;
+        return x < y ? -1 : x > y;
+}
+
+static double median_of(double *v, int n) {
+        qsort(v, (size_t) n, sizeof(double), cmp_double);
+        return v[n / 2];
+}
+
+/* Each figure the median of its rounds (not one round's row). */
+static struct echo_result echo_median(const struct echo_result *rs, int n) {
+        double avg[ROUNDS_MAX], p50[ROUNDS_MAX], p99[ROUNDS_MAX], rate[ROUNDS_MAX];
+        for (int i = 0; i < n; i++) {
+                avg[i] = rs[i].avg_us;
+                p50[i] = rs[i].p50_us;
+                p99[i] = rs[i].p99_us;
+                rate[i] = rs[i].msgs_per_s;
+        }
+        return (struct echo_result){.avg_us = median_of(avg, n),
+                                    .p50_us = median_of(p50, n),
+                                    .p99_us = median_of(p99, n),
+                                    .msgs_per_s = median_of(rate, n),
+                                    .ok = rs[0].ok};
+}
+
 /* ---- the baseline: echo over one socketpair, no supervisor ---- */
 
 _noreturn_ static void direct_server(int fd) {
@@ -47,28 +78,20 @@ _noreturn_ static void direct_server(int fd) {
         }
 }
 
-static int direct_echo(long count, int window, struct echo_result *ret) {
+/* The requesting side: @window requests in flight on @fd until @count answered. */
+static int echo_client(int fd, long count, int window, struct echo_result *ret) {
         static uint8_t payload[64];
         _cleanup_free_ uint64_t *sent = calloc((size_t) count, sizeof(uint64_t));
         _cleanup_free_ uint64_t *rtt = calloc((size_t) count, sizeof(uint64_t));
-        int sv[2], status;
         long next = 0, done = 0;
-        pid_t pid;
 
-        if (!sent || !rtt || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-                return -errno;
-        pid = fork();
-        if (pid == 0) {
-                close(sv[0]);
-                direct_server(sv[1]);
-        }
-        close(sv[1]);
-
+        if (!sent || !rtt)
+                return -ENOMEM;
         uint64_t t0 = now_usec();
         while (done < count) {
                 while (next < count && next - done < window) {
                         sent[next] = now_usec();
-                        if (frame_write_blocking(sv[0], MSG_T_ECHO, (uint32_t) next + 1,
+                        if (frame_write_blocking(fd, MSG_T_ECHO, (uint32_t) next + 1,
                                                  &(struct msg_t_echo){.target = (char *) "b",
                                                                       .payload = {payload, sizeof(payload)}},
                                                  NULL, 0) < 0)
@@ -76,15 +99,13 @@ static int direct_echo(long count, int window, struct echo_result *ret) {
                         next++;
                 }
                 struct frame f = {};
-                if (frame_read_blocking(sv[0], &f, NULL, 0, NULL, NULL) < 0)
+                if (frame_read_blocking(fd, &f, NULL, 0, NULL, NULL) < 0)
                         return -EIO;
                 if (f.seq >= 1 && f.seq <= (uint32_t) count)
                         rtt[done++] = now_usec() - sent[f.seq - 1];
                 frame_done(&f);
         }
         uint64_t total = now_usec() - t0;
-        close(sv[0]);
-        (void) waitpid(pid, &status, 0);
 
         qsort(rtt, (size_t) count, sizeof(uint64_t), cmp_u64);
         double sum = 0;
@@ -98,6 +119,71 @@ static int direct_echo(long count, int window, struct echo_result *ret) {
                 .ok = count,
         };
         return 0;
+}
+
+static int direct_echo(long count, int window, struct echo_result *ret) {
+        int sv[2], status, r;
+        pid_t pid;
+
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return -errno;
+        pid = fork();
+        if (pid == 0) {
+                close(sv[0]);
+                direct_server(sv[1]);
+        }
+        close(sv[1]);
+        r = echo_client(sv[0], count, window, ret);
+        close(sv[0]);
+        (void) waitpid(pid, &status, 0);
+        return r;
+}
+
+/* The least any hub can cost: a process that only moves datagrams between two
+ * sockets (poll, recv, send; no decoding, no event library, no bookkeeping). */
+_noreturn_ static void relay_server(int a, int b) {
+        struct pollfd p[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
+        uint8_t buf[FRAME_MAX + 1];
+
+        for (;;) {
+                if (poll(p, 2, -1) < 0)
+                        _exit(1);
+                for (int i = 0; i < 2; i++) {
+                        if (!(p[i].revents & (POLLIN | POLLHUP)))
+                                continue;
+                        ssize_t n = recv(p[i].fd, buf, sizeof(buf), MSG_DONTWAIT);
+                        if (n == 0 || (n < 0 && errno != EAGAIN))
+                                _exit(0);
+                        if (n > 0 && send(p[1 - i].fd, buf, (size_t) n, MSG_NOSIGNAL) < 0)
+                                _exit(1);
+                }
+        }
+}
+
+static int relay_echo(long count, int window, struct echo_result *ret) {
+        int a[2], b[2], status, r;
+        pid_t server, relay;
+
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, a) < 0)
+                return -errno;
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, b) < 0)
+                return safe_close(a[0]), safe_close(a[1]), -errno;
+        server = fork();
+        if (server == 0) {
+                close(a[0]), close(a[1]), close(b[0]);
+                direct_server(b[1]);
+        }
+        relay = fork();
+        if (relay == 0) {
+                close(a[0]), close(b[1]);
+                relay_server(a[1], b[0]);
+        }
+        close(a[1]), close(b[0]), close(b[1]);
+        r = echo_client(a[0], count, window, ret);
+        close(a[0]);
+        (void) waitpid(relay, &status, 0);
+        (void) waitpid(server, &status, 0);
+        return r;
 }
 
 /* ---- through vigil supervise ---- */
@@ -244,16 +330,14 @@ static int rm_rf(const char *path) {
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
-                {"vigil", required_argument, NULL, 'v'},
-                {"count", required_argument, NULL, 'c'},
-                {"window", required_argument, NULL, 'w'},
-                {"children", required_argument, NULL, 'n'},
-                {},
+                {"vigil", required_argument, NULL, 'v'},  {"count", required_argument, NULL, 'c'},
+                {"window", required_argument, NULL, 'w'}, {"children", required_argument, NULL, 'n'},
+                {"rounds", required_argument, NULL, 'r'}, {},
         };
         const char *vigil = getenv("VIGIL");
         char def[1024];
         long count = 5000;
-        int window = 32, children = 100, c, r;
+        int window = 32, children = 100, rounds = 3, c, r;
 
         snprintf(def, sizeof(def), "%s/supervisor/vigil", VIGIL_BUILD_ROOT);
         while ((c = getopt_long(argc, argv, "", opts, NULL)) >= 0)
@@ -270,13 +354,17 @@ int main(int argc, char **argv) {
                 case 'n':
                         children = atoi(optarg);
                         break;
+                case 'r':
+                        rounds = atoi(optarg);
+                        break;
                 default:
-                        fprintf(stderr, "usage: bench-sup [--vigil PATH] [--count N] [--window W] [--children N]\n");
+                        fprintf(stderr, "usage: bench-sup [--vigil PATH] [--count N] [--window W] [--children N] "
+                                        "[--rounds R]\n");
                         return 2;
                 }
         if (!vigil)
                 vigil = def;
-        if (count < 10 || window < 1 || children < 1) {
+        if (count < 10 || window < 1 || children < 1 || rounds < 1 || rounds > ROUNDS_MAX) {
                 fprintf(stderr, "bench-sup: bad arguments\n");
                 return 2;
         }
@@ -284,32 +372,55 @@ int main(int argc, char **argv) {
         if (!mkdtemp(tmpdir))
                 return 1;
 
-        struct echo_result dl, dt, rl, rt;
+        /* Rounds interleave the three paths so that load from elsewhere on the
+         * machine falls on all of them alike; each figure is the median of its rounds. */
+        enum { PATH_DIRECT, PATH_RELAY, PATH_ROUTED, _PATH_MAX };
+        static const char *const path_names[_PATH_MAX] = {
+                [PATH_DIRECT] = "direct socketpair",
+                [PATH_RELAY] = "bare relay process (hub floor)",
+                [PATH_ROUTED] = "via the vigil supervisor",
+        };
+        struct echo_result lat[_PATH_MAX][ROUNDS_MAX], thr[_PATH_MAX][ROUNDS_MAX];
         int fails = 0;
-        printf("vigil supervisor benchmark (%s)\n", vigil);
-        printf("echo payload 64 bytes; latency: 1 request in flight; throughput: %d in flight\n\n", window);
 
-        if ((r = direct_echo(count, 1, &dl)) < 0 || (r = direct_echo(count * 4, window, &dt)) < 0) {
-                fprintf(stderr, "bench-sup: direct echo failed: %s\n", strerror(-r));
-                fails++;
-        }
-        if ((r = routed_echo(vigil, count, 1, &rl)) < 0 || (r = routed_echo(vigil, count * 4, window, &rt)) < 0) {
-                fprintf(stderr, "bench-sup: routed echo failed: %s\n", strerror(-r));
-                fails++;
-        }
+        printf("vigil supervisor benchmark (%s)\n", vigil);
+        printf("echo payload 64 bytes; latency: 1 request in flight; throughput: %d in flight; median of %d "
+               "rounds\n\n",
+               window, rounds);
+        for (int i = 0; i < rounds && !fails; i++)
+                for (int k = 0; k < _PATH_MAX && !fails; k++) {
+                        r = k == PATH_DIRECT  ? direct_echo(count, 1, &lat[k][i])
+                            : k == PATH_RELAY ? relay_echo(count, 1, &lat[k][i])
+                                              : routed_echo(vigil, count, 1, &lat[k][i]);
+                        if (r >= 0)
+                                r = k == PATH_DIRECT  ? direct_echo(count * 4, window, &thr[k][i])
+                                    : k == PATH_RELAY ? relay_echo(count * 4, window, &thr[k][i])
+                                                      : routed_echo(vigil, count * 4, window, &thr[k][i]);
+                        if (r < 0) {
+                                fprintf(stderr, "bench-sup: %s echo failed: %s\n", path_names[k], strerror(-r));
+                                fails++;
+                        }
+                }
         if (!fails) {
-                printf("%-34s %10s %10s %10s %12s\n", "", "avg us", "p50 us", "p99 us", "msgs/s");
-                printf("%-34s %10.1f %10.0f %10.0f %12.0f\n", "direct socketpair, window 1", dl.avg_us, dl.p50_us,
-                       dl.p99_us, dl.msgs_per_s);
-                printf("%-34s %10.1f %10.0f %10.0f %12.0f\n", "via supervisor,    window 1", rl.avg_us, rl.p50_us,
-                       rl.p99_us, rl.msgs_per_s);
-                printf("%-34s %10.1f %10.0f %10.0f %12.0f\n", "direct socketpair, window N", dt.avg_us, dt.p50_us,
-                       dt.p99_us, dt.msgs_per_s);
-                printf("%-34s %10.1f %10.0f %10.0f %12.0f\n", "via supervisor,    window N", rt.avg_us, rt.p50_us,
-                       rt.p99_us, rt.msgs_per_s);
-                printf("\nrouting latency ratio (supervisor / direct, avg): %.2fx\n", rl.avg_us / dl.avg_us);
+                struct echo_result ml[_PATH_MAX], mt[_PATH_MAX];
+                for (int k = 0; k < _PATH_MAX; k++) {
+                        ml[k] = echo_median(lat[k], rounds);
+                        mt[k] = echo_median(thr[k], rounds);
+                }
+                printf("%-40s %10s %10s %10s %12s\n", "", "avg us", "p50 us", "p99 us", "msgs/s");
+                for (int k = 0; k < _PATH_MAX; k++)
+                        printf("%-30s window 1 %10.1f %10.0f %10.0f %12.0f\n", path_names[k], ml[k].avg_us,
+                               ml[k].p50_us, ml[k].p99_us, ml[k].msgs_per_s);
+                for (int k = 0; k < _PATH_MAX; k++)
+                        printf("%-30s window N %10.1f %10.0f %10.0f %12.0f\n", path_names[k], mt[k].avg_us,
+                               mt[k].p50_us, mt[k].p99_us, mt[k].msgs_per_s);
+                printf("\nper request over direct (p50): supervisor +%.0f us, bare relay +%.0f us (goal: +20 us)\n",
+                       ml[PATH_ROUTED].p50_us - ml[PATH_DIRECT].p50_us,
+                       ml[PATH_RELAY].p50_us - ml[PATH_DIRECT].p50_us);
+                printf("routing latency ratio (supervisor / direct, avg): %.2fx\n",
+                       ml[PATH_ROUTED].avg_us / ml[PATH_DIRECT].avg_us);
                 printf("throughput ratio (supervisor / direct, window %d): %.2f\n", window,
-                       rt.msgs_per_s / dt.msgs_per_s);
+                       mt[PATH_ROUTED].msgs_per_s / mt[PATH_DIRECT].msgs_per_s);
         }
 
         long rss = -1, hwm = -1;

@@ -89,6 +89,58 @@ ssize_t fd_recv_datagram(int sock, void *buf, size_t size, int *ret_fds, size_t 
         return n;
 }
 
+#define DATAGRAMS_MAX 16
+
+int fd_recv_datagrams(int sock, uint8_t *bufs, size_t size, size_t n, struct datagram *ret) {
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int) * FRAME_FDS_MAX)];
+        } control[DATAGRAMS_MAX];
+        struct iovec iov[DATAGRAMS_MAX];
+        struct mmsghdr mh[DATAGRAMS_MAX];
+        int got;
+
+        n = MIN(n, (size_t) DATAGRAMS_MAX);
+        for (size_t i = 0; i < n; i++) {
+                iov[i] = (struct iovec){.iov_base = bufs + i * size, .iov_len = size};
+                mh[i] = (struct mmsghdr){.msg_hdr = {
+                                                 .msg_iov = &iov[i],
+                                                 .msg_iovlen = 1,
+                                                 .msg_control = &control[i],
+                                                 .msg_controllen = sizeof(control[i]),
+                                         }};
+        }
+        got = recvmmsg(sock, mh, (unsigned) n, MSG_CMSG_CLOEXEC | MSG_DONTWAIT, NULL);
+        if (got < 0)
+                return negative_errno();
+
+        for (int i = 0; i < got; i++) {
+                struct msghdr *h = &mh[i].msg_hdr;
+                struct datagram *d = &ret[i];
+
+                *d = (struct datagram){.len = (ssize_t) mh[i].msg_len};
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+                        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                                continue;
+                        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                        int *in = (int *) CMSG_DATA(c);
+                        for (size_t f = 0; f < k; f++) {
+                                if (d->n_fds < FRAME_FDS_MAX)
+                                        d->fds[d->n_fds++] = in[f];
+                                else
+                                        (void) close(in[f]); /* more fds than we accept: never leak them */
+                        }
+                }
+                if (h->msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+                        for (size_t f = 0; f < d->n_fds; f++)
+                                (void) close(d->fds[f]);
+                        d->n_fds = 0;
+                        d->len = -EMSGSIZE;
+                }
+        }
+        return got;
+}
+
 int fd_set_nonblock(int fd, int nonblock) {
         int flags = fcntl(fd, F_GETFL);
 

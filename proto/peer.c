@@ -17,7 +17,8 @@
 #define PEER_QUEUE_MAX_DEFAULT (64u * 1024u * 1024u)
 #define PEER_QUEUE_HIGH        (1024u * 1024u)
 #define PEER_QUEUE_LOW         (256u * 1024u)
-#define PEER_READS_PER_WAKEUP  64
+#define PEER_READS_PER_WAKEUP  64 /* frames handled per wakeup before others get a turn */
+#define PEER_BATCH             4  /* datagrams taken per recvmmsg() */
 
 struct qframe {
         struct qframe *next;
@@ -49,7 +50,11 @@ struct peer {
         bool lost;
         enum peer_lost_reason reason;
         char detail[256];
+        /* PEER_BATCH slots of FRAME_MAX + 1 bytes; batch[next..count) were
+         * received but not handled yet (reading was paused in between). */
         uint8_t *rbuf;
+        struct datagram batch[PEER_BATCH];
+        size_t batch_next, batch_count;
 };
 
 static const char *const lost_names[_PEER_LOST_MAX] = {
@@ -76,6 +81,13 @@ static struct qframe *qframe_free(struct qframe *q) {
         free(q->buf);
         free(q);
         return NULL;
+}
+
+static void batch_clear(struct peer *p) {
+        for (size_t i = p->batch_next; i < p->batch_count; i++)
+                for (size_t k = 0; k < p->batch[i].n_fds; k++)
+                        safe_close(p->batch[i].fds[k]);
+        p->batch_next = p->batch_count = 0;
 }
 
 static void queue_clear(struct peer *p) {
@@ -106,6 +118,7 @@ static void set_lost(struct peer *p, enum peer_lost_reason reason, const char *d
         (void) event_del(p->ev_read);
         (void) event_del(p->ev_write);
         queue_clear(p);
+        batch_clear(p);
         /* Close our end now so the other side sees EOF even if the owner keeps the
          * struct around; the fd number is not reused by us. */
         (void) shutdown(p->fd, SHUT_RDWR);
@@ -167,13 +180,13 @@ static void write_cb(evutil_socket_t fd, short what, void *arg) {
         }
 }
 
-static void handle_datagram(struct peer *p, size_t n, int *fds, size_t n_fds) {
+static void handle_datagram(struct peer *p, const uint8_t *buf, size_t n, int *fds, size_t n_fds) {
         struct frame f = {};
         enum frame_error why = FRAME_OK;
         char d[128];
         int r;
 
-        r = frame_decode(p->rbuf, n, &f, &why);
+        r = frame_decode(buf, n, &f, &why);
         if (r < 0) {
                 snprintf(d, sizeof(d), "%s (%zu bytes)", frame_error_to_string(why), n);
                 set_lost(p, PEER_LOST_BAD_FRAME, d);
@@ -193,35 +206,55 @@ static void handle_datagram(struct peer *p, size_t n, int *fds, size_t n_fds) {
         frame_done(&f);
 }
 
+/* One recvmmsg() fills the batch: a lone frame costs one call, not a second
+ * one that only says EAGAIN, and a burst is taken PEER_BATCH at a time. */
+static int batch_fill(struct peer *p) {
+        int n = fd_recv_datagrams(p->fd, p->rbuf, FRAME_MAX + 1, PEER_BATCH, p->batch);
+
+        if (n < 0)
+                return n;
+        p->batch_next = 0;
+        p->batch_count = (size_t) n;
+        return n;
+}
+
 static void read_cb(evutil_socket_t fd, short what, void *arg) {
         struct peer *p = arg;
 
         for (int i = 0; i < PEER_READS_PER_WAKEUP && !p->lost && !p->read_paused; i++) {
-                int fds[FRAME_FDS_MAX];
-                size_t n_fds = 0;
-                ssize_t n;
-
-                n = fd_recv_datagram(p->fd, p->rbuf, FRAME_MAX + 1, fds, FRAME_FDS_MAX, &n_fds);
-                if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR)
-                        return;
-                if (n == -EMSGSIZE || n > (ssize_t) FRAME_MAX) {
-                        for (size_t k = 0; k < n_fds; k++)
-                                safe_close(fds[k]);
+                if (p->batch_next == p->batch_count) {
+                        /* A short batch emptied the socket: wait for the next readiness. */
+                        if (i > 0 && p->batch_count < PEER_BATCH)
+                                return;
+                        int n = batch_fill(p);
+                        if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR)
+                                return;
+                        if (n < 0) {
+                                set_lost(p, n == -ECONNRESET ? PEER_LOST_EOF : PEER_LOST_IO, strerror(-n));
+                                return;
+                        }
+                }
+                size_t slot = p->batch_next++;
+                struct datagram *d = &p->batch[slot];
+                if (d->len == -EMSGSIZE || d->len > (ssize_t) FRAME_MAX) {
+                        for (size_t k = 0; k < d->n_fds; k++)
+                                safe_close(d->fds[k]);
                         set_lost(p, PEER_LOST_BAD_FRAME, "frame too big");
                         return;
                 }
-                if (n < 0) {
-                        set_lost(p, n == -ECONNRESET ? PEER_LOST_EOF : PEER_LOST_IO, strerror((int) -n));
-                        return;
-                }
-                if (n == 0) {
+                if (d->len <= 0) {
                         set_lost(p, PEER_LOST_EOF, NULL);
                         return;
                 }
-                handle_datagram(p, (size_t) n, fds, n_fds);
-                for (size_t k = 0; k < n_fds; k++)
-                        safe_close(fds[k]);
+                handle_datagram(p, p->rbuf + slot * (FRAME_MAX + 1), (size_t) d->len, d->fds, d->n_fds);
+                for (size_t k = 0; k < d->n_fds; k++)
+                        safe_close(d->fds[k]);
+                d->n_fds = 0;
         }
+        /* Out of turns with frames already taken from the socket: no readiness
+         * edge will bring us back for them, so ask for another turn. */
+        if (!p->lost && !p->read_paused && p->batch_next < p->batch_count)
+                event_active(p->ev_read, EV_READ, 0);
 }
 
 int peer_new(struct event_base *base, int fd, unsigned accept_dir, const struct peer_ops *ops, void *userdata,
@@ -245,7 +278,7 @@ int peer_new(struct event_base *base, int fd, unsigned accept_dir, const struct 
                 .userdata = userdata,
                 .queue_max = PEER_QUEUE_MAX_DEFAULT,
         };
-        p->rbuf = malloc(FRAME_MAX + 1);
+        p->rbuf = malloc((size_t) PEER_BATCH * (FRAME_MAX + 1));
         p->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, read_cb, p);
         p->ev_write = event_new(base, fd, EV_WRITE | EV_PERSIST, write_cb, p);
         p->ev_lost = event_new(base, -1, 0, lost_cb, p);
@@ -264,6 +297,7 @@ struct peer *peer_free(struct peer *p) {
         if (!p)
                 return NULL;
         queue_clear(p);
+        batch_clear(p);
         if (p->ev_read)
                 event_free(p->ev_read);
         if (p->ev_write)

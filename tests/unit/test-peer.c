@@ -6,7 +6,8 @@
  * the supervisor's whole safety story rests on that single report. Also the
  * flow control that keeps bulk traffic lossless: a congested queue reports
  * when it drained, and a paused peer reads again after resuming, including
- * what arrived while it was paused.
+ * what arrived while it was paused and what it had already taken from the
+ * socket in the same batch.
  */
 #include <event2/event.h>
 #include <fcntl.h>
@@ -221,6 +222,62 @@ static void test_pause(struct event_base *base) {
         peer_free(p);
 }
 
+/* Frames are taken from the socket several at a time: a pause that comes in
+ * the middle of such a batch (the supervisor holding a producer whose frame
+ * went into a congested queue) must neither lose nor reorder the rest. */
+struct batch_ctx {
+        struct peer *p;
+        uint32_t seqs[32];
+        int n, pause_at;
+        int fds_read;
+};
+
+static int on_frame_pausing(struct peer *p, const struct frame *f, int *fds, size_t n_fds, void *userdata) {
+        struct batch_ctx *b = userdata;
+
+        if (b->n < (int) ELEMENTSOF(b->seqs))
+                b->seqs[b->n] = f->seq;
+        if (++b->n == b->pause_at)
+                (void) peer_pause_read(p, true);
+        if (n_fds > 0) {
+                char x;
+                _cleanup_close_ int fd = TAKE_FD(fds[0]);
+                b->fds_read += read(fd, &x, 1) == 1;
+        }
+        return 0;
+}
+
+static void lost_ignored(struct peer *p, enum peer_lost_reason reason, const char *detail, void *userdata) {
+}
+
+static void test_pause_mid_batch(struct event_base *base) {
+        static const struct peer_ops pausing_ops = {.on_frame = on_frame_pausing, .on_lost = lost_ignored};
+        struct batch_ctx b = {.pause_at = 2};
+        int sv[2], pipefd[2];
+        bool in_order = true;
+
+        CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0 &&
+                      peer_new(base, sv[0], DIR_TO_SUP, &pausing_ops, &b, &b.p) == 0,
+              "peer created");
+        CHECK(pipe2(pipefd, O_CLOEXEC) == 0 && write(pipefd[1], "xxxxxxxxxx", 10) == 10, "pipe ready");
+        /* Ten frames before the peer reads any: the first batch is taken whole. */
+        for (uint32_t i = 1; i <= 10; i++)
+                (void) frame_write_blocking(sv[1], MSG_FD_STORE, i, &(struct msg_fd_store){.name = "x"}, &pipefd[0],
+                                            1);
+        spin(base);
+        CHECK(b.n == 2, "paused after the second frame of a batch: no more handled (%d)", b.n);
+        CHECK(peer_pause_read(b.p, false) == 0, "resume");
+        spin(base);
+        for (int i = 0; i < b.n && i < 10; i++)
+                in_order = in_order && b.seqs[i] == (uint32_t) i + 1;
+        CHECK(b.n == 10 && in_order, "the rest of the batch and the socket follow, in order (%d of 10)", b.n);
+        CHECK(b.fds_read == 10, "every frame's fd arrived with it (%d of 10)", b.fds_read);
+        b.p = peer_free(b.p);
+        safe_close(sv[1]);
+        safe_close(pipefd[0]);
+        safe_close(pipefd[1]);
+}
+
 /* peer_kill() sends what is queued if the socket takes it now: the owner's
  * last word (an ERROR saying why) reaches the peer it kills. */
 static void test_kill_flushes(struct event_base *base) {
@@ -260,6 +317,7 @@ int main(void) {
         test_overflow(base);
         test_eof(base);
         test_congestion(base);
+        test_pause_mid_batch(base);
         test_pause(base);
         test_kill_flushes(base);
         event_base_free(base);

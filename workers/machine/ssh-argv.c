@@ -1,0 +1,453 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ssh-argv.c: SSH targets and OpenSSH argv (see ssh-argv.h). Pure.
+ *
+ * Every process shares one connection: the master (-M -N, ControlPersist=no
+ * so it stays in the foreground, where the supervisor tracks its pid and
+ * PDEATHSIG reaches it) and the rest as its mux clients through
+ * <state>/ssh-control. BatchMode=yes everywhere: a missing key, a passphrase
+ * or an unknown host key fails the connection with ssh's message instead
+ * of prompting, so nothing can ever wait for a person.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "macro.h"
+#include "ssh-argv.h"
+
+const char ssh_backdoor_command[] =
+        "export USER=\"$(id -un)\" PAGER=; if [ -e /etc/profile ]; then set +u; . /etc/profile; fi >/dev/null 2>&1; "
+        "cd /tmp 2>/dev/null || cd /; echo 'Spawning backdoor root shell...'; PS1= exec bash --norc";
+
+/* clang-format off */
+static const char *const known_hosts_names[_SSH_KNOWN_HOSTS_MAX] = {
+        [SSH_KNOWN_HOSTS_STRICT] = "strict",
+        [SSH_KNOWN_HOSTS_ACCEPT_NEW] = "accept-new",
+        [SSH_KNOWN_HOSTS_FILE] = "file",
+};
+
+/* Per role: its flags, and whether it takes a remote command (0 none, 1
+ * required, 2 optional). Mux clients never become a master themselves
+ * (ControlMaster=no): a dead master must show, not be silently replaced by a
+ * process vigil does not track. */
+static const struct {
+        const char *const flags[8];
+        int command;
+} role_table[_SSH_ROLE_MAX] = {
+        [SSH_ROLE_MASTER]  = {{"-M", "-N", "-o", "ControlMaster=yes", "-o", "ControlPersist=no"}, 0},
+        [SSH_ROLE_SESSION] = {{"-T", "-o", "ControlMaster=no"}, 1},
+        [SSH_ROLE_EXEC]    = {{"-T", "-o", "ControlMaster=no"}, 1},
+        [SSH_ROLE_TTY]     = {{"-tt", "-e", "none", "-o", "ControlMaster=no"}, 2},
+        [SSH_ROLE_CHECK]   = {{"-O", "check", "-o", "ControlMaster=no"}, 0},
+        [SSH_ROLE_EXIT]    = {{"-O", "exit", "-o", "ControlMaster=no"}, 0},
+};
+
+/* Options vigil sets for its own reasons; a user's "options" may not change them. */
+static const char *const reserved_options[] = {
+        "BatchMode", "ControlMaster", "ControlPath", "ControlPersist", "PasswordAuthentication",
+        "KbdInteractiveAuthentication", "StrictHostKeyChecking", "UserKnownHostsFile", "GlobalKnownHostsFile",
+        "RequestTTY", "EscapeChar", "ProxyJump", "IdentityFile", "Port", "User", "HostName", NULL,
+};
+
+static const char *const json_keys[] = {
+        "host", "user", "port", "identity_file", "known_hosts", "proxy_jump", "options", "connect_timeout_s", NULL,
+};
+/* clang-format on */
+
+const char *ssh_known_hosts_to_string(enum ssh_known_hosts k) {
+        if (k < 0 || k >= _SSH_KNOWN_HOSTS_MAX)
+                return NULL;
+        return known_hosts_names[k];
+}
+
+_printf_(3, 4) static int bad(char *error, size_t size, const char *fmt, ...) {
+        va_list ap;
+
+        if (size > 0) {
+                va_start(ap, fmt);
+                (void) vsnprintf(error, size, fmt, ap);
+                va_end(ap);
+        }
+        return -EINVAL;
+}
+
+/* Host names (letters, digits, '.', '-', '_'), IPv4, or an IPv6 address
+ * (hex digits, ':' and '.'), never starting with '-' (ssh would take it for
+ * an option). */
+bool ssh_host_valid(const char *s) {
+        size_t n = strlen(s);
+        bool colon = strchr(s, ':') != NULL;
+
+        if (n == 0 || n > 253 || s[0] == '-' || s[0] == '.')
+                return false;
+        for (; *s; s++) {
+                unsigned char ch = (unsigned char) *s;
+                if (colon ? !(isxdigit(ch) || ch == ':' || ch == '.') : !(isalnum(ch) || strchr(".-_", ch)))
+                        return false;
+        }
+        return true;
+}
+
+/* POSIX portable user names (and what useradd accepts): no '@', ':' or blanks. */
+bool ssh_user_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > 32 || s[0] == '-')
+                return false;
+        for (; *s; s++)
+                if (!isalnum((unsigned char) *s) && !strchr("._-", *s))
+                        return false;
+        return true;
+}
+
+/* ProxyJump: "[user@]host[:port]" hops joined by ',', or "none". */
+static bool proxy_jump_valid(const char *s) {
+        if (!*s || s[0] == '-' || strlen(s) > 1024)
+                return false;
+        for (; *s; s++)
+                if (!isalnum((unsigned char) *s) && !strchr(".-_@:,[]", *s))
+                        return false;
+        return true;
+}
+
+static int parse_port(const char *s, unsigned *ret) {
+        char *end;
+        unsigned long v;
+
+        if (!isdigit((unsigned char) s[0]))
+                return -EINVAL;
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno != 0 || *end || v < 1 || v > 65535)
+                return -EINVAL;
+        *ret = (unsigned) v;
+        return 0;
+}
+
+int ssh_target_parse_address(const char *s, struct ssh_target *ret, char *error, size_t error_size) {
+        _cleanup_free_ char *user = NULL, *host = NULL;
+        const char *at = strchr(s, '@'), *h = s, *port = NULL;
+        unsigned p = 0;
+
+        if (at) {
+                if (!(user = strndup(s, (size_t) (at - s))))
+                        return -ENOMEM;
+                if (!ssh_user_valid(user))
+                        return bad(error, error_size,
+                                   "\"%s\": \"%s\" is not a user name (letters, digits, '.', '_', '-')", s, user);
+                h = at + 1;
+        }
+        if (h[0] == '[') {
+                const char *close = strchr(h, ']');
+                if (!close)
+                        return bad(error, error_size, "\"%s\": '[' without ']' around an IPv6 address", s);
+                if (!(host = strndup(h + 1, (size_t) (close - h - 1))))
+                        return -ENOMEM;
+                if (close[1] == ':')
+                        port = close + 2;
+                else if (close[1])
+                        return bad(error, error_size, "\"%s\": unexpected \"%s\" after the address", s, close + 1);
+        } else {
+                const char *colon = strchr(h, ':');
+                if (colon && strchr(colon + 1, ':'))
+                        return bad(error, error_size, "\"%s\": an IPv6 address goes in brackets: [%s]", s, h);
+                if (!(host = colon ? strndup(h, (size_t) (colon - h)) : strdup(h)))
+                        return -ENOMEM;
+                if (colon)
+                        port = colon + 1;
+        }
+        if (!ssh_host_valid(host))
+                return bad(error, error_size, "\"%s\": \"%s\" is not a host name or address", s, host);
+        if (port && parse_port(port, &p) < 0)
+                return bad(error, error_size, "\"%s\": port \"%s\" is not a number in 1..65535", s, port);
+        free(ret->user);
+        free(ret->host);
+        ret->user = TAKE_PTR(user);
+        ret->host = TAKE_PTR(host);
+        ret->port = p;
+        return 0;
+}
+
+void ssh_target_done(struct ssh_target *t) {
+        free(t->user);
+        free(t->host);
+        free(t->identity_file);
+        free(t->known_hosts_file);
+        free(t->proxy_jump);
+        strv_free(t->options);
+        *t = (struct ssh_target){};
+}
+
+static int json_str(json_object *o, const char *key, char **ret, char *error, size_t size) {
+        json_object *v;
+
+        if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+                return 0;
+        if (!json_object_is_type(v, json_type_string))
+                return bad(error, size, "ssh: \"%s\" must be a string", key);
+        free(*ret);
+        if (!(*ret = strdup(json_object_get_string(v))))
+                return -ENOMEM;
+        return 0;
+}
+
+static int json_uint(json_object *o, const char *key, unsigned min, unsigned max, unsigned *ret, char *error,
+                     size_t size) {
+        json_object *v;
+        int64_t i;
+
+        if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+                return 0;
+        i = json_object_get_int64(v);
+        if (!json_object_is_type(v, json_type_int) || i < min || i > max)
+                return bad(error, size, "ssh: \"%s\" must be an integer in %u..%u", key, min, max);
+        *ret = (unsigned) i;
+        return 0;
+}
+
+static bool option_reserved(const char *opt) {
+        size_t n = strcspn(opt, "= \t");
+
+        for (size_t i = 0; reserved_options[i]; i++)
+                if (strlen(reserved_options[i]) == n && strncasecmp(reserved_options[i], opt, n) == 0)
+                        return true;
+        return false;
+}
+
+static int json_options(json_object *o, char ***ret, char *error, size_t size) {
+        json_object *arr;
+        size_t n;
+        char **v;
+
+        if (!json_object_object_get_ex(o, "options", &arr) || json_object_is_type(arr, json_type_null))
+                return 0;
+        if (!json_object_is_type(arr, json_type_array))
+                return bad(error, size, "ssh: \"options\" must be a list of \"Key=Value\" strings");
+        n = json_object_array_length(arr);
+        if (n > 64)
+                return bad(error, size, "ssh: \"options\" has %zu entries (at most 64)", n);
+        if (!(v = calloc(n + 1, sizeof *v)))
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_object *e = json_object_array_get_idx(arr, i);
+                const char *s = json_object_is_type(e, json_type_string) ? json_object_get_string(e) : NULL;
+                if (!s || !strchr(s, '=') || s[0] == '-' || s[0] == '=' || strlen(s) > 1024) {
+                        strv_free(v);
+                        return bad(error, size, "ssh: options[%zu] must be a \"Key=Value\" string", i);
+                }
+                if (option_reserved(s)) {
+                        int r = bad(error, size,
+                                    "ssh: options[%zu] \"%.*s\" is set by vigil (BatchMode, ControlMaster and "
+                                    "known_hosts policy are part of the contract; use the ssh keys for the rest)",
+                                    i, (int) strcspn(s, "= \t"), s);
+                        strv_free(v);
+                        return r;
+                }
+                if (!(v[i] = strdup(s))) {
+                        strv_free(v);
+                        return -ENOMEM;
+                }
+        }
+        strv_free(*ret);
+        *ret = v;
+        return 0;
+}
+
+int ssh_target_from_json(json_object *o, struct ssh_target *ret, char *error, size_t error_size) {
+        struct ssh_target t = {.connect_timeout_s = SSH_CONNECT_TIMEOUT_DEFAULT};
+        _cleanup_free_ char *kh = NULL;
+        int r;
+
+        if (!json_object_is_type(o, json_type_object))
+                return bad(error, error_size, "ssh: not a JSON object");
+        json_object_object_foreach(o, key, val) {
+                bool known = false;
+                (void) val;
+                for (size_t i = 0; json_keys[i]; i++)
+                        known = known || streq(json_keys[i], key);
+                if (!known)
+                        return bad(error, error_size, "ssh: unknown key \"%s\"", key);
+        }
+        if ((r = json_str(o, "host", &t.host, error, error_size)) < 0 ||
+            (r = json_str(o, "user", &t.user, error, error_size)) < 0 ||
+            (r = json_uint(o, "port", 1, 65535, &t.port, error, error_size)) < 0 ||
+            (r = json_str(o, "identity_file", &t.identity_file, error, error_size)) < 0 ||
+            (r = json_str(o, "known_hosts", &kh, error, error_size)) < 0 ||
+            (r = json_str(o, "proxy_jump", &t.proxy_jump, error, error_size)) < 0 ||
+            (r = json_options(o, &t.options, error, error_size)) < 0 ||
+            (r = json_uint(o, "connect_timeout_s", 1, 3600, &t.connect_timeout_s, error, error_size)) < 0)
+                goto fail;
+        r = -EINVAL;
+        if (!t.host) {
+                (void) bad(error, error_size, "ssh: missing \"host\"");
+                goto fail;
+        }
+        if (!ssh_host_valid(t.host)) {
+                (void) bad(error, error_size, "ssh: \"host\" \"%s\" is not a host name or address", t.host);
+                goto fail;
+        }
+        if (t.user && !ssh_user_valid(t.user)) {
+                (void) bad(error, error_size, "ssh: \"user\" \"%s\" is not a user name", t.user);
+                goto fail;
+        }
+        if (t.identity_file && t.identity_file[0] != '/') {
+                (void) bad(error, error_size, "ssh: \"identity_file\" must be an absolute path, not \"%s\"",
+                           t.identity_file);
+                goto fail;
+        }
+        if (t.proxy_jump && !proxy_jump_valid(t.proxy_jump)) {
+                (void) bad(error, error_size, "ssh: \"proxy_jump\" \"%s\" is not [user@]host[:port][,...]",
+                           t.proxy_jump);
+                goto fail;
+        }
+        if (!kh || streq(kh, "strict"))
+                t.known_hosts = SSH_KNOWN_HOSTS_STRICT;
+        else if (streq(kh, "accept-new"))
+                t.known_hosts = SSH_KNOWN_HOSTS_ACCEPT_NEW;
+        else if (kh[0] == '/') {
+                t.known_hosts = SSH_KNOWN_HOSTS_FILE;
+                t.known_hosts_file = TAKE_PTR(kh);
+        } else {
+                (void) bad(error, error_size,
+                           "ssh: \"known_hosts\" must be \"strict\", \"accept-new\" or an absolute path, not \"%s\"",
+                           kh);
+                goto fail;
+        }
+        *ret = t;
+        return 0;
+fail:
+        ssh_target_done(&t);
+        return r;
+}
+
+int ssh_control_path(const char *state_dir, char *buf, size_t size) {
+        int n = snprintf(buf, size, "%s/" SSH_CONTROL_NAME, state_dir);
+
+        if (n < 0 || (size_t) n >= size || (size_t) n > SSH_CONTROL_PATH_MAX)
+                return -ENAMETOOLONG;
+        return 0;
+}
+
+struct argv_builder {
+        char **v;
+        size_t n, alloc;
+        int error;
+};
+
+_printf_(2, 3) static void add(struct argv_builder *b, const char *fmt, ...) {
+        va_list ap;
+        char *s;
+
+        if (b->error < 0)
+                return;
+        if (b->n + 2 > b->alloc) {
+                size_t a = MAX(b->alloc * 2, (size_t) 48);
+                char **p = realloc(b->v, a * sizeof *p);
+                if (!p) {
+                        b->error = -ENOMEM;
+                        return;
+                }
+                b->v = p;
+                b->alloc = a;
+        }
+        va_start(ap, fmt);
+        if (vasprintf(&s, fmt, ap) < 0)
+                b->error = -ENOMEM;
+        else {
+                b->v[b->n++] = s;
+                b->v[b->n] = NULL;
+        }
+        va_end(ap);
+}
+
+static void add_opt(struct argv_builder *b, const char *opt) {
+        add(b, "-o");
+        add(b, "%s", opt);
+}
+
+int ssh_build_argv(const struct ssh_target *t, const char *state_dir, enum ssh_role role, const char *command,
+                   char ***ret) {
+        struct argv_builder b = {};
+        char control[128];
+        int r;
+
+        if (role < 0 || role >= _SSH_ROLE_MAX || !t->host)
+                return -EINVAL;
+        if ((role_table[role].command == 1 && !command) || (role_table[role].command == 0 && command))
+                return -EINVAL;
+        r = ssh_control_path(state_dir, control, sizeof control);
+        if (r < 0)
+                return r;
+
+        add(&b, "ssh");
+        for (size_t i = 0; i < ELEMENTSOF(role_table[role].flags) && role_table[role].flags[i]; i++)
+                add(&b, "%s", role_table[role].flags[i]);
+        /* First value wins in OpenSSH (command line before ssh_config), so
+         * what the contract needs comes first. */
+        add_opt(&b, "BatchMode=yes");
+        add(&b, "-o");
+        add(&b, "ControlPath=%s", control);
+        switch (t->known_hosts) {
+        case SSH_KNOWN_HOSTS_STRICT:
+                add_opt(&b, "StrictHostKeyChecking=yes");
+                break;
+        case SSH_KNOWN_HOSTS_ACCEPT_NEW:
+                add_opt(&b, "StrictHostKeyChecking=accept-new");
+                add(&b, "-o");
+                add(&b, "UserKnownHostsFile=%s/" SSH_KNOWN_HOSTS_NAME, state_dir);
+                add_opt(&b, "GlobalKnownHostsFile=/dev/null");
+                break;
+        case SSH_KNOWN_HOSTS_FILE:
+                add_opt(&b, "StrictHostKeyChecking=yes");
+                add(&b, "-o");
+                add(&b, "UserKnownHostsFile=%s", t->known_hosts_file);
+                add_opt(&b, "GlobalKnownHostsFile=/dev/null");
+                break;
+        case _SSH_KNOWN_HOSTS_MAX:
+        case _SSH_KNOWN_HOSTS_INVALID:
+                strv_free(b.v);
+                return -EINVAL;
+        }
+        if (role == SSH_ROLE_MASTER) {
+                /* A dead link is noticed within ~15 s even while nothing is sent;
+                 * forwardings from the user's ssh_config are not vigil's business. */
+                add_opt(&b, "ServerAliveInterval=5");
+                add_opt(&b, "ServerAliveCountMax=3");
+                add_opt(&b, "ClearAllForwardings=yes");
+                add_opt(&b, "ForwardAgent=no");
+                add_opt(&b, "ForwardX11=no");
+        }
+        if (t->identity_file) {
+                add(&b, "-i");
+                add(&b, "%s", t->identity_file);
+                add_opt(&b, "IdentitiesOnly=yes");
+        }
+        if (t->proxy_jump) {
+                add(&b, "-J");
+                add(&b, "%s", t->proxy_jump);
+        }
+        if (t->port > 0) {
+                add(&b, "-p");
+                add(&b, "%u", t->port);
+        }
+        add(&b, "-l");
+        add(&b, "%s", t->user ?: "root");
+        for (char **o = t->options; o && *o; o++)
+                add_opt(&b, *o);
+        /* Defaults the user's options may override. */
+        add(&b, "-o");
+        add(&b, "ConnectTimeout=%u", t->connect_timeout_s ?: SSH_CONNECT_TIMEOUT_DEFAULT);
+        add_opt(&b, "LogLevel=ERROR");
+        add(&b, "%s", t->host);
+        if (command)
+                add(&b, "%s", command);
+        if (b.error < 0) {
+                strv_free(b.v);
+                return b.error;
+        }
+        *ret = b.v;
+        return 0;
+}

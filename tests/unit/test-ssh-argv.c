@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "argv-check.h"
+#include "machine-config.h"
 #include "macro.h"
 #include "ssh-argv.h"
 #include "tap.h"
@@ -28,8 +29,8 @@ static void test_address(void) {
         struct ssh_target t = {};
         char err[SSH_ERROR_MAX];
 
-        CHECK(ssh_target_parse_address("alice@box.example:2222", &t, err, sizeof err) == 0 &&
-                      streq(t.user, "alice") && streq(t.host, "box.example") && t.port == 2222,
+        CHECK(ssh_target_parse_address("alice@box.example:2222", &t, err, sizeof err) == 0 && streq(t.user, "alice") &&
+                      streq(t.host, "box.example") && t.port == 2222,
               "user@host:port");
         CHECK(ssh_target_parse_address("10.0.0.5", &t, err, sizeof err) == 0 && !t.user && streq(t.host, "10.0.0.5") &&
                       t.port == 0,
@@ -66,8 +67,7 @@ static void test_json(void) {
               "full object parses (%s)", err);
         CHECK(streq(t.host, "h") && streq(t.user, "u") && t.port == 2200 && streq(t.identity_file, "/k/id") &&
                       t.known_hosts == SSH_KNOWN_HOSTS_FILE && streq(t.known_hosts_file, "/k/known") &&
-                      streq(t.proxy_jump, "gw@jump:22,j2") && strv_length(t.options) == 1 &&
-                      t.connect_timeout_s == 3,
+                      streq(t.proxy_jump, "gw@jump:22,j2") && strv_length(t.options) == 1 && t.connect_timeout_s == 3,
               "fields");
         ssh_target_done(&t);
         CHECK(parse_json("{\"host\":\"h\"}", &t, err, sizeof err) == 0 && t.known_hosts == SSH_KNOWN_HOSTS_STRICT &&
@@ -126,8 +126,7 @@ static void test_argv(void) {
         CHECK(streq(v[0], "ssh") && argv_has(v, "-M") && argv_has(v, "-N") && has_pair(v, "-o", "ControlMaster=yes") &&
                       has_pair(v, "-o", "ControlPersist=no"),
               "master: -M -N in the foreground (ControlPersist=no)");
-        CHECK(has_pair(v, "-o", "BatchMode=yes") &&
-                      argv_index(v, "BatchMode=yes") < argv_index(v, "Compression=yes"),
+        CHECK(has_pair(v, "-o", "BatchMode=yes") && argv_index(v, "BatchMode=yes") < argv_index(v, "Compression=yes"),
               "BatchMode=yes before the user's options (the first value wins)");
         CHECK(has_pair(v, "-o", "ControlPath=/tmp/r/vm-state-box/ssh-control"), "control socket in the state dir");
         CHECK(has_pair(v, "-o", "StrictHostKeyChecking=accept-new") &&
@@ -145,8 +144,8 @@ static void test_argv(void) {
 
         CHECK(ssh_build_argv(&t, "/tmp/r/vm-state-box", SSH_ROLE_SESSION, ssh_backdoor_command, &v) == 0 &&
                       argv_has(v, "-T") && has_pair(v, "-o", "ControlMaster=no") && !argv_has(v, "-M") &&
-                      streq(v[strv_length(v) - 1], ssh_backdoor_command) &&
-                      streq(v[strv_length(v) - 2], "box") && !has_pair(v, "-o", "ServerAliveInterval=5"),
+                      streq(v[strv_length(v) - 1], ssh_backdoor_command) && streq(v[strv_length(v) - 2], "box") &&
+                      !has_pair(v, "-o", "ServerAliveInterval=5"),
               "session: a mux client (never a master), no tty, the backdoor command last");
         CHECK(strstr(ssh_backdoor_command, "echo 'Spawning backdoor root shell...'") &&
                       strstr(ssh_backdoor_command, "exec bash --norc"),
@@ -172,8 +171,9 @@ static void test_argv(void) {
 
         (void) parse_json("{\"host\":\"h\",\"user\":\"u\",\"known_hosts\":\"/k/kh\"}", &t, err, sizeof err);
         CHECK(ssh_build_argv(&t, "/s", SSH_ROLE_EXEC, "true", &v) == 0 &&
-                      has_pair(v, "-o", "StrictHostKeyChecking=yes") && has_pair(v, "-o", "UserKnownHostsFile=/k/kh") &&
-                      has_pair(v, "-l", "u") && !argv_has(v, "-p") && !argv_has(v, "-J") && !argv_has(v, "-i"),
+                      has_pair(v, "-o", "StrictHostKeyChecking=yes") &&
+                      has_pair(v, "-o", "UserKnownHostsFile=/k/kh") && has_pair(v, "-l", "u") && !argv_has(v, "-p") &&
+                      !argv_has(v, "-J") && !argv_has(v, "-i"),
               "a known_hosts file is checked strictly; no port/jump/key unless given");
         v = strv_free(v);
         ssh_target_done(&t);
@@ -187,7 +187,41 @@ static void test_argv(void) {
         ssh_target_done(&t);
 }
 
+static void test_machine_config(void) {
+        struct machine_config c;
+        char err[MACHINE_CONFIG_ERROR_MAX];
+
+        CHECK(machine_config_parse("{\"name\":\"remote\",\"backend\":\"ssh\",\"state_dir\":\"/tmp/r/vm-state-remote\","
+                                   "\"out_dir\":\"/o\",\"ssh\":{\"host\":\"10.0.0.5\",\"user\":\"ops\"}}",
+                                   &c, err, sizeof err) == 0,
+              "an ssh machine config parses (%s)", err);
+        CHECK(c.backend_kind == MACHINE_BACKEND_SSH && streq(c.ssh.host, "10.0.0.5") && streq(c.ssh.user, "ops") &&
+                      c.n_vlans == 0 && !c.start_script && !c.tree,
+              "backend ssh, its target, no VLANs");
+        machine_config_done(&c);
+        CHECK(machine_config_parse("{\"name\":\"remote\",\"backend\":\"ssh\",\"state_dir\":\"/s\",\"out_dir\":\"/o\"}",
+                                   &c, err, sizeof err) == -EINVAL &&
+                      strstr(err, "needs an \"ssh\" object"),
+              "no ssh object: %s", err);
+        CHECK(machine_config_parse("{\"name\":\"remote\",\"backend\":\"ssh\",\"state_dir\":\"/s\",\"out_dir\":\"/o\","
+                                   "\"ssh\":{\"host\":\"h\",\"known_hosts\":\"maybe\"}}",
+                                   &c, err, sizeof err) == -EINVAL &&
+                      strstr(err, "\"known_hosts\" must be"),
+              "the ssh object's refusals come through: %s", err);
+        CHECK(machine_config_parse("{\"name\":\"remote\",\"backend\":\"ssh\",\"state_dir\":\"/tmp/"
+                                   "a-state-dir-long-enough-for-the-monitor-but-not-for-ssh-control-and-suffix\","
+                                   "\"out_dir\":\"/o\",\"ssh\":{\"host\":\"h\"}}",
+                                   &c, err, sizeof err) == -EINVAL &&
+                      strstr(err, "control socket"),
+              "a state_dir too long for the control socket: %s", err);
+        CHECK(machine_config_parse("{\"name\":\"x\",\"backend\":\"telnet\",\"state_dir\":\"/s\",\"out_dir\":\"/o\"}",
+                                   &c, err, sizeof err) == -EINVAL &&
+                      strstr(err, "\"ssh\""),
+              "unknown backends list ssh among the known: %s", err);
+}
+
 int main(void) {
+        test_machine_config();
         test_address();
         test_json();
         test_argv();

@@ -24,6 +24,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -1278,10 +1279,76 @@ class NspawnMachine(BaseMachine):
 
 
 class SshMachine(BaseMachine):
-    """An existing host reached over SSH (no lifecycle)."""
+    """An existing host reached over SSH (docs/machine.md, "ssh"). vigil did not
+    start it and does not own it: start() connects, shutdown() disconnects and
+    leaves the host running, crash() and reboot() refuse. It shares no
+    directory with the host running vigil, so files travel through its shell,
+    and it is not on vigil's switch, so block() refuses too."""
 
     _starting_message = None
     _running_label = "ssh"
+    _power_off_header = "disconnecting"
+
+    def crash(self) -> None:
+        raise self._unsupported(
+            "crash()", "vigil cannot pull the plug of a host it did not start (shutdown() disconnects)"
+        )
+
+    def reboot(self) -> None:
+        raise self._unsupported("reboot()", "vigil does not reset a host it did not start")
+
+    def block(self) -> None:
+        raise self._unsupported("block()", "an SSH machine is not on vigil's switch")
+
+    def unblock(self) -> None:
+        raise self._unsupported("unblock()", "an SSH machine is not on vigil's switch")
+
+    def release(self) -> None:
+        """Disconnect (the reference's cleanup kills a VM; a host keeps running)."""
+        if self.booted:
+            self._call("M_SHUTDOWN")
+
+    def copy_from_host(self, source: str, target: str) -> None:
+        """Copy a host file or directory to `target` on the machine, through the
+        shell (as `cp -r`: a directory lands inside an existing directory)."""
+        host_src = Path(source)
+        if not host_src.is_dir():
+            self.copy_from_host_via_shell(str(host_src), target)
+            return
+        with tempfile.TemporaryDirectory() as td:
+            archive = Path(td) / "copy.tar"
+            with tarfile.open(archive, "w") as tar:
+                tar.add(host_src, arcname=".")
+            remote_tar = f"/tmp/.vigil-copy-{os.getpid()}-{time.monotonic_ns()}.tar"
+            self.copy_from_host_via_shell(str(archive), remote_tar)
+        t = shlex.quote(target)
+        inner = shlex.quote(str(Path(target) / host_src.name))
+        self.succeed(
+            f"if [ -d {t} ]; then mkdir -p {inner} && tar -x -f {remote_tar} -C {inner}; "
+            f"else mkdir -p {t} && tar -x -f {remote_tar} -C {t}; fi; rm -f {remote_tar}"
+        )
+
+    @_read_only
+    def copy_from_machine(self, source: str, target_dir: str = "") -> None:
+        """Copy a file or directory of the machine to out_dir/target_dir/,
+        through the shell (a tar stream, base64 in the command's output)."""
+        src = Path(source)
+        out = self.succeed(
+            make_command(["tar", "-C", src.parent, "-cf", "-", src.name]) + " | base64 -w 0"
+        )
+        abs_target = self.out_dir / target_dir
+        abs_target.mkdir(exist_ok=True, parents=True)
+        base = abs_target.resolve()
+        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(out)), mode="r") as tar:
+            # The stream comes from the machine: nothing may land outside the
+            # target, not even through a link it sent first.
+            for member in tar.getmembers():
+                parts = Path(member.name).parts
+                parent = (abs_target / member.name).parent.resolve()
+                bad = member.name.startswith("/") or ".." in parts or not (member.isreg() or member.isdir() or member.issym())
+                if bad or (parent != base and base not in parent.parents):
+                    raise MachineError(f"{self.name}: copy_from_machine({source!r}): refusing {member.name!r} in the archive")
+                tar.extract(member, abs_target)
 
 
 # The pre-2026 class name, for scripts that annotate with it.

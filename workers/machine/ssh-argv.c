@@ -181,30 +181,25 @@ void ssh_target_done(struct ssh_target *t) {
         *t = (struct ssh_target){};
 }
 
-static int json_str(json_object *o, const char *key, char **ret, char *error, size_t size) {
+static int json_str(json_object *o, const char *key, const char **ret, char *error, size_t size) {
         json_object *v;
 
         if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
                 return 0;
         if (!json_object_is_type(v, json_type_string))
                 return bad(error, size, "ssh: \"%s\" must be a string", key);
-        free(*ret);
-        if (!(*ret = strdup(json_object_get_string(v))))
-                return -ENOMEM;
+        *ret = json_object_get_string(v);
         return 0;
 }
 
-static int json_uint(json_object *o, const char *key, unsigned min, unsigned max, unsigned *ret, char *error,
-                     size_t size) {
+static int json_uint(json_object *o, const char *key, uint64_t *ret, char *error, size_t size) {
         json_object *v;
-        int64_t i;
 
         if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
                 return 0;
-        i = json_object_get_int64(v);
-        if (!json_object_is_type(v, json_type_int) || i < min || i > max)
-                return bad(error, size, "ssh: \"%s\" must be an integer in %u..%u", key, min, max);
-        *ret = (unsigned) i;
+        if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 1)
+                return bad(error, size, "ssh: \"%s\" must be a positive integer", key);
+        *ret = (uint64_t) json_object_get_int64(v);
         return 0;
 }
 
@@ -217,48 +212,97 @@ static bool option_reserved(const char *opt) {
         return false;
 }
 
-static int json_options(json_object *o, char ***ret, char *error, size_t size) {
+/* The options as borrowed strings; NULL-terminated, *ret malloc'd. */
+static int json_options(json_object *o, const char ***ret, char *error, size_t size) {
         json_object *arr;
+        const char **v;
         size_t n;
-        char **v;
 
         if (!json_object_object_get_ex(o, "options", &arr) || json_object_is_type(arr, json_type_null))
                 return 0;
         if (!json_object_is_type(arr, json_type_array))
                 return bad(error, size, "ssh: \"options\" must be a list of \"Key=Value\" strings");
         n = json_object_array_length(arr);
-        if (n > 64)
-                return bad(error, size, "ssh: \"options\" has %zu entries (at most 64)", n);
+        if (n > SSH_OPTIONS_MAX)
+                return bad(error, size, "ssh: \"options\" has %zu entries (at most %u)", n, SSH_OPTIONS_MAX);
         if (!(v = calloc(n + 1, sizeof *v)))
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
                 json_object *e = json_object_array_get_idx(arr, i);
-                const char *s = json_object_is_type(e, json_type_string) ? json_object_get_string(e) : NULL;
-                if (!s || !strchr(s, '=') || s[0] == '-' || s[0] == '=' || strlen(s) > 1024) {
-                        strv_free(v);
+                if (!json_object_is_type(e, json_type_string)) {
+                        free(v);
                         return bad(error, size, "ssh: options[%zu] must be a \"Key=Value\" string", i);
                 }
-                if (option_reserved(s)) {
-                        int r = bad(error, size,
-                                    "ssh: options[%zu] \"%.*s\" is set by vigil (BatchMode, ControlMaster and "
-                                    "known_hosts policy are part of the contract; use the ssh keys for the rest)",
-                                    i, (int) strcspn(s, "= \t"), s);
-                        strv_free(v);
-                        return r;
-                }
-                if (!(v[i] = strdup(s))) {
-                        strv_free(v);
-                        return -ENOMEM;
-                }
+                v[i] = json_object_get_string(e);
         }
-        strv_free(*ret);
         *ret = v;
         return 0;
 }
 
+int ssh_target_make(const struct ssh_settings *in, struct ssh_target *ret, char *error, size_t error_size) {
+        struct ssh_target t = {.port = (unsigned) in->port};
+        const char *kh = in->known_hosts;
+        size_t n_opts = 0;
+
+        if (!in->host)
+                return bad(error, error_size, "ssh: missing \"host\"");
+        if (!ssh_host_valid(in->host))
+                return bad(error, error_size, "ssh: \"host\" \"%s\" is not a host name or address", in->host);
+        if (in->user && !ssh_user_valid(in->user))
+                return bad(error, error_size, "ssh: \"user\" \"%s\" is not a user name", in->user);
+        if (in->port > 65535)
+                return bad(error, error_size, "ssh: \"port\" must be an integer in 1..65535");
+        if (in->connect_timeout_s > 3600)
+                return bad(error, error_size, "ssh: \"connect_timeout_s\" must be an integer in 1..3600");
+        if (in->identity_file && in->identity_file[0] != '/')
+                return bad(error, error_size, "ssh: \"identity_file\" must be an absolute path, not \"%s\"",
+                           in->identity_file);
+        if (in->proxy_jump && !proxy_jump_valid(in->proxy_jump))
+                return bad(error, error_size, "ssh: \"proxy_jump\" \"%s\" is not [user@]host[:port][,...]",
+                           in->proxy_jump);
+        if (!kh || streq(kh, "strict"))
+                t.known_hosts = SSH_KNOWN_HOSTS_STRICT;
+        else if (streq(kh, "accept-new"))
+                t.known_hosts = SSH_KNOWN_HOSTS_ACCEPT_NEW;
+        else if (kh[0] == '/')
+                t.known_hosts = SSH_KNOWN_HOSTS_FILE;
+        else
+                return bad(error, error_size,
+                           "ssh: \"known_hosts\" must be \"strict\", \"accept-new\" or an absolute path, not \"%s\"",
+                           kh);
+        for (; in->options && in->options[n_opts]; n_opts++) {
+                const char *o = in->options[n_opts];
+                if (!strchr(o, '=') || o[0] == '-' || o[0] == '=' || strlen(o) > 1024)
+                        return bad(error, error_size, "ssh: options[%zu] must be a \"Key=Value\" string", n_opts);
+                if (option_reserved(o))
+                        return bad(error, error_size,
+                                   "ssh: options[%zu] \"%.*s\" is set by vigil (BatchMode, ControlMaster and the "
+                                   "known_hosts policy are part of the contract; use the ssh keys for the rest)",
+                                   n_opts, (int) strcspn(o, "= \t"), o);
+        }
+        if (n_opts > SSH_OPTIONS_MAX)
+                return bad(error, error_size, "ssh: \"options\" has %zu entries (at most %u)", n_opts,
+                           SSH_OPTIONS_MAX);
+        t.connect_timeout_s = in->connect_timeout_s ? (unsigned) in->connect_timeout_s : SSH_CONNECT_TIMEOUT_DEFAULT;
+        if (!(t.host = strdup(in->host)) || (in->user && !(t.user = strdup(in->user))) ||
+            (in->identity_file && !(t.identity_file = strdup(in->identity_file))) ||
+            (t.known_hosts == SSH_KNOWN_HOSTS_FILE && !(t.known_hosts_file = strdup(kh))) ||
+            (in->proxy_jump && !(t.proxy_jump = strdup(in->proxy_jump))) ||
+            !(t.options = calloc(n_opts + 1, sizeof *t.options)))
+                goto oom;
+        for (size_t i = 0; i < n_opts; i++)
+                if (!(t.options[i] = strdup(in->options[i])))
+                        goto oom;
+        *ret = t;
+        return 0;
+oom:
+        ssh_target_done(&t);
+        return -ENOMEM;
+}
+
 int ssh_target_from_json(json_object *o, struct ssh_target *ret, char *error, size_t error_size) {
-        struct ssh_target t = {.connect_timeout_s = SSH_CONNECT_TIMEOUT_DEFAULT};
-        _cleanup_free_ char *kh = NULL;
+        struct ssh_settings in = {};
+        _cleanup_free_ const char **options = NULL;
         int r;
 
         if (!json_object_is_type(o, json_type_object))
@@ -271,56 +315,19 @@ int ssh_target_from_json(json_object *o, struct ssh_target *ret, char *error, si
                 if (!known)
                         return bad(error, error_size, "ssh: unknown key \"%s\"", key);
         }
-        if ((r = json_str(o, "host", &t.host, error, error_size)) < 0 ||
-            (r = json_str(o, "user", &t.user, error, error_size)) < 0 ||
-            (r = json_uint(o, "port", 1, 65535, &t.port, error, error_size)) < 0 ||
-            (r = json_str(o, "identity_file", &t.identity_file, error, error_size)) < 0 ||
-            (r = json_str(o, "known_hosts", &kh, error, error_size)) < 0 ||
-            (r = json_str(o, "proxy_jump", &t.proxy_jump, error, error_size)) < 0 ||
-            (r = json_options(o, &t.options, error, error_size)) < 0 ||
-            (r = json_uint(o, "connect_timeout_s", 1, 3600, &t.connect_timeout_s, error, error_size)) < 0)
-                goto fail;
-        r = -EINVAL;
-        if (!t.host) {
-                (void) bad(error, error_size, "ssh: missing \"host\"");
-                goto fail;
-        }
-        if (!ssh_host_valid(t.host)) {
-                (void) bad(error, error_size, "ssh: \"host\" \"%s\" is not a host name or address", t.host);
-                goto fail;
-        }
-        if (t.user && !ssh_user_valid(t.user)) {
-                (void) bad(error, error_size, "ssh: \"user\" \"%s\" is not a user name", t.user);
-                goto fail;
-        }
-        if (t.identity_file && t.identity_file[0] != '/') {
-                (void) bad(error, error_size, "ssh: \"identity_file\" must be an absolute path, not \"%s\"",
-                           t.identity_file);
-                goto fail;
-        }
-        if (t.proxy_jump && !proxy_jump_valid(t.proxy_jump)) {
-                (void) bad(error, error_size, "ssh: \"proxy_jump\" \"%s\" is not [user@]host[:port][,...]",
-                           t.proxy_jump);
-                goto fail;
-        }
-        if (!kh || streq(kh, "strict"))
-                t.known_hosts = SSH_KNOWN_HOSTS_STRICT;
-        else if (streq(kh, "accept-new"))
-                t.known_hosts = SSH_KNOWN_HOSTS_ACCEPT_NEW;
-        else if (kh[0] == '/') {
-                t.known_hosts = SSH_KNOWN_HOSTS_FILE;
-                t.known_hosts_file = TAKE_PTR(kh);
-        } else {
-                (void) bad(error, error_size,
-                           "ssh: \"known_hosts\" must be \"strict\", \"accept-new\" or an absolute path, not \"%s\"",
-                           kh);
-                goto fail;
-        }
-        *ret = t;
-        return 0;
-fail:
-        ssh_target_done(&t);
-        return r;
+        if ((r = json_str(o, "host", &in.host, error, error_size)) < 0 ||
+            (r = json_str(o, "user", &in.user, error, error_size)) < 0 ||
+            (r = json_uint(o, "port", &in.port, error, error_size)) < 0 ||
+            (r = json_str(o, "identity_file", &in.identity_file, error, error_size)) < 0 ||
+            (r = json_str(o, "known_hosts", &in.known_hosts, error, error_size)) < 0 ||
+            (r = json_str(o, "proxy_jump", &in.proxy_jump, error, error_size)) < 0 ||
+            (r = json_options(o, &options, error, error_size)) < 0 ||
+            (r = json_uint(o, "connect_timeout_s", &in.connect_timeout_s, error, error_size)) < 0)
+                return r;
+        if (in.port > 65535)
+                return bad(error, error_size, "ssh: \"port\" must be an integer in 1..65535");
+        in.options = (char *const *) options;
+        return ssh_target_make(&in, ret, error, error_size);
 }
 
 int ssh_control_path(const char *state_dir, char *buf, size_t size) {

@@ -54,12 +54,29 @@ enum ssh_role {
         _SSH_ROLE_MAX,
 };
 
-#define SSH_ERROR_MAX 256u
+#define SSH_ERROR_MAX   256u
+#define SSH_OPTIONS_MAX 64u
+
+/* The settings as a config carries them (text and numbers; 0 = default). */
+struct ssh_settings {
+        const char *host;
+        const char *user;
+        uint64_t port;
+        const char *identity_file;
+        const char *known_hosts; /* "strict" (NULL), "accept-new" or an absolute path */
+        const char *proxy_jump;
+        char *const *options; /* "Key=Value", NULL-terminated */
+        uint64_t connect_timeout_s;
+};
 
 /* "[user@]host[:port]" (what follows "ssh:" in `--node NAME=ssh:...`).
  * Hosts are names, IPv4 addresses or [IPv6] in brackets. Fills @ret's user,
  * host and port; the rest keeps its defaults. */
 int ssh_target_parse_address(const char *s, struct ssh_target *ret, char *error, size_t error_size);
+
+/* Check @in and copy it into *@ret (written only on success); a refusal
+ * names the field. */
+int ssh_target_make(const struct ssh_settings *in, struct ssh_target *ret, char *error, size_t error_size);
 
 /* The config's "ssh" object: host (required), user, port, identity_file,
  * known_hosts ("strict" | "accept-new" | absolute path), proxy_jump,

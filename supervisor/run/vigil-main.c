@@ -12,6 +12,7 @@
 #include "run-main.h"
 #include "run-ps.h"
 #include "sup-verbs.h"
+#include "vigil-shell.h"
 
 struct verb {
         const char *name;
@@ -24,6 +25,7 @@ static const struct verb verbs[] = {
         {"ps", run_ps_main, "list the running runs and their machines"},
         {"supervise", verb_supervise, "run a supervision tree described in JSON"},
         {"report", verb_report, "write OUT_DIR/report.html from a run's recorded files"},
+        {"shell", vigil_shell_main, "a root shell in a machine of a running run (vigil shell RUN_ID|OUT_DIR MACHINE)"},
 };
 
 static void help(FILE *f) {

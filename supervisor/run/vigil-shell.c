@@ -1,0 +1,355 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vigil-shell.c owns `vigil shell RUN_ID|OUT_DIR MACHINE [-- COMMAND...]`:
+ * an interactive root shell on the user's terminal (its pty, job control,
+ * window size) into a machine of a run that is still going, beside the
+ * test's own backdoor shell, never through it. It finds the run's processes
+ * by the VIGIL_RUN= every spawned process carries (pids in the run's
+ * timeline are its PID namespace's, not ours) and the machine by its state
+ * directory, the spawned process's cwd; then it becomes the shell's way in:
+ * nsenter into a container's namespaces, or a new session over an SSH
+ * machine's ControlMaster. Exit codes: docs/cli.md, "vigil shell".
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "exit-status.h"
+#include "macro.h"
+#include "vigil-shell.h"
+
+/* `vigil shell`'s own failures; the shell's exit status otherwise. */
+enum {
+        VIGIL_SHELL_EXIT_NO_MACHINE = 7,  /* no such run, or the machine is not running in it */
+        VIGIL_SHELL_EXIT_UNSUPPORTED = 8, /* the machine's backend has no way in from here */
+};
+
+enum vigil_shell_kind {
+        VIGIL_SHELL_NSPAWN,
+        VIGIL_SHELL_SSH,
+        VIGIL_SHELL_QEMU,
+        _VIGIL_SHELL_KIND_MAX,
+        _VIGIL_SHELL_KIND_NONE = -1,
+};
+
+struct vigil_shell_target {
+        enum vigil_shell_kind kind;
+        pid_t pid; /* systemd-nspawn, the ssh master, QEMU */
+        char state_dir[PATH_MAX];
+};
+
+static void vigil_shell_usage(FILE *f) {
+        fputs("Usage: vigil shell RUN_ID|OUT_DIR MACHINE [-- COMMAND [ARG...]]\n\n"
+              "A root shell in MACHINE of a running vigil run (RUN_ID, or the run's output directory),\n"
+              "beside the test's own shell: nsenter for containers, a new session over the SSH\n"
+              "connection for SSH machines. With a COMMAND, runs that instead of a login shell.\n"
+              "Exits with the shell's status; 2 bad usage, 7 no such run or machine, 8 not possible\n"
+              "for this machine's backend.\n",
+              f);
+}
+
+/* The run id of the last run_begin in OUT_DIR/timeline.jsonl. */
+static int vigil_shell_run_from_outdir(const char *dir, char *ret, size_t size) {
+        char path[PATH_MAX], line[8192];
+        _cleanup_fclose_ FILE *f = NULL;
+        bool found = false;
+
+        if ((size_t) snprintf(path, sizeof path, "%s/timeline.jsonl", dir) >= sizeof path)
+                return -ENAMETOOLONG;
+        f = fopen(path, "re");
+        if (!f)
+                return negative_errno();
+        while (fgets(line, sizeof line, f)) {
+                json_object *o, *ev, *run;
+                if (!strstr(line, "\"run_begin\""))
+                        continue;
+                o = json_tokener_parse(line);
+                if (o && json_object_object_get_ex(o, "event", &ev) &&
+                    streq(json_object_get_string(ev), "run_begin") && json_object_object_get_ex(o, "run", &run) &&
+                    json_object_is_type(run, json_type_string)) {
+                        (void) snprintf(ret, size, "%s", json_object_get_string(run));
+                        found = true;
+                }
+                json_object_put(o);
+        }
+        return found ? 0 : -ENOENT;
+}
+
+static bool vigil_shell_environ_has_run(pid_t pid, const char *run) {
+        char path[64], buf[65536];
+        _cleanup_close_ int fd = -EBADF;
+        size_t len = 0, want = strlen("VIGIL_RUN=") + strlen(run);
+        ssize_t k;
+
+        (void) snprintf(path, sizeof path, "/proc/%d/environ", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        while (len < sizeof buf - 1 && (k = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
+                len += (size_t) k;
+        buf[len] = 0;
+        for (size_t i = 0; i < len; i += strlen(buf + i) + 1)
+                if (strncmp(buf + i, "VIGIL_RUN=", 10) == 0 && strlen(buf + i) >= want &&
+                    strncmp(buf + i + 10, run, strlen(run)) == 0)
+                        return true;
+        return false;
+}
+
+/* argv of @pid, NUL-separated, in @buf; the number of arguments. */
+static size_t vigil_shell_cmdline(pid_t pid, char *buf, size_t size) {
+        char path[64];
+        _cleanup_close_ int fd = -EBADF;
+        size_t len = 0, n = 0;
+        ssize_t k;
+
+        (void) snprintf(path, sizeof path, "/proc/%d/cmdline", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        while (len < size - 1 && (k = read(fd, buf + len, size - 1 - len)) > 0)
+                len += (size_t) k;
+        buf[len] = 0;
+        for (size_t i = 0; i < len; i++)
+                n += buf[i] == 0;
+        return n;
+}
+
+static bool vigil_shell_argv_has(const char *buf, size_t n, const char *arg) {
+        for (size_t i = 0; i < n; i++, buf += strlen(buf) + 1)
+                if (streq(buf, arg))
+                        return true;
+        return false;
+}
+
+/* Which backend process @pid is, from its argv. */
+static enum vigil_shell_kind vigil_shell_classify(pid_t pid) {
+        char buf[16384];
+        size_t n = vigil_shell_cmdline(pid, buf, sizeof buf);
+        const char *base = strrchr(buf, '/') ? strrchr(buf, '/') + 1 : buf;
+
+        if (n == 0)
+                return _VIGIL_SHELL_KIND_NONE;
+        if (streq(base, "systemd-nspawn"))
+                return VIGIL_SHELL_NSPAWN;
+        if (streq(base, "ssh") && vigil_shell_argv_has(buf, n, "-M"))
+                return VIGIL_SHELL_SSH;
+        if (strncmp(base, "qemu-system-", 12) == 0)
+                return VIGIL_SHELL_QEMU;
+        return _VIGIL_SHELL_KIND_NONE;
+}
+
+/* The run's backend process for @machine: spawned with VIGIL_RUN=@run and
+ * running in <tmp>/vm-state-@machine. */
+static int vigil_shell_find(const char *run, const char *machine, struct vigil_shell_target *ret, bool *ret_run_seen) {
+        _cleanup_closedir_ DIR *d = opendir("/proc");
+        char suffix[PATH_MAX];
+        struct dirent *de;
+
+        *ret_run_seen = false;
+        if (!d)
+                return negative_errno();
+        (void) snprintf(suffix, sizeof suffix, "/vm-state-%s", machine);
+        while ((de = readdir(d))) {
+                char link[64], cwd[PATH_MAX];
+                pid_t pid = (pid_t) strtol(de->d_name, NULL, 10);
+                enum vigil_shell_kind kind;
+                ssize_t k;
+
+                if (pid <= 0 || !vigil_shell_environ_has_run(pid, run))
+                        continue;
+                *ret_run_seen = true;
+                (void) snprintf(link, sizeof link, "/proc/%d/cwd", (int) pid);
+                k = readlink(link, cwd, sizeof cwd - 1);
+                if (k <= 0)
+                        continue;
+                cwd[k] = 0;
+                if (strlen(cwd) < strlen(suffix) || !streq(cwd + strlen(cwd) - strlen(suffix), suffix))
+                        continue;
+                kind = vigil_shell_classify(pid);
+                if (kind < 0)
+                        continue;
+                *ret = (struct vigil_shell_target){.kind = kind, .pid = pid};
+                (void) snprintf(ret->state_dir, sizeof ret->state_dir, "%s", cwd);
+                return 0;
+        }
+        return -ESRCH;
+}
+
+static pid_t vigil_shell_ppid(pid_t pid, bool *ret_ns_init) {
+        char path[64], line[512];
+        _cleanup_fclose_ FILE *f = NULL;
+        pid_t ppid = 0;
+
+        *ret_ns_init = false;
+        (void) snprintf(path, sizeof path, "/proc/%d/status", (int) pid);
+        if (!(f = fopen(path, "re")))
+                return 0;
+        while (fgets(line, sizeof line, f)) {
+                if (strncmp(line, "PPid:", 5) == 0)
+                        ppid = (pid_t) strtol(line + 5, NULL, 10);
+                else if (strncmp(line, "NSpid:", 6) == 0) {
+                        const char *last = strrchr(line, '\t');
+                        *ret_ns_init = last && last != strchr(line, '\t') && strtol(last, NULL, 10) == 1;
+                }
+        }
+        return ppid;
+}
+
+/* The container's init: a descendant of systemd-nspawn whose innermost pid
+ * (NSpid's last field) is 1. */
+static pid_t vigil_shell_container_init(pid_t nspawn) {
+        _cleanup_closedir_ DIR *d = opendir("/proc");
+        struct dirent *de;
+
+        while (d && (de = readdir(d))) {
+                pid_t pid = (pid_t) strtol(de->d_name, NULL, 10), up;
+                bool init, ignored;
+
+                if (pid <= 0)
+                        continue;
+                up = vigil_shell_ppid(pid, &init);
+                for (unsigned depth = 0; init && up > 1 && depth < 4; depth++) {
+                        if (up == nspawn)
+                                return pid;
+                        up = vigil_shell_ppid(up, &ignored);
+                }
+        }
+        return 0;
+}
+
+static char **vigil_shell_env(void) {
+        static char term[256];
+        static char *env[] = {term,
+                              "HOME=/root",
+                              "USER=root",
+                              "LOGNAME=root",
+                              "LANG=C.UTF-8",
+                              "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                              NULL};
+
+        (void) snprintf(term, sizeof term, "TERM=%s", getenv("TERM") ?: "vt220");
+        return env;
+}
+
+static int vigil_shell_exec_nspawn(const struct vigil_shell_target *t, char **command) {
+        char target[32];
+        pid_t init = vigil_shell_container_init(t->pid);
+        const char *login[] = {"/bin/bash", "-l", NULL};
+        const char *argv[64] = {"nsenter", "--target", target, "--all", "--root", "--wd", "--"};
+        size_t n = 7;
+
+        if (init <= 0) {
+                fprintf(stderr,
+                        "vigil shell: the container's init (a child of systemd-nspawn pid %d) is not running\n",
+                        (int) t->pid);
+                return VIGIL_SHELL_EXIT_NO_MACHINE;
+        }
+        (void) snprintf(target, sizeof target, "%d", (int) init);
+        for (const char **c = command && *command ? (const char **) command : login; *c && n < ELEMENTSOF(argv) - 1;
+             c++)
+                argv[n++] = *c;
+        argv[n] = NULL;
+        execvpe("nsenter", (char **) argv, vigil_shell_env());
+        fprintf(stderr, "vigil shell: cannot run nsenter: %s (apt-get install util-linux)\n", strerror(errno));
+        return VIGIL_EXIT_INTERNAL;
+}
+
+/* A new session over the machine's ControlMaster: the user and host are the
+ * master's (its -l and last argument); everything else lives in the master. */
+static int vigil_shell_exec_ssh(const struct vigil_shell_target *t, char **command) {
+        char buf[16384], control[PATH_MAX + 32];
+        const char *user = "root", *host = NULL, *a = buf;
+        size_t n = vigil_shell_cmdline(t->pid, buf, sizeof buf);
+        const char *argv[64] = {"ssh", "-tt",           "-e", "none", "-o", "ControlMaster=no",
+                                "-o",  "BatchMode=yes", "-o", control};
+        size_t k = 10;
+
+        for (size_t i = 0; i < n; i++, a += strlen(a) + 1) {
+                if (streq(a, "-l") && i + 1 < n)
+                        user = a + strlen(a) + 1;
+                host = a;
+        }
+        if (!host) {
+                fprintf(stderr, "vigil shell: the SSH machine's connection (ssh pid %d) has gone\n", (int) t->pid);
+                return VIGIL_SHELL_EXIT_NO_MACHINE;
+        }
+        (void) snprintf(control, sizeof control, "ControlPath=%s/ssh-control", t->state_dir);
+        argv[k++] = "-l";
+        argv[k++] = user;
+        argv[k++] = host;
+        for (char **c = command; c && *c && k < ELEMENTSOF(argv) - 1; c++)
+                argv[k++] = *c;
+        argv[k] = NULL;
+        execvp("ssh", (char **) argv);
+        fprintf(stderr, "vigil shell: cannot run ssh: %s (apt-get install openssh-client)\n", strerror(errno));
+        return VIGIL_EXIT_INTERNAL;
+}
+
+int vigil_shell_main(int argc, char **argv) {
+        struct vigil_shell_target t;
+        char run[128];
+        char **command = NULL;
+        struct stat st;
+        bool seen;
+        int r;
+
+        if (argc >= 2 && (streq(argv[1], "--help") || streq(argv[1], "-h"))) {
+                vigil_shell_usage(stdout);
+                return VIGIL_EXIT_PASS;
+        }
+        if (argc < 3 || (argc > 3 && !streq(argv[3], "--")) || (argc == 4)) {
+                vigil_shell_usage(stderr);
+                return VIGIL_EXIT_USAGE;
+        }
+        if (argc > 4)
+                command = argv + 4;
+        if (stat(argv[1], &st) == 0 && S_ISDIR(st.st_mode)) {
+                r = vigil_shell_run_from_outdir(argv[1], run, sizeof run);
+                if (r < 0) {
+                        fprintf(stderr,
+                                "vigil shell: %s/timeline.jsonl names no run (%s): is it a vigil output directory?\n",
+                                argv[1], strerror(-r));
+                        return VIGIL_EXIT_USAGE;
+                }
+        } else if (strlen(argv[1]) >= 8 && strlen(argv[1]) < sizeof run &&
+                   strspn(argv[1], "0123456789abcdef") == strlen(argv[1]))
+                (void) snprintf(run, sizeof run, "%s", argv[1]);
+        else {
+                fprintf(stderr,
+                        "vigil shell: '%s' is neither an output directory nor a run id (at least 8 hex digits)\n",
+                        argv[1]);
+                return VIGIL_EXIT_USAGE;
+        }
+        r = vigil_shell_find(run, argv[2], &t, &seen);
+        if (r < 0) {
+                if (!seen)
+                        fprintf(stderr, "vigil shell: no process of run %s is running%s\n", run,
+                                geteuid() != 0 ? " (or it is not yours: try as root)" : "");
+                else
+                        fprintf(stderr, "vigil shell: run %s has no running machine '%s'\n", run, argv[2]);
+                return VIGIL_SHELL_EXIT_NO_MACHINE;
+        }
+        switch (t.kind) {
+        case VIGIL_SHELL_NSPAWN:
+                if (geteuid() != 0) {
+                        fprintf(stderr, "vigil shell: entering container '%s' needs root (nsenter)\n", argv[2]);
+                        return VIGIL_SHELL_EXIT_UNSUPPORTED;
+                }
+                return vigil_shell_exec_nspawn(&t, command);
+        case VIGIL_SHELL_SSH:
+                return vigil_shell_exec_ssh(&t, command);
+        case VIGIL_SHELL_QEMU:
+        case _VIGIL_SHELL_KIND_MAX:
+        case _VIGIL_SHELL_KIND_NONE:
+                break;
+        }
+        fprintf(stderr,
+                "vigil shell: machine '%s' is a QEMU VM: a shell beside the test's is not implemented for VMs "
+                "yet (use the test's --interactive REPL)\n",
+                argv[2]);
+        return VIGIL_SHELL_EXIT_UNSUPPORTED;
+}

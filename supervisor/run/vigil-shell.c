@@ -238,7 +238,12 @@ static char **vigil_shell_env(void) {
 static int vigil_shell_exec_nspawn(const struct vigil_shell_target *t, char **command) {
         char target[32];
         pid_t init = vigil_shell_container_init(t->pid);
-        const char *login[] = {"/bin/bash", "-l", NULL};
+        /* On a terminal, script(1) gives the shell a pty of the container's own
+         * devpts (so tty(1) and programs that open /dev/tty work) and passes
+         * window size changes on; our terminal's pty is not visible inside. */
+        const char *login_tty[] = {"/usr/bin/script", "-q", "-e", "-c", "/bin/bash -l", "/dev/null", NULL};
+        const char *login_pipe[] = {"/bin/bash", "-l", NULL};
+        const char **login = isatty(STDIN_FILENO) ? login_tty : login_pipe;
         const char *argv[64] = {"nsenter", "--target", target, "--all", "--root", "--wd", "--"};
         size_t n = 7;
 

@@ -22,6 +22,7 @@
 static const char *const backend_kind_names[_MACHINE_BACKEND_KIND_MAX] = {
         [MACHINE_BACKEND_QEMU] = "qemu",
         [MACHINE_BACKEND_NSPAWN] = "nspawn",
+        [MACHINE_BACKEND_SSH] = "ssh",
 };
 
 static const char *const accel_names[_MACHINE_ACCEL_MAX] = {
@@ -84,6 +85,10 @@ static bool machine_is_nspawn(const void *base) {
         return ((const struct machine_config *) base)->backend_kind == MACHINE_BACKEND_NSPAWN;
 }
 
+static bool machine_is_ssh(const void *base) {
+        return ((const struct machine_config *) base)->backend_kind == MACHINE_BACKEND_SSH;
+}
+
 /* clang-format off */
 static const struct worker_config_field machine_vlan_fields[] = {
         U64("nr", struct machine_vlan, nr, .required = true, .max = 4095),
@@ -121,6 +126,18 @@ static const struct worker_config_field machine_nspawn_fields[] = {
 };
 static const struct worker_config_object machine_nspawn_object = TABLE(struct machine_config, machine_nspawn_fields);
 
+static const struct worker_config_field machine_ssh_fields[] = {
+        STR("host", struct machine_config, ssh_host, .required = true),
+        STR("user", struct machine_config, ssh_user),
+        U64("port", struct machine_config, ssh_port, .max = 65535),
+        STR("identity_file", struct machine_config, ssh_identity_file),
+        STR("known_hosts", struct machine_config, ssh_known_hosts),
+        STR("proxy_jump", struct machine_config, ssh_proxy_jump),
+        STRV("options", struct machine_config, ssh_options, .max = 64),
+        U64("connect_timeout_s", struct machine_config, ssh_connect_timeout_s, .max = 3600),
+};
+static const struct worker_config_object machine_ssh_object = TABLE(struct machine_config, machine_ssh_fields);
+
 static const struct worker_config_field machine_timeouts_fields[] = {
         U64("connect_s", struct machine_config, connect_s, .max = UINT32_MAX, .def = DEFAULT_CONNECT_S),
 };
@@ -151,6 +168,7 @@ static const struct worker_config_field machine_fields[] = {
                .when_text = "backend \"qemu\""),
         OBJECT("nspawn", machine_nspawn_object, .required = true, .when = machine_is_nspawn,
                .when_text = "backend \"nspawn\""),
+        OBJECT("ssh", machine_ssh_object, .required = true, .when = machine_is_ssh, .when_text = "backend \"ssh\""),
         OBJECT("timeouts", machine_timeouts_object),
         OBJECT("limits", machine_limits_object),
 };

@@ -72,6 +72,7 @@ enum machine_accel {
 enum machine_backend_kind {
         MACHINE_BACKEND_QEMU,
         MACHINE_BACKEND_NSPAWN,
+        MACHINE_BACKEND_SSH,
         _MACHINE_BACKEND_KIND_MAX,
         _MACHINE_BACKEND_KIND_INVALID = -22,
 };
@@ -129,6 +130,16 @@ struct machine_config {
 
         /* "nspawn": the directory tree booted read-only with a volatile overlay. */
         char *tree;
+
+        /* "ssh": a host vigil did not start (the worker checks them: ssh-argv.h). */
+        char *ssh_host;
+        char *ssh_user;
+        uint64_t ssh_port; /* 0: ssh's own */
+        char *ssh_identity_file;
+        char *ssh_known_hosts; /* "strict" (NULL), "accept-new" or an absolute path */
+        char *ssh_proxy_jump;
+        char **ssh_options;             /* -o Key=Value */
+        uint64_t ssh_connect_timeout_s; /* 0: the default */
 
         uint64_t connect_s;  /* "timeouts": bound on waiting for the ready line; 0 = none */
         uint64_t output_max; /* "limits": cap on one command's output bytes */

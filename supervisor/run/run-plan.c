@@ -16,9 +16,10 @@
 #include "errmsg.h"
 #include "macro.h"
 #include "run-plan.h"
+#include "ssh-argv.h"
 #include "worker-config.h"
 
-static const char *const backends_known[] = {"qemu", "nspawn"};
+static const char *const backends_known[] = {"qemu", "nspawn", "ssh"};
 
 static bool backend_known(const char *name) {
         for (size_t i = 0; i < ELEMENTSOF(backends_known); i++)
@@ -27,7 +28,7 @@ static bool backend_known(const char *name) {
         return false;
 }
 
-/* "qemu, nspawn": the table above, for messages. */
+/* "qemu, nspawn, ssh": the table above, for messages. */
 static const char *backends_available(void) {
         static char buf[64];
 
@@ -57,6 +58,12 @@ static void node_done(struct run_node *n) {
         free(n->kernel);
         free(n->initrd);
         free(n->append);
+        free(n->ssh.host);
+        free(n->ssh.user);
+        free(n->ssh.identity_file);
+        free(n->ssh.known_hosts);
+        free(n->ssh.proxy_jump);
+        strv_free(n->ssh.options);
         *n = (struct run_node){};
 }
 
@@ -264,7 +271,8 @@ static const struct opt reference_opts[] = {
 
 /* What --help says of each option, argparse-style. */
 static const char *const opt_help[_OPT_MAX] = {
-        [OPT_NODE] = "a machine NAME[=BACKEND] (qemu: the tiny guest, the default; nspawn: a container)",
+        [OPT_NODE] = "a machine NAME[=BACKEND] (qemu: the tiny guest, the default; nspawn: a container; "
+                     "ssh:[USER@]HOST[:PORT]: an existing host over SSH)",
         [OPT_SPEC] = "a vigil JSON spec of nodes, VLANs and timeouts (docs/spec.md)",
         [OPT_VLAN] = "a VLAN the --node machines join (default 1)",
         [OPT_GLOBAL_TIMEOUT] = "seconds before the whole test is stopped and fails (default " DEFAULT_TEXT(
@@ -544,6 +552,25 @@ static int vigil_option(struct run_plan *p, const struct parsed_opt *po, void *c
 
                 if (backend)
                         *backend++ = 0;
+                if (backend && strncmp(backend, "ssh:", 4) == 0) {
+                        struct ssh_target t = {};
+                        char why[SSH_ERROR_MAX];
+
+                        if (ssh_target_parse_address(backend + 4, &t, why, sizeof why) < 0) {
+                                ssh_target_done(&t);
+                                return errmsg_invalid(ret_error, "--node %s: %s", v, why);
+                        }
+                        r = node_add(p, name, &n, ret_error);
+                        if (r >= 0) {
+                                set_str(&n->backend, "ssh");
+                                n->ssh.host = TAKE_PTR(t.host);
+                                n->ssh.user = TAKE_PTR(t.user);
+                                n->ssh.port = t.port;
+                                n->vlans_set = true; /* on none of vigil's VLANs */
+                        }
+                        ssh_target_done(&t);
+                        return r;
+                }
                 if (backend && !backend_known(backend))
                         return errmsg_invalid(ret_error, "--node %s: unknown backend '%s' (available: %s)", v, backend,
                                               backends_available());
@@ -846,8 +873,24 @@ static int get_opt_uint(json_object *node, const char *key, unsigned max, unsign
         return 0;
 }
 
-static const char *const spec_node_keys[] = {"backend",   "start_script", "kernel", "initrd", "append",
-                                             "memory_mb", "cpus",         "vlans",  "tree",   NULL};
+static const char *const spec_node_keys[] = {"backend",
+                                             "start_script",
+                                             "kernel",
+                                             "initrd",
+                                             "append",
+                                             "memory_mb",
+                                             "cpus",
+                                             "vlans",
+                                             "tree",
+                                             "host",
+                                             "user",
+                                             "port",
+                                             "identity_file",
+                                             "known_hosts",
+                                             "proxy_jump",
+                                             "ssh_options",
+                                             "connect_timeout_s",
+                                             NULL};
 /* Keys that only mean something to a QEMU machine. */
 static const char *const spec_qemu_only_keys[] = {"start_script", "kernel", "initrd", "append",
                                                   "memory_mb",    "cpus",   NULL};
@@ -865,9 +908,28 @@ static int check_keys(json_object *j, const char *const *allowed, const char *wh
         return 0;
 }
 
-/* A key of the other backend is a mistake, not something to ignore. */
+/* Keys that only mean something to an SSH machine. */
+static const char *const spec_ssh_only_keys[] = {"host",        "user",       "port",        "identity_file",
+                                                 "known_hosts", "proxy_jump", "ssh_options", "connect_timeout_s",
+                                                 NULL};
+
+/* A key of another backend is a mistake, not something to ignore. */
 static int check_backend_keys(json_object *node, const struct run_node *n, const char *where, char **ret_error) {
-        bool nspawn = streq(n->backend, "nspawn");
+        bool nspawn = streq(n->backend, "nspawn"), ssh = streq(n->backend, "ssh");
+
+        for (size_t i = 0; !ssh && spec_ssh_only_keys[i]; i++)
+                if (json_object_object_get_ex(node, spec_ssh_only_keys[i], NULL))
+                        return errmsg_invalid(ret_error, "%s: \"%s\" is for backend \"ssh\" only", where,
+                                              spec_ssh_only_keys[i]);
+        for (size_t i = 0; ssh && spec_qemu_only_keys[i]; i++)
+                if (json_object_object_get_ex(node, spec_qemu_only_keys[i], NULL))
+                        return errmsg_invalid(ret_error, "%s: \"%s\" is for backend \"qemu\" only", where,
+                                              spec_qemu_only_keys[i]);
+        if (ssh && json_object_object_get_ex(node, "vlans", NULL))
+                return errmsg_invalid(ret_error,
+                                      "%s: an SSH machine is on none of vigil's VLANs (it talks over its own "
+                                      "network): drop \"vlans\"",
+                                      where);
 
         if (!nspawn && json_object_object_get_ex(node, "tree", NULL))
                 return errmsg_invalid(ret_error, "%s: \"tree\" is for backend \"nspawn\" only", where);
@@ -878,6 +940,56 @@ static int check_backend_keys(json_object *node, const struct run_node *n, const
         if (n->tree && n->tree[0] != '/')
                 return errmsg_invalid(ret_error, "%s: \"tree\" must be an absolute path", where);
         return 0;
+}
+
+/* An ssh node's keys, checked as the worker will check them. */
+static int spec_ssh_node(json_object *node, struct run_node *n, const char *where, char **ret_error) {
+        struct ssh_target t = {};
+        char why[SSH_ERROR_MAX];
+        json_object *o;
+        int r;
+
+        if ((r = get_opt_string(node, "host", &n->ssh.host, where, ret_error)) < 0 ||
+            (r = get_opt_string(node, "user", &n->ssh.user, where, ret_error)) < 0 ||
+            (r = get_opt_string(node, "identity_file", &n->ssh.identity_file, where, ret_error)) < 0 ||
+            (r = get_opt_string(node, "known_hosts", &n->ssh.known_hosts, where, ret_error)) < 0 ||
+            (r = get_opt_string(node, "proxy_jump", &n->ssh.proxy_jump, where, ret_error)) < 0 ||
+            (r = get_opt_uint(node, "port", 65535, &n->ssh.port, where, ret_error)) < 0 ||
+            (r = get_opt_uint(node, "connect_timeout_s", 3600, &n->ssh.connect_timeout_s, where, ret_error)) < 0)
+                return r;
+        if (json_object_object_get_ex(node, "ssh_options", &o)) {
+                size_t k = json_object_is_type(o, json_type_array) ? json_object_array_length(o) : 0;
+
+                if (!json_object_is_type(o, json_type_array) || k > SSH_OPTIONS_MAX)
+                        return errmsg_invalid(ret_error, "%s: \"ssh_options\" must be a list of at most %u strings",
+                                              where, SSH_OPTIONS_MAX);
+                strv_free(n->ssh.options);
+                if (!(n->ssh.options = calloc(k + 1, sizeof(char *))))
+                        return -ENOMEM;
+                for (size_t i = 0; i < k; i++) {
+                        json_object *e = json_object_array_get_idx(o, i);
+                        if (!json_object_is_type(e, json_type_string))
+                                return errmsg_invalid(ret_error, "%s: ssh_options[%zu] must be a string", where, i);
+                        if (!(n->ssh.options[i] = strdup(json_object_get_string(e))))
+                                return -ENOMEM;
+                }
+        }
+        if (!n->ssh.host)
+                return errmsg_invalid(ret_error, "%s: backend \"ssh\" needs \"host\"", where);
+        r = ssh_target_make(&(const struct ssh_settings){.host = n->ssh.host,
+                                                         .user = n->ssh.user,
+                                                         .port = n->ssh.port,
+                                                         .identity_file = n->ssh.identity_file,
+                                                         .known_hosts = n->ssh.known_hosts,
+                                                         .proxy_jump = n->ssh.proxy_jump,
+                                                         .options = n->ssh.options,
+                                                         .connect_timeout_s = n->ssh.connect_timeout_s},
+                            &t, why, sizeof why);
+        if (r == -EINVAL)
+                return errmsg_invalid(ret_error, "%s: %s", where, why);
+        ssh_target_done(&t);
+        n->vlans_set = true; /* on none of vigil's VLANs */
+        return r;
 }
 
 static void plan_tokener_freep(json_tokener **t) {
@@ -964,6 +1076,8 @@ int run_plan_load_spec(struct run_plan *p, const char *json, char **ret_error) {
                                         r = get_opt_string(node, "tree", &n->tree, where, ret_error);
                                 if (r >= 0)
                                         r = check_backend_keys(node, n, where, ret_error);
+                                if (r >= 0 && streq(n->backend, "ssh"))
+                                        r = spec_ssh_node(node, n, where, ret_error);
                                 if (r >= 0)
                                         r = get_opt_string(node, "start_script", &n->start_script, where, ret_error);
                                 if (r >= 0)
@@ -1139,9 +1253,14 @@ static bool node_is_nspawn(const struct run_node *n) {
         return streq(n->backend, "nspawn");
 }
 
+static bool node_is_ssh(const struct run_node *n) {
+        return streq(n->backend, "ssh");
+}
+
 bool run_plan_needs_guest(const struct run_plan *p) {
         for (size_t i = 0; i < p->n_nodes; i++)
-                if (!node_is_nspawn(&p->nodes[i]) && !p->nodes[i].start_script && !p->nodes[i].kernel)
+                if (!node_is_nspawn(&p->nodes[i]) && !node_is_ssh(&p->nodes[i]) && !p->nodes[i].start_script &&
+                    !p->nodes[i].kernel)
                         return true;
         return false;
 }
@@ -1345,7 +1464,20 @@ int run_plan_machine_struct(const struct run_plan *p, size_t node, const struct 
                 ok = dup_to(&c.start_script, n->start_script);
         else if (ok && node_is_nspawn(n))
                 ok = dup_to(&c.tree, n->tree ?: d->debian_tree);
-        else if (ok)
+        else if (ok && node_is_ssh(n)) {
+                c.ssh_port = n->ssh.port;
+                c.ssh_connect_timeout_s = n->ssh.connect_timeout_s;
+                ok = dup_to(&c.ssh_host, n->ssh.host) && (!n->ssh.user || dup_to(&c.ssh_user, n->ssh.user)) &&
+                     (!n->ssh.identity_file || dup_to(&c.ssh_identity_file, n->ssh.identity_file)) &&
+                     (!n->ssh.known_hosts || dup_to(&c.ssh_known_hosts, n->ssh.known_hosts)) &&
+                     (!n->ssh.proxy_jump || dup_to(&c.ssh_proxy_jump, n->ssh.proxy_jump));
+                if (ok && n->ssh.options) {
+                        size_t k = strv_length(n->ssh.options);
+                        ok = (c.ssh_options = calloc(k + 1, sizeof(char *))) != NULL;
+                        for (size_t i = 0; ok && i < k; i++)
+                                ok = dup_to(&c.ssh_options[i], n->ssh.options[i]);
+                }
+        } else if (ok)
                 ok = machine_qemu(p, n, d, &c);
         if (!ok)
                 return -ENOMEM;

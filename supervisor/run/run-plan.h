@@ -25,7 +25,7 @@
 
 struct run_node {
         char *name;
-        char *backend;      /* "qemu" or "nspawn" */
+        char *backend;      /* "qemu", "nspawn" or "ssh" */
         char *tree;         /* nspawn: the directory tree to boot; NULL = the Debian tree of tools/mkdebian */
         char *start_script; /* NixOS run-<name>-vm, or NULL */
         char *kernel;       /* kernel+initrd VM; NULL with no start script = built-in tiny guest */
@@ -39,6 +39,12 @@ struct run_node {
         unsigned number; /* 1-based, by sorted name */
         bool added_live; /* by create_machine() while the run goes: no SSH backdoor, as the reference */
         bool keep_state; /* create_machine(keep_machine_state=True) */
+        /* ssh: the host and how to reach it (checked by workers/machine/ssh-argv.c). */
+        struct {
+                char *host, *user, *identity_file, *known_hosts, *proxy_jump;
+                char **options;
+                unsigned port, connect_timeout_s;
+        } ssh;
 };
 
 struct run_plan {

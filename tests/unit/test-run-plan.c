@@ -428,6 +428,69 @@ static void test_spec_nspawn(void) {
         expect_spec_error("{\"nodes\": {\"a\": {\"backend\": \"nspawn\", \"tree\": \"rel\"}}}", "absolute");
 }
 
+/* SSH machines: the spec's keys and --node NAME=ssh:..., checked by the worker's own rules, on no VLAN. */
+static void test_spec_ssh(void) {
+        struct run_plan p;
+        char *err = NULL;
+        struct run_dirs d = {.run_id = "c0ffee12", .tmp_dir = "/tmp/v", .out_dir = "/o", .guest_dir = "/g"};
+        int r;
+
+        run_plan_init(&p);
+        r = run_plan_load_spec(&p,
+                               "{\"nodes\": {\"lab\": {\"backend\": \"ssh\", \"host\": \"lab-7.example.org\", "
+                               "\"user\": \"ops\", \"port\": 2222, \"identity_file\": \"/keys/id\", "
+                               "\"known_hosts\": \"accept-new\", \"proxy_jump\": \"gw@bastion\", "
+                               "\"ssh_options\": [\"Compression=yes\"], \"connect_timeout_s\": 5},"
+                               " \"vm\": {}}, \"test_script\": \"t.py\"}",
+                               &err);
+        CHECK(r == 0, "ssh spec loads (%s)", err ?: "");
+        r = run_plan_finalize(&p, &err);
+        CHECK(r == 0 && p.n_nodes == 2 && p.nodes[0].n_vlans == 0 && p.nodes[1].n_vlans == 1,
+              "the SSH machine is on no VLAN, the VM on the default one");
+        _cleanup_free_ char *json = run_plan_machine_config(&p, 0, &d);
+        _cleanup_(machine_config_donep) struct machine_config mc = {};
+        machine_of(&p, 0, &d, &mc);
+        CHECK(mc.backend_kind == MACHINE_BACKEND_SSH && streq_ptr(mc.ssh_host, "lab-7.example.org") &&
+                      streq_ptr(mc.ssh_user, "ops") && mc.ssh_port == 2222 &&
+                      streq_ptr(mc.ssh_identity_file, "/keys/id") && streq_ptr(mc.ssh_known_hosts, "accept-new") &&
+                      streq_ptr(mc.ssh_proxy_jump, "gw@bastion") && mc.ssh_options &&
+                      streq(mc.ssh_options[0], "Compression=yes") && mc.ssh_connect_timeout_s == 5 &&
+                      mc.n_vlans == 0 && !contains(json, "\"qemu\"") && !contains(json, "\"nspawn\""),
+              "every ssh key reaches the worker's \"ssh\" object, and nothing of qemu or nspawn: %s", json);
+        _cleanup_(switch_config_donep) struct switch_config wc = {};
+        switch_of(&p, 0, &d, &wc);
+        CHECK(wc.n_machines == 1 && streq_ptr(wc.machines[0].name, "vm"), "the switch does not know the SSH machine");
+        run_plan_done(&p);
+
+        run_plan_init(&p);
+        r = run_plan_parse_args(&p, 4, ARGV("run", "t.py", "--node", "r=ssh:alice@[fd00::5]:2200"), &err);
+        CHECK(r == 0 && p.n_nodes == 1 && streq(p.nodes[0].backend, "ssh") &&
+                      streq_ptr(p.nodes[0].ssh.host, "fd00::5") && streq_ptr(p.nodes[0].ssh.user, "alice") &&
+                      p.nodes[0].ssh.port == 2200,
+              "--node NAME=ssh:user@[v6]:port (%s)", err ?: "");
+        run_plan_done(&p);
+        run_plan_init(&p);
+        free(err);
+        err = NULL;
+        r = run_plan_parse_args(&p, 4, ARGV("run", "t.py", "--node", "r=ssh:-oProxyCommand=x"), &err);
+        CHECK(r < 0 && contains(err, "--node r=ssh:-oProxyCommand=x") && contains(err, "not a host name"),
+              "--node with a host ssh would take for an option is refused: %s", err ?: "");
+        run_plan_done(&p);
+        free(err);
+
+        expect_spec_error("{\"nodes\": {\"a\": {\"backend\": \"ssh\"}}}", "backend \"ssh\" needs \"host\"");
+        expect_spec_error("{\"nodes\": {\"a\": {\"host\": \"h\"}}}", "\"host\" is for backend \"ssh\"");
+        expect_spec_error("{\"nodes\": {\"a\": {\"backend\": \"ssh\", \"host\": \"h\", \"memory_mb\": 9}}}",
+                          "\"memory_mb\" is for backend \"qemu\"");
+        expect_spec_error("{\"nodes\": {\"a\": {\"backend\": \"ssh\", \"host\": \"h\", \"vlans\": [1]}}}",
+                          "on none of vigil's VLANs");
+        expect_spec_error("{\"nodes\": {\"a\": {\"backend\": \"ssh\", \"host\": \"h\", \"known_hosts\": \"x\"}}}",
+                          "\"known_hosts\" must be");
+        expect_spec_error(
+                "{\"nodes\": {\"a\": {\"backend\": \"ssh\", \"host\": \"h\", \"ssh_options\": [\"BatchMode=no\"]}}}",
+                "\"BatchMode\" is set by vigil");
+}
+
 /* --help is argparse's: any position, both front doors, exit 0; logLevel is an env default like the others. */
 static void test_help_and_log_level(void) {
         struct run_plan p;
@@ -484,6 +547,7 @@ int main(void) {
         test_help_and_log_level();
         test_vigil_cli();
         test_spec_nspawn();
+        test_spec_ssh();
         test_vigil_cli_errors();
         test_verbosity();
         test_reference_env();

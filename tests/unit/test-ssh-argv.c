@@ -195,13 +195,13 @@ static void test_machine_config(void) {
                                    "\"out_dir\":\"/o\",\"ssh\":{\"host\":\"10.0.0.5\",\"user\":\"ops\"}}",
                                    &c, err, sizeof err) == 0,
               "an ssh machine config parses (%s)", err);
-        CHECK(c.backend_kind == MACHINE_BACKEND_SSH && streq(c.ssh.host, "10.0.0.5") && streq(c.ssh.user, "ops") &&
+        CHECK(c.backend_kind == MACHINE_BACKEND_SSH && streq(c.ssh_host, "10.0.0.5") && streq(c.ssh_user, "ops") &&
                       c.n_vlans == 0 && !c.start_script && !c.tree,
               "backend ssh, its target, no VLANs");
         machine_config_done(&c);
         CHECK(machine_config_parse("{\"name\":\"remote\",\"backend\":\"ssh\",\"state_dir\":\"/s\",\"out_dir\":\"/o\"}",
                                    &c, err, sizeof err) == -EINVAL &&
-                      strstr(err, "needs an \"ssh\" object"),
+                      strstr(err, "missing \"ssh\""),
               "no ssh object: %s", err);
         CHECK(machine_config_parse("{\"name\":\"remote\",\"backend\":\"ssh\",\"state_dir\":\"/s\",\"out_dir\":\"/o\","
                                    "\"ssh\":{\"host\":\"h\",\"known_hosts\":\"maybe\"}}",

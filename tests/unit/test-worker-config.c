@@ -68,6 +68,19 @@ static void machine_full(struct machine_config *c, enum machine_backend_kind kin
                 c->tree = xstrdup("/var/cache/vigil/debian-x");
                 c->memory_mb = DEFAULT_MEMORY_MB;
                 c->cpus = DEFAULT_CPUS;
+        } else if (kind == MACHINE_BACKEND_SSH) { /* neither "qemu" nor "nspawn" is written */
+                c->memory_mb = DEFAULT_MEMORY_MB;
+                c->cpus = DEFAULT_CPUS;
+                free(TAKE_PTR(c->binary));
+                c->extra_args = strv_free(c->extra_args);
+                c->ssh_host = xstrdup("lab-7.example.org");
+                c->ssh_user = xstrdup("ops");
+                c->ssh_port = 2222;
+                c->ssh_identity_file = xstrdup("/keys/id");
+                c->ssh_known_hosts = xstrdup("accept-new");
+                c->ssh_proxy_jump = xstrdup("gw@bastion");
+                c->ssh_options = xstrv("Compression=yes", "ProxyCommand=socat - UNIX-CONNECT:/s");
+                c->ssh_connect_timeout_s = 7;
         } else if (script)
                 c->start_script = xstrdup("/nix/store/x/bin/run-server-vm");
         else {
@@ -87,6 +100,7 @@ static void test_machine_roundtrip(void) {
                 {MACHINE_BACKEND_QEMU, false, "qemu kernel+initrd"},
                 {MACHINE_BACKEND_QEMU, true, "qemu start script"},
                 {MACHINE_BACKEND_NSPAWN, false, "nspawn"},
+                {MACHINE_BACKEND_SSH, false, "ssh"},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -100,10 +114,14 @@ static void test_machine_roundtrip(void) {
                       cases[i].what, err);
                 CHECK(worker_config_equal(&worker_config_machine, &a, &b), "%s: every field round-trips: %s",
                       cases[i].what, json);
-                CHECK(b.fast_path && b.n_vlans == 2 && streq(b.vlans[1].tap, "vr12n7") && b.extra_args &&
-                              streq(b.extra_args[1], "virtio-rng-pci") && b.memory_mb == a.memory_mb,
+                CHECK(b.fast_path && b.n_vlans == 2 && streq(b.vlans[1].tap, "vr12n7") &&
+                              (cases[i].kind == MACHINE_BACKEND_SSH ? streq(b.ssh_options[1], a.ssh_options[1])
+                                                                    : streq(b.extra_args[1], "virtio-rng-pci")) &&
+                              b.memory_mb == a.memory_mb,
                       "%s: spot checks", cases[i].what);
-                CHECK(cases[i].kind == MACHINE_BACKEND_QEMU ? !strstr(json, "\"nspawn\"") : !strstr(json, "\"qemu\""),
+                CHECK((cases[i].kind == MACHINE_BACKEND_QEMU) == !!strstr(json, "\"qemu\"") &&
+                              (cases[i].kind == MACHINE_BACKEND_NSPAWN) == !!strstr(json, "\"nspawn\"") &&
+                              (cases[i].kind == MACHINE_BACKEND_SSH) == !!strstr(json, "\"ssh\""),
                       "%s: only its own backend's section is written", cases[i].what);
                 b.vlans[1].nr = 9;
                 CHECK(!worker_config_equal(&worker_config_machine, &a, &b), "%s: a changed vlan is seen",

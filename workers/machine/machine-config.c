@@ -118,9 +118,43 @@ static int check_nspawn(struct machine_config *m, char *error, size_t size) {
         return 0;
 }
 
+int machine_config_ssh_target(const struct machine_config *c, struct ssh_target *ret, char *error, size_t size) {
+        const struct ssh_settings in = {
+                .host = c->ssh_host,
+                .user = c->ssh_user,
+                .port = c->ssh_port,
+                .identity_file = c->ssh_identity_file,
+                .known_hosts = c->ssh_known_hosts,
+                .proxy_jump = c->ssh_proxy_jump,
+                .options = c->ssh_options,
+                .connect_timeout_s = c->ssh_connect_timeout_s,
+        };
+        char why[SSH_ERROR_MAX];
+        int r = ssh_target_make(&in, ret, why, sizeof why);
+
+        if (r == -EINVAL)
+                return bad(error, size, "%s", why);
+        return r;
+}
+
+static int check_ssh(struct machine_config *m, char *error, size_t size) {
+        struct ssh_target t;
+        char control[128];
+        int r;
+
+        if (ssh_control_path(m->state_dir, control, sizeof control) < 0)
+                return bad(error, size, "state_dir \"%s\" is too long for ssh's control socket path (max %zu bytes)",
+                           m->state_dir, (size_t) SSH_CONTROL_PATH_MAX - strlen("/" SSH_CONTROL_NAME));
+        r = machine_config_ssh_target(m, &t, error, size);
+        if (r >= 0)
+                ssh_target_done(&t);
+        return r;
+}
+
 static int (*const backend_checks[_MACHINE_BACKEND_KIND_MAX])(struct machine_config *m, char *error, size_t size) = {
         [MACHINE_BACKEND_QEMU] = check_qemu,
         [MACHINE_BACKEND_NSPAWN] = check_nspawn,
+        [MACHINE_BACKEND_SSH] = check_ssh,
 };
 
 int machine_config_parse(const char *json, struct machine_config *ret, char *error, size_t error_size) {

@@ -12,7 +12,7 @@ _vigil() {
         done
 
         if [[ -z $verb ]]; then
-                mapfile -t COMPREPLY < <(compgen -W "run ps report supervise help --help --version" -- "$cur")
+                mapfile -t COMPREPLY < <(compgen -W "run ps report shell supervise help --help --version" -- "$cur")
                 return
         fi
         case $verb:$prev in
@@ -28,13 +28,13 @@ _vigil() {
         case $verb in
         run) opts="--node --spec --vlan --output-dir -o --junit --global-timeout --boot-timeout --heartbeat --interactive -I
                    --keep-vm-state --keep-machine-state -K --accel --log-level --quiet -q --verbose -v --no-pidns --help -h" ;;
-        report) opts="--help -h" ;;
+        report | shell) opts="--help -h" ;;
         ps) opts="--json --help -h" ;;
         supervise) opts="--output -o --global-timeout --log-target --run-id --no-pidns --heartbeat --help -h" ;;
         esac
         if [[ $cur == -* ]]; then
                 mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
-        elif [[ $verb == report || $verb == ps ]]; then
+        elif [[ $verb == report || $verb == ps || $verb == shell ]]; then
                 mapfile -t COMPREPLY < <(compgen -d -- "$cur")
         else
                 mapfile -t COMPREPLY < <(compgen -f -- "$cur")

@@ -38,7 +38,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-cli-") as d:
 run_help = run([VIGIL, "run", "--help"]).stdout
 options = sorted(set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", run_help)))
 verbs = re.findall(r"^  (\w+) ", run([VIGIL, "--help"]).stdout, re.M)
-check(len(options) >= 14 and verbs == ["run", "ps", "supervise", "report"], f"vigil run has {len(options)} options, verbs {verbs}")
+check(len(options) >= 14 and verbs == ["run", "ps", "supervise", "report", "shell"], f"vigil run has {len(options)} options, verbs {verbs}")
 missing = [o for o in options if f"`{o}`" not in CLI_MD]
 check(not missing, f"docs/cli.md names every option of vigil run (missing: {missing})")
 check(all(f"`{v}`" in CLI_MD for v in verbs), "docs/cli.md names every verb")
@@ -59,7 +59,7 @@ def complete(*words):
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30).stdout.split()
 
 
-check(set(complete("vigil", "")) >= {"run", "ps", "report", "supervise"}, "TAB after vigil offers the verbs")
+check(set(complete("vigil", "")) >= {"run", "ps", "report", "supervise", "shell"}, "TAB after vigil offers the verbs")
 check(complete("vigil", "ps", "--") == ["--json", "--help"], "TAB after vigil ps -- offers its options")
 offered = complete("vigil", "run", "t.py", "--")
 check(set(options) <= set(offered), f"TAB after vigil run -- offers every option (missing {set(options) - set(offered)})")

@@ -131,8 +131,8 @@ static void test_argv(void) {
         CHECK(has_pair(v, "-o", "ControlPath=/tmp/r/vm-state-box/ssh-control"), "control socket in the state dir");
         CHECK(has_pair(v, "-o", "StrictHostKeyChecking=accept-new") &&
                       has_pair(v, "-o", "UserKnownHostsFile=/tmp/r/vm-state-box/known_hosts") &&
-                      has_pair(v, "-o", "GlobalKnownHostsFile=/dev/null"),
-              "accept-new records into the run's own known_hosts");
+                      has_pair(v, "-o", "GlobalKnownHostsFile=/dev/null") && has_pair(v, "-o", "HashKnownHosts=no"),
+              "accept-new records into the run's own known_hosts, readable");
         CHECK(has_pair(v, "-o", "ServerAliveInterval=5") && has_pair(v, "-o", "ServerAliveCountMax=3"),
               "the master notices a dead link");
         CHECK(has_pair(v, "-i", "/k/id") && has_pair(v, "-o", "IdentitiesOnly=yes") && has_pair(v, "-J", "jump") &&

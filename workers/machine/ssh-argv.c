@@ -406,6 +406,8 @@ int ssh_build_argv(const struct ssh_target *t, const char *state_dir, enum ssh_r
                 add(&b, "-o");
                 add(&b, "UserKnownHostsFile=%s/" SSH_KNOWN_HOSTS_NAME, state_dir);
                 add_opt(&b, "GlobalKnownHostsFile=/dev/null");
+                /* Readable by people (Debian's ssh_config hashes host names). */
+                add_opt(&b, "HashKnownHosts=no");
                 break;
         case SSH_KNOWN_HOSTS_FILE:
                 add_opt(&b, "StrictHostKeyChecking=yes");

@@ -16,7 +16,10 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "exit-status.h"
 #include "macro.h"
@@ -263,12 +266,53 @@ static int vigil_shell_exec_nspawn(const struct vigil_shell_target *t, char **co
         return VIGIL_EXIT_INTERNAL;
 }
 
+/* A mux client tells its master of window size changes by kill(2) with the
+ * master's pid as the master sees it, which is a pid of the run's PID
+ * namespace: so ssh must run in that namespace (setns, then fork). Returns
+ * 0 in the process that goes on to exec (the child, or us if no namespace
+ * differs or we may not enter it: then resizes do not reach the session),
+ * or, in the parent, the child's exit status + 1000 (> 0). */
+static int vigil_shell_join_pidns(pid_t master) {
+        char path[64];
+        struct stat ours, theirs;
+        _cleanup_close_ int fd = -EBADF;
+        int status;
+        pid_t child;
+
+        (void) snprintf(path, sizeof path, "/proc/%d/ns/pid", (int) master);
+        if (stat(path, &theirs) < 0 || stat("/proc/self/ns/pid", &ours) < 0 || theirs.st_ino == ours.st_ino)
+                return 0;
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || setns(fd, CLONE_NEWPID) < 0) {
+                fprintf(stderr,
+                        "vigil shell: cannot enter the run's PID namespace (%s): window size changes will not "
+                        "reach the session\n",
+                        strerror(errno));
+                return 0;
+        }
+        child = fork();
+        if (child < 0) {
+                fprintf(stderr, "vigil shell: fork: %s\n", strerror(errno));
+                return 1000 + VIGIL_EXIT_INTERNAL;
+        }
+        if (child == 0)
+                return 0;
+        /* The terminal is raw while ssh runs: no signals from it; pass on a kill. */
+        (void) signal(SIGINT, SIG_IGN);
+        (void) signal(SIGQUIT, SIG_IGN);
+        while (waitpid(child, &status, 0) < 0)
+                if (errno != EINTR)
+                        return 1000 + VIGIL_EXIT_INTERNAL;
+        return 1000 + (WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
+
 /* A new session over the machine's ControlMaster: the user and host are the
  * master's (its -l and last argument); everything else lives in the master. */
 static int vigil_shell_exec_ssh(const struct vigil_shell_target *t, char **command) {
         char buf[16384], control[PATH_MAX + 32];
         const char *user = "root", *host = NULL, *a = buf;
         size_t n = vigil_shell_cmdline(t->pid, buf, sizeof buf);
+        int r;
         const char *argv[64] = {"ssh", "-tt",           "-e", "none", "-o", "ControlMaster=no",
                                 "-o",  "BatchMode=yes", "-o", control};
         size_t k = 10;
@@ -289,6 +333,9 @@ static int vigil_shell_exec_ssh(const struct vigil_shell_target *t, char **comma
         for (char **c = command; c && *c && k < ELEMENTSOF(argv) - 1; c++)
                 argv[k++] = *c;
         argv[k] = NULL;
+        r = vigil_shell_join_pidns(t->pid);
+        if (r > 0)
+                return r; /* the parent: ssh ran in the run's PID namespace */
         execvp("ssh", (char **) argv);
         fprintf(stderr, "vigil shell: cannot run ssh: %s (apt-get install openssh-client)\n", strerror(errno));
         return VIGIL_EXIT_INTERNAL;
@@ -346,7 +393,8 @@ int vigil_shell_main(int argc, char **argv) {
                 }
                 return vigil_shell_exec_nspawn(&t, command);
         case VIGIL_SHELL_SSH:
-                return vigil_shell_exec_ssh(&t, command);
+                r = vigil_shell_exec_ssh(&t, command);
+                return r >= 1000 ? r - 1000 : r;
         case VIGIL_SHELL_QEMU:
         case _VIGIL_SHELL_KIND_MAX:
         case _VIGIL_SHELL_KIND_NONE:

@@ -7,8 +7,10 @@
  * by the VIGIL_RUN= every spawned process carries (pids in the run's
  * timeline are its PID namespace's, not ours) and the machine by its state
  * directory, the spawned process's cwd; then it becomes the shell's way in:
- * nsenter into a container's namespaces, or a new session over an SSH
- * machine's ControlMaster. Exit codes: docs/cli.md, "vigil shell".
+ * nsenter into a container's namespaces, a new session over an SSH
+ * machine's ControlMaster, or a VM's debug console (hvc1, QEMU's unix socket
+ * <state>/dbg, where vigil's tiny guest runs a root shell). Exit codes:
+ * docs/cli.md, "SHELL".
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -16,10 +18,15 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <termios.h>
 
 #include "exit-status.h"
 #include "macro.h"
@@ -49,9 +56,9 @@ static void vigil_shell_usage(FILE *f) {
         fputs("Usage: vigil shell RUN_ID|OUT_DIR MACHINE [-- COMMAND [ARG...]]\n\n"
               "A root shell in MACHINE of a running vigil run (RUN_ID, or the run's output directory),\n"
               "beside the test's own shell: nsenter for containers, a new session over the SSH\n"
-              "connection for SSH machines. With a COMMAND, runs that instead of a login shell.\n"
-              "Exits with the shell's status; 2 bad usage, 7 no such run or machine, 8 not possible\n"
-              "for this machine's backend.\n",
+              "connection for SSH machines, the debug console (hvc1) for VMs. With a COMMAND (not\n"
+              "for VMs), runs that instead of a login shell. Exits with the shell's status; 2 bad\n"
+              "usage, 7 no such run or machine, 8 not possible for this machine.\n",
               f);
 }
 
@@ -341,6 +348,156 @@ static int vigil_shell_exec_ssh(const struct vigil_shell_target *t, char **comma
         return VIGIL_EXIT_INTERNAL;
 }
 
+/* ---- VMs: the debug console (hvc1), a unix socket of QEMU's ---- */
+
+#define VIGIL_SHELL_EXIT_MARK "\033]vigil-shell-exit;" /* then the status and BEL (tools/guest/debug-shell) */
+#define VIGIL_SHELL_QUIET_MS  10000                    /* no answer this long: nothing runs on hvc1 */
+
+static struct termios vigil_shell_saved;
+static bool vigil_shell_raw;
+
+static void vigil_shell_restore_tty(void) {
+        if (vigil_shell_raw)
+                (void) tcsetattr(STDIN_FILENO, TCSADRAIN, &vigil_shell_saved);
+        vigil_shell_raw = false;
+}
+
+static int vigil_shell_write_all(int fd, const char *buf, size_t len) {
+        while (len > 0) {
+                ssize_t k = write(fd, buf, len);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return -EIO;
+                buf += k;
+                len -= (size_t) k;
+        }
+        return 0;
+}
+
+/* The guest's bytes to our stdout, watching for the exit marker. Returns
+ * the shell's status once the marker is complete, -1 while it goes on. */
+struct vigil_shell_mark {
+        size_t matched; /* bytes of VIGIL_SHELL_EXIT_MARK seen */
+        bool in_status;
+        int status;
+};
+
+static int vigil_shell_feed(struct vigil_shell_mark *mk, const char *buf, size_t len) {
+        static const char mark[] = VIGIL_SHELL_EXIT_MARK;
+        char out[8192];
+        size_t n = 0;
+
+        for (size_t i = 0; i < len; i++) {
+                char ch = buf[i];
+                if (mk->in_status) {
+                        if (ch == '\a') {
+                                (void) vigil_shell_write_all(STDOUT_FILENO, out, n);
+                                return mk->status;
+                        }
+                        if (ch >= '0' && ch <= '9')
+                                mk->status = mk->status * 10 + (ch - '0');
+                        continue;
+                }
+                if (ch == mark[mk->matched]) {
+                        if (++mk->matched == sizeof mark - 1) {
+                                mk->in_status = true;
+                                mk->status = 0;
+                        }
+                        continue;
+                }
+                /* Not the marker after all: what matched so far was output. */
+                for (size_t k = 0; k < mk->matched; k++) {
+                        if (n == sizeof out)
+                                (void) vigil_shell_write_all(STDOUT_FILENO, out, n), n = 0;
+                        out[n++] = mark[k];
+                }
+                mk->matched = ch == mark[0] ? 1 : 0;
+                if (mk->matched)
+                        continue;
+                if (n == sizeof out)
+                        (void) vigil_shell_write_all(STDOUT_FILENO, out, n), n = 0;
+                out[n++] = ch;
+        }
+        (void) vigil_shell_write_all(STDOUT_FILENO, out, n);
+        return -1;
+}
+
+/* Relay the terminal to the VM's hvc1, where the tiny guest runs a root
+ * login shell (tools/guest/debug-shell); QEMU's socket takes one client at a
+ * time. The window size is set once, as the first line; later resizes do
+ * not reach a VM (no side channel to its tty). */
+static int vigil_shell_vm(const struct vigil_shell_target *t, const char *machine) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        _cleanup_close_ int fd = -EBADF;
+        struct vigil_shell_mark mk = {};
+        struct winsize ws = {};
+        bool heard = false;
+        char line[96];
+        int status = -1;
+
+        if ((size_t) snprintf(sa.sun_path, sizeof sa.sun_path, "%s/dbg", t->state_dir) >= sizeof sa.sun_path)
+                return VIGIL_SHELL_EXIT_UNSUPPORTED;
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0) {
+                fprintf(stderr,
+                        "vigil shell: VM '%s' has no debug console at %s (%s): it was started by a vigil without "
+                        "one\n",
+                        machine, sa.sun_path, strerror(errno));
+                return VIGIL_SHELL_EXIT_UNSUPPORTED;
+        }
+        if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &vigil_shell_saved) == 0) {
+                struct termios raw = vigil_shell_saved;
+                cfmakeraw(&raw);
+                if (tcsetattr(STDIN_FILENO, TCSADRAIN, &raw) == 0)
+                        vigil_shell_raw = true;
+        }
+        if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0)
+                (void) snprintf(line, sizeof line, " stty rows %u cols %u\r", ws.ws_row, ws.ws_col);
+        else
+                (void) snprintf(line, sizeof line, "\r");
+        (void) vigil_shell_write_all(fd, line, strlen(line));
+        for (;;) {
+                struct pollfd p[2] = {{.fd = STDIN_FILENO, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
+                char buf[16384];
+                ssize_t k;
+                int r = poll(p, 2, heard ? -1 : VIGIL_SHELL_QUIET_MS);
+
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r == 0) {
+                        vigil_shell_restore_tty();
+                        fprintf(stderr,
+                                "vigil shell: nothing answers on VM '%s''s debug console (hvc1) after %d s: vigil's "
+                                "tiny guest runs a shell there; a NixOS guest needs one (a getty on hvc1)\n",
+                                machine, VIGIL_SHELL_QUIET_MS / 1000);
+                        return VIGIL_SHELL_EXIT_UNSUPPORTED;
+                }
+                if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+                        k = read(fd, buf, sizeof buf);
+                        if (k <= 0) {
+                                vigil_shell_restore_tty();
+                                fprintf(stderr, "\r\nvigil shell: VM '%s''s debug console closed (the VM stopped?)\n",
+                                        machine);
+                                return VIGIL_SHELL_EXIT_NO_MACHINE;
+                        }
+                        heard = true;
+                        status = vigil_shell_feed(&mk, buf, (size_t) k);
+                        if (status >= 0)
+                                break;
+                }
+                if (p[0].revents & (POLLIN | POLLHUP)) {
+                        k = read(STDIN_FILENO, buf, sizeof buf);
+                        if (k <= 0)
+                                break; /* our input ended: leave the shell to the next one */
+                        if (vigil_shell_write_all(fd, buf, (size_t) k) < 0)
+                                break;
+                }
+        }
+        vigil_shell_restore_tty();
+        return status >= 0 ? status : VIGIL_EXIT_PASS;
+}
+
 int vigil_shell_main(int argc, char **argv) {
         struct vigil_shell_target t;
         char run[128];
@@ -396,13 +553,15 @@ int vigil_shell_main(int argc, char **argv) {
                 r = vigil_shell_exec_ssh(&t, command);
                 return r >= 1000 ? r - 1000 : r;
         case VIGIL_SHELL_QEMU:
+                if (command) {
+                        fprintf(stderr, "vigil shell: -- COMMAND is for containers and SSH machines; '%s' is a VM\n",
+                                argv[2]);
+                        return VIGIL_EXIT_USAGE;
+                }
+                return vigil_shell_vm(&t, argv[2]);
         case _VIGIL_SHELL_KIND_MAX:
         case _VIGIL_SHELL_KIND_NONE:
                 break;
         }
-        fprintf(stderr,
-                "vigil shell: machine '%s' is a QEMU VM: a shell beside the test's is not implemented for VMs "
-                "yet (use the test's --interactive REPL)\n",
-                argv[2]);
-        return VIGIL_SHELL_EXIT_UNSUPPORTED;
+        return VIGIL_EXIT_INTERNAL;
 }

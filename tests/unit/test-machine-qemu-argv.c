@@ -174,9 +174,9 @@ static void test_direct(void) {
 static void test_shell_setup(void) {
         _cleanup_strv_free_ char **cmds = NULL;
 
-        CHECK(qemu_shell_setup_commands("/tmp/r/vm-state-a\"b", &cmds) == 0 && strv_length(cmds) == 3,
-              "shell setup: three QMP commands");
-        if (strv_length(cmds) != 3)
+        CHECK(qemu_shell_setup_commands("/tmp/r/vm-state-a\"b", &cmds) == 0 && strv_length(cmds) == 5,
+              "shell setup: five QMP commands");
+        if (strv_length(cmds) != 5)
                 return;
         CHECK(streq(cmds[0], "{\"execute\":\"chardev-add\",\"arguments\":{\"id\":\"shell\",\"backend\":{\"type\":"
                              "\"file\",\"data\":{\"in\":\"\\/tmp\\/r\\/vm-state-a\\\"b\\/shell.in\",\"out\":"
@@ -185,7 +185,14 @@ static void test_shell_setup(void) {
         CHECK(streq(cmds[1], "{\"execute\":\"device_add\",\"arguments\":{\"driver\":\"virtconsole\",\"chardev\":"
                              "\"shell\",\"bus\":\"vigil-vser.0\"}}"),
               "shell setup: a virtconsole (hvc0 in the guest) on vigil's bus");
-        CHECK(streq(cmds[2], "{\"execute\":\"cont\"}"), "shell setup: then the guest runs");
+        CHECK(streq(cmds[2], "{\"execute\":\"chardev-add\",\"arguments\":{\"id\":\"vigil-debug\",\"backend\":{"
+                             "\"type\":\"socket\",\"data\":{\"addr\":{\"type\":\"unix\",\"data\":{\"path\":"
+                             "\"\\/tmp\\/r\\/vm-state-a\\\"b\\/dbg\"}},\"server\":true,\"wait\":false}}}}"),
+              "debug console: a unix socket server that does not wait for a client (%s)", cmds[2]);
+        CHECK(streq(cmds[3], "{\"execute\":\"device_add\",\"arguments\":{\"driver\":\"virtconsole\",\"chardev\":"
+                             "\"vigil-debug\",\"bus\":\"vigil-vser.0\"}}"),
+              "debug console: a second virtconsole (hvc1), after the shell's");
+        CHECK(streq(cmds[4], "{\"execute\":\"cont\"}"), "shell setup: then the guest runs");
 }
 
 static void test_accel(void) {

@@ -160,6 +160,35 @@ int qemu_shell_setup_commands(const char *state_dir, char ***ret) {
                 json_object_object_add(device, "bus", json_object_new_string(QEMU_VSERIAL_ID ".0"));
         }
         sb_add_owned(&b, device ? qmp_command("device_add", TAKE_PTR(device)) : NULL);
+
+        /* A second virtconsole, hvc1, for people: a guest that runs a shell
+         * there (vigil's tiny guest does) is reachable with `vigil shell`
+         * beside the test's own shell. A socket server that does not wait: with
+         * nobody connected, QEMU drops what the guest writes to it. */
+        chardev = json_object_new_object();
+        if (chardev) {
+                json_object *backend = json_object_new_object(), *data = json_object_new_object(),
+                            *addr = json_object_new_object(), *unix_data = json_object_new_object();
+                (void) snprintf(path, sizeof path, "%s/" QEMU_DEBUG_NAME, state_dir);
+                json_object_object_add(unix_data, "path", json_object_new_string(path));
+                json_object_object_add(addr, "type", json_object_new_string("unix"));
+                json_object_object_add(addr, "data", unix_data);
+                json_object_object_add(data, "addr", addr);
+                json_object_object_add(data, "server", json_object_new_boolean(true));
+                json_object_object_add(data, "wait", json_object_new_boolean(false));
+                json_object_object_add(backend, "type", json_object_new_string("socket"));
+                json_object_object_add(backend, "data", data);
+                json_object_object_add(chardev, "id", json_object_new_string("vigil-debug"));
+                json_object_object_add(chardev, "backend", backend);
+        }
+        sb_add_owned(&b, chardev ? qmp_command("chardev-add", TAKE_PTR(chardev)) : NULL);
+        device = json_object_new_object();
+        if (device) {
+                json_object_object_add(device, "driver", json_object_new_string("virtconsole"));
+                json_object_object_add(device, "chardev", json_object_new_string("vigil-debug"));
+                json_object_object_add(device, "bus", json_object_new_string(QEMU_VSERIAL_ID ".0"));
+        }
+        sb_add_owned(&b, device ? qmp_command("device_add", TAKE_PTR(device)) : NULL);
         sb_add_owned(&b, qmp_command("cont", NULL));
         return sb_finish(&b, ret);
 }

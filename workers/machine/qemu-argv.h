@@ -27,6 +27,7 @@ void qemu_cmd_done(struct qemu_cmd *c);
 #define QEMU_SHELL_NAME   "shell"      /* guest -> host: a regular file QEMU appends to */
 #define QEMU_SHELL_IN     "shell.in"   /* host -> guest: a FIFO */
 #define QEMU_VSERIAL_ID   "vigil-vser" /* the virtio-serial bus the shell's virtconsole sits on */
+#define QEMU_DEBUG_NAME   "dbg"        /* a second virtconsole (hvc1): a unix socket `vigil shell` connects to */
 
 /* The arguments the reference driver appends to every start command, with
  * one difference: the guest shell's virtconsole is not on the command line.

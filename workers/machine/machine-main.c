@@ -389,6 +389,7 @@ static int handle_execute(struct machine *m, const struct frame *f) {
         j->timeout_s = b->timeout_s;
         j->check_return = b->check_return;
         j->check_output = b->check_output;
+        j->idempotent = f->type == MSG_M_READ; /* the supervisor's replay rule, for a lost transport too */
         j->done = exec_done;
         j->userdata = m;
         j->seq = f->seq;
@@ -478,6 +479,7 @@ static void wait_until_attempt(struct wait_until *wu) {
         }
         wu->last_try = !wait_until_time_left(wu);
         j->timeout_s = wu->timeout_s;
+        j->idempotent = true;
         j->done = wait_until_done;
         j->userdata = wu;
         machine_shell_submit(wu->m->shell, j);
@@ -768,6 +770,7 @@ static const struct machine_report_ops report_ops = {
 static const struct machine_backend *const backends[_MACHINE_BACKEND_KIND_MAX] = {
         [MACHINE_BACKEND_QEMU] = &backend_qemu,
         [MACHINE_BACKEND_NSPAWN] = &backend_nspawn,
+        [MACHINE_BACKEND_SSH] = &backend_ssh,
 };
 
 static int machine_configure(struct worker *w, const struct msg_config *cfg, void *userdata) {

@@ -703,6 +703,29 @@ bool machine_shell_idle(const struct machine_shell *s) {
         return s->connected && !s->active && TAILQ_EMPTY(&s->jobs);
 }
 
+void machine_shell_transport_reset(struct machine_shell *s, const char *why) {
+        struct shell_job *j = s->active;
+
+        /* The rule of a worker restart (docs/restart-semantics.md): the job in
+         * flight runs again on the next shell if it is idempotent, and fails
+         * with @why otherwise; a connect just keeps waiting. */
+        if (j && s->gp.phase != GUEST_PHASE_READY && s->gp.phase != GUEST_PHASE_IDLE &&
+            s->gp.phase != GUEST_PHASE_NONCE) {
+                guest_proto_reset(&s->gp);
+                if (j->idempotent) {
+                        s->active = NULL;
+                        free(TAKE_PTR(s->active_output));
+                        s->active_output_len = 0;
+                        (void) evtimer_del(s->timer);
+                        log_info("The command in flight runs again once the shell is back (it is idempotent)");
+                        TAILQ_INSERT_HEAD(&s->jobs, j, link);
+                        machine_shell_kick(s);
+                } else
+                        complete(s, -ECONNRESET, why, 0);
+        }
+        machine_shell_disconnected(s);
+}
+
 void machine_shell_transport_lost(struct machine_shell *s, const char *why) {
         /* A command in flight has lost its shell: fail it now rather than at
          * its deadline. A connect keeps waiting for the next ready line, and

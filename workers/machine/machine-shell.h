@@ -34,6 +34,7 @@ struct shell_job {
         int64_t connect_timeout_ms; /* CONNECT: < 0: the shell's connect_s */
         bool check_return;
         bool check_output;
+        bool idempotent; /* may run again after its shell was lost (M_READ, wait_until attempts) */
         unsigned long long started; /* when it became the active job */
         shell_job_done_fn done;
         void *userdata; /* for @done */
@@ -100,6 +101,9 @@ void machine_shell_disconnected(struct machine_shell *s);
 /* The transport under the shell closed (a backdoor connection): a command in
  * flight fails with @why now; a connect or resync keeps waiting. */
 void machine_shell_transport_lost(struct machine_shell *s, const char *why);
+/* The same by the rules of a worker restart: an idempotent job in flight
+ * runs again on the next shell, another fails with @why; queued jobs wait. */
+void machine_shell_transport_reset(struct machine_shell *s, const char *why);
 /* Raw bytes to the shell (poweroff), outside the protocol. */
 int machine_shell_write_raw(struct machine_shell *s, const char *text);
 /* After re-attach: resync with a nonce, then ops->resynced() (at once if

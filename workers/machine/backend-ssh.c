@@ -18,11 +18,10 @@
  * is repeated after the reconnect if its request is idempotent and fails
  * with an error naming the drop otherwise; queued ones wait.
  *
- * The relay: every connection is a new session process, whereas the generic
- * shell code expects one stream for the machine's life. So the shell gets
- * one end of a socketpair, and this file copies bytes between the other end
- * and the current session's socket, as backend-nspawn.c does for its
- * backdoor connections.
+ * The shell's one stream: every connection is a new session process,
+ * whereas the generic shell code expects one stream for the machine's life,
+ * so the session's socket goes through the same relay the nspawn backend
+ * uses for its backdoor connections (nspawn-relay.h).
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -33,6 +32,7 @@
 #include "fd-util.h"
 #include "log.h"
 #include "machine.h"
+#include "nspawn-relay.h"
 #include "ssh-argv.h"
 
 #define MASTER_PROC        "ssh-master"
@@ -42,7 +42,6 @@
 #define SESSION_AGAIN_USEC (200 * USEC_PER_MSEC)
 #define SESSION_QUICK_USEC (2 * USEC_PER_SEC) /* a session that ends sooner "ended at once" */
 #define SESSION_QUICK_MAX  5                  /* so many in a row: the host cannot run the backdoor */
-#define RELAY_MAX          (1024u * 1024u)
 #define IO_READ_MAX        (64u * 1024u)
 
 /* Names in the supervisor's fd store. */
@@ -67,6 +66,7 @@ struct ssh {
         unsigned long long deadline; /* of the current (re)connect; 0: none */
         char control[128];
         char dest[320]; /* "user@host[:port]" for messages */
+        struct ssh_target target;
 
         struct machine_proc *master;
         int master_err;
@@ -77,18 +77,11 @@ struct ssh {
 
         struct machine_proc *session;
         unsigned long long session_started;
-        unsigned session_quick; /* sessions in a row that ended at once */
-        int conn_fd;            /* our end of the session's stdin/stdout */
-        struct event *conn_ev;
-        struct event *conn_wev;
-        int session_err; /* the session's stderr: commands' stderr, to the console */
+        unsigned session_quick;     /* sessions in a row that ended at once */
+        struct nspawn_relay *relay; /* the shell's stream <-> the session's stdin/stdout */
+        int session_err;            /* the session's stderr: commands' stderr, to the console */
         struct event *session_err_ev;
-
-        int relay_fd; /* our end of the socketpair the generic shell reads */
-        struct event *relay_ev;
-        struct event *relay_wev;
-        struct evbuffer *to_guest;
-        struct evbuffer *to_shell;
+        bool relay_open;
 
         struct event *timer;
 };
@@ -158,131 +151,33 @@ static void session_err_cb(evutil_socket_t fd, short what, void *arg) {
         machine_console_feed(s->m, buf, (size_t) k);
 }
 
-/* ---- relay between the generic shell and the current session ---- */
+/* ---- the session's stream ---- */
 
 static void conn_lost(struct ssh *s, const char *why);
 
-static void relay_flush(int fd, struct evbuffer *b, struct event *wev, struct event *src_ev) {
-        while (evbuffer_get_length(b) > 0) {
-                int k = evbuffer_write(b, fd);
-                if (k < 0 && (errno == EAGAIN || errno == EINTR))
-                        break;
-                if (k <= 0) {
-                        (void) evbuffer_drain(b, evbuffer_get_length(b));
-                        break;
-                }
-        }
-        if (evbuffer_get_length(b) > 0) {
-                (void) event_add(wev, NULL);
-                /* Back-pressure: stop reading the source until this drains. */
-                if (src_ev && evbuffer_get_length(b) >= RELAY_MAX)
-                        (void) event_del(src_ev);
-        } else {
-                (void) event_del(wev);
-                if (src_ev)
-                        (void) event_add(src_ev, NULL);
-        }
+static void relay_lost(void *userdata, const char *why) {
+        conn_lost(userdata, why);
 }
 
-static void to_shell_flush(struct ssh *s) {
-        if (s->relay_fd >= 0)
-                relay_flush(s->relay_fd, s->to_shell, s->relay_wev, s->conn_ev);
-}
-
-static void to_guest_flush(struct ssh *s) {
-        if (s->conn_fd >= 0)
-                relay_flush(s->conn_fd, s->to_guest, s->conn_wev, s->relay_ev);
-        else
-                (void) evbuffer_drain(s->to_guest, evbuffer_get_length(s->to_guest));
-}
-
-/* shell -> host */
-static void relay_read_cb(evutil_socket_t fd, short what, void *arg) {
-        struct ssh *s = arg;
-        int k = evbuffer_read(s->to_guest, fd, IO_READ_MAX);
-
-        if (k < 0 && (errno == EAGAIN || errno == EINTR))
-                return;
-        if (k <= 0) {
-                machine_event_free(&s->relay_ev);
-                machine_event_free(&s->relay_wev);
-                s->relay_fd = safe_close(s->relay_fd);
-                return;
-        }
-        if (s->conn_fd < 0) {
-                /* As a tty with no reader: the next session starts from its ready line. */
-                log_debug("Dropping %d bytes for the shell: no SSH session", k);
-                (void) evbuffer_drain(s->to_guest, evbuffer_get_length(s->to_guest));
-                return;
-        }
-        to_guest_flush(s);
-}
-
-static void relay_write_cb(evutil_socket_t fd, short what, void *arg) {
-        to_shell_flush(arg);
-}
-
-/* host -> shell */
-static void conn_read_cb(evutil_socket_t fd, short what, void *arg) {
-        struct ssh *s = arg;
-        int k = evbuffer_read(s->to_shell, fd, IO_READ_MAX);
-
-        if (k < 0 && (errno == EAGAIN || errno == EINTR))
-                return;
-        if (k <= 0) {
-                conn_lost(s, k < 0 ? strerror(errno) : "end of file");
-                return;
-        }
-        to_shell_flush(s);
-}
-
-static void conn_write_cb(evutil_socket_t fd, short what, void *arg) {
-        to_guest_flush(arg);
-}
-
-static void conn_close(struct ssh *s) {
-        machine_event_free(&s->conn_ev);
-        machine_event_free(&s->conn_wev);
-        s->conn_fd = safe_close(s->conn_fd);
-        (void) evbuffer_drain(s->to_guest, evbuffer_get_length(s->to_guest));
-}
-
-static int conn_adopt(struct ssh *s, int fd) {
-        int r;
-
-        conn_close(s);
-        s->conn_fd = fd;
-        if ((r = add_event(s, fd, EV_READ | EV_PERSIST, conn_read_cb, &s->conn_ev)) < 0 ||
-            (r = add_event(s, fd, EV_WRITE, conn_write_cb, &s->conn_wev)) < 0)
-                return r;
-        return 0;
-}
+static const struct nspawn_relay_ops relay_ops = {
+        .lost = relay_lost,
+};
 
 static int relay_open(struct ssh *s) {
-        int sp[2], r;
+        int r;
 
-        if (s->relay_fd >= 0)
+        if (s->relay_open)
                 return 0;
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sp) < 0)
-                return negative_errno();
-        r = machine_shell_attach(s->m->shell, sp[1], -EBADF, NULL);
-        if (r < 0) {
-                safe_close(sp[0]);
-                safe_close(sp[1]);
-                return r;
-        }
-        s->relay_fd = sp[0];
-        if ((r = add_event(s, s->relay_fd, EV_READ | EV_PERSIST, relay_read_cb, &s->relay_ev)) < 0 ||
-            (r = add_event(s, s->relay_fd, EV_WRITE, relay_write_cb, &s->relay_wev)) < 0)
-                return r;
-        return 0;
+        r = nspawn_relay_open(s->relay, s->m->shell);
+        if (r >= 0)
+                s->relay_open = true;
+        return r;
 }
 
 /* ---- connection state ---- */
 
 static void close_session(struct ssh *s) {
-        to_shell_flush(s);
-        conn_close(s);
+        nspawn_relay_drop(s->relay);
         machine_event_free(&s->session_err_ev);
         s->session_err = safe_close(s->session_err);
         machine_proc_forget_fds(s->session);
@@ -390,7 +285,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
                 return;
         case STEP_UP:
                 /* A session ended while the master lives on: start the next one. */
-                if (s->conn_fd < 0 && machine_proc_pid(s->master) > 0 && machine_proc_pid(s->session) <= 0)
+                if (!nspawn_relay_connected(s->relay) && machine_proc_pid(s->master) > 0 &&
+                    machine_proc_pid(s->session) <= 0)
                         spawn_session(s);
                 return;
         case STEP_IDLE:
@@ -433,7 +329,7 @@ static void spawn_master(struct ssh *s) {
         _cleanup_close_ int err_w = -EBADF;
         int p[2], r;
 
-        r = ssh_build_argv(&s->m->cfg.ssh, s->m->cfg.state_dir, SSH_ROLE_MASTER, NULL, &argv);
+        r = ssh_build_argv(&s->target, s->m->cfg.state_dir, SSH_ROLE_MASTER, NULL, &argv);
         if (r >= 0)
                 r = build_env(s, &env);
         if (r < 0) {
@@ -474,7 +370,7 @@ static void spawn_session(struct ssh *s) {
         _cleanup_close_ int sock = -EBADF, err_w = -EBADF;
         int sp[2], p[2], r;
 
-        r = ssh_build_argv(&s->m->cfg.ssh, s->m->cfg.state_dir, SSH_ROLE_SESSION, ssh_backdoor_command, &argv);
+        r = ssh_build_argv(&s->target, s->m->cfg.state_dir, SSH_ROLE_SESSION, ssh_backdoor_command, &argv);
         if (r >= 0)
                 r = build_env(s, &env);
         if (r < 0) {
@@ -496,7 +392,7 @@ static void spawn_session(struct ssh *s) {
         err_w = p[1];
         (void) fd_set_nonblock(sp[0], 1);
         (void) fd_set_nonblock(s->session_err, 1);
-        if (conn_adopt(s, sp[0]) < 0 ||
+        if (nspawn_relay_adopt(s->relay, sp[0]) < 0 ||
             add_event(s, s->session_err, EV_READ | EV_PERSIST, session_err_cb, &s->session_err_ev) < 0) {
                 close_session(s);
                 log_error("Out of memory setting up the SSH session");
@@ -517,10 +413,8 @@ static void spawn_session(struct ssh *s) {
  * What was in flight follows the rules of a worker restart. */
 static void conn_lost(struct ssh *s, const char *why) {
         char msg[MSG_STR_MAX];
-        bool had = s->conn_fd >= 0;
-
         close_session(s);
-        if (!had || s->step != STEP_UP)
+        if (s->step != STEP_UP)
                 return;
         log_info("SSH session to %s ended (%s)", s->dest, why);
         (void) snprintf(msg, sizeof msg,
@@ -553,8 +447,8 @@ static void master_exited(struct machine_proc *p, const struct msg_proc_exit *e,
         case STEP_UP:
                 log_event(LOG_WARNING, LOG_EVENT_EXITED, NULL, "SSH connection to %s lost (ssh %s%s%s); reconnecting",
                           s->dest, how, s->last_error[0] ? ": " : "", s->last_error);
-                if (s->conn_fd >= 0)
-                        conn_lost(s, "the connection dropped");
+                if (nspawn_relay_connected(s->relay))
+                        nspawn_relay_end(s->relay, "the connection dropped");
                 s->reconnecting = true;
                 s->deadline = connect_budget_usec(s) ? now_usec() + connect_budget_usec(s) : 0;
                 spawn_master(s);
@@ -605,8 +499,8 @@ static void session_exited(struct machine_proc *p, const struct msg_proc_exit *e
                 }
         } else
                 s->session_quick = 0;
-        if (s->conn_fd >= 0)
-                conn_lost(s, how);
+        if (nspawn_relay_connected(s->relay))
+                nspawn_relay_end(s->relay, how);
         else if (s->step == STEP_UP)
                 machine_timer_set(s->timer, SESSION_AGAIN_USEC);
 }
@@ -664,6 +558,7 @@ static int ssh_crash(struct machine *m) {
 static int ssh_attach(struct machine *m) {
         struct ssh *s = S(m);
         int64_t master = machine_proc_restore(s->master), session = machine_proc_restore(s->session);
+        _cleanup_close_ int conn = TAKE_FD(*nspawn_relay_conn_fd(s->relay)); /* adopted once the rest is watched */
         int r;
 
         if (master <= 0 || s->master_err < 0) {
@@ -680,11 +575,10 @@ static int ssh_attach(struct machine *m) {
                 return r;
         s->step = STEP_UP;
         s->reported = true;
-        if (session > 0 && s->conn_fd >= 0 && s->session_err >= 0) {
-                int fd = TAKE_FD(s->conn_fd);
-                (void) fd_set_nonblock(fd, 1);
+        if (session > 0 && conn >= 0 && s->session_err >= 0) {
+                (void) fd_set_nonblock(conn, 1);
                 (void) fd_set_nonblock(s->session_err, 1);
-                if ((r = conn_adopt(s, fd)) < 0 ||
+                if ((r = nspawn_relay_adopt(s->relay, TAKE_FD(conn))) < 0 ||
                     (r = add_event(s, s->session_err, EV_READ | EV_PERSIST, session_err_cb, &s->session_err_ev)) < 0)
                         return r;
                 return 1;
@@ -699,29 +593,34 @@ static int ssh_attach(struct machine *m) {
 
 static int ssh_init(struct machine *m) {
         struct ssh *s = calloc(1, sizeof *s);
-        const struct ssh_target *t = &m->cfg.ssh;
+        char error[MSG_STR_MAX];
         int r;
 
         if (!s)
                 return -ENOMEM;
         s->m = m;
-        s->master_err = s->conn_fd = s->session_err = s->relay_fd = -EBADF;
+        s->master_err = s->session_err = -EBADF;
         m->backend_data = s;
-        if (t->port > 0)
-                (void) snprintf(s->dest, sizeof s->dest, "%s@%s:%u", t->user ?: "root", t->host, t->port);
+        /* machine-config checked it already; a refusal here is a bug. */
+        if ((r = machine_config_ssh_target(&m->cfg, &s->target, error, sizeof error)) < 0) {
+                log_error("%s", error);
+                return r;
+        }
+        if (s->target.port > 0)
+                (void) snprintf(s->dest, sizeof s->dest, "%s@%s:%u", s->target.user ?: "root", s->target.host,
+                                s->target.port);
         else
-                (void) snprintf(s->dest, sizeof s->dest, "%s@%s", t->user ?: "root", t->host);
+                (void) snprintf(s->dest, sizeof s->dest, "%s@%s", s->target.user ?: "root", s->target.host);
         if ((r = ssh_control_path(m->cfg.state_dir, s->control, sizeof s->control)) < 0)
                 return r;
-        s->to_guest = evbuffer_new();
-        s->to_shell = evbuffer_new();
         s->timer = evtimer_new(m->base, timer_cb, s);
-        if (!s->to_guest || !s->to_shell || !s->timer)
+        if (!s->timer)
                 return -ENOMEM;
-        if ((r = machine_proc_new(m->w, MASTER_PROC, &master_ops, s, &s->master)) < 0 ||
+        if ((r = nspawn_relay_new(m->base, &relay_ops, s, &s->relay)) < 0 ||
+            (r = machine_proc_new(m->w, MASTER_PROC, &master_ops, s, &s->master)) < 0 ||
             (r = machine_proc_new(m->w, SESSION_PROC, &session_ops, s, &s->session)) < 0 ||
             (r = machine_proc_add_fd(s->master, STORE_MASTER_ERR, &s->master_err)) < 0 ||
-            (r = machine_proc_add_fd(s->session, STORE_CONN, &s->conn_fd)) < 0 ||
+            (r = machine_proc_add_fd(s->session, STORE_CONN, nspawn_relay_conn_fd(s->relay))) < 0 ||
             (r = machine_proc_add_fd(s->session, STORE_SESSION_ERR, &s->session_err)) < 0)
                 return r;
         m->proc = s->master;
@@ -736,16 +635,11 @@ static void ssh_free(struct machine *m) {
         close_session(s);
         machine_event_free(&s->master_err_ev);
         s->master_err = safe_close(s->master_err);
-        machine_event_free(&s->relay_ev);
-        machine_event_free(&s->relay_wev);
-        s->relay_fd = safe_close(s->relay_fd);
+        s->relay = nspawn_relay_free(s->relay);
         machine_event_free(&s->timer);
-        if (s->to_guest)
-                evbuffer_free(s->to_guest);
-        if (s->to_shell)
-                evbuffer_free(s->to_shell);
         s->master = machine_proc_free(s->master);
         s->session = machine_proc_free(s->session);
+        ssh_target_done(&s->target);
         m->proc = NULL;
         free(s);
         m->backend_data = NULL;

@@ -63,6 +63,7 @@ struct machine_backend {
 
 extern const struct machine_backend backend_qemu;
 extern const struct machine_backend backend_nspawn;
+extern const struct machine_backend backend_ssh;
 
 struct console_waiter {
         uint32_t seq;

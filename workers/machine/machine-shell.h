@@ -34,7 +34,7 @@ struct shell_job {
         int64_t connect_timeout_ms; /* CONNECT: < 0: the shell's connect_s */
         bool check_return;
         bool check_output;
-        bool idempotent; /* may run again after its shell was lost (M_READ, wait_until attempts) */
+        bool idempotent;            /* may run again after its shell was lost (M_READ, wait_until attempts) */
         unsigned long long started; /* when it became the active job */
         shell_job_done_fn done;
         void *userdata; /* for @done */

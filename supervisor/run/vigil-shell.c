@@ -273,44 +273,57 @@ static int vigil_shell_exec_nspawn(const struct vigil_shell_target *t, char **co
         return VIGIL_EXIT_INTERNAL;
 }
 
+static int vigil_shell_wait(pid_t child) {
+        int status;
+
+        while (waitpid(child, &status, 0) < 0)
+                if (errno != EINTR)
+                        return VIGIL_EXIT_INTERNAL;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 /* A mux client tells its master of window size changes by kill(2) with the
  * master's pid as the master sees it, which is a pid of the run's PID
- * namespace: so ssh must run in that namespace (setns, then fork). Returns
- * 0 in the process that goes on to exec (the child, or us if no namespace
- * differs or we may not enter it: then resizes do not reach the session),
- * or, in the parent, the child's exit status + 1000 (> 0). */
+ * namespace: so ssh must run in that namespace. setns() only moves the
+ * children forked afterwards, so a child of ours enters it and forks ssh;
+ * we keep our own namespace (the sanitizers' leak check, which forks a
+ * tracer of its own, needs that). Returns 0 in the process that goes on to
+ * exec ssh (the grandchild; or us, if no namespace differs), or in the
+ * parent the shell's exit status + 1000. */
 static int vigil_shell_join_pidns(pid_t master) {
         char path[64];
         struct stat ours, theirs;
         _cleanup_close_ int fd = -EBADF;
-        int status;
         pid_t child;
 
         (void) snprintf(path, sizeof path, "/proc/%d/ns/pid", (int) master);
         if (stat(path, &theirs) < 0 || stat("/proc/self/ns/pid", &ours) < 0 || theirs.st_ino == ours.st_ino)
                 return 0;
         fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || setns(fd, CLONE_NEWPID) < 0) {
-                fprintf(stderr,
-                        "vigil shell: cannot enter the run's PID namespace (%s): window size changes will not "
-                        "reach the session\n",
-                        strerror(errno));
-                return 0;
-        }
         child = fork();
         if (child < 0) {
                 fprintf(stderr, "vigil shell: fork: %s\n", strerror(errno));
                 return 1000 + VIGIL_EXIT_INTERNAL;
         }
-        if (child == 0)
-                return 0;
+        if (child == 0) {
+                pid_t ssh;
+
+                if (fd < 0 || setns(fd, CLONE_NEWPID) < 0) {
+                        fprintf(stderr,
+                                "vigil shell: cannot enter the run's PID namespace (%s): window size changes will "
+                                "not reach the session\n",
+                                strerror(errno));
+                        return 0;
+                }
+                ssh = fork();
+                if (ssh == 0)
+                        return 0;
+                _exit(ssh < 0 ? VIGIL_EXIT_INTERNAL : vigil_shell_wait(ssh));
+        }
         /* The terminal is raw while ssh runs: no signals from it; pass on a kill. */
         (void) signal(SIGINT, SIG_IGN);
         (void) signal(SIGQUIT, SIG_IGN);
-        while (waitpid(child, &status, 0) < 0)
-                if (errno != EINTR)
-                        return 1000 + VIGIL_EXIT_INTERNAL;
-        return 1000 + (WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        return 1000 + vigil_shell_wait(child);
 }
 
 /* A new session over the machine's ControlMaster: the user and host are the

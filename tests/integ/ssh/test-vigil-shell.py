@@ -131,7 +131,8 @@ def session(tap: Tap, out: Path, machine: str, hostname: str, count: Path, resiz
     p.send("echo C-$((3+4)) $(jobs | wc -l)\n")
     tap.check(p.expect(r"C-7 0") is not None, f"{machine}: fg, then Ctrl-C ends the job and not the shell", p.tail())
     p.send("exit 3\n")
-    tap.check(p.wait() == 3, f"{machine}: vigil shell exits with the shell's status", p.tail())
+    status = p.wait()
+    tap.check(status == 3, f"{machine}: vigil shell exits with the shell's status ({status})", p.tail())
     tap.check(rounds(count) > before, f"{machine}: the test's shells ran commands meanwhile ({before} -> {rounds(count)})")
 
 

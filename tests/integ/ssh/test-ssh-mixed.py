@@ -13,11 +13,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "script"))
 from sshfixture import Fixture  # noqa: E402
-from vmrun import Tap, junit_cases, spec_run  # noqa: E402
+from vmrun import Tap, _remove_at_exit, junit_cases, spec_run  # noqa: E402
 
 SCRIPT = r'''
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -95,7 +97,7 @@ with subtest("every command goes over one connection"):
     t.assertEqual(sshbox.succeed("pgrep -c -f '^sshd: root'").strip(), sessions)
 
 with subtest("files go both ways through the shell"):
-    src = Path(os.environ.get("TMPDIR", "/tmp")) / "vigil-ssh-copy"
+    src = Path(tempfile.mkdtemp(prefix="vigil-ssh-copy-"))
     (src / "sub").mkdir(parents=True, exist_ok=True)
     (src / "sub" / "a.txt").write_text("alpha\n")
     (src / "big.bin").write_bytes(os.urandom(200_000))
@@ -109,6 +111,7 @@ with subtest("files go both ways through the shell"):
     t.assertEqual(os.readlink(remote.out_dir / "fromssh" / "d" / "link"), "b.txt")
     remote.copy_from_machine("/root/tree/big.bin", "fromssh")
     t.assertEqual((remote.out_dir / "fromssh" / "big.bin").read_bytes(), (src / "big.bin").read_bytes())
+    shutil.rmtree(src)
 
 with subtest("a ControlMaster killed mid-command: the command fails by name, the next one reconnects"):
     pids = master_pids("remote")
@@ -169,6 +172,7 @@ with subtest("accept-new records the key in the run's own known_hosts"):
 def main() -> None:
     tap = Tap()
     tmp = Path(tempfile.mkdtemp(prefix="vigil-ssh-"))
+    _remove_at_exit(tmp)
     os.chmod(tmp, 0o755)
     fx = Fixture(tmp)
     spec = {

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "script"))
 from sshfixture import Fixture  # noqa: E402
-from vmrun import VIGIL, Tap, junit_cases  # noqa: E402
+from vmrun import VIGIL, Tap, _remove_at_exit, junit_cases  # noqa: E402
 
 SCRIPT = r'''
 import time
@@ -139,6 +139,7 @@ def session(tap: Tap, out: Path, machine: str, hostname: str, count: Path, resiz
 def main() -> None:
     tap = Tap()
     tmp = Path(tempfile.mkdtemp(prefix="vigil-shell-"))
+    _remove_at_exit(tmp)
     os.chmod(tmp, 0o755)
     fx = Fixture(tmp)
     spec = {"nodes": {"vm": {}, "box": {"backend": "nspawn"}, "sshbox": fx.host_node(), "remote": fx.ssh_node()}}

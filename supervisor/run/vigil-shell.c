@@ -3,7 +3,8 @@
  * vigil-shell.c owns `vigil shell RUN_ID|OUT_DIR MACHINE [-- COMMAND...]`:
  * an interactive root shell on the user's terminal (its pty, job control,
  * window size) into a machine of a run that is still going, beside the
- * test's own backdoor shell, never through it. It finds the run's processes
+ * test's own backdoor shell, never through it. It finds the run as `vigil ps`
+ * does (run-registry.h), then the run's processes
  * by the VIGIL_RUN= every spawned process carries (pids in the run's
  * timeline are its PID namespace's, not ours) and the machine by its state
  * directory, the spawned process's cwd; then it becomes the shell's way in:
@@ -30,6 +31,7 @@
 
 #include "exit-status.h"
 #include "macro.h"
+#include "run-registry.h"
 #include "vigil-shell.h"
 
 /* `vigil shell`'s own failures; the shell's exit status otherwise. */
@@ -62,31 +64,11 @@ static void vigil_shell_usage(FILE *f) {
               f);
 }
 
-/* The run id of the last run_begin in OUT_DIR/timeline.jsonl. */
-static int vigil_shell_run_from_outdir(const char *dir, char *ret, size_t size) {
-        char path[PATH_MAX], line[8192];
-        _cleanup_fclose_ FILE *f = NULL;
-        bool found = false;
-
-        if ((size_t) snprintf(path, sizeof path, "%s/timeline.jsonl", dir) >= sizeof path)
-                return -ENAMETOOLONG;
-        f = fopen(path, "re");
-        if (!f)
-                return negative_errno();
-        while (fgets(line, sizeof line, f)) {
-                json_object *o, *ev, *run;
-                if (!strstr(line, "\"run_begin\""))
-                        continue;
-                o = json_tokener_parse(line);
-                if (o && json_object_object_get_ex(o, "event", &ev) &&
-                    streq(json_object_get_string(ev), "run_begin") && json_object_object_get_ex(o, "run", &run) &&
-                    json_object_is_type(run, json_type_string)) {
-                        (void) snprintf(ret, size, "%s", json_object_get_string(run));
-                        found = true;
-                }
-                json_object_put(o);
-        }
-        return found ? 0 : -ENOENT;
+static bool vigil_shell_registry_has(const struct run_registry_entry *e, const char *machine) {
+        for (size_t i = 0; i < e->n_machines; i++)
+                if (streq(e->machines[i].name, machine))
+                        return true;
+        return false;
 }
 
 static bool vigil_shell_environ_has_run(pid_t pid, const char *run) {
@@ -514,8 +496,9 @@ static int vigil_shell_vm(const struct vigil_shell_target *t, const char *machin
 int vigil_shell_main(int argc, char **argv) {
         struct vigil_shell_target t;
         char run[128];
+        _cleanup_(run_registry_entry_done) struct run_registry_entry e = {};
+        _cleanup_free_ char *err = NULL;
         char **command = NULL;
-        struct stat st;
         bool seen;
         int r;
 
@@ -529,23 +512,19 @@ int vigil_shell_main(int argc, char **argv) {
         }
         if (argc > 4)
                 command = argv + 4;
-        if (stat(argv[1], &st) == 0 && S_ISDIR(st.st_mode)) {
-                r = vigil_shell_run_from_outdir(argv[1], run, sizeof run);
-                if (r < 0) {
-                        fprintf(stderr,
-                                "vigil shell: %s/timeline.jsonl names no run (%s): is it a vigil output directory?\n",
-                                argv[1], strerror(-r));
-                        return VIGIL_EXIT_USAGE;
-                }
-        } else if (strlen(argv[1]) >= 8 && strlen(argv[1]) < sizeof run &&
-                   strspn(argv[1], "0123456789abcdef") == strlen(argv[1]))
-                (void) snprintf(run, sizeof run, "%s", argv[1]);
-        else {
-                fprintf(stderr,
-                        "vigil shell: '%s' is neither an output directory nor a run id (at least 8 hex digits)\n",
-                        argv[1]);
-                return VIGIL_EXIT_USAGE;
+        r = run_registry_find(argv[1], &e, &err);
+        if (r < 0) {
+                fprintf(stderr, "vigil shell: %s\n", err ?: strerror(-r));
+                return r == -ENOENT   ? VIGIL_SHELL_EXIT_NO_MACHINE
+                       : r == -EEXIST ? VIGIL_EXIT_USAGE
+                                      : VIGIL_EXIT_INTERNAL;
         }
+        if (!vigil_shell_registry_has(&e, argv[2])) {
+                fprintf(stderr, "vigil shell: run %.8s has no machine '%s' (see vigil ps %.8s)\n", e.run_id, argv[2],
+                        e.run_id);
+                return VIGIL_SHELL_EXIT_NO_MACHINE;
+        }
+        (void) snprintf(run, sizeof run, "%s", e.run_id);
         r = vigil_shell_find(run, argv[2], &t, &seen);
         if (r < 0) {
                 if (!seen)

@@ -2,6 +2,7 @@
 # Proves `vigil shell` gives a person a real root shell (a terminal with job control and window size) in a VM, a
 # container and an SSH machine of a live run, beside the test's own shell, which keeps running commands meanwhile.
 # Why it matters: stepping into a machine of a running test is how people debug one, and it must not break the test.
+import json
 import fcntl
 import os
 import pty
@@ -164,8 +165,14 @@ def main() -> None:
                            timeout=20)
         tap.check(r.returncode == 2 and "is a VM" in r.stderr, "-- COMMAND is refused for a VM (exit 2)", r.stderr)
         r = subprocess.run([VIGIL, "shell", str(out), "nosuch"], capture_output=True, text=True, timeout=20)
-        tap.check(r.returncode == 7 and "no running machine 'nosuch'" in r.stderr, "an unknown machine: exit 7",
+        tap.check(r.returncode == 7 and "has no machine 'nosuch'" in r.stderr, "an unknown machine: exit 7",
                   r.stderr)
+        ps = subprocess.run([VIGIL, "ps", "--json", str(out)], capture_output=True, text=True, timeout=20)
+        run_id = json.loads(ps.stdout)["runs"][0]["run_id"] if ps.returncode == 0 else "ffffffff"
+        r = subprocess.run([VIGIL, "shell", run_id[:6], "box", "--", "sh", "-c", "exit 5"], capture_output=True,
+                           text=True, timeout=20)
+        tap.check(r.returncode == 5, "the run named by 6 hex digits of its id, as vigil ps shows it",
+                  ps.stdout + ps.stderr + r.stderr)
         r = subprocess.run([VIGIL, "shell", str(out), "box", "--", "sh", "-c", "cat /proc/1/comm; exit 4"],
                            capture_output=True, text=True, timeout=20)
         tap.check(r.returncode == 4 and r.stdout.strip() == "systemd", "a command instead of a login shell",
@@ -183,7 +190,7 @@ def main() -> None:
     tap.check(cases.get("the test's own shells keep working while people use vigil shell") is False,
               "subtest passed", str(cases))
     r = subprocess.run([VIGIL, "shell", str(out), "box"], capture_output=True, text=True, timeout=20)
-    tap.check(r.returncode == 7 and "no process of run" in r.stderr, "after the run: exit 7, named", r.stderr)
+    tap.check(r.returncode == 7 and "no running vigil run" in r.stderr, "after the run: exit 7, named", r.stderr)
     tap.done()
 
 

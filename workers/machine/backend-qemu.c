@@ -659,7 +659,7 @@ static int snap_incoming_submit(struct qemu *q) {
  * first), its clock is the snapshot's (set it), its 9p shares were unmounted
  * for the save (mount them again). */
 /* The guest's clock is the snapshot's: set it to the host's, taken as the
- * command leaves. */
+ * command leaves; then mount the 9p shares again. */
 static void snap_clock_begin(struct shell_job *j) {
         struct timespec ts;
         char *clock;
@@ -681,13 +681,9 @@ static void snap_restored(struct qemu *q) {
                  q->snap_key);
         (void) worker_send_event(m->w, "boot-restored", "restored the boot snapshot %s", q->snap_key);
         machine_shell_restored(m->shell);
-        if ((j = shell_job_new(SHELL_JOB_EXEC, QEMU_SNAPSHOT_REMOUNT_COMMAND))) {
-                j->timeout_s = 30;
-                j->done = snap_job_logged;
-                machine_shell_submit_first(m->shell, j);
-        }
+        /* One round trip: the clock, then the shares. */
         if ((j = shell_job_new(SHELL_JOB_EXEC, "true"))) {
-                j->timeout_s = 10;
+                j->timeout_s = 30;
                 j->begin = snap_clock_begin;
                 j->done = snap_job_logged;
                 machine_shell_submit_first(m->shell, j);

@@ -164,7 +164,8 @@ int qemu_snapshot_key(char *const *argv, char *const *env, const char *state_dir
 int qemu_snapshot_clock_command(unsigned long long usec, char **ret) {
         char *s;
 
-        if (asprintf(&s, "date -u -s @%llu >/dev/null", (usec + USEC_PER_SEC / 2) / USEC_PER_SEC) < 0)
+        if (asprintf(&s, "date -u -s @%llu >/dev/null; " QEMU_SNAPSHOT_REMOUNT_COMMAND,
+                     (usec + USEC_PER_SEC / 2) / USEC_PER_SEC) < 0)
                 return -ENOMEM;
         *ret = s;
         return 0;

@@ -32,5 +32,6 @@
 int qemu_snapshot_key(char *const *argv, char *const *env, const char *state_dir, const char *shared_dir,
                       char ret_key[QEMU_SNAPSHOT_KEY_LEN + 1], char **ret_text);
 
-/* The command that sets the guest's clock to @usec since the epoch. */
+/* After a restore: set the guest's clock to @usec since the epoch, then
+ * mount the 9p shares again (one round trip). */
 int qemu_snapshot_clock_command(unsigned long long usec, char **ret);

@@ -11,7 +11,6 @@
  * restart, and turning QEMU's exit into a clear error or a stopped machine.
  */
 #include <fcntl.h>
-#include <json-c/json.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -23,7 +22,7 @@
 #include "machine.h"
 #include "qemu-argv.h"
 #include "qemu-probe.h"
-#include "qemu-snapshot.h"
+#include "qemu-bootcache.h"
 #include "qemu-control.h"
 
 #define QEMU_PROC "qemu"
@@ -56,10 +55,6 @@ enum monitor_request_kind {
         REQ_TEXT,             /* MSG_M_MONITOR, MSG_M_QMP: reply with the raw answer */
         REQ_SET_LINK,         /* MSG_M_SET_LINK: reply OK */
         REQ_REBOOT,           /* MSG_M_REBOOT: connected=false, reply OK */
-        REQ_QMP_INCOMING,     /* a restore: query-migrate until the snapshot is loaded */
-        REQ_SNAP_MIGRATE,     /* a save: migrate to the cache file */
-        REQ_SNAP_POLL,        /* a save: query-migrate until done */
-        REQ_SNAP_CONT,        /* a save: let the original VM run on */
         _REQ_KIND_MAX,
 };
 
@@ -89,14 +84,7 @@ struct qemu {
 
         struct qemu_control *ctl; /* the HMP and QMP connections */
 
-        /* boot cache (docs/machine.md, "Boot snapshots") */
-        char snap_key[QEMU_SNAPSHOT_KEY_LEN + 1];
-        char *snap_dir;    /* <boot_cache>/<key> */
-        bool restoring;    /* this boot loads the snapshot */
-        bool snapshot_due; /* this boot saves one once the guest shell is up */
-        bool snap_restart; /* the failed restore's QEMU exits; boot cold then */
-        struct event *snap_timer;
-        unsigned long long snap_started;
+        struct qemu_bootcache *bootcache; /* boot snapshots (qemu-bootcache.c) */
 };
 
 /* The fds a restarted worker needs to re-attach, by their names in the
@@ -130,9 +118,7 @@ static void close_all(struct qemu *q, bool forget) {
         machine_event_free(&q->stderr_ev);
         (void) evtimer_del(q->start_timer);
         machine_proc_cancel_kill(q->proc);
-        if (q->snap_timer)
-                (void) evtimer_del(q->snap_timer);
-        machine_shell_hold(q->m->shell, false);
+        qemu_bootcache_reset(q->bootcache);
         q->monitor_listen = safe_close(q->monitor_listen);
         qemu_control_close(q->ctl);
         q->shell_fd = safe_close(q->shell_fd);
@@ -209,16 +195,13 @@ static void drain_streams(struct qemu *q) {
 
 static void start_step_done(struct qemu *q);
 static void start_problem(struct qemu *q, int r, const char *why);
-static void snap_answered(struct qemu *q, int kind, const char *reply);
-static void snap_resume_guest(struct qemu *q);
-static void snap_job_logged(struct shell_job *j, int error, const char *message, int status, uint8_t *output,
-                            size_t len);
-static void snap_abort(struct qemu *q, const char *why);
 
 /* @r's answer arrived: finish what it was for. */
 static void monitor_answered(void *userdata, const struct qemu_request *r, const char *reply, size_t len) {
         struct qemu *q = userdata;
 
+        if (qemu_bootcache_answered(q->bootcache, r, reply))
+                return;
         switch ((enum monitor_request_kind) r->kind) {
         case REQ_HMP_GREETING:
         case REQ_QMP_CONT:
@@ -240,12 +223,6 @@ static void monitor_answered(void *userdata, const struct qemu_request *r, const
                 machine_shell_disconnected(q->m->shell);
                 (void) machine_reply_ok(q->m, r->seq);
                 break;
-        case REQ_QMP_INCOMING:
-        case REQ_SNAP_MIGRATE:
-        case REQ_SNAP_POLL:
-        case REQ_SNAP_CONT:
-                snap_answered(q, r->kind, reply);
-                break;
         case _REQ_KIND_MAX:
                 break;
         }
@@ -260,10 +237,8 @@ static bool monitor_failed(void *userdata, const struct qemu_request *r, int err
                 start_problem(q, error, why);
                 return false;
         }
-        if (r->kind == REQ_SNAP_MIGRATE || r->kind == REQ_SNAP_POLL || r->kind == REQ_SNAP_CONT) {
-                snap_abort(q, why);
+        if (qemu_bootcache_failed(q->bootcache, r, why))
                 return true;
-        }
         (void) machine_reply_error(q->m, r->seq, error, "%s", why);
         return true;
 }
@@ -348,8 +323,6 @@ static int add_read_event(struct qemu *q, int fd, event_callback_fn cb, struct e
 
 /* The monitor connected: over QMP add the guest shell and let the paused
  * guest run, then wait for the HMP greeting. */
-static int snap_incoming_submit(struct qemu *q);
-
 static void handshake(struct qemu *q) {
         _cleanup_strv_free_ char **setup = NULL;
         int r;
@@ -373,10 +346,10 @@ static void handshake(struct qemu *q) {
                 return;
         }
         for (size_t i = 0; setup[i]; i++) {
-                if (!setup[i + 1] && q->restoring) {
+                if (!setup[i + 1] && qemu_bootcache_restoring(q->bootcache)) {
                         /* Load the snapshot instead of the last step (cont),
                          * which follows once it is loaded. */
-                        r = snap_incoming_submit(q);
+                        r = qemu_bootcache_load(q->bootcache);
                         if (r < 0) {
                                 start_failed(q, r, "out of memory");
                                 return;
@@ -392,8 +365,6 @@ static void handshake(struct qemu *q) {
         if (qemu_control_submit(q->ctl, QEMU_HMP, REQ_HMP_GREETING, true, NULL, 0) < 0)
                 start_failed(q, -ENOMEM, "out of memory");
 }
-
-static void snap_restored(struct qemu *q);
 
 static void start_step_done(struct qemu *q) {
         struct machine *m = q->m;
@@ -414,8 +385,8 @@ static void start_step_done(struct qemu *q) {
         m->allow_reboot = q->allow_reboot;
         log_event(LOG_INFO, LOG_EVENT_READY, NULL, "QEMU running (pid %lld)", (long long) machine_pid(m));
         machine_started(m, 0, NULL);
-        if (q->restoring)
-                snap_restored(q);
+        if (qemu_bootcache_restoring(q->bootcache))
+                qemu_bootcache_restored(q->bootcache);
 }
 
 static void accept_cb(evutil_socket_t fd, short what, void *arg) {
@@ -485,7 +456,6 @@ static char **host_env_filtered(void) {
         return v;
 }
 
-static int snap_plan(struct qemu *q, struct qemu_cmd *cmd);
 static void continue_start(struct qemu *q);
 
 static int spawn_qemu(struct qemu *q) {
@@ -504,7 +474,7 @@ static int spawn_qemu(struct qemu *q) {
                 r = qemu_build_direct(&m->cfg, q->accel, q->allow_reboot, env, &cmd);
         if (r < 0)
                 return r;
-        r = snap_plan(q, &cmd);
+        r = qemu_bootcache_plan(q->bootcache, &cmd);
         if (r < 0) {
                 qemu_cmd_done(&cmd);
                 return r;
@@ -567,293 +537,20 @@ static void continue_start(struct qemu *q) {
 
 /* ---- boot cache ---- */
 
-/* Which snapshot fits this boot: none (cache off), one to load (restoring:
- * QEMU waits for it with -incoming defer), or one to save once the guest
- * shell is up. */
-static int snap_plan(struct qemu *q, struct qemu_cmd *cmd) {
-        const struct machine_config *c = &q->m->cfg;
-        _cleanup_free_ char *text = NULL, *path = NULL;
-        int r;
+/* The snapshot is loaded: the last start step (cont) may go. */
+static void bootcache_loaded(void *userdata) {
+        struct qemu *q = userdata;
 
-        q->restoring = q->snapshot_due = false;
-        q->snap_key[0] = 0;
-        free(q->snap_dir);
-        q->snap_dir = NULL;
-        if (!c->boot_cache || !*c->boot_cache)
-                return 0;
-        r = qemu_snapshot_key(cmd->argv, cmd->env, c->state_dir, c->shared_dir, q->snap_key, &text);
-        if (r < 0)
-                return r;
-        if (asprintf(&q->snap_dir, "%s/%s", c->boot_cache, q->snap_key) < 0 ||
-            asprintf(&path, "%s/" QEMU_SNAPSHOT_STATE, q->snap_dir) < 0) {
-                q->snap_dir = NULL;
-                return -ENOMEM;
-        }
-        if (access(path, R_OK) < 0) {
-                log_info("Boot cache: no snapshot for this VM (key %s) in %s; booting cold, saving one once the "
-                         "guest shell is up",
-                         q->snap_key, c->boot_cache);
-                q->snapshot_due = true;
-                return 0;
-        }
-        if (c->start_script) {
-                /* "$@" of the start script ends with the driver's arguments. */
-                _cleanup_free_ char *line = NULL;
-                if (asprintf(&line, "%s -incoming defer", cmd->argv[2]) < 0)
-                        return -ENOMEM;
-                free(cmd->argv[2]);
-                cmd->argv[2] = TAKE_PTR(line);
-        } else {
-                size_t n = strv_length(cmd->argv);
-                char **v = realloc(cmd->argv, (n + 3) * sizeof *v);
-                if (!v)
-                        return -ENOMEM;
-                cmd->argv = v;
-                v[n] = strdup("-incoming");
-                v[n + 1] = strdup("defer");
-                v[n + 2] = NULL;
-                if (!v[n] || !v[n + 1])
-                        return -ENOMEM;
-        }
-        q->restoring = true;
-        q->snap_started = now_usec();
-        log_info("Boot cache: restoring the snapshot %s instead of booting", path);
-        return 0;
+        if (qemu_control_submit(q->ctl, QEMU_QMP, REQ_QMP_CONT, true, "{\"execute\": \"cont\"}", 0) < 0)
+                start_problem(q, -ENOMEM, "out of memory");
 }
 
-/* The snapshot would not load: move it aside (a later run saves a fresh one). */
-static void snap_discard(struct qemu *q, const char *why) {
-        char path[4096], bad[4200];
+static const struct qemu_bootcache_ops bootcache_ops = {
+        .loaded = bootcache_loaded,
+};
 
-        log_warning("Boot cache: restoring %s/" QEMU_SNAPSHOT_STATE " failed (QEMU %s); booting cold instead",
-                    q->snap_dir, why);
-        (void) snprintf(path, sizeof path, "%s/" QEMU_SNAPSHOT_STATE, q->snap_dir);
-        (void) snprintf(bad, sizeof bad, "%s.bad", path);
-        (void) rename(path, bad);
-        q->restoring = false;
-}
-
-static int snap_incoming_submit(struct qemu *q) {
-        _cleanup_free_ char *json = NULL;
-        json_object *o = json_object_new_object(), *a = json_object_new_object();
-        char uri[4200];
-
-        if (!o || !a) {
-                json_object_put(o);
-                json_object_put(a);
-                return -ENOMEM;
-        }
-        (void) snprintf(uri, sizeof uri, "exec:cat '%s/" QEMU_SNAPSHOT_STATE "'", q->snap_dir);
-        json_object_object_add(a, "uri", json_object_new_string(uri));
-        json_object_object_add(o, "execute", json_object_new_string("migrate-incoming"));
-        json_object_object_add(o, "arguments", a);
-        json = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-        json_object_put(o);
-        if (!json || qemu_control_submit(q->ctl, QEMU_QMP, REQ_QMP_SETUP, true, json, 0) < 0 ||
-            qemu_control_submit(q->ctl, QEMU_QMP, REQ_QMP_INCOMING, true, "{\"execute\": \"query-migrate\"}", 0) < 0)
-                return -ENOMEM;
-        return 0;
-}
-
-/* The restored guest runs: its shell lives on from the snapshot (resync
- * first), its clock is the snapshot's (set it), its 9p shares were unmounted
- * for the save (mount them again). */
-/* The guest's clock is the snapshot's: set it to the host's, taken as the
- * command leaves; then mount the 9p shares again. */
-static void snap_clock_begin(struct shell_job *j) {
-        struct timespec ts;
-        char *clock;
-
-        (void) clock_gettime(CLOCK_REALTIME, &ts);
-        if (qemu_snapshot_clock_command(
-                    (unsigned long long) ts.tv_sec * USEC_PER_SEC + (unsigned long long) ts.tv_nsec / 1000, &clock) <
-            0)
-                return;
-        free(j->command);
-        j->command = clock;
-}
-
-static void snap_restored(struct qemu *q) {
-        struct machine *m = q->m;
-        struct shell_job *j;
-
-        log_info("Boot cache: restored in %.2f s (key %s)", (double) (now_usec() - q->snap_started) / USEC_PER_SEC,
-                 q->snap_key);
-        (void) worker_send_event(m->w, "boot-restored", "restored the boot snapshot %s", q->snap_key);
-        machine_shell_restored(m->shell);
-        /* One round trip: the clock, then the shares. */
-        if ((j = shell_job_new(SHELL_JOB_EXEC, "true"))) {
-                j->timeout_s = 30;
-                j->begin = snap_clock_begin;
-                j->done = snap_job_logged;
-                machine_shell_submit_first(m->shell, j);
-        }
-}
-
-static void snap_poll_cb(evutil_socket_t fd, short what, void *arg) {
-        struct qemu *q = arg;
-
-        if (qemu_control_submit(q->ctl, QEMU_QMP, q->restoring ? REQ_QMP_INCOMING : REQ_SNAP_POLL, q->restoring,
-                                "{\"execute\": \"query-migrate\"}", 0) < 0)
-                snap_abort(q, "out of memory");
-}
-
-/* "status" of a query-migrate answer. */
-static void migrate_status(const char *reply, char *buf, size_t size) {
-        json_object *o = reply ? json_tokener_parse(reply) : NULL, *ret, *st;
-
-        buf[0] = 0;
-        if (o && json_object_object_get_ex(o, "return", &ret) && json_object_object_get_ex(ret, "status", &st))
-                (void) snprintf(buf, size, "%s", json_object_get_string(st));
-        json_object_put(o);
-}
-
-static void snap_answered(struct qemu *q, int kind, const char *reply) {
-        char status[32], path[4200], tmp[4300];
-
-        switch ((enum monitor_request_kind) kind) {
-        case REQ_QMP_INCOMING:
-                /* QEMU exits if the snapshot does not load; until loaded, ask again. */
-                migrate_status(reply, status, sizeof status);
-                if (!streq(status, "completed"))
-                        machine_timer_set(q->snap_timer, 10 * USEC_PER_MSEC);
-                else if (qemu_control_submit(q->ctl, QEMU_QMP, REQ_QMP_CONT, true, "{\"execute\": \"cont\"}", 0) < 0)
-                        start_problem(q, -ENOMEM, "out of memory");
-                return;
-        case REQ_SNAP_MIGRATE:
-                if (reply && strstr(reply, "\"error\"")) {
-                        snap_abort(q, reply);
-                        return;
-                }
-                machine_timer_set(q->snap_timer, 20 * USEC_PER_MSEC);
-                return;
-        case REQ_SNAP_POLL:
-                migrate_status(reply, status, sizeof status);
-                if (streq(status, "failed") || streq(status, "cancelled") || !status[0]) {
-                        snap_abort(q, reply ?: "no answer");
-                        return;
-                }
-                if (!streq(status, "completed")) {
-                        machine_timer_set(q->snap_timer, 20 * USEC_PER_MSEC);
-                        return;
-                }
-                (void) snprintf(path, sizeof path, "%s/" QEMU_SNAPSHOT_STATE, q->snap_dir);
-                (void) snprintf(tmp, sizeof tmp, "%s.tmp", path);
-                if (rename(tmp, path) < 0) {
-                        snap_abort(q, "could not rename the saved state");
-                        return;
-                }
-                log_info("Boot cache: saved %s in %.2f s", path,
-                         (double) (now_usec() - q->snap_started) / USEC_PER_SEC);
-                if (qemu_control_submit(q->ctl, QEMU_QMP, REQ_SNAP_CONT, false, "{\"execute\": \"cont\"}", 0) < 0)
-                        snap_abort(q, "out of memory");
-                return;
-        case REQ_SNAP_CONT:
-                snap_resume_guest(q);
-                return;
-        case REQ_HMP_GREETING:
-        case REQ_QMP_GREETING:
-        case REQ_QMP_CAPABILITIES:
-        case REQ_QMP_SETUP:
-        case REQ_QMP_CONT:
-        case REQ_TEXT:
-        case REQ_SET_LINK:
-        case REQ_REBOOT:
-        case _REQ_KIND_MAX:
-                return;
-        }
-}
-
-static void snap_job_logged(struct shell_job *j, int error, const char *message, int status, uint8_t *output,
-                            size_t len) {
-        free(output);
-        if (error < 0 || status != 0)
-                log_warning("Boot cache: `%.60s...` failed in the guest (%s, status %d)", j->command, message ?: "ran",
-                            status);
-}
-
-/* The original VM runs on after the save: mount its shares again, let the
- * queue go. */
-static void snap_resume_guest(struct qemu *q) {
-        struct shell_job *j = shell_job_new(SHELL_JOB_EXEC, QEMU_SNAPSHOT_REMOUNT_COMMAND);
-
-        if (j) {
-                j->timeout_s = 30;
-                j->done = snap_job_logged;
-                machine_shell_submit_first(q->m->shell, j);
-        }
-        machine_shell_hold(q->m->shell, false);
-}
-
-static void snap_abort(struct qemu *q, const char *why) {
-        char tmp[4200];
-
-        log_warning("Boot cache: not saving a snapshot: %.300s", why);
-        (void) snprintf(tmp, sizeof tmp, "%s/" QEMU_SNAPSHOT_STATE ".tmp", q->snap_dir ?: "");
-        (void) unlink(tmp);
-        (void) evtimer_del(q->snap_timer);
-        /* The VM may be paused after a failed or finished migration. */
-        if (qemu_control_submit(q->ctl, QEMU_QMP, REQ_TEXT, false, "{\"execute\": \"cont\"}", 0) < 0)
-                log_debug("Could not ask QEMU to continue");
-        snap_resume_guest(q);
-}
-
-/* The shares are unmounted: save the VM (QEMU pauses it, writes RAM and
- * device state to the file, and leaves it paused until cont). */
-static void snap_prepared(struct shell_job *j, int error, const char *message, int status, uint8_t *output,
-                          size_t len) {
-        struct qemu *q = j->userdata;
-        _cleanup_free_ char *json = NULL;
-        json_object *o, *a;
-        char uri[4300];
-
-        free(output);
-        if (error < 0 || status != 0) {
-                log_warning("Boot cache: not saving a snapshot: unmounting the guest's 9p shares failed (%s)",
-                            message ?: "see the console");
-                snap_resume_guest(q);
-                return;
-        }
-        machine_shell_hold(q->m->shell, true);
-        if (mkdir(q->m->cfg.boot_cache, 0755) < 0 && errno != EEXIST) {
-                snap_abort(q, "could not create the boot cache directory");
-                return;
-        }
-        if (mkdir(q->snap_dir, 0755) < 0 && errno != EEXIST) {
-                snap_abort(q, "could not create the snapshot directory");
-                return;
-        }
-        (void) snprintf(uri, sizeof uri, "exec:cat > '%s/" QEMU_SNAPSHOT_STATE ".tmp'", q->snap_dir);
-        o = json_object_new_object();
-        a = json_object_new_object();
-        if (o && a) {
-                json_object_object_add(a, "uri", json_object_new_string(uri));
-                json_object_object_add(o, "execute", json_object_new_string("migrate"));
-                json_object_object_add(o, "arguments", TAKE_PTR(a));
-                json = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-        }
-        json_object_put(o);
-        json_object_put(a);
-        q->snap_started = now_usec();
-        if (!json || qemu_control_submit(q->ctl, QEMU_QMP, REQ_SNAP_MIGRATE, false, json, 0) < 0)
-                snap_abort(q, "out of memory");
-}
-
-/* The guest shell is up for the first time in a boot that should be saved. */
 static void qemu_guest_ready(struct machine *m) {
-        struct qemu *q = Q(m);
-        struct shell_job *j;
-
-        if (!q->snapshot_due)
-                return;
-        q->snapshot_due = false;
-        j = shell_job_new(SHELL_JOB_EXEC, QEMU_SNAPSHOT_PREPARE_COMMAND);
-        if (!j)
-                return;
-        j->timeout_s = 30;
-        j->done = snap_prepared;
-        j->userdata = q;
-        machine_shell_submit_first(m->shell, j);
+        qemu_bootcache_guest_ready(Q(m)->bootcache);
 }
 
 /* ---- acceleration ---- */
@@ -991,8 +688,6 @@ static int qemu_send_console(struct machine *m, const char *text, size_t len) {
         return machine_write_all(q->stdin_fd, text);
 }
 
-static void snap_discard(struct qemu *q, const char *why);
-
 static void qemu_exited(struct qemu *q, const struct msg_proc_exit *e) {
         struct machine *m = q->m;
         char how[96], tail[2048], why[MSG_STR_MAX];
@@ -1003,9 +698,9 @@ static void qemu_exited(struct qemu *q, const struct msg_proc_exit *e) {
         if (q->console_fd >= 0)
                 machine_console_eof(m);
         log_event(LOG_INFO, LOG_EVENT_EXITED, NULL, "QEMU (pid %lld) exited: %s", (long long) e->pid, how);
-        if (q->restoring && q->step != STEP_RUNNING && q->step != STEP_IDLE) {
+        if (qemu_bootcache_restoring(q->bootcache) && q->step != STEP_RUNNING && q->step != STEP_IDLE) {
                 /* QEMU exits when a snapshot does not load: boot cold instead. */
-                snap_discard(q, how);
+                qemu_bootcache_discard(q->bootcache, how);
                 fail_monitor_requests(q, "restoring the boot snapshot failed");
                 close_all(q, true);
                 q->step = STEP_IDLE;
@@ -1095,12 +790,11 @@ static int qemu_init(struct machine *m) {
         q->monitor_listen = q->shell_fd = q->shell_in_fd = -EBADF;
         q->console_fd = q->stdin_fd = q->stderr_fd = -EBADF;
         m->backend_data = q;
-        if ((r = qemu_control_new(m->base, &control_ops, q, &q->ctl)) < 0)
+        if ((r = qemu_control_new(m->base, &control_ops, q, &q->ctl)) < 0 ||
+            (r = qemu_bootcache_new(m, q->ctl, &bootcache_ops, q, &q->bootcache)) < 0)
                 return r;
         q->start_timer = evtimer_new(m->base, start_timer_cb, q);
-        q->snap_timer = evtimer_new(m->base, snap_poll_cb, q);
-        if (!q->snap_timer)
-                return -ENOMEM;
+
         if (!q->start_timer)
                 return -ENOMEM;
         if ((r = machine_proc_new(m->w, QEMU_PROC, &qemu_proc_ops, q, &q->proc)) < 0 ||
@@ -1124,8 +818,7 @@ static void qemu_free(struct machine *m) {
         fail_monitor_requests(q, "worker exiting");
         close_all(q, false);
         machine_event_free(&q->start_timer);
-        machine_event_free(&q->snap_timer);
-        free(q->snap_dir);
+        q->bootcache = qemu_bootcache_free(q->bootcache);
         q->ctl = qemu_control_free(q->ctl);
         m->proc = NULL;
         q->proc = machine_proc_free(q->proc);

@@ -325,8 +325,10 @@ void machine_shell_submit(struct machine_shell *s, struct shell_job *j) {
 }
 
 void machine_shell_submit_first(struct machine_shell *s, struct shell_job *j) {
+        /* From the loop, not now: the caller may be inside an event of the
+         * job that is about to become active (the ready line). */
         TAILQ_INSERT_HEAD(&s->jobs, j, link);
-        shell_run(s);
+        machine_shell_kick(s);
 }
 
 void machine_shell_hold(struct machine_shell *s, bool hold) {

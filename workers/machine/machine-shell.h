@@ -95,7 +95,8 @@ void machine_shell_resume(struct machine_shell *s);
 
 /* Queue a job; it runs when the ones before it are done. */
 void machine_shell_submit(struct machine_shell *s, struct shell_job *j);
-/* Queue a job ahead of all others (it runs when the active one is done). */
+/* Queue a job ahead of all others (it runs when the active one is done; from
+ * the event loop, so it may be called from any callback of the shell's). */
 void machine_shell_submit_first(struct machine_shell *s, struct shell_job *j);
 /* Start no further job until released (the running one finishes). */
 void machine_shell_hold(struct machine_shell *s, bool hold);

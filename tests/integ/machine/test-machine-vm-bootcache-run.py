@@ -66,6 +66,8 @@ def main():
                                 "info"], cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                errors="replace", timeout=280)
             outs.append(r.stdout)
+            if os.environ.get("VIGIL_TEST_VERBOSE"):
+                print(r.stdout)
             check(r.returncode == 0 and "BOOTCACHE-RUN-OK" in r.stdout,
                   "run %d passes: clocks right, 9p mounted (exit %d)" % (run, r.returncode), r.stdout)
         check(outs[0].count("booting cold, saving one") == 2 and outs[0].count("Boot cache: saved") == 2,

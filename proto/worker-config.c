@@ -162,6 +162,7 @@ static const struct worker_config_field machine_fields[] = {
         ENUM("accel", struct machine_config, accel, accel_names, .def = MACHINE_ACCEL_AUTO),
         ENUM("guest_channel", struct machine_config, guest_channel, guest_channel_names,
              .def = MACHINE_GUEST_CHANNEL_REFERENCE),
+        STR("boot_cache", struct machine_config, boot_cache),
         ARRAY("vlans", struct machine_config, vlans, machine_vlan_object, .max = 64),
         ARRAY("hosts", struct machine_config, hosts, machine_host_object, .max = 1024),
         OBJECT("qemu", machine_qemu_object, .required = true, .when = machine_is_qemu,

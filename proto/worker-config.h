@@ -141,6 +141,8 @@ struct machine_config {
         char **ssh_options;             /* -o Key=Value */
         uint64_t ssh_connect_timeout_s; /* 0: the default */
 
+        char *boot_cache; /* qemu: the boot cache directory (docs/machine.md); NULL: off */
+
         uint64_t connect_s;  /* "timeouts": bound on waiting for the ready line; 0 = none */
         uint64_t output_max; /* "limits": cap on one command's output bytes */
 };

@@ -20,13 +20,14 @@ _vigil() {
         run:--log-level) mapfile -t COMPREPLY < <(compgen -W "debug info warning error" -- "$cur"); return ;;
         run:-o | run:--output-dir | supervise:-o | supervise:--output)
                 mapfile -t COMPREPLY < <(compgen -d -- "$cur"); return ;;
+        run:--boot-cache) mapfile -t COMPREPLY < <(compgen -d -- "$cur"); return ;;
         run:--spec | run:--junit) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
         run:--node | run:--vlan | run:--global-timeout | run:--boot-timeout | run:--heartbeat) return ;;
         supervise:--log-target) mapfile -t COMPREPLY < <(compgen -W "auto journal stderr" -- "$cur"); return ;;
         esac
         local opts=""
         case $verb in
-        run) opts="--node --spec --vlan --output-dir -o --junit --global-timeout --boot-timeout --heartbeat --interactive -I
+        run) opts="--node --spec --vlan --output-dir -o --junit --global-timeout --boot-timeout --boot-cache --heartbeat --interactive -I
                    --keep-vm-state --keep-machine-state -K --accel --log-level --quiet -q --verbose -v --no-pidns --help -h" ;;
         report | shell) opts="--help -h" ;;
         ps) opts="--json --help -h" ;;

@@ -74,6 +74,7 @@ void run_plan_done(struct run_plan *p) {
         free(p->out_dir);
         free(p->junit);
         free(p->accel);
+        free(p->boot_cache);
         free(p->log_level);
         free(p->spec_file);
         free(p->config_file);
@@ -184,6 +185,7 @@ enum run_opt {
         OPT_VLAN,
         OPT_GLOBAL_TIMEOUT,
         OPT_BOOT_TIMEOUT,
+        OPT_BOOT_CACHE,
         OPT_HEARTBEAT,
         OPT_OUT,
         OPT_JUNIT,
@@ -228,6 +230,7 @@ static const struct opt vigil_opts[] = {
         {"vlan", 0, ARG_ONE, OPT_VLAN},
         {"global-timeout", 0, ARG_ONE, OPT_GLOBAL_TIMEOUT},
         {"boot-timeout", 0, ARG_ONE, OPT_BOOT_TIMEOUT},
+        {"boot-cache", 0, ARG_ONE, OPT_BOOT_CACHE},
         {"heartbeat", 0, ARG_ONE, OPT_HEARTBEAT},
         {"output-dir", 'o', ARG_ONE, OPT_OUT},
         {"junit", 0, ARG_ONE, OPT_JUNIT},
@@ -265,6 +268,7 @@ static const struct opt reference_opts[] = {
         {"accel", 0, ARG_ONE, OPT_ACCEL},
         {"no-pidns", 0, ARG_NONE, OPT_NO_PIDNS},
         {"heartbeat", 0, ARG_ONE, OPT_HEARTBEAT},
+        {"boot-cache", 0, ARG_ONE, OPT_BOOT_CACHE},
         {"help", 'h', ARG_NONE, OPT_HELP},
         {},
 };
@@ -279,6 +283,8 @@ static const char *const opt_help[_OPT_MAX] = {
                 DEFAULT_GLOBAL_TIMEOUT_S) ")",
         [OPT_BOOT_TIMEOUT] = "seconds a machine may take to reach its guest shell (default " DEFAULT_TEXT(
                 DEFAULT_BOOT_TIMEOUT_S) ")",
+        [OPT_BOOT_CACHE] = "directory of boot snapshots: a QEMU machine's first boot saves one once its shell is up, "
+                           "later runs restore it (docs/machine.md; off by default)",
         [OPT_HEARTBEAT] = "seconds between 'still running' lines on stderr (0 = off)",
         [OPT_OUT] = "directory for logs, screenshots, JUnit XML",
         [OPT_JUNIT] = "write a JUnit XML report (relative to the output directory)",
@@ -468,6 +474,11 @@ static int common_option(struct run_plan *p, const struct parsed_opt *po, char *
                         return errmsg_invalid(ret_error, "--boot-timeout: '%s' is not a number of seconds (1..604800)",
                                               v);
                 p->boot_timeout = u;
+                return 1;
+        case OPT_BOOT_CACHE:
+                if (!*v)
+                        return errmsg_invalid(ret_error, "--boot-cache: needs a directory");
+                set_str(&p->boot_cache, v);
                 return 1;
         case OPT_HEARTBEAT:
                 if (parse_uint(v, 24u * 3600, &u) < 0)
@@ -836,6 +847,12 @@ static int json_top_common(struct run_plan *p, json_object *j, const char *what,
         if ((r = json_seconds(j, "global_timeout", what, &p->global_timeout, ret_error)) < 0 ||
             (r = json_seconds(j, "boot_timeout", what, &p->boot_timeout, ret_error)) < 0)
                 return r;
+        if (json_object_object_get_ex(j, "boot_cache", &o)) {
+                if (!json_object_is_type(o, json_type_string) || !*json_object_get_string(o))
+                        return errmsg_invalid(ret_error, "%s: \"boot_cache\" must be a directory", what);
+                if (!p->boot_cache)
+                        set_str(&p->boot_cache, json_object_get_string(o));
+        }
         if (json_object_object_get_ex(j, "test_script", &o)) {
                 if (!json_object_is_type(o, json_type_string))
                         return errmsg_invalid(ret_error, "%s: \"test_script\" must be a path", what);
@@ -894,7 +911,8 @@ static const char *const spec_node_keys[] = {"backend",
 /* Keys that only mean something to a QEMU machine. */
 static const char *const spec_qemu_only_keys[] = {"start_script", "kernel", "initrd", "append",
                                                   "memory_mb",    "cpus",   NULL};
-static const char *const spec_top_keys[] = {"nodes", "vlans", "global_timeout", "boot_timeout", "test_script", NULL};
+static const char *const spec_top_keys[] = {"nodes",       "vlans", "global_timeout", "boot_timeout", "boot_cache",
+                                            "test_script", NULL};
 
 static int check_keys(json_object *j, const char *const *allowed, const char *where, char **ret_error) {
         json_object_object_foreach(j, key, val) {
@@ -1438,6 +1456,19 @@ static bool machine_qemu(const struct run_plan *p, const struct run_node *n, con
         return ok;
 }
 
+/* The boot cache as an absolute path (the worker's working directory is not ours). */
+static bool boot_cache_to(char **dst, const char *dir) {
+        char cwd[PATH_MAX];
+
+        if (!dir)
+                return true;
+        if (dir[0] == '/')
+                return dup_to(dst, dir);
+        if (!getcwd(cwd, sizeof cwd))
+                return false;
+        return asprintf(dst, "%s/%s", cwd, dir) >= 0 || (*dst = NULL, false);
+}
+
 int run_plan_machine_struct(const struct run_plan *p, size_t node, const struct run_dirs *d,
                             struct machine_config *ret) {
         _cleanup_(machine_config_donep) struct machine_config c = {};
@@ -1478,7 +1509,7 @@ int run_plan_machine_struct(const struct run_plan *p, size_t node, const struct 
                                 ok = dup_to(&c.ssh_options[i], n->ssh.options[i]);
                 }
         } else if (ok)
-                ok = machine_qemu(p, n, d, &c);
+                ok = machine_qemu(p, n, d, &c) && boot_cache_to(&c.boot_cache, p->boot_cache);
         if (!ok)
                 return -ENOMEM;
         *ret = c;

@@ -61,6 +61,7 @@ struct run_plan {
         char *out_dir;
         char *junit;
         char *accel;
+        char *boot_cache; /* --boot-cache, spec "boot_cache": QEMU boot snapshots; NULL off */
         char *log_level;
         char *spec_file;
         char *config_file; /* reference --config */

@@ -22,6 +22,7 @@
 #include "machine.h"
 #include "qemu-argv.h"
 #include "qemu-probe.h"
+#include "qemu-bootcache.h"
 #include "qemu-control.h"
 
 #define QEMU_PROC "qemu"
@@ -82,6 +83,8 @@ struct qemu {
         struct console_splitter stderr_split;
 
         struct qemu_control *ctl; /* the HMP and QMP connections */
+
+        struct qemu_bootcache *bootcache; /* boot snapshots (qemu-bootcache.c) */
 };
 
 /* The fds a restarted worker needs to re-attach, by their names in the
@@ -115,6 +118,7 @@ static void close_all(struct qemu *q, bool forget) {
         machine_event_free(&q->stderr_ev);
         (void) evtimer_del(q->start_timer);
         machine_proc_cancel_kill(q->proc);
+        qemu_bootcache_reset(q->bootcache);
         q->monitor_listen = safe_close(q->monitor_listen);
         qemu_control_close(q->ctl);
         q->shell_fd = safe_close(q->shell_fd);
@@ -196,6 +200,8 @@ static void start_problem(struct qemu *q, int r, const char *why);
 static void monitor_answered(void *userdata, const struct qemu_request *r, const char *reply, size_t len) {
         struct qemu *q = userdata;
 
+        if (qemu_bootcache_answered(q->bootcache, r, reply))
+                return;
         switch ((enum monitor_request_kind) r->kind) {
         case REQ_HMP_GREETING:
         case REQ_QMP_CONT:
@@ -231,6 +237,8 @@ static bool monitor_failed(void *userdata, const struct qemu_request *r, int err
                 start_problem(q, error, why);
                 return false;
         }
+        if (qemu_bootcache_failed(q->bootcache, r, why))
+                return true;
         (void) machine_reply_error(q->m, r->seq, error, "%s", why);
         return true;
 }
@@ -337,12 +345,23 @@ static void handshake(struct qemu *q) {
                 start_failed(q, -ENOMEM, "out of memory");
                 return;
         }
-        for (size_t i = 0; setup[i]; i++)
+        for (size_t i = 0; setup[i]; i++) {
+                if (!setup[i + 1] && qemu_bootcache_restoring(q->bootcache)) {
+                        /* Load the snapshot instead of the last step (cont),
+                         * which follows once it is loaded. */
+                        r = qemu_bootcache_load(q->bootcache);
+                        if (r < 0) {
+                                start_failed(q, r, "out of memory");
+                                return;
+                        }
+                        break;
+                }
                 if (qemu_control_submit(q->ctl, QEMU_QMP, setup[i + 1] ? REQ_QMP_SETUP : REQ_QMP_CONT, true, setup[i],
                                         0) < 0) {
                         start_failed(q, -ENOMEM, "out of memory");
                         return;
                 }
+        }
         if (qemu_control_submit(q->ctl, QEMU_HMP, REQ_HMP_GREETING, true, NULL, 0) < 0)
                 start_failed(q, -ENOMEM, "out of memory");
 }
@@ -366,6 +385,8 @@ static void start_step_done(struct qemu *q) {
         m->allow_reboot = q->allow_reboot;
         log_event(LOG_INFO, LOG_EVENT_READY, NULL, "QEMU running (pid %lld)", (long long) machine_pid(m));
         machine_started(m, 0, NULL);
+        if (qemu_bootcache_restoring(q->bootcache))
+                qemu_bootcache_restored(q->bootcache);
 }
 
 static void accept_cb(evutil_socket_t fd, short what, void *arg) {
@@ -435,6 +456,8 @@ static char **host_env_filtered(void) {
         return v;
 }
 
+static void continue_start(struct qemu *q);
+
 static int spawn_qemu(struct qemu *q) {
         struct machine *m = q->m;
         struct qemu_cmd cmd = {};
@@ -451,6 +474,11 @@ static int spawn_qemu(struct qemu *q) {
                 r = qemu_build_direct(&m->cfg, q->accel, q->allow_reboot, env, &cmd);
         if (r < 0)
                 return r;
+        r = qemu_bootcache_plan(q->bootcache, &cmd);
+        if (r < 0) {
+                qemu_cmd_done(&cmd);
+                return r;
+        }
         if (strv_length(cmd.env) > MSG_STRV_MAX || strv_length(cmd.argv) > MSG_STRV_MAX) {
                 qemu_cmd_done(&cmd);
                 return -E2BIG;
@@ -506,6 +534,24 @@ static void continue_start(struct qemu *q) {
 }
 
 /* ---- vtable ---- */
+
+/* ---- boot cache ---- */
+
+/* The snapshot is loaded: the last start step (cont) may go. */
+static void bootcache_loaded(void *userdata) {
+        struct qemu *q = userdata;
+
+        if (qemu_control_submit(q->ctl, QEMU_QMP, REQ_QMP_CONT, true, "{\"execute\": \"cont\"}", 0) < 0)
+                start_problem(q, -ENOMEM, "out of memory");
+}
+
+static const struct qemu_bootcache_ops bootcache_ops = {
+        .loaded = bootcache_loaded,
+};
+
+static void qemu_guest_ready(struct machine *m) {
+        qemu_bootcache_guest_ready(Q(m)->bootcache);
+}
 
 /* ---- acceleration ---- */
 
@@ -652,6 +698,15 @@ static void qemu_exited(struct qemu *q, const struct msg_proc_exit *e) {
         if (q->console_fd >= 0)
                 machine_console_eof(m);
         log_event(LOG_INFO, LOG_EVENT_EXITED, NULL, "QEMU (pid %lld) exited: %s", (long long) e->pid, how);
+        if (qemu_bootcache_restoring(q->bootcache) && q->step != STEP_RUNNING && q->step != STEP_IDLE) {
+                /* QEMU exits when a snapshot does not load: boot cold instead. */
+                qemu_bootcache_discard(q->bootcache, how);
+                fail_monitor_requests(q, "restoring the boot snapshot failed");
+                close_all(q, true);
+                q->step = STEP_IDLE;
+                continue_start(q);
+                return;
+        }
         if (q->step != STEP_RUNNING && q->step != STEP_IDLE) {
                 machine_tail_describe(m, tail, sizeof tail);
                 start_failed(q, -ECHILD, "QEMU exited before the machine was up (%s); %s", how, tail);
@@ -735,9 +790,11 @@ static int qemu_init(struct machine *m) {
         q->monitor_listen = q->shell_fd = q->shell_in_fd = -EBADF;
         q->console_fd = q->stdin_fd = q->stderr_fd = -EBADF;
         m->backend_data = q;
-        if ((r = qemu_control_new(m->base, &control_ops, q, &q->ctl)) < 0)
+        if ((r = qemu_control_new(m->base, &control_ops, q, &q->ctl)) < 0 ||
+            (r = qemu_bootcache_new(m, q->ctl, &bootcache_ops, q, &q->bootcache)) < 0)
                 return r;
         q->start_timer = evtimer_new(m->base, start_timer_cb, q);
+
         if (!q->start_timer)
                 return -ENOMEM;
         if ((r = machine_proc_new(m->w, QEMU_PROC, &qemu_proc_ops, q, &q->proc)) < 0 ||
@@ -761,6 +818,7 @@ static void qemu_free(struct machine *m) {
         fail_monitor_requests(q, "worker exiting");
         close_all(q, false);
         machine_event_free(&q->start_timer);
+        q->bootcache = qemu_bootcache_free(q->bootcache);
         q->ctl = qemu_control_free(q->ctl);
         m->proc = NULL;
         q->proc = machine_proc_free(q->proc);
@@ -778,6 +836,7 @@ const struct machine_backend backend_qemu = {
         .attach = qemu_attach,
         .shutdown = qemu_shutdown,
         .crash = qemu_crash,
+        .guest_ready = qemu_guest_ready,
         .reboot = qemu_reboot,
         .monitor = qemu_monitor,
         .qmp = qemu_qmp,

@@ -739,6 +739,8 @@ static void shell_guest_ready(void *userdata) {
         struct machine *m = userdata;
 
         (void) worker_send_event(m->w, "guest-ready", "connected to the guest root shell");
+        if (m->backend->guest_ready)
+                m->backend->guest_ready(m);
 }
 
 static void shell_resynced(void *userdata) {

@@ -46,6 +46,7 @@ struct machine_shell {
         bool fast_path;
 
         bool connected;
+        bool held;                  /* the backend holds the queue (a snapshot is being taken) */
         int fd;                     /* guest -> host: a socket, or the file QEMU appends to */
         int wfd;                    /* host -> guest when not fd (QEMU's input FIFO), else -EBADF */
         int notify;                 /* inotify on the file, or -EBADF for a socket */
@@ -196,6 +197,8 @@ static void begin_exec(struct machine_shell *s) {
                 complete(s, 0, NULL, 0);
                 return;
         }
+        if (j->begin)
+                j->begin(j);
         s->active_fast = s->fast_path && j->check_return && j->check_output;
         if (s->active_fast)
                 r = guest_build_fast_command(j->command, j->timeout_s, &line);
@@ -285,7 +288,7 @@ void machine_shell_disconnected(struct machine_shell *s) {
 static void shell_run(struct machine_shell *s) {
         struct shell_job *j;
 
-        if (s->active || s->resyncing)
+        if (s->active || s->resyncing || s->held)
                 return;
         j = TAILQ_FIRST(&s->jobs);
         if (!j)
@@ -319,6 +322,28 @@ void machine_shell_kick(struct machine_shell *s) {
 void machine_shell_submit(struct machine_shell *s, struct shell_job *j) {
         TAILQ_INSERT_TAIL(&s->jobs, j, link);
         shell_run(s);
+}
+
+void machine_shell_submit_first(struct machine_shell *s, struct shell_job *j) {
+        /* From the loop, not now: the caller may be inside an event of the
+         * job that is about to become active (the ready line). */
+        TAILQ_INSERT_HEAD(&s->jobs, j, link);
+        machine_shell_kick(s);
+}
+
+void machine_shell_hold(struct machine_shell *s, bool hold) {
+        s->held = hold;
+        if (!hold)
+                machine_shell_kick(s);
+}
+
+void machine_shell_restored(struct machine_shell *s) {
+        /* The guest's shell lives on from the snapshot: no ready line will
+         * come, and where its stream stands is unknown. */
+        s->connected = true;
+        s->needs_resync = true;
+        guest_proto_reset(&s->gp);
+        s->ops->state_changed(s->userdata);
 }
 
 void machine_shell_fail_all(struct machine_shell *s, int error, const char *message) {

@@ -37,6 +37,9 @@ struct shell_job {
         bool idempotent;            /* may run again after its shell was lost (M_READ, wait_until attempts) */
         unsigned long long started; /* when it became the active job */
         shell_job_done_fn done;
+        /* Optional: called as the command is about to be sent (it may
+         * replace j->command, e.g. with the time of that moment). */
+        void (*begin)(struct shell_job *j);
         void *userdata; /* for @done */
         uint32_t seq;   /* for @done: the request it answers, if any */
         TAILQ_ENTRY(shell_job) link;
@@ -92,6 +95,14 @@ void machine_shell_resume(struct machine_shell *s);
 
 /* Queue a job; it runs when the ones before it are done. */
 void machine_shell_submit(struct machine_shell *s, struct shell_job *j);
+/* Queue a job ahead of all others (it runs when the active one is done; from
+ * the event loop, so it may be called from any callback of the shell's). */
+void machine_shell_submit_first(struct machine_shell *s, struct shell_job *j);
+/* Start no further job until released (the running one finishes). */
+void machine_shell_hold(struct machine_shell *s, bool hold);
+/* The machine was restored from a snapshot taken with a connected shell:
+ * connected, and the next job resyncs first. */
+void machine_shell_restored(struct machine_shell *s);
 /* Fail every queued and running job (machine gone, start failed). */
 void machine_shell_fail_all(struct machine_shell *s, int error, const char *message);
 /* Start/stop progress: look at the queue again (from the event loop). */

@@ -52,6 +52,8 @@ struct machine_backend {
         int (*shutdown)(struct machine *m);
         /* Stop the machine now (does not wait; machine_stopped() follows). */
         int (*crash)(struct machine *m);
+        /* Optional: the guest's root shell announced itself. */
+        void (*guest_ready)(struct machine *m);
 
         /* Reset the guest; replies to @seq itself. */
         int (*reboot)(struct machine *m, uint32_t seq);

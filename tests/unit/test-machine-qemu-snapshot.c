@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-machine-qemu-snapshot: proves the boot cache's key is the same for the
+ * same VM in another run (other state, shared and run directories) and differs
+ * when anything that shapes the VM differs: an argument, a QEMU_* variable, a
+ * file an argument names (its size or mtime). It matters because a snapshot
+ * restored into a different VM is a silently broken test.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "macro.h"
+#include "qemu-snapshot.h"
+#include "tap.h"
+
+static void key_of(char **argv, char **env, const char *state, const char *shared, char key[17]) {
+        int r = qemu_snapshot_key(argv, env, state, shared, key, NULL);
+        CHECK(r == 0, "key computed (%d)", r);
+}
+
+int main(void) {
+        char dir[] = "/tmp/vigil-snapkey-XXXXXX", kernel[128], a[17], b[17], c[17];
+        struct timespec ts[2] = {{.tv_sec = 1000000}, {.tv_sec = 1000000}};
+        int fd;
+
+        CHECK(mkdtemp(dir) != NULL, "temporary directory");
+        (void) snprintf(kernel, sizeof kernel, "%s/kernel", dir);
+        fd = open(kernel, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        CHECK(fd >= 0 && write(fd, "vmlinux", 7) == 7, "a kernel file");
+        (void) close(fd);
+        (void) utimensat(AT_FDCWD, kernel, ts, 0);
+
+        char *argv1[] = {"qemu-system-x86_64",
+                         "-m",
+                         "256",
+                         "-kernel",
+                         kernel,
+                         "-virtfs",
+                         "local,path=/tmp/run1/vm-state-a/xchg,mount_tag=xchg",
+                         "-netdev",
+                         "vde,id=v1,sock=/tmp/run1/vde1.ctl",
+                         NULL};
+        char *argv2[] = {"qemu-system-x86_64",
+                         "-m",
+                         "256",
+                         "-kernel",
+                         kernel,
+                         "-virtfs",
+                         "local,path=/tmp/run2/vm-state-a/xchg,mount_tag=xchg",
+                         "-netdev",
+                         "vde,id=v1,sock=/tmp/run2/vde1.ctl",
+                         NULL};
+        char *env1[] = {"PATH=/usr/bin:/bin", "QEMU_OPTS=-smp 1", "TMPDIR=/tmp/run1/vm-state-a", NULL};
+        char *env2[] = {"PATH=/bin", "QEMU_OPTS=-smp 1", "TMPDIR=/tmp/run2/vm-state-a", NULL};
+        char *env3[] = {"QEMU_OPTS=-smp 2", NULL};
+
+        key_of(argv1, env1, "/tmp/run1/vm-state-a", "/tmp/run1/shared", a);
+        key_of(argv2, env2, "/tmp/run2/vm-state-a", "/tmp/run2/shared", b);
+        CHECK(strlen(a) == QEMU_SNAPSHOT_KEY_LEN && streq(a, b),
+              "the same VM in another run has the same key (%s, %s)", a, b);
+
+        key_of(argv1, env3, "/tmp/run1/vm-state-a", "/tmp/run1/shared", c);
+        CHECK(!streq(a, c), "a different QEMU_OPTS gives another key");
+
+        argv1[2] = "512";
+        key_of(argv1, env1, "/tmp/run1/vm-state-a", "/tmp/run1/shared", c);
+        CHECK(!streq(a, c), "more memory gives another key");
+        argv1[2] = "256";
+
+        ts[1].tv_sec = 2000000;
+        (void) utimensat(AT_FDCWD, kernel, ts, 0);
+        key_of(argv1, env1, "/tmp/run1/vm-state-a", "/tmp/run1/shared", c);
+        CHECK(!streq(a, c), "a rebuilt kernel (another mtime) gives another key");
+
+        argv1[4] = "/nonexistent/kernel";
+        key_of(argv1, env1, "/tmp/run1/vm-state-a", "/tmp/run1/shared", c);
+        CHECK(!streq(a, c), "another kernel path gives another key");
+
+        char *cmd = NULL;
+        CHECK(qemu_snapshot_clock_command(1700000000400000ull, &cmd) == 0 && cmd &&
+                      strncmp(cmd, "date -u -s @1700000000 ", 23) == 0 && strstr(cmd, "mount -t 9p"),
+              "the clock command rounds to the second and remounts the shares (%s)", cmd ?: "");
+        free(cmd);
+
+        (void) unlink(kernel);
+        (void) rmdir(dir);
+        return tap_done();
+}

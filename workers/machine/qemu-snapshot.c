@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * qemu-snapshot.c owns what the boot cache computes without a VM: the key
+ * that says whether a saved boot fits the VM about to start (everything that
+ * shapes it, and nothing that differs between runs of the same test), and
+ * the guest commands around a snapshot. backend-qemu.c takes and restores
+ * the snapshots.
+ */
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "macro.h"
+#include "qemu-snapshot.h"
+
+struct text {
+        char *buf;
+        size_t len, alloc;
+        bool oom;
+};
+
+static void text_add(struct text *t, const char *s, size_t n) {
+        if (t->oom)
+                return;
+        if (t->len + n + 1 > t->alloc) {
+                size_t a = MAX(t->alloc * 2, t->len + n + 1 + 256);
+                char *p = realloc(t->buf, a);
+                if (!p) {
+                        t->oom = true;
+                        return;
+                }
+                t->buf = p;
+                t->alloc = a;
+        }
+        memcpy(t->buf + t->len, s, n);
+        t->len += n;
+        t->buf[t->len] = 0;
+}
+
+static void text_printf(struct text *t, const char *fmt, ...) _printf_(2, 3);
+static void text_printf(struct text *t, const char *fmt, ...) {
+        char buf[512];
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(buf, sizeof buf, fmt, ap);
+        va_end(ap);
+        if (n > 0)
+                text_add(t, buf, MIN((size_t) n, sizeof buf - 1));
+}
+
+/* @s with each of @from[i] replaced by @to[i] (first match wins at a position). */
+static void text_add_normalised(struct text *t, const char *s, const char *const *from, const char *const *to,
+                                size_t n) {
+        while (*s) {
+                size_t i;
+                for (i = 0; i < n; i++)
+                        if (from[i] && *from[i] && strncmp(s, from[i], strlen(from[i])) == 0)
+                                break;
+                if (i < n) {
+                        text_add(t, to[i], strlen(to[i]));
+                        s += strlen(from[i]);
+                } else
+                        text_add(t, s++, 1);
+        }
+}
+
+/* The identity of a file an argument names: absolute paths, and bare names
+ * found in PATH (the QEMU binary). */
+static void text_add_file(struct text *t, const char *word) {
+        char path[8400];
+        struct stat st;
+
+        if (word[0] == '/')
+                (void) snprintf(path, sizeof path, "%s", word);
+        else if (!strchr(word, '/') && strncmp(word, "qemu-system-", 12) == 0) {
+                const char *p = getenv("PATH") ?: "/usr/bin:/bin";
+                path[0] = 0;
+                while (*p) {
+                        size_t len = strcspn(p, ":");
+                        (void) snprintf(path, sizeof path, "%.*s/%s", (int) len, p, word);
+                        if (access(path, X_OK) == 0)
+                                break;
+                        path[0] = 0;
+                        p += len + (p[len] == ':');
+                }
+                if (!path[0])
+                        return;
+        } else
+                return;
+        if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+                return;
+        text_printf(t, "file %s size %lld mtime %lld.%09ld ino %llu\n", path, (long long) st.st_size,
+                    (long long) st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (unsigned long long) st.st_ino);
+}
+
+/* Every word of @s that looks like a file (a start script's sh -c line). */
+static void text_add_files_of(struct text *t, const char *s) {
+        char word[4096];
+
+        while (*s) {
+                size_t len = strcspn(s, " \t=,");
+                if (len > 0 && len < sizeof word) {
+                        memcpy(word, s, len);
+                        word[len] = 0;
+                        text_add_file(t, word);
+                }
+                s += len;
+                if (*s)
+                        s++;
+        }
+}
+
+static uint64_t fnv1a64(const char *s, size_t n) {
+        uint64_t h = 0xcbf29ce484222325ull;
+
+        for (size_t i = 0; i < n; i++) {
+                h ^= (uint8_t) s[i];
+                h *= 0x100000001b3ull;
+        }
+        return h;
+}
+
+int qemu_snapshot_key(char *const *argv, char *const *env, const char *state_dir, const char *shared_dir,
+                      char ret_key[QEMU_SNAPSHOT_KEY_LEN + 1], char **ret_text) {
+        _cleanup_free_ char *copy = strdup(state_dir);
+        struct text t = {};
+        const char *from[3], *to[3] = {"@STATE@", "@SHARED@", "@RUN@"};
+        uint64_t h;
+
+        if (!copy)
+                return -ENOMEM;
+        from[0] = state_dir;
+        from[1] = shared_dir;
+        from[2] = dirname(copy);
+        text_add(&t, "vigil boot cache 1\n", 19);
+        for (size_t i = 0; argv && argv[i]; i++) {
+                text_add(&t, "arg ", 4);
+                text_add_normalised(&t, argv[i], from, to, ELEMENTSOF(from));
+                text_add(&t, "\n", 1);
+        }
+        for (size_t i = 0; env && env[i]; i++)
+                if (strncmp(env[i], "QEMU_", 5) == 0) {
+                        text_add(&t, "env ", 4);
+                        text_add_normalised(&t, env[i], from, to, ELEMENTSOF(from));
+                        text_add(&t, "\n", 1);
+                }
+        for (size_t i = 0; argv && argv[i]; i++)
+                text_add_files_of(&t, argv[i]);
+        if (t.oom) {
+                free(t.buf);
+                return -ENOMEM;
+        }
+        h = fnv1a64(t.buf, t.len);
+        (void) snprintf(ret_key, QEMU_SNAPSHOT_KEY_LEN + 1, "%016llx", (unsigned long long) h);
+        if (ret_text)
+                *ret_text = TAKE_PTR(t.buf);
+        free(t.buf);
+        return 0;
+}
+
+int qemu_snapshot_clock_command(unsigned long long usec, char **ret) {
+        char *s;
+
+        if (asprintf(&s, "date -u -s @%llu >/dev/null; " QEMU_SNAPSHOT_REMOUNT_COMMAND,
+                     (usec + USEC_PER_SEC / 2) / USEC_PER_SEC) < 0)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * qemu-snapshot.h: the boot cache's pure parts (see qemu-snapshot.c): the
+ * key of a VM, the cache paths, and the guest commands around a snapshot.
+ */
+#pragma once
+
+#include <stddef.h>
+
+#define QEMU_SNAPSHOT_KEY_LEN 16
+#define QEMU_SNAPSHOT_STATE   "vmstate" /* in <cache>/<key>/ */
+#define QEMU_SNAPSHOT_META    "key.txt" /* what the key was computed from, for humans */
+
+/* Before the save: unmount every 9p share (QEMU refuses to migrate while one
+ * is mounted), remembering them in the guest's RAM for the remount. Exits
+ * non-zero, naming the share, if one is busy. */
+#define QEMU_SNAPSHOT_PREPARE_COMMAND                                                                                 \
+        "grep ' 9p ' /proc/mounts > /run/vigil-9p; "                                                                  \
+        "while read -r src dst fstype opts rest; do umount \"$dst\" || { echo \"9p share $dst is busy\" "             \
+        ">&2; exit 1; }; done < /run/vigil-9p"
+/* After the save (the original VM) or the restore: mount them again. */
+#define QEMU_SNAPSHOT_REMOUNT_COMMAND                                                                                 \
+        "[ -f /run/vigil-9p ] || exit 0; while read -r src dst fstype opts rest; do mount -t 9p -o \"$opts\" "        \
+        "\"$src\" \"$dst\" || exit 1; done < /run/vigil-9p"
+
+/* The key of a VM: a hash of @argv and @env entries that shape it (QEMU_*),
+ * with @state_dir, @shared_dir and the run directory (the parent of
+ * @state_dir) replaced by placeholders, plus the size, mtime and inode of
+ * every file an argument names (kernel, initrd, disks, start script, QEMU
+ * binary). @ret_key gets QEMU_SNAPSHOT_KEY_LEN hex digits; @ret_text (may be
+ * NULL) what was hashed. */
+int qemu_snapshot_key(char *const *argv, char *const *env, const char *state_dir, const char *shared_dir,
+                      char ret_key[QEMU_SNAPSHOT_KEY_LEN + 1], char **ret_text);
+
+/* After a restore: set the guest's clock to @usec since the epoch, then
+ * mount the 9p shares again (one round trip). */
+int qemu_snapshot_clock_command(unsigned long long usec, char **ret);

@@ -26,6 +26,10 @@ static enum guest_event feed_steps(struct guest_proto *gp, const char *s, size_t
         return GUEST_EVENT_NONE;
 }
 
+static bool starts_with(const char *s, const char *prefix) {
+        return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
 static void test_quote(void) {
         char *q;
 
@@ -55,16 +59,20 @@ static void test_build(void) {
               "build: embedded single quotes");
         free(l);
         CHECK(guest_build_fast_command("echo 'x'", -1, &l) == 0 &&
-                      streq(l,
-                            "( set --; set -euo pipefail; eval 'echo '\"'\"'x'\"'\"'' ) >/tmp/.vigil-out; set -- $?; "
-                            "if IFS= read -r -d '' -n 65536 __vigil_out </tmp/.vigil-out; then base64 -w 0 "
-                            "</tmp/.vigil-out; echo; else printf '!%s\\0\\n' \"$__vigil_out\"; fi; unset __vigil_out; "
-                            "echo $1\n"),
-              "build: fast framing line");
+                      starts_with(l, "if [[ -e /dev/fd/0 ]]; then exec {__vigil_fd}< <(BASH_ARGV0=bash; "
+                                     "BASH_SUBSHELL=0; set --; set -euo pipefail; eval 'echo '\"'\"'x'\"'\"''); ") &&
+                      strstr(l, "read -r -d '' -n 4096 __vigil_v") && strstr(l, "base64 -w 0") &&
+                      strstr(l, "wait $!; printf '%s\\0\\n%s\\n' \"$__vigil_v\" $?; unset __vigil_v __vigil_n "
+                                "__vigil_l __vigil_fd; else printf '\\0!\\n'; fi\n") &&
+                      !strstr(l, "/tmp") && !strstr(l, "timeout") && strchr(l, '\n') == l + strlen(l) - 1,
+              "build: fast framing line (process substitution, no file, one line)");
         free(l);
         CHECK(guest_build_fast_command("true", 5, &l) == 0 && strstr(l, "read -t 5 </dev/ptmx") &&
-                      strstr(l, "eval true ) <&0 >/tmp/.vigil-out &") && strstr(l, "set -- 124"),
+                      strstr(l, "eval true); set -- $!; (") && strstr(l, "set -- 124") && !strstr(l, "/tmp"),
               "build: fast framing with a watchdog for the timeout");
+        free(l);
+        CHECK(guest_build_fast_command("true", 0, &l) == 0 && !strstr(l, "read -t"),
+              "build: fast framing with timeout 0 has no watchdog, as `timeout 0`");
         free(l);
         CHECK(guest_build_nonce_command("vigil-sync-1234", &l) == 0 && streq(l, "echo 'v''igil-sync-1234'\n") &&
                       !strstr(l, "vigil-sync-1234"),
@@ -171,49 +179,74 @@ static void test_output(void) {
         guest_proto_done(&gp);
 }
 
-static void test_raw(void) {
+/* The fast framing's output: raw bytes, NUL '.' for a NUL byte, NUL '\n' at
+ * the end or NUL '+' base64 NUL '\n'. */
+static void test_fast(void) {
+        static const struct {
+                const char *in;
+                size_t in_len;
+                const char *out;
+                size_t out_len;
+                const char *what;
+        } ok[] = {
+                {"h\xc3\xa9\xff\r\n x\0\n", 10, "h\xc3\xa9\xff\r\n x", 8, "raw bytes exact"},
+                {"\0\n", 2, "", 0, "empty output"},
+                {"a\0.b\0.\0.\0\n", 10, "a\0b\0\0", 5, "NUL bytes escaped"},
+                {"ab\0+Y2Q=\0\n", 10, "abcd", 4, "raw, then base64 of the rest"},
+                {"\0+\0\n", 4, "", 0, "empty base64 part"},
+                {"!x\0\n", 4, "!x", 2, "a leading '!' is data"},
+        };
         struct guest_proto gp;
-        const char in[] = "!h\xc3\xa9\xff\r\n x\0\n0\n";
-        uint8_t *o;
         size_t n, used;
 
         guest_proto_init(&gp, 0);
-        for (size_t step = 1; step <= sizeof in - 1; step++) {
-                guest_proto_expect_output_fast(&gp);
-                if (feed_steps(&gp, in, sizeof in - 1, step, &used) != GUEST_EVENT_OUTPUT || used != 11) {
-                        CHECK(false, "raw: '!' output decoded for every chunk size");
-                        goto out;
-                }
-                o = guest_proto_take_output(&gp, &n);
-                if (n != 8 || memcmp(o, "h\xc3\xa9\xff\r\n x", 8) != 0) {
+        for (size_t c = 0; c < ELEMENTSOF(ok); c++) {
+                bool good = true;
+                for (size_t step = 1; step <= ok[c].in_len && good; step++) {
+                        uint8_t *o;
+                        guest_proto_expect_output_fast(&gp);
+                        if (feed_steps(&gp, ok[c].in, ok[c].in_len, step, &used) != GUEST_EVENT_OUTPUT ||
+                            used != ok[c].in_len) {
+                                good = false;
+                                break;
+                        }
+                        o = guest_proto_take_output(&gp, &n);
+                        good = n == ok[c].out_len && memcmp(o, ok[c].out, n) == 0;
                         free(o);
-                        CHECK(false, "raw: bytes exact");
-                        goto out;
                 }
-                free(o);
+                CHECK(good, "fast: %s, for every chunk size", ok[c].what);
         }
-        CHECK(true, "raw: '!' output exact for every chunk size");
         guest_proto_expect_output_fast(&gp);
-        CHECK(feed_steps(&gp, "!\0\n", 3, 1, &used) == GUEST_EVENT_OUTPUT, "raw: empty output");
-        free(guest_proto_take_output(&gp, &n));
-        CHECK(n == 0, "raw: empty output has length 0");
+        CHECK(feed_steps(&gp, "abc\0x\n", 6, 3, &used) == GUEST_EVENT_ERROR &&
+                      strstr(guest_proto_error(&gp), "after a NUL"),
+              "fast: an unknown escape is an error");
         guest_proto_expect_output_fast(&gp);
-        CHECK(feed_steps(&gp, "aGkK\n", 5, 2, &used) == GUEST_EVENT_OUTPUT, "raw framing still accepts base64");
-        free(guest_proto_take_output(&gp, &n));
-        CHECK(n == 3, "... decoded");
+        CHECK(feed_steps(&gp, "\0+YQ\0\n", 6, 2, &used) == GUEST_EVENT_ERROR &&
+                      strstr(guest_proto_error(&gp), "middle of a group"),
+              "fast: a truncated base64 part is an error");
         guest_proto_expect_output_fast(&gp);
-        CHECK(feed_steps(&gp, "!abc\0x\n", 7, 3, &used) == GUEST_EVENT_ERROR &&
-                      strstr(guest_proto_error(&gp), "after raw output"),
-              "raw: garbage after the NUL is an error");
+        CHECK(feed_steps(&gp, "\0+YQ==\0x", 8, 2, &used) == GUEST_EVENT_ERROR &&
+                      strstr(guest_proto_error(&gp), "after the base64 part"),
+              "fast: garbage after the base64 part is an error");
+        guest_proto_expect_output_fast(&gp);
+        CHECK(feed_steps(&gp, "\0!\n", 3, 1, &used) == GUEST_EVENT_ERROR &&
+                      strstr(guest_proto_error(&gp), "no /dev/fd"),
+              "fast: a guest without /dev/fd is named");
         guest_proto_expect_output(&gp);
-        CHECK(feed_steps(&gp, "!abc\0\n", 6, 6, &used) == GUEST_EVENT_ERROR, "raw: refused in the reference framing");
+        CHECK(feed_steps(&gp, "abc\0\n", 5, 5, &used) == GUEST_EVENT_ERROR,
+              "fast: raw refused in the reference framing");
         guest_proto_done(&gp);
         guest_proto_init(&gp, 4);
         guest_proto_expect_output_fast(&gp);
-        CHECK(feed_steps(&gp, "!abcdef\0\n", 9, 2, &used) == GUEST_EVENT_ERROR &&
+        CHECK(feed_steps(&gp, "abcdef\0\n", 8, 2, &used) == GUEST_EVENT_ERROR &&
                       strstr(guest_proto_error(&gp), "exceeds the limit of 4 bytes"),
-              "raw: cap enforced");
-out:
+              "fast: cap enforced on raw bytes");
+        guest_proto_expect_output_fast(&gp);
+        CHECK(feed_steps(&gp, "ab\0.\0.\0.\0\n", 10, 3, &used) == GUEST_EVENT_ERROR,
+              "fast: cap enforced on escaped NULs");
+        guest_proto_expect_output_fast(&gp);
+        CHECK(feed_steps(&gp, "ab\0+YWJj\0\n", 10, 1, &used) == GUEST_EVENT_ERROR,
+              "fast: cap enforced across the base64 part");
         guest_proto_done(&gp);
 }
 
@@ -340,7 +373,7 @@ int main(void) {
         test_build();
         test_ready();
         test_output();
-        test_raw();
+        test_fast();
         test_random();
         test_status();
         test_nonce();

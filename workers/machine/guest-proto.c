@@ -70,9 +70,8 @@ void guest_proto_reset(struct guest_proto *gp) {
         gp->alt_active = false;
         gp->alt_matched = 0;
         gp->n_quad = gp->n_pad = 0;
-        gp->allow_raw = false;
-        gp->raw = 0;
-        gp->seen = 0;
+        gp->fast = false;
+        gp->raw = GUEST_RAW_BYTES;
         gp->line_len = 0;
 }
 
@@ -89,7 +88,7 @@ void guest_proto_expect_output(struct guest_proto *gp) {
 
 void guest_proto_expect_output_fast(struct guest_proto *gp) {
         guest_proto_expect_output(gp);
-        gp->allow_raw = true;
+        gp->fast = true;
 }
 
 void guest_proto_expect_status(struct guest_proto *gp) {
@@ -213,102 +212,132 @@ static enum guest_event flush_quad(struct guest_proto *gp) {
         return GUEST_EVENT_NONE;
 }
 
-/* Raw output: bytes up to a NUL, then the line's '\n'. */
-static enum guest_event feed_raw(struct guest_proto *gp, const uint8_t *buf, size_t len, size_t *ret_consumed) {
-        size_t used = 0;
-
-        if (gp->raw == 1) {
-                const uint8_t *nul = memchr(buf, 0, len);
-                size_t take = nul ? (size_t) (nul - buf) : len;
-
-                if (gp->out_len + take > gp->output_max) {
-                        *ret_consumed = len;
-                        return fail(gp, "command output exceeds the limit of %zu bytes", gp->output_max);
-                }
-                if (out_reserve(gp, take) < 0) {
-                        *ret_consumed = len;
-                        return fail(gp, "out of memory for %zu bytes of command output", gp->out_len + take);
-                }
-                memcpy(gp->out + gp->out_len, buf, take);
-                gp->out_len += take;
-                if (!nul) {
-                        *ret_consumed = len;
-                        return GUEST_EVENT_NONE;
-                }
-                gp->raw = 2;
-                used = take + 1;
+/* One base64 character (not '\n', not NUL) into the current group. */
+static enum guest_event b64_char(struct guest_proto *gp, uint8_t c) {
+        if (c == '=') {
+                /* Padding only in the last two positions of the final group. */
+                if (gp->n_quad < 2)
+                        return fail(gp, "misplaced base64 padding");
+                gp->quad[gp->n_quad++] = 0;
+                gp->n_pad++;
+        } else {
+                int v = b64_value(c);
+                if (v < 0)
+                        return fail(gp, "unexpected byte 0x%02x in base64 output after %zu bytes", c, gp->out_len);
+                if (gp->n_pad > 0)
+                        return fail(gp, "base64 data after padding");
+                gp->quad[gp->n_quad++] = (uint8_t) v;
         }
-        if (used == len) {
-                *ret_consumed = used;
-                return GUEST_EVENT_NONE;
+        if (gp->n_quad == 4) {
+                /* Data after a padded group is refused above; a padded group
+                 * stays "final" until the end of the line. */
+                unsigned pad = gp->n_pad;
+                if (flush_quad(gp) == GUEST_EVENT_ERROR)
+                        return GUEST_EVENT_ERROR;
+                gp->n_pad = pad;
         }
-        *ret_consumed = used + 1;
-        if (buf[used] != '\n')
-                return fail(gp, "unexpected byte 0x%02x after raw output", buf[used]);
+        return GUEST_EVENT_NONE;
+}
+
+static enum guest_event output_done(struct guest_proto *gp) {
+        if (gp->n_quad != 0)
+                return fail(gp, "base64 output ends in the middle of a group (%u stray characters)", gp->n_quad);
+        if (out_reserve(gp, 0) < 0)
+                return fail(gp, "out of memory");
         gp->out[gp->out_len] = 0;
         gp->phase = GUEST_PHASE_IDLE;
         return GUEST_EVENT_OUTPUT;
 }
 
-static enum guest_event feed_output(struct guest_proto *gp, const uint8_t *buf, size_t len, size_t *ret_consumed) {
-        if (len > 0 && gp->allow_raw && gp->seen == 0 && buf[0] == '!') {
-                enum guest_event ev;
+static enum guest_event out_append(struct guest_proto *gp, const uint8_t *p, size_t n) {
+        if (gp->out_len + n > gp->output_max)
+                return fail(gp, "command output exceeds the limit of %zu bytes", gp->output_max);
+        if (out_reserve(gp, n) < 0)
+                return fail(gp, "out of memory for %zu bytes of command output", gp->out_len + n);
+        memcpy(gp->out + gp->out_len, p, n);
+        gp->out_len += n;
+        return GUEST_EVENT_NONE;
+}
 
-                gp->raw = 1;
-                gp->seen = 1;
-                if (out_reserve(gp, 0) < 0) {
-                        *ret_consumed = 1;
-                        return fail(gp, "out of memory");
-                }
-                ev = feed_raw(gp, buf + 1, len - 1, ret_consumed);
-                (*ret_consumed)++;
-                return ev;
-        }
-        if (gp->raw)
-                return feed_raw(gp, buf, len, ret_consumed);
-        gp->seen += len;
-        for (size_t i = 0; i < len; i++) {
+/* The fast framing's output (guest-proto.h): raw bytes with NUL escapes, then
+ * either the end or the base64 of the rest. */
+static enum guest_event feed_fast(struct guest_proto *gp, const uint8_t *buf, size_t len, size_t *ret_consumed) {
+        size_t i = 0;
+
+        while (i < len) {
                 uint8_t c = buf[i];
 
-                if (c == '\n') {
-                        *ret_consumed = i + 1;
-                        if (gp->n_quad != 0)
-                                return fail(gp, "base64 output ends in the middle of a group (%u stray characters)",
-                                            gp->n_quad);
-                        if (out_reserve(gp, 0) < 0)
-                                return fail(gp, "out of memory");
-                        gp->out[gp->out_len] = 0;
-                        gp->phase = GUEST_PHASE_IDLE;
-                        return GUEST_EVENT_OUTPUT;
-                }
-                if (c == '=') {
-                        /* Padding only in the last two positions of the final group. */
-                        if (gp->n_quad < 2) {
-                                *ret_consumed = i + 1;
-                                return fail(gp, "misplaced base64 padding");
-                        }
-                        gp->quad[gp->n_quad++] = 0;
-                        gp->n_pad++;
-                } else {
-                        int v = b64_value(c);
-                        if (v < 0 || gp->n_pad > 0) {
-                                *ret_consumed = i + 1;
-                                if (v < 0)
-                                        return fail(gp, "unexpected byte 0x%02x in base64 output after %zu bytes", c,
-                                                    gp->out_len);
-                                return fail(gp, "base64 data after padding");
-                        }
-                        gp->quad[gp->n_quad++] = (uint8_t) v;
-                }
-                if (gp->n_quad == 4) {
-                        /* Data after a padded group is refused above; a padded
-                         * group stays "final" until the newline. */
-                        unsigned pad = gp->n_pad;
-                        if (flush_quad(gp) == GUEST_EVENT_ERROR) {
-                                *ret_consumed = i + 1;
+                switch (gp->raw) {
+                case GUEST_RAW_BYTES: {
+                        const uint8_t *nul = memchr(buf + i, 0, len - i);
+                        size_t take = nul ? (size_t) (nul - (buf + i)) : len - i;
+
+                        if (out_append(gp, buf + i, take) == GUEST_EVENT_ERROR) {
+                                *ret_consumed = len;
                                 return GUEST_EVENT_ERROR;
                         }
-                        gp->n_pad = pad;
+                        i += take;
+                        if (nul) {
+                                gp->raw = GUEST_RAW_ESCAPE;
+                                i++;
+                        }
+                        continue;
+                }
+                case GUEST_RAW_ESCAPE:
+                        i++;
+                        if (c == '.') {
+                                if (out_append(gp, (const uint8_t *) "", 1) == GUEST_EVENT_ERROR) {
+                                        *ret_consumed = len;
+                                        return GUEST_EVENT_ERROR;
+                                }
+                                gp->raw = GUEST_RAW_BYTES;
+                        } else if (c == '+')
+                                gp->raw = GUEST_RAW_BASE64;
+                        else if (c == '!') {
+                                *ret_consumed = i;
+                                return fail(gp, "the guest has no /dev/fd, which the fast guest channel needs for "
+                                                "process substitution; use \"guest_channel\": \"reference\"");
+                        } else if (c == '\n') {
+                                *ret_consumed = i;
+                                return output_done(gp);
+                        } else {
+                                *ret_consumed = i;
+                                return fail(gp, "unexpected byte 0x%02x after a NUL in raw output", c);
+                        }
+                        continue;
+                case GUEST_RAW_BASE64:
+                        i++;
+                        if (c == 0)
+                                gp->raw = GUEST_RAW_END;
+                        else if (b64_char(gp, c) == GUEST_EVENT_ERROR) {
+                                *ret_consumed = i;
+                                return GUEST_EVENT_ERROR;
+                        }
+                        continue;
+                case GUEST_RAW_END:
+                        *ret_consumed = ++i;
+                        if (c != '\n')
+                                return fail(gp, "unexpected byte 0x%02x after the base64 part of the output", c);
+                        return output_done(gp);
+                }
+                *ret_consumed = len;
+                return fail(gp, "invalid raw state");
+        }
+        *ret_consumed = len;
+        return GUEST_EVENT_NONE;
+}
+
+static enum guest_event feed_output(struct guest_proto *gp, const uint8_t *buf, size_t len, size_t *ret_consumed) {
+        if (gp->fast)
+                return feed_fast(gp, buf, len, ret_consumed);
+        for (size_t i = 0; i < len; i++) {
+                if (buf[i] == '\n') {
+                        *ret_consumed = i + 1;
+                        return output_done(gp);
+                }
+                if (b64_char(gp, buf[i]) == GUEST_EVENT_ERROR) {
+                        *ret_consumed = i + 1;
+                        return GUEST_EVENT_ERROR;
                 }
         }
         *ret_consumed = len;
@@ -493,13 +522,40 @@ int guest_build_command(const char *command, int64_t timeout_s, char **ret) {
         return 0;
 }
 
-/* Send the output file: raw between '!' and a NUL when it has no NUL byte and
- * fits in one `read -n` (builtins only), else base64. The variable is unset
- * again so no later command sees it. */
-#define FAST_SEND                                                                                                     \
-        "if IFS= read -r -d '' -n 65536 __vigil_out <" GUEST_FAST_OUTPUT_FILE                                         \
-        "; then base64 -w 0 <" GUEST_FAST_OUTPUT_FILE                                                                 \
-        "; echo; else printf '!%%s\\0\\n' \"$__vigil_out\"; fi; unset __vigil_out"
+/* Read the command's stdout (fd $__vigil_fd) to EOF with builtins: a chunk up
+ * to a NUL or GUEST_FAST_CHUNK bytes; a short one ended at a NUL, sent with
+ * that NUL as NUL '.'. After GUEST_FAST_CHUNKS chunks `base64 -w 0` takes the
+ * rest, as `read` costs a syscall per byte on a pipe. What EOF left in
+ * __vigil_v is sent with the status. `read -n` and ${#} must count bytes, not
+ * characters: in a multibyte locale LC_ALL is C meanwhile (only then, as each
+ * change costs a setlocale()), and set back as it was after. */
+/* clang-format off */
+#define FAST_READ_LOOP                                                                                  \
+        "case ${LC_ALL-}${LC_CTYPE-}${LANG-} in ''|C|POSIX) ;; "                                        \
+        "*) __vigil_l=${LC_ALL+x}${LC_ALL-u}; LC_ALL=C;; esac; "                                        \
+        "while :; do "                                                                                  \
+                "if IFS= read -r -d '' -n 4096 __vigil_v; then "                                        \
+                        "if ((${#__vigil_v} < 4096)); then printf '%%s\\0.' \"$__vigil_v\"; "           \
+                        "else printf %%s \"$__vigil_v\"; fi; "                                          \
+                        "((++__vigil_n < 4)) || { printf '\\0+'; base64 -w 0; __vigil_v=; break; }; "   \
+                "else break; fi; "                                                                      \
+        "done <&$__vigil_fd; exec {__vigil_fd}<&-; "                                                    \
+        "case ${__vigil_l-} in u) unset LC_ALL;; x*) LC_ALL=${__vigil_l#x};; esac; "
+/* clang-format on */
+_Static_assert(GUEST_FAST_CHUNK == 4096 && GUEST_FAST_CHUNKS == 4, "FAST_READ_LOOP spells out the chunk sizes");
+
+/* The command, in a process substitution, as `bash -c` would run it: $0
+ * "bash", no positional parameters, not a subshell as far as $BASH_SUBSHELL
+ * tells; stdin the backdoor's (hvc0), stdout the pipe. */
+#define FAST_COMMAND "exec {__vigil_fd}< <(BASH_ARGV0=bash; BASH_SUBSHELL=0; set --; set -euo pipefail; eval %s); "
+
+#define FAST_REPLY "printf '%%s\\0\\n%%s\\n' \"$__vigil_v\" "
+#define FAST_UNSET "unset __vigil_v __vigil_n __vigil_l __vigil_fd"
+
+/* Without /dev/fd (a guest whose init does not create it) process
+ * substitution fails: say so rather than run the command. */
+#define FAST_GUARD     "if [[ -e /dev/fd/0 ]]; then "
+#define FAST_GUARD_END "; else printf '\\0!\\n'; fi\n"
 
 int guest_build_fast_command(const char *command, int64_t timeout_s, char **ret) {
         _cleanup_free_ char *quoted = NULL;
@@ -509,30 +565,30 @@ int guest_build_fast_command(const char *command, int64_t timeout_s, char **ret)
         r = guest_shell_quote(command, &quoted);
         if (r < 0)
                 return r;
-        /* `set --` inside: the subshell must not see the backdoor shell's
-         * positional parameters (bash -c has none); outside, they carry pids and
-         * the status without variables that later commands could see. */
-        if (timeout_s < 0)
+        if (timeout_s <= 0)
                 r = asprintf(&line,
-                             "( set --; set -euo pipefail; eval %s ) >" GUEST_FAST_OUTPUT_FILE
-                             "; set -- $?; " FAST_SEND "; echo $1\n",
+                             FAST_GUARD FAST_COMMAND FAST_READ_LOOP "wait $!; " FAST_REPLY
+                                                                    "$?; " FAST_UNSET FAST_GUARD_END,
                              quoted);
         else
-                /* coreutils `timeout N` without exec: the command runs in the
-                 * background (stdin kept, SIGINT/SIGQUIT back to default), a
-                 * watchdog sleeps in `read -t N` on a fresh pty master (never
-                 * readable), marks the timeout and SIGTERMs the command's process
-                 * tree; the status becomes 124 as with timeout(1). */
-                r = asprintf(&line,
-                             ": >" GUEST_FAST_TIMEOUT_FILE
-                             "; ( trap - INT QUIT; set --; set -euo pipefail; eval %s ) <&0 >" GUEST_FAST_OUTPUT_FILE
-                             " & set -- $!; ( k() { local c; for c in "
-                             "$(</proc/$1/task/$1/children); do k $c; done; kill -TERM $1; }; read -t %" PRIi64
-                             " </dev/ptmx; echo T >" GUEST_FAST_TIMEOUT_FILE "; k $1 ) >/dev/null 2>&1 </dev/null & "
-                             "set -- $1 $!; wait $1 2>/dev/null; set -- $? $2; kill -9 $2 2>/dev/null; wait $2 "
-                             "2>/dev/null; [[ -s " GUEST_FAST_TIMEOUT_FILE " ]] && set -- 124; " FAST_SEND
-                             "; echo $1\n",
-                             quoted, timeout_s);
+                /* coreutils `timeout N` without exec: a watchdog sleeps in
+                 * `read -t N` on a fresh pty master (never readable) and, if the
+                 * command is still running then, SIGTERMs its process tree,
+                 * children first, and exits 0, which makes the status 124 as
+                 * with timeout(1); from then on it ignores the SIGTERM that
+                 * stops a watchdog whose command ended in time. Such a command
+                 * leaves its output's readers waiting for EOF alike, without a
+                 * timeout. $1 and $2 carry the pids. */
+                r = asprintf(
+                        &line,
+                        FAST_GUARD FAST_COMMAND
+                        "set -- $!; ( k() { local c; for c in "
+                        "$(</proc/$1/task/$1/children); do k $c; done; kill -TERM $1; }; read -t %" PRIi64
+                        " </dev/ptmx; trap '' TERM; kill -0 $1 || exit 1; k $1; exit 0 ) >/dev/null 2>&1 </dev/null "
+                        "{__vigil_fd}<&- & set -- $1 $!; " FAST_READ_LOOP "wait $1 2>/dev/null; set -- $? $2; "
+                        "kill $2 2>/dev/null; wait $2 2>/dev/null && set -- 124; " FAST_REPLY
+                        "$1; " FAST_UNSET FAST_GUARD_END,
+                        quoted, timeout_s);
         if (r < 0)
                 return -ENOMEM;
         *ret = line;

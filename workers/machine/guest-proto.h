@@ -42,6 +42,14 @@ enum guest_event {
 
 #define GUEST_NONCE_MAX 64u
 
+/* Where the parser is in the fast framing's output. */
+enum guest_raw {
+        GUEST_RAW_BYTES,  /* raw bytes, up to a NUL */
+        GUEST_RAW_ESCAPE, /* after a NUL: '.' a NUL byte, '+' base64 follows, '\n' the end */
+        GUEST_RAW_BASE64, /* base64 of the rest, up to a NUL */
+        GUEST_RAW_END,    /* after the base64 part's NUL: '\n' */
+};
+
 struct guest_proto {
         enum guest_phase phase;
         size_t output_max;
@@ -65,9 +73,8 @@ struct guest_proto {
         uint8_t quad[4];
         unsigned n_quad;
         unsigned n_pad;
-        bool allow_raw; /* fast framing: "!<bytes>\0\n" is accepted too */
-        unsigned raw;   /* 0: base64 (or undecided), 1: raw bytes, 2: raw done, expecting '\n' */
-        size_t seen;    /* bytes of the output line seen so far */
+        bool fast;          /* the fast framing's output (see guest_build_fast_command()) */
+        enum guest_raw raw; /* where in it */
 
         /* STATUS */
         char line[24];
@@ -85,8 +92,7 @@ void guest_proto_done(struct guest_proto *gp);
  * will print on its own line, <= GUEST_NONCE_MAX bytes). */
 void guest_proto_expect_ready(struct guest_proto *gp);
 void guest_proto_expect_output(struct guest_proto *gp);
-/* The fast framing's output line: base64 as above, or '!' + raw bytes + NUL
- * (used for outputs without NUL bytes, sparing the guest a base64 exec). */
+/* The fast framing's output (guest_build_fast_command()). */
 void guest_proto_expect_output_fast(struct guest_proto *gp);
 void guest_proto_expect_status(struct guest_proto *gp);
 int guest_proto_expect_nonce(struct guest_proto *gp, const char *nonce);
@@ -116,17 +122,23 @@ int guest_shell_quote(const char *s, char **ret);
  * timeout_s < 0 omits the `timeout N ` prefix. */
 int guest_build_command(const char *command, int64_t timeout_s, char **ret);
 
-/* The opt-in fast framing (docs/machine.md, "Fast path"): the command runs in
- * a subshell of the backdoor shell instead of a new `bash -c`, its stdout goes
- * to a file that is base64-encoded only when non-empty, and the exit status
- * follows on the next line in the same round trip:
- *   ( set --; set -euo pipefail; eval '<CMD>' ) >F; set -- $?; [[ -s F ]] && base64 -w 0 <F; echo; echo $1
- * The reply is an output line (base64, or "!" + raw bytes + NUL when the output
- * has no NUL byte and is under 64 KiB) and a status line, without sending
- * GUEST_STATUS_COMMAND. */
-#define GUEST_FAST_OUTPUT_FILE  "/tmp/.vigil-out"
-#define GUEST_FAST_TIMEOUT_FILE "/tmp/.vigil-timeout"
-/* timeout_s >= 0 adds a builtin-only watchdog standing in for `timeout N`. */
+/* The fast framing (docs/machine.md, "Fast path"), one line, fork-only: the
+ * command runs in a process substitution of the backdoor shell (a subshell,
+ * no exec of bash), its stdout a pipe that the backdoor shell itself reads to
+ * EOF with the `read` builtin, as base64 does in the reference, so a
+ * background job holding stdout blocks alike:
+ *   while <read a chunk, print it>; done < <(BASH_ARGV0=bash; set --; set -euo pipefail; eval 'CMD')
+ * The reply is the output, then the status line in the same round trip:
+ *   output := (byte other than NUL | NUL '.')* (NUL '\n' | NUL '+' base64 NUL '\n')
+ * i.e. raw bytes (the tty is raw, 8-bit clean) with each NUL byte sent as
+ * NUL '.'; after GUEST_FAST_RAW_MAX bytes the rest goes through `base64 -w 0`
+ * (the builtins read a pipe byte by byte). timeout_s > 0 adds a builtin-only
+ * watchdog standing in for coreutils `timeout N` (status 124); 0 is no
+ * timeout, as for `timeout 0`. Nothing is left in the guest: no file, and the
+ * variables and the fd it uses are unset and closed again. */
+#define GUEST_FAST_CHUNK   4096
+#define GUEST_FAST_CHUNKS  4
+#define GUEST_FAST_RAW_MAX (GUEST_FAST_CHUNK * GUEST_FAST_CHUNKS)
 int guest_build_fast_command(const char *command, int64_t timeout_s, char **ret);
 
 /* A resync command whose output line (@nonce) does not occur in its own text,

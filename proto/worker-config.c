@@ -52,6 +52,14 @@ enum machine_accel machine_accel_from_string(const char *s) {
         return (enum machine_accel) names_lookup(accel_names, ELEMENTSOF(accel_names), s);
 }
 
+const char *machine_guest_channel_to_string(enum machine_guest_channel c) {
+        return c >= 0 && c < _MACHINE_GUEST_CHANNEL_MAX ? guest_channel_names[c] : NULL;
+}
+
+enum machine_guest_channel machine_guest_channel_from_string(const char *s) {
+        return (enum machine_guest_channel) names_lookup(guest_channel_names, ELEMENTSOF(guest_channel_names), s);
+}
+
 const char *machine_backend_kind_to_string(enum machine_backend_kind k) {
         return k >= 0 && k < _MACHINE_BACKEND_KIND_MAX ? backend_kind_names[k] : NULL;
 }

@@ -191,6 +191,8 @@ int worker_config_switch_write(const struct switch_config *c, char **ret_json);
 
 const char *machine_accel_to_string(enum machine_accel a);
 enum machine_accel machine_accel_from_string(const char *s);
+const char *machine_guest_channel_to_string(enum machine_guest_channel c);
+enum machine_guest_channel machine_guest_channel_from_string(const char *s);
 const char *machine_backend_kind_to_string(enum machine_backend_kind k);
 enum machine_backend_kind machine_backend_kind_from_string(const char *s);
 

@@ -17,6 +17,7 @@ _vigil() {
         fi
         case $verb:$prev in
         run:--accel) mapfile -t COMPREPLY < <(compgen -W "auto kvm tcg" -- "$cur"); return ;;
+        run:--guest-channel) mapfile -t COMPREPLY < <(compgen -W "fast reference" -- "$cur"); return ;;
         run:--log-level) mapfile -t COMPREPLY < <(compgen -W "debug info warning error" -- "$cur"); return ;;
         run:-o | run:--output-dir | supervise:-o | supervise:--output)
                 mapfile -t COMPREPLY < <(compgen -d -- "$cur"); return ;;
@@ -28,7 +29,7 @@ _vigil() {
         local opts=""
         case $verb in
         run) opts="--node --spec --vlan --output-dir -o --junit --global-timeout --boot-timeout --boot-cache --heartbeat --interactive -I
-                   --keep-vm-state --keep-machine-state -K --accel --log-level --quiet -q --verbose -v --no-pidns --help -h" ;;
+                   --keep-vm-state --keep-machine-state -K --accel --guest-channel --log-level --quiet -q --verbose -v --no-pidns --help -h" ;;
         report | shell) opts="--help -h" ;;
         ps) opts="--json --help -h" ;;
         supervise) opts="--output -o --global-timeout --log-target --run-id --no-pidns --heartbeat --help -h" ;;

@@ -47,6 +47,7 @@ static void set_str(char **dst, const char *v) {
 void run_plan_init(struct run_plan *p) {
         *p = (struct run_plan){.global_timeout = DEFAULT_GLOBAL_TIMEOUT_S,
                                .boot_timeout = DEFAULT_BOOT_TIMEOUT_S,
+                               .guest_channel = MACHINE_GUEST_CHANNEL_FAST,
                                .heartbeat = RUN_HEARTBEAT_UNSET};
 }
 
@@ -127,8 +128,11 @@ static int node_add(struct run_plan *p, const char *name, struct run_node **ret,
         if (p->n_nodes >= RUN_NODES_MAX)
                 return errmsg_invalid(ret_error, "too many machines (at most %u)", RUN_NODES_MAX);
         n = &p->nodes[p->n_nodes++];
-        *n = (struct run_node){
-                .name = strdup(name), .backend = strdup("qemu"), .memory_mb = DEFAULT_MEMORY_MB, .cpus = DEFAULT_CPUS};
+        *n = (struct run_node){.name = strdup(name),
+                               .backend = strdup("qemu"),
+                               .memory_mb = DEFAULT_MEMORY_MB,
+                               .cpus = DEFAULT_CPUS,
+                               .guest_channel = _MACHINE_GUEST_CHANNEL_INVALID};
         *ret = n;
         return 0;
 }
@@ -192,6 +196,7 @@ enum run_opt {
         OPT_INTERACTIVE,
         OPT_KEEP,
         OPT_ACCEL,
+        OPT_GUEST_CHANNEL,
         OPT_LOG_LEVEL,
         OPT_NO_PIDNS,
         OPT_HELP,
@@ -238,6 +243,7 @@ static const struct opt vigil_opts[] = {
         {"keep-machine-state", 'K', ARG_NONE, OPT_KEEP}, /* the newest spelling */
         {"keep-vm-state", 0, ARG_NONE, OPT_KEEP},
         {"accel", 0, ARG_ONE, OPT_ACCEL},
+        {"guest-channel", 0, ARG_ONE, OPT_GUEST_CHANNEL},
         {"log-level", 0, ARG_ONE, OPT_LOG_LEVEL},
         {"no-pidns", 0, ARG_NONE, OPT_NO_PIDNS},
         {"help", 'h', ARG_NONE, OPT_HELP},
@@ -266,6 +272,7 @@ static const struct opt reference_opts[] = {
         {"debug-hook-attach", 0, ARG_ONE, OPT_IGNORED},
         {"dump-vsocks", 0, ARG_ONE, OPT_DUMP_VSOCKS},
         {"accel", 0, ARG_ONE, OPT_ACCEL},
+        {"guest-channel", 0, ARG_ONE, OPT_GUEST_CHANNEL},
         {"no-pidns", 0, ARG_NONE, OPT_NO_PIDNS},
         {"heartbeat", 0, ARG_ONE, OPT_HEARTBEAT},
         {"boot-cache", 0, ARG_ONE, OPT_BOOT_CACHE},
@@ -292,6 +299,7 @@ static const char *const opt_help[_OPT_MAX] = {
         [OPT_NO_INTERACTIVE] = "run the test script (the default)",
         [OPT_KEEP] = "keep the machines' state directories after the run",
         [OPT_ACCEL] = "auto, kvm or tcg (auto probes /dev/kvm with a bounded boot)",
+        [OPT_GUEST_CHANNEL] = "fast (the default) or reference: how commands reach the guest shell (docs/machine.md)",
         [OPT_LOG_LEVEL] = "debug, info, warning or error [env logLevel]",
         [OPT_NO_PIDNS] = "do not put the run into its own PID namespace",
         [OPT_HELP] = "show this help message and exit",
@@ -505,6 +513,12 @@ static int common_option(struct run_plan *p, const struct parsed_opt *po, char *
                 if (!streq(v, "auto") && !streq(v, "kvm") && !streq(v, "tcg"))
                         return errmsg_invalid(ret_error, "--accel: '%s' is not one of auto, kvm, tcg", v);
                 set_str(&p->accel, v);
+                return 1;
+        case OPT_GUEST_CHANNEL:
+                if (machine_guest_channel_from_string(v) < 0)
+                        return errmsg_invalid(ret_error, "--guest-channel: '%s' is not one of fast, reference", v);
+                p->guest_channel = machine_guest_channel_from_string(v);
+                p->guest_channel_from_cli = true;
                 return 1;
         case OPT_LOG_LEVEL:
                 if (!streq(v, "debug") && !streq(v, "info") && !streq(v, "warning") && !streq(v, "error"))
@@ -907,12 +921,28 @@ static const char *const spec_node_keys[] = {"backend",
                                              "proxy_jump",
                                              "ssh_options",
                                              "connect_timeout_s",
+                                             "guest_channel",
                                              NULL};
 /* Keys that only mean something to a QEMU machine. */
 static const char *const spec_qemu_only_keys[] = {"start_script", "kernel", "initrd", "append",
                                                   "memory_mb",    "cpus",   NULL};
-static const char *const spec_top_keys[] = {"nodes",       "vlans", "global_timeout", "boot_timeout", "boot_cache",
-                                            "test_script", NULL};
+static const char *const spec_top_keys[] = {"nodes",      "vlans",       "global_timeout", "boot_timeout",
+                                            "boot_cache", "test_script", "guest_channel",  NULL};
+
+/* "guest_channel": "fast" or "reference" into *dst; absent or null leaves it. */
+static int get_opt_channel(json_object *j, enum machine_guest_channel *dst, const char *where, char **ret_error) {
+        json_object *o;
+        enum machine_guest_channel c;
+
+        if (!json_object_object_get_ex(j, "guest_channel", &o) || json_object_is_type(o, json_type_null))
+                return 0;
+        c = json_object_is_type(o, json_type_string) ? machine_guest_channel_from_string(json_object_get_string(o))
+                                                     : _MACHINE_GUEST_CHANNEL_INVALID;
+        if (c < 0)
+                return errmsg_invalid(ret_error, "%s: \"guest_channel\" must be \"fast\" or \"reference\"", where);
+        *dst = c;
+        return 0;
+}
 
 static int check_keys(json_object *j, const char *const *allowed, const char *where, char **ret_error) {
         json_object_object_foreach(j, key, val) {
@@ -1068,6 +1098,8 @@ int run_plan_load_spec(struct run_plan *p, const char *json, char **ret_error) {
         r = check_keys(j, spec_top_keys, "spec", ret_error);
         if (r >= 0)
                 r = json_top_common(p, j, "spec", ret_error);
+        if (r >= 0 && !p->guest_channel_from_cli)
+                r = get_opt_channel(j, &p->guest_channel, "spec", ret_error);
         if (r >= 0 && json_object_object_get_ex(j, "nodes", &nodes)) {
                 if (!json_object_is_type(nodes, json_type_object))
                         r = errmsg_invalid(ret_error, "spec: \"nodes\" must be an object of name -> node");
@@ -1108,6 +1140,8 @@ int run_plan_load_spec(struct run_plan *p, const char *json, char **ret_error) {
                                         r = get_opt_uint(node, "memory_mb", 65536, &n->memory_mb, where, ret_error);
                                 if (r >= 0)
                                         r = get_opt_uint(node, "cpus", 64, &n->cpus, where, ret_error);
+                                if (r >= 0)
+                                        r = get_opt_channel(node, &n->guest_channel, where, ret_error);
                                 if (r >= 0 && json_object_object_get_ex(node, "vlans", &v)) {
                                         r = json_vlans(v, n->vlans, &n->n_vlans, RUN_NODE_VLANS_MAX, where, ret_error);
                                         n->vlans_set = true;
@@ -1486,7 +1520,7 @@ int run_plan_machine_struct(const struct run_plan *p, size_t node, const struct 
         c.cpus = n->cpus;
         c.keep_state = p->keep_state || n->keep_state;
         c.allow_reboot = false;
-        c.guest_channel = MACHINE_GUEST_CHANNEL_REFERENCE;
+        c.guest_channel = n->guest_channel >= 0 ? n->guest_channel : p->guest_channel;
         c.connect_s = MIN(p->global_timeout, p->boot_timeout);
         c.output_max = DEFAULT_OUTPUT_MAX;
         ok = dup_to(&c.name, n->name) && dup_to(&c.state_dir, state) && dup_to(&c.shared_dir, shared) &&

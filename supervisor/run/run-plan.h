@@ -45,6 +45,8 @@ struct run_node {
                 char **options;
                 unsigned port, connect_timeout_s;
         } ssh;
+        /* spec "guest_channel" of this node; _MACHINE_GUEST_CHANNEL_INVALID: the run's */
+        enum machine_guest_channel guest_channel;
 };
 
 struct run_plan {
@@ -62,6 +64,11 @@ struct run_plan {
         char *junit;
         char *accel;
         char *boot_cache; /* --boot-cache, spec "boot_cache": QEMU boot snapshots; NULL off */
+        /* How commands reach the guest shell (docs/machine.md): the fast framing
+         * unless the spec or --guest-channel says otherwise; a node's own spec
+         * key wins over both. */
+        enum machine_guest_channel guest_channel;
+        bool guest_channel_from_cli; /* --guest-channel given: the spec's top level does not override it */
         char *log_level;
         char *spec_file;
         char *config_file; /* reference --config */

@@ -372,6 +372,67 @@ static void test_spec(void) {
         expect_spec_error("{\"nodes\": {\"a b\": {}}}", "a b");
 }
 
+/* The guest channel: fast by default, a run-wide choice by spec or flag (the
+ * flag wins), a node's own key over both; bad values are named. */
+static void test_guest_channel(void) {
+        struct run_dirs d = {.run_id = "r1", .tmp_dir = "/tmp/v", .out_dir = "/abs/out", .guest_dir = "/g"};
+        struct run_plan p;
+        char *err = NULL;
+        int r;
+
+        run_plan_init(&p);
+        r = run_plan_parse_args(&p, 4, ARGV("run", "t.py", "--node", "a"), &err);
+        if (r == 0)
+                r = run_plan_finalize(&p, &err);
+        _cleanup_(machine_config_donep) struct machine_config m1 = {};
+        CHECK(r == 0 && machine_of(&p, 0, &d, &m1) && m1.guest_channel == MACHINE_GUEST_CHANNEL_FAST,
+              "guest channel: fast by default (%s)", err ?: "");
+        run_plan_done(&p);
+
+        run_plan_init(&p);
+        r = run_plan_parse_args(&p, 6, ARGV("run", "t.py", "--node", "a", "--guest-channel", "reference"), &err);
+        if (r == 0)
+                r = run_plan_finalize(&p, &err);
+        _cleanup_(machine_config_donep) struct machine_config m2 = {};
+        CHECK(r == 0 && machine_of(&p, 0, &d, &m2) && m2.guest_channel == MACHINE_GUEST_CHANNEL_REFERENCE,
+              "guest channel: --guest-channel reference (%s)", err ?: "");
+        run_plan_done(&p);
+
+        static const char spec[] = "{\"nodes\": {\"a\": {}, \"b\": {\"guest_channel\": \"fast\"}}, "
+                                   "\"guest_channel\": \"reference\", \"test_script\": \"t.py\"}";
+        run_plan_init(&p);
+        r = run_plan_load_spec(&p, spec, &err);
+        if (r == 0)
+                r = run_plan_finalize(&p, &err);
+        _cleanup_(machine_config_donep) struct machine_config m3 = {}, m4 = {};
+        CHECK(r == 0 && machine_of(&p, 0, &d, &m3) && m3.guest_channel == MACHINE_GUEST_CHANNEL_REFERENCE &&
+                      machine_of(&p, 1, &d, &m4) && m4.guest_channel == MACHINE_GUEST_CHANNEL_FAST,
+              "guest channel: the spec's run-wide key, a node's own key over it (%s)", err ?: "");
+        run_plan_done(&p);
+
+        run_plan_init(&p);
+        r = run_plan_parse_args(&p, 4, ARGV("run", "t.py", "--guest-channel", "fast"), &err);
+        if (r == 0)
+                r = run_plan_load_spec(&p, spec, &err);
+        if (r == 0)
+                r = run_plan_finalize(&p, &err);
+        _cleanup_(machine_config_donep) struct machine_config m5 = {};
+        CHECK(r == 0 && machine_of(&p, 0, &d, &m5) && m5.guest_channel == MACHINE_GUEST_CHANNEL_FAST,
+              "guest channel: --guest-channel wins over the spec's run-wide key (%s)", err ?: "");
+        run_plan_done(&p);
+
+        run_plan_init(&p);
+        r = run_plan_parse_reference(&p, 4, ARGV("nixos-test-driver", "--guest-channel", "reference", "t.py"),
+                                     fake_env, &err);
+        CHECK(r == 0 && p.guest_channel == MACHINE_GUEST_CHANNEL_REFERENCE,
+              "guest channel: the reference front door takes --guest-channel (%s)", err ?: "");
+        run_plan_done(&p);
+
+        expect_cli_error(ARGV("run", "t.py", "--node", "a", "--guest-channel", "quick"), 6, "--guest-channel");
+        expect_spec_error("{\"guest_channel\": \"quick\"}", "\"guest_channel\" must be");
+        expect_spec_error("{\"nodes\": {\"a\": {\"guest_channel\": 1}}}", "node \"a\": \"guest_channel\"");
+}
+
 static void test_spec_nspawn(void) {
         struct run_plan p;
         char *err = NULL;
@@ -555,5 +616,6 @@ int main(void) {
         test_reference_containers();
         test_reference_ssh_backdoor();
         test_spec();
+        test_guest_channel();
         return tap_done();
 }

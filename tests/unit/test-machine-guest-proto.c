@@ -58,21 +58,25 @@ static void test_build(void) {
                       streq(l, "timeout 5 bash -c 'set -euo pipefail; echo '\"'\"'x'\"'\"'' | (base64 -w 0; echo)\n"),
               "build: embedded single quotes");
         free(l);
-        CHECK(guest_build_fast_command("echo 'x'", -1, &l) == 0 &&
-                      starts_with(l, "if [[ -e /dev/fd/0 ]]; then exec {__vigil_fd}< <(BASH_ARGV0=bash; "
-                                     "BASH_SUBSHELL=0; set --; set -euo pipefail; eval 'echo '\"'\"'x'\"'\"''); ") &&
-                      strstr(l, "read -r -d '' -n 4096 __vigil_v") && strstr(l, "base64 -w 0") &&
-                      strstr(l, "wait $!; printf '%s\\0\\n%s\\n' \"$__vigil_v\" $?; unset __vigil_v __vigil_n "
-                                "__vigil_l __vigil_fd; else printf '\\0!\\n'; fi\n") &&
-                      !strstr(l, "/tmp") && !strstr(l, "timeout") && strchr(l, '\n') == l + strlen(l) - 1,
-              "build: fast framing line (process substitution, no file, one line)");
+        CHECK(guest_build_fast_call("echo 'x'", -1, false, &l) == 0 &&
+                      streq(l, "if declare -F __vigil_r >/dev/null; then exec {__vigil_fd}< <(BASH_ARGV0=bash; "
+                               "BASH_SUBSHELL=0; SHLVL=$((SHLVL + 1)); unset -f __vigil_r; set --; set -euo pipefail; "
+                               "eval 'echo '\"'\"'x'\"'\"''); __vigil_r; else printf '\\0?\\n'; fi\n"),
+              "build: fast framing call line (process substitution, no file, one short line)");
         free(l);
-        CHECK(guest_build_fast_command("true", 5, &l) == 0 && strstr(l, "read -t 5 </dev/ptmx") &&
-                      strstr(l, "eval true); set -- $!; (") && strstr(l, "set -- 124") && !strstr(l, "/tmp"),
-              "build: fast framing with a watchdog for the timeout");
+        CHECK(guest_build_fast_call("true", 5, false, &l) == 0 && strstr(l, "eval true); __vigil_r 5; else"),
+              "build: a timeout is the reader's argument");
         free(l);
-        CHECK(guest_build_fast_command("true", 0, &l) == 0 && !strstr(l, "read -t"),
-              "build: fast framing with timeout 0 has no watchdog, as `timeout 0`");
+        CHECK(guest_build_fast_call("true", 0, false, &l) == 0 && strstr(l, "eval true); __vigil_r; else"),
+              "build: timeout 0 is no timeout, as `timeout 0`");
+        free(l);
+        CHECK(guest_build_fast_command("true", 5, &l) == 0 &&
+                      starts_with(l, "if [[ -e /dev/fd/0 ]]; then __vigil_r() { local b=$! ") &&
+                      strstr(l, "read -t $1 </dev/ptmx") && strstr(l, "s=124") &&
+                      strstr(l, "read -r -d '' -n 4096 v") && strstr(l, "printf '%s\\0.' \"$v\"") &&
+                      strstr(l, "base64 -w 0") && strstr(l, "eval true); __vigil_r 5; else printf '\\0!\\n'; fi\n") &&
+                      !strstr(l, "/tmp") && strchr(l, '\n') == l + strlen(l) - 1,
+              "build: the defining line carries the reader, then the call");
         free(l);
         CHECK(guest_build_nonce_command("vigil-sync-1234", &l) == 0 && streq(l, "echo 'v''igil-sync-1234'\n") &&
                       !strstr(l, "vigil-sync-1234"),
@@ -232,6 +236,10 @@ static void test_fast(void) {
         CHECK(feed_steps(&gp, "\0!\n", 3, 1, &used) == GUEST_EVENT_ERROR &&
                       strstr(guest_proto_error(&gp), "no /dev/fd"),
               "fast: a guest without /dev/fd is named");
+        guest_proto_expect_output_fast(&gp);
+        CHECK(feed_steps(&gp, "\0?\n", 3, 1, &used) == GUEST_EVENT_ERROR &&
+                      strstr(guest_proto_error(&gp), "reader function"),
+              "fast: a shell without the reader function is named");
         guest_proto_expect_output(&gp);
         CHECK(feed_steps(&gp, "abc\0\n", 5, 5, &used) == GUEST_EVENT_ERROR,
               "fast: raw refused in the reference framing");

@@ -297,6 +297,10 @@ static enum guest_event feed_fast(struct guest_proto *gp, const uint8_t *buf, si
                                 *ret_consumed = i;
                                 return fail(gp, "the guest has no /dev/fd, which the fast guest channel needs for "
                                                 "process substitution; use \"guest_channel\": \"reference\"");
+                        } else if (c == '?') {
+                                *ret_consumed = i;
+                                return fail(gp, "the guest shell has no fast-channel reader function (a new shell); "
+                                                "it is sent again with the next command");
                         } else if (c == '\n') {
                                 *ret_consumed = i;
                                 return output_done(gp);
@@ -522,77 +526,86 @@ int guest_build_command(const char *command, int64_t timeout_s, char **ret) {
         return 0;
 }
 
-/* Read the command's stdout (fd $__vigil_fd) to EOF with builtins: a chunk up
- * to a NUL or GUEST_FAST_CHUNK bytes; a short one ended at a NUL, sent with
+/* The reader, a function of the backdoor shell (bash reads its script from
+ * the tty a byte at a time, so each byte of a command line costs a syscall:
+ * the body is sent once per shell, each command then costs a short line).
+ * It reads the command's stdout (fd $__vigil_fd) to EOF with builtins: a chunk
+ * up to a NUL or GUEST_FAST_CHUNK bytes; a short one ended at a NUL, sent with
  * that NUL as NUL '.'. After GUEST_FAST_CHUNKS chunks `base64 -w 0` takes the
- * rest, as `read` costs a syscall per byte on a pipe. What EOF left in
- * __vigil_v is sent with the status. `read -n` and ${#} must count bytes, not
- * characters: in a multibyte locale LC_ALL is C meanwhile (only then, as each
- * change costs a setlocale()), and set back as it was after. */
+ * rest, as `read` costs a syscall per byte on a pipe. What EOF left is sent
+ * with the status. `read -n` and ${#} must count bytes, not characters: in a
+ * multibyte locale LC_ALL is C meanwhile (only then, as each change costs a
+ * setlocale()), and set back as it was after. With an argument N it first
+ * starts the stand-in for coreutils `timeout N`: a watchdog sleeps in `read
+ * -t N` on a fresh pty master (never readable) and, if the command is still
+ * running then, leaves a child to SIGTERM its process tree, children first,
+ * and exits 0 at once, which makes the status 124 as with timeout(1). Once
+ * the command ended, the watchdog gets SIGKILL: one that was not done
+ * sleeping says 137, one that fired 0 (it does not wait for the kills, so a
+ * command that dies of them cannot make the SIGKILL land first). A command
+ * that ended in time leaves its output's reader waiting for EOF alike, with
+ * no timeout. Its variables are local; the fd is closed and unset. */
 /* clang-format off */
-#define FAST_READ_LOOP                                                                                  \
-        "case ${LC_ALL-}${LC_CTYPE-}${LANG-} in ''|C|POSIX) ;; "                                        \
-        "*) __vigil_l=${LC_ALL+x}${LC_ALL-u}; LC_ALL=C;; esac; "                                        \
+#define FAST_READER                                                                                     \
+        "__vigil_r() { local b=$! w= v n=0 l s; "                                                       \
+        "if (($#)); then "                                                                              \
+                "( k() { local c; for c in $(</proc/$1/task/$1/children); do k $c; done; kill -TERM $1; }; " \
+                "read -t $1 </dev/ptmx; kill -0 $b || exit 1; k $b & exit 0 ) "                         \
+                ">/dev/null 2>&1 </dev/null {__vigil_fd}<&- & w=$!; "                                   \
+        "fi; "                                                                                          \
+        "case ${LC_ALL-}${LC_CTYPE-}${LANG-} in ''|C|POSIX) ;; *) l=${LC_ALL+x}${LC_ALL-u}; LC_ALL=C;; esac; " \
         "while :; do "                                                                                  \
-                "if IFS= read -r -d '' -n 4096 __vigil_v; then "                                        \
-                        "if ((${#__vigil_v} < 4096)); then printf '%%s\\0.' \"$__vigil_v\"; "           \
-                        "else printf %%s \"$__vigil_v\"; fi; "                                          \
-                        "((++__vigil_n < 4)) || { printf '\\0+'; base64 -w 0; __vigil_v=; break; }; "   \
+                "if IFS= read -r -d '' -n 4096 v; then "                                                \
+                        "if ((${#v} < 4096)); then printf '%%s\\0.' \"$v\"; else printf %%s \"$v\"; fi; " \
+                        "((++n < 4)) || { printf '\\0+'; base64 -w 0; v=; break; }; "                   \
                 "else break; fi; "                                                                      \
-        "done <&$__vigil_fd; exec {__vigil_fd}<&-; "                                                    \
-        "case ${__vigil_l-} in u) unset LC_ALL;; x*) LC_ALL=${__vigil_l#x};; esac; "
+        "done <&$__vigil_fd; exec {__vigil_fd}<&-; unset __vigil_fd; "                                  \
+        "case $l in u) unset LC_ALL;; x*) LC_ALL=${l#x};; esac; "                                       \
+        "wait $b 2>/dev/null; s=$?; "                                                                   \
+        "if [[ $w ]]; then kill -9 $w 2>/dev/null; wait $w 2>/dev/null && s=124; fi; "                  \
+        "printf '%%s\\0\\n%%s\\n' \"$v\" $s; }; "
 /* clang-format on */
-_Static_assert(GUEST_FAST_CHUNK == 4096 && GUEST_FAST_CHUNKS == 4, "FAST_READ_LOOP spells out the chunk sizes");
+_Static_assert(GUEST_FAST_CHUNK == 4096 && GUEST_FAST_CHUNKS == 4, "FAST_READER spells out the chunk sizes");
 
 /* The command, in a process substitution, as `bash -c` would run it: $0
  * "bash", no positional parameters, not a subshell as far as $BASH_SUBSHELL
- * tells; stdin the backdoor's (hvc0), stdout the pipe. */
-#define FAST_COMMAND "exec {__vigil_fd}< <(BASH_ARGV0=bash; BASH_SUBSHELL=0; set --; set -euo pipefail; eval %s); "
+ * tells, one $SHLVL deeper, without the reader function; stdin the
+ * backdoor's (hvc0), stdout the pipe the reader reads. */
+#define FAST_COMMAND                                                                                                  \
+        "exec {__vigil_fd}< <(BASH_ARGV0=bash; BASH_SUBSHELL=0; SHLVL=$((SHLVL + 1)); unset -f __vigil_r; set --; "   \
+        "set -euo pipefail; eval %s); __vigil_r"
 
-#define FAST_REPLY "printf '%%s\\0\\n%%s\\n' \"$__vigil_v\" "
-#define FAST_UNSET "unset __vigil_v __vigil_n __vigil_l __vigil_fd"
-
-/* Without /dev/fd (a guest whose init does not create it) process
- * substitution fails: say so rather than run the command. */
-#define FAST_GUARD     "if [[ -e /dev/fd/0 ]]; then "
-#define FAST_GUARD_END "; else printf '\\0!\\n'; fi\n"
-
-int guest_build_fast_command(const char *command, int64_t timeout_s, char **ret) {
+int guest_build_fast_call(const char *command, int64_t timeout_s, bool define, char **ret) {
         _cleanup_free_ char *quoted = NULL;
+        char arg[32] = "";
         char *line;
         int r;
 
         r = guest_shell_quote(command, &quoted);
         if (r < 0)
                 return r;
-        if (timeout_s <= 0)
+        if (timeout_s > 0) /* 0 is no timeout, as for `timeout 0` */
+                (void) snprintf(arg, sizeof arg, " %" PRIi64, timeout_s);
+        if (define)
+                /* Without /dev/fd (a guest whose init does not create it)
+                 * process substitution fails: say so rather than run. */
                 r = asprintf(&line,
-                             FAST_GUARD FAST_COMMAND FAST_READ_LOOP "wait $!; " FAST_REPLY
-                                                                    "$?; " FAST_UNSET FAST_GUARD_END,
-                             quoted);
+                             "if [[ -e /dev/fd/0 ]]; then " FAST_READER FAST_COMMAND "%s; else printf '\\0!\\n'; fi\n",
+                             quoted, arg);
         else
-                /* coreutils `timeout N` without exec: a watchdog sleeps in
-                 * `read -t N` on a fresh pty master (never readable) and, if the
-                 * command is still running then, SIGTERMs its process tree,
-                 * children first, and exits 0, which makes the status 124 as
-                 * with timeout(1); from then on it ignores the SIGTERM that
-                 * stops a watchdog whose command ended in time. Such a command
-                 * leaves its output's readers waiting for EOF alike, without a
-                 * timeout. $1 and $2 carry the pids. */
-                r = asprintf(
-                        &line,
-                        FAST_GUARD FAST_COMMAND
-                        "set -- $!; ( k() { local c; for c in "
-                        "$(</proc/$1/task/$1/children); do k $c; done; kill -TERM $1; }; read -t %" PRIi64
-                        " </dev/ptmx; trap '' TERM; kill -0 $1 || exit 1; k $1; exit 0 ) >/dev/null 2>&1 </dev/null "
-                        "{__vigil_fd}<&- & set -- $1 $!; " FAST_READ_LOOP "wait $1 2>/dev/null; set -- $? $2; "
-                        "kill $2 2>/dev/null; wait $2 2>/dev/null && set -- 124; " FAST_REPLY
-                        "$1; " FAST_UNSET FAST_GUARD_END,
-                        quoted, timeout_s);
+                /* A shell without the reader (a fresh one) says so. */
+                r = asprintf(&line,
+                             "if declare -F __vigil_r >/dev/null; then " FAST_COMMAND
+                             "%s; else printf '\\0?\\n'; fi\n",
+                             quoted, arg);
         if (r < 0)
                 return -ENOMEM;
         *ret = line;
         return 0;
+}
+
+int guest_build_fast_command(const char *command, int64_t timeout_s, char **ret) {
+        return guest_build_fast_call(command, timeout_s, true, ret);
 }
 
 int guest_build_nonce_command(const char *nonce, char **ret) {

@@ -65,6 +65,9 @@ struct machine_shell {
         char nonce[40];
         struct shell_job *active;
         bool active_fast; /* the active job uses the fast framing */
+        /* The guest shell has the fast framing's reader function (sent with
+         * the first fast command of each shell; guest-proto.h). */
+        bool fast_reader;
         uint8_t *active_output;
         size_t active_output_len;
         unsigned long long phase_started;
@@ -117,6 +120,7 @@ static void complete(struct machine_shell *s, int error, const char *message, in
 /* The stream is in an unknown state: the next job resyncs first. */
 static void fail_desync(struct machine_shell *s, int error, const char *message) {
         s->needs_resync = true;
+        s->fast_reader = false; /* whatever happened, the next fast command defines it again */
         guest_proto_reset(&s->gp);
         if (s->resyncing) {
                 s->resyncing = false;
@@ -201,7 +205,7 @@ static void begin_exec(struct machine_shell *s) {
                 j->begin(j);
         s->active_fast = s->fast_path && j->check_return && j->check_output;
         if (s->active_fast)
-                r = guest_build_fast_command(j->command, j->timeout_s, &line);
+                r = guest_build_fast_call(j->command, j->timeout_s, !s->fast_reader, &line);
         else
                 r = guest_build_command(j->command, j->timeout_s, &line);
         if (r < 0) {
@@ -217,6 +221,7 @@ static void begin_exec(struct machine_shell *s) {
                 r = shell_send(s, line);
                 s->needs_resync = true;
                 s->may_be_gone = true;
+                s->fast_reader = false;
                 complete(s, r < 0 ? r : 0, r < 0 ? "could not write to the guest shell" : NULL, -2);
                 return;
         }
@@ -368,6 +373,7 @@ static void on_event(struct machine_shell *s, enum guest_event ev) {
         case GUEST_EVENT_NONE:
                 return;
         case GUEST_EVENT_READY:
+                s->fast_reader = false; /* a fresh shell */
                 if (s->resyncing) {
                         /* A fresh shell after check_output=False: the marker
                          * may reach it late and be echoed; resync once more. */
@@ -413,8 +419,10 @@ static void on_event(struct machine_shell *s, enum guest_event ev) {
                         return;
                 }
                 guest_proto_expect_status(&s->gp);
-                if (s->active_fast)
+                if (s->active_fast) {
+                        s->fast_reader = true;
                         return; /* the status line follows by itself */
+                }
                 r = shell_send(s, GUEST_STATUS_COMMAND);
                 if (r < 0)
                         fail_desync(s, r, "could not write to the guest shell");

@@ -58,15 +58,21 @@ def timed(m, c, to):
 
 
 def run_corpus(m):
-    """(status, stdout, timing class) per run; the class is how many seconds a command blocked beyond the
-    framing's own round trip (a loaded host makes that round trip anything from 10 ms to 1 s)."""
+    """(status, stdout, seconds blocked) per run: how long a command blocked beyond the framing's own round
+    trip (a loaded host makes that round trip anything from 10 ms to 1 s)."""
     base = statistics.median(timed(m, "true", -1)[2] for _ in range(5))
     res = {}
     for c, tos in CORPUS:
         for to in tos:
             st, out, s = timed(m, c, to)
-            res[(c, to)] = (st, out, "blocked %ds" % round(max(0.0, s - base)))
+            res[(c, to)] = (st, out, max(0.0, s - base))
     return res
+
+
+def same(a, b):
+    """Same status and bytes, and the same timing class: the corpus blocks 0, 1, 2 or 3 s on purpose, so blocking
+    times that differ by less than 0.6 s are one class (load makes single runs jitter by a few 100 ms)."""
+    return a[:2] == b[:2] and abs(a[2] - b[2]) < 0.6
 
 
 def switch(m, channel):
@@ -89,7 +95,8 @@ def body(t):
     switch(m, "fast")
     t.check(m.state()[2] == qpid, "both framings ran on the same VM (QEMU pid %s)" % qpid)
     fast = run_corpus(m)
-    diff = ["%r (timeout %d): reference %r, fast %r" % (k[0], k[1], ref[k], fast[k]) for k in ref if ref[k] != fast[k]]
+    diff = ["%r (timeout %d): reference %r, fast %r" % (k[0], k[1], ref[k], fast[k]) for k in ref
+            if not same(ref[k], fast[k])]
     t.check(not diff, "fast framing equals the reference for %d runs of %d commands (status, stdout, timing class)"
             % (len(ref), len(CORPUS)), "\n".join(diff))
 

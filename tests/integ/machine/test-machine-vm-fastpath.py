@@ -57,13 +57,14 @@ def timed(m, c, to):
     return st, out, time.perf_counter() - t0
 
 
-def run_corpus(m):
-    """(status, stdout, seconds blocked) per run: how long a command blocked beyond the framing's own round
-    trip (a loaded host makes that round trip anything from 10 ms to 1 s)."""
-    base = statistics.median(timed(m, "true", -1)[2] for _ in range(5))
+def run_corpus(m, corpus):
+    """(status, stdout, seconds blocked) per run: how long a command blocked beyond the framing's own round trip,
+    which is measured right before it with `true` and the same timeout (on a loaded host that round trip drifts
+    from 10 ms to over 1 s for the reference framing's three execs)."""
     res = {}
-    for c, tos in CORPUS:
+    for c, tos in corpus:
         for to in tos:
+            base = timed(m, "true", to if to != 1 else 100)[2]
             st, out, s = timed(m, c, to)
             res[(c, to)] = (st, out, max(0.0, s - base))
     return res
@@ -91,14 +92,24 @@ def body(t):
     m = t.machine("alpha", guest_channel="reference")
     m.connect()
     qpid = m.state()[2]
-    ref = run_corpus(m)
+    ref = run_corpus(m, CORPUS)
     switch(m, "fast")
     t.check(m.state()[2] == qpid, "both framings ran on the same VM (QEMU pid %s)" % qpid)
-    fast = run_corpus(m)
+    fast = run_corpus(m, CORPUS)
+    # A load spike on the host can stretch one run: runs whose bytes agree but whose timing does not are run
+    # again through both framings, and the shorter blocking time of each counts (a spike only ever adds time).
+    again = {}
+    for c, to in [k for k in ref if ref[k][:2] == fast[k][:2] and not same(ref[k], fast[k])]:
+        again.setdefault(c, []).append(to)
+    if again:
+        for label, res in (("reference", ref), ("fast", fast)):
+            switch(m, label)
+            for k, v in run_corpus(m, list(again.items())).items():
+                res[k] = v if v[:2] != res[k][:2] else res[k][:2] + (min(v[2], res[k][2]),)
     diff = ["%r (timeout %d): reference %r, fast %r" % (k[0], k[1], ref[k], fast[k]) for k in ref
             if not same(ref[k], fast[k])]
-    t.check(not diff, "fast framing equals the reference for %d runs of %d commands (status, stdout, timing class)"
-            % (len(ref), len(CORPUS)), "\n".join(diff))
+    t.check(not diff, "fast framing equals the reference for %d runs of %d commands (status, stdout, timing class; "
+            "%d run again)" % (len(ref), len(CORPUS), sum(len(v) for v in again.values())), "\n".join(diff))
 
     raw = bytes(range(256)) * 64
     st, out = m.execute("for i in $(seq 64); do printf '%s'; done" % "".join("\\%03o" % b for b in range(256)), -1)

@@ -532,7 +532,8 @@ int guest_build_command(const char *command, int64_t timeout_s, char **ret) {
  * It reads the command's stdout (fd $__vigil_fd) to EOF with builtins: a chunk
  * up to a NUL or GUEST_FAST_CHUNK bytes; a short one ended at a NUL, sent with
  * that NUL as NUL '.'. After GUEST_FAST_CHUNKS chunks `base64 -w 0` takes the
- * rest, as `read` costs a syscall per byte on a pipe. What EOF left is sent
+ * rest, as `read` costs a syscall per byte on a pipe (and, under TCG with a
+ * writer blocked on the full pipe, more than base64's exec beyond 4 KiB). What EOF left is sent
  * with the status. `read -n` and ${#} must count bytes, not characters: in a
  * multibyte locale LC_ALL is C meanwhile (only then, as each change costs a
  * setlocale()), and set back as it was after. With an argument N it first
@@ -557,7 +558,7 @@ int guest_build_command(const char *command, int64_t timeout_s, char **ret) {
         "while :; do "                                                                                  \
                 "if IFS= read -r -d '' -n 4096 v; then "                                                \
                         "if ((${#v} < 4096)); then printf '%%s\\0.' \"$v\"; else printf %%s \"$v\"; fi; " \
-                        "((++n < 4)) || { printf '\\0+'; base64 -w 0; v=; break; }; "                   \
+                        "((++n < 1)) || { printf '\\0+'; base64 -w 0; v=; break; }; "                   \
                 "else break; fi; "                                                                      \
         "done <&$__vigil_fd; exec {__vigil_fd}<&-; unset __vigil_fd; "                                  \
         "case $l in u) unset LC_ALL;; x*) LC_ALL=${l#x};; esac; "                                       \
@@ -565,7 +566,7 @@ int guest_build_command(const char *command, int64_t timeout_s, char **ret) {
         "if [[ $w ]]; then kill -9 $w 2>/dev/null; wait $w 2>/dev/null && s=124; fi; "                  \
         "printf '%%s\\0\\n%%s\\n' \"$v\" $s; }; "
 /* clang-format on */
-_Static_assert(GUEST_FAST_CHUNK == 4096 && GUEST_FAST_CHUNKS == 4, "FAST_READER spells out the chunk sizes");
+_Static_assert(GUEST_FAST_CHUNK == 4096 && GUEST_FAST_CHUNKS == 1, "FAST_READER spells out the chunk sizes");
 
 /* The command, in a process substitution, as `bash -c` would run it: $0
  * "bash", no positional parameters, not a subshell as far as $BASH_SUBSHELL

@@ -142,7 +142,7 @@ int guest_build_command(const char *command, int64_t timeout_s, char **ret);
  * function: no file, no variable, no fd. A guest without /dev/fd answers
  * NUL '!'. */
 #define GUEST_FAST_CHUNK   4096
-#define GUEST_FAST_CHUNKS  4
+#define GUEST_FAST_CHUNKS  1
 #define GUEST_FAST_RAW_MAX (GUEST_FAST_CHUNK * GUEST_FAST_CHUNKS)
 int guest_build_fast_call(const char *command, int64_t timeout_s, bool define, char **ret);
 /* guest_build_fast_call() with @define true: works on any shell. */

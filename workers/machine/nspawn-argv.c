@@ -11,6 +11,7 @@
 
 #include "macro.h"
 #include "nspawn-argv.h"
+#include "strv-builder.h"
 
 int nspawn_hostname(const char *name, char *buf, size_t size) {
         size_t n = 0;
@@ -49,40 +50,6 @@ int nspawn_machine_name(const char *state_dir, const char *name, char *buf, size
         return 0;
 }
 
-struct strv_builder {
-        char **v;
-        size_t n;
-        size_t alloc;
-        int error;
-};
-
-_printf_(2, 3) static void add(struct strv_builder *b, const char *fmt, ...) {
-        va_list ap;
-        char *s;
-
-        if (b->error < 0)
-                return;
-        if (b->n + 2 > b->alloc) {
-                size_t a = MAX(b->alloc * 2, (size_t) 32);
-                char **p = realloc(b->v, a * sizeof *p);
-                if (!p) {
-                        b->error = -ENOMEM;
-                        return;
-                }
-                b->v = p;
-                b->alloc = a;
-        }
-        va_start(ap, fmt);
-        if (vasprintf(&s, fmt, ap) < 0) {
-                b->error = -ENOMEM;
-                va_end(ap);
-                return;
-        }
-        va_end(ap);
-        b->v[b->n++] = s;
-        b->v[b->n] = NULL;
-}
-
 int nspawn_build_argv(const struct machine_config *c, const char *machine, char ***ret) {
         struct strv_builder b = {};
         char host[64];
@@ -93,42 +60,37 @@ int nspawn_build_argv(const struct machine_config *c, const char *machine, char 
         r = nspawn_hostname(c->name, host, sizeof host);
         if (r < 0)
                 return r;
-        add(&b, "%s", c->binary);
+        strv_builder_addf(&b, "%s", c->binary);
         /* No bus on this kind of host (no systemd as PID 1): neither a
          * transient scope (--keep-unit) nor machined registration. */
-        add(&b, "--quiet");
-        add(&b, "--keep-unit");
-        add(&b, "--register=no");
-        add(&b, "--boot");
-        add(&b, "--directory=%s", c->tree);
+        strv_builder_addf(&b, "--quiet");
+        strv_builder_addf(&b, "--keep-unit");
+        strv_builder_addf(&b, "--register=no");
+        strv_builder_addf(&b, "--boot");
+        strv_builder_addf(&b, "--directory=%s", c->tree);
         /* The tree stays read-only: every node writes to its own tmpfs overlay. */
-        add(&b, "--volatile=overlay");
-        add(&b, "--machine=%s", machine);
-        add(&b, "--hostname=%s", host);
+        strv_builder_addf(&b, "--volatile=overlay");
+        strv_builder_addf(&b, "--machine=%s", machine);
+        strv_builder_addf(&b, "--hostname=%s", host);
         /* The console is a pty whose output nspawn copies to its stdout: the
          * machine's console log, as QEMU's serial port. */
-        add(&b, "--console=read-only");
-        add(&b, "--link-journal=no");
+        strv_builder_addf(&b, "--console=read-only");
+        strv_builder_addf(&b, "--link-journal=no");
         /* Never the host's network: only the TAPs of the node's VLANs. */
-        add(&b, "--private-network");
+        strv_builder_addf(&b, "--private-network");
         for (size_t i = 0; i < c->n_vlans; i++)
                 if (c->vlans[i].tap)
-                        add(&b, "--network-interface=%s", c->vlans[i].tap);
-        add(&b, "--bind=%s/" NSPAWN_HOST_DIR ":" NSPAWN_GUEST_DIR, c->state_dir);
+                        strv_builder_addf(&b, "--network-interface=%s", c->vlans[i].tap);
+        strv_builder_addf(&b, "--bind=%s/" NSPAWN_HOST_DIR ":" NSPAWN_GUEST_DIR, c->state_dir);
         /* The tree's own /etc/hostname would override --hostname at boot. */
-        add(&b, "--bind-ro=%s/" NSPAWN_HOST_DIR "/" NSPAWN_HOSTNAME_NAME ":/etc/hostname", c->state_dir);
+        strv_builder_addf(&b, "--bind-ro=%s/" NSPAWN_HOST_DIR "/" NSPAWN_HOSTNAME_NAME ":/etc/hostname", c->state_dir);
         if (c->shared_dir)
-                add(&b, "--bind=%s:/tmp/shared", c->shared_dir);
-        add(&b, "--bind=%s/xchg:/tmp/xchg", c->state_dir);
-        add(&b, "--setenv=SYSTEMD_COLORS=0");
+                strv_builder_addf(&b, "--bind=%s:/tmp/shared", c->shared_dir);
+        strv_builder_addf(&b, "--bind=%s/xchg:/tmp/xchg", c->state_dir);
+        strv_builder_addf(&b, "--setenv=SYSTEMD_COLORS=0");
         for (char **a = c->extra_args; a && *a; a++)
-                add(&b, "%s", *a);
-        if (b.error < 0) {
-                strv_free(b.v);
-                return b.error;
-        }
-        *ret = b.v;
-        return 0;
+                strv_builder_addf(&b, "%s", *a);
+        return strv_builder_finish(&b, ret);
 }
 
 /* Every value below was checked by machine-config (interface names, MACs,

@@ -7,72 +7,7 @@
 
 #include "macro.h"
 #include "qemu-argv.h"
-
-/* A growing NULL-terminated vector; the first allocation failure sticks. */
-struct strv_builder {
-        char **v;
-        size_t n;
-        size_t alloc;
-        int error;
-};
-
-static void sb_add_owned(struct strv_builder *b, char *s) {
-        if (b->error || !s) {
-                free(s);
-                b->error = b->error ?: -ENOMEM;
-                return;
-        }
-        if (b->n + 2 > b->alloc) {
-                size_t a = MAX(b->alloc * 2, (size_t) 16);
-                char **p = realloc(b->v, a * sizeof *p);
-                if (!p) {
-                        free(s);
-                        b->error = -ENOMEM;
-                        return;
-                }
-                b->v = p;
-                b->alloc = a;
-        }
-        b->v[b->n++] = s;
-        b->v[b->n] = NULL;
-}
-
-static void sb_add(struct strv_builder *b, const char *s) {
-        sb_add_owned(b, strdup(s));
-}
-
-_printf_(2, 3) static void sb_addf(struct strv_builder *b, const char *fmt, ...) {
-        va_list ap;
-        char *s;
-
-        va_start(ap, fmt);
-        if (vasprintf(&s, fmt, ap) < 0)
-                s = NULL;
-        va_end(ap);
-        sb_add_owned(b, s);
-}
-
-static void sb_addv(struct strv_builder *b, char *const *v) {
-        for (; v && *v; v++)
-                sb_add(b, *v);
-}
-
-static int sb_finish(struct strv_builder *b, char ***ret) {
-        if (!b->error && !b->v) {
-                b->v = calloc(1, sizeof(char *));
-                if (!b->v)
-                        b->error = -ENOMEM;
-        }
-        if (b->error) {
-                int r = b->error;
-                strv_free(b->v);
-                *b = (struct strv_builder){};
-                return r;
-        }
-        *ret = b->v;
-        *b = (struct strv_builder){};
-        return 0;
-}
+#include "strv-builder.h"
 
 void qemu_cmd_done(struct qemu_cmd *c) {
         strv_free(c->argv);
@@ -97,22 +32,22 @@ static const char *env_get(char *const *env, const char *name) {
 int qemu_control_args(const char *state_dir, bool allow_reboot, bool nographic, char ***ret) {
         struct strv_builder b = {};
 
-        sb_add(&b, "-qmp");
-        sb_addf(&b, "unix:%s/" QEMU_QMP_NAME ",server=on,wait=off", state_dir);
-        sb_add(&b, "-monitor");
-        sb_addf(&b, "unix:%s/" QEMU_MONITOR_NAME, state_dir);
-        sb_add(&b, "-S");
-        sb_add(&b, "-device");
-        sb_add(&b, "virtio-serial,id=" QEMU_VSERIAL_ID);
-        sb_add(&b, "-device");
-        sb_add(&b, "virtio-rng-pci");
-        sb_add(&b, "-serial");
-        sb_add(&b, "stdio");
+        strv_builder_add(&b, "-qmp");
+        strv_builder_addf(&b, "unix:%s/" QEMU_QMP_NAME ",server=on,wait=off", state_dir);
+        strv_builder_add(&b, "-monitor");
+        strv_builder_addf(&b, "unix:%s/" QEMU_MONITOR_NAME, state_dir);
+        strv_builder_add(&b, "-S");
+        strv_builder_add(&b, "-device");
+        strv_builder_add(&b, "virtio-serial,id=" QEMU_VSERIAL_ID);
+        strv_builder_add(&b, "-device");
+        strv_builder_add(&b, "virtio-rng-pci");
+        strv_builder_add(&b, "-serial");
+        strv_builder_add(&b, "stdio");
         if (!allow_reboot)
-                sb_add(&b, "-no-reboot");
+                strv_builder_add(&b, "-no-reboot");
         if (nographic)
-                sb_add(&b, "-nographic");
-        return sb_finish(&b, ret);
+                strv_builder_add(&b, "-nographic");
+        return strv_builder_finish(&b, ret);
 }
 
 /* One QMP command line: {"execute": @cmd, "arguments": @args} (takes @args). */
@@ -151,7 +86,7 @@ int qemu_shell_setup_commands(const char *state_dir, char ***ret) {
                 json_object_object_add(chardev, "backend", backend);
         }
         json_object_put(file);
-        sb_add_owned(&b, chardev ? qmp_command("chardev-add", TAKE_PTR(chardev)) : NULL);
+        strv_builder_add_owned(&b, chardev ? qmp_command("chardev-add", TAKE_PTR(chardev)) : NULL);
 
         device = json_object_new_object();
         if (device) {
@@ -159,7 +94,7 @@ int qemu_shell_setup_commands(const char *state_dir, char ***ret) {
                 json_object_object_add(device, "chardev", json_object_new_string("shell"));
                 json_object_object_add(device, "bus", json_object_new_string(QEMU_VSERIAL_ID ".0"));
         }
-        sb_add_owned(&b, device ? qmp_command("device_add", TAKE_PTR(device)) : NULL);
+        strv_builder_add_owned(&b, device ? qmp_command("device_add", TAKE_PTR(device)) : NULL);
 
         /* A second virtconsole, hvc1, for people: a guest that runs a shell
          * there (vigil's tiny guest does) is reachable with `vigil shell`
@@ -181,16 +116,16 @@ int qemu_shell_setup_commands(const char *state_dir, char ***ret) {
                 json_object_object_add(chardev, "id", json_object_new_string("vigil-debug"));
                 json_object_object_add(chardev, "backend", backend);
         }
-        sb_add_owned(&b, chardev ? qmp_command("chardev-add", TAKE_PTR(chardev)) : NULL);
+        strv_builder_add_owned(&b, chardev ? qmp_command("chardev-add", TAKE_PTR(chardev)) : NULL);
         device = json_object_new_object();
         if (device) {
                 json_object_object_add(device, "driver", json_object_new_string("virtconsole"));
                 json_object_object_add(device, "chardev", json_object_new_string("vigil-debug"));
                 json_object_object_add(device, "bus", json_object_new_string(QEMU_VSERIAL_ID ".0"));
         }
-        sb_add_owned(&b, device ? qmp_command("device_add", TAKE_PTR(device)) : NULL);
-        sb_add_owned(&b, qmp_command("cont", NULL));
-        return sb_finish(&b, ret);
+        strv_builder_add_owned(&b, device ? qmp_command("device_add", TAKE_PTR(device)) : NULL);
+        strv_builder_add_owned(&b, qmp_command("cont", NULL));
+        return strv_builder_finish(&b, ret);
 }
 
 /* The environment both kinds get: host env with our variables replacing any
@@ -204,14 +139,15 @@ static int build_env(const struct machine_config *c, char *const *host_env, char
                 for (size_t i = 0; i < ELEMENTSOF(ours) && !skip; i++)
                         skip = env_sets(*e, ours[i]);
                 if (!skip)
-                        sb_add(&b, *e);
+                        strv_builder_add(&b, *e);
         }
-        sb_addf(&b, "TMPDIR=%s", c->state_dir);
-        sb_addf(&b, "SHARED_DIR=%s", c->shared_dir);
-        sb_add(&b, "USE_TMPDIR=1");
+        strv_builder_addf(&b, "TMPDIR=%s", c->state_dir);
+        strv_builder_addf(&b, "SHARED_DIR=%s", c->shared_dir);
+        strv_builder_add(&b, "USE_TMPDIR=1");
         for (size_t i = 0; i < c->n_vlans; i++)
-                sb_addf(&b, "QEMU_VDE_SOCKET_%llu=%s", (unsigned long long) c->vlans[i].nr, c->vlans[i].socket);
-        return sb_finish(&b, ret);
+                strv_builder_addf(&b, "QEMU_VDE_SOCKET_%llu=%s", (unsigned long long) c->vlans[i].nr,
+                                  c->vlans[i].socket);
+        return strv_builder_finish(&b, ret);
 }
 
 /* Both kinds of VM run in the state dir with the same environment. Takes
@@ -219,7 +155,7 @@ static int build_env(const struct machine_config *c, char *const *host_env, char
 static int cmd_finish(const struct machine_config *c, char *const *host_env, struct strv_builder *argv,
                       struct qemu_cmd *ret) {
         struct qemu_cmd cmd = {};
-        int r = sb_finish(argv, &cmd.argv);
+        int r = strv_builder_finish(argv, &cmd.argv);
 
         if (r >= 0)
                 r = build_env(c, host_env, &cmd.env);
@@ -267,9 +203,9 @@ int qemu_build_start_script(const struct machine_config *c, bool allow_reboot, c
                 *p++ = ' ';
                 p = stpcpy(p, *a);
         }
-        sb_add(&b, "/bin/sh");
-        sb_add(&b, "-c");
-        sb_add_owned(&b, line);
+        strv_builder_add(&b, "/bin/sh");
+        strv_builder_add(&b, "-c");
+        strv_builder_add_owned(&b, line);
         return cmd_finish(c, host_env, &b, ret);
 }
 
@@ -289,51 +225,52 @@ int qemu_build_direct(const struct machine_config *c, const char *accel, bool al
         r = qemu_control_args(c->state_dir, allow_reboot, true, &ctl);
         if (r < 0)
                 return r;
-        sb_add(&b, c->binary);
-        sb_add(&b, "-name");
-        sb_add(&b, c->name);
+        strv_builder_add(&b, c->binary);
+        strv_builder_add(&b, "-name");
+        strv_builder_add(&b, c->name);
         /* -nodefaults: no default NIC (user-mode networking could reach off-host),
          * no default serial/monitor competing with ours. */
-        sb_add(&b, "-nodefaults");
-        sb_add(&b, "-accel");
-        sb_add(&b, accel);
-        sb_add(&b, "-m");
-        sb_addf(&b, "%llu", (unsigned long long) c->memory_mb);
-        sb_add(&b, "-smp");
-        sb_addf(&b, "%llu", (unsigned long long) c->cpus);
-        sb_add(&b, "-kernel");
-        sb_add(&b, c->kernel);
+        strv_builder_add(&b, "-nodefaults");
+        strv_builder_add(&b, "-accel");
+        strv_builder_add(&b, accel);
+        strv_builder_add(&b, "-m");
+        strv_builder_addf(&b, "%llu", (unsigned long long) c->memory_mb);
+        strv_builder_add(&b, "-smp");
+        strv_builder_addf(&b, "%llu", (unsigned long long) c->cpus);
+        strv_builder_add(&b, "-kernel");
+        strv_builder_add(&b, c->kernel);
         if (c->initrd) {
-                sb_add(&b, "-initrd");
-                sb_add(&b, c->initrd);
+                strv_builder_add(&b, "-initrd");
+                strv_builder_add(&b, c->initrd);
         }
         if (c->append) {
-                sb_add(&b, "-append");
-                sb_add(&b, c->append);
+                strv_builder_add(&b, "-append");
+                strv_builder_add(&b, c->append);
         }
         if (c->disk) {
-                sb_add(&b, "-drive");
-                sb_addf(&b, "index=1,id=drive1,if=none,file=%s,format=%s,cache=writeback,werror=report", c->disk,
-                        disk_format(c->disk));
-                sb_add(&b, "-device");
-                sb_add(&b, "virtio-blk-pci,bootindex=1,serial=root,drive=drive1");
+                strv_builder_add(&b, "-drive");
+                strv_builder_addf(&b, "index=1,id=drive1,if=none,file=%s,format=%s,cache=writeback,werror=report",
+                                  c->disk, disk_format(c->disk));
+                strv_builder_add(&b, "-device");
+                strv_builder_add(&b, "virtio-blk-pci,bootindex=1,serial=root,drive=drive1");
         }
         for (size_t i = 0, k = 1; i < c->n_vlans; i++) {
                 if (!c->vlans[i].mac)
                         continue;
-                sb_add(&b, "-device");
+                strv_builder_add(&b, "-device");
                 /* romfile=: no iPXE option ROM, the kernel is loaded directly. */
-                sb_addf(&b, "virtio-net-pci,netdev=vlan%zu,mac=%s,id=nic%zu,romfile=", k, c->vlans[i].mac, k);
-                sb_add(&b, "-netdev");
-                sb_addf(&b, "vde,id=vlan%zu,sock=%s", k, c->vlans[i].socket);
+                strv_builder_addf(&b, "virtio-net-pci,netdev=vlan%zu,mac=%s,id=nic%zu,romfile=", k, c->vlans[i].mac,
+                                  k);
+                strv_builder_add(&b, "-netdev");
+                strv_builder_addf(&b, "vde,id=vlan%zu,sock=%s", k, c->vlans[i].socket);
                 k++;
         }
-        sb_add(&b, "-virtfs");
-        sb_addf(&b, "local,path=%s,security_model=none,mount_tag=shared", c->shared_dir);
-        sb_add(&b, "-virtfs");
-        sb_addf(&b, "local,path=%s/xchg,security_model=none,mount_tag=xchg", c->state_dir);
-        sb_addv(&b, ctl);
-        sb_addv(&b, c->extra_args);
+        strv_builder_add(&b, "-virtfs");
+        strv_builder_addf(&b, "local,path=%s,security_model=none,mount_tag=shared", c->shared_dir);
+        strv_builder_add(&b, "-virtfs");
+        strv_builder_addf(&b, "local,path=%s/xchg,security_model=none,mount_tag=xchg", c->state_dir);
+        strv_builder_addv(&b, ctl);
+        strv_builder_addv(&b, c->extra_args);
         return cmd_finish(c, host_env, &b, ret);
 }
 

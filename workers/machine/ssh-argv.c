@@ -17,6 +17,7 @@
 
 #include "macro.h"
 #include "ssh-argv.h"
+#include "strv-builder.h"
 
 const char ssh_backdoor_command[] =
         "export USER=\"$(id -un)\" PAGER=; if [ -e /etc/profile ]; then set +u; . /etc/profile; fi >/dev/null 2>&1; "
@@ -338,46 +339,14 @@ int ssh_control_path(const char *state_dir, char *buf, size_t size) {
         return 0;
 }
 
-struct argv_builder {
-        char **v;
-        size_t n, alloc;
-        int error;
-};
-
-_printf_(2, 3) static void add(struct argv_builder *b, const char *fmt, ...) {
-        va_list ap;
-        char *s;
-
-        if (b->error < 0)
-                return;
-        if (b->n + 2 > b->alloc) {
-                size_t a = MAX(b->alloc * 2, (size_t) 48);
-                char **p = realloc(b->v, a * sizeof *p);
-                if (!p) {
-                        b->error = -ENOMEM;
-                        return;
-                }
-                b->v = p;
-                b->alloc = a;
-        }
-        va_start(ap, fmt);
-        if (vasprintf(&s, fmt, ap) < 0)
-                b->error = -ENOMEM;
-        else {
-                b->v[b->n++] = s;
-                b->v[b->n] = NULL;
-        }
-        va_end(ap);
-}
-
-static void add_opt(struct argv_builder *b, const char *opt) {
-        add(b, "-o");
-        add(b, "%s", opt);
+static void add_opt(struct strv_builder *b, const char *opt) {
+        strv_builder_addf(b, "-o");
+        strv_builder_addf(b, "%s", opt);
 }
 
 int ssh_build_argv(const struct ssh_target *t, const char *state_dir, enum ssh_role role, const char *command,
                    char ***ret) {
-        struct argv_builder b = {};
+        struct strv_builder b = {};
         char control[128];
         int r;
 
@@ -389,30 +358,30 @@ int ssh_build_argv(const struct ssh_target *t, const char *state_dir, enum ssh_r
         if (r < 0)
                 return r;
 
-        add(&b, "ssh");
+        strv_builder_addf(&b, "ssh");
         for (size_t i = 0; i < ELEMENTSOF(role_table[role].flags) && role_table[role].flags[i]; i++)
-                add(&b, "%s", role_table[role].flags[i]);
+                strv_builder_addf(&b, "%s", role_table[role].flags[i]);
         /* First value wins in OpenSSH (command line before ssh_config), so
          * what the contract needs comes first. */
         add_opt(&b, "BatchMode=yes");
-        add(&b, "-o");
-        add(&b, "ControlPath=%s", control);
+        strv_builder_addf(&b, "-o");
+        strv_builder_addf(&b, "ControlPath=%s", control);
         switch (t->known_hosts) {
         case SSH_KNOWN_HOSTS_STRICT:
                 add_opt(&b, "StrictHostKeyChecking=yes");
                 break;
         case SSH_KNOWN_HOSTS_ACCEPT_NEW:
                 add_opt(&b, "StrictHostKeyChecking=accept-new");
-                add(&b, "-o");
-                add(&b, "UserKnownHostsFile=%s/" SSH_KNOWN_HOSTS_NAME, state_dir);
+                strv_builder_addf(&b, "-o");
+                strv_builder_addf(&b, "UserKnownHostsFile=%s/" SSH_KNOWN_HOSTS_NAME, state_dir);
                 add_opt(&b, "GlobalKnownHostsFile=/dev/null");
                 /* Readable by people (Debian's ssh_config hashes host names). */
                 add_opt(&b, "HashKnownHosts=no");
                 break;
         case SSH_KNOWN_HOSTS_FILE:
                 add_opt(&b, "StrictHostKeyChecking=yes");
-                add(&b, "-o");
-                add(&b, "UserKnownHostsFile=%s", t->known_hosts_file);
+                strv_builder_addf(&b, "-o");
+                strv_builder_addf(&b, "UserKnownHostsFile=%s", t->known_hosts_file);
                 add_opt(&b, "GlobalKnownHostsFile=/dev/null");
                 break;
         case _SSH_KNOWN_HOSTS_MAX:
@@ -430,33 +399,28 @@ int ssh_build_argv(const struct ssh_target *t, const char *state_dir, enum ssh_r
                 add_opt(&b, "ForwardX11=no");
         }
         if (t->identity_file) {
-                add(&b, "-i");
-                add(&b, "%s", t->identity_file);
+                strv_builder_addf(&b, "-i");
+                strv_builder_addf(&b, "%s", t->identity_file);
                 add_opt(&b, "IdentitiesOnly=yes");
         }
         if (t->proxy_jump) {
-                add(&b, "-J");
-                add(&b, "%s", t->proxy_jump);
+                strv_builder_addf(&b, "-J");
+                strv_builder_addf(&b, "%s", t->proxy_jump);
         }
         if (t->port > 0) {
-                add(&b, "-p");
-                add(&b, "%u", t->port);
+                strv_builder_addf(&b, "-p");
+                strv_builder_addf(&b, "%u", t->port);
         }
-        add(&b, "-l");
-        add(&b, "%s", t->user ?: "root");
+        strv_builder_addf(&b, "-l");
+        strv_builder_addf(&b, "%s", t->user ?: "root");
         for (char **o = t->options; o && *o; o++)
                 add_opt(&b, *o);
         /* Defaults the user's options may override. */
-        add(&b, "-o");
-        add(&b, "ConnectTimeout=%u", t->connect_timeout_s ?: SSH_CONNECT_TIMEOUT_DEFAULT);
+        strv_builder_addf(&b, "-o");
+        strv_builder_addf(&b, "ConnectTimeout=%u", t->connect_timeout_s ?: SSH_CONNECT_TIMEOUT_DEFAULT);
         add_opt(&b, "LogLevel=ERROR");
-        add(&b, "%s", t->host);
+        strv_builder_addf(&b, "%s", t->host);
         if (command)
-                add(&b, "%s", command);
-        if (b.error < 0) {
-                strv_free(b.v);
-                return b.error;
-        }
-        *ret = b.v;
-        return 0;
+                strv_builder_addf(&b, "%s", command);
+        return strv_builder_finish(&b, ret);
 }

@@ -78,7 +78,7 @@ with tempfile.TemporaryDirectory() as d:
            env={"startScripts": notexec, "testScript": script}, argv0="nixos-test-driver")
     expect("reference: output dir missing", ["-o", os.path.join(d, "nodir")], "is not a directory",
            env={"startScripts": execok, "testScript": script}, argv0="nixos-test-driver")
-    expect("reference: containers refused", [], "nspawn",
+    expect("reference: container names without their start scripts", [], "containerStartScripts lists 0",
            env={"containerNames": "c1", "testScript": script}, argv0="nixos-test-driver")
 
 done()

@@ -91,6 +91,19 @@ static inline size_t strv_length(char *const *v) {
         return n;
 }
 
+/* A deep copy of @v (NULL: an empty vector); NULL when out of memory. */
+static inline char **strv_copy(char *const *v) {
+        size_t n = strv_length(v);
+        char **c = calloc(n + 1, sizeof(char *));
+
+        if (!c)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                if (!(c[i] = strdup(v[i])))
+                        return strv_free(c);
+        return c;
+}
+
 /* errno as a negative value, never 0, for "return -errno" after a libc call. */
 static inline int negative_errno(void) {
         return errno > 0 ? -errno : -EIO;

@@ -57,18 +57,6 @@ int child_spec_validate(const struct child_spec *c, char **ret_error) {
         return 0;
 }
 
-static char **strv_copy(char *const *v) {
-        size_t n = strv_length(v);
-        char **c = calloc(n + 1, sizeof(char *));
-
-        if (!c)
-                return NULL;
-        for (size_t i = 0; i < n; i++)
-                if (!(c[i] = strdup(v[i])))
-                        return strv_free(c);
-        return c;
-}
-
 int child_spec_copy(const struct child_spec *src, struct child_spec *ret) {
         struct child_spec c = {
                 .kind = src->kind,
@@ -80,7 +68,7 @@ int child_spec_copy(const struct child_spec *src, struct child_spec *ret) {
         };
 
         c.id = strdup(src->id);
-        c.args = src->args ? strv_copy(src->args) : calloc(1, sizeof(char *));
+        c.args = strv_copy(src->args);
         c.config_json = strdup(src->config_json ?: "{}");
         if (!c.id || !c.args || !c.config_json) {
                 child_spec_done(&c);

@@ -1536,12 +1536,8 @@ int run_plan_machine_struct(const struct run_plan *p, size_t node, const struct 
                      (!n->ssh.identity_file || dup_to(&c.ssh_identity_file, n->ssh.identity_file)) &&
                      (!n->ssh.known_hosts || dup_to(&c.ssh_known_hosts, n->ssh.known_hosts)) &&
                      (!n->ssh.proxy_jump || dup_to(&c.ssh_proxy_jump, n->ssh.proxy_jump));
-                if (ok && n->ssh.options) {
-                        size_t k = strv_length(n->ssh.options);
-                        ok = (c.ssh_options = calloc(k + 1, sizeof(char *))) != NULL;
-                        for (size_t i = 0; ok && i < k; i++)
-                                ok = dup_to(&c.ssh_options[i], n->ssh.options[i]);
-                }
+                if (ok && n->ssh.options)
+                        ok = (c.ssh_options = strv_copy(n->ssh.options)) != NULL;
         } else if (ok)
                 ok = machine_qemu(p, n, d, &c) && boot_cache_to(&c.boot_cache, p->boot_cache);
         if (!ok)

@@ -123,14 +123,16 @@ int guest_shell_quote(const char *s, char **ret);
 int guest_build_command(const char *command, int64_t timeout_s, char **ret);
 
 /* The fast framing (docs/machine.md, "Fast path"), fork-only: the command
- * runs in a process substitution of the backdoor shell (a subshell, no exec
- * of bash), its stdout a pipe that the backdoor shell itself reads to EOF
- * with the `read` builtin, as base64 does in the reference, so a background
- * job holding stdout blocks alike. The reading is a shell function,
- * __vigil_r, which a line with @define true defines first (once per shell:
- * bash reads its script a byte at a time, so a short line is a fast one):
- *   exec {__vigil_fd}< <(BASH_ARGV0=bash; ...; set -euo pipefail; eval 'CMD'); __vigil_r [N]
- * A line with @define false on a shell without the function (a fresh one)
+ * runs as the first element of a pipeline in the backdoor shell (a subshell,
+ * no exec of bash), its stdout a pipe that the backdoor shell itself reads
+ * to EOF with the `read` builtin (`lastpipe`, job control off), as base64
+ * does in the reference, so a background job holding stdout blocks alike;
+ * the status is ${PIPESTATUS[0]}. The reading is a shell function,
+ * __vigil_r, which a line with @define true defines first with __vigil_e
+ * (once per shell: bash reads its script a byte at a time, so a short line
+ * is a fast one):
+ *   { BASH_ARGV0=bash; ...; set -euo pipefail; eval 'CMD'; } | __vigil_r [N]; __vigil_e "${PIPESTATUS[@]}"
+ * A line with @define false on a shell without the functions (a fresh one)
  * answers NUL '?' (a protocol error naming it). The reply is the output,
  * then the status line in the same round trip:
  *   output := (byte other than NUL | NUL '.')* (NUL '\n' | NUL '+' base64 NUL '\n')
@@ -139,8 +141,7 @@ int guest_build_command(const char *command, int64_t timeout_s, char **ret);
  * (the builtins read a pipe byte by byte). timeout_s > 0 adds a builtin-only
  * watchdog standing in for coreutils `timeout N` (status 124); 0 is no
  * timeout, as for `timeout 0`. Nothing is left in the guest but the
- * function: no file, no variable, no fd. A guest without /dev/fd answers
- * NUL '!'. */
+ * functions: no file, no variable, no fd. */
 #define GUEST_FAST_CHUNK   4096
 #define GUEST_FAST_CHUNKS  1
 #define GUEST_FAST_RAW_MAX (GUEST_FAST_CHUNK * GUEST_FAST_CHUNKS)

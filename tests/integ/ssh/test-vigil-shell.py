@@ -41,7 +41,8 @@ with subtest("the test's own shells keep working while people use vigil shell"):
         t.assertEqual(remote.succeed("echo ok"), "ok\n")
         t.assertEqual(vm.succeed("echo ok"), "ok\n")
         n += 1
-        Path("@COUNT@").write_text(f"{n}\n")
+        Path("@COUNT@.new").write_text(f"{n}\n")
+        Path("@COUNT@.new").replace("@COUNT@")  # whole, never half-written
         time.sleep(0.05)
     t.assertTrue(Path("@DONE@").exists(), "the harness finished in time")
     print(f"FIGURE test_rounds_during_shells {n}", flush=True)

@@ -198,7 +198,8 @@ static void test_stress(struct shell *sh) {
 int main(void) {
         struct shell sh = {};
 
-        if (access("/bin/bash", X_OK) < 0 && access("/usr/bin/bash", X_OK) < 0 && system("command -v bash >/dev/null")) {
+        if (access("/bin/bash", X_OK) < 0 && access("/usr/bin/bash", X_OK) < 0 &&
+            system("command -v bash >/dev/null")) {
                 printf("1..0 # SKIP no bash on this host\n");
                 return 77;
         }

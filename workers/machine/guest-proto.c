@@ -584,8 +584,9 @@ _Static_assert(GUEST_FAST_CHUNK == 4096 && GUEST_FAST_CHUNKS == 1, "FAST_READER 
  * $BASH_SUBSHELL tells, one $SHLVL deeper, without the reader's functions or
  * `lastpipe`; stdin the backdoor's (hvc0), stdout the pipe the reader reads.
  * With a timeout it first says its pid (the watchdog's target). */
-#define FAST_COMMAND                                                                                                \
-        "{ %sBASH_ARGV0=bash; BASH_SUBSHELL=0; SHLVL=$((SHLVL + 1)); unset -f __vigil_r __vigil_e; shopt -u lastpipe; " \
+#define FAST_COMMAND                                                                                                  \
+        "{ %sBASH_ARGV0=bash; BASH_SUBSHELL=0; SHLVL=$((SHLVL + 1)); unset -f __vigil_r __vigil_e; shopt -u "         \
+        "lastpipe; "                                                                                                  \
         "set --; set -euo pipefail; eval %s; } | __vigil_r%s; __vigil_e \"${PIPESTATUS[@]}\""
 
 int guest_build_fast_call(const char *command, int64_t timeout_s, bool define, char **ret) {

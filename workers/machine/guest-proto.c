@@ -585,9 +585,8 @@ _Static_assert(GUEST_FAST_CHUNK == 4096 && GUEST_FAST_CHUNKS == 1, "FAST_READER 
  * `lastpipe`; stdin the backdoor's (hvc0), stdout the pipe the reader reads.
  * With a timeout it first says its pid (the watchdog's target). */
 #define FAST_COMMAND                                                                                                  \
-        "{ %sBASH_ARGV0=bash; BASH_SUBSHELL=0; SHLVL=$((SHLVL + 1)); unset -f __vigil_r __vigil_e; shopt -u "         \
-        "lastpipe; "                                                                                                  \
-        "set --; set -euo pipefail; eval %s; } | __vigil_r%s; __vigil_e \"${PIPESTATUS[@]}\""
+        "{ %sBASH_ARGV0=bash; BASH_SUBSHELL=0; SHLVL=$((SHLVL + 1)); unset -f __vigil_r __vigil_e; "                  \
+        "shopt -u lastpipe; set --; set -euo pipefail; eval %s; } | __vigil_r%s; __vigil_e \"${PIPESTATUS[@]}\""
 
 int guest_build_fast_call(const char *command, int64_t timeout_s, bool define, char **ret) {
         _cleanup_free_ char *quoted = NULL;

@@ -131,7 +131,7 @@ struct machine_config {
         /* "nspawn": the directory tree booted read-only with a volatile overlay. */
         char *tree;
 
-        /* "ssh": a host vigil did not start (the worker checks them: ssh-argv.h). */
+        /* "ssh": a host vigil did not start (checked by proto/ssh-target.h, in the plan and the worker). */
         char *ssh_host;
         char *ssh_user;
         uint64_t ssh_port; /* 0: ssh's own */

@@ -16,7 +16,7 @@
 #include "errmsg.h"
 #include "macro.h"
 #include "run-plan.h"
-#include "ssh-argv.h"
+#include "ssh-target.h"
 #include "worker-config.h"
 
 static const char *const backends_known[] = {"qemu", "nspawn", "ssh"};

@@ -39,7 +39,7 @@ struct run_node {
         unsigned number; /* 1-based, by sorted name */
         bool added_live; /* by create_machine() while the run goes: no SSH backdoor, as the reference */
         bool keep_state; /* create_machine(keep_machine_state=True) */
-        /* ssh: the host and how to reach it (checked by workers/machine/ssh-argv.c). */
+        /* ssh: the host and how to reach it (checked by proto/ssh-target.c, as the worker checks it). */
         struct {
                 char *host, *user, *identity_file, *known_hosts, *proxy_jump;
                 char **options;

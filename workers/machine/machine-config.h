@@ -22,7 +22,7 @@
 int machine_config_parse(const char *json, struct machine_config *ret, char *error, size_t error_size);
 void machine_config_done(struct machine_config *c);
 
-/* The "ssh" object as an SSH target (ssh-argv.h), checked; refusals name the field. */
+/* The "ssh" object as an SSH target (ssh-target.h), checked; refusals name the field. */
 int machine_config_ssh_target(const struct machine_config *c, struct ssh_target *ret, char *error, size_t size);
 
 /* "52:54:00:12:01:03": six hex pairs joined by ':'. */

@@ -100,7 +100,10 @@ def exercise(g):
         status, out = shell.execute(f"printf '%s\\n' {shlex.quote(text)}")
         check((status, out) == (0, text + "\n"), f"UTF-8 round trip -> {out!r}")
 
-        big = 200000
+        # Under the base64 of QEMU's socket send buffer (208 KiB): this test reads the reference's socket
+        # chardev, from which QEMU drops what a late reader leaves it unable to write (docs/machine.md,
+        # the file chardev vigil uses instead); 200 KB lost bytes when CI's load made the reader late.
+        big = 100000
         status, out = shell.execute(f"head -c {big} /dev/zero | tr '\\0' x")
         check(status == 0 and out == "x" * big, f"{big}-byte output -> {len(out)} bytes")
 

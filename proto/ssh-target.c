@@ -302,4 +302,3 @@ int ssh_target_from_json(json_object *o, struct ssh_target *ret, char *error, si
         in.options = (char *const *) options;
         return ssh_target_make(&in, ret, error, error_size);
 }
-

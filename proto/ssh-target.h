@@ -68,4 +68,3 @@ void ssh_target_done(struct ssh_target *t);
 bool ssh_host_valid(const char *s);
 bool ssh_user_valid(const char *s);
 const char *ssh_known_hosts_to_string(enum ssh_known_hosts k);
-

@@ -548,12 +548,13 @@ int guest_build_command(const char *command, int64_t timeout_s, char **ret) {
  * The status comes from the pipeline, never from `wait` on a process
  * substitution: bash (5.2) registers a process substitution after forking
  * it, so one that exits at once can be reaped unrecorded, and `wait` then
- * says -1 (measured: 10 in 2000 quick commands). Job control is turned off
- * (an interactive backdoor, as NixOS's on hvc0, has it on; commands ran in
- * the shell's process group with the process substitution too) so that
- * `lastpipe` runs the reader in the backdoor shell itself: one fork per
- * command, and the watchdog's pid passes to __vigil_e in __vigil_w, which it
- * unsets. The reader's other variables are local. */
+ * says -1 (measured: 10 in 2000 quick commands). `lastpipe` runs the
+ * reader in the backdoor shell itself: one fork per command, and the
+ * watchdog's pid passes to __vigil_e in __vigil_w, which it unsets. It
+ * needs job control off: NixOS's backdoor is non-interactive (bash --norc
+ * /dev/hvc0), so it is; `set +m` makes sure for a backdoor that is not
+ * (commands ran in the shell's process group with the process substitution
+ * too). The reader's other variables are local. */
 /* clang-format off */
 #define FAST_READER                                                                                     \
         "set +m; shopt -s lastpipe; "                                                                   \

@@ -84,6 +84,30 @@ int main(void) {
               "the clock command rounds to the second and remounts the shares (%s)", cmd ?: "");
         free(cmd);
 
+        CHECK(qemu_snapshot_migration_of("completed") == QEMU_SNAPSHOT_MIGRATION_COMPLETED &&
+                      qemu_snapshot_migration_of("active") == QEMU_SNAPSHOT_MIGRATION_RUNNING &&
+                      qemu_snapshot_migration_of("setup") == QEMU_SNAPSHOT_MIGRATION_RUNNING &&
+                      qemu_snapshot_migration_of("device") == QEMU_SNAPSHOT_MIGRATION_RUNNING &&
+                      qemu_snapshot_migration_of("failed") == QEMU_SNAPSHOT_MIGRATION_NONE &&
+                      qemu_snapshot_migration_of("cancelled") == QEMU_SNAPSHOT_MIGRATION_NONE &&
+                      qemu_snapshot_migration_of("") == QEMU_SNAPSHOT_MIGRATION_NONE,
+              "only a completed migration is a snapshot; one under way is asked about again");
+
+        char *text = NULL, *tmp = NULL, *path = NULL;
+        CHECK(qemu_snapshot_saving_format("/c/k/vmstate.tmp.42", "/c/k/vmstate", &text) == 0 &&
+                      qemu_snapshot_saving_parse(text, &tmp, &path) == 0 && streq(tmp, "/c/k/vmstate.tmp.42") &&
+                      streq(path, "/c/k/vmstate"),
+              "the saving marker names the temporary file and the snapshot (%s)", text ?: "");
+        free(text);
+        free(tmp);
+        free(path);
+        tmp = path = NULL;
+        CHECK(qemu_snapshot_saving_parse("/c/k/vmstate.tmp", &tmp, &path) == -EBADMSG &&
+                      qemu_snapshot_saving_parse("/a\n/b\nextra", &tmp, &path) == -EBADMSG &&
+                      qemu_snapshot_saving_parse("rel\n/b\n", &tmp, &path) == -EBADMSG && !tmp && !path,
+              "a truncated or foreign marker is refused");
+        CHECK(qemu_snapshot_saving_format("/a\nb", "/c", &text) == -EINVAL, "a path with a newline is refused");
+
         (void) unlink(kernel);
         (void) rmdir(dir);
         return tap_done();

@@ -777,6 +777,7 @@ static int qemu_attach(struct machine *m) {
         if (r < 0)
                 return r;
         q->step = STEP_RUNNING;
+        qemu_bootcache_attached(q->bootcache);
         return 1;
 }
 

@@ -4,14 +4,18 @@
  * "Boot snapshots"): which snapshot fits a boot (qemu-snapshot.c's key),
  * saving one once the guest shell first comes up (9p shares unmounted, the
  * shell queue held, QMP migrate to a file, cont, shares mounted again),
- * loading one into a QEMU started with -incoming defer, and what the guest
- * needs after a restore (resync, clock, shares). The backend calls it at its
- * start steps and hands it the answers to its QMP requests.
+ * loading one into a QEMU started with -incoming defer, what the guest
+ * needs after a restore (resync, clock, shares), and finishing a save whose
+ * worker died (the QEMU_SNAPSHOT_SAVING file in the state dir says which: the
+ * re-attached worker keeps the file only if QEMU completed the migration,
+ * lets the VM run and mounts the shares again). The backend calls it at its
+ * start steps and re-attach and hands it the answers to its QMP requests.
  */
 #include <json-c/json.h>
 #include <sys/stat.h>
 #include <time.h>
 
+#include "fs-util.h"
 #include "log.h"
 #include "qemu-bootcache.h"
 #include "qemu-snapshot.h"
@@ -22,6 +26,8 @@ enum bootcache_kind {
         BOOTCACHE_MIGRATE,                         /* a save: migrate to the cache file */
         BOOTCACHE_POLL,                            /* a save: query-migrate until done */
         BOOTCACHE_CONT,                            /* a save: let the original VM run on */
+        BOOTCACHE_RECOVER_POLL,                    /* after re-attach mid-save: query-migrate until done */
+        BOOTCACHE_RECOVER_STATUS,                  /* then query-status: cont unless running */
         _BOOTCACHE_KIND_END,
 };
 
@@ -31,9 +37,12 @@ struct qemu_bootcache {
         const struct qemu_bootcache_ops *ops;
         void *userdata;
         char key[QEMU_SNAPSHOT_KEY_LEN + 1];
-        char *dir;      /* <boot_cache>/<key> */
-        bool restoring; /* this boot loads the snapshot */
-        bool due;       /* this boot saves one once the guest shell is up */
+        char *dir;       /* <boot_cache>/<key> */
+        bool restoring;  /* this boot loads the snapshot */
+        bool due;        /* this boot saves one once the guest shell is up */
+        bool recovering; /* re-attached in the middle of a save: finish it */
+        char *tmp;       /* the save's temporary file (renamed to <dir>/vmstate once complete) */
+        char *path;      /* <dir>/vmstate */
         struct event *timer;
         unsigned long long started;
 };
@@ -44,6 +53,52 @@ static void bootcache_abort(struct qemu_bootcache *q, const char *why);
 static void bootcache_job_logged(struct shell_job *j, int error, const char *message, int status, uint8_t *output,
                                  size_t len);
 
+static char *saving_path(const struct qemu_bootcache *q) {
+        char *p;
+
+        return asprintf(&p, "%s/" QEMU_SNAPSHOT_SAVING, q->m->cfg.state_dir) < 0 ? NULL : p;
+}
+
+/* Read the QEMU_SNAPSHOT_SAVING file into q->tmp and q->path: 1 if a save was
+ * under way, 0 if not. */
+static int saving_load(struct qemu_bootcache *q) {
+        _cleanup_free_ char *marker = saving_path(q), *text = NULL;
+        int r;
+
+        if (!marker)
+                return -ENOMEM;
+        r = read_file_max(marker, 2 * 4096 + 2, &text);
+        if (r == -ENOENT)
+                return 0;
+        free(q->tmp);
+        free(q->path);
+        q->tmp = q->path = NULL;
+        if (r >= 0)
+                r = qemu_snapshot_saving_parse(text, &q->tmp, &q->path);
+        if (r < 0) {
+                log_warning("Boot cache: ignoring the unreadable %s: %s", marker, strerror(-r));
+                (void) unlink(marker);
+                return 0;
+        }
+        return 1;
+}
+
+/* A new QEMU starts: a save of the previous one that nobody finished (its
+ * QEMU died with its worker) leaves no snapshot, only its temporary file. */
+static void bootcache_forget_save(struct qemu_bootcache *q) {
+        _cleanup_free_ char *marker = NULL;
+
+        if (saving_load(q) > 0) {
+                log_info("Boot cache: removing %s, left by a save that did not finish", q->tmp);
+                (void) unlink(q->tmp);
+                if ((marker = saving_path(q)))
+                        (void) unlink(marker);
+        }
+        free(q->tmp);
+        free(q->path);
+        q->tmp = q->path = NULL;
+}
+
 /* Which snapshot fits this boot: none (cache off), one to load (restoring:
  * QEMU waits for it with -incoming defer), or one to save once the guest
  * shell is up. */
@@ -52,10 +107,11 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd) {
         _cleanup_free_ char *text = NULL, *path = NULL;
         int r;
 
-        q->restoring = q->due = false;
+        q->restoring = q->due = q->recovering = false;
         q->key[0] = 0;
         free(q->dir);
         q->dir = NULL;
+        bootcache_forget_save(q);
         if (!c->boot_cache || !*c->boot_cache)
                 return 0;
         r = qemu_snapshot_key(cmd->argv, cmd->env, c->state_dir, c->shared_dir, q->key, &text);
@@ -168,13 +224,13 @@ void qemu_bootcache_restored(struct qemu_bootcache *q) {
 
 static void bootcache_poll_cb(evutil_socket_t fd, short what, void *arg) {
         struct qemu_bootcache *q = arg;
+        int kind = q->restoring ? BOOTCACHE_INCOMING : q->recovering ? BOOTCACHE_RECOVER_POLL : BOOTCACHE_POLL;
 
-        if (qemu_control_submit(q->ctl, QEMU_QMP, q->restoring ? BOOTCACHE_INCOMING : BOOTCACHE_POLL, q->restoring,
-                                "{\"execute\": \"query-migrate\"}", 0) < 0)
+        if (qemu_control_submit(q->ctl, QEMU_QMP, kind, q->restoring, "{\"execute\": \"query-migrate\"}", 0) < 0)
                 bootcache_abort(q, "out of memory");
 }
 
-/* "status" of a query-migrate answer. */
+/* "status" of a query-migrate or query-status answer. */
 static void migrate_status(const char *reply, char *buf, size_t size) {
         json_object *o = reply ? json_tokener_parse(reply) : NULL, *ret, *st;
 
@@ -184,8 +240,29 @@ static void migrate_status(const char *reply, char *buf, size_t size) {
         json_object_put(o);
 }
 
+/* After re-attach mid-save, QEMU no longer migrating: keep the file only if
+ * the migration completed, then let the VM run. */
+static void bootcache_recover_migrated(struct qemu_bootcache *q, const char *status) {
+        if (qemu_snapshot_migration_of(status) == QEMU_SNAPSHOT_MIGRATION_COMPLETED) {
+                if (access(q->tmp, F_OK) < 0)
+                        log_info("Boot cache: the interrupted save had completed (%s)", q->path);
+                else if (rename(q->tmp, q->path) < 0) {
+                        log_warning("Boot cache: could not rename %s to %s: %m; removing it", q->tmp, q->path);
+                        (void) unlink(q->tmp);
+                } else
+                        log_info("Boot cache: saved %s (the migration completed while the worker restarted)", q->path);
+        } else {
+                log_warning("Boot cache: the interrupted save did not complete (migration %s); removing %s",
+                            status[0] ? status : "never started", q->tmp);
+                (void) unlink(q->tmp);
+        }
+        if (qemu_control_submit(q->ctl, QEMU_QMP, BOOTCACHE_RECOVER_STATUS, false, "{\"execute\": \"query-status\"}",
+                                0) < 0)
+                bootcache_abort(q, "out of memory");
+}
+
 static void bootcache_answered(struct qemu_bootcache *q, int kind, const char *reply) {
-        char status[32], path[4200], tmp[4300];
+        char status[32];
 
         switch ((enum bootcache_kind) kind) {
         case BOOTCACHE_INCOMING:
@@ -205,26 +282,45 @@ static void bootcache_answered(struct qemu_bootcache *q, int kind, const char *r
                 return;
         case BOOTCACHE_POLL:
                 migrate_status(reply, status, sizeof status);
-                if (streq(status, "failed") || streq(status, "cancelled") || !status[0]) {
+                switch (qemu_snapshot_migration_of(status)) {
+                case QEMU_SNAPSHOT_MIGRATION_NONE:
                         bootcache_abort(q, reply ?: "no answer");
                         return;
-                }
-                if (!streq(status, "completed")) {
+                case QEMU_SNAPSHOT_MIGRATION_RUNNING:
                         machine_timer_set(q->timer, 20 * USEC_PER_MSEC);
                         return;
+                case QEMU_SNAPSHOT_MIGRATION_COMPLETED:
+                        break;
                 }
-                (void) snprintf(path, sizeof path, "%s/" QEMU_SNAPSHOT_STATE, q->dir);
-                (void) snprintf(tmp, sizeof tmp, "%s.tmp", path);
-                if (rename(tmp, path) < 0) {
+                if (rename(q->tmp, q->path) < 0) {
                         bootcache_abort(q, "could not rename the saved state");
                         return;
                 }
-                log_info("Boot cache: saved %s in %.2f s", path, (double) (now_usec() - q->started) / USEC_PER_SEC);
+                log_info("Boot cache: saved %s in %.2f s", q->path, (double) (now_usec() - q->started) / USEC_PER_SEC);
                 if (qemu_control_submit(q->ctl, QEMU_QMP, BOOTCACHE_CONT, false, "{\"execute\": \"cont\"}", 0) < 0)
                         bootcache_abort(q, "out of memory");
                 return;
         case BOOTCACHE_CONT:
                 bootcache_resume_guest(q);
+                return;
+        case BOOTCACHE_RECOVER_POLL:
+                migrate_status(reply, status, sizeof status);
+                if (qemu_snapshot_migration_of(status) == QEMU_SNAPSHOT_MIGRATION_RUNNING)
+                        machine_timer_set(q->timer, 20 * USEC_PER_MSEC);
+                else
+                        bootcache_recover_migrated(q, status);
+                return;
+        case BOOTCACHE_RECOVER_STATUS:
+                /* Paused by the migration (postmigrate, or finish-migrate's end): run it. */
+                migrate_status(reply, status, sizeof status);
+                if (streq(status, "running")) {
+                        bootcache_resume_guest(q);
+                        return;
+                }
+                log_info("Boot cache: the VM is %s after the interrupted save; continuing it",
+                         status[0] ? status : "?");
+                if (qemu_control_submit(q->ctl, QEMU_QMP, BOOTCACHE_CONT, false, "{\"execute\": \"cont\"}", 0) < 0)
+                        bootcache_resume_guest(q);
                 return;
         case BOOTCACHE_LOAD:
         case _BOOTCACHE_KIND_END:
@@ -240,25 +336,39 @@ static void bootcache_job_logged(struct shell_job *j, int error, const char *mes
                             status);
 }
 
+/* The shares are back: the save is over, whatever became of it. */
+static void bootcache_remounted(struct shell_job *j, int error, const char *message, int status, uint8_t *output,
+                                size_t len) {
+        struct qemu_bootcache *q = j->userdata;
+        _cleanup_free_ char *marker = saving_path(q);
+
+        bootcache_job_logged(j, error, message, status, output, len);
+        if (marker)
+                (void) unlink(marker);
+        q->recovering = false;
+}
+
 /* The original VM runs on after the save: mount its shares again, let the
- * queue go. */
+ * queue go. After a re-attach the VM may have stood paused for a while: set
+ * its clock too. */
 static void bootcache_resume_guest(struct qemu_bootcache *q) {
         struct shell_job *j = shell_job_new(SHELL_JOB_EXEC, QEMU_SNAPSHOT_REMOUNT_COMMAND);
 
         if (j) {
                 j->timeout_s = 30;
-                j->done = bootcache_job_logged;
+                if (q->recovering)
+                        j->begin = bootcache_clock_begin;
+                j->done = bootcache_remounted;
+                j->userdata = q;
                 machine_shell_submit_first(q->m->shell, j);
         }
         machine_shell_hold(q->m->shell, false);
 }
 
 static void bootcache_abort(struct qemu_bootcache *q, const char *why) {
-        char tmp[4200];
-
         log_warning("Boot cache: not saving a snapshot: %.300s", why);
-        (void) snprintf(tmp, sizeof tmp, "%s/" QEMU_SNAPSHOT_STATE ".tmp", q->dir ?: "");
-        (void) unlink(tmp);
+        if (q->tmp)
+                (void) unlink(q->tmp);
         (void) evtimer_del(q->timer);
         /* The VM may be paused after a failed or finished migration; the
          * answer to cont lets the guest go on (bootcache_resume_guest()). */
@@ -291,7 +401,7 @@ static void bootcache_prepared(struct shell_job *j, int error, const char *messa
                 bootcache_abort(q, "could not create the snapshot directory");
                 return;
         }
-        (void) snprintf(uri, sizeof uri, "exec:cat > '%s/" QEMU_SNAPSHOT_STATE ".tmp'", q->dir);
+        (void) snprintf(uri, sizeof uri, "exec:cat > '%s'", q->tmp);
         o = json_object_new_object();
         a = json_object_new_object();
         if (o && a) {
@@ -303,6 +413,7 @@ static void bootcache_prepared(struct shell_job *j, int error, const char *messa
         json_object_put(o);
         json_object_put(a);
         q->started = now_usec();
+        log_info("Boot cache: saving a snapshot of the VM to %s", q->tmp);
         if (!json || qemu_control_submit(q->ctl, QEMU_QMP, BOOTCACHE_MIGRATE, false, json, 0) < 0)
                 bootcache_abort(q, "out of memory");
 }
@@ -312,9 +423,29 @@ void qemu_bootcache_guest_ready(struct qemu_bootcache *q) {
         struct machine *m = q->m;
         struct shell_job *j;
 
+        _cleanup_free_ char *marker = saving_path(q), *text = NULL;
+        _cleanup_fclose_ FILE *f = NULL;
+
         if (!q->due)
                 return;
         q->due = false;
+        /* A name of this QEMU's own: identical machines of one run save at once. */
+        free(q->tmp);
+        free(q->path);
+        q->path = NULL;
+        if (asprintf(&q->tmp, "%s/" QEMU_SNAPSHOT_STATE ".tmp.%lld", q->dir, (long long) machine_pid(m)) < 0 ||
+            asprintf(&q->path, "%s/" QEMU_SNAPSHOT_STATE, q->dir) < 0) {
+                q->tmp = NULL;
+                return;
+        }
+        /* Written before anything changes in the guest, removed once its shares are back. */
+        if (!marker || qemu_snapshot_saving_format(q->tmp, q->path, &text) < 0 || !(f = fopen(marker, "we")) ||
+            fputs(text, f) < 0 || fflush(f) != 0) {
+                log_warning("Boot cache: not saving a snapshot: could not write %s", marker ?: "the marker");
+                if (marker)
+                        (void) unlink(marker);
+                return;
+        }
         j = shell_job_new(SHELL_JOB_EXEC, QEMU_SNAPSHOT_PREPARE_COMMAND);
         if (!j)
                 return;
@@ -344,6 +475,18 @@ bool qemu_bootcache_failed(struct qemu_bootcache *q, const struct qemu_request *
         } else
                 bootcache_abort(q, why);
         return true;
+}
+
+void qemu_bootcache_attached(struct qemu_bootcache *q) {
+        if (saving_load(q) <= 0)
+                return;
+        log_warning("Boot cache: the previous worker died while saving a snapshot to %s; finishing the save and "
+                    "letting the VM run",
+                    q->tmp);
+        q->recovering = true;
+        /* No command before the VM runs and its shares are back. */
+        machine_shell_hold(q->m->shell, true);
+        bootcache_poll_cb(-1, 0, q);
 }
 
 void qemu_bootcache_reset(struct qemu_bootcache *q) {
@@ -377,6 +520,8 @@ struct qemu_bootcache *qemu_bootcache_free(struct qemu_bootcache *q) {
                 return NULL;
         machine_event_free(&q->timer);
         free(q->dir);
+        free(q->tmp);
+        free(q->path);
         free(q);
         return NULL;
 }

@@ -37,6 +37,10 @@ void qemu_bootcache_restored(struct qemu_bootcache *q);
 void qemu_bootcache_discard(struct qemu_bootcache *q, const char *why);
 /* The guest shell came up: save a snapshot if this boot is to. */
 void qemu_bootcache_guest_ready(struct qemu_bootcache *q);
+/* Re-attached to a running QEMU: if the previous worker died saving a
+ * snapshot, finish the save (keep the file only if the migration completed),
+ * cont the VM and mount its shares again before any queued command. */
+void qemu_bootcache_attached(struct qemu_bootcache *q);
 /* QEMU is gone: stop polling, let the shell queue go. */
 void qemu_bootcache_reset(struct qemu_bootcache *q);
 /* The answer to / failure of one of its requests: true if it was one. */

@@ -170,3 +170,43 @@ int qemu_snapshot_clock_command(unsigned long long usec, char **ret) {
         *ret = s;
         return 0;
 }
+
+enum qemu_snapshot_migration qemu_snapshot_migration_of(const char *status) {
+        static const char *const none[] = {"", "none", "failed", "cancelled", "cancelling"};
+
+        if (streq(status, "completed"))
+                return QEMU_SNAPSHOT_MIGRATION_COMPLETED;
+        for (size_t i = 0; i < ELEMENTSOF(none); i++)
+                if (streq(status, none[i]))
+                        return QEMU_SNAPSHOT_MIGRATION_NONE;
+        return QEMU_SNAPSHOT_MIGRATION_RUNNING;
+}
+
+int qemu_snapshot_saving_format(const char *tmp, const char *path, char **ret) {
+        char *s;
+
+        if (tmp[0] != '/' || path[0] != '/' || strchr(tmp, '\n') || strchr(path, '\n'))
+                return -EINVAL;
+        if (asprintf(&s, "%s\n%s\n", tmp, path) < 0)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+int qemu_snapshot_saving_parse(const char *text, char **ret_tmp, char **ret_path) {
+        const char *nl = strchr(text, '\n'), *end;
+        _cleanup_free_ char *tmp = NULL, *path = NULL;
+
+        if (!nl || text[0] != '/' || nl[1] != '/')
+                return -EBADMSG;
+        end = strchr(nl + 1, '\n');
+        if (!end || end[1])
+                return -EBADMSG;
+        tmp = strndup(text, nl - text);
+        path = strndup(nl + 1, end - nl - 1);
+        if (!tmp || !path)
+                return -ENOMEM;
+        *ret_tmp = TAKE_PTR(tmp);
+        *ret_path = TAKE_PTR(path);
+        return 0;
+}

@@ -1,0 +1,135 @@
+#!/usr/bin/python3
+# Proves that a machine worker SIGKILLed while it saves a boot snapshot leaves neither a paused VM nor a partial
+# snapshot: the re-attached worker lets the VM run with its shares and clock, and a later run restores or boots cold.
+# It matters because a save pauses the guest and unmounts its shares, and a worker can die at any moment.
+import glob
+import os
+import signal
+import time
+
+from vmtest import Test
+
+SAVING = "Boot cache: saving a snapshot of the VM to "
+
+
+def wait_log(t, needle, start, timeout=300):
+    """Poll the worker log (from offset start) for needle; return True as soon as it shows."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in t.worker_log()[start:]:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def kill_worker(m):
+    """SIGKILL the worker and wait until minisup has restarted it and the new one is ready."""
+    restarts = m.restarts
+    os.kill(m.proc.pid, signal.SIGKILL)
+    with m.lock:
+        m.cond.wait_for(lambda: m.restarts > restarts, 60)
+    m.wait_ready(timeout=60)
+
+
+def check_guest(t, m, what):
+    t.check(m.execute("echo alive", timeout=120) == (0, b"alive\n"), "%s: the guest answers commands" % what)
+    m.first_answer = time.monotonic()
+    before = time.time()
+    guest_now = int(m.execute("date +%s", timeout=120)[1])
+    after = time.time()
+    t.check(before - 3 <= guest_now <= after + 2, "%s: the guest's clock is now (%d within [%.1f, %.1f])" %
+            (what, guest_now, before, after))
+    mounts = m.execute("grep -c ' 9p ' /proc/mounts", timeout=120)[1].strip()
+    t.check(mounts == b"2", "%s: both 9p shares are mounted, once each (%r)" % (what, mounts))
+    with open(os.path.join(t.shared, "to-guest"), "w") as f:
+        f.write("hello %s\n" % what)
+    out = m.execute("cat /tmp/xchg/to-guest && echo back > /tmp/xchg/from-guest", timeout=120)
+    t.check(out == (0, ("hello %s\n" % what).encode()), "%s: a file reaches the guest through xchg (%r)" % (what, out))
+    with open(os.path.join(t.shared, "from-guest")) as f:
+        t.check(f.read() == "back\n", "%s: a file comes back through xchg" % what)
+    # Checked last: QEMU's live migration runs the guest until its final pause.
+    t.check(b'"running"' in m.call("M_QMP", '{"execute": "query-status"}').data, "%s: QEMU runs the VM" % what)
+
+
+def kill_during_save(t, cache, needle, what):
+    """Boot cold with cache, SIGKILL the worker when the log shows needle, re-attach; the VM must be whole."""
+    start = len(t.worker_log())
+    m = t.machine(boot_cache=cache)
+    seq = m.send("M_CONNECT", -1)
+    seen = wait_log(t, needle, start)
+    t.check(seen, "%s: the worker announced the save" % what)
+    if not seen:
+        return m
+    t0 = time.monotonic()
+    kill_worker(m)
+    try:
+        m.result(seq, timeout=300)
+    except Exception:  # noqa: BLE001 - the connect may fail with the restart; either is fine
+        pass
+    t.check(m.restarts == 1, "%s: the worker was restarted once" % what)
+    check_guest(t, m, what)
+    print("# %s: kill -> first command answered %.2f s" % (what, m.first_answer - t0), flush=True)
+    log = t.worker_log()[start:]
+    t.check("died while saving a snapshot" in log, "%s: the new worker saw the interrupted save" % what)
+    t.check(not glob.glob(cache + "/*/vmstate.tmp*"), "%s: no temporary snapshot file is left" % what,
+            glob.glob(cache + "/*/*"))
+    return m
+
+
+def body(t):
+    t.shared = os.path.join(t.tmp, "vm-state-alpha", "xchg")  # the guest's /tmp/xchg
+
+    # 1. Killed while QEMU migrates the VM to the temporary file (the VM is paused).
+    cache = os.path.join(t.tmp, "cache-migrating")
+    m = kill_during_save(t, cache, SAVING, "killed mid-migration")
+    saved = glob.glob(cache + "/*/vmstate")
+    print("# after the kill mid-migration the cache holds %s" % [os.path.basename(p) for p in saved], flush=True)
+    m.call("M_SHUTDOWN")
+    m.close()
+
+    # The same cache again: a complete snapshot restores, or none is there and the VM boots cold.
+    start = len(t.worker_log())
+    m = t.machine(boot_cache=cache)
+    m.connect()
+    log = t.worker_log()[start:]
+    t.check("failed (QEMU" not in log, "a second run never tries a partial snapshot")
+    if saved:
+        t.check("Boot cache: restored" in log, "a second run restores the snapshot the interrupted save completed")
+    else:
+        t.check("no snapshot for this VM" in log, "a second run boots cold")
+    check_guest(t, m, "second run")
+    m.call("M_SHUTDOWN")
+    m.close()
+
+    # 2. Killed after the snapshot was renamed into place, before the VM was continued.
+    cache = os.path.join(t.tmp, "cache-saved")
+    m = kill_during_save(t, cache, "Boot cache: saved ", "killed after the save")
+    t.check(len(glob.glob(cache + "/*/vmstate")) == 1, "the completed snapshot is kept")
+    m.call("M_SHUTDOWN")
+    m.close()
+
+    # 3. Killed mid-migration together with QEMU (vigil itself SIGKILLed): the next start forgets the save.
+    cache = os.path.join(t.tmp, "cache-gone")
+    start = len(t.worker_log())
+    m = t.machine(boot_cache=cache)
+    seq = m.send("M_CONNECT", -1)
+    t.check(wait_log(t, SAVING, start), "QEMU and worker killed: the worker announced the save")
+    tmp = t.worker_log()[start:].split(SAVING, 1)[1].split("\n", 1)[0]
+    m.procs["qemu"].kill()
+    kill_worker(m)
+    try:
+        m.result(seq, timeout=300)
+    except Exception:  # noqa: BLE001
+        pass
+    start = len(t.worker_log())
+    m.connect()
+    log = t.worker_log()[start:]
+    t.check("no snapshot for this VM" in log, "with QEMU gone, the next start boots cold")
+    t.check("left by a save that did not finish" in log and not os.path.exists(tmp),
+            "and removes the dead save's temporary file (%s)" % tmp)
+    t.check(m.execute("echo up") == (0, b"up\n"), "and the machine works")
+    m.call("M_SHUTDOWN")
+
+
+t = Test()
+t.run(body)

@@ -26,8 +26,8 @@
  * still mounted is left alone (a save interrupted before or during the
  * unmounts, finished by a re-attached worker). */
 #define QEMU_SNAPSHOT_REMOUNT_COMMAND                                                                                 \
-        "[ -f /run/vigil-9p ] || exit 0; while read -r src dst fstype opts rest; do "                                 \
-        "grep -qF \" $dst 9p \" /proc/mounts || mount -t 9p -o \"$opts\" \"$src\" \"$dst\" || exit 1; "               \
+        "[ -f /run/vigil-9p ] || exit 0; mapfile -t m </proc/mounts; while read -r src dst fstype opts rest; do "     \
+        "[[ \" ${m[*]} \" == *\" $dst 9p \"* ]] || mount -t 9p -o \"$opts\" \"$src\" \"$dst\" || exit 1; "            \
         "done < /run/vigil-9p"
 
 /* The key of a VM: a hash of @argv and @env entries that shape it (QEMU_*),

@@ -293,7 +293,7 @@ static void shell_err_cb(evutil_socket_t fd, short what, void *arg) {
                 machine_proc_forget_fd(n->shell_proc, STORE_SHELL_ERR);
                 return;
         }
-        machine_console_feed(n->m, buf, (size_t) k);
+        machine_console_feed(n->m->console, buf, (size_t) k);
 }
 
 /* The reference's shell, nsenter into the container's init with /bin/sh and
@@ -417,12 +417,12 @@ static void console_cb(evutil_socket_t fd, short what, void *arg) {
         if (k < 0 && (errno == EAGAIN || errno == EINTR))
                 return;
         if (k <= 0) {
-                machine_console_eof(n->m);
+                machine_console_eof(n->m->console);
                 machine_event_free(&n->console_ev);
                 n->console_fd = safe_close(n->console_fd);
                 return;
         }
-        machine_console_feed(n->m, buf, (size_t) k);
+        machine_console_feed(n->m->console, buf, (size_t) k);
         scan_init_mark(n, buf, (size_t) k);
         scan_script_lines(n, buf, (size_t) k);
 }
@@ -434,10 +434,10 @@ static void drain_console(struct nspawn *n) {
                 ssize_t k = read(n->console_fd, buf, sizeof buf);
                 if (k <= 0)
                         break;
-                machine_console_feed(n->m, buf, (size_t) k);
+                machine_console_feed(n->m->console, buf, (size_t) k);
         }
         if (n->console_fd >= 0)
-                machine_console_eof(n->m);
+                machine_console_eof(n->m->console);
 }
 
 /* ---- start ---- */
@@ -808,7 +808,7 @@ static void nspawn_exited(struct nspawn *n, const struct msg_proc_exit *e) {
         log_event(LOG_INFO, LOG_EVENT_EXITED, NULL, "%s (pid %lld) exited: %s",
                   n->script ? "the container's start script" : "systemd-nspawn", (long long) e->pid, how);
         if (n->step != STEP_RUNNING && n->step != STEP_IDLE) {
-                machine_tail_describe(m, tail, sizeof tail);
+                machine_console_describe_tail(m->console, tail, sizeof tail);
                 inst = nspawn_read_long("/proc/sys/fs/inotify/max_user_instances");
                 if (inst >= 0 && inst < NSPAWN_INOTIFY_INSTANCES)
                         (void) snprintf(hint, sizeof hint,

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "console-log.h"
 #include "fd-util.h"
 #include "log.h"
 #include "machine.h"
@@ -136,7 +137,7 @@ static void close_all(struct qemu *q, bool forget) {
 static int stderr_line(const char *line, size_t len, void *userdata) {
         struct qemu *q = userdata;
         if (len > 0)
-                machine_stderr_line(q->m, line);
+                machine_console_stderr_line(q->m->console, line);
         return 0;
 }
 
@@ -151,9 +152,9 @@ static ssize_t console_read(struct qemu *q) {
         ssize_t n = machine_read_some(q->console_fd, buf, sizeof buf);
 
         if (n > 0)
-                machine_console_feed(q->m, buf, (size_t) n);
+                machine_console_feed(q->m->console, buf, (size_t) n);
         else if (n < 0) {
-                machine_console_eof(q->m);
+                machine_console_eof(q->m->console);
                 stream_stop(&q->console_ev, &q->console_fd);
         }
         return n;
@@ -426,7 +427,7 @@ static void start_timer_cb(evutil_socket_t fd, short what, void *arg) {
         struct qemu *q = arg;
         char tail[2048];
 
-        machine_tail_describe(q->m, tail, sizeof tail);
+        machine_console_describe_tail(q->m->console, tail, sizeof tail);
         if (q->pending_error < 0) {
                 start_failed(q, q->pending_error, "%s; %s", q->pending_why, tail);
                 return;
@@ -601,7 +602,7 @@ static int qemu_start(struct machine *m, bool allow_reboot) {
         (void) mkdir(m->cfg.shared_dir, 0755);
         q->allow_reboot = allow_reboot;
         q->pending_error = 0;
-        m->stderr_n = 0;
+        machine_console_stderr_forget(m->console);
         console_splitter_done(&q->stderr_split);
         (void) console_splitter_init(&q->stderr_split, 0);
 
@@ -696,7 +697,7 @@ static void qemu_exited(struct qemu *q, const struct msg_proc_exit *e) {
         drain_streams(q);
         machine_shell_drain(m->shell);
         if (q->console_fd >= 0)
-                machine_console_eof(m);
+                machine_console_eof(m->console);
         log_event(LOG_INFO, LOG_EVENT_EXITED, NULL, "QEMU (pid %lld) exited: %s", (long long) e->pid, how);
         if (qemu_bootcache_restoring(q->bootcache) && q->step != STEP_RUNNING && q->step != STEP_IDLE) {
                 /* QEMU exits when a snapshot does not load: boot cold instead. */
@@ -708,7 +709,7 @@ static void qemu_exited(struct qemu *q, const struct msg_proc_exit *e) {
                 return;
         }
         if (q->step != STEP_RUNNING && q->step != STEP_IDLE) {
-                machine_tail_describe(m, tail, sizeof tail);
+                machine_console_describe_tail(m->console, tail, sizeof tail);
                 start_failed(q, -ECHILD, "QEMU exited before the machine was up (%s); %s", how, tail);
                 return;
         }

@@ -148,7 +148,7 @@ static void session_err_cb(evutil_socket_t fd, short what, void *arg) {
                 s->session_err = safe_close(s->session_err);
                 return;
         }
-        machine_console_feed(s->m, buf, (size_t) k);
+        machine_console_feed(s->m->console, buf, (size_t) k);
 }
 
 /* ---- the session's stream ---- */

@@ -4,8 +4,9 @@
  * picks the backend, answers every MSG_M_* request (a table indexed by type),
  * keeps the machine's lifecycle flags and the waiters on them, runs the
  * wait-until retry loop (reference semantics: one attempt, then 1 s pauses,
- * then a final attempt) and turns console bytes into the log file, the
- * journal and the line ring that wait_for_console_text reads.
+ * then a final attempt) and keeps the state file. The console (log file,
+ * journal lines, the ring wait_for_console_text reads) is machine-console.c's;
+ * this layer creates it, answers its reads and tells it when the machine stops.
  */
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -17,12 +18,7 @@
 #include "machine.h"
 #include "peer.h"
 
-#define CONSOLE_READ_MAX              (1024u * 1024u)
-#define CONSOLE_LOG_FILE_MAX          (256ull * 1024ull * 1024ull)
-#define CONSOLE_CAPPED_PARSE          4096u
-#define CONSOLE_JOURNAL_BURST         200u
-#define CONSOLE_JOURNAL_INTERVAL_USEC USEC_PER_SEC
-#define STATE_FILE                    "vigil-machine.state"
+#define STATE_FILE "vigil-machine.state"
 
 struct wait_until {
         struct machine *m;
@@ -35,9 +31,6 @@ struct wait_until {
         struct event *timer;
         LIST_ENTRY(wait_until) link;
 };
-
-static uint64_t console_file_bytes;
-static bool console_file_capped;
 
 static void machine_send_ready(struct machine *m) {
         if (m->ready_sent)
@@ -115,194 +108,6 @@ static void load_state(struct machine *m, bool *ret_connected, bool *ret_allow_r
         json_object_put(j);
 }
 
-/* ---- console ---- */
-
-struct console_batch {
-        struct machine *m;
-        char *buf;
-        size_t len;
-        size_t alloc;
-        bool any;
-};
-
-static int console_line(const char *line, size_t len, void *userdata) {
-        struct console_batch *b = userdata;
-        struct machine *m = b->m;
-        uint64_t suppressed = 0;
-
-        b->any = true;
-        (void) console_ring_push(&m->ring, line, len);
-        /* Journal only: on stderr the lines would double the script worker's own
-         * "name # line" output. */
-        if (log_to_journal() && console_ratelimit_allow(&m->ratelimit, now_usec(), &suppressed)) {
-                if (suppressed > 0)
-                        log_event(LOG_WARNING, LOG_EVENT_CONSOLE, NULL, "%s # [vigil: %llu console lines suppressed]",
-                                  m->cfg.name, (unsigned long long) suppressed);
-                log_event(LOG_INFO, LOG_EVENT_CONSOLE, NULL, "%s # %s", m->cfg.name, line);
-        }
-        if (b->len + len + 1 > b->alloc) {
-                size_t a = MAX(b->alloc * 2, b->len + len + 1 + 4096);
-                char *p = realloc(b->buf, a);
-                if (!p)
-                        return 0; /* the file misses this batch; memory is not worth more */
-                b->buf = p;
-                b->alloc = a;
-        }
-        memcpy(b->buf + b->len, line, len);
-        b->buf[b->len + len] = '\n';
-        b->len += len + 1;
-        return 0;
-}
-
-static void console_write_file(struct machine *m, const char *buf, size_t len) {
-        static const char capped[] = "[vigil: console log truncated here; the limit is 256 MiB]\n";
-
-        if (m->console_log_fd < 0 || console_file_capped || len == 0)
-                return;
-        if (console_file_bytes + len > CONSOLE_LOG_FILE_MAX) {
-                console_file_capped = true;
-                buf = capped;
-                len = sizeof capped - 1;
-                log_warning("Console log reached %llu bytes; further console output is not written to the file",
-                            CONSOLE_LOG_FILE_MAX);
-        }
-        while (len > 0) {
-                ssize_t n = write(m->console_log_fd, buf, len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        log_warning_errno(negative_errno(), "Failed to write the console log");
-                        return;
-                }
-                buf += n;
-                len -= (size_t) n;
-                console_file_bytes += (size_t) n;
-        }
-}
-
-static void console_waiter_free(struct console_waiter *cw) {
-        LIST_REMOVE(cw, link);
-        if (cw->timer)
-                event_free(cw->timer);
-        free(cw);
-}
-
-static void console_answer(struct machine *m, uint32_t seq, uint64_t from) {
-        _cleanup_free_ char *text = NULL;
-        size_t len;
-        uint64_t first, next;
-        int r;
-
-        r = console_ring_read(&m->ring, from, CONSOLE_READ_MAX, &text, &len, &first, &next);
-        if (r < 0) {
-                (void) machine_reply_error(m, seq, r, "out of memory reading the console");
-                return;
-        }
-        (void) machine_reply_text(m, seq, text, len, next);
-}
-
-static void console_wake(struct machine *m, bool all) {
-        struct console_waiter *cw, *next;
-
-        for (cw = LIST_FIRST(&m->console_waiters); cw; cw = next) {
-                next = LIST_NEXT(cw, link);
-                if (!all && cw->from >= console_ring_end(&m->ring))
-                        continue;
-                console_answer(m, cw->seq, cw->from);
-                console_waiter_free(cw);
-        }
-}
-
-static void report_console_feed(struct machine *m, const uint8_t *buf, size_t len) {
-        struct console_batch b = {.m = m};
-
-        /* Past the log's cap the console is a flood: parse only the tail of
-         * each read, so the last lines (for errors, waiters) stay current
-         * without spending a core on lines nobody keeps. */
-        if (console_file_capped && len > CONSOLE_CAPPED_PARSE) {
-                buf += len - CONSOLE_CAPPED_PARSE;
-                len = CONSOLE_CAPPED_PARSE;
-        }
-        (void) console_splitter_feed(&m->splitter, buf, len, console_line, &b);
-        console_write_file(m, b.buf, b.len);
-        free(b.buf);
-        if (b.any)
-                console_wake(m, false);
-}
-
-static void report_console_eof(struct machine *m) {
-        struct console_batch b = {.m = m};
-
-        (void) console_splitter_finish(&m->splitter, console_line, &b);
-        console_write_file(m, b.buf, b.len);
-        free(b.buf);
-        if (b.any)
-                console_wake(m, false);
-}
-
-static void report_stderr_line(struct machine *m, const char *line) {
-        log_warning("qemu: %s", line);
-        (void) snprintf(m->stderr_tail[m->stderr_n % ELEMENTSOF(m->stderr_tail)], sizeof m->stderr_tail[0], "%s",
-                        line);
-        m->stderr_n++;
-}
-
-static void report_tail_describe(struct machine *m, char *buf, size_t size) {
-        _cleanup_free_ char *text = NULL;
-        size_t len, o = 0;
-        uint64_t first, next, end = console_ring_end(&m->ring);
-        unsigned n_err = MIN(m->stderr_n, (unsigned) ELEMENTSOF(m->stderr_tail));
-
-        buf[0] = 0;
-        if (console_ring_read(&m->ring, end > 5 ? end - 5 : 0, 1024, &text, &len, &first, &next) >= 0 && len > 0) {
-                for (char *p = text; *p; p++)
-                        if (*p == '\n')
-                                *p = '|';
-                o += (size_t) snprintf(buf + o, size - o, "last console lines: %s", text);
-        } else
-                o += (size_t) snprintf(buf + o, size - o, "no console output");
-        for (unsigned i = m->stderr_n - n_err; i < m->stderr_n && o < size; i++)
-                o += (size_t) snprintf(buf + o, size - o, "%sqemu stderr: %s", o ? "; " : "",
-                                       m->stderr_tail[i % ELEMENTSOF(m->stderr_tail)]);
-}
-
-static int console_open(struct machine *m, bool truncate) {
-        char path[512];
-        struct stat st;
-
-        (void) mkdir(m->cfg.out_dir, 0755);
-        (void) snprintf(path, sizeof path, "%s/%s-console.log", m->cfg.out_dir, m->cfg.name);
-        m->console_log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (truncate ? O_TRUNC : 0), 0644);
-        if (m->console_log_fd < 0)
-                return log_error_errno(negative_errno(), "Failed to open the console log %s", path);
-        if (fstat(m->console_log_fd, &st) == 0)
-                console_file_bytes = (uint64_t) st.st_size;
-        return 0;
-}
-
-/* After a restart: continue the line numbering where the log file ends, and
- * refill the ring from it so wait_for_console_text still sees recent lines. */
-static void console_reload(struct machine *m) {
-        char path[512];
-        _cleanup_fclose_ FILE *f = NULL;
-        char *line = NULL;
-        size_t cap = 0;
-        ssize_t n;
-
-        (void) snprintf(path, sizeof path, "%s/%s-console.log", m->cfg.out_dir, m->cfg.name);
-        f = fopen(path, "re");
-        if (!f)
-                return;
-        while ((n = getline(&line, &cap, f)) > 0) {
-                if (line[n - 1] == '\n')
-                        line[--n] = 0;
-                (void) console_ring_push(&m->ring, line, (size_t) n);
-        }
-        free(line);
-        log_info("Console log has %llu lines; numbering continues from there",
-                 (unsigned long long) console_ring_end(&m->ring));
-}
-
 /* ---- lifecycle ---- */
 
 static void report_started(struct machine *m, int r, const char *message);
@@ -349,7 +154,7 @@ static void report_stopped(struct machine *m, const char *why) {
                 log_info("Machine stopped: %s", why);
         machine_shell_fail_all(m->shell, -ECONNRESET, why);
         reply_all(m, &m->shutdown_waiters, 0, NULL);
-        console_wake(m, true);
+        machine_console_answer_all(m->console);
 }
 
 /* ---- requests ---- */
@@ -631,35 +436,12 @@ static int handle_send_console(struct machine *m, const struct frame *f) {
         return machine_reply_ok(m, f->seq);
 }
 
-static void console_timer(evutil_socket_t fd, short what, void *arg) {
-        struct console_waiter *cw = arg;
-
-        console_answer(cw->m, cw->seq, cw->from);
-        console_waiter_free(cw);
-}
-
 static int handle_console_read(struct machine *m, const struct frame *f) {
         const struct msg_m_console_read *b = f->body;
-        struct console_waiter *cw;
 
-        /* Answer now if there is something, if the caller will not wait, or if
-         * nothing more can come (no machine, console closed). */
-        if (b->from_line < console_ring_end(&m->ring) || b->timeout_ms == 0 || (!m->booted && !m->starting)) {
-                console_answer(m, f->seq, b->from_line);
-                return 0;
-        }
-        cw = calloc(1, sizeof *cw);
-        if (!cw)
+        /* Nothing more can come without a machine (or one on its way). */
+        if (machine_console_read(m->console, f->seq, b->from_line, b->timeout_ms, !m->booted && !m->starting) < 0)
                 return machine_reply_error(m, f->seq, -ENOMEM, "out of memory");
-        cw->m = m;
-        cw->seq = f->seq;
-        cw->from = b->from_line;
-        LIST_INSERT_HEAD(&m->console_waiters, cw, link);
-        if (b->timeout_ms > 0) {
-                cw->timer = evtimer_new(m->base, console_timer, cw);
-                if (cw->timer)
-                        machine_timer_set(cw->timer, (unsigned long long) b->timeout_ms * USEC_PER_MSEC);
-        }
         return 0;
 }
 
@@ -748,7 +530,9 @@ static void shell_resynced(void *userdata) {
 }
 
 static void shell_describe_tail(void *userdata, char *buf, size_t size) {
-        report_tail_describe(userdata, buf, size);
+        struct machine *m = userdata;
+
+        machine_console_describe_tail(m->console, buf, size);
 }
 
 static const struct machine_shell_ops shell_ops = {
@@ -763,10 +547,21 @@ static const struct machine_shell_ops shell_ops = {
 static const struct machine_report_ops report_ops = {
         .started = report_started,
         .stopped = report_stopped,
-        .console_feed = report_console_feed,
-        .console_eof = report_console_eof,
-        .stderr_line = report_stderr_line,
-        .describe_tail = report_tail_describe,
+};
+
+/* ---- what the console answers ---- */
+
+static void console_answer(void *userdata, uint32_t seq, const char *text, size_t len, uint64_t next_line) {
+        (void) machine_reply_text(userdata, seq, text, len, next_line);
+}
+
+static void console_answer_error(void *userdata, uint32_t seq, int error, const char *message) {
+        (void) machine_reply_error(userdata, seq, error, "%s", message);
+}
+
+static const struct machine_console_ops console_ops = {
+        .answer = console_answer,
+        .answer_error = console_answer_error,
 };
 
 static const struct machine_backend *const backends[_MACHINE_BACKEND_KIND_MAX] = {
@@ -783,8 +578,6 @@ static int machine_configure(struct worker *w, const struct msg_config *cfg, voi
 
         m->w = w;
         m->base = worker_event_base(w);
-        m->console_log_fd = -EBADF;
-        LIST_INIT(&m->console_waiters);
         LIST_INIT(&m->start_waiters);
         LIST_INIT(&m->shutdown_waiters);
         LIST_INIT(&m->wait_untils);
@@ -799,19 +592,18 @@ static int machine_configure(struct worker *w, const struct msg_config *cfg, voi
         m->backend = backends[m->cfg.backend_kind];
         m->report = &report_ops;
 
-        if ((r = console_splitter_init(&m->splitter, 0)) < 0 || (r = console_ring_init(&m->ring, 0, 0)) < 0 ||
-            (r = machine_shell_new(m->base,
+        if ((r = machine_shell_new(m->base,
                                    &(struct machine_shell_params){.machine = m->cfg.name,
                                                                   .connect_s = m->cfg.connect_s,
                                                                   .output_max = m->cfg.output_max,
                                                                   .fast_path = m->cfg.fast_path},
                                    &shell_ops, m, &m->shell)) < 0)
                 return r;
-        console_ratelimit_init(&m->ratelimit, CONSOLE_JOURNAL_INTERVAL_USEC, CONSOLE_JOURNAL_BURST);
         (void) mkdir(m->cfg.state_dir, 0700);
-        if (restarted)
-                console_reload(m);
-        r = console_open(m, !restarted);
+        r = machine_console_new(m->base,
+                                &(struct machine_console_params){
+                                        .machine = m->cfg.name, .out_dir = m->cfg.out_dir, .restarted = restarted},
+                                &console_ops, m, &m->console);
         if (r < 0)
                 return r;
         r = m->backend->init(m);
@@ -858,7 +650,6 @@ static void machine_on_drained(struct worker *w, void *userdata) {
 static void machine_on_exit(struct worker *w, void *userdata) {
         struct machine *m = userdata;
         struct wait_until *wu;
-        struct console_waiter *cw;
 
         if (m->backend && m->backend->free)
                 m->backend->free(m);
@@ -866,15 +657,11 @@ static void machine_on_exit(struct worker *w, void *userdata) {
         machine_reply_free_all();
         while ((wu = LIST_FIRST(&m->wait_untils)))
                 wait_until_free(wu);
-        while ((cw = LIST_FIRST(&m->console_waiters)))
-                console_waiter_free(cw);
         while (LIST_FIRST(&m->start_waiters))
                 seq_waiter_free(LIST_FIRST(&m->start_waiters));
         while (LIST_FIRST(&m->shutdown_waiters))
                 seq_waiter_free(LIST_FIRST(&m->shutdown_waiters));
-        console_splitter_done(&m->splitter);
-        console_ring_done(&m->ring);
-        m->console_log_fd = safe_close(m->console_log_fd);
+        m->console = machine_console_free(m->console);
         machine_config_done(&m->cfg);
 }
 

@@ -3,9 +3,10 @@
  * machine.h owns the state of the one machine a vigil-machine process runs
  * and the seam between the request layer (machine-main.c, machine-reply.c)
  * and the backends (backend-qemu.c, backend-nspawn.c). Arrows run one way:
- * the request layer owns the guest shell (machine-shell.h) and calls the
- * backend through its vtable; a backend uses the shell, its processes
- * (machine-proc.h) and the few machine_* calls below to report upward.
+ * the request layer owns the guest shell (machine-shell.h) and the console
+ * (machine-console.h) and calls the backend through its vtable; a backend
+ * uses the shell, the console, its processes (machine-proc.h) and the few
+ * machine_* calls below to report upward.
  */
 #pragma once
 
@@ -15,8 +16,8 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-#include "console-log.h"
 #include "machine-config.h"
+#include "machine-console.h"
 #include "machine-proc.h"
 #include "machine-shell.h"
 #include "machine-util.h"
@@ -28,7 +29,8 @@ struct machine;
 /*
  * The backend vtable: what a backend (QEMU, nspawn, SSH, ...) provides. It
  * starts and stops one machine, hands the guest shell's fds to m->shell
- * (machine_shell_attach) and console bytes to machine_console_feed(), and
+ * (machine_shell_attach) and console bytes to m->console
+ * (machine_console_feed), and
  * reports its lifecycle with machine_started()/machine_stopped(). Processes
  * it needs are spawned by the supervisor through a struct machine_proc
  * (machine-proc.h), which also keeps the fds a restarted worker needs; the
@@ -67,14 +69,6 @@ extern const struct machine_backend backend_qemu;
 extern const struct machine_backend backend_nspawn;
 extern const struct machine_backend backend_ssh;
 
-struct console_waiter {
-        uint32_t seq;
-        uint64_t from;
-        struct event *timer;
-        struct machine *m;
-        LIST_ENTRY(console_waiter) link;
-};
-
 struct seq_waiter {
         uint32_t seq;
         struct event *timer;
@@ -98,18 +92,9 @@ struct machine {
         unsigned long long booted_at;
         char last_error[MSG_STR_MAX]; /* why the last start failed */
 
-        /* console */
-        struct console_splitter splitter;
-        struct console_ring ring;
-        struct console_ratelimit ratelimit;
-        int console_log_fd;
-        bool console_eof;
-        char stderr_tail[4][256]; /* last QEMU stderr lines, for error messages */
-        unsigned stderr_n;
-        LIST_HEAD(, console_waiter) console_waiters;
-
-        struct machine_shell *shell; /* the guest shell channel */
-        struct machine_proc *proc;   /* the backend's process that is the machine, if any */
+        struct machine_console *console; /* the console stream: log file, journal, line ring */
+        struct machine_shell *shell;     /* the guest shell channel */
+        struct machine_proc *proc;       /* the backend's process that is the machine, if any */
 
         /* requests waiting for a lifecycle change */
         LIST_HEAD(, seq_waiter) start_waiters;
@@ -138,13 +123,6 @@ struct machine_report_ops {
         void (*started)(struct machine *m, int r, const char *message);
         /* The machine is gone (@why). */
         void (*stopped)(struct machine *m, const char *why);
-        /* Bytes from the guest's serial console; its end. */
-        void (*console_feed)(struct machine *m, const uint8_t *buf, size_t len);
-        void (*console_eof)(struct machine *m);
-        /* One line the hypervisor wrote to its stderr. */
-        void (*stderr_line)(struct machine *m, const char *line);
-        /* The last console/stderr lines as one string, for error messages. */
-        void (*describe_tail)(struct machine *m, char *buf, size_t size);
 };
 
 static inline void machine_started(struct machine *m, int r, const char *message) {
@@ -152,18 +130,6 @@ static inline void machine_started(struct machine *m, int r, const char *message
 }
 static inline void machine_stopped(struct machine *m, const char *why) {
         m->report->stopped(m, why);
-}
-static inline void machine_console_feed(struct machine *m, const uint8_t *buf, size_t len) {
-        m->report->console_feed(m, buf, len);
-}
-static inline void machine_console_eof(struct machine *m) {
-        m->report->console_eof(m);
-}
-static inline void machine_stderr_line(struct machine *m, const char *line) {
-        m->report->stderr_line(m, line);
-}
-static inline void machine_tail_describe(struct machine *m, char *buf, size_t size) {
-        m->report->describe_tail(m, buf, size);
 }
 /* The pid of the machine's process (0: none). */
 static inline int64_t machine_pid(const struct machine *m) {

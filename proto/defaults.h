@@ -37,3 +37,8 @@
 /* Cap on one command's output (a whole reply), so memory stays bounded
  * whatever a guest prints. */
 #define DEFAULT_OUTPUT_MAX (64u * 1024u * 1024u) /* 64 MiB */
+
+/* The file `vigil shell` creates in a VM's state dir when nothing answers on
+ * its debug console (hvc1); the machine worker watches for it and starts a
+ * shell there (workers/machine/qemu-debugshell.c). */
+#define DEBUG_SHELL_REQUEST_NAME "debug-shell.request"

@@ -29,6 +29,7 @@
 #include <sys/wait.h>
 #include <termios.h>
 
+#include "defaults.h"
 #include "exit-status.h"
 #include "macro.h"
 #include "run-registry.h"
@@ -346,7 +347,8 @@ static int vigil_shell_exec_ssh(const struct vigil_shell_target *t, char **comma
 /* ---- VMs: the debug console (hvc1), a unix socket of QEMU's ---- */
 
 #define VIGIL_SHELL_EXIT_MARK "\033]vigil-shell-exit;" /* then the status and BEL (tools/guest/debug-shell) */
-#define VIGIL_SHELL_QUIET_MS  10000                    /* no answer this long: nothing runs on hvc1 */
+#define VIGIL_SHELL_ASK_MS    1500                     /* no answer this long: ask the worker for a shell */
+#define VIGIL_SHELL_QUIET_MS  10000                    /* no answer this long after asking: none will come */
 
 static struct termios vigil_shell_saved;
 static bool vigil_shell_raw;
@@ -418,16 +420,33 @@ static int vigil_shell_feed(struct vigil_shell_mark *mk, const char *buf, size_t
         return -1;
 }
 
+/* Ask the VM's machine worker to start a shell on hvc1 (a NixOS guest runs
+ * none there): it watches its state dir for this file. */
+static int vigil_shell_ask(const struct vigil_shell_target *t) {
+        char path[PATH_MAX];
+        int fd;
+
+        if ((size_t) snprintf(path, sizeof path, "%s/" DEBUG_SHELL_REQUEST_NAME, t->state_dir) >= sizeof path)
+                return -ENAMETOOLONG;
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return -errno;
+        close(fd);
+        return 0;
+}
+
 /* Relay the terminal to the VM's hvc1, where the tiny guest runs a root
- * login shell (tools/guest/debug-shell); QEMU's socket takes one client at a
- * time. The window size is set once, as the first line; later resizes do
- * not reach a VM (no side channel to its tty). */
+ * login shell (tools/guest/debug-shell); when nothing answers, the machine
+ * worker is asked to start one (workers/machine/qemu-debugshell.c). QEMU's
+ * socket takes one client at a time. The window size is set once, as the
+ * first line (again once a shell asked for answers); later resizes do not
+ * reach a VM (no side channel to its tty). */
 static int vigil_shell_vm(const struct vigil_shell_target *t, const char *machine) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -EBADF;
         struct vigil_shell_mark mk = {};
         struct winsize ws = {};
-        bool heard = false;
+        bool heard = false, asked = false;
         char line[96];
         int status = -1;
 
@@ -456,15 +475,28 @@ static int vigil_shell_vm(const struct vigil_shell_target *t, const char *machin
                 struct pollfd p[2] = {{.fd = STDIN_FILENO, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
                 char buf[16384];
                 ssize_t k;
-                int r = poll(p, 2, heard ? -1 : VIGIL_SHELL_QUIET_MS);
+                int r = poll(p, 2, heard ? -1 : asked ? VIGIL_SHELL_QUIET_MS : VIGIL_SHELL_ASK_MS);
 
                 if (r < 0 && errno == EINTR)
                         continue;
+                if (r == 0 && !asked) {
+                        asked = true;
+                        r = vigil_shell_ask(t);
+                        if (r >= 0)
+                                continue;
+                        vigil_shell_restore_tty();
+                        fprintf(stderr,
+                                "vigil shell: nothing answers on VM '%s''s debug console (hvc1), and asking its "
+                                "worker for a shell failed (%s)\n",
+                                machine, strerror(-r));
+                        return VIGIL_SHELL_EXIT_UNSUPPORTED;
+                }
                 if (r == 0) {
                         vigil_shell_restore_tty();
                         fprintf(stderr,
-                                "vigil shell: nothing answers on VM '%s''s debug console (hvc1) after %d s: vigil's "
-                                "tiny guest runs a shell there; a NixOS guest needs one (a getty on hvc1)\n",
+                                "vigil shell: nothing answers on VM '%s''s debug console (hvc1), %d s after asking "
+                                "its worker to start a shell there (the guest's bash and setsid; the worker's log "
+                                "says why)\n",
                                 machine, VIGIL_SHELL_QUIET_MS / 1000);
                         return VIGIL_SHELL_EXIT_UNSUPPORTED;
                 }
@@ -476,6 +508,8 @@ static int vigil_shell_vm(const struct vigil_shell_target *t, const char *machin
                                         machine);
                                 return VIGIL_SHELL_EXIT_NO_MACHINE;
                         }
+                        if (!heard && asked) /* a new shell: the first line went before it */
+                                (void) vigil_shell_write_all(fd, line, strlen(line));
                         heard = true;
                         status = vigil_shell_feed(&mk, buf, (size_t) k);
                         if (status >= 0)

@@ -24,6 +24,7 @@
 #include "qemu-argv.h"
 #include "qemu-probe.h"
 #include "qemu-bootcache.h"
+#include "qemu-debugshell.h"
 #include "qemu-control.h"
 
 #define QEMU_PROC "qemu"
@@ -85,7 +86,8 @@ struct qemu {
 
         struct qemu_control *ctl; /* the HMP and QMP connections */
 
-        struct qemu_bootcache *bootcache; /* boot snapshots (qemu-bootcache.c) */
+        struct qemu_bootcache *bootcache;   /* boot snapshots (qemu-bootcache.c) */
+        struct qemu_debugshell *debugshell; /* vigil shell's requests (qemu-debugshell.c) */
 };
 
 /* The fds a restarted worker needs to re-attach, by their names in the
@@ -793,7 +795,8 @@ static int qemu_init(struct machine *m) {
         q->console_fd = q->stdin_fd = q->stderr_fd = -EBADF;
         m->backend_data = q;
         if ((r = qemu_control_new(m->base, &control_ops, q, &q->ctl)) < 0 ||
-            (r = qemu_bootcache_new(m, q->ctl, &bootcache_ops, q, &q->bootcache)) < 0)
+            (r = qemu_bootcache_new(m, q->ctl, &bootcache_ops, q, &q->bootcache)) < 0 ||
+            (r = qemu_debugshell_new(m, &q->debugshell)) < 0)
                 return r;
         q->start_timer = evtimer_new(m->base, start_timer_cb, q);
 
@@ -821,6 +824,7 @@ static void qemu_free(struct machine *m) {
         close_all(q, false);
         machine_event_free(&q->start_timer);
         q->bootcache = qemu_bootcache_free(q->bootcache);
+        q->debugshell = qemu_debugshell_free(q->debugshell);
         q->ctl = qemu_control_free(q->ctl);
         m->proc = NULL;
         q->proc = machine_proc_free(q->proc);

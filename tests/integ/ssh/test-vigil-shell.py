@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 # Proves `vigil shell` gives a person a real root shell (a terminal with job control and window size) in a VM, a
-# container and an SSH machine of a live run, beside the test's own shell, which keeps running commands meanwhile.
+# VM that runs no shell on its debug console (as NixOS; the worker starts one on request), a container and an SSH
+# machine of a live run, beside the test's own shell, which keeps running commands meanwhile.
 # Why it matters: stepping into a machine of a running test is how people debug one, and it must not break the test.
 import json
 import fcntl
@@ -27,10 +28,11 @@ import time
 from pathlib import Path
 
 vm.start()
+nixvm.start()
 box.start()
 @AUTHORIZE@
 remote.start()
-for m in (vm, box, remote):
+for m in (vm, nixvm, box, remote):
     m.succeed("true")
 Path("@READY@").write_text("up\n")
 n = 0
@@ -144,7 +146,8 @@ def main() -> None:
     _remove_at_exit(tmp)
     os.chmod(tmp, 0o755)
     fx = Fixture(tmp)
-    spec = {"nodes": {"vm": {}, "box": {"backend": "nspawn"}, "sshbox": fx.host_node(), "remote": fx.ssh_node()}}
+    spec = {"nodes": {"vm": {}, "nixvm": {"append": "vigil.debugshell=none"}, "box": {"backend": "nspawn"},
+                      "sshbox": fx.host_node(), "remote": fx.ssh_node()}}
     ready, done, out, count = tmp / "ready", tmp / "done", tmp / "out", tmp / "count"
     out.mkdir()
     script = SCRIPT.replace("@AUTHORIZE@", fx.authorize()).replace("@READY@", str(ready)).replace("@DONE@", str(done)).replace("@COUNT@", str(count))
@@ -152,9 +155,11 @@ def main() -> None:
     import json
 
     (tmp / "spec.json").write_text(json.dumps(spec))
+    # Files, not pipes: nobody reads a pipe while the sessions run, and a full one would stall the run.
+    run_out, run_err = open(tmp / "run.stdout", "w+"), open(tmp / "run.stderr", "w+")
     run = subprocess.Popen([VIGIL, "run", str(tmp / "t.py"), "--spec", str(tmp / "spec.json"), "-o", str(out),
-                            "--junit", "junit.xml", "--global-timeout", "300"], cwd=tmp, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+                            "--junit", "junit.xml", "--global-timeout", "300"], cwd=tmp, stdout=run_out,
+                           stderr=run_err, text=True)
     end = time.monotonic() + 240
     while not ready.exists() and run.poll() is None and time.monotonic() < end:
         time.sleep(0.2)
@@ -162,6 +167,8 @@ def main() -> None:
         session(tap, out, "box", "box", count)
         session(tap, out, "remote", "sshbox", count)
         session(tap, out, "vm", "vm", count, resize=False)
+        # No shell on its hvc1 (vigil.debugshell=none): vigil shell asks the worker, which starts one.
+        session(tap, out, "nixvm", "nixvm", count, resize=False)
         r = subprocess.run([VIGIL, "shell", str(out), "vm", "--", "true"], capture_output=True, text=True,
                            timeout=20)
         tap.check(r.returncode == 2 and "is a VM" in r.stderr, "-- COMMAND is refused for a VM (exit 2)", r.stderr)
@@ -180,10 +187,11 @@ def main() -> None:
                   r.stdout + r.stderr)
     done.write_text("done\n")
     try:
-        stdout, stderr = run.communicate(timeout=120)
+        run.wait(timeout=120)
     except subprocess.TimeoutExpired:
         run.kill()
-        stdout, stderr = run.communicate()
+        run.wait()
+    stdout, stderr = (tmp / "run.stdout").read_text(), (tmp / "run.stderr").read_text()
     for m in re.finditer(r"^FIGURE (\S+) (\S+)$", stdout, re.M):
         print(f"# {m[1]} = {m[2]}", flush=True)
     tap.check(run.returncode == 0, "the test passes: its shells were not disturbed", (stdout + stderr)[-4000:])

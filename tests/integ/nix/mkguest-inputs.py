@@ -25,9 +25,10 @@ def main() -> None:
     tap = Tap()
     with tempfile.TemporaryDirectory(prefix="vigil-mkguest-") as t:
         tmp = Path(t)
-        bindir = tmp / "static-bin"  # stands in for pkgsStatic.bash / coreutils
+        bindir = tmp / "static-bin"  # stands in for pkgsStatic.bash / coreutils / util-linuxMinimal
         bindir.mkdir()
-        for name, host in (("bash", "/bin/bash"), ("timeout", "/usr/bin/timeout"), ("base64", "/usr/bin/base64")):
+        for name, host in (("bash", "/bin/bash"), ("timeout", "/usr/bin/timeout"), ("base64", "/usr/bin/base64"),
+                           ("setsid", "/usr/bin/setsid")):
             (bindir / name).symlink_to(host)
         env = dict(os.environ, VIGIL_GUEST_KERNEL=str(kernel), VIGIL_GUEST_MODULES=str(moddir),
                    VIGIL_GUEST_BUSYBOX="/bin/busybox", VIGIL_GUEST_PATH=f"{tmp}/nothing-here:{bindir}")
@@ -36,8 +37,8 @@ def main() -> None:
         out = Path(r.stdout.strip()) if r.returncode == 0 else None
         manifest = (out / "manifest").read_text() if out and (out / "manifest").exists() else ""
         tap.check(r.returncode == 0 and (out / "initrd").exists(), "a guest from the named inputs", r.stderr)
-        tap.check(f"{bindir}/bash" in manifest and f"{bindir}/base64" in manifest,
-                  "bash and coreutils come from VIGIL_GUEST_PATH", manifest)
+        tap.check(f"{bindir}/bash" in manifest and f"{bindir}/base64" in manifest and f"{bindir}/setsid" in manifest,
+                  "bash, coreutils and setsid come from VIGIL_GUEST_PATH", manifest)
         env.pop("VIGIL_GUEST_MODULES")
         r = subprocess.run([str(SRC / "tools/mkguest"), "--cache", str(tmp / "cache")], capture_output=True,
                            text=True, env=env, timeout=60)

@@ -89,6 +89,7 @@ let
       busybox = mkDrv "busybox-static-1.36" { };
       bash = mkDrv "bash-static-5.2" { };
       coreutils = mkDrv "coreutils-static-9.5" { };
+      util-linuxMinimal = mkDrv "util-linux-minimal-static-2.39" { };
     };
     testers.runNixOSTest = module: {
       inherit module;

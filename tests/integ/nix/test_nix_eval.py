@@ -204,6 +204,7 @@ class TestOverlayAndFlake(unittest.TestCase):
         self.assertRegex(r["VIGIL_GUEST_MODULES"], r"-linux-6\.12\.1/lib/modules/6\.12\.1$")
         self.assertRegex(r["VIGIL_GUEST_BUSYBOX"], r"-busybox-static-1\.36/bin/busybox$")
         self.assertIn("-bash-static-5.2/bin", r["VIGIL_GUEST_PATH"])
+        self.assertIn("-util-linux-minimal-static-2.39/bin", r["VIGIL_GUEST_PATH"])  # setsid -f
         self.assertIn("/mkguest --cache", r["buildCommand"])
         self.assertNotIn("/boot", json.dumps(r))
 

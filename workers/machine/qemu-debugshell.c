@@ -4,12 +4,13 @@
  * second virtconsole (hvc1) whose host side is the socket `vigil shell`
  * connects to, for guests that run none there (NixOS; vigil's tiny guest
  * runs its own, tools/guest/debug-shell). `vigil shell` creates
- * <state>/debug-shell.request (proto/defaults.h) when nothing answers; this watches the state
- * dir with inotify, removes the request and queues one short command in the
- * guest's backdoor shell: a login shell on hvc1 in a session of its own
- * (hvc1 its controlling terminal, so job control and Ctrl-C work) that ends
- * with the status marker vigil shell reads. The test's shell runs that one
- * command between its own; nothing else of it is touched.
+ * <state>/debug-shell.request (proto/defaults.h) when nothing answers; this
+ * watches the state dir with inotify, removes the request and queues one
+ * short command in the guest's backdoor shell: a login shell on hvc1 in a
+ * session of its own (hvc1 its controlling terminal, so job control and
+ * Ctrl-C work) that ends with the status marker vigil shell reads. The
+ * test's shell runs that one command between its own; nothing else of it is
+ * touched. test-vigil-shell covers it (a guest booted vigil.debugshell=none).
  */
 #include <sys/inotify.h>
 
@@ -25,7 +26,7 @@
  * controlling terminal (job control, Ctrl-C). Not a shell's `&`: without job
  * control that starts it with SIGINT ignored, which no shell can undo, and
  * Ctrl-C would reach nothing. stdout is not kept (the command's output ends). */
-const char qemu_debugshell_command[] =
+static const char debugshell_command[] =
         "[ -c /dev/hvc1 ] || { echo 'no /dev/hvc1 in the guest' >&2; exit 3; }; "
         "setsid -f -c bash -c 'export USER=root HOME=/root TERM=linux; cd /root 2>/dev/null || cd /; stty sane; "
         "bash -il; printf \"\\r\\n\\033]vigil-shell-exit;%d\\007\" \"$?\"' <>/dev/hvc1 >&0 2>&0";
@@ -53,7 +54,7 @@ static void debugshell_serve(struct qemu_debugshell *d) {
 
         if (unlink(d->request) < 0)
                 return;
-        j = shell_job_new(SHELL_JOB_EXEC, qemu_debugshell_command);
+        j = shell_job_new(SHELL_JOB_EXEC, debugshell_command);
         if (!j) {
                 log_warning("vigil shell: out of memory for the debug console's shell");
                 return;

@@ -13,6 +13,3 @@ struct qemu_debugshell;
 /* Watch @m's state dir; a request already there is served at once. */
 int qemu_debugshell_new(struct machine *m, struct qemu_debugshell **ret);
 struct qemu_debugshell *qemu_debugshell_free(struct qemu_debugshell *d);
-
-/* The guest command that starts the shell (pure; unit-tested). */
-extern const char qemu_debugshell_command[];

@@ -57,6 +57,13 @@ static inline void closep(int *fd) {
         *fd = safe_close(*fd);
 }
 #define _cleanup_close_ _cleanup_(closep)
+static inline void close_pairp(int (*fds)[2]) {
+        (*fds)[0] = safe_close((*fds)[0]);
+        (*fds)[1] = safe_close((*fds)[1]);
+}
+#define _cleanup_close_pair_ _cleanup_(close_pairp)
+#define EBADF_PAIR                                                                                                    \
+        { -EBADF, -EBADF }
 
 static inline void fclosep(FILE **f) {
         if (*f)

@@ -91,6 +91,13 @@ static const struct msg_info table[] = {
         [MSG_PROC_LIST] = { .name = "PROC_LIST", .dir = DIR_TO_WORKER,
                             FIELDS(msg_proc_list, F(msg_proc_list, name, FIELD_STR, NAME_MAX_LEN),
                                    F(msg_proc_list, pid, FIELD_I64, 0)) },
+        [MSG_CHANNEL_OPEN] = { .name = "CHANNEL_OPEN", .dir = DIR_TO_SUP,
+                               .senders = KIND_BIT(KIND_SCRIPT) | KIND_BIT(KIND_TEST),
+                               .target = KIND_BIT(KIND_MACHINE) | KIND_BIT(KIND_TEST),
+                               FIELDS(msg_channel_open, F(msg_channel_open, target, FIELD_STR, NAME_MAX_LEN)) },
+        [MSG_CHANNEL] = { .name = "CHANNEL", .dir = DIR_TO_WORKER, .final = true,
+                          FIELDS(msg_channel, F(msg_channel, peer, FIELD_STR, NAME_MAX_LEN),
+                                 F(msg_channel, kind, FIELD_STR, NAME_MAX_LEN)) },
 
         [MSG_M_START] = MACHINE_REQ("M_START", msg_m_start, true, F(msg_m_start, machine, FIELD_STR, NAME_MAX_LEN),
                                     F(msg_m_start, allow_reboot, FIELD_BOOL, 0)),

@@ -13,7 +13,12 @@
 #include <stdint.h>
 
 /* Bump whenever a body layout or the table changes; test-msg-table pins it. */
-#define PROTO_VERSION 3
+#define PROTO_VERSION 4
+
+/* The supervisor numbers the requests it routes below this; a worker serving
+ * brokered channels (MSG_CHANNEL) renumbers their requests at or above it, so
+ * one seq names one request whichever way it came. */
+#define ROUTE_SEQ_DIRECT 0x80000000u
 
 /* Hard caps. A frame is one SOCK_SEQPACKET datagram. */
 #define FRAME_MAX     (128u * 1024u)
@@ -62,13 +67,16 @@ enum msg_type {
         MSG_EVENT = 10,     /* w->s  a structured event for the timeline/journal */
 
         /* 100..199: supervisor services */
-        MSG_FD_STORE = 100,  /* w->s  keep this fd for me across restarts (fd attached) */
-        MSG_FD_FORGET = 101, /* w->s  drop a stored fd */
-        MSG_SPAWN = 102,     /* w->s  start a process for me (stdin/out/err fds attached) */
-        MSG_SPAWNED = 103,   /* s->w  reply to SPAWN */
-        MSG_PROC_EXIT = 104, /* s->w  a process spawned for this worker exited */
-        MSG_PROC_KILL = 105, /* w->s  signal a process spawned for this worker */
-        MSG_PROC_LIST = 106, /* s->w  after restart: a process still running for this worker */
+        MSG_FD_STORE = 100,     /* w->s  keep this fd for me across restarts (fd attached) */
+        MSG_FD_FORGET = 101,    /* w->s  drop a stored fd */
+        MSG_SPAWN = 102,        /* w->s  start a process for me (stdin/out/err fds attached) */
+        MSG_SPAWNED = 103,      /* s->w  reply to SPAWN */
+        MSG_PROC_EXIT = 104,    /* s->w  a process spawned for this worker exited */
+        MSG_PROC_KILL = 105,    /* w->s  signal a process spawned for this worker */
+        MSG_PROC_LIST = 106,    /* s->w  after restart: a process still running for this worker */
+        MSG_CHANNEL_OPEN = 107, /* w->s  broker a direct channel to the child named by field 0 */
+        MSG_CHANNEL = 108,      /* s->w  one end of a brokered channel (fd attached): the reply to
+                                 *       CHANNEL_OPEN (its seq) to the opener, seq 0 to the other end */
 
         /* 200..299: machine operations, requested by the script worker, routed by name */
         MSG_M_START = 200,
@@ -290,6 +298,15 @@ struct msg_s_add_machine {
         bool keep_state;     /* keep an existing state directory (--keep-machine-state semantics) */
 };
 
+struct msg_channel_open {
+        char *target;
+};
+
+struct msg_channel {
+        char *peer; /* the child at the other end */
+        char *kind; /* its kind */
+};
+
 struct msg_t_echo {
         char *target;
         struct msg_bytes payload;
@@ -319,9 +336,9 @@ struct msg_info {
         unsigned dir;     /* enum msg_dir bits */
         unsigned senders; /* KIND_BIT()s allowed to send it to the supervisor */
         enum msg_route route;
-        unsigned target; /* ROUTE_REQUEST: KIND_BIT()s the named child may be */
+        unsigned target; /* ROUTE_REQUEST, CHANNEL_OPEN: KIND_BIT()s the named child may be */
         bool idempotent; /* ROUTE_REQUEST: may be replayed after the target restarts */
-        bool final;      /* ROUTE_REPLY: ends the routed request */
+        bool final;      /* ROUTE_REPLY, or the supervisor's own answer (CHANNEL): ends the request */
         size_t size;     /* sizeof the body struct */
         const struct msg_field *fields;
         size_t n_fields;

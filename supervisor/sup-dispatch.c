@@ -253,6 +253,11 @@ static int on_s_add_machine(struct child *c, const struct frame *f, int *fds, si
         return peer_send(c->peer, MSG_OK, f->seq, &(struct msg_empty){}, NULL, 0), 0;
 }
 
+/* A worker asks for a direct channel to another child (sup-route.c brokers it). */
+static int on_channel_open(struct child *c, const struct frame *f, int *fds, size_t n_fds) {
+        return route_open_channel(c, f);
+}
+
 /* ---- handler tables, one per kind ---- */
 
 #define GENERIC_HANDLERS                                                                                              \
@@ -274,12 +279,14 @@ static const dispatch_handler_t handlers_switch[MSG_PROC_LIST + 1] = {
 /* The script worker runs the user's script: it may not ask for processes. */
 static const dispatch_handler_t handlers_script[MSG_S_ADD_MACHINE + 1] = {
         GENERIC_HANDLERS,
+        [MSG_CHANNEL_OPEN] = on_channel_open,
         [MSG_S_RESULT] = on_s_result,
         [MSG_S_ADD_MACHINE] = on_s_add_machine,
 };
 
-static const dispatch_handler_t handlers_test[MSG_PROC_LIST + 1] = {
+static const dispatch_handler_t handlers_test[MSG_CHANNEL_OPEN + 1] = {
         GENERIC_HANDLERS,
+        [MSG_CHANNEL_OPEN] = on_channel_open,
         [MSG_SPAWN] = on_spawn,
         [MSG_PROC_KILL] = on_proc_kill,
 };

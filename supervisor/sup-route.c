@@ -14,8 +14,15 @@
  * instead of growing a queue (the kernel's socket buffers carry the pressure
  * back to the producer). Nothing is dropped and nobody is killed for being
  * slow; the queue cap only stops a peer that does not read at all.
+ *
+ * And it brokers direct channels: on CHANNEL_OPEN it hands a fresh socketpair
+ * to the opener and the named child, which then talk without this hop. It
+ * keeps nothing of them: a restart on either side closes that end, the other
+ * side sees it and opens again (workers/common/worker-direct.c and the script
+ * worker's channel own what happens to requests in flight).
  */
 #include <stdarg.h>
+#include <sys/socket.h>
 
 #include "sup-records.h"
 #include "sup-route.h"
@@ -133,8 +140,7 @@ int route_request(struct child *origin, const struct frame *f, size_t n_fds, cha
         r = calloc(1, sizeof(*r));
         if (!r)
                 return peer_send_error(origin->peer, f->seq, -ENOMEM, "%s: out of memory", info->name), 0;
-        if (++t->seq == 0)
-                t->seq = 1;
+        t->seq = t->seq + 1 >= ROUTE_SEQ_DIRECT ? 1 : t->seq + 1;
         *r = (struct route){
                 .origin = origin,
                 .origin_gen = origin->generation,
@@ -185,6 +191,44 @@ int route_reply(struct child *target, const struct frame *f, int *fds, size_t n_
                 route_unlink(s, r);
                 route_free(r);
         }
+        return 0;
+}
+
+int route_open_channel(struct child *origin, const struct frame *f) {
+        const struct msg_channel_open *m = f->body;
+        const struct msg_info *info = f->info;
+        struct child *t = sup_child_by_id(origin->sup, m->target);
+        _cleanup_close_pair_ int sv[2] = EBADF_PAIR;
+        int r;
+
+        if (!t)
+                return peer_send_error(origin->peer, f->seq, -ENOENT, "CHANNEL_OPEN: no child named '%s'", m->target),
+                       0;
+        if (!(info->target & KIND_BIT(t->spec.kind)) || t == origin)
+                return peer_send_error(origin->peer, f->seq, -EPROTOTYPE, "CHANNEL_OPEN: '%s' is a %s worker",
+                                       m->target, worker_kind_to_string(t->spec.kind)),
+                       0;
+        if (!target_ready(t) || t->sup->tearing_down)
+                return peer_send_error(origin->peer, f->seq, -EAGAIN, "CHANNEL_OPEN: %s '%s' is not ready",
+                                       worker_kind_to_string(t->spec.kind), m->target),
+                       0;
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return peer_send_error(origin->peer, f->seq, -errno, "CHANNEL_OPEN: socketpair: %m"), 0;
+
+        /* The target's end first: nothing can arrive on it before it has it. */
+        r = peer_send(t->peer, MSG_CHANNEL, 0,
+                      &(struct msg_channel){.peer = origin->spec.id,
+                                            .kind = (char *) worker_kind_to_string(origin->spec.kind)},
+                      &sv[1], 1);
+        if (r < 0)
+                return peer_send_error(origin->peer, f->seq, -EAGAIN, "CHANNEL_OPEN: %s '%s' is not ready",
+                                       worker_kind_to_string(t->spec.kind), m->target),
+                       0;
+        (void) peer_send(
+                origin->peer, MSG_CHANNEL, f->seq,
+                &(struct msg_channel){.peer = t->spec.id, .kind = (char *) worker_kind_to_string(t->spec.kind)},
+                &sv[0], 1);
+        log_debug("Brokered a direct channel '%s' -> '%s'", origin->spec.id, t->spec.id);
         return 0;
 }
 

@@ -35,8 +35,10 @@ struct tw {
         bool spawn_grandchild, spawn_via_sup, exit_when_done;
         const char *store_fd, *echo_to, *spawn_program;
         int count, window, payload, interval_ms, store_many, kill_spawned_ms, slow_read_ms;
-        bool forget_fd;
+        bool forget_fd, direct;
         /* state */
+        struct peer *echo_peer; /* --direct: the brokered channel to echo_to */
+        uint32_t open_seq;
         bool misbehave;
         struct event *ev_ready, *ev_act, *ev_echo, *ev_kill, *ev_slow;
         int sent, ok, errors, in_flight;
@@ -75,6 +77,7 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
                 O_KILL_SPAWNED,
                 O_FORGET,
                 O_SLOW_READ,
+                O_DIRECT_CHANNEL,
         };
         static const struct option opts[] = {
                 {"name", required_argument, NULL, O_NAME},
@@ -104,6 +107,7 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
                 {"ready-delay-ms", required_argument, NULL, O_READY_DELAY},
                 {"exit-when-done", no_argument, NULL, O_DONE},
                 {"slow-read-ms", required_argument, NULL, O_SLOW_READ},
+                {"direct", no_argument, NULL, O_DIRECT_CHANNEL},
                 {},
         };
         int c;
@@ -191,6 +195,9 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
                         break;
                 case O_DONE:
                         t->exit_when_done = true;
+                        break;
+                case O_DIRECT_CHANNEL:
+                        t->direct = true;
                         break;
                 default:
                         return -EINVAL;
@@ -448,7 +455,9 @@ static void echo_send_one(struct tw *t) {
         t->sent_at[t->sent] = now_usec();
         t->sent++;
         t->in_flight++;
-        if (peer_send(worker_peer(t->w), MSG_T_ECHO, seq,
+        struct peer *to = t->echo_peer && !peer_is_lost(t->echo_peer) ? t->echo_peer : worker_peer(t->w);
+
+        if (peer_send(to, MSG_T_ECHO, seq,
                       &(struct msg_t_echo){.target = (char *) t->echo_to, .payload = {payload, (size_t) t->payload}},
                       NULL, 0) < 0) {
                 t->in_flight--;
@@ -493,6 +502,63 @@ static void echo_done_one(struct tw *t, uint32_t seq, bool ok, const char *err) 
                 echo_pump(t);
 }
 
+static void echo_start(struct tw *t) {
+        t->t0 = now_usec();
+        if (t->interval_ms > 0) {
+                t->ev_echo = evtimer_new(worker_event_base(t->w), on_echo_tick, t);
+                struct timeval tv = ms_tv(0);
+                (void) event_add(t->ev_echo, &tv);
+        } else
+                echo_pump(t);
+}
+
+/* ---- --direct: echo over a channel the supervisor brokers ---- */
+
+static int direct_on_frame(struct peer *p, const struct frame *f, int *fds, size_t n_fds, void *userdata) {
+        struct tw *t = userdata;
+
+        if (f->type == MSG_T_ECHO_REPLY)
+                echo_done_one(t, f->seq, true, NULL);
+        else if (f->type == MSG_ERROR)
+                echo_done_one(t, f->seq, false, ((const struct msg_error *) f->body)->message);
+        else
+                return -EBADMSG;
+        return 0;
+}
+
+static void direct_on_lost(struct peer *p, enum peer_lost_reason reason, const char *detail, void *userdata) {
+        struct tw *t = userdata;
+
+        worker_send_event(t->w, "channel_lost", "%s", detail);
+        /* What was in flight on it is gone: count it, and go on through the supervisor. */
+        t->errors += t->in_flight;
+        t->in_flight = 0;
+}
+
+static const struct peer_ops direct_peer_ops = {.on_frame = direct_on_frame, .on_lost = direct_on_lost};
+
+static void direct_open(struct tw *t) {
+        t->open_seq = ROUTE_SEQ_DIRECT - 1; /* apart from the echo seqs (1..count) */
+        if (peer_send(worker_peer(t->w), MSG_CHANNEL_OPEN, t->open_seq,
+                      &(struct msg_channel_open){.target = (char *) t->echo_to}, NULL, 0) < 0)
+                worker_exit(t->w, WORKER_EXIT_CRASH);
+}
+
+static int direct_opened(struct tw *t, const struct frame *f, int *fds, size_t n_fds) {
+        struct peer *p;
+
+        if (f->type == MSG_ERROR)
+                worker_send_event(t->w, "channel_error", "%s", ((const struct msg_error *) f->body)->message);
+        else if (n_fds == 1 &&
+                 peer_new(worker_event_base(t->w), fds[0], DIR_TO_WORKER, &direct_peer_ops, t, &p) >= 0) {
+                fds[0] = -EBADF;
+                t->echo_peer = p;
+                worker_send_event(t->w, "channel_open", "to %s", ((const struct msg_channel *) f->body)->peer);
+        }
+        echo_start(t);
+        return 0;
+}
+
 /* ---- worker ops ---- */
 
 static void go_ready(struct tw *t) {
@@ -527,13 +593,10 @@ static void go_ready(struct tw *t) {
                         worker_exit(t->w, WORKER_EXIT_CRASH);
                         return;
                 }
-                t->t0 = now_usec();
-                if (t->interval_ms > 0) {
-                        t->ev_echo = evtimer_new(worker_event_base(t->w), on_echo_tick, t);
-                        struct timeval tv = ms_tv(0);
-                        (void) event_add(t->ev_echo, &tv);
-                } else
-                        echo_pump(t);
+                if (t->direct)
+                        direct_open(t);
+                else
+                        echo_start(t);
         }
 }
 
@@ -591,13 +654,14 @@ static void slow_read(struct tw *t) {
 static int tw_on_frame(struct worker *w, const struct frame *f, int *fds, size_t n_fds, void *userdata) {
         struct tw *t = userdata;
 
+        if (t->open_seq && f->seq == t->open_seq && (f->type == MSG_CHANNEL || f->type == MSG_ERROR))
+                return direct_opened(t, f, fds, n_fds);
         switch (f->type) {
         case MSG_T_ECHO: {
                 const struct msg_t_echo *m = f->body;
                 slow_read(t);
-                return peer_send(worker_peer(w), MSG_T_ECHO_REPLY, f->seq,
-                                 &(struct msg_t_echo){.target = (char *) worker_name(w), .payload = m->payload}, NULL,
-                                 0);
+                return worker_reply(w, MSG_T_ECHO_REPLY, f->seq,
+                                    &(struct msg_t_echo){.target = (char *) worker_name(w), .payload = m->payload});
         }
         case MSG_T_ECHO_REPLY:
                 echo_done_one(t, f->seq, true, NULL);
@@ -651,6 +715,7 @@ static void tw_on_exit(struct worker *w, void *userdata) {
                 event_free(t->ev_kill);
         if (t->ev_slow)
                 event_free(t->ev_slow);
+        peer_free(t->echo_peer);
         free(t->sent_at);
         free(t->rtt);
 }

@@ -11,8 +11,8 @@
 #include "tap.h"
 
 /* Update both together when the table changes (the test prints the new value). */
-#define PINNED_VERSION  3
-#define PINNED_CHECKSUM UINT64_C(0x39bd092c2989fc95)
+#define PINNED_VERSION  4
+#define PINNED_CHECKSUM UINT64_C(0x75c692f38c071b9f)
 
 static uint64_t fnv(uint64_t h, const void *data, size_t n) {
         const uint8_t *p = data;

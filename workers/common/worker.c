@@ -5,6 +5,8 @@
  * CONFIG handshake, dispatching later frames to the kind's handler, and
  * leaving when the supervisor goes away. Kind-specific code never sees the
  * handshake; it gets a configure() call with restored fds ready to take.
+ * Requests that come over brokered channels (worker-direct.c) reach the same
+ * on_frame(), and worker_reply() sends every answer where its request came from.
  */
 #include <fcntl.h>
 #include <getopt.h>
@@ -15,6 +17,8 @@
 #include "exit-status.h"
 #include "fd-util.h"
 #include "log.h"
+#include "reply-tags.h"
+#include "worker-direct.h"
 #include "worker.h"
 
 #define WORKER_FD          3
@@ -31,6 +35,7 @@ struct worker {
         void *userdata;
         struct event_base *base;
         struct peer *peer;
+        struct worker_direct *direct;
         struct event *ev_sigterm;
         char name[NAME_MAX_LEN + 1];
         bool configured;
@@ -85,6 +90,47 @@ int worker_store_fd(struct worker *w, const char *name, int fd) {
 
 int worker_forget_fd(struct worker *w, const char *name) {
         return peer_send(w->peer, MSG_FD_FORGET, 0, &(struct msg_fd_forget){.name = (char *) name}, NULL, 0);
+}
+
+int worker_reply(struct worker *w, int type, uint32_t seq, const void *body) {
+        const struct msg_info *info = msg_info_get(type);
+        struct peer *p;
+        uint32_t to;
+        int r;
+
+        if (!reply_tag_is_direct(seq))
+                return peer_send(w->peer, type, seq, body, NULL, 0);
+        if (worker_direct_resolve(w->direct, seq, &p, &to) < 0)
+                return 0; /* that client is gone: nobody would read it */
+        r = peer_send(p, type, to, body, NULL, 0);
+        if (info && info->final)
+                worker_direct_forget(w->direct, seq);
+        if (r < 0)
+                log_debug_errno(r, "A reply to a direct client was lost with its channel");
+        return 0;
+}
+
+int worker_reply_error(struct worker *w, uint32_t seq, int code, const char *fmt, ...) {
+        char msg[MSG_STR_MAX];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        return worker_reply(w, MSG_ERROR, seq, &(struct msg_error){.code = code < 0 ? code : -EIO, .message = msg});
+}
+
+struct peer *worker_reply_peer(struct worker *w, uint32_t seq) {
+        struct peer *p;
+        uint32_t to;
+
+        if (!reply_tag_is_direct(seq))
+                return w->peer;
+        return worker_direct_resolve(w->direct, seq, &p, &to) < 0 ? NULL : p;
+}
+
+bool worker_replies_congested(struct worker *w) {
+        return peer_congested(w->peer) || worker_direct_congested(w->direct);
 }
 
 int worker_send_event(struct worker *w, const char *event, const char *fmt, ...) {
@@ -145,8 +191,32 @@ static int on_frame(struct peer *p, const struct frame *f, int *fds, size_t n_fd
                 return handshake_frame(w, f, fds, n_fds);
         if (f->type == MSG_PING)
                 return peer_send(p, MSG_PONG, f->seq, f->body, NULL, 0);
+        if (f->type == MSG_CHANNEL && f->seq == 0) {
+                /* A client's channel: a refused one is closed with the frame's fds. */
+                if (n_fds == 1 && worker_direct_adopt(w->direct, f->body, fds[0]) >= 0)
+                        fds[0] = -EBADF;
+                return 0;
+        }
         return w->ops->on_frame(w, f, fds, n_fds, w->userdata);
 }
+
+static int direct_on_request(const struct frame *f, void *userdata) {
+        struct worker *w = userdata;
+
+        return w->ops->on_frame(w, f, NULL, 0, w->userdata);
+}
+
+static void direct_on_drained(void *userdata) {
+        struct worker *w = userdata;
+
+        if (w->ops->on_drained)
+                w->ops->on_drained(w, w->userdata);
+}
+
+static const struct worker_direct_ops worker_direct_ops = {
+        .on_request = direct_on_request,
+        .on_drained = direct_on_drained,
+};
 
 static void on_lost(struct peer *p, enum peer_lost_reason reason, const char *detail, void *userdata) {
         struct worker *w = userdata;
@@ -228,6 +298,12 @@ int worker_main(int argc, char **argv, const struct worker_ops *ops, void *userd
                 event_base_free(w.base);
                 return WORKER_EXIT_CRASH;
         }
+        r = worker_direct_new(w.base, ops->kind, w.name, &worker_direct_ops, &w, &w.direct);
+        if (r < 0) {
+                peer_free(w.peer);
+                event_base_free(w.base);
+                return WORKER_EXIT_CRASH;
+        }
         w.ev_sigterm = evsignal_new(w.base, SIGTERM, on_sigterm, &w);
         if (w.ev_sigterm)
                 (void) event_add(w.ev_sigterm, NULL);
@@ -253,6 +329,7 @@ int worker_main(int argc, char **argv, const struct worker_ops *ops, void *userd
                 free(w.procs[i].name);
         if (w.ev_sigterm)
                 event_free(w.ev_sigterm);
+        worker_direct_free(w.direct);
         peer_free(w.peer);
         event_base_free(w.base);
         return w.exit_code;

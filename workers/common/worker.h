@@ -28,7 +28,9 @@ struct worker_ops {
          * with WORKER_EXIT_CONFIG (for -EINVAL) or WORKER_EXIT_CRASH. The worker
          * sends READY itself when it is ready (worker_send_ready()). */
         int (*configure)(struct worker *w, const struct msg_config *cfg, void *userdata);
-        /* Every frame after CONFIG. Return < 0 to drop the supervisor (protocol error). */
+        /* Every frame after CONFIG, and every request over a brokered channel
+         * (seq is then a tag: answer with worker_reply*()). Return < 0 to drop
+         * the supervisor (protocol error), or that channel. */
         int (*on_frame)(struct worker *w, const struct frame *f, int *fds, size_t n_fds, void *userdata);
         /* Optional: the channel to the supervisor, once congested (peer_congested()),
          * has drained: producers that stopped may go on. */
@@ -55,6 +57,14 @@ int worker_send_ready(struct worker *w);
 /* Hand an fd to the supervisor's store under @name (replacing an older one). */
 int worker_store_fd(struct worker *w, const char *name, int fd);
 int worker_forget_fd(struct worker *w, const char *name);
+/* Answer request @seq where it came from: the supervisor, or the direct client
+ * it names (dropped if that client left). A final reply ends the request. */
+int worker_reply(struct worker *w, int type, uint32_t seq, const void *body);
+int worker_reply_error(struct worker *w, uint32_t seq, int code, const char *fmt, ...) _printf_(4, 5);
+/* The peer replies to @seq go to (NULL: its client left), for flow control. */
+struct peer *worker_reply_peer(struct worker *w, uint32_t seq);
+/* The supervisor's or any direct client's send queue is congested. */
+bool worker_replies_congested(struct worker *w);
 /* Emit a timeline/journal event through the supervisor. */
 int worker_send_event(struct worker *w, const char *event, const char *fmt, ...) _printf_(3, 4);
 

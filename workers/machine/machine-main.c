@@ -446,13 +446,12 @@ static int handle_console_read(struct machine *m, const struct frame *f) {
 }
 
 static int handle_state(struct machine *m, const struct frame *f) {
-        return peer_send(worker_peer(m->w), MSG_M_STATE_RESULT, f->seq,
-                         &(struct msg_m_state_result){.booted = m->booted,
-                                                      .connected = machine_shell_connected(m->shell),
-                                                      .pid = machine_pid(m),
-                                                      .backend = (char *) m->backend->name,
-                                                      .worker_pid = getpid()},
-                         NULL, 0);
+        return worker_reply(m->w, MSG_M_STATE_RESULT, f->seq,
+                            &(struct msg_m_state_result){.booted = m->booted,
+                                                         .connected = machine_shell_connected(m->shell),
+                                                         .pid = machine_pid(m),
+                                                         .backend = (char *) m->backend->name,
+                                                         .worker_pid = getpid()});
 }
 
 typedef int (*request_fn)(struct machine *m, const struct frame *f);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * machine-reply.c owns what vigil-machine sends back to the supervisor and
- * the flow control on that channel. Small replies go out at once; a bulk
+ * machine-reply.c owns what vigil-machine sends back to whoever asked (the
+ * supervisor, or a client over a brokered channel: worker_reply() knows
+ * which) and the flow control on those channels. Small replies go out at once; a bulk
  * reply (a command's output, a console read) is kept here and fed to the
  * channel in CHUNK_MAX pieces only while it is not congested, continuing
  * when it drains. While bulk waits, the guest shell is not read
@@ -37,23 +38,27 @@ static struct bulk_reply *bulk_reply_free(struct bulk_reply *b) {
         return NULL;
 }
 
-/* Send what the channel takes now. < 0: the channel is lost (the worker ends). */
+/* Send what the channels take now. < 0: the supervisor channel is lost (the
+ * worker ends). A reply whose direct client left is dropped whole. */
 static int bulk_pump(struct machine *m) {
-        struct peer *p = worker_peer(m->w);
         struct bulk_reply *b;
+        struct peer *p;
         int r;
 
-        while ((b = TAILQ_FIRST(&bulk)) && !peer_congested(p)) {
-                if (b->off < b->len) {
+        while ((b = TAILQ_FIRST(&bulk))) {
+                p = worker_reply_peer(m->w, b->seq);
+                if (p && peer_congested(p))
+                        break;
+                if (p && b->off < b->len) {
                         size_t n = MIN((size_t) CHUNK_MAX, b->len - b->off);
-                        r = peer_send(p, MSG_CHUNK, b->seq,
-                                      &(struct msg_chunk){.data = {.data = b->data + b->off, .len = n}}, NULL, 0);
+                        r = worker_reply(m->w, MSG_CHUNK, b->seq,
+                                         &(struct msg_chunk){.data = {.data = b->data + b->off, .len = n}});
                         if (r < 0)
                                 return r;
                         b->off += n;
                         continue;
                 }
-                r = peer_send(p, b->type, b->seq, &b->result, NULL, 0);
+                r = worker_reply(m->w, b->type, b->seq, &b->result);
                 TAILQ_REMOVE(&bulk, b, link);
                 bulk_reply_free(b);
                 if (r < 0)
@@ -90,11 +95,11 @@ int machine_reply_error(struct machine *m, uint32_t seq, int code, const char *f
         va_start(ap, fmt);
         (void) vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        return peer_send_error(worker_peer(m->w), seq, code < 0 ? code : -EIO, "%s", msg);
+        return worker_reply_error(m->w, seq, code, "%s", msg);
 }
 
 int machine_reply_ok(struct machine *m, uint32_t seq) {
-        return peer_send_ok(worker_peer(m->w), seq);
+        return worker_reply(m->w, MSG_OK, seq, &(struct msg_empty){});
 }
 
 int machine_reply_text(struct machine *m, uint32_t seq, const char *text, size_t len, uint64_t next_line) {
@@ -108,7 +113,7 @@ int machine_reply_exec(struct machine *m, uint32_t seq, int64_t status, const ui
 }
 
 bool machine_reply_busy(struct machine *m) {
-        return !TAILQ_EMPTY(&bulk) || peer_congested(worker_peer(m->w));
+        return !TAILQ_EMPTY(&bulk) || worker_replies_congested(m->w);
 }
 
 void machine_reply_drained(struct machine *m) {

@@ -21,6 +21,9 @@ static void pending_free(struct script_pending *p) {
                 return;
         frame_done(&p->final);
         free(p->data);
+        free(p->replay);
+        free(p->failed_message);
+        safe_close(p->fd);
         free(p);
 }
 
@@ -49,6 +52,7 @@ int script_pending_add(struct script_pending_table *t, uint32_t seq, struct scri
         if (!p)
                 return -ENOMEM;
         p->seq = seq;
+        p->fd = -EBADF;
         p->next = t->head;
         t->head = p;
         t->n++;
@@ -105,10 +109,14 @@ static int pending_append(struct script_pending_table *t, struct script_pending 
 }
 
 int script_pending_deliver(struct script_pending_table *t, struct frame *f, enum script_deliver *ret) {
+        return script_pending_deliver_fd(t, f, NULL, ret);
+}
+
+int script_pending_deliver_fd(struct script_pending_table *t, struct frame *f, int *fd, enum script_deliver *ret) {
         struct script_pending *p;
         int r;
 
-        if (!f->info || f->info->route != ROUTE_REPLY)
+        if (!f->info || (f->info->route != ROUTE_REPLY && !f->info->final))
                 return -EBADMSG;
         p = pending_find(t, f->seq);
         if (!p || p->done)
@@ -131,6 +139,10 @@ int script_pending_deliver(struct script_pending_table *t, struct frame *f, enum
         p->final = *f;
         *f = (struct frame){};
         p->done = true;
+        if (fd) {
+                p->fd = *fd;
+                *fd = -EBADF;
+        }
         if (p->abandoned) {
                 script_pending_remove(t, p);
                 *ret = SCRIPT_DELIVER_DROPPED;
@@ -160,4 +172,21 @@ void script_pending_fail_all(struct script_pending_table *t, int error) {
                 p->error = error;
                 i = &p->next;
         }
+}
+
+void script_pending_restart(struct script_pending *p) {
+        p->len = 0;
+        p->overflow = false;
+}
+
+void script_pending_fail(struct script_pending_table *t, struct script_pending *p, int code, const char *message) {
+        if (p->done)
+                return;
+        if (p->abandoned) {
+                script_pending_remove(t, p);
+                return;
+        }
+        p->done = true;
+        p->failed = code < 0 ? code : -EIO;
+        p->failed_message = strdup(message);
 }

@@ -16,10 +16,17 @@
 
 struct script_pending {
         uint32_t seq;
-        bool done;      /* final frame (or a local error) is in */
-        bool abandoned; /* the waiter gave up (interrupted): drop it when done */
-        bool overflow;  /* chunks went past the cap; the data was cut */
-        int error;      /* local failure (e.g. -EPIPE: supervisor gone), 0 if final is valid */
+        bool done;            /* final frame (or a local error) is in */
+        bool abandoned;       /* the waiter gave up (interrupted): drop it when done */
+        bool overflow;        /* chunks went past the cap; the data was cut */
+        int error;            /* local failure (e.g. -EPIPE: supervisor gone), 0 if final is valid */
+        int failed;           /* a request that cannot finish (its channel died mid-way): the code ... */
+        char *failed_message; /* ... and why, reported like a remote MSG_ERROR */
+        unsigned via;         /* 0: sent through the supervisor; else the direct channel's id */
+        bool sent;            /* written out on @via */
+        uint8_t *replay;      /* an idempotent request sent directly: its frame, to send again */
+        size_t replay_len;
+        int fd; /* an fd that came with the final frame (MSG_CHANNEL), or < 0 */
         uint8_t *data;
         size_t len, cap;
         struct frame final;
@@ -49,6 +56,15 @@ enum script_deliver {
  * (and zeroes it). -ENOENT: no such seq; -EBADMSG: not a reply frame. In both
  * error cases *f is left to the caller. */
 int script_pending_deliver(struct script_pending_table *t, struct frame *f, enum script_deliver *ret);
+/* The same, for a final frame that may carry one fd: the request takes *@fd
+ * (set to -EBADF) when it completes with it. */
+int script_pending_deliver_fd(struct script_pending_table *t, struct frame *f, int *fd, enum script_deliver *ret);
+
+/* @p is sent again from the start (a replay): forget the chunks so far. */
+void script_pending_restart(struct script_pending *p);
+/* Complete @p with a failure of @code and @message (copied), as an error
+ * reply would; an abandoned @p is freed. */
+void script_pending_fail(struct script_pending_table *t, struct script_pending *p, int code, const char *message);
 
 /* Complete every waiting request with @error (the supervisor is gone). */
 void script_pending_fail_all(struct script_pending_table *t, int error);

@@ -189,6 +189,8 @@ static PyObject *reply_to_python(struct script_pending *p, size_t reply_max) {
 
         if (p->error)
                 return raise_lost(p->error);
+        if (p->failed)
+                return raise_pair(remote_error, p->failed, p->failed_message ?: strerror(-p->failed));
         if (f->type == MSG_ERROR) {
                 const struct msg_error *e = f->body;
 

@@ -413,6 +413,10 @@ int main(int argc, char **argv) {
                         reply_error(f.seq, -EOPNOTSUPP, "the fake supervisor cannot add machines");
                         break;
                 }
+                case MSG_CHANNEL_OPEN:
+                        /* Requests to machines then go through here, as with a supervisor of before. */
+                        reply_error(f.seq, -EOPNOTSUPP, "the fake supervisor brokers no channels");
+                        break;
                 case MSG_EVENT: {
                         const struct msg_event *e = f.body;
 

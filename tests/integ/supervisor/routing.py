@@ -2,7 +2,8 @@
 # Proves hub-and-spoke routing: requests to a worker that is not READY yet wait and are delivered, idempotent requests
 # in flight when the target dies are replayed to its restarted worker, requests to a child gone for good fail, and a
 # producer far faster than its consumer is slowed down (flow control) instead of overflowing the supervisor's queue
-# and getting the slow consumer killed.
+# and getting the slow consumer killed. And that a brokered channel takes the supervisor out of the path: echoes over
+# it go on while the supervisor is stopped (routed ones wait for it), so the hop costs nothing per request.
 import os
 import signal
 import sys
@@ -101,8 +102,36 @@ def backpressure(new_run):
     check(hwm < 32 * 1024, f"the supervisor's memory stayed bounded while 37.5 MiB went through (VmHWM {hwm} KiB)")
 
 
+def brokered(new_run):
+    p99 = {}
+    for mode in ("routed", "direct"):
+        args = ["--echo-to", "b", "--count", "150", "--interval-ms", "10"] + (["--direct"] if mode == "direct" else [])
+        run = new_run({"children": [test("b"), test("a", args)]}, pidns=False)
+        run.start()
+        if mode == "direct":
+            run.wait_for(lambda: run.worker_events("channel_open", "a"), what="the brokered channel")
+        else:
+            run.wait_for(lambda: run.events("ready", child="a"), what="a ready")
+        time.sleep(0.2)
+        os.kill(run.proc.pid, signal.SIGSTOP)  # the supervisor itself (--no-pidns)
+        time.sleep(1.0)
+        os.kill(run.proc.pid, signal.SIGCONT)
+        run.wait_for(lambda: run.worker_events("echo_done", "a"), what="echo_done")
+        run.proc.send_signal(signal.SIGTERM)
+        run.wait()
+        done = run.worker_events("echo_done", "a")[0]["message"]
+        check("ok=150 errors=0" in done, f"{mode}: every echo was answered ({done})")
+        p99[mode] = int(done.split("p99_us=")[1].split()[0])
+        if mode == "direct":
+            check(not run.worker_events("channel_error", "a") and not run.worker_events("channel_lost", "a"),
+                  "the channel was brokered and stayed open")
+    check(p99["routed"] >= 600_000, f"routed echoes waited for the stopped supervisor (p99 {p99['routed']} us)")
+    check(p99["direct"] < 400_000, f"brokered echoes went on while it was stopped (p99 {p99['direct']} us)")
+
+
 def body(new_run):
-    {"queued": queued, "replay": replay, "gone": gone, "backpressure": backpressure}[sys.argv[1]](new_run)
+    {"queued": queued, "replay": replay, "gone": gone, "backpressure": backpressure,
+     "brokered": brokered}[sys.argv[1]](new_run)
 
 
 main(body)

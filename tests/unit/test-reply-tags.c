@@ -26,7 +26,8 @@ int main(void) {
         CHECK(reply_tags_add(&t, &a, 8, &t3) == 0 && t3 != t1 && t3 != t2, "a's seq 8 a third");
         e = reply_tags_find(&t, t2);
         CHECK(e && e->owner == &b && e->seq == 7, "a tag resolves to its client and seq");
-        CHECK(!reply_tags_find(&t, 7) && !reply_tags_find(&t, ROUTE_SEQ_DIRECT + 1000), "unknown tags resolve to nothing");
+        CHECK(!reply_tags_find(&t, 7) && !reply_tags_find(&t, ROUTE_SEQ_DIRECT + 1000),
+              "unknown tags resolve to nothing");
 
         reply_tags_drop(&t, t1);
         CHECK(!reply_tags_find(&t, t1) && reply_tags_find(&t, t3), "an answered tag goes, the others stay");

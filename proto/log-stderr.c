@@ -26,9 +26,9 @@
 #include "log-stderr.h"
 #include "macro.h"
 
-#define LOG_STDERR_RESERVE     1024u                 /* of a pipe's capacity, for the last "dropped" line */
-#define LOG_STDERR_RETRY_MSEC  20                    /* a pipe with room, but not for the next record */
-#define LOG_STDERR_POLL_MSEC   100                   /* one wait of log_stderr_drain() */
+#define LOG_STDERR_RESERVE     1024u               /* of a pipe's capacity, for the last "dropped" line */
+#define LOG_STDERR_RETRY_MSEC  20                  /* a pipe with room, but not for the next record */
+#define LOG_STDERR_POLL_MSEC   100                 /* one wait of log_stderr_drain() */
 #define LOG_STDERR_DRAIN_TOTAL (30 * USEC_PER_SEC) /* log_stderr_drain(), however fast the reader */
 #define LOG_STDERR_STALL_USEC  (2 * USEC_PER_SEC)  /* a reader this long without reading has stopped */
 
@@ -43,14 +43,14 @@ struct log_stderr_record {
 static struct {
         pthread_mutex_t lock;
         bool bounded;
-        int fd;                   /* our own description of stderr (bounded), else STDERR_FILENO */
-        bool sock, pipe;          /* send(MSG_DONTWAIT); keep LOG_STDERR_RESERVE free */
-        bool wait_writable;       /* why the last flush stopped: EAGAIN (else: the reserve) */
-        bool draining;            /* log_stderr_drain(): nobody to tell */
+        int fd;             /* our own description of stderr (bounded), else STDERR_FILENO */
+        bool sock, pipe;    /* send(MSG_DONTWAIT); keep LOG_STDERR_RESERVE free */
+        bool wait_writable; /* why the last flush stopped: EAGAIN (else: the reserve) */
+        bool draining;      /* log_stderr_drain(): nobody to tell */
         struct log_stderr_record *head, **tail;
-        size_t queued;            /* bytes not yet written */
-        uint64_t last_progress;   /* the reader last took bytes (or the queue began), CLOCK_MONOTONIC */
-        uint64_t dropped;         /* lines dropped since the last notice was queued */
+        size_t queued;          /* bytes not yet written */
+        uint64_t last_progress; /* the reader last took bytes (or the queue began), CLOCK_MONOTONIC */
+        uint64_t dropped;       /* lines dropped since the last notice was queued */
         uint64_t dropped_total;
         char record[512];
         void (*waiter)(int fd, bool writable, void *userdata);
@@ -129,9 +129,9 @@ static void dequeue(void) {
 }
 
 static int notice_format(char *buf, size_t size, uint64_t lines) {
-        int n = snprintf(buf, size,
-                         "vigil: %llu line%s dropped: stderr was not read fast enough; %s\n",
-                         (unsigned long long) lines, lines == 1 ? "" : "s", q.record[0] ? q.record : "see the journal");
+        int n = snprintf(buf, size, "vigil: %llu line%s dropped: stderr was not read fast enough; %s\n",
+                         (unsigned long long) lines, lines == 1 ? "" : "s",
+                         q.record[0] ? q.record : "see the journal");
         return MIN(n, (int) size - 1);
 }
 

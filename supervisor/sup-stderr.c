@@ -10,15 +10,15 @@
  * own, so a line is shown or dropped whole. While the queue is congested (a
  * slow reader that still reads) it stops reading, so the children wait for
  * that reader as they would on a terminal; a reader that has stopped leaves the
- * queue uncongested, and lines are dropped instead of the run stalling. It also drives the queue from the event loop: a
- * write event when stderr was full, a short timer when a pipe had room, but
- * not for the next record and the reserve.
+ * queue uncongested, and lines are dropped instead of the run stalling. It also drives the queue from the event loop:
+ * a write event when stderr was full, a short timer when a pipe had room, but not for the next record and the reserve.
  */
 #include <fcntl.h>
 
 #include "log-stderr.h"
 #include "log.h"
 #include "sup-stderr.h"
+#include "time-util.h"
 
 #define SUP_STDERR_LINE_MAX  (16u * 1024u) /* longer lines are relayed in pieces of this size */
 #define SUP_STDERR_READS     16            /* reads per wakeup, so one child cannot starve the loop */
@@ -33,6 +33,11 @@ struct sup_stderr {
         size_t n_partial;
         char partial[SUP_STDERR_LINE_MAX]; /* a line begun, not yet ended */
 };
+
+static void arm(struct event *ev, uint64_t msec) {
+        struct timeval tv = timeval_from_msec(msec);
+        (void) event_add(ev, &tv);
+}
 
 /* Queue every whole line of @buf; keep the last, unfinished one for later. */
 static void relay(struct sup_stderr *e, const char *buf, size_t len) {
@@ -60,7 +65,7 @@ static bool pump_some(struct sup_stderr *e, bool wait) {
                 if (wait && log_stderr_congested()) {
                         if (!e->paused && event_del(e->ev_read) >= 0)
                                 e->paused = true;
-                        (void) event_add(e->ev_resume, &(struct timeval){.tv_usec = SUP_STDERR_RESUME_MS * 1000});
+                        arm(e->ev_resume, SUP_STDERR_RESUME_MS);
                         return false;
                 }
                 ssize_t n = read(e->read_fd, buf, sizeof(buf));
@@ -86,7 +91,7 @@ static void on_resume(evutil_socket_t fd, short what, void *userdata) {
         struct sup_stderr *e = userdata;
 
         if (log_stderr_congested()) {
-                (void) event_add(e->ev_resume, &(struct timeval){.tv_usec = SUP_STDERR_RESUME_MS * 1000});
+                arm(e->ev_resume, SUP_STDERR_RESUME_MS);
                 return;
         }
         if (event_add(e->ev_read, NULL) >= 0)
@@ -103,7 +108,7 @@ static void on_wait(int fd, bool writable, void *userdata) {
         struct sup_stderr *e = userdata;
 
         if (!writable) {
-                (void) event_add(e->ev_retry, &(struct timeval){.tv_usec = SUP_STDERR_RETRY_MS * 1000});
+                arm(e->ev_retry, SUP_STDERR_RETRY_MS);
                 return;
         }
         if (!e->ev_out)
@@ -111,7 +116,7 @@ static void on_wait(int fd, bool writable, void *userdata) {
         if (e->ev_out)
                 (void) event_add(e->ev_out, NULL);
         else
-                (void) event_add(e->ev_retry, &(struct timeval){.tv_usec = SUP_STDERR_RETRY_MS * 1000});
+                arm(e->ev_retry, SUP_STDERR_RETRY_MS);
 }
 
 void sup_stderr_bound(const char *run_id, const char *outdir) {

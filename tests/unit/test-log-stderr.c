@@ -80,7 +80,8 @@ int main(void) {
         close(p[1]);
         reader = p[0];
         (void) fcntl(reader, F_SETFL, O_NONBLOCK);
-        CHECK(log_stderr_bounded("see the test's record") == 0 && log_stderr_is_bounded(), "stderr (a pipe) is bounded");
+        CHECK(log_stderr_bounded("see the test's record") == 0 && log_stderr_is_bounded(),
+              "stderr (a pipe) is bounded");
         CHECK(!(fcntl(STDERR_FILENO, F_GETFL) & O_NONBLOCK), "the inherited description stays blocking");
 
         /* 1. A reader that pauses: 3000 lines (270 KB) wait in the queue, nothing is lost. */

@@ -7,7 +7,8 @@
  * stderr gets one readable line with the same fields appended. A journal
  * socket that exists but refuses entries (nobody listening, as in many
  * containers and sandboxes) sends this process to stderr from its first failed
- * send on, said once, so no line is lost to a dead socket.
+ * send on, said once, so no line is lost to a dead socket. How a line reaches
+ * stderr (at once, or bounded and never blocking) is log-stderr.c's.
  */
 #include <pthread.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #define SD_JOURNAL_SUPPRESS_LOCATION 1
 #include <systemd/sd-journal.h>
 
+#include "log-stderr.h"
 #include "log.h"
 
 #define LOG_FIELDS_MAX 12
@@ -229,7 +231,7 @@ static void write_stderr(int prio, enum log_event ev, const char *const *extra, 
         }
 #undef APPEND
         line[len++] = '\n';
-        (void) !write(STDERR_FILENO, line, len);
+        log_stderr_write(line, len);
 }
 
 static int log_emitv(const struct log_location *at, bool tee, int prio, int error, enum log_event ev,

@@ -10,6 +10,7 @@
 
 #include "sup-events.h"
 #include "sup-records.h"
+#include "sup-stderr.h"
 #include "sup-timeline.h"
 
 void events_emit_at(const struct log_location *at, struct sup *s, struct child *c, int prio, enum log_event ev,
@@ -24,6 +25,7 @@ void events_emit_at(const struct log_location *at, struct sup *s, struct child *
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
 
+        sup_stderr_pump(s->stderr_relay); /* what a child wrote before the event comes before it */
         if (c) {
                 snprintf(fields[nf], sizeof(fields[nf]), "VIGIL_CHILD=%s", c->spec.id);
                 extra[n++] = fields[nf++];

@@ -12,12 +12,14 @@
 
 #include "defaults.h"
 #include "exit-status.h"
+#include "log-stderr.h"
 #include "sup-cgroup.h"
 #include "sup-events.h"
 #include "sup-reap.h"
 #include "sup-records.h"
 #include "sup-route.h"
 #include "sup-spawn.h"
+#include "sup-stderr.h"
 #include "sup-timeline.h"
 #include "sup-tree.h"
 
@@ -71,13 +73,16 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg) {
  * stderr for silence (nix's max-silent-time), not for the journal. */
 static void on_heartbeat(evutil_socket_t fd, short what, void *arg) {
         struct sup *s = arg;
+        char line[512];
         size_t up = 0;
+        int n;
 
         for (size_t i = 0; i < s->n_children; i++)
                 up += s->children[i].state == CHILD_RUNNING;
-        fprintf(stderr, "vigil: run %s still running after %llu s, %zu/%zu children up%s%s\n", s->run_id,
-                (now_usec() - s->started_usec) / USEC_PER_SEC, up, s->n_children, s->subtest[0] ? "; subtest: " : "",
-                s->subtest);
+        n = snprintf(line, sizeof(line), "vigil: run %s still running after %llu s, %zu/%zu children up%s%s\n",
+                     s->run_id, (now_usec() - s->started_usec) / USEC_PER_SEC, up, s->n_children,
+                     s->subtest[0] ? "; subtest: " : "", s->subtest);
+        log_stderr_write(line, (size_t) MIN(n, (int) sizeof(line) - 1));
 }
 
 void sup_shutdown(struct sup *s, int exit_code, const char *why) {
@@ -153,6 +158,7 @@ int sup_new(const struct sup_options *o, struct sup **ret) {
         if (!s->worker_env || !s->base)
                 return sup_free(s), -ENOMEM;
         log_set_field("VIGIL_RUN", s->run_id);
+        sup_stderr_bound(s->run_id, s->outdir);
         *ret = s;
         return 0;
 }
@@ -160,6 +166,7 @@ int sup_new(const struct sup_options *o, struct sup **ret) {
 struct sup *sup_free(struct sup *s) {
         if (!s)
                 return NULL;
+        s->stderr_relay = sup_stderr_free(s->stderr_relay);
         route_free_all(s);
         for (size_t i = 0; i < s->n_children; i++)
                 child_done(&s->children[i]);
@@ -285,6 +292,8 @@ static int sup_setup_events(struct sup *s) {
                         return -ENOMEM;
         }
         (void) signal(SIGPIPE, SIG_IGN);
+        if (sup_stderr_new(s->base, &s->stderr_relay) < 0)
+                log_warning("Cannot relay the children's stderr: they write vigil's stderr directly");
 
         s->ev_timeout = evtimer_new(s->base, on_global_timeout, s);
         s->ev_teardown_deadline = evtimer_new(s->base, on_teardown_deadline, s);
@@ -362,6 +371,7 @@ int sup_run(struct sup *s) {
         tree_advance(s);
 
         r = event_base_dispatch(s->base);
+        s->stderr_relay = sup_stderr_free(s->stderr_relay); /* the children's last lines before run_end */
         if (r < 0)
                 return log_error_errno(-EIO, "Event loop failed");
 

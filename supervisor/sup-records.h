@@ -179,7 +179,8 @@ struct sup {
         struct event *ev_watchdog;
         struct event *ev_heartbeat;
         struct event *ev_finish;
-        bool pidns_init; /* PID 1 of our own namespace */
+        bool pidns_init;                 /* PID 1 of our own namespace */
+        struct sup_stderr *stderr_relay; /* the children's stderr, or NULL: they write vigil's */
 
         struct sup_hooks hooks;
         void *hooks_userdata;

@@ -22,6 +22,7 @@
 #include "sup-records.h"
 #include "sup-route.h"
 #include "sup-spawn.h"
+#include "sup-stderr.h"
 #include "sup-tree.h"
 
 static void child_feed(struct child *c, enum child_event ev);
@@ -278,7 +279,8 @@ static int child_spawn(struct child *c) {
                 .path = exe,
                 .argv = argv,
                 .envp = s->worker_env,
-                .stdio = {c->spec.interactive ? STDIN_FILENO : -1, STDOUT_FILENO, STDERR_FILENO},
+                .stdio = {c->spec.interactive ? STDIN_FILENO : -1, STDOUT_FILENO,
+                          c->spec.interactive ? STDERR_FILENO : sup_stderr_child_fd(s->stderr_relay)},
                 .chan_fd = theirs,
                 .caps = &c->kind->caps,
         };

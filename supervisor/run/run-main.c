@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "exit-status.h"
+#include "log-stderr.h"
 #include "log.h"
 #include "macro.h"
 #include "report.h"
@@ -633,6 +634,7 @@ static int reference_exit(int code) {
 
         if (status < 0) {
                 fflush(NULL);
+                log_stderr_drain(USEC_PER_SEC); /* the signal skips atexit() */
                 (void) signal(-status, SIG_DFL);
                 (void) raise(-status);
                 return 128 - status; /* not reached unless the signal is blocked */

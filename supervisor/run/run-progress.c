@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <termios.h>
 
+#include "log-stderr.h"
 #include "log.h"
 #include "macro.h"
 #include "run-progress.h"
@@ -30,17 +31,10 @@ struct run_progress {
         struct run_status status;
 };
 
+/* One record per update: a worker's line never lands inside ours, and a reader
+ * that stops reading drops whole updates (log-stderr.c), never stalls the run. */
 static void progress_write(struct run_progress *p, const char *text, size_t len) {
-        /* One write() per update: a worker's line never lands inside ours. */
-        while (len > 0) {
-                ssize_t n = write(p->fd, text, len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        return;
-                text += n;
-                len -= (size_t) n;
-        }
+        log_stderr_write(text, len);
 }
 
 /* "12 s | machines 2/3 ready, 1 booting | subtest: x | b: echo (exit 0, 75 ms)" */

@@ -10,7 +10,8 @@
 struct event_base;
 struct run_progress;
 
-/* @tty: draw the status line (stderr is a terminal), else plain lines. */
+/* @fd: stderr (its size is asked; text goes out through log_stderr_write()).
+ * @tty: draw the status line (stderr is a terminal), else plain lines. */
 int run_progress_new(int fd, bool tty, struct run_progress **ret);
 /* Start the one-second redraw on the tree's loop (terminal only). */
 int run_progress_attach(struct run_progress *p, struct event_base *base);

@@ -54,6 +54,7 @@ LAYOUT = {
     "PROC_LIST": ["name", "pid"],
     "PROC_EXIT": ["name", "pid", "code", "signal"],
     "PROC_KILL": ["name", "signal"],
+    "CHANNEL": ["peer", "kind"],
 }
 
 

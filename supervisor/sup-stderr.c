@@ -10,8 +10,10 @@
  * own, so a line is shown or dropped whole. While the queue is congested (a
  * slow reader that still reads) it stops reading, so the children wait for
  * that reader as they would on a terminal; a reader that has stopped leaves the
- * queue uncongested, and lines are dropped instead of the run stalling. It also drives the queue from the event loop:
- * a write event when stderr was full, a short timer when a pipe had room, but not for the next record and the reserve.
+ * queue uncongested, and lines are dropped instead of the run stalling. It
+ * also drives the queue from the event loop: a write event when stderr was
+ * full, a short timer when a pipe had room, but not for the next record and
+ * the reserve.
  */
 #include <fcntl.h>
 

@@ -130,7 +130,8 @@ struct route {
         int type;
         bool idempotent;
         bool sent;
-        uint8_t *buf; /* the request, encoded with target_seq */
+        bool answered_in_part; /* a CHUNK of the reply reached the origin: no transparent replay */
+        uint8_t *buf;          /* the request, encoded with target_seq */
         size_t len;
 };
 

@@ -187,6 +187,8 @@ int route_reply(struct child *target, const struct frame *f, int *fds, size_t n_
         }
         if (origin_alive(r) && peer_send(r->origin->peer, f->type, r->origin_seq, f->body, fds, n_fds) >= 0)
                 route_hold(target, r->origin);
+        if (!f->info->final)
+                r->answered_in_part = true;
         if (f->info->final) {
                 route_unlink(s, r);
                 route_free(r);
@@ -258,8 +260,14 @@ void route_target_down(struct child *t, bool will_restart) {
                                    kind, t->spec.id);
                 else if (!r->sent)
                         continue; /* still waiting for READY */
-                else if (r->idempotent)
+                else if (r->idempotent && !r->answered_in_part)
                         r->sent = false; /* replayed when it is READY again */
+                else if (r->idempotent)
+                        /* The origin holds part of the reply: a replay would repeat it. */
+                        route_fail(s, r, -ECONNRESET,
+                                   "%s '%s' worker restarted while sending its reply (part of it was delivered); "
+                                   "request not repeated",
+                                   kind, t->spec.id);
                 else
                         route_fail(s, r, -ECONNRESET, "%s '%s' worker restarted while executing; request not repeated",
                                    kind, t->spec.id);

@@ -35,7 +35,10 @@ struct tw {
         bool spawn_grandchild, spawn_via_sup, exit_when_done;
         const char *store_fd, *echo_to, *spawn_program;
         int count, window, payload, interval_ms, store_many, kill_spawned_ms, slow_read_ms;
-        bool forget_fd, direct;
+        bool forget_fd, direct, crash_mid_reply;
+        int reply_chunks;        /* --reply-chunks: echo replies send the payload this many times as CHUNKs first */
+        long expect_chunk_bytes; /* --expect-chunk-bytes: what each echo reply must bring in CHUNKs */
+        long got_chunk_bytes;
         /* state */
         struct peer *echo_peer; /* --direct: the brokered channel to echo_to */
         uint32_t open_seq;
@@ -78,6 +81,9 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
                 O_FORGET,
                 O_SLOW_READ,
                 O_DIRECT_CHANNEL,
+                O_REPLY_CHUNKS,
+                O_CRASH_MID_REPLY,
+                O_EXPECT_CHUNK_BYTES,
         };
         static const struct option opts[] = {
                 {"name", required_argument, NULL, O_NAME},
@@ -108,6 +114,9 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
                 {"exit-when-done", no_argument, NULL, O_DONE},
                 {"slow-read-ms", required_argument, NULL, O_SLOW_READ},
                 {"direct", no_argument, NULL, O_DIRECT_CHANNEL},
+                {"reply-chunks", required_argument, NULL, O_REPLY_CHUNKS},
+                {"crash-mid-reply", no_argument, NULL, O_CRASH_MID_REPLY},
+                {"expect-chunk-bytes", required_argument, NULL, O_EXPECT_CHUNK_BYTES},
                 {},
         };
         int c;
@@ -198,6 +207,15 @@ static int tw_parse(struct tw *t, int argc, char **argv) {
                         break;
                 case O_DIRECT_CHANNEL:
                         t->direct = true;
+                        break;
+                case O_REPLY_CHUNKS:
+                        t->reply_chunks = atoi(optarg);
+                        break;
+                case O_CRASH_MID_REPLY:
+                        t->crash_mid_reply = true;
+                        break;
+                case O_EXPECT_CHUNK_BYTES:
+                        t->expect_chunk_bytes = atol(optarg);
                         break;
                 default:
                         return -EINVAL;
@@ -559,6 +577,26 @@ static int direct_opened(struct tw *t, const struct frame *f, int *fds, size_t n
         return 0;
 }
 
+/* --reply-chunks: the payload as CHUNKs before the reply. --crash-mid-reply
+ * (first life only, with --once-file): half of them, written out at once, then
+ * die, as a worker that crashes while streaming a reply. */
+static void reply_in_chunks(struct tw *t, uint32_t seq, const struct msg_bytes *payload) {
+        const struct msg_chunk chunk = {.data = *payload};
+
+        if (!t->crash_mid_reply || !t->misbehave) {
+                for (int i = 0; i < t->reply_chunks; i++)
+                        (void) worker_reply(t->w, MSG_CHUNK, seq, &chunk);
+                return;
+        }
+        for (int i = 0; i < t->reply_chunks / 2; i++) {
+                _cleanup_free_ uint8_t *buf = NULL;
+                size_t len;
+                if (frame_encode(MSG_CHUNK, seq, &chunk, &buf, &len) >= 0)
+                        send_raw(t, buf, len);
+        }
+        _exit(1);
+}
+
 /* ---- worker ops ---- */
 
 static void go_ready(struct tw *t) {
@@ -660,11 +698,25 @@ static int tw_on_frame(struct worker *w, const struct frame *f, int *fds, size_t
         case MSG_T_ECHO: {
                 const struct msg_t_echo *m = f->body;
                 slow_read(t);
+                if (t->reply_chunks > 0)
+                        reply_in_chunks(t, f->seq, &m->payload);
                 return worker_reply(w, MSG_T_ECHO_REPLY, f->seq,
                                     &(struct msg_t_echo){.target = (char *) worker_name(w), .payload = m->payload});
         }
         case MSG_T_ECHO_REPLY:
+                if (t->expect_chunk_bytes > 0 && t->got_chunk_bytes != t->expect_chunk_bytes) {
+                        char why[96];
+                        snprintf(why, sizeof why, "got %ld chunk bytes, want %ld", t->got_chunk_bytes,
+                                 t->expect_chunk_bytes);
+                        t->got_chunk_bytes = 0;
+                        echo_done_one(t, f->seq, false, why);
+                        return 0;
+                }
+                t->got_chunk_bytes = 0;
                 echo_done_one(t, f->seq, true, NULL);
+                return 0;
+        case MSG_CHUNK:
+                t->got_chunk_bytes += (long) ((const struct msg_chunk *) f->body)->data.len;
                 return 0;
         case MSG_ERROR: {
                 const struct msg_error *m = f->body;
@@ -672,6 +724,7 @@ static int tw_on_frame(struct worker *w, const struct frame *f, int *fds, size_t
                         worker_send_event(w, "spawn_error", "%s", m->message);
                         return 0;
                 }
+                t->got_chunk_bytes = 0; /* what came of that reply ends with it */
                 echo_done_one(t, f->seq, false, m->message);
                 return 0;
         }

@@ -46,6 +46,26 @@ def replay(new_run):
     check("waiting request(s) to 'b'" in run.read_stderr(), "the log says requests were delivered after the restart")
 
 
+def partial(new_run):
+    # b streams each echo's reply as 4 CHUNKs of the payload; in its first life it dies after 2 of them.
+    run = new_run(None)
+    b = test("b", ["--reply-chunks", "4", "--crash-mid-reply", "--once-file", run.path("once")])
+    a = test("a", ["--echo-to", "b", "--count", "3", "--interval-ms", "300", "--payload", "1000",
+                   "--expect-chunk-bytes", "4000"])
+    run.set_spec({"children": [b, a]})
+    run.start()
+    run.wait_for(lambda: run.worker_events("echo_done", "a"), what="echo_done")
+    run.proc.send_signal(signal.SIGTERM)
+    run.wait()
+    done = run.worker_events("echo_done", "a")[0]["message"]
+    errs = [e["message"] for e in run.worker_events("echo_error", "a")]
+    check(len(run.events("spawned", child="b")) == 2, "b died mid-reply and was restarted")
+    check(not any("chunk bytes" in m for m in errs), f"no reply came with a part twice or missing ({errs})")
+    check(len(errs) == 1 and "part of it was delivered" in errs[0] and "not repeated" in errs[0],
+          f"the echo whose reply was cut fails, naming why it is not repeated ({errs})")
+    check("ok=2 errors=1" in done, f"the other echoes were answered whole ({done})")
+
+
 def gone(new_run):
     b = test("b", ["--exit-code", "1", "--after-ms", "150"])
     b["restart"] = "temporary"
@@ -131,7 +151,7 @@ def brokered(new_run):
 
 def body(new_run):
     {"queued": queued, "replay": replay, "gone": gone, "backpressure": backpressure,
-     "brokered": brokered}[sys.argv[1]](new_run)
+     "brokered": brokered, "partial": partial}[sys.argv[1]](new_run)
 
 
 main(body)

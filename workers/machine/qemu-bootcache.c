@@ -36,6 +36,7 @@ enum bootcache_kind {
         BOOTCACHE_RECOVER_STATUS,                  /* then query-status: cont unless running */
         BOOTCACHE_LOAD_CAPS,                       /* a restore of a RAM file: x-ignore-shared */
         BOOTCACHE_SAVE_CAPS,                       /* a save of a RAM file: x-ignore-shared, then migrate */
+        BOOTCACHE_LOAD_FD,                         /* a restore: getfd, the snapshot's fd for migrate-incoming */
         _BOOTCACHE_KIND_END,
 };
 
@@ -43,6 +44,8 @@ enum bootcache_kind {
 #define IGNORE_SHARED_COMMAND                                                                                         \
         "{\"execute\": \"migrate-set-capabilities\", \"arguments\": {\"capabilities\": "                              \
         "[{\"capability\": \"x-ignore-shared\", \"state\": true}]}}"
+#define SNAPSHOT_FDNAME    "vigil-snapshot"
+#define GETFD_COMMAND      "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"" SNAPSHOT_FDNAME "\"}}"
 #define INCOMING_POLL_USEC (2 * USEC_PER_MSEC) /* a RAM file's restore loads in ~20 ms */
 #define RAM_COPY_CHUNK     (1024 * 1024)
 #define RAM_PAGE           4096
@@ -362,25 +365,38 @@ void qemu_bootcache_discard(struct qemu_bootcache *q, const char *why) {
         q->restoring = false;
 }
 
+/* QEMU reads the snapshot from an fd the worker opened and passed with
+ * getfd (no `exec:cat`, whose fork and pipe cost ~30-50 ms). */
 int qemu_bootcache_load(struct qemu_bootcache *q) {
         _cleanup_free_ char *json = NULL;
         json_object *o = json_object_new_object(), *a = json_object_new_object();
         char uri[4200];
+        int fd;
 
         if (!o || !a) {
                 json_object_put(o);
                 json_object_put(a);
                 return -ENOMEM;
         }
-        (void) snprintf(uri, sizeof uri, "exec:cat '%s/" QEMU_SNAPSHOT_STATE "'", q->dir);
+        (void) snprintf(uri, sizeof uri, "%s/" QEMU_SNAPSHOT_STATE, q->dir);
+        fd = open(uri, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0)
+                (void) snprintf(uri, sizeof uri, "fd:" SNAPSHOT_FDNAME);
+        else /* QEMU will say what is wrong with it, and exit */
+                (void) snprintf(uri, sizeof uri, "exec:cat '%s/" QEMU_SNAPSHOT_STATE "'", q->dir);
         json_object_object_add(a, "uri", json_object_new_string(uri));
         json_object_object_add(o, "execute", json_object_new_string("migrate-incoming"));
         json_object_object_add(o, "arguments", a);
         json = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
         json_object_put(o);
-        if (!json || (q->ram_file && bootcache_submit(q, BOOTCACHE_LOAD_CAPS, true, IGNORE_SHARED_COMMAND) < 0) ||
-            qemu_control_submit(q->ctl, QEMU_QMP, BOOTCACHE_LOAD, true, json, 0) < 0 ||
-            qemu_control_submit(q->ctl, QEMU_QMP, BOOTCACHE_INCOMING, true, "{\"execute\": \"query-migrate\"}", 0) < 0)
+        if (!json) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        if ((q->ram_file && bootcache_submit(q, BOOTCACHE_LOAD_CAPS, true, IGNORE_SHARED_COMMAND) < 0) ||
+            (fd >= 0 && qemu_control_submit_fd(q->ctl, BOOTCACHE_LOAD_FD, true, GETFD_COMMAND, fd) < 0) ||
+            bootcache_submit(q, BOOTCACHE_LOAD, true, json) < 0 ||
+            bootcache_submit(q, BOOTCACHE_INCOMING, true, "{\"execute\": \"query-migrate\"}") < 0)
                 return -ENOMEM;
         return 0;
 }
@@ -538,6 +554,7 @@ static void bootcache_answered(struct qemu_bootcache *q, int kind, const char *r
                 return;
         case BOOTCACHE_LOAD:      /* QEMU exits if the snapshot does not load */
         case BOOTCACHE_LOAD_CAPS: /* and if without it, the stream does not fit */
+        case BOOTCACHE_LOAD_FD:   /* and if without it, there is no stream */
         case _BOOTCACHE_KIND_END:
                 return;
         }

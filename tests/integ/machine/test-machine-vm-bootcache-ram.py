@@ -6,6 +6,7 @@
 # snapshot, or paired a vmstate with the wrong RAM, would break every later run silently.
 import glob
 import hashlib
+import json
 import os
 import time
 
@@ -48,6 +49,9 @@ def body(t):
     t.check(vm_size < 8 * MIB, "the migration stream holds the device state only (%.1f MiB)" % (vm_size / MIB))
     t.check(m.execute("echo after-save") == (0, b"after-save\n"), "the original VM runs on after the save")
     t.check(m.execute("grep -c ' 9p ' /proc/mounts")[1].strip() == b"2", "with its shares mounted again")
+    caps = json.loads(m.call("M_QMP", '{"execute": "query-migrate-capabilities"}').data)["return"]
+    t.check({"capability": "x-ignore-shared", "state": False} in caps,
+            "and a migration the test asks for takes all of its RAM again (x-ignore-shared off)")
     m.call("M_SHUTDOWN")
     m.close()
     before = digest(ram)

@@ -196,7 +196,7 @@ int qemu_snapshot_clock_command(unsigned long long usec, bool restored, char **r
 }
 
 bool qemu_snapshot_ram_mappable(char *const *argv) {
-        static const char *const own[] = {"-m", "-mem-path", "-mem-prealloc", "-numa", "-memory"};
+        static const char *const own[] = {"-m", "-mem-path", "-mem-prealloc", "-numa"};
 
         for (size_t i = 0; argv && argv[i]; i++) {
                 if (strstr(argv[i], "memory-backend"))

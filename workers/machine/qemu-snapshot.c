@@ -2,9 +2,10 @@
 /*
  * qemu-snapshot.c owns what the boot cache computes without a VM: the key
  * that says whether a saved boot fits the VM about to start (everything that
- * shapes it, and nothing that differs between runs of the same test), and
- * the guest commands around a snapshot. backend-qemu.c takes and restores
- * the snapshots.
+ * shapes it, and nothing that differs between runs of the same test), the
+ * guest commands around a snapshot, and QEMU's arguments that keep a
+ * machine's RAM out of the migration stream. qemu-bootcache.c takes and
+ * restores the snapshots.
  */
 #include <libgen.h>
 #include <stdarg.h>

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * qemu-snapshot.h: the boot cache's pure parts (see qemu-snapshot.c): the
- * key of a VM, the cache paths, and the guest commands around a snapshot.
+ * key of a VM, the cache paths, the guest commands around a snapshot, and
+ * the arguments for RAM outside the stream.
  */
 #pragma once
 

@@ -79,12 +79,39 @@ int main(void) {
         CHECK(!streq(a, c), "another kernel path gives another key");
 
         char *cmd = NULL;
-        CHECK(qemu_snapshot_clock_command(1700000000400000ull, &cmd) == 0 && cmd &&
+        CHECK(qemu_snapshot_clock_command(1700000000400000ull, true, &cmd) == 0 && cmd &&
+                      strstr(cmd, "mount -a -T /run/vigil-9p ||") &&
+                      strstr(cmd, "date -u -s @$(((170000000040 + 10#${u1/./} - 10#${u0/./} + 50) / 100))") &&
+                      !strstr(cmd, "/proc/mounts") && !strstr(cmd, "date -u -s @1700000000 "),
+              "after a restore: every share mounted with one exec, then the clock, corrected by the time that "
+              "took (%s)",
+              cmd ?: "");
+        free(cmd);
+        cmd = NULL;
+        CHECK(qemu_snapshot_clock_command(1700000000400000ull, false, &cmd) == 0 && cmd &&
                       strstr(cmd, "date -u -s @1700000000 >/dev/null;") &&
                       strstr(cmd, "date -u -s @$(((170000000040 + 10#${u1/./} - 10#${u0/./} + 50) / 100))") &&
-                      strstr(cmd, "mount -t 9p"),
-              "the clock command rounds to the second and remounts the shares (%s)", cmd ?: "");
+                      strstr(cmd, "/proc/mounts") && strstr(cmd, "mount -a -T /run/vigil-9p.todo"),
+              "after a save a re-attached worker finished: only the shares not mounted, and the clock set twice "
+              "if none was (%s)",
+              cmd ?: "");
         free(cmd);
+
+        char **args = NULL;
+        CHECK(qemu_snapshot_ram_args(NULL, 256, &args) == 0 && strv_length(args) == 4 && streq(args[0], "-object") &&
+                      streq(args[1], "memory-backend-memfd,id=vigil-ram,size=256M,share=on") &&
+                      streq(args[2], "-machine") && streq(args[3], "memory-backend=vigil-ram"),
+              "a boot that saves has its RAM in a shared memfd (%s)", args ? args[1] : "");
+        args = strv_free(args);
+        CHECK(qemu_snapshot_ram_args("/c/a,b/ram", 512, &args) == 0 && strv_length(args) == 4 &&
+                      streq(args[1], "memory-backend-file,id=vigil-ram,size=512M,share=off,mem-path=/c/a,,b/ram"),
+              "a restore maps the snapshot's RAM file private, a comma in its path doubled (%s)", args ? args[1] : "");
+        args = strv_free(args);
+        char *plain[] = {"-device", "virtio-rng-pci", NULL}, *own_m[] = {"-m", "1G", NULL},
+             *own_backend[] = {"-object", "memory-backend-ram,id=m0,size=1G", NULL};
+        CHECK(qemu_snapshot_ram_mappable(plain) && qemu_snapshot_ram_mappable(NULL) &&
+                      !qemu_snapshot_ram_mappable(own_m) && !qemu_snapshot_ram_mappable(own_backend),
+              "extra arguments that choose the memory keep the RAM in the stream");
 
         CHECK(qemu_snapshot_migration_of("completed") == QEMU_SNAPSHOT_MIGRATION_COMPLETED &&
                       qemu_snapshot_migration_of("active") == QEMU_SNAPSHOT_MIGRATION_RUNNING &&

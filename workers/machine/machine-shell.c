@@ -344,9 +344,13 @@ void machine_shell_hold(struct machine_shell *s, bool hold) {
 
 void machine_shell_restored(struct machine_shell *s) {
         /* The guest's shell lives on from the snapshot: no ready line will
-         * come, and where its stream stands is unknown. */
+         * come. It stands idle at its prompt (a snapshot is taken between
+         * jobs, with the queue held) and its output goes to a new, empty file:
+         * no resync needed. Its fast reader may be defined; the first fast
+         * command defines it again. */
         s->connected = true;
-        s->needs_resync = true;
+        s->needs_resync = false;
+        s->fast_reader = false;
         guest_proto_reset(&s->gp);
         s->ops->state_changed(s->userdata);
 }

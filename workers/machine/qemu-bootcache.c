@@ -3,18 +3,24 @@
  * qemu-bootcache.c owns the boot cache of one QEMU machine (docs/machine.md,
  * "Boot snapshots"): which snapshot fits a boot (qemu-snapshot.c's key),
  * saving one once the guest shell first comes up (9p shares unmounted, the
- * shell queue held, QMP migrate to a file, cont, shares mounted again),
- * loading one into a QEMU started with -incoming defer, what the guest
- * needs after a restore (resync, clock, shares), and finishing a save whose
+ * shell queue held, QMP migrate to a file, for a direct-boot machine a
+ * copy of its RAM, which QEMU keeps in a memfd, cont, shares mounted again),
+ * loading one into a QEMU started with -incoming defer (mapping that RAM
+ * copy-on-write), what the guest needs after a restore (shares, clock), and
+ * finishing a save whose
  * worker died (the QEMU_SNAPSHOT_SAVING file in the state dir says which: the
  * re-attached worker keeps the file only if QEMU completed the migration,
  * lets the VM run and mounts the shares again). The backend calls it at its
  * start steps and re-attach and hands it the answers to its QMP requests.
  */
+#include <dirent.h>
+#include <fcntl.h>
 #include <json-c/json.h>
+#include <libgen.h>
 #include <sys/stat.h>
 #include <time.h>
 
+#include "fd-util.h"
 #include "fs-util.h"
 #include "log.h"
 #include "qemu-bootcache.h"
@@ -28,8 +34,25 @@ enum bootcache_kind {
         BOOTCACHE_CONT,                            /* a save: let the original VM run on */
         BOOTCACHE_RECOVER_POLL,                    /* after re-attach mid-save: query-migrate until done */
         BOOTCACHE_RECOVER_STATUS,                  /* then query-status: cont unless running */
+        BOOTCACHE_LOAD_CAPS,                       /* a restore of a RAM file: x-ignore-shared */
+        BOOTCACHE_SAVE_CAPS,                       /* a save of a RAM file: x-ignore-shared, then migrate */
+        BOOTCACHE_LOAD_FD,                         /* a restore: getfd, the snapshot's fd for migrate-incoming */
+        BOOTCACHE_CAPS_OFF,                        /* after a save: x-ignore-shared off again */
         _BOOTCACHE_KIND_END,
 };
+
+/* Migrations leave RAM that lives in a shared file out of the stream. */
+#define IGNORE_SHARED_COMMAND                                                                                         \
+        "{\"execute\": \"migrate-set-capabilities\", \"arguments\": {\"capabilities\": "                              \
+        "[{\"capability\": \"x-ignore-shared\", \"state\": true}]}}"
+#define IGNORE_SHARED_OFF_COMMAND                                                                                     \
+        "{\"execute\": \"migrate-set-capabilities\", \"arguments\": {\"capabilities\": "                              \
+        "[{\"capability\": \"x-ignore-shared\", \"state\": false}]}}"
+#define SNAPSHOT_FDNAME    "vigil-snapshot"
+#define GETFD_COMMAND      "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"" SNAPSHOT_FDNAME "\"}}"
+#define INCOMING_POLL_USEC (2 * USEC_PER_MSEC) /* a RAM file's restore loads in ~20 ms */
+#define RAM_COPY_CHUNK     (1024 * 1024)
+#define RAM_PAGE           4096
 
 struct qemu_bootcache {
         struct machine *m;
@@ -41,6 +64,7 @@ struct qemu_bootcache {
         bool restoring;  /* this boot loads the snapshot */
         bool due;        /* this boot saves one once the guest shell is up */
         bool recovering; /* re-attached in the middle of a save: finish it */
+        bool ram_file;   /* guest RAM outside the stream: a save copies QEMU's memfd, a restore maps <dir>/ram */
         char *tmp;       /* the save's temporary file (renamed to <dir>/vmstate once complete) */
         char *path;      /* <dir>/vmstate */
         struct event *timer;
@@ -50,6 +74,7 @@ struct qemu_bootcache {
 static void bootcache_answered(struct qemu_bootcache *q, int kind, const char *reply);
 static void bootcache_resume_guest(struct qemu_bootcache *q);
 static void bootcache_abort(struct qemu_bootcache *q, const char *why);
+static void bootcache_migrate(struct qemu_bootcache *q);
 static void bootcache_job_logged(struct shell_job *j, int error, const char *message, int status, uint8_t *output,
                                  size_t len);
 
@@ -57,6 +82,146 @@ static char *saving_path(const struct qemu_bootcache *q) {
         char *p;
 
         return asprintf(&p, "%s/" QEMU_SNAPSHOT_SAVING, q->m->cfg.state_dir) < 0 ? NULL : p;
+}
+
+/* The guest RAM of a boot that saves: QEMU's memfd, opened anew through
+ * /proc (nothing of it outlives QEMU, whatever dies when). -ENOENT: none. */
+static int ram_open(const struct qemu_bootcache *q) {
+        char dir[64], target[128];
+        _cleanup_closedir_ DIR *d = NULL;
+        struct dirent *e;
+
+        (void) snprintf(dir, sizeof dir, "/proc/%lld/fd", (long long) machine_pid(q->m));
+        d = opendir(dir);
+        if (!d)
+                return negative_errno();
+        while ((e = readdir(d))) {
+                ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof target - 1);
+                if (n <= 0)
+                        continue;
+                target[n] = 0;
+                if (strncmp(target, QEMU_SNAPSHOT_RAM_MEMFD " ", strlen(QEMU_SNAPSHOT_RAM_MEMFD) + 1) == 0 ||
+                    streq(target, QEMU_SNAPSHOT_RAM_MEMFD)) {
+                        int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC);
+                        return fd < 0 ? negative_errno() : fd;
+                }
+        }
+        return -ENOENT;
+}
+
+static bool page_is_zero(const uint8_t *p, size_t len) {
+        return p[0] == 0 && memcmp(p, p + 1, len - 1) == 0;
+}
+
+static int pwrite_all(int fd, const uint8_t *p, size_t len, off_t off) {
+        while (len > 0) {
+                ssize_t n = pwrite(fd, p, len, off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return n < 0 ? negative_errno() : -EIO;
+                p += n;
+                len -= (size_t) n;
+                off += n;
+        }
+        return 0;
+}
+
+/* A copy of the guest RAM @in as the file @to, sparse: holes and all-zero
+ * pages stay holes. */
+static int ram_copy(int in, const char *to) {
+        _cleanup_close_ int out = -EBADF;
+        _cleanup_free_ uint8_t *buf = malloc(RAM_COPY_CHUNK);
+        struct stat st;
+        off_t off = 0;
+        int r;
+
+        if (!buf)
+                return -ENOMEM;
+        if (fstat(in, &st) < 0)
+                return negative_errno();
+        out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (out < 0)
+                return negative_errno();
+        while (off < st.st_size) {
+                off_t data = lseek(in, off, SEEK_DATA);
+                if (data < 0 && errno == ENXIO)
+                        break;
+                if (data < 0)
+                        return negative_errno();
+                ssize_t n = pread(in, buf, (size_t) MIN((off_t) RAM_COPY_CHUNK, st.st_size - data), data);
+                if (n <= 0)
+                        return n < 0 ? negative_errno() : -EIO;
+                /* One write per run of pages that are not all zero. */
+                for (size_t i = 0; i < (size_t) n;) {
+                        size_t end = i;
+                        while (end < (size_t) n && !page_is_zero(buf + end, MIN((size_t) RAM_PAGE, n - end)))
+                                end += MIN((size_t) RAM_PAGE, n - end);
+                        if (end > i && (r = pwrite_all(out, buf + i, end - i, data + (off_t) i)) < 0)
+                                return r;
+                        i = end < (size_t) n ? end + MIN((size_t) RAM_PAGE, n - end) : end;
+                }
+                off = data + n;
+        }
+        /* On disk before the snapshot names it: a host crash must not leave
+         * a vmstate whose RAM reads back as zeros. */
+        if (ftruncate(out, st.st_size) < 0 || fdatasync(out) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static int file_sync(const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        return fd < 0 || fdatasync(fd) < 0 ? negative_errno() : 0;
+}
+
+/* The migration to q->tmp completed and the VM stands paused: make q->path
+ * the snapshot. Guest RAM outside the stream is copied first (the VM runs on
+ * in the original) and linked as <dir>/ram before vmstate is renamed, which
+ * makes the snapshot whole: of two machines saving the same key at once, the
+ * first to link keeps its snapshot and the other drops its own. 1: saved, 0:
+ * another machine's snapshot is kept. */
+static int bootcache_commit(struct qemu_bootcache *q) {
+        _cleanup_free_ char *copy = strdup(q->path), *ram = NULL, *ram_tmp = NULL;
+        _cleanup_close_ int in = -EBADF;
+        const char *suffix = strrchr(q->tmp, '.');
+        int r;
+
+        if (!copy)
+                return -ENOMEM;
+        /* A re-attached worker does not know the mode: QEMU's fds say. */
+        if (q->ram_file || q->recovering) {
+                in = ram_open(q);
+                if (in < 0 && (q->ram_file || in != -ENOENT))
+                        return in;
+        }
+        if (in >= 0) {
+                if (asprintf(&ram, "%s/" QEMU_SNAPSHOT_RAM, dirname(copy)) < 0 ||
+                    asprintf(&ram_tmp, "%s.tmp%s", ram, suffix ?: "") < 0)
+                        return -ENOMEM;
+                r = ram_copy(in, ram_tmp);
+                if (r >= 0 && link(ram_tmp, ram) < 0)
+                        r = negative_errno();
+                (void) unlink(ram_tmp);
+                if (r == -EEXIST) {
+                        (void) unlink(q->tmp);
+                        return 0;
+                }
+                if (r < 0)
+                        return r;
+        }
+        r = file_sync(q->tmp);
+        if (r < 0)
+                return r;
+        if (rename(q->tmp, q->path) < 0)
+                return negative_errno();
+        return 1;
+}
+
+/* Submit @command with @kind. */
+static int bootcache_submit(struct qemu_bootcache *q, int kind, bool startup, const char *command) {
+        return qemu_control_submit(q->ctl, QEMU_QMP, kind, startup, command, 0);
 }
 
 /* Read the QEMU_SNAPSHOT_SAVING file into q->tmp and q->path: 1 if a save was
@@ -99,15 +264,38 @@ static void bootcache_forget_save(struct qemu_bootcache *q) {
         q->tmp = q->path = NULL;
 }
 
-/* Which snapshot fits this boot: none (cache off), one to load (restoring:
- * QEMU waits for it with -incoming defer), or one to save once the guest
- * shell is up. */
-int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd) {
-        const struct machine_config *c = &q->m->cfg;
-        _cleanup_free_ char *text = NULL, *path = NULL;
+/* @cmd's argv gets @ram as the guest's RAM (QEMU's arguments for it). */
+static int cmd_add_ram(struct qemu_cmd *cmd, const char *ram, unsigned long long memory_mb) {
+        _cleanup_strv_free_ char **add = NULL;
+        size_t n = strv_length(cmd->argv), k;
+        char **v;
         int r;
 
-        q->restoring = q->due = q->recovering = false;
+        r = qemu_snapshot_ram_args(ram, memory_mb, &add);
+        if (r < 0)
+                return r;
+        k = strv_length(add);
+        v = realloc(cmd->argv, (n + k + 1) * sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        cmd->argv = v;
+        memcpy(v + n, add, (k + 1) * sizeof *v);
+        free(TAKE_PTR(add));
+        return 0;
+}
+
+/* Which snapshot fits this boot: none (cache off), one to load (restoring:
+ * QEMU waits for it with -incoming defer), or one to save once the guest
+ * shell is up. A direct-boot machine's RAM stays out of the stream: a shared
+ * memfd for a save, the snapshot's RAM file mapped private for a restore
+ * (and that snapshot is only whole with it). */
+int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd) {
+        const struct machine_config *c = &q->m->cfg;
+        _cleanup_free_ char *text = NULL, *path = NULL, *ram = NULL;
+        bool mappable;
+        int r;
+
+        q->restoring = q->due = q->recovering = q->ram_file = false;
         q->key[0] = 0;
         free(q->dir);
         q->dir = NULL;
@@ -118,16 +306,28 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd) {
         if (r < 0)
                 return r;
         if (asprintf(&q->dir, "%s/%s", c->boot_cache, q->key) < 0 ||
-            asprintf(&path, "%s/" QEMU_SNAPSHOT_STATE, q->dir) < 0) {
+            asprintf(&path, "%s/" QEMU_SNAPSHOT_STATE, q->dir) < 0 ||
+            asprintf(&ram, "%s/" QEMU_SNAPSHOT_RAM, q->dir) < 0) {
                 q->dir = NULL;
                 return -ENOMEM;
         }
-        if (access(path, R_OK) < 0) {
+        mappable = !c->start_script && qemu_snapshot_ram_mappable(c->extra_args);
+        if (access(path, R_OK) < 0 || (mappable && access(ram, R_OK) < 0)) {
                 log_info("Boot cache: no snapshot for this VM (key %s) in %s; booting cold, saving one once the "
                          "guest shell is up",
                          q->key, c->boot_cache);
+                /* A RAM file without its vmstate is what a save that died left. */
+                if (access(path, F_OK) < 0)
+                        (void) unlink(ram);
                 q->due = true;
-                return 0;
+                q->ram_file = mappable;
+                return mappable ? cmd_add_ram(cmd, NULL, c->memory_mb) : 0;
+        }
+        if (mappable) {
+                r = cmd_add_ram(cmd, ram, c->memory_mb);
+                if (r < 0)
+                        return r;
+                q->ram_file = true;
         }
         if (c->start_script) {
                 /* "$@" of the start script ends with the driver's arguments. */
@@ -154,7 +354,8 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd) {
         return 0;
 }
 
-/* The snapshot would not load: move it aside (a later run saves a fresh one). */
+/* The snapshot would not load: move it aside (a later run saves a fresh one)
+ * and drop its RAM file. */
 void qemu_bootcache_discard(struct qemu_bootcache *q, const char *why) {
         char path[4096], bad[4200];
 
@@ -163,44 +364,59 @@ void qemu_bootcache_discard(struct qemu_bootcache *q, const char *why) {
         (void) snprintf(path, sizeof path, "%s/" QEMU_SNAPSHOT_STATE, q->dir);
         (void) snprintf(bad, sizeof bad, "%s.bad", path);
         (void) rename(path, bad);
+        (void) snprintf(path, sizeof path, "%s/" QEMU_SNAPSHOT_RAM, q->dir);
+        (void) unlink(path);
         q->restoring = false;
 }
 
+/* QEMU reads the snapshot from an fd the worker opened and passed with
+ * getfd (no `exec:cat`, whose fork and pipe cost ~30-50 ms). */
 int qemu_bootcache_load(struct qemu_bootcache *q) {
         _cleanup_free_ char *json = NULL;
         json_object *o = json_object_new_object(), *a = json_object_new_object();
         char uri[4200];
+        int fd;
 
         if (!o || !a) {
                 json_object_put(o);
                 json_object_put(a);
                 return -ENOMEM;
         }
-        (void) snprintf(uri, sizeof uri, "exec:cat '%s/" QEMU_SNAPSHOT_STATE "'", q->dir);
+        (void) snprintf(uri, sizeof uri, "%s/" QEMU_SNAPSHOT_STATE, q->dir);
+        fd = open(uri, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0)
+                (void) snprintf(uri, sizeof uri, "fd:" SNAPSHOT_FDNAME);
+        else /* QEMU will say what is wrong with it, and exit */
+                (void) snprintf(uri, sizeof uri, "exec:cat '%s/" QEMU_SNAPSHOT_STATE "'", q->dir);
         json_object_object_add(a, "uri", json_object_new_string(uri));
         json_object_object_add(o, "execute", json_object_new_string("migrate-incoming"));
         json_object_object_add(o, "arguments", a);
         json = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
         json_object_put(o);
-        if (!json || qemu_control_submit(q->ctl, QEMU_QMP, BOOTCACHE_LOAD, true, json, 0) < 0 ||
-            qemu_control_submit(q->ctl, QEMU_QMP, BOOTCACHE_INCOMING, true, "{\"execute\": \"query-migrate\"}", 0) < 0)
+        if (!json) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        if ((q->ram_file && bootcache_submit(q, BOOTCACHE_LOAD_CAPS, true, IGNORE_SHARED_COMMAND) < 0) ||
+            (fd >= 0 && qemu_control_submit_fd(q->ctl, BOOTCACHE_LOAD_FD, true, GETFD_COMMAND, fd) < 0) ||
+            bootcache_submit(q, BOOTCACHE_LOAD, true, json) < 0 ||
+            bootcache_submit(q, BOOTCACHE_INCOMING, true, "{\"execute\": \"query-migrate\"}") < 0)
                 return -ENOMEM;
         return 0;
 }
 
-/* The restored guest runs: its shell lives on from the snapshot (resync
- * first), its clock is the snapshot's (set it), its 9p shares were unmounted
- * for the save (mount them again). */
-/* The guest's clock is the snapshot's: set it to the host's, taken as the
- * command leaves; then mount the 9p shares again. */
+/* The restored guest runs: its clock is the snapshot's (set it to the
+ * host's, taken as the command leaves), its 9p shares were unmounted for the
+ * save (mount them again). */
 static void bootcache_clock_begin(struct shell_job *j) {
+        const struct qemu_bootcache *q = j->userdata;
         struct timespec ts;
         char *clock;
 
         (void) clock_gettime(CLOCK_REALTIME, &ts);
-        if (qemu_snapshot_clock_command(
-                    (unsigned long long) ts.tv_sec * USEC_PER_SEC + (unsigned long long) ts.tv_nsec / 1000, &clock) <
-            0)
+        if (qemu_snapshot_clock_command((unsigned long long) ts.tv_sec * USEC_PER_SEC +
+                                                (unsigned long long) ts.tv_nsec / 1000,
+                                        !q->recovering, &clock) < 0)
                 return;
         free(j->command);
         j->command = clock;
@@ -213,11 +429,12 @@ void qemu_bootcache_restored(struct qemu_bootcache *q) {
         log_info("Boot cache: restored in %.2f s (key %s)", (double) (now_usec() - q->started) / USEC_PER_SEC, q->key);
         (void) worker_send_event(m->w, "boot-restored", "restored the boot snapshot %s", q->key);
         machine_shell_restored(m->shell);
-        /* One round trip: the clock, then the shares. */
+        /* One round trip: the shares, then the clock. */
         if ((j = shell_job_new(SHELL_JOB_EXEC, "true"))) {
                 j->timeout_s = 30;
                 j->begin = bootcache_clock_begin;
                 j->done = bootcache_job_logged;
+                j->userdata = q;
                 machine_shell_submit_first(m->shell, j);
         }
 }
@@ -244,12 +461,16 @@ static void migrate_status(const char *reply, char *buf, size_t size) {
  * the migration completed, then let the VM run. */
 static void bootcache_recover_migrated(struct qemu_bootcache *q, const char *status) {
         if (qemu_snapshot_migration_of(status) == QEMU_SNAPSHOT_MIGRATION_COMPLETED) {
-                if (access(q->tmp, F_OK) < 0)
+                int r = access(q->tmp, F_OK) < 0 ? 2 : bootcache_commit(q);
+                if (r == 2)
                         log_info("Boot cache: the interrupted save had completed (%s)", q->path);
-                else if (rename(q->tmp, q->path) < 0) {
-                        log_warning("Boot cache: could not rename %s to %s: %m; removing it", q->tmp, q->path);
+                else if (r < 0) {
+                        log_warning("Boot cache: could not put %s in place as %s: %s; removing it", q->tmp, q->path,
+                                    strerror(-r));
                         (void) unlink(q->tmp);
-                } else
+                } else if (r == 0)
+                        log_info("Boot cache: an identical machine saved %s first; keeping that one", q->path);
+                else
                         log_info("Boot cache: saved %s (the migration completed while the worker restarted)", q->path);
         } else {
                 log_warning("Boot cache: the interrupted save did not complete (migration %s); removing %s",
@@ -262,14 +483,15 @@ static void bootcache_recover_migrated(struct qemu_bootcache *q, const char *sta
 }
 
 static void bootcache_answered(struct qemu_bootcache *q, int kind, const char *reply) {
-        char status[32];
+        char status[32], why[128];
+        int r;
 
         switch ((enum bootcache_kind) kind) {
         case BOOTCACHE_INCOMING:
                 /* QEMU exits if the snapshot does not load; until loaded, ask again. */
                 migrate_status(reply, status, sizeof status);
                 if (!streq(status, "completed"))
-                        machine_timer_set(q->timer, 10 * USEC_PER_MSEC);
+                        machine_timer_set(q->timer, INCOMING_POLL_USEC);
                 else
                         q->ops->loaded(q->userdata);
                 return;
@@ -292,11 +514,17 @@ static void bootcache_answered(struct qemu_bootcache *q, int kind, const char *r
                 case QEMU_SNAPSHOT_MIGRATION_COMPLETED:
                         break;
                 }
-                if (rename(q->tmp, q->path) < 0) {
-                        bootcache_abort(q, "could not rename the saved state");
+                r = bootcache_commit(q);
+                if (r < 0) {
+                        (void) snprintf(why, sizeof why, "could not put the saved state in place: %s", strerror(-r));
+                        bootcache_abort(q, why);
                         return;
                 }
-                log_info("Boot cache: saved %s in %.2f s", q->path, (double) (now_usec() - q->started) / USEC_PER_SEC);
+                if (r == 0)
+                        log_info("Boot cache: an identical machine saved %s first; keeping that one", q->path);
+                else
+                        log_info("Boot cache: saved %s in %.2f s", q->path,
+                                 (double) (now_usec() - q->started) / USEC_PER_SEC);
                 if (qemu_control_submit(q->ctl, QEMU_QMP, BOOTCACHE_CONT, false, "{\"execute\": \"cont\"}", 0) < 0)
                         bootcache_abort(q, "out of memory");
                 return;
@@ -322,7 +550,16 @@ static void bootcache_answered(struct qemu_bootcache *q, int kind, const char *r
                 if (qemu_control_submit(q->ctl, QEMU_QMP, BOOTCACHE_CONT, false, "{\"execute\": \"cont\"}", 0) < 0)
                         bootcache_resume_guest(q);
                 return;
-        case BOOTCACHE_LOAD:
+        case BOOTCACHE_SAVE_CAPS:
+                if (reply && strstr(reply, "\"error\""))
+                        bootcache_abort(q, reply);
+                else
+                        bootcache_migrate(q);
+                return;
+        case BOOTCACHE_LOAD:      /* QEMU exits if the snapshot does not load */
+        case BOOTCACHE_LOAD_CAPS: /* and if without it, the stream does not fit */
+        case BOOTCACHE_LOAD_FD:   /* and if without it, there is no stream */
+        case BOOTCACHE_CAPS_OFF:
         case _BOOTCACHE_KIND_END:
                 return;
         }
@@ -354,6 +591,8 @@ static void bootcache_remounted(struct shell_job *j, int error, const char *mess
 static void bootcache_resume_guest(struct qemu_bootcache *q) {
         struct shell_job *j = shell_job_new(SHELL_JOB_EXEC, QEMU_SNAPSHOT_REMOUNT_COMMAND);
 
+        /* A migration the test itself asks for (M_QMP) takes all of the RAM. */
+        (void) bootcache_submit(q, BOOTCACHE_CAPS_OFF, false, IGNORE_SHARED_OFF_COMMAND);
         if (j) {
                 j->timeout_s = 30;
                 if (q->recovering)
@@ -376,14 +615,34 @@ static void bootcache_abort(struct qemu_bootcache *q, const char *why) {
                 bootcache_resume_guest(q);
 }
 
-/* The shares are unmounted: save the VM (QEMU pauses it, writes RAM and
- * device state to the file, and leaves it paused until cont). */
-static void bootcache_prepared(struct shell_job *j, int error, const char *message, int status, uint8_t *output,
-                               size_t len) {
-        struct qemu_bootcache *q = j->userdata;
+/* Save the VM: QEMU pauses it, writes its device state and the RAM that is
+ * not a shared file to q->tmp, and leaves it paused until cont. */
+static void bootcache_migrate(struct qemu_bootcache *q) {
         _cleanup_free_ char *json = NULL;
         json_object *o, *a;
         char uri[4300];
+
+        (void) snprintf(uri, sizeof uri, "exec:cat > '%s'", q->tmp);
+        o = json_object_new_object();
+        a = json_object_new_object();
+        if (o && a) {
+                json_object_object_add(a, "uri", json_object_new_string(uri));
+                json_object_object_add(o, "execute", json_object_new_string("migrate"));
+                json_object_object_add(o, "arguments", TAKE_PTR(a));
+                json = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+        }
+        json_object_put(o);
+        json_object_put(a);
+        log_info("Boot cache: saving a snapshot of the VM to %s", q->tmp);
+        if (!json || bootcache_submit(q, BOOTCACHE_MIGRATE, false, json) < 0)
+                bootcache_abort(q, "out of memory");
+}
+
+/* The shares are unmounted: save the VM (a RAM file stays out of the stream:
+ * x-ignore-shared first). */
+static void bootcache_prepared(struct shell_job *j, int error, const char *message, int status, uint8_t *output,
+                               size_t len) {
+        struct qemu_bootcache *q = j->userdata;
 
         free(output);
         if (error < 0 || status != 0) {
@@ -401,20 +660,10 @@ static void bootcache_prepared(struct shell_job *j, int error, const char *messa
                 bootcache_abort(q, "could not create the snapshot directory");
                 return;
         }
-        (void) snprintf(uri, sizeof uri, "exec:cat > '%s'", q->tmp);
-        o = json_object_new_object();
-        a = json_object_new_object();
-        if (o && a) {
-                json_object_object_add(a, "uri", json_object_new_string(uri));
-                json_object_object_add(o, "execute", json_object_new_string("migrate"));
-                json_object_object_add(o, "arguments", TAKE_PTR(a));
-                json = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-        }
-        json_object_put(o);
-        json_object_put(a);
         q->started = now_usec();
-        log_info("Boot cache: saving a snapshot of the VM to %s", q->tmp);
-        if (!json || qemu_control_submit(q->ctl, QEMU_QMP, BOOTCACHE_MIGRATE, false, json, 0) < 0)
+        if (!q->ram_file)
+                bootcache_migrate(q);
+        else if (bootcache_submit(q, BOOTCACHE_SAVE_CAPS, false, IGNORE_SHARED_COMMAND) < 0)
                 bootcache_abort(q, "out of memory");
 }
 
@@ -469,7 +718,9 @@ bool qemu_bootcache_answered(struct qemu_bootcache *q, const struct qemu_request
 bool qemu_bootcache_failed(struct qemu_bootcache *q, const struct qemu_request *r, const char *why) {
         if (!q || r->kind < QEMU_BOOTCACHE_KIND_BASE || r->kind >= _BOOTCACHE_KIND_END)
                 return false;
-        if (r->kind == BOOTCACHE_CONT) {
+        if (r->kind == BOOTCACHE_CAPS_OFF)
+                log_debug("Boot cache: x-ignore-shared stays on: %s", why);
+        else if (r->kind == BOOTCACHE_CONT) {
                 log_warning("Boot cache: QEMU did not continue the VM after the save: %s", why);
                 bootcache_resume_guest(q);
         } else

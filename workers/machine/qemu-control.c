@@ -239,6 +239,10 @@ int qemu_control_submit(struct qemu_control *q, enum qemu_control_channel channe
                                     seq);
 }
 
+int qemu_control_submit_fd(struct qemu_control *q, int kind, bool startup, const char *command, int fd) {
+        return qemu_requests_submit_fd(&q->qmp_requests, kind, startup, command, fd);
+}
+
 char *qemu_control_take_events(struct qemu_control *q, size_t *ret_len) {
         size_t len = 0;
         char *text, *p;

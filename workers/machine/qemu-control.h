@@ -33,6 +33,8 @@ int qemu_control_watch(struct qemu_control *q, bool restored);
 /* Queue a one-line request (NULL: wait for what QEMU says first). */
 int qemu_control_submit(struct qemu_control *q, enum qemu_control_channel channel, int kind, bool startup,
                         const char *command, uint32_t seq);
+/* Queue a QMP request that passes @fd (taken) to QEMU (for getfd). */
+int qemu_control_submit_fd(struct qemu_control *q, int kind, bool startup, const char *command, int fd);
 /* The QMP events seen since the last call, one per line (NULL: out of memory). */
 char *qemu_control_take_events(struct qemu_control *q, size_t *ret_len);
 /* HMP quit; -ENOTCONN without a monitor connection. */

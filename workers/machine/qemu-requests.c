@@ -4,6 +4,7 @@
  * (see qemu-requests.h): order, the one request in flight, its deadline,
  * writing it, and telling the owner how it ended.
  */
+#include "fd-util.h"
 #include "log.h"
 #include "machine-util.h"
 #include "qemu-requests.h"
@@ -11,6 +12,7 @@
 static struct qemu_request *request_free(struct qemu_request *r) {
         if (r) {
                 free(r->command);
+                safe_close(r->fd);
                 free(r);
         }
         return NULL;
@@ -48,7 +50,10 @@ static void requests_run(struct qemu_requests *mq) {
                 mq->ops->activate(mq->userdata, r);
         if (!r->command)
                 return;
-        k = machine_write_all(fd, r->command);
+        /* The fd rides on the command's first byte. */
+        k = r->fd >= 0 ? fd_send_datagram(fd, r->command, 1, &r->fd, 1) : 0;
+        if (k >= 0)
+                k = machine_write_all(fd, r->command + (r->fd >= 0));
         if (k >= 0)
                 k = machine_write_all(fd, "\n");
         if (k < 0) {
@@ -57,10 +62,15 @@ static void requests_run(struct qemu_requests *mq) {
         }
 }
 
-int qemu_requests_submit(struct qemu_requests *mq, int kind, bool startup, const char *command, uint32_t seq) {
+static int requests_submit(struct qemu_requests *mq, int kind, bool startup, const char *command, uint32_t seq,
+                           int fd) {
         struct qemu_request *r = calloc(1, sizeof *r);
 
+        if (r)
+                r->fd = fd;
         if (!r || (command && !(r->command = strdup(command)))) {
+                if (!r)
+                        safe_close(fd);
                 request_free(r);
                 return -ENOMEM;
         }
@@ -70,6 +80,18 @@ int qemu_requests_submit(struct qemu_requests *mq, int kind, bool startup, const
         TAILQ_INSERT_TAIL(&mq->pending, r, link);
         requests_run(mq);
         return 0;
+}
+
+int qemu_requests_submit(struct qemu_requests *mq, int kind, bool startup, const char *command, uint32_t seq) {
+        return requests_submit(mq, kind, startup, command, seq, -EBADF);
+}
+
+int qemu_requests_submit_fd(struct qemu_requests *mq, int kind, bool startup, const char *command, int fd) {
+        if (!command) {
+                safe_close(fd);
+                return -EINVAL;
+        }
+        return requests_submit(mq, kind, startup, command, 0, fd);
 }
 
 void qemu_requests_fail_all(struct qemu_requests *mq, const char *why) {

@@ -20,6 +20,7 @@ struct qemu_request {
         int kind;      /* the owner's */
         bool startup;  /* a step of QEMU's start-up handshake */
         char *command; /* one line, without '\n'; NULL: send nothing, wait for what QEMU says first */
+        int fd;        /* passed with the command (SCM_RIGHTS: QMP getfd), owned; < 0: none */
         uint32_t seq;
         TAILQ_ENTRY(qemu_request) link;
 };
@@ -48,6 +49,8 @@ int qemu_requests_init(struct qemu_requests *mq, struct event_base *base, const 
                        const struct qemu_requests_ops *ops, void *userdata);
 void qemu_requests_done(struct qemu_requests *mq);
 int qemu_requests_submit(struct qemu_requests *mq, int kind, bool startup, const char *command, uint32_t seq);
+/* The same with @fd (taken, also on failure) passed along with @command. */
+int qemu_requests_submit_fd(struct qemu_requests *mq, int kind, bool startup, const char *command, int fd);
 /* The request in flight is answered (@error 0, @reply) or failed (@error < 0, @why). */
 void qemu_requests_complete(struct qemu_requests *mq, int error, const char *why, const char *reply, size_t len);
 /* Every request is dropped (ops->dropped) with @why. */

@@ -2,9 +2,10 @@
 /*
  * qemu-snapshot.c owns what the boot cache computes without a VM: the key
  * that says whether a saved boot fits the VM about to start (everything that
- * shapes it, and nothing that differs between runs of the same test), and
- * the guest commands around a snapshot. backend-qemu.c takes and restores
- * the snapshots.
+ * shapes it, and nothing that differs between runs of the same test), the
+ * guest commands around a snapshot, and QEMU's arguments that keep a
+ * machine's RAM out of the migration stream. qemu-bootcache.c takes and
+ * restores the snapshots.
  */
 #include <libgen.h>
 #include <stdarg.h>
@@ -161,22 +162,85 @@ int qemu_snapshot_key(char *const *argv, char *const *env, const char *state_dir
         return 0;
 }
 
-/* The host's time @usec goes out with the command; the guest sets it, then
- * again with what its /proc/uptime says passed meanwhile (the first exec
- * after a restore costs ~0.1 s under TCG, much more under load; the second
- * ~10 ms). /proc/uptime has two decimals: centiseconds. */
-int qemu_snapshot_clock_command(unsigned long long usec, char **ret) {
+/* The host's time @usec goes out with the command. The guest mounts its
+ * shares first: the first exec after a restore costs ~0.1 s under TCG (its
+ * translation cache is not part of a snapshot; much more under load), the
+ * next ~10-30 ms. Then it sets its clock to @usec plus what its /proc/uptime
+ * says passed meanwhile (two decimals: centiseconds). A restored guest has
+ * every share of /run/vigil-9p unmounted (the save's prepare command did
+ * that), and running little bash code pays too: no check of /proc/mounts. A
+ * guest whose save a re-attached worker finished has some mounted, or all:
+ * it mounts the missing ones, and with none missing a first `date` pays the
+ * first exec's price and a second one corrects the clock. */
+int qemu_snapshot_clock_command(unsigned long long usec, bool restored, char **ret) {
         unsigned long long cs = usec / 10000;
         char *s;
+        int r;
 
-        if (asprintf(&s,
-                     "read -r u0 _ </proc/uptime; date -u -s @%llu >/dev/null; read -r u1 _ </proc/uptime; "
-                     "date -u -s @$(((%llu + 10#${u1/./} - 10#${u0/./} + 50) / 100)) "
-                     ">/dev/null; " QEMU_SNAPSHOT_REMOUNT_COMMAND,
-                     (cs + 50) / 100, cs) < 0)
+        if (restored)
+                r = asprintf(&s,
+                             "read -r u0 _ </proc/uptime; mount -a -T /run/vigil-9p || s=$?; "
+                             "read -r u1 _ </proc/uptime; date -u -s @$(((%llu + 10#${u1/./} - 10#${u0/./} + 50) / "
+                             "100)) >/dev/null && exit ${s:-0}",
+                             cs);
+        else
+                r = asprintf(&s,
+                             "read -r u0 _ </proc/uptime; if %s; then mount -a -T /run/vigil-9p.todo || s=$?; "
+                             "else date -u -s @%llu >/dev/null; fi; read -r u1 _ </proc/uptime; "
+                             "date -u -s @$(((%llu + 10#${u1/./} - 10#${u0/./} + 50) / 100)) >/dev/null && "
+                             "exit ${s:-0}",
+                             QEMU_SNAPSHOT_SHARES_MISSING, (cs + 50) / 100, cs);
+        if (r < 0)
                 return -ENOMEM;
         *ret = s;
         return 0;
+}
+
+bool qemu_snapshot_ram_mappable(char *const *argv) {
+        static const char *const own[] = {"-m", "-mem-path", "-mem-prealloc", "-numa"};
+
+        for (size_t i = 0; argv && argv[i]; i++) {
+                if (strstr(argv[i], "memory-backend"))
+                        return false;
+                for (size_t k = 0; k < ELEMENTSOF(own); k++)
+                        if (streq(argv[i], own[k]))
+                                return false;
+        }
+        return true;
+}
+
+int qemu_snapshot_ram_args(const char *path, unsigned long long memory_mb, char ***ret) {
+        struct text t = {};
+        char **v;
+
+        text_printf(&t, "memory-backend-%s,id=" QEMU_SNAPSHOT_RAM_ID ",size=%lluM,share=%s", path ? "file" : "memfd",
+                    memory_mb, path ? "off" : "on");
+        if (path)
+                text_add(&t, ",mem-path=", 10);
+        /* QEMU's option syntax: a comma in a value is written twice. */
+        for (const char *p = path ?: ""; *p; p++) {
+                text_add(&t, p, 1);
+                if (*p == ',')
+                        text_add(&t, p, 1);
+        }
+        if (t.oom)
+                goto oom;
+        v = calloc(5, sizeof *v);
+        if (!v)
+                goto oom;
+        v[0] = strdup("-object");
+        v[1] = TAKE_PTR(t.buf);
+        v[2] = strdup("-machine");
+        v[3] = strdup("memory-backend=" QEMU_SNAPSHOT_RAM_ID);
+        if (!v[0] || !v[2] || !v[3]) {
+                strv_free(v);
+                return -ENOMEM;
+        }
+        *ret = v;
+        return 0;
+oom:
+        free(t.buf);
+        return -ENOMEM;
 }
 
 enum qemu_snapshot_migration qemu_snapshot_migration_of(const char *status) {

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * qemu-snapshot.h: the boot cache's pure parts (see qemu-snapshot.c): the
- * key of a VM, the cache paths, and the guest commands around a snapshot.
+ * key of a VM, the cache paths, the guest commands around a snapshot, and
+ * the arguments for RAM outside the stream.
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define QEMU_SNAPSHOT_KEY_LEN 16
@@ -15,6 +17,14 @@
  * after its predecessor died mid-save can finish or undo it. */
 #define QEMU_SNAPSHOT_SAVING "boot-cache-saving"
 
+/* Direct-boot machines keep their RAM out of the migration stream
+ * (qemu_snapshot_ram_args()): the boot that saves has it in a shared memfd
+ * of QEMU's, which the snapshot gets a copy of; restores map that copy
+ * privately (copy-on-write) and load only the device state. */
+#define QEMU_SNAPSHOT_RAM       "ram"                         /* in <cache>/<key>/, beside vmstate */
+#define QEMU_SNAPSHOT_RAM_ID    "vigil-ram"                   /* QEMU's id of that memory backend */
+#define QEMU_SNAPSHOT_RAM_MEMFD "/memfd:memory-backend-memfd" /* how /proc/PID/fd shows that memfd */
+
 /* Before the save: unmount every 9p share (QEMU refuses to migrate while one
  * is mounted), remembering them in the guest's RAM for the remount. Exits
  * non-zero, naming the share, if one is busy. */
@@ -22,13 +32,18 @@
         "grep ' 9p ' /proc/mounts > /run/vigil-9p; "                                                                  \
         "while read -r src dst fstype opts rest; do umount \"$dst\" || { echo \"9p share $dst is busy\" "             \
         ">&2; exit 1; }; done < /run/vigil-9p"
-/* After the save (the original VM) or the restore: mount them again. A share
- * still mounted is left alone (a save interrupted before or during the
- * unmounts, finished by a re-attached worker). */
-#define QEMU_SNAPSHOT_REMOUNT_COMMAND                                                                                 \
-        "[ -f /run/vigil-9p ] || exit 0; mapfile -t m </proc/mounts; while read -r src dst fstype opts rest; do "     \
-        "[[ \" ${m[*]} \" == *\" $dst 9p \"* ]] || mount -t 9p -o \"$opts\" \"$src\" \"$dst\" || exit 1; "            \
-        "done < /run/vigil-9p"
+/* True if some share of /run/vigil-9p is not mounted, which are then listed
+ * (fstab lines) in /run/vigil-9p.todo: shell builtins only, so that one exec
+ * of `mount -a -T` mounts them all. A share still mounted is left alone (a
+ * save interrupted before or during the unmounts, finished by a re-attached
+ * worker). */
+#define QEMU_SNAPSHOT_SHARES_MISSING                                                                                  \
+        "{ [ -f /run/vigil-9p ] && mapfile -t m </proc/mounts && : >/run/vigil-9p.todo && "                           \
+        "while read -r src dst rest; do [[ \" ${m[*]} \" == *\" $dst 9p \"* ]] || "                                   \
+        "printf '%s %s %s\\n' \"$src\" \"$dst\" \"$rest\" >>/run/vigil-9p.todo; done </run/vigil-9p && "              \
+        "[ -s /run/vigil-9p.todo ]; }"
+/* After the save (the original VM): mount them again. */
+#define QEMU_SNAPSHOT_REMOUNT_COMMAND "if " QEMU_SNAPSHOT_SHARES_MISSING "; then mount -a -T /run/vigil-9p.todo; fi"
 
 /* The key of a VM: a hash of @argv and @env entries that shape it (QEMU_*),
  * with @state_dir, @shared_dir and the run directory (the parent of
@@ -39,9 +54,20 @@
 int qemu_snapshot_key(char *const *argv, char *const *env, const char *state_dir, const char *shared_dir,
                       char ret_key[QEMU_SNAPSHOT_KEY_LEN + 1], char **ret_text);
 
-/* After a restore: set the guest's clock to @usec since the epoch, then
- * mount the 9p shares again (one round trip). */
-int qemu_snapshot_clock_command(unsigned long long usec, char **ret);
+/* After a restore (@restored: every share is unmounted) or a save finished by
+ * a re-attached worker (some may be mounted): mount the 9p shares again and
+ * set the guest's clock to @usec since the epoch plus the time the command
+ * took until then (one round trip, two execs). */
+int qemu_snapshot_clock_command(unsigned long long usec, bool restored, char **ret);
+
+/* Whether the RAM of a direct-boot VM whose extra arguments are @argv may
+ * live in a file: not if they choose its memory themselves (-m, -mem-path,
+ * -numa, a memory backend of their own). */
+bool qemu_snapshot_ram_mappable(char *const *argv);
+/* The arguments that give the guest @memory_mb MiB of RAM: in a shared memfd
+ * (@path NULL: a boot that saves; the snapshot copies it) or in the file
+ * @path mapped private (a restore: the guest's writes never reach it). */
+int qemu_snapshot_ram_args(const char *path, unsigned long long memory_mb, char ***ret);
 
 /* QMP's migration status @status (query-migrate's "status"; "" when there
  * was no migration) as one of these. */

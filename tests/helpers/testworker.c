@@ -535,6 +535,8 @@ static void echo_start(struct tw *t) {
 static int direct_on_frame(struct peer *p, const struct frame *f, int *fds, size_t n_fds, void *userdata) {
         struct tw *t = userdata;
 
+        if (f->type == MSG_OK && f->seq == 0)
+                return 0; /* b took its end */
         if (f->type == MSG_T_ECHO_REPLY)
                 echo_done_one(t, f->seq, true, NULL);
         else if (f->type == MSG_ERROR)

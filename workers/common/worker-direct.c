@@ -162,6 +162,10 @@ int worker_direct_adopt(struct worker_direct *d, const struct msg_channel *m, in
                 return r;
         }
         d->clients[d->n_clients++] = c;
+        /* Before anything else on it: the opener uses the channel only after
+         * this, so a request sent on an end nobody adopted (its worker died
+         * before reading the supervisor's frame) is known never to have run. */
+        (void) peer_send(c->peer, MSG_OK, 0, &(struct msg_empty){}, NULL, 0);
         log_debug("Direct channel from %s '%s' open", m->kind, m->peer);
         return 0;
 }

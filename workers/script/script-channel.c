@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -395,6 +396,26 @@ static void *direct_reader(void *userdata) {
         return NULL;
 }
 
+/* The worker's OK (seq 0) on a fresh channel: it adopted its end. Until then
+ * nothing is sent on it: an end its worker never took (the worker died before
+ * reading the supervisor's frame, which the supervisor had not noticed yet)
+ * closes without it, and the open counts as refused. */
+static int direct_wait_adopted(int fd) {
+        struct timeval tv = timeval_from_msec(DIRECT_OPEN_MS), none = {};
+        struct frame f = {};
+        int r;
+
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+                return -errno;
+        r = frame_read_blocking(fd, &f, NULL, 0, NULL, NULL);
+        if (r >= 0 && (f.type != MSG_OK || f.seq != 0))
+                r = -EPROTO;
+        frame_done(&f);
+        if (r >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none)) < 0)
+                r = -errno;
+        return r == -EAGAIN || r == -EWOULDBLOCK ? -ETIMEDOUT : r;
+}
+
 /* Ask the supervisor for a channel to @name: its fd, or < 0. */
 static int direct_open(struct script_channel *ch, const char *name) {
         struct script_pending *p;
@@ -417,6 +438,14 @@ static int direct_open(struct script_channel *ch, const char *name) {
                 log_debug_errno(fd, "No direct channel to '%s'", name);
         script_pending_abandon(&ch->table, p);
         pthread_mutex_unlock(&ch->lock);
+        if (fd >= 0) {
+                r = direct_wait_adopted(fd);
+                if (r < 0) {
+                        log_debug_errno(r, "The direct channel to '%s' closed before its worker took it", name);
+                        safe_close(fd);
+                        return r == -EPIPE ? -EAGAIN : r;
+                }
+        }
         return fd;
 }
 
@@ -472,7 +501,7 @@ static struct direct_chan *direct_get(struct script_channel *ch, const char *nam
                 }
         }
         if (!c) {
-                bool later = fd == -ENOENT || fd == -EAGAIN || fd == -ETIMEDOUT || fd >= 0;
+                bool later = fd == -ENOENT || fd == -EAGAIN || fd == -ETIMEDOUT || fd == -EPROTO || fd >= 0;
 
                 safe_close(fd);
                 t->retry_at = later ? now_usec() + DIRECT_RETRY_USEC : UINT64_MAX;

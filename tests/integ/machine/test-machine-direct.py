@@ -27,13 +27,29 @@ class Test(minisup.MachineTest):
         self.sups = []
 
 
-def channel(sup, kind="script", peer="script"):
+def offer(sup, kind="script", peer="script"):
     """Hand the worker one end of a fresh socketpair, as the supervisor's CHANNEL does; return ours."""
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     sup._send(T["CHANNEL"], 0, body_of("CHANNEL", peer=peer, kind=kind), [theirs.fileno()])
     theirs.close()
     mine.settimeout(10)
     return mine
+
+
+def adopted(sock):
+    """The worker's first frame on a channel it took: OK with seq 0 (None: it closed the channel instead)."""
+    try:
+        r = reply(sock)
+    except (TimeoutError, OSError):
+        return None
+    return r is not None and r[0] == "OK" and r[1] == 0
+
+
+def channel(sup, kind="script", peer="script"):
+    s = offer(sup, kind, peer)
+    if not adopted(s):
+        raise AssertionError("the worker did not take the channel")
+    return s
 
 
 def request(sock, type_name, seq, *fields, fds=()):
@@ -63,7 +79,8 @@ def body(t):
     sup.wait_ready()
     pid = sup.proc.pid
 
-    a = channel(sup)
+    a = offer(sup)
+    t.check(adopted(a), "the worker says it took the channel (OK, seq 0) before anything else")
     request(a, "M_STATE", 7, "alpha")
     r = reply(a)
     t.check(r and r[0] == "M_STATE_RESULT" and r[1] == 7, "a request over the channel is answered there, seq 7", r)
@@ -96,8 +113,8 @@ def body(t):
     s = channel(sup, kind="switch", peer="vlan1")
     request(s, "M_STATE", 1, "alpha")
     t.check(closed(s), "a switch may not send machine requests: its channel is closed")
-    s = channel(sup, kind="nonsense")
-    t.check(closed(s), "a channel from an unknown kind is refused")
+    s = offer(sup, kind="nonsense")
+    t.check(closed(s), "a channel from an unknown kind is refused (closed, no OK)")
 
     request(a, "M_STATE", 10, "alpha")
     r = reply(a)
@@ -111,16 +128,18 @@ def body(t):
     request(b, "M_STATE", 1, "alpha")
     r = reply(b)
     t.check(r and r[1] == 1, "a new client is served after the old one left mid-request", r)
-    many = [channel(sup) for _ in range(20)]
+    many = [offer(sup) for _ in range(20)]
     served = 0
     for i, s in enumerate(many):
         try:
+            if not adopted(s):
+                continue
             request(s, "M_STATE", 100 + i, "alpha")
             r = reply(s)
             served += bool(r and r[1] == 100 + i)
         except OSError:
             pass
-    t.check(15 <= served < 20, "channels are capped (16 at once): %d of 20 more were served" % served)
+    t.check(served == 15, "channels are capped (16 at once): %d of 20 more were taken and served" % served)
     t.check(sup.proc.poll() is None, "the worker is still there")
 
 

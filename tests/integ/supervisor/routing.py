@@ -46,6 +46,14 @@ def replay(new_run):
     check("waiting request(s) to 'b'" in run.read_stderr(), "the log says requests were delivered after the restart")
 
 
+def echo_outcome(run):
+    """Wait for a's echo_done, end the run; a's summary and its echo errors."""
+    run.wait_for(lambda: run.worker_events("echo_done", "a"), what="echo_done")
+    run.proc.send_signal(signal.SIGTERM)
+    run.wait()
+    return run.worker_events("echo_done", "a")[0]["message"], [e["message"] for e in run.worker_events("echo_error", "a")]
+
+
 def partial(new_run):
     # b streams each echo's reply as 4 CHUNKs of the payload; in its first life it dies after 2 of them.
     run = new_run(None)
@@ -53,12 +61,7 @@ def partial(new_run):
     a = test("a", ["--echo-to", "b", "--count", "3", "--interval-ms", "300", "--payload", "1000",
                    "--expect-chunk-bytes", "4000"])
     run.set_spec({"children": [b, a]})
-    run.start()
-    run.wait_for(lambda: run.worker_events("echo_done", "a"), what="echo_done")
-    run.proc.send_signal(signal.SIGTERM)
-    run.wait()
-    done = run.worker_events("echo_done", "a")[0]["message"]
-    errs = [e["message"] for e in run.worker_events("echo_error", "a")]
+    done, errs = echo_outcome(run.start())
     check(len(run.events("spawned", child="b")) == 2, "b died mid-reply and was restarted")
     check(not any("chunk bytes" in m for m in errs), f"no reply came with a part twice or missing ({errs})")
     check(len(errs) == 1 and "part of it was delivered" in errs[0] and "not repeated" in errs[0],
@@ -70,12 +73,7 @@ def gone(new_run):
     b = test("b", ["--exit-code", "1", "--after-ms", "150"])
     b["restart"] = "temporary"
     run = new_run({"children": [b, test("a", ["--echo-to", "b", "--count", "8", "--interval-ms", "50"])]})
-    run.start()
-    run.wait_for(lambda: run.worker_events("echo_done", "a"), what="echo_done")
-    run.proc.send_signal(signal.SIGTERM)
-    run.wait()
-    done = run.worker_events("echo_done", "a")[0]["message"]
-    errs = [e["message"] for e in run.worker_events("echo_error", "a")]
+    done, errs = echo_outcome(run.start())
     check(run.events("removed", child="b"), "the temporary b was removed after it exited")
     check(errs and "errors=0" not in done, f"requests after b's end failed ({done})")
     check(all("'b'" in m and ("not running" in m or "will not be restarted" in m) for m in errs),

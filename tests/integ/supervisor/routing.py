@@ -51,7 +51,8 @@ def echo_outcome(run):
     run.wait_for(lambda: run.worker_events("echo_done", "a"), what="echo_done")
     run.proc.send_signal(signal.SIGTERM)
     run.wait()
-    return run.worker_events("echo_done", "a")[0]["message"], [e["message"] for e in run.worker_events("echo_error", "a")]
+    errs = [e["message"] for e in run.worker_events("echo_error", "a")]
+    return run.worker_events("echo_done", "a")[0]["message"], errs
 
 
 def partial(new_run):

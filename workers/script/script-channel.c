@@ -318,6 +318,7 @@ static void direct_settle(struct script_channel *ch, struct script_pending *p, c
         r->len = p->replay_len;
 }
 
+/* Send each of @v through the supervisor and free its buffer (not @v). */
 static void direct_resend(struct script_channel *ch, struct resend *v, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 pthread_mutex_lock(&ch->send_lock);
@@ -326,8 +327,8 @@ static void direct_resend(struct script_channel *ch, struct resend *v, size_t n)
                 if (r < 0)
                         log_debug_errno(r, "Replaying a request through the supervisor failed");
                 free(v[i].buf);
+                v[i].buf = NULL;
         }
-        free(v);
 }
 
 /* Its worker closed @c: settle what was sent on it, then leave. */
@@ -361,6 +362,7 @@ static void direct_chan_lost(struct direct_chan *c, const char *why) {
         direct_chan_release(c);
         pthread_mutex_unlock(&ch->lock);
         direct_resend(ch, v, n);
+        free(v);
 }
 
 static void *direct_reader(void *userdata) {

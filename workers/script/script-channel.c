@@ -432,9 +432,10 @@ static int direct_open(struct script_channel *ch, const char *name) {
                 fd = r;
         else if (p->error)
                 fd = p->error;
-        else if (p->final.type == MSG_ERROR)
-                fd = (int) ((const struct msg_error *) p->final.body)->code ?: -EIO;
-        else
+        else if (p->final.type == MSG_ERROR) {
+                int64_t code = ((const struct msg_error *) p->final.body)->code;
+                fd = code < 0 && code > -4096 ? (int) code : -EIO; /* never a code taken for an fd */
+        } else
                 fd = TAKE_FD(p->fd);
         if (fd < 0 && fd != -ENOENT && fd != -EAGAIN) /* those two are normal: not there or not ready yet */
                 log_debug_errno(fd, "No direct channel to '%s'", name);
@@ -459,7 +460,7 @@ static struct direct_chan *direct_use(struct direct_target *t) {
         return t->chan;
 }
 
-/* A live channel to @name with a user counted (direct_put() after writing),
+/* A live channel to @name with a user counted (direct_send() drops it),
  * opened now if there is none and the last refusal is old enough; NULL: go
  * through the supervisor. */
 static struct direct_chan *direct_get(struct script_channel *ch, const char *name) {

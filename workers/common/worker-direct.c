@@ -190,7 +190,3 @@ bool worker_direct_congested(const struct worker_direct *d) {
                         return true;
         return false;
 }
-
-size_t worker_direct_clients(const struct worker_direct *d) {
-        return d->n_clients;
-}

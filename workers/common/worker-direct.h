@@ -36,4 +36,3 @@ int worker_direct_resolve(struct worker_direct *d, uint32_t tag, struct peer **r
 void worker_direct_forget(struct worker_direct *d, uint32_t tag);
 /* Any client's send queue congested. */
 bool worker_direct_congested(const struct worker_direct *d);
-size_t worker_direct_clients(const struct worker_direct *d);

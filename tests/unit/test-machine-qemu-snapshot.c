@@ -113,6 +113,45 @@ int main(void) {
                       !qemu_snapshot_ram_mappable(own_m) && !qemu_snapshot_ram_mappable(own_backend),
               "extra arguments that choose the memory keep the RAM in the stream");
 
+        /* A NixOS start script (qemu-vm.nix's shape): the RAM can be a file
+         * when its QEMU line says -m <MiB> and nothing else chooses. */
+        const char *nixos = "#! /bin/sh\nmkdir -m 0700 -p \"$TMPDIR/xchg\"\ninstall -m 755 a b\n"
+                            "exec /nix/store/x-qemu/bin/qemu-kvm -cpu max \\\n    -name m \\\n    -m 1024 \\\n"
+                            "    -smp 1 \\\n    $QEMU_OPTS \"$@\"\n";
+        unsigned long long mb = 0;
+        CHECK(qemu_snapshot_script_memory(nixos, NULL, NULL, &mb) == 0 && mb == 1024,
+              "a start script's -m is its guest memory; other programs' -m do not count (%llu)", mb);
+        mb = 0;
+        CHECK(qemu_snapshot_script_memory("exec '/usr/bin/qemu-system-x86_64' -m 256 $QEMU_OPTS", "-smp 2",
+                                          (char *[]){"-device", "x", NULL}, &mb) == 0 &&
+                      mb == 256,
+              "a quoted QEMU path (make-fake-vm's) is found, QEMU_OPTS without memory options allowed (%llu)", mb);
+        const char *const refused[] = {
+                "exec qemu-kvm -smp 1",                                  /* no -m */
+                "exec qemu-kvm -m 1024 -m 2048",                         /* two */
+                "exec qemu-kvm -m 1G",                                   /* a unit */
+                "exec qemu-kvm -m size=1G,slots=2",                      /* a list */
+                "exec qemu-kvm -m $MEM",                                 /* a variable */
+                "exec qemu-kvm -m",                                      /* nothing after it */
+                "exec qemu-kvm -m 1024 -numa node",                      /* NUMA */
+                "exec qemu-kvm -m 1024 -object memory-backend-ram,id=r", /* a backend of its own */
+                "mkdir -m 0700 x; qemu-kvm -m 512",                      /* not exec'd: not the line */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(refused); i++)
+                CHECK(qemu_snapshot_script_memory(refused[i], NULL, NULL, &mb) == -ENOENT,
+                      "the RAM stays in the stream for `%s`", refused[i]);
+        CHECK(qemu_snapshot_script_memory("exec qemu-kvm -m 1024", "-m 2048", NULL, &mb) == -ENOENT &&
+                      qemu_snapshot_script_memory("exec qemu-kvm -m 1024", "-mem-path /x", NULL, &mb) == -ENOENT &&
+                      qemu_snapshot_script_memory("exec qemu-kvm -m 1024", NULL, (char *[]){"-m", "2G", NULL}, &mb) ==
+                              -ENOENT,
+              "QEMU_OPTS or extra arguments choosing the memory keep the RAM in the stream");
+
+        char *words = NULL;
+        CHECK(qemu_snapshot_shell_words((char *[]){"-object", "a,mem-path=/c/it's dir/ram", NULL}, &words) == 0 &&
+                      streq(words, " '-object' 'a,mem-path=/c/it'\\''s dir/ram'"),
+              "the RAM arguments are quoted for the start script's sh -c line (%s)", words ?: "");
+        free(words);
+
         CHECK(qemu_snapshot_migration_of("completed") == QEMU_SNAPSHOT_MIGRATION_COMPLETED &&
                       qemu_snapshot_migration_of("active") == QEMU_SNAPSHOT_MIGRATION_RUNNING &&
                       qemu_snapshot_migration_of("setup") == QEMU_SNAPSHOT_MIGRATION_RUNNING &&

@@ -613,6 +613,8 @@ static int machine_configure(struct worker *w, const struct msg_config *cfg, voi
                 log_info("Machine %s configured (backend %s, %s)", m->cfg.name, m->backend->name,
                          m->cfg.start_script ?: m->cfg.kernel ?: m->cfg.tree);
                 machine_send_ready(m);
+                if (m->backend->prepare)
+                        m->backend->prepare(m);
                 return 0;
         }
         bool connected, allow_reboot;
@@ -624,6 +626,8 @@ static int machine_configure(struct worker *w, const struct msg_config *cfg, voi
                 log_info("Restarted (restart %llu); no running machine to re-attach to",
                          (unsigned long long) cfg->restarts);
                 machine_send_ready(m);
+                if (m->backend->prepare)
+                        m->backend->prepare(m);
                 return 0;
         }
         m->booted = true;

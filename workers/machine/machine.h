@@ -47,6 +47,9 @@ struct machine_backend {
         void (*free)(struct machine *m);
         /* Begin starting; finish with machine_started() (also on failure). */
         int (*start)(struct machine *m, bool allow_reboot);
+        /* Optional: no machine runs and none was asked for yet; get ready
+         * for start() if that makes it faster (nothing may be seen of it). */
+        void (*prepare)(struct machine *m);
         /* After a worker restart: re-adopt the stored fds and the running
          * process. Returns > 0 if a machine is up, 0 if none, < 0 on error. */
         int (*attach)(struct machine *m);

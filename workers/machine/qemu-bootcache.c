@@ -264,8 +264,10 @@ static void bootcache_forget_save(struct qemu_bootcache *q) {
         q->tmp = q->path = NULL;
 }
 
-/* @cmd's argv gets @ram as the guest's RAM (QEMU's arguments for it). */
-static int cmd_add_ram(struct qemu_cmd *cmd, const char *ram, unsigned long long memory_mb) {
+/* @cmd gets @ram as the guest's RAM (QEMU's arguments for it): at the end
+ * of its argv, or of a start script's `sh -c` line (its "$@" ends QEMU's
+ * command line), single-quoted there. */
+static int cmd_add_ram(struct qemu_cmd *cmd, bool script, const char *ram, unsigned long long memory_mb) {
         _cleanup_strv_free_ char **add = NULL;
         size_t n = strv_length(cmd->argv), k;
         char **v;
@@ -274,6 +276,17 @@ static int cmd_add_ram(struct qemu_cmd *cmd, const char *ram, unsigned long long
         r = qemu_snapshot_ram_args(ram, memory_mb, &add);
         if (r < 0)
                 return r;
+        if (script) {
+                _cleanup_free_ char *words = NULL;
+                char *line;
+
+                r = qemu_snapshot_shell_words(add, &words);
+                if (r < 0 || asprintf(&line, "%s%s", cmd->argv[2], words) < 0)
+                        return -ENOMEM;
+                free(cmd->argv[2]);
+                cmd->argv[2] = line;
+                return 0;
+        }
         k = strv_length(add);
         v = realloc(cmd->argv, (n + k + 1) * sizeof *v);
         if (!v)
@@ -284,14 +297,33 @@ static int cmd_add_ram(struct qemu_cmd *cmd, const char *ram, unsigned long long
         return 0;
 }
 
+/* Whether the guest's RAM can live outside the stream, and its size: a
+ * direct boot's unless its extra arguments choose the memory; a start
+ * script's if its QEMU command line says `-m <MiB>` and nothing else
+ * chooses (qemu_snapshot_script_memory()). */
+static bool ram_mappable(const struct machine_config *c, const struct qemu_cmd *cmd, unsigned long long *ret_mb) {
+        _cleanup_free_ char *script = NULL;
+        const char *opts = NULL;
+
+        *ret_mb = c->memory_mb;
+        if (!c->start_script)
+                return qemu_snapshot_ram_mappable(c->extra_args);
+        for (char **e = cmd->env; e && *e; e++)
+                if (strncmp(*e, "QEMU_OPTS=", 10) == 0)
+                        opts = *e + 10;
+        return read_file_max(c->start_script, 1 << 20, &script) >= 0 &&
+               qemu_snapshot_script_memory(script, opts, c->extra_args, ret_mb) >= 0;
+}
+
 /* Which snapshot fits this boot: none (cache off), one to load (restoring:
  * QEMU waits for it with -incoming defer), or one to save once the guest
  * shell is up. A direct-boot machine's RAM stays out of the stream: a shared
  * memfd for a save, the snapshot's RAM file mapped private for a restore
  * (and that snapshot is only whole with it). */
-int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd) {
+int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool only_restore) {
         const struct machine_config *c = &q->m->cfg;
         _cleanup_free_ char *text = NULL, *path = NULL, *ram = NULL;
+        unsigned long long memory_mb;
         bool mappable;
         int r;
 
@@ -311,8 +343,10 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd) {
                 q->dir = NULL;
                 return -ENOMEM;
         }
-        mappable = !c->start_script && qemu_snapshot_ram_mappable(c->extra_args);
+        mappable = ram_mappable(c, cmd, &memory_mb);
         if (access(path, R_OK) < 0 || (mappable && access(ram, R_OK) < 0)) {
+                if (only_restore)
+                        return 0;
                 log_info("Boot cache: no snapshot for this VM (key %s) in %s; booting cold, saving one once the "
                          "guest shell is up",
                          q->key, c->boot_cache);
@@ -321,10 +355,10 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd) {
                         (void) unlink(ram);
                 q->due = true;
                 q->ram_file = mappable;
-                return mappable ? cmd_add_ram(cmd, NULL, c->memory_mb) : 0;
+                return mappable ? cmd_add_ram(cmd, c->start_script, NULL, memory_mb) : 0;
         }
         if (mappable) {
-                r = cmd_add_ram(cmd, ram, c->memory_mb);
+                r = cmd_add_ram(cmd, c->start_script, ram, memory_mb);
                 if (r < 0)
                         return r;
                 q->ram_file = true;
@@ -350,7 +384,8 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd) {
         }
         q->restoring = true;
         q->started = now_usec();
-        log_info("Boot cache: restoring the snapshot %s instead of booting", path);
+        log_info("Boot cache: restoring the snapshot %s instead of booting%s", path,
+                 only_restore ? " (loaded ahead of start(), the guest waits paused)" : "");
         return 0;
 }
 
@@ -706,6 +741,14 @@ void qemu_bootcache_guest_ready(struct qemu_bootcache *q) {
 
 bool qemu_bootcache_restoring(const struct qemu_bootcache *q) {
         return q && q->restoring;
+}
+
+double qemu_bootcache_restore_clock(struct qemu_bootcache *q, bool reset) {
+        double s = (double) (now_usec() - q->started) / USEC_PER_SEC;
+
+        if (reset)
+                q->started = now_usec();
+        return s;
 }
 
 bool qemu_bootcache_answered(struct qemu_bootcache *q, const struct qemu_request *r, const char *reply) {

@@ -26,9 +26,13 @@ int qemu_bootcache_new(struct machine *m, struct qemu_control *ctl, const struct
 struct qemu_bootcache *qemu_bootcache_free(struct qemu_bootcache *q);
 
 /* Before QEMU is spawned: decide (load, save or off) and add -incoming defer
- * to @cmd for a load. */
-int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd);
+ * to @cmd for a load. @only_restore (a restore prepared ahead of start()):
+ * without a snapshot to load, decide nothing and say nothing. */
+int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool only_restore);
 bool qemu_bootcache_restoring(const struct qemu_bootcache *q);
+/* Seconds since the restore began; @reset: it begins now (the start() that
+ * takes a restore loaded ahead). */
+double qemu_bootcache_restore_clock(struct qemu_bootcache *q, bool reset);
 /* In the start-up handshake, instead of cont: load the snapshot (ops->loaded follows). */
 int qemu_bootcache_load(struct qemu_bootcache *q);
 /* After machine_started() of a restored boot. */

@@ -209,6 +209,87 @@ bool qemu_snapshot_ram_mappable(char *const *argv) {
         return true;
 }
 
+/* Whitespace-separated words, as the shell splits the script's unquoted
+ * QEMU command line and $QEMU_OPTS; @fn sees each (NUL-terminated copy). */
+static int words_each(const char *text, int (*fn)(const char *word, void *userdata), void *userdata) {
+        char word[64];
+
+        for (const char *p = text ?: ""; *p;) {
+                size_t n = strcspn(p, " \t\n\\");
+                if (n > 0) {
+                        /* Longer words are never one of the options looked for. */
+                        (void) snprintf(word, sizeof word, "%.*s", (int) MIN(n, sizeof word - 1), p);
+                        int r = fn(word, userdata);
+                        if (r != 0)
+                                return r;
+                }
+                p += n;
+                p += strspn(p, " \t\n\\");
+        }
+        return 0;
+}
+
+struct script_memory {
+        bool after_exec, in_qemu, after_m;
+        unsigned n;
+        unsigned long long mb;
+};
+
+/* Whether @word (quotes aside) names a QEMU binary: qemu-kvm, qemu-system-*. */
+static bool word_is_qemu(const char *word) {
+        const char *base = strrchr(word, '/');
+
+        base = base ? base + 1 : word + (*word == '\'' || *word == '"');
+        return strncmp(base, "qemu-kvm", 8) == 0 || strncmp(base, "qemu-system-", 12) == 0;
+}
+
+/* Only the `-m` of the command the script execs counts: elsewhere `-m` is
+ * another program's (`install -m 755`). */
+static int script_memory_word(const char *word, void *userdata) {
+        struct script_memory *sm = userdata;
+        char *one[] = {(char *) word, NULL};
+        char *end;
+
+        if (sm->after_m) {
+                sm->after_m = false;
+                errno = 0;
+                sm->mb = strtoull(word, &end, 10);
+                if (word[0] < '1' || word[0] > '9' || *end || errno || sm->mb > (1ULL << 22))
+                        return -ENOENT; /* a unit, a size=... list, a variable: not ours to read */
+                sm->n++;
+                return 0;
+        }
+        if (sm->after_exec && word_is_qemu(word))
+                sm->in_qemu = true;
+        sm->after_exec = streq(word, "exec");
+        if (sm->in_qemu && streq(word, "-m")) {
+                sm->after_m = true;
+                return 0;
+        }
+        return qemu_snapshot_ram_mappable(one) || !sm->in_qemu ? 0 : -ENOENT;
+}
+
+static int foreign_word(const char *word, void *userdata) {
+        char *one[] = {(char *) word, NULL};
+
+        return qemu_snapshot_ram_mappable(one) ? 0 : -ENOENT;
+}
+
+int qemu_snapshot_script_memory(const char *script, const char *qemu_opts, char *const *extra_args,
+                                unsigned long long *ret_mb) {
+        struct script_memory sm = {};
+        int r;
+
+        r = words_each(script, script_memory_word, &sm);
+        if (r < 0 || sm.n != 1 || sm.after_m)
+                return -ENOENT;
+        r = words_each(qemu_opts, foreign_word, NULL);
+        if (r < 0 || !qemu_snapshot_ram_mappable(extra_args))
+                return -ENOENT;
+        *ret_mb = sm.mb;
+        return 0;
+}
+
 int qemu_snapshot_ram_args(const char *path, unsigned long long memory_mb, char ***ret) {
         struct text t = {};
         char **v;
@@ -241,6 +322,27 @@ int qemu_snapshot_ram_args(const char *path, unsigned long long memory_mb, char 
 oom:
         free(t.buf);
         return -ENOMEM;
+}
+
+int qemu_snapshot_shell_words(char *const *argv, char **ret) {
+        struct text t = {};
+
+        text_add(&t, "", 0);
+        for (size_t i = 0; argv && argv[i]; i++) {
+                text_add(&t, " '", 2);
+                for (const char *p = argv[i]; *p; p++)
+                        if (*p == '\'')
+                                text_add(&t, "'\\''", 4);
+                        else
+                                text_add(&t, p, 1);
+                text_add(&t, "'", 1);
+        }
+        if (t.oom) {
+                free(t.buf);
+                return -ENOMEM;
+        }
+        *ret = t.buf ?: strdup("");
+        return *ret ? 0 : -ENOMEM;
 }
 
 enum qemu_snapshot_migration qemu_snapshot_migration_of(const char *status) {

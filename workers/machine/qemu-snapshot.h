@@ -64,10 +64,19 @@ int qemu_snapshot_clock_command(unsigned long long usec, bool restored, char **r
  * live in a file: not if they choose its memory themselves (-m, -mem-path,
  * -numa, a memory backend of their own). */
 bool qemu_snapshot_ram_mappable(char *const *argv);
+/* A NixOS start script's guest memory, so its RAM can live in a file too:
+ * the MiB of the one `-m <digits>` in @script (qemu-vm.nix writes
+ * `-m <memorySize>`), if neither the script nor @qemu_opts (the QEMU_OPTS it
+ * appends) nor @extra_args choose the memory otherwise. -ENOENT: keep the
+ * RAM in the stream (no -m, two, a size with a unit, a backend of its own). */
+int qemu_snapshot_script_memory(const char *script, const char *qemu_opts, char *const *extra_args,
+                                unsigned long long *ret_mb);
 /* The arguments that give the guest @memory_mb MiB of RAM: in a shared memfd
  * (@path NULL: a boot that saves; the snapshot copies it) or in the file
  * @path mapped private (a restore: the guest's writes never reach it). */
 int qemu_snapshot_ram_args(const char *path, unsigned long long memory_mb, char ***ret);
+/* @argv as words a shell reads back as they are: " 'a' 'b''\\''c'". */
+int qemu_snapshot_shell_words(char *const *argv, char **ret);
 
 /* QMP's migration status @status (query-migrate's "status"; "" when there
  * was no migration) as one of these. */

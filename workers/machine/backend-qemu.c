@@ -42,6 +42,7 @@ enum start_step {
         STEP_ACCEPTING,
         STEP_HANDSHAKE,
         STEP_RUNNING,
+        STEP_DROPPING, /* a start waits for the exit of the QEMU prepared ahead for another policy */
         _STEP_MAX,
 };
 
@@ -75,6 +76,7 @@ struct qemu {
          * cont. Nothing of it is reported as the machine's until then. */
         bool standby;
         bool standby_loaded;
+        bool redo_allow_reboot; /* STEP_DROPPING: the start that follows */
 
         int monitor_listen;
         struct event *monitor_accept_ev;
@@ -664,8 +666,20 @@ static int start_boot(struct qemu *q, bool allow_reboot) {
 static int qemu_start(struct machine *m, bool allow_reboot) {
         struct qemu *q = Q(m);
 
-        if (q->standby && q->allow_reboot != allow_reboot)
-                standby_drop(q, "start() asks for another reboot policy");
+        if (q->standby && q->allow_reboot != allow_reboot) {
+                /* Its QEMU line (-no-reboot) and so its snapshot key are
+                 * another: stop it, start as if none was once it is gone. */
+                log_info("Boot cache: not keeping the restore prepared ahead of start(): start() asks for another "
+                         "reboot policy");
+                q->standby = q->standby_loaded = false;
+                q->redo_allow_reboot = allow_reboot;
+                machine_proc_abandon(q->proc);
+                fail_monitor_requests(q, "start() asks for another reboot policy");
+                close_all(q, true);
+                q->step = STEP_DROPPING;
+                machine_timer_set(q->start_timer, start_bound_s(m) * USEC_PER_SEC);
+                return 0;
+        }
         if (!q->standby)
                 return start_boot(q, allow_reboot);
         /* The restore prepared ahead goes on as this start. */
@@ -768,6 +782,12 @@ static void qemu_exited(struct qemu *q, const struct msg_proc_exit *e) {
         if (q->console_fd >= 0)
                 machine_console_eof(m->console);
         log_event(LOG_INFO, LOG_EVENT_EXITED, NULL, "QEMU (pid %lld) exited: %s", (long long) e->pid, how);
+        if (q->step == STEP_DROPPING) {
+                q->step = STEP_IDLE;
+                (void) evtimer_del(q->start_timer);
+                (void) start_boot(q, q->redo_allow_reboot);
+                return;
+        }
         if (qemu_bootcache_restoring(q->bootcache) && q->step != STEP_RUNNING && q->step != STEP_IDLE) {
                 /* QEMU exits when a snapshot does not load: boot cold instead
                  * (prepared ahead: once start() comes). */

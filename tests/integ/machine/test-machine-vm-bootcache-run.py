@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 # Proves the boot cache through `vigil run --boot-cache`: a first run boots a tiny guest and a NixOS-shaped
 # start-script VM cold and saves their snapshots, a second run restores both, and in both runs the script
-# sees correct guest clocks and mounted 9p shares. It matters because this is the flag users turn on.
+# sees correct guest clocks and mounted 9p shares; later runs show the restore loaded ahead of start() waits
+# paused and unseen (a machine never started stays silent, its uptime does not run before start()), is
+# given up for another reboot policy, and can be turned off. It matters because this is the flag users turn on.
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +27,27 @@ for m in (tiny, fake):
     assert before - 1.5 <= now <= time.time() + 1, (m.name, now, before, time.time())
     assert m.succeed("grep -c ' 9p ' /proc/mounts").strip() != "0", m.name
     m.succeed("ls /tmp/xchg")
+    print("UPTIME-%s %s" % (m.name, m.succeed("cut -d' ' -f1 /proc/uptime").strip()))
+print("BOOTCACHE-RUN-OK")
+'''
+
+# Run 3: nothing starts for 2 s (both snapshots are loaded ahead meanwhile), then only tiny.
+SCRIPT_LATE = r'''
+import time
+time.sleep(2)
+assert not fake.booted, "fake was never started"
+tiny.start()
+print("UPTIME-tiny %s" % tiny.succeed("cut -d' ' -f1 /proc/uptime").strip())
+before = time.time()
+now = int(tiny.succeed("date +%s"))
+assert before - 1.5 <= now <= time.time() + 1, (now, before, time.time())
+print("BOOTCACHE-RUN-OK")
+'''
+
+# Run 4: fake asks for another reboot policy than the one its restore was prepared with.
+SCRIPT_REBOOT = r'''
+fake.start(allow_reboot=True)
+fake.succeed("ls /tmp/xchg")
 print("BOOTCACHE-RUN-OK")
 '''
 
@@ -56,11 +80,12 @@ def main():
                 "boot_cache": os.path.join(tmp, "cache")}
         with open(os.path.join(tmp, "spec.json"), "w") as f:
             json.dump(spec, f)
-        with open(os.path.join(tmp, "test.py"), "w") as f:
-            f.write(SCRIPT)
-        env = dict(os.environ, TMPDIR=tmp)
+        scripts = {1: SCRIPT, 2: SCRIPT, 3: SCRIPT_LATE, 4: SCRIPT_REBOOT, 5: SCRIPT}
         outs = []
-        for run in (1, 2):
+        for run, script in scripts.items():
+            with open(os.path.join(tmp, "test.py"), "w") as f:
+                f.write(script)
+            env = dict(os.environ, TMPDIR=tmp, VIGIL_BOOT_STANDBY="0" if run == 5 else "1")
             r = subprocess.run([VIGIL, "run", os.path.join(tmp, "test.py"), "--spec", os.path.join(tmp, "spec.json"),
                                 "-o", os.path.join(tmp, "out%d" % run), "--global-timeout", "240", "--log-level",
                                 "info"], cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -73,6 +98,25 @@ def main():
         check(outs[0].count("booting cold, saving one") == 2 and outs[0].count("Boot cache: saved") == 2,
               "the first run boots both cold and saves two snapshots", outs[0])
         check(outs[1].count("Boot cache: restored in") == 2, "the second run restores both", outs[1])
+        check(outs[1].count("loaded ahead of start() in") == 2,
+              "the second run loads both snapshots ahead of start(), the guests paused", outs[1])
+
+        def uptime(out):
+            m = re.search(r"UPTIME-tiny ([0-9.]+)", out)
+            return float(m.group(1)) if m else -100.0
+        check(abs(uptime(outs[2]) - uptime(outs[1])) < 1.0,
+              "a restore loaded ahead waits paused: 2 s before start() leave the guest's uptime as it was "
+              "(run 2: %.2f s, run 3: %.2f s)" % (uptime(outs[1]), uptime(outs[2])), outs[2])
+        console = os.path.join(tmp, "out3", "fake-console.log")
+        check(outs[2].count("loaded ahead of start() in") == 2 and outs[2].count("Boot cache: restored in") == 1 and
+              os.path.exists(console) and os.path.getsize(console) == 0,
+              "a machine never started was loaded ahead but never ran: its console says nothing", outs[2])
+        check("not keeping the restore prepared ahead of start(): start() asks for another reboot policy" in outs[3]
+              and "booting cold, saving one" in outs[3],
+              "start(allow_reboot=True) gives the restore prepared for allow_reboot=False up and boots cold "
+              "(another snapshot key)", outs[3])
+        check(outs[4].count("Boot cache: restored in") == 2 and "loaded ahead" not in outs[4],
+              "VIGIL_BOOT_STANDBY=0: both restored inside start(), nothing loaded ahead", outs[4])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("1..%d" % n)

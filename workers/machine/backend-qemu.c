@@ -68,6 +68,7 @@ struct qemu {
         struct machine_proc *proc; /* QEMU */
         struct qemu_probe *probe;
         char accel[8];
+        char accel_said[160];
         unsigned handshake_pending;
         int pending_error; /* start-up problem waiting for QEMU's exit */
         char pending_why[256];
@@ -598,7 +599,10 @@ static void accel_chosen(struct qemu *q, enum qemu_kvm_probe p) {
         const char *accel = qemu_accel_decide(q->m->cfg.accel, p, &why);
 
         (void) snprintf(q->accel, sizeof q->accel, "%s", accel);
-        log_notice("Using %s acceleration: %s", streq(accel, "kvm") ? "KVM" : "TCG (software)", why);
+        (void) snprintf(q->accel_said, sizeof q->accel_said, "Using %s acceleration: %s",
+                        streq(accel, "kvm") ? "KVM" : "TCG (software)", why);
+        if (!q->standby) /* else said by the start() that takes it */
+                log_notice("%s", q->accel_said);
 }
 
 static void probe_done(void *userdata, enum qemu_kvm_probe result) {
@@ -683,6 +687,8 @@ static int qemu_start(struct machine *m, bool allow_reboot) {
         if (!q->standby)
                 return start_boot(q, allow_reboot);
         /* The restore prepared ahead goes on as this start. */
+        if (!m->cfg.start_script)
+                log_notice("%s", q->accel_said);
         log_info("starting vm (its boot snapshot %s)", q->standby_loaded ? "is loaded" : "is loading");
         q->standby = false;
         (void) qemu_bootcache_restore_clock(q->bootcache, true);
@@ -703,7 +709,10 @@ static void qemu_prepare(struct machine *m) {
         struct qemu *q = Q(m);
         const char *env = getenv("VIGIL_BOOT_STANDBY");
 
-        if (q->step != STEP_IDLE || !m->cfg.boot_cache || !*m->cfg.boot_cache || (env && streq(env, "0")))
+        /* After a worker restart the QEMU it left may still be dying: its
+         * name is taken until then, and start() has time to restore anyway. */
+        if (q->step != STEP_IDLE || !m->cfg.boot_cache || !*m->cfg.boot_cache || (env && streq(env, "0")) ||
+            machine_proc_stale_alive(q->proc))
                 return;
         q->standby = true;
         (void) start_boot(q, false);

@@ -191,6 +191,10 @@ void machine_proc_kill_stale(struct machine_proc *p) {
         p->pid = 0;
 }
 
+bool machine_proc_stale_alive(const struct machine_proc *p) {
+        return p && p->stale_pid > 0;
+}
+
 void machine_proc_describe_exit(const struct msg_proc_exit *e, char *buf, size_t size) {
         if (e->signal > 0)
                 (void) snprintf(buf, size, "killed by signal %lld (%s)", (long long) e->signal,
@@ -244,6 +248,16 @@ static int proc_on_exit(const struct frame *f) {
                 if (e->pid > 0 && e->pid == p->stale_pid) {
                         p->stale_pid = 0;
                         log_debug("The stopped leftover %s (pid %lld) exited", e->name, (long long) e->pid);
+                        return 0;
+                }
+                /* While a spawn is in flight no exit is the new one's: the
+                 * supervisor answers the spawn before it reports that
+                 * process's exit. It is an older one's, e.g. told to this
+                 * worker after its CONFIG because it ended while the
+                 * previous worker was down. */
+                if (streq(e->name, p->name) && p->pid <= 0 && p->spawn_seq != 0) {
+                        log_debug("The exit of an earlier %s (pid %lld) is not the one being spawned", e->name,
+                                  (long long) e->pid);
                         return 0;
                 }
                 if (streq(e->name, p->name) && (e->pid == p->pid || p->pid <= 0)) {

@@ -67,6 +67,8 @@ int64_t machine_proc_restore(struct machine_proc *p);
 /* The restored process cannot be used (its fds are lost): stop it; its exit
  * will not be taken for the exit of the process started next. */
 void machine_proc_kill_stale(struct machine_proc *p);
+/* Whether a leftover stopped with machine_proc_kill_stale() has not exited yet. */
+bool machine_proc_stale_alive(const struct machine_proc *p);
 
 /* "exit status N" or "killed by signal N (NAME)". */
 void machine_proc_describe_exit(const struct msg_proc_exit *e, char *buf, size_t size);

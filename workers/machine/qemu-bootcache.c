@@ -443,18 +443,30 @@ int qemu_bootcache_load(struct qemu_bootcache *q) {
 /* The restored guest runs: its clock is the snapshot's (set it to the
  * host's, taken as the command leaves), its 9p shares were unmounted for the
  * save (mount them again). */
-static void bootcache_clock_begin(struct shell_job *j) {
-        const struct qemu_bootcache *q = j->userdata;
+static void clock_begin(struct shell_job *j, bool restored) {
         struct timespec ts;
         char *clock;
 
         (void) clock_gettime(CLOCK_REALTIME, &ts);
         if (qemu_snapshot_clock_command((unsigned long long) ts.tv_sec * USEC_PER_SEC +
                                                 (unsigned long long) ts.tv_nsec / 1000,
-                                        !q->recovering, &clock) < 0)
+                                        restored, &clock) < 0)
                 return;
         free(j->command);
         j->command = clock;
+}
+
+static void bootcache_clock_begin(struct shell_job *j) {
+        const struct qemu_bootcache *q = j->userdata;
+
+        clock_begin(j, !q->recovering);
+}
+
+/* After a save, whatever became of it: the shares that are missing, then the
+ * clock (the VM stood paused while its RAM file was copied and flushed, up
+ * to seconds on a busy disk). */
+static void bootcache_resume_begin(struct shell_job *j) {
+        clock_begin(j, false);
 }
 
 void qemu_bootcache_restored(struct qemu_bootcache *q) {
@@ -620,9 +632,8 @@ static void bootcache_remounted(struct shell_job *j, int error, const char *mess
         q->recovering = false;
 }
 
-/* The original VM runs on after the save: mount its shares again, let the
- * queue go. After a re-attach the VM may have stood paused for a while: set
- * its clock too. */
+/* The original VM runs on after the save: mount its shares again, set its
+ * clock (it stood paused), let the queue go. */
 static void bootcache_resume_guest(struct qemu_bootcache *q) {
         struct shell_job *j = shell_job_new(SHELL_JOB_EXEC, QEMU_SNAPSHOT_REMOUNT_COMMAND);
 
@@ -630,8 +641,7 @@ static void bootcache_resume_guest(struct qemu_bootcache *q) {
         (void) bootcache_submit(q, BOOTCACHE_CAPS_OFF, false, IGNORE_SHARED_OFF_COMMAND);
         if (j) {
                 j->timeout_s = 30;
-                if (q->recovering)
-                        j->begin = bootcache_clock_begin;
+                j->begin = bootcache_resume_begin;
                 j->done = bootcache_remounted;
                 j->userdata = q;
                 machine_shell_submit_first(q->m->shell, j);

@@ -273,6 +273,7 @@ class MiniSup:
         self.events = []
         self.worker_exits = []
         self.stopping = False
+        self.pending_exits = []
         self.sock = None
         self.proc = None
         # PR_SET_PDEATHSIG fires when the forking *thread* ends, so every
@@ -375,10 +376,12 @@ class MiniSup:
                 self._send(T["FD_RESTORE"], 0, body_of("FD_RESTORE", name=sname), [fd])
             self._send(T["CONFIG"], 0, body_of("CONFIG", restarts=self.restarts, run_id="test",
                                                       json=json.dumps(self.config)))
+            self._flush_exits()
         elif type_ == T["READY"]:
             with self.lock:
                 self.ready = True
                 self.cond.notify_all()
+            self._flush_exits()
         elif type_ == T["FD_STORE"]:
             old = self.store.pop(body[0], None)
             if old is not None:
@@ -437,10 +440,25 @@ class MiniSup:
     def _watch(self, pname, p):
         rc = p.wait()
         code, sig = (rc, 0) if rc >= 0 else (-1, -rc)
+        # As the supervisor: an exit while the worker is down or not yet configured is told to the
+        # next one after its CONFIG (anything else before CONFIG is a protocol error to it).
+        with self.lock:
+            if not self.ready:
+                self.pending_exits.append((pname, p.pid, code, sig))
+                return
+        self._send_exit(pname, p.pid, code, sig)
+
+    def _send_exit(self, pname, pid, code, sig):
         try:
-            self._send(T["PROC_EXIT"], 0, body_of("PROC_EXIT", name=pname, pid=p.pid, code=code, signal=sig))
+            self._send(T["PROC_EXIT"], 0, body_of("PROC_EXIT", name=pname, pid=pid, code=code, signal=sig))
         except OSError:
-            pass  # the worker is being restarted; it will not see this process in PROC_LIST
+            pass  # the worker is being restarted
+
+    def _flush_exits(self):
+        with self.lock:
+            exits, self.pending_exits = self.pending_exits, []
+        for e in exits:
+            self._send_exit(*e)
 
     # -- test API --
     def wait_ready(self, timeout=30):

@@ -110,7 +110,7 @@ def body(t):
 
     # 3. Killed mid-migration together with QEMU (vigil itself SIGKILLed): the next start forgets the save.
     cache = os.path.join(t.tmp, "cache-gone")
-    start = len(t.worker_log())
+    start = before_kill = len(t.worker_log())
     m = t.machine(boot_cache=cache)
     seq = m.send("M_CONNECT", -1)
     t.check(wait_log(t, SAVING, start), "QEMU and worker killed: the worker announced the save")
@@ -125,7 +125,9 @@ def body(t):
     m.connect()
     log = t.worker_log()[start:]
     t.check("no snapshot for this VM" in log, "with QEMU gone, the next start boots cold")
-    t.check("left by a save that did not finish" in log and not os.path.exists(tmp),
+    # The restarted worker prepares a restore ahead of start() (no snapshot here): that may be where
+    # the dead save is forgotten, before the start.
+    t.check("left by a save that did not finish" in t.worker_log()[before_kill:] and not os.path.exists(tmp),
             "and removes the dead save's temporary file (%s)" % tmp)
     t.check(m.execute("echo up") == (0, b"up\n"), "and the machine works")
     m.call("M_SHUTDOWN")

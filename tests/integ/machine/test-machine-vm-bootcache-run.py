@@ -44,6 +44,22 @@ assert before - 1.5 <= now <= time.time() + 1, (now, before, time.time())
 print("BOOTCACHE-RUN-OK")
 '''
 
+# Run 6: tiny's worker is killed while its restore waits loaded ahead; the new worker stops that QEMU
+# (its fds were never stored) and start() restores as usual.
+SCRIPT_KILLED = r'''
+import os, signal, time
+import vigil
+time.sleep(1.5)
+os.kill(vigil.machine_worker_pid(tiny), signal.SIGKILL)
+time.sleep(1.0)
+tiny.start()
+before = time.time()
+now = int(tiny.succeed("date +%s"))
+assert before - 1.5 <= now <= time.time() + 1, (now, before, time.time())
+tiny.succeed("ls /tmp/xchg")
+print("BOOTCACHE-RUN-OK")
+'''
+
 # Run 4: fake asks for another reboot policy than the one its restore was prepared with.
 SCRIPT_REBOOT = r'''
 fake.start(allow_reboot=True)
@@ -80,7 +96,7 @@ def main():
                 "boot_cache": os.path.join(tmp, "cache")}
         with open(os.path.join(tmp, "spec.json"), "w") as f:
             json.dump(spec, f)
-        scripts = {1: SCRIPT, 2: SCRIPT, 3: SCRIPT_LATE, 4: SCRIPT_REBOOT, 5: SCRIPT}
+        scripts = {1: SCRIPT, 2: SCRIPT, 3: SCRIPT_LATE, 4: SCRIPT_REBOOT, 5: SCRIPT, 6: SCRIPT_KILLED}
         outs = []
         for run, script in scripts.items():
             with open(os.path.join(tmp, "test.py"), "w") as f:
@@ -98,8 +114,10 @@ def main():
         check(outs[0].count("booting cold, saving one") == 2 and outs[0].count("Boot cache: saved") == 2,
               "the first run boots both cold and saves two snapshots", outs[0])
         check(outs[1].count("Boot cache: restored in") == 2, "the second run restores both", outs[1])
-        check(outs[1].count("loaded ahead of start() in") == 2,
-              "the second run loads both snapshots ahead of start(), the guests paused", outs[1])
+        check(outs[1].count("(loaded ahead of start(), the guest waits paused)") == 2 and
+              outs[1].count("starting vm (its boot snapshot is") == 2,
+              "the second run loads both snapshots ahead of start(), the guests paused, and start() takes them",
+              outs[1])
 
         def uptime(out):
             m = re.search(r"UPTIME-tiny ([0-9.]+)", out)
@@ -117,6 +135,10 @@ def main():
               "(another snapshot key)", outs[3])
         check(outs[4].count("Boot cache: restored in") == 2 and "loaded ahead" not in outs[4],
               "VIGIL_BOOT_STANDBY=0: both restored inside start(), nothing loaded ahead", outs[4])
+        check("still runs but its fds are lost; stopping it" in outs[5] and
+              outs[5].count("Boot cache: restored in") == 1 and "not keeping" not in outs[5],
+              "a worker killed while its restore waits loaded ahead: the new one stops that QEMU and start() "
+              "restores", outs[5])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("1..%d" % n)

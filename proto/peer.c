@@ -382,14 +382,21 @@ int peer_send(struct peer *p, int type, uint32_t seq, const void *body, const in
         return peer_send_raw(p, buf, len, fds, n_fds);
 }
 
-int peer_send_error(struct peer *p, uint32_t seq, int code, const char *fmt, ...) {
+int peer_send_errorv(struct peer *p, uint32_t seq, int code, const char *fmt, va_list ap) {
         char msg[MSG_STR_MAX];
+
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        return peer_send(p, MSG_ERROR, seq, &(struct msg_error){.code = code, .message = msg}, NULL, 0);
+}
+
+int peer_send_error(struct peer *p, uint32_t seq, int code, const char *fmt, ...) {
         va_list ap;
+        int r;
 
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
+        r = peer_send_errorv(p, seq, code, fmt, ap);
         va_end(ap);
-        return peer_send(p, MSG_ERROR, seq, &(struct msg_error){.code = code, .message = msg}, NULL, 0);
+        return r;
 }
 
 int peer_send_ok(struct peer *p, uint32_t seq) {

@@ -227,6 +227,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
                         if (i > 0 && p->batch_count < PEER_BATCH)
                                 return;
                         int n = batch_fill(p);
+                        if (n == -ECONNRESET)
+                                n = batch_fill(p); /* see frame_read_blocking(): the frames come next */
                         if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR)
                                 return;
                         if (n < 0) {
@@ -489,9 +491,13 @@ int frame_read_blocking(int fd, struct frame *ret, int *ret_fds, size_t max_fds,
 
         if (!buf)
                 return -ENOMEM;
+        /* A peer that closes with frames of ours unread makes the kernel report
+         * ECONNRESET once (it clears the error as it reports it), ahead of the
+         * frames that peer sent before closing: its last words (a verdict, a
+         * final reply) come on the next read, then EOF. */
         do
                 n = fd_recv_datagram(fd, buf, FRAME_MAX + 1, fds, FRAME_FDS_MAX, &n_fds);
-        while (n == -EINTR);
+        while (n == -EINTR || n == -ECONNRESET);
         if (n < 0)
                 return (int) n;
         if (n == 0)

@@ -227,6 +227,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
                         if (i > 0 && p->batch_count < PEER_BATCH)
                                 return;
                         int n = batch_fill(p);
+                        if (n == -ECONNRESET)
+                                n = batch_fill(p); /* see frame_read_blocking(): the frames come next */
                         if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR)
                                 return;
                         if (n < 0) {
@@ -382,14 +384,21 @@ int peer_send(struct peer *p, int type, uint32_t seq, const void *body, const in
         return peer_send_raw(p, buf, len, fds, n_fds);
 }
 
-int peer_send_error(struct peer *p, uint32_t seq, int code, const char *fmt, ...) {
+int peer_send_errorv(struct peer *p, uint32_t seq, int code, const char *fmt, va_list ap) {
         char msg[MSG_STR_MAX];
+
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        return peer_send(p, MSG_ERROR, seq, &(struct msg_error){.code = code, .message = msg}, NULL, 0);
+}
+
+int peer_send_error(struct peer *p, uint32_t seq, int code, const char *fmt, ...) {
         va_list ap;
+        int r;
 
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
+        r = peer_send_errorv(p, seq, code, fmt, ap);
         va_end(ap);
-        return peer_send(p, MSG_ERROR, seq, &(struct msg_error){.code = code, .message = msg}, NULL, 0);
+        return r;
 }
 
 int peer_send_ok(struct peer *p, uint32_t seq) {
@@ -482,9 +491,13 @@ int frame_read_blocking(int fd, struct frame *ret, int *ret_fds, size_t max_fds,
 
         if (!buf)
                 return -ENOMEM;
+        /* A peer that closes with frames of ours unread makes the kernel report
+         * ECONNRESET once (it clears the error as it reports it), ahead of the
+         * frames that peer sent before closing: its last words (a verdict, a
+         * final reply) come on the next read, then EOF. */
         do
                 n = fd_recv_datagram(fd, buf, FRAME_MAX + 1, fds, FRAME_FDS_MAX, &n_fds);
-        while (n == -EINTR);
+        while (n == -EINTR || n == -ECONNRESET);
         if (n < 0)
                 return (int) n;
         if (n == 0)

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <event2/event.h>
+#include <stdarg.h>
 #include <stdint.h>
 
 #include "frame.h"
@@ -56,9 +57,11 @@ static inline void peer_freep(struct peer **p) {
 int peer_send(struct peer *p, int type, uint32_t seq, const void *body, const int *fds, size_t n_fds);
 /* Send a raw, already-encoded frame (routing). */
 int peer_send_raw(struct peer *p, const uint8_t *buf, size_t len, const int *fds, size_t n_fds);
-/* Send MSG_ERROR / MSG_OK replies. */
+/* Send MSG_ERROR / MSG_OK replies; the message is cut to MSG_STR_MAX - 1 bytes. */
 int peer_send_error(struct peer *p, uint32_t seq, int code, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
+int peer_send_errorv(struct peer *p, uint32_t seq, int code, const char *fmt, va_list ap)
+        __attribute__((format(printf, 4, 0)));
 int peer_send_ok(struct peer *p, uint32_t seq);
 /* Send @len bytes as MSG_CHUNKs of <= CHUNK_MAX with @seq. */
 int peer_send_chunks(struct peer *p, uint32_t seq, const uint8_t *data, size_t len);

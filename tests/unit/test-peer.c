@@ -3,14 +3,17 @@
  * Proves the peer's contract on a real socketpair: frames and their fds
  * arrive intact, and each way a peer can go bad (wrong direction, garbage,
  * oversized datagram, queue overflow, EOF) is reported exactly once, because
- * the supervisor's whole safety story rests on that single report. Also the
+ * the supervisor's whole safety story rests on that single report, and only
+ * after the last frames the other side sent before it closed. Also the
  * flow control that keeps bulk traffic lossless: a congested queue reports
  * when it drained, and a paused peer reads again after resuming, including
  * what arrived while it was paused and what it had already taken from the
  * socket in the same batch.
  */
 #include <event2/event.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "fd-util.h"
@@ -173,6 +176,47 @@ static void test_eof(struct event_base *base) {
         peer_free(p);
 }
 
+/* A worker that sends its last frame (the script's verdict) and exits while a
+ * frame of ours is still unread: the kernel reports ECONNRESET ahead of that
+ * last frame, which must still be handled before the loss is reported. */
+static void test_last_words(struct event_base *base) {
+        struct ctx c = {};
+        int other = -EBADF;
+        struct peer *p = make_pair(base, &c, &other);
+
+        CHECK(peer_send_ok(p, 3) == 0, "a reply the worker will never read");
+        CHECK(frame_write_blocking(other, MSG_S_RESULT, 0,
+                                   &(struct msg_s_result){.exit_code = 1, .message = (char *) "x"}, NULL, 0) == 0,
+              "the worker's verdict");
+        close(other);
+        spin(base);
+        CHECK(c.frames == 1 && c.last_type == MSG_S_RESULT, "the verdict is handled (%d frames)", c.frames);
+        CHECK(c.lost_calls == 1 && c.reason == PEER_LOST_EOF, "then EOF, reported once (%s)", c.detail);
+        peer_free(p);
+}
+
+/* The same for the blocking reader (script worker threads, test fakes). */
+static void test_last_words_blocking(void) {
+        struct frame f = {};
+        int sv[2], r;
+
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                abort();
+        CHECK(frame_write_blocking(sv[0], MSG_OK, 3, &(struct msg_empty){}, NULL, 0) == 0, "a frame left unread");
+        CHECK(frame_write_blocking(sv[1], MSG_S_RESULT, 0,
+                                   &(struct msg_s_result){.exit_code = 1, .message = (char *) "x"}, NULL, 0) == 0,
+              "the last words");
+        close(sv[1]);
+        r = frame_read_blocking(sv[0], &f, NULL, 0, NULL, NULL);
+        CHECK(r == 0 && f.type == MSG_S_RESULT, "frame_read_blocking() returns them (%s)", strerror(-r));
+        frame_done(&f);
+        r = frame_read_blocking(sv[0], &f, NULL, 0, NULL, NULL);
+        CHECK(r == -EPIPE, "then EOF (%s)", strerror(-r));
+        if (r == 0)
+                frame_done(&f);
+        close(sv[0]);
+}
+
 /* A queue that passed the high watermark is congested until the reader has
  * taken it down to the low one; then on_drained fires, once. */
 static void test_congestion(struct event_base *base) {
@@ -316,6 +360,8 @@ int main(void) {
         test_oversized(base);
         test_overflow(base);
         test_eof(base);
+        test_last_words(base);
+        test_last_words_blocking();
         test_congestion(base);
         test_pause_mid_batch(base);
         test_pause(base);

@@ -92,41 +92,61 @@ int worker_forget_fd(struct worker *w, const char *name) {
         return peer_send(w->peer, MSG_FD_FORGET, 0, &(struct msg_fd_forget){.name = (char *) name}, NULL, 0);
 }
 
-int worker_reply(struct worker *w, int type, uint32_t seq, const void *body) {
-        const struct msg_info *info = msg_info_get(type);
+/* Where a reply to @seq goes: the supervisor under @seq, or the direct client
+ * that sent the request under its own seq. NULL when that client is gone. */
+static struct peer *worker_reply_route(struct worker *w, uint32_t seq, uint32_t *ret_to) {
         struct peer *p;
-        uint32_t to;
-        int r;
 
+        if (!reply_tag_is_direct(seq)) {
+                *ret_to = seq;
+                return w->peer;
+        }
+        return worker_direct_resolve(w->direct, seq, &p, ret_to) < 0 ? NULL : p;
+}
+
+/* A reply to @seq was sent with result @r. A direct client's request is
+ * forgotten with its final reply, and a send that failed with its channel is
+ * not the replier's failure. */
+static int worker_reply_sent(struct worker *w, uint32_t seq, bool final, int r) {
         if (!reply_tag_is_direct(seq))
-                return peer_send(w->peer, type, seq, body, NULL, 0);
-        if (worker_direct_resolve(w->direct, seq, &p, &to) < 0)
-                return 0; /* that client is gone: nobody would read it */
-        r = peer_send(p, type, to, body, NULL, 0);
-        if (info && info->final)
+                return r;
+        if (final)
                 worker_direct_forget(w->direct, seq);
         if (r < 0)
                 log_debug_errno(r, "A reply to a direct client was lost with its channel");
         return 0;
 }
 
-int worker_reply_error(struct worker *w, uint32_t seq, int code, const char *fmt, ...) {
-        char msg[MSG_STR_MAX];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        return worker_reply(w, MSG_ERROR, seq, &(struct msg_error){.code = code < 0 ? code : -EIO, .message = msg});
-}
-
-struct peer *worker_reply_peer(struct worker *w, uint32_t seq) {
+int worker_reply(struct worker *w, int type, uint32_t seq, const void *body) {
+        const struct msg_info *info = msg_info_get(type);
         struct peer *p;
         uint32_t to;
 
-        if (!reply_tag_is_direct(seq))
-                return w->peer;
-        return worker_direct_resolve(w->direct, seq, &p, &to) < 0 ? NULL : p;
+        p = worker_reply_route(w, seq, &to);
+        if (!p)
+                return 0; /* that client is gone: nobody would read it */
+        return worker_reply_sent(w, seq, info && info->final, peer_send(p, type, to, body, NULL, 0));
+}
+
+int worker_reply_error(struct worker *w, uint32_t seq, int code, const char *fmt, ...) {
+        struct peer *p;
+        uint32_t to;
+        va_list ap;
+        int r;
+
+        p = worker_reply_route(w, seq, &to);
+        if (!p)
+                return 0;
+        va_start(ap, fmt);
+        r = peer_send_errorv(p, to, code < 0 ? code : -EIO, fmt, ap);
+        va_end(ap);
+        return worker_reply_sent(w, seq, true, r);
+}
+
+struct peer *worker_reply_peer(struct worker *w, uint32_t seq) {
+        uint32_t to;
+
+        return worker_reply_route(w, seq, &to);
 }
 
 bool worker_replies_congested(struct worker *w) {

@@ -95,6 +95,10 @@ def body(t):
     request(a, "M_CONSOLE_READ", 9, "alpha", 0, 0)
     r = reply(a)
     t.check(r and r[0] == "M_TEXT_RESULT" and r[1] == 9, "a bulk reply (console read) goes back over the channel", r)
+    request(a, "M_QMP", 12, "alpha", '{"execute": "stop"}')
+    r = reply(a)
+    t.check(r and r[0] == "ERROR" and r[1] == 12 and r[2] == [-107, "machine alpha is not running (start it first)"],
+            "an error reply (worker_reply_error) goes back over the channel, seq 12, with its code and message", r)
 
     # Each of these costs the sender its channel, nothing else.
     bad = [

@@ -390,8 +390,13 @@ int main(int argc, char **argv) {
                 enum frame_error why = FRAME_OK;
                 int r = frame_read_blocking(chan, &f, NULL, 0, NULL, &why);
 
-                if (r < 0)
+                if (r < 0) {
+                        if (r != -EPIPE) /* say why, should a verdict go missing */
+                                fprintf(stderr, "fake-sup: reading from the worker: %s%s%s\n", strerror(-r),
+                                        why != FRAME_OK ? ", " : "",
+                                        why != FRAME_OK ? frame_error_to_string(why) : "");
                         break;
+                }
                 switch (f.type) {
                 case MSG_HELLO:
                         reply(MSG_CONFIG, 0,

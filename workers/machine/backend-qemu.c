@@ -670,6 +670,13 @@ static int start_boot(struct qemu *q, bool allow_reboot) {
 static int qemu_start(struct machine *m, bool allow_reboot) {
         struct qemu *q = Q(m);
 
+        if (q->standby && q->step == STEP_PROBING) {
+                /* No QEMU yet (the KVM probe runs): this start goes on from
+                 * the probe with its own policy, as any start. */
+                q->standby = false;
+                q->allow_reboot = allow_reboot;
+                return 0;
+        }
         if (q->standby && q->allow_reboot != allow_reboot) {
                 /* Its QEMU line (-no-reboot) and so its snapshot key are
                  * another: stop it, start as if none was once it is gone. */

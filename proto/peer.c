@@ -4,7 +4,10 @@
  * into frames, checking their direction, handing them to the owner with their
  * fds, and queueing outgoing frames under a byte cap. Whatever goes wrong ends
  * in exactly one on_lost call, delivered from its own event so the owner may
- * free the peer there; a lost peer neither reads nor sends again.
+ * free the peer there; a lost peer neither reads nor sends again. A send that
+ * finds the other end gone (it exited) is not the loss yet: what that end
+ * sent before it closed (a worker's last words, a script's verdict) is read
+ * first, and its EOF is the loss.
  */
 #include <event2/event.h>
 #include <stdarg.h>
@@ -45,6 +48,7 @@ struct peer {
         size_t queue_max;
         bool congested; /* passed PEER_QUEUE_HIGH, on_drained due below PEER_QUEUE_LOW */
         bool read_paused;
+        bool write_dead; /* a send found the other end gone: write nothing more, read to its EOF */
 
         uint32_t seq;
         bool lost;
@@ -162,6 +166,23 @@ static int queue_flush(struct peer *p) {
         return 0;
 }
 
+/* @r from sending: the other end gone (EPIPE, ECONNRESET) leaves its last
+ * frames to read, and the read side reports the EOF; anything else is the
+ * loss now. */
+static void send_failed(struct peer *p, int r) {
+        char d[64];
+
+        if (r == -EPIPE || r == -ECONNRESET) {
+                p->write_dead = true;
+                queue_clear(p);
+                (void) event_del(p->ev_write);
+                event_active(p->ev_read, EV_READ, 0);
+                return;
+        }
+        snprintf(d, sizeof(d), "send: %s", strerror(-r));
+        set_lost(p, PEER_LOST_IO, d);
+}
+
 static void drained_cb(evutil_socket_t fd, short what, void *arg) {
         struct peer *p = arg;
 
@@ -173,11 +194,8 @@ static void write_cb(evutil_socket_t fd, short what, void *arg) {
         struct peer *p = arg;
         int r = queue_flush(p);
 
-        if (r < 0) {
-                char d[64];
-                snprintf(d, sizeof(d), "send: %s", strerror(-r));
-                set_lost(p, r == -EPIPE || r == -ECONNRESET ? PEER_LOST_EOF : PEER_LOST_IO, d);
-        }
+        if (r < 0)
+                send_failed(p, r);
 }
 
 static void handle_datagram(struct peer *p, const uint8_t *buf, size_t n, int *fds, size_t n_fds) {
@@ -320,7 +338,7 @@ int peer_send_raw(struct peer *p, const uint8_t *buf, size_t len, const int *fds
 
         if (!p)
                 return -EINVAL;
-        if (p->lost)
+        if (p->lost || p->write_dead)
                 return -EPIPE;
         if (len > FRAME_MAX)
                 return -E2BIG;
@@ -362,7 +380,7 @@ int peer_send_raw(struct peer *p, const uint8_t *buf, size_t len, const int *fds
         if (was_empty) {
                 int r = queue_flush(p);
                 if (r < 0) {
-                        set_lost(p, r == -EPIPE || r == -ECONNRESET ? PEER_LOST_EOF : PEER_LOST_IO, strerror(-r));
+                        send_failed(p, r);
                         return -EPIPE;
                 }
         }

@@ -195,6 +195,29 @@ static void test_last_words(struct event_base *base) {
         peer_free(p);
 }
 
+/* The worker sent its verdict and exited; before reading it the supervisor
+ * sends the worker something: the send finds the other end gone (EPIPE).
+ * That is not the loss yet: the verdict is handled first, then the EOF is
+ * reported, once; nothing more is written. */
+static void test_last_words_after_send(struct event_base *base) {
+        struct ctx c = {};
+        int other = -EBADF;
+        struct peer *p = make_pair(base, &c, &other);
+
+        CHECK(frame_write_blocking(other, MSG_S_RESULT, 0,
+                                   &(struct msg_s_result){.exit_code = 1, .message = (char *) "x"}, NULL, 0) == 0,
+              "the worker's verdict");
+        close(other);
+        CHECK(peer_send_ok(p, 4) == -EPIPE, "a send to the gone worker fails");
+        CHECK(c.lost_calls == 0, "but the loss is not reported from the send");
+        spin(base);
+        CHECK(c.frames == 1 && c.last_type == MSG_S_RESULT, "the verdict is handled (%d frames)", c.frames);
+        CHECK(c.lost_calls == 1 && c.reason == PEER_LOST_EOF, "then EOF, reported once (%d, %s)", c.lost_calls,
+              c.detail);
+        CHECK(peer_send_ok(p, 5) == -EPIPE, "and nothing is sent after");
+        peer_free(p);
+}
+
 /* The same for the blocking reader (script worker threads, test fakes). */
 static void test_last_words_blocking(void) {
         struct frame f = {};
@@ -361,6 +384,7 @@ int main(void) {
         test_overflow(base);
         test_eof(base);
         test_last_words(base);
+        test_last_words_after_send(base);
         test_last_words_blocking();
         test_congestion(base);
         test_pause_mid_batch(base);

@@ -146,12 +146,6 @@ int main(void) {
                               -ENOENT,
               "QEMU_OPTS or extra arguments choosing the memory keep the RAM in the stream");
 
-        char *words = NULL;
-        CHECK(qemu_snapshot_shell_words((char *[]){"-object", "a,mem-path=/c/it's dir/ram", NULL}, &words) == 0 &&
-                      streq(words, " '-object' 'a,mem-path=/c/it'\\''s dir/ram'"),
-              "the RAM arguments are quoted for the start script's sh -c line (%s)", words ?: "");
-        free(words);
-
         CHECK(qemu_snapshot_migration_of("completed") == QEMU_SNAPSHOT_MIGRATION_COMPLETED &&
                       qemu_snapshot_migration_of("active") == QEMU_SNAPSHOT_MIGRATION_RUNNING &&
                       qemu_snapshot_migration_of("setup") == QEMU_SNAPSHOT_MIGRATION_RUNNING &&

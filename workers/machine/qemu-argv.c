@@ -22,7 +22,7 @@ static bool env_sets(const char *entry, const char *name) {
         return strncmp(entry, name, n) == 0 && entry[n] == '=';
 }
 
-static const char *env_get(char *const *env, const char *name) {
+const char *qemu_env_get(char *const *env, const char *name) {
         for (; env && *env; env++)
                 if (env_sets(*env, name))
                         return *env + strlen(name) + 1;
@@ -177,7 +177,7 @@ int qemu_build_start_script(const struct machine_config *c, bool allow_reboot, c
         struct strv_builder b = {};
         size_t len;
         char *line, *p;
-        bool nographic = !env_get(host_env, "DISPLAY") && !env_get(host_env, "WAYLAND_DISPLAY");
+        bool nographic = !qemu_env_get(host_env, "DISPLAY") && !qemu_env_get(host_env, "WAYLAND_DISPLAY");
         int r;
 
         r = qemu_control_args(c->state_dir, allow_reboot, nographic, &ctl);

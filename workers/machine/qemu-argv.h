@@ -36,6 +36,8 @@ void qemu_cmd_done(struct qemu_cmd *c);
  * (never EAGAIN, so QEMU never drops console data: hw/char/virtio-console.c
  * drops what a console port cannot write at once) and a FIFO for input. */
 int qemu_control_args(const char *state_dir, bool allow_reboot, bool nographic, char ***ret);
+/* The value of @name in @env ("NAME=value" entries), or NULL. */
+const char *qemu_env_get(char *const *env, const char *name);
 
 /* The QMP commands (one JSON object each, NULL-terminated) that add the
  * shell's chardev and virtconsole and let the paused guest run. */

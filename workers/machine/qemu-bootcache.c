@@ -22,6 +22,7 @@
 
 #include "fd-util.h"
 #include "fs-util.h"
+#include "guest-proto.h"
 #include "log.h"
 #include "qemu-bootcache.h"
 #include "qemu-snapshot.h"
@@ -266,7 +267,7 @@ static void bootcache_forget_save(struct qemu_bootcache *q) {
 
 /* @cmd gets @ram as the guest's RAM (QEMU's arguments for it): at the end
  * of its argv, or of a start script's `sh -c` line (its "$@" ends QEMU's
- * command line), single-quoted there. */
+ * command line), quoted for the shell there. */
 static int cmd_add_ram(struct qemu_cmd *cmd, bool script, const char *ram, unsigned long long memory_mb) {
         _cleanup_strv_free_ char **add = NULL;
         size_t n = strv_length(cmd->argv), k;
@@ -276,17 +277,17 @@ static int cmd_add_ram(struct qemu_cmd *cmd, bool script, const char *ram, unsig
         r = qemu_snapshot_ram_args(ram, memory_mb, &add);
         if (r < 0)
                 return r;
-        if (script) {
-                _cleanup_free_ char *words = NULL;
+        for (char **a = add; script && *a; a++) {
+                _cleanup_free_ char *word = NULL;
                 char *line;
 
-                r = qemu_snapshot_shell_words(add, &words);
-                if (r < 0 || asprintf(&line, "%s%s", cmd->argv[2], words) < 0)
+                if (guest_shell_quote(*a, &word) < 0 || asprintf(&line, "%s %s", cmd->argv[2], word) < 0)
                         return -ENOMEM;
                 free(cmd->argv[2]);
                 cmd->argv[2] = line;
-                return 0;
         }
+        if (script)
+                return 0;
         k = strv_length(add);
         v = realloc(cmd->argv, (n + k + 1) * sizeof *v);
         if (!v)
@@ -303,16 +304,12 @@ static int cmd_add_ram(struct qemu_cmd *cmd, bool script, const char *ram, unsig
  * chooses (qemu_snapshot_script_memory()). */
 static bool ram_mappable(const struct machine_config *c, const struct qemu_cmd *cmd, unsigned long long *ret_mb) {
         _cleanup_free_ char *script = NULL;
-        const char *opts = NULL;
 
         *ret_mb = c->memory_mb;
         if (!c->start_script)
                 return qemu_snapshot_ram_mappable(c->extra_args);
-        for (char **e = cmd->env; e && *e; e++)
-                if (strncmp(*e, "QEMU_OPTS=", 10) == 0)
-                        opts = *e + 10;
         return read_file_max(c->start_script, 1 << 20, &script) >= 0 &&
-               qemu_snapshot_script_memory(script, opts, c->extra_args, ret_mb) >= 0;
+               qemu_snapshot_script_memory(script, qemu_env_get(cmd->env, "QEMU_OPTS"), c->extra_args, ret_mb) >= 0;
 }
 
 /* Which snapshot fits this boot: none (cache off), one to load (restoring:

@@ -243,11 +243,17 @@ static bool word_is_qemu(const char *word) {
         return strncmp(base, "qemu-kvm", 8) == 0 || strncmp(base, "qemu-system-", 12) == 0;
 }
 
+/* -ENOENT if @word chooses the memory (-m, -numa, a backend, ...). */
+static int foreign_word(const char *word, void *userdata) {
+        char *one[] = {(char *) word, NULL};
+
+        return qemu_snapshot_ram_mappable(one) ? 0 : -ENOENT;
+}
+
 /* Only the `-m` of the command the script execs counts: elsewhere `-m` is
  * another program's (`install -m 755`). */
 static int script_memory_word(const char *word, void *userdata) {
         struct script_memory *sm = userdata;
-        char *one[] = {(char *) word, NULL};
         char *end;
 
         if (sm->after_m) {
@@ -266,13 +272,7 @@ static int script_memory_word(const char *word, void *userdata) {
                 sm->after_m = true;
                 return 0;
         }
-        return qemu_snapshot_ram_mappable(one) || !sm->in_qemu ? 0 : -ENOENT;
-}
-
-static int foreign_word(const char *word, void *userdata) {
-        char *one[] = {(char *) word, NULL};
-
-        return qemu_snapshot_ram_mappable(one) ? 0 : -ENOENT;
+        return sm->in_qemu ? foreign_word(word, NULL) : 0;
 }
 
 int qemu_snapshot_script_memory(const char *script, const char *qemu_opts, char *const *extra_args,
@@ -322,27 +322,6 @@ int qemu_snapshot_ram_args(const char *path, unsigned long long memory_mb, char 
 oom:
         free(t.buf);
         return -ENOMEM;
-}
-
-int qemu_snapshot_shell_words(char *const *argv, char **ret) {
-        struct text t = {};
-
-        text_add(&t, "", 0);
-        for (size_t i = 0; argv && argv[i]; i++) {
-                text_add(&t, " '", 2);
-                for (const char *p = argv[i]; *p; p++)
-                        if (*p == '\'')
-                                text_add(&t, "'\\''", 4);
-                        else
-                                text_add(&t, p, 1);
-                text_add(&t, "'", 1);
-        }
-        if (t.oom) {
-                free(t.buf);
-                return -ENOMEM;
-        }
-        *ret = t.buf ?: strdup("");
-        return *ret ? 0 : -ENOMEM;
 }
 
 enum qemu_snapshot_migration qemu_snapshot_migration_of(const char *status) {

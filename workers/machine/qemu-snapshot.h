@@ -75,8 +75,6 @@ int qemu_snapshot_script_memory(const char *script, const char *qemu_opts, char 
  * (@path NULL: a boot that saves; the snapshot copies it) or in the file
  * @path mapped private (a restore: the guest's writes never reach it). */
 int qemu_snapshot_ram_args(const char *path, unsigned long long memory_mb, char ***ret);
-/* @argv as words a shell reads back as they are: " 'a' 'b''\\''c'". */
-int qemu_snapshot_shell_words(char *const *argv, char **ret);
 
 /* QMP's migration status @status (query-migrate's "status"; "" when there
  * was no migration) as one of these. */

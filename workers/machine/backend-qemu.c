@@ -310,16 +310,20 @@ static int shell_attach(struct qemu *q) {
         return 0;
 }
 
-/* The restore prepared ahead failed or is not wanted: stop its QEMU (its
- * exit is not a machine's) and forget it; start() boots as if none was. */
-static void standby_drop(struct qemu *q, const char *why) {
+/* The restore prepared ahead is not kept: stop its QEMU and forget it.
+ * @step STEP_IDLE: it failed; start() boots as if none was (its exit is a
+ * stale process's). STEP_DROPPING: a start() with another policy waits for
+ * its exit (qemu_exited()) and starts afresh. */
+static void standby_drop(struct qemu *q, const char *why, enum start_step step) {
         log_info("Boot cache: not keeping the restore prepared ahead of start(): %s", why);
-        if (machine_pid(q->m) > 0)
+        if (step == STEP_DROPPING)
+                machine_proc_abandon(q->proc);
+        else if (machine_pid(q->m) > 0)
                 machine_proc_kill_stale(q->proc);
         fail_monitor_requests(q, why);
         close_all(q, true);
         (void) evtimer_del(q->start_timer);
-        q->step = STEP_IDLE;
+        q->step = step;
         q->standby = q->standby_loaded = false;
 }
 
@@ -332,7 +336,7 @@ static void start_failed(struct qemu *q, int r, const char *fmt, ...) {
         (void) vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
         if (q->standby) {
-                standby_drop(q, msg);
+                standby_drop(q, msg, STEP_IDLE);
                 return;
         }
         /* QEMU is up but unusable: do not leave it running. */
@@ -680,14 +684,8 @@ static int qemu_start(struct machine *m, bool allow_reboot) {
         if (q->standby && q->allow_reboot != allow_reboot) {
                 /* Its QEMU line (-no-reboot) and so its snapshot key are
                  * another: stop it, start as if none was once it is gone. */
-                log_info("Boot cache: not keeping the restore prepared ahead of start(): start() asks for another "
-                         "reboot policy");
-                q->standby = q->standby_loaded = false;
                 q->redo_allow_reboot = allow_reboot;
-                machine_proc_abandon(q->proc);
-                fail_monitor_requests(q, "start() asks for another reboot policy");
-                close_all(q, true);
-                q->step = STEP_DROPPING;
+                standby_drop(q, "start() asks for another reboot policy", STEP_DROPPING);
                 machine_timer_set(q->start_timer, start_bound_s(m) * USEC_PER_SEC);
                 return 0;
         }

@@ -27,7 +27,8 @@ struct qemu_bootcache *qemu_bootcache_free(struct qemu_bootcache *q);
 
 /* Before QEMU is spawned: decide (load, save or off) and add -incoming defer
  * to @cmd for a load. @only_restore (a restore prepared ahead of start()):
- * without a snapshot to load, decide nothing and say nothing. */
+ * without a snapshot to load, decide nothing (a dead save's leftover file
+ * is still removed). */
 int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool only_restore);
 bool qemu_bootcache_restoring(const struct qemu_bootcache *q);
 /* Seconds since the restore began; @reset: it begins now (the start() that

@@ -13,6 +13,7 @@
 
 #include "macro.h"
 #include "qemu-snapshot.h"
+#include "resume-agent.h"
 #include "tap.h"
 
 static void key_of(char **argv, char **env, const char *state, const char *shared, char key[17]) {
@@ -79,21 +80,49 @@ int main(void) {
         CHECK(!streq(a, c), "another kernel path gives another key");
 
         char *cmd = NULL;
+        const char *no_agent = NULL;
         CHECK(qemu_snapshot_clock_command(1700000000400000ull, true, &cmd) == 0 && cmd &&
-                      strstr(cmd, "mount -a -T /run/vigil-9p ||") &&
-                      strstr(cmd, "date -u -s @$(((170000000040 + 10#${u1/./} - 10#${u0/./} + 50) / 100))") &&
-                      !strstr(cmd, "/proc/mounts") && !strstr(cmd, "date -u -s @1700000000 "),
-              "after a restore: every share mounted with one exec, then the clock, corrected by the time that "
-              "took (%s)",
+                      (no_agent = strstr(cmd, "exit ${s:-0}; else ")) &&
+                      strstr(no_agent, "mount -a -T /run/vigil-9p ||") &&
+                      strstr(no_agent, "date -u -s @$(((170000000040 + 10#${u1/./} - 10#${u0/./} + 50) / 100))") &&
+                      !strstr(no_agent, "/proc/mounts") && !strstr(no_agent, "date -u -s @1700000000 "),
+              "after a restore without the agent: every share mounted with one exec, then the clock, corrected by "
+              "the time that took (%s)",
+              cmd ?: "");
+        CHECK(cmd && strncmp(cmd, "if read -r p </run/vigil-resume.pid 2>/dev/null && kill -0 \"$p\"", 62) == 0 &&
+                      strstr(cmd, "echo \"1700000000400000 ${u0/./}\" >/run/vigil-resume.in; ") &&
+                      strstr(cmd, "read -r a </run/vigil-resume.out") &&
+                      strstr(cmd, "then echo '" RESUME_AGENT_DONE "'; exit 0; fi; ") &&
+                      strstr(cmd, "/proc/mounts") < no_agent,
+              "with the agent waiting: it gets the time in microseconds and the uptime, and if it fails the shell "
+              "mounts only what is missing (%s)",
               cmd ?: "");
         free(cmd);
         cmd = NULL;
         CHECK(qemu_snapshot_clock_command(1700000000400000ull, false, &cmd) == 0 && cmd &&
-                      strstr(cmd, "date -u -s @1700000000 >/dev/null;") &&
-                      strstr(cmd, "date -u -s @$(((170000000040 + 10#${u1/./} - 10#${u0/./} + 50) / 100))") &&
-                      strstr(cmd, "/proc/mounts") && strstr(cmd, "mount -a -T /run/vigil-9p.todo"),
+                      (no_agent = strstr(cmd, "exit ${s:-0}; else ")) &&
+                      strstr(no_agent, "date -u -s @1700000000 >/dev/null;") &&
+                      strstr(no_agent, "date -u -s @$(((170000000040 + 10#${u1/./} - 10#${u0/./} + 50) / 100))") &&
+                      strstr(no_agent, "/proc/mounts") && strstr(no_agent, "mount -a -T /run/vigil-9p.todo"),
               "after a save a re-attached worker finished: only the shares not mounted, and the clock set twice "
               "if none was (%s)",
+              cmd ?: "");
+        free(cmd);
+        cmd = NULL;
+        CHECK(qemu_snapshot_prepare_command(NULL, &cmd) == 0 && cmd && streq(cmd, QEMU_SNAPSHOT_UNMOUNT_COMMAND),
+              "without the agent the save's prepare command only unmounts the shares");
+        free(cmd);
+        cmd = NULL;
+        CHECK(qemu_snapshot_prepare_command("QUJD", &cmd) == 0 && cmd &&
+                      strncmp(cmd, QEMU_SNAPSHOT_UNMOUNT_COMMAND "; ", strlen(QEMU_SNAPSHOT_UNMOUNT_COMMAND) + 2) ==
+                              0 &&
+                      strstr(cmd, "if [ \"$HOSTTYPE\" = x86_64 ]; then ") &&
+                      strstr(cmd, "printf %s 'QUJD' | base64 -d >/run/vigil-resume && ") &&
+                      strstr(cmd, "mkfifo -m 600 /run/vigil-resume.in /run/vigil-resume.out && /run/vigil-resume "
+                                  "</dev/null >/dev/null 2>&1; } 2>/dev/null || rm -f ") &&
+                      !strstr(cmd + strlen(QEMU_SNAPSHOT_UNMOUNT_COMMAND), "exit"),
+              "with the agent: the shares unmounted, then the agent put into /run and started on its FIFOs, never "
+              "failing the save if it cannot run (%s)",
               cmd ?: "");
         free(cmd);
 

@@ -26,6 +26,8 @@
 #include "log.h"
 #include "qemu-bootcache.h"
 #include "qemu-snapshot.h"
+#include "resume-agent-blob.h"
+#include "resume-agent.h"
 
 enum bootcache_kind {
         BOOTCACHE_LOAD = QEMU_BOOTCACHE_KIND_BASE, /* a restore: migrate-incoming */
@@ -611,10 +613,13 @@ static void bootcache_answered(struct qemu_bootcache *q, int kind, const char *r
 
 static void bootcache_job_logged(struct shell_job *j, int error, const char *message, int status, uint8_t *output,
                                  size_t len) {
-        free(output);
         if (error < 0 || status != 0)
                 log_warning("Boot cache: `%.60s...` failed in the guest (%s, status %d)", j->command, message ?: "ran",
                             status);
+        else if (output && memmem(output, len, RESUME_AGENT_DONE, strlen(RESUME_AGENT_DONE)))
+                log_info("Boot cache: vigil-resume set the guest's clock and mounted its shares (%.0f ms)",
+                         (double) (now_usec() - j->started) / USEC_PER_MSEC);
+        free(output);
 }
 
 /* The shares are back: the save is over, whatever became of it. */
@@ -714,8 +719,9 @@ void qemu_bootcache_guest_ready(struct qemu_bootcache *q) {
         struct machine *m = q->m;
         struct shell_job *j;
 
-        _cleanup_free_ char *marker = saving_path(q), *text = NULL;
+        _cleanup_free_ char *marker = saving_path(q), *text = NULL, *prepare = NULL;
         _cleanup_fclose_ FILE *f = NULL;
+        const char *env;
 
         if (!q->due)
                 return;
@@ -737,8 +743,9 @@ void qemu_bootcache_guest_ready(struct qemu_bootcache *q) {
                         (void) unlink(marker);
                 return;
         }
-        j = shell_job_new(SHELL_JOB_EXEC, QEMU_SNAPSHOT_PREPARE_COMMAND);
-        if (!j)
+        env = getenv("VIGIL_RESUME_AGENT");
+        if (qemu_snapshot_prepare_command(env && streq(env, "0") ? NULL : RESUME_AGENT_BASE64, &prepare) < 0 ||
+            !(j = shell_job_new(SHELL_JOB_EXEC, prepare)))
                 return;
         j->timeout_s = 30;
         j->done = bootcache_prepared;

@@ -14,6 +14,7 @@
 
 #include "macro.h"
 #include "qemu-snapshot.h"
+#include "resume-agent.h"
 
 struct text {
         char *buf;
@@ -162,34 +163,71 @@ int qemu_snapshot_key(char *const *argv, char *const *env, const char *state_dir
         return 0;
 }
 
-/* The host's time @usec goes out with the command. The guest mounts its
- * shares first: the first exec after a restore costs ~0.1 s under TCG (its
- * translation cache is not part of a snapshot; much more under load), the
- * next ~10-30 ms. Then it sets its clock to @usec plus what its /proc/uptime
- * says passed meanwhile (two decimals: centiseconds). A restored guest has
- * every share of /run/vigil-9p unmounted (the save's prepare command did
- * that), and running little bash code pays too: no check of /proc/mounts. A
- * guest whose save a re-attached worker finished has some mounted, or all:
- * it mounts the missing ones, and with none missing a first `date` pays the
- * first exec's price and a second one corrects the clock. */
-int qemu_snapshot_clock_command(unsigned long long usec, bool restored, char **ret) {
+/* Without the agent: the host's time @usec goes out with the command. The
+ * guest mounts its shares first: the first exec after a restore costs ~0.1 s
+ * under TCG (its translation cache is not part of a snapshot; much more
+ * under load), the next ~10-30 ms. Then it sets its clock to @usec plus what
+ * its /proc/uptime says passed meanwhile (two decimals: centiseconds). A
+ * restored guest has every share of /run/vigil-9p unmounted (the save's
+ * prepare command did that), and running little bash code pays too: no
+ * check of /proc/mounts. A guest whose save a re-attached worker finished
+ * has some mounted, or all: it mounts the missing ones, and with none
+ * missing a first `date` pays the first exec's price and a second one
+ * corrects the clock. */
+static int clock_by_shell(unsigned long long usec, bool restored, char **ret) {
         unsigned long long cs = usec / 10000;
+
+        if (restored)
+                return asprintf(ret,
+                                "read -r u0 _ </proc/uptime; mount -a -T /run/vigil-9p || s=$?; "
+                                "read -r u1 _ </proc/uptime; date -u -s @$(((%llu + 10#${u1/./} - 10#${u0/./} + "
+                                "50) / 100)) >/dev/null && exit ${s:-0}",
+                                cs);
+        return asprintf(ret,
+                        "read -r u0 _ </proc/uptime; if %s; then mount -a -T /run/vigil-9p.todo || s=$?; "
+                        "else date -u -s @%llu >/dev/null; fi; read -r u1 _ </proc/uptime; "
+                        "date -u -s @$(((%llu + 10#${u1/./} - 10#${u0/./} + 50) / 100)) >/dev/null && "
+                        "exit ${s:-0}",
+                        QEMU_SNAPSHOT_SHARES_MISSING, (cs + 50) / 100, cs);
+}
+
+/* With the agent waiting (its pid file names a live process): it gets @usec
+ * and the guest's uptime as the job started, and does both by system calls
+ * (resume-agent.c). An agent that fails says why, and the shell then mounts
+ * what is missing and sets the clock itself. */
+int qemu_snapshot_clock_command(unsigned long long usec, bool restored, char **ret) {
+        _cleanup_free_ char *fallback = NULL, *plain = NULL;
+        char *s;
+
+        if (clock_by_shell(usec, false, &fallback) < 0 || clock_by_shell(usec, restored, &plain) < 0)
+                return -ENOMEM;
+        if (asprintf(&s,
+                     "if read -r p <" RESUME_AGENT_PID " 2>/dev/null && kill -0 \"$p\" 2>/dev/null; then "
+                     "read -r u0 _ </proc/uptime; echo \"%llu ${u0/./}\" >" RESUME_AGENT_IN "; "
+                     "IFS= read -r a <" RESUME_AGENT_OUT " || a='no answer'; "
+                     "if [ \"$a\" = ok ]; then echo '" RESUME_AGENT_DONE "'; exit 0; fi; "
+                     "echo \"vigil-resume: $a\" >&2; %s; else %s; fi",
+                     usec, fallback, plain) < 0)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+int qemu_snapshot_prepare_command(const char *agent_base64, char **ret) {
         char *s;
         int r;
 
-        if (restored)
-                r = asprintf(&s,
-                             "read -r u0 _ </proc/uptime; mount -a -T /run/vigil-9p || s=$?; "
-                             "read -r u1 _ </proc/uptime; date -u -s @$(((%llu + 10#${u1/./} - 10#${u0/./} + 50) / "
-                             "100)) >/dev/null && exit ${s:-0}",
-                             cs);
+        if (!agent_base64 || !*agent_base64)
+                r = asprintf(&s, "%s", QEMU_SNAPSHOT_UNMOUNT_COMMAND);
         else
                 r = asprintf(&s,
-                             "read -r u0 _ </proc/uptime; if %s; then mount -a -T /run/vigil-9p.todo || s=$?; "
-                             "else date -u -s @%llu >/dev/null; fi; read -r u1 _ </proc/uptime; "
-                             "date -u -s @$(((%llu + 10#${u1/./} - 10#${u0/./} + 50) / 100)) >/dev/null && "
-                             "exit ${s:-0}",
-                             QEMU_SNAPSHOT_SHARES_MISSING, (cs + 50) / 100, cs);
+                             "%s; if [ \"$HOSTTYPE\" = " RESUME_AGENT_ARCH " ]; then { printf %%s '%s' | base64 -d "
+                             ">" RESUME_AGENT_PATH " && chmod 700 " RESUME_AGENT_PATH " && rm -f " RESUME_AGENT_IN
+                             " " RESUME_AGENT_OUT " " RESUME_AGENT_PID " && mkfifo -m 600 " RESUME_AGENT_IN
+                             " " RESUME_AGENT_OUT " && " RESUME_AGENT_PATH " </dev/null >/dev/null 2>&1; } "
+                             "2>/dev/null || rm -f " RESUME_AGENT_PATH " " RESUME_AGENT_IN " " RESUME_AGENT_OUT
+                             " " RESUME_AGENT_PID "; fi",
+                             QEMU_SNAPSHOT_UNMOUNT_COMMAND, agent_base64);
         if (r < 0)
                 return -ENOMEM;
         *ret = s;

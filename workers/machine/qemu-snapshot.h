@@ -28,7 +28,7 @@
 /* Before the save: unmount every 9p share (QEMU refuses to migrate while one
  * is mounted), remembering them in the guest's RAM for the remount. Exits
  * non-zero, naming the share, if one is busy. */
-#define QEMU_SNAPSHOT_PREPARE_COMMAND                                                                                 \
+#define QEMU_SNAPSHOT_UNMOUNT_COMMAND                                                                                 \
         "grep ' 9p ' /proc/mounts > /run/vigil-9p; "                                                                  \
         "while read -r src dst fstype opts rest; do umount \"$dst\" || { echo \"9p share $dst is busy\" "             \
         ">&2; exit 1; }; done < /run/vigil-9p"
@@ -54,10 +54,19 @@
 int qemu_snapshot_key(char *const *argv, char *const *env, const char *state_dir, const char *shared_dir,
                       char ret_key[QEMU_SNAPSHOT_KEY_LEN + 1], char **ret_text);
 
-/* After a restore (@restored: every share is unmounted) or a save finished by
- * a re-attached worker (some may be mounted): mount the 9p shares again and
- * set the guest's clock to @usec since the epoch plus the time the command
- * took until then (one round trip, two execs). */
+/* The command before a save: QEMU_SNAPSHOT_UNMOUNT_COMMAND, then, with
+ * @agent_base64 (vigil-resume's binary; NULL or "": none), put the agent into
+ * the guest's /run and leave it waiting on its FIFO, so that it is in the
+ * snapshot (best effort: a guest of another architecture, without base64 or
+ * with /run not executable resumes by the shell as before). */
+int qemu_snapshot_prepare_command(const char *agent_base64, char **ret);
+
+/* After a restore (@restored: every share is unmounted), after the save in
+ * the VM saved, or after a save finished by a re-attached worker (some may
+ * be mounted): mount the 9p shares again and set the guest's clock to @usec
+ * since the epoch plus the time the command took until then. One round trip:
+ * by the agent if one waits (no exec; the job prints RESUME_AGENT_DONE), else
+ * by mount(8) and date(1). */
 int qemu_snapshot_clock_command(unsigned long long usec, bool restored, char **ret);
 
 /* Whether the RAM of a direct-boot VM whose extra arguments are @argv may

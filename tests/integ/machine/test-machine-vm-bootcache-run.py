@@ -3,7 +3,9 @@
 # start-script VM cold and saves their snapshots, a second run restores both, and in both runs the script
 # sees correct guest clocks and mounted 9p shares; later runs show the restore loaded ahead of start() waits
 # paused and unseen (a machine never started stays silent, its uptime does not run before start()), is
-# given up for another reboot policy, and can be turned off. It matters because this is the flag users turn on.
+# given up for another reboot policy, and can be turned off; the guest side of each resume is the agent
+# vigil-resume, which leaves nothing behind, and a snapshot without it resumes by the shell. It matters
+# because this is the flag users turn on.
 import json
 import os
 import re
@@ -27,6 +29,9 @@ for m in (tiny, fake):
     assert before - 1.5 <= now <= time.time() + 1, (m.name, now, before, time.time())
     assert m.succeed("grep -c ' 9p ' /proc/mounts").strip() != "0", m.name
     m.succeed("ls /tmp/xchg")
+    # The agent (vigil-resume) left nothing behind: no files, no process.
+    m.fail("ls -d /run/vigil-resume*")
+    m.fail("grep -l 'vigil-resum[e]' /proc/[0-9]*/cmdline")
     print("UPTIME-%s %s" % (m.name, m.succeed("cut -d' ' -f1 /proc/uptime").strip()))
 print("BOOTCACHE-RUN-OK")
 '''
@@ -60,10 +65,15 @@ tiny.succeed("ls /tmp/xchg")
 print("BOOTCACHE-RUN-OK")
 '''
 
-# Run 4: fake asks for another reboot policy than the one its restore was prepared with.
+# Run 4: fake asks for another reboot policy than the one its restore was prepared with; its save is
+# made without the agent (VIGIL_RESUME_AGENT=0), and run 7 restores it: the shell mounts and sets the clock.
 SCRIPT_REBOOT = r'''
+import time
 fake.start(allow_reboot=True)
 fake.succeed("ls /tmp/xchg")
+before = time.time()
+now = int(fake.succeed("date +%s"))
+assert before - 1.5 <= now <= time.time() + 1, (now, before, time.time())
 print("BOOTCACHE-RUN-OK")
 '''
 
@@ -96,12 +106,13 @@ def main():
                 "boot_cache": os.path.join(tmp, "cache")}
         with open(os.path.join(tmp, "spec.json"), "w") as f:
             json.dump(spec, f)
-        scripts = {1: SCRIPT, 2: SCRIPT, 3: SCRIPT_LATE, 4: SCRIPT_REBOOT, 5: SCRIPT, 6: SCRIPT_KILLED}
+        scripts = {1: SCRIPT, 2: SCRIPT, 3: SCRIPT_LATE, 4: SCRIPT_REBOOT, 5: SCRIPT, 6: SCRIPT_KILLED, 7: SCRIPT_REBOOT}
         outs = []
         for run, script in scripts.items():
             with open(os.path.join(tmp, "test.py"), "w") as f:
                 f.write(script)
-            env = dict(os.environ, TMPDIR=tmp, VIGIL_BOOT_STANDBY="0" if run == 5 else "1")
+            env = dict(os.environ, TMPDIR=tmp, VIGIL_BOOT_STANDBY="0" if run == 5 else "1",
+                       VIGIL_RESUME_AGENT="0" if run == 4 else "1")
             r = subprocess.run([VIGIL, "run", os.path.join(tmp, "test.py"), "--spec", os.path.join(tmp, "spec.json"),
                                 "-o", os.path.join(tmp, "out%d" % run), "--global-timeout", "240", "--log-level",
                                 "info"], cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -113,7 +124,10 @@ def main():
                   "run %d passes: clocks right, 9p mounted (exit %d)" % (run, r.returncode), r.stdout)
         check(outs[0].count("booting cold, saving one") == 2 and outs[0].count("Boot cache: saved") == 2,
               "the first run boots both cold and saves two snapshots", outs[0])
+        agent = "vigil-resume set the guest's clock and mounted its shares"
+        check(outs[0].count(agent) == 2, "after each save the VM saved resumes by the agent", outs[0])
         check(outs[1].count("Boot cache: restored in") == 2, "the second run restores both", outs[1])
+        check(outs[1].count(agent) == 2, "both restored guests resume by the agent (no exec)", outs[1])
         check(outs[1].count("(loaded ahead of start(), the guest waits paused)") == 2 and
               outs[1].count("starting vm (its boot snapshot is") == 2,
               "the second run loads both snapshots ahead of start(), the guests paused, and start() takes them",
@@ -139,6 +153,10 @@ def main():
               outs[5].count("Boot cache: restored in") == 1 and "not keeping" not in outs[5],
               "a worker killed while its restore waits loaded ahead: the new one stops that QEMU and start() "
               "restores", outs[5])
+        check("Boot cache: saved" in outs[3] and agent not in outs[3] and "Boot cache: restored in" in outs[6] and
+              agent not in outs[6],
+              "a snapshot saved without the agent (VIGIL_RESUME_AGENT=0) resumes by mount(8) and date(1), after "
+              "its save and after its restore, shares and clock right", outs[3] + outs[6])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("1..%d" % n)

@@ -2,7 +2,7 @@
 /*
  * run-progress.c owns the live progress of `vigil run` on stderr, fed with
  * the tree's lifecycle events (sup_hooks.event, folded by run-status.c). On a terminal it is one
- * status line (elapsed, machines booting/ready, current subtest, last
+ * status line (elapsed, machines standby/booting/ready, current subtest, last
  * command) pinned to the bottom row: the rows above become a scroll region,
  * so whatever the workers print scrolls past it without tearing it, and a
  * one-second timer redraws it. Elsewhere (CI, nix builds) it is a plain line
@@ -37,7 +37,7 @@ static void progress_write(struct run_progress *p, const char *text, size_t len)
         log_stderr_write(text, len);
 }
 
-/* "12 s | machines 2/3 ready, 1 booting | subtest: x | b: echo (exit 0, 75 ms)" */
+/* "12 s | machines 2/4 ready, 1 standby, 1 booting | subtest: x | b: echo (exit 0, 75 ms)" */
 static void progress_text(struct run_progress *p, char *buf, size_t size) {
         const struct run_status *st = &p->status;
         size_t n[_RUN_MACHINE_STATE_MAX] = {};
@@ -48,6 +48,8 @@ static void progress_text(struct run_progress *p, char *buf, size_t size) {
         len = (size_t) snprintf(buf, size, "vigil %llus | machines %zu/%zu ready",
                                 (unsigned long long) ((now_usec() - p->started) / USEC_PER_SEC), n[RUN_MACHINE_READY],
                                 st->n_machines);
+        if (len < size && n[RUN_MACHINE_STANDBY])
+                len += (size_t) snprintf(buf + len, size - len, ", %zu standby", n[RUN_MACHINE_STANDBY]);
         if (len < size && n[RUN_MACHINE_BOOTING])
                 len += (size_t) snprintf(buf + len, size - len, ", %zu booting", n[RUN_MACHINE_BOOTING]);
         if (len < size && n[RUN_MACHINE_DOWN])

@@ -5,16 +5,20 @@
  * script events open and close a subtest. Pure.
  */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "macro.h"
 #include "run-status.h"
 
+/* clang-format off */
 static const char *const machine_state_names[_RUN_MACHINE_STATE_MAX] = {
         [RUN_MACHINE_STARTING] = "starting",
-        [RUN_MACHINE_BOOTING] = "booting",
-        [RUN_MACHINE_READY] = "ready",
-        [RUN_MACHINE_DOWN] = "down",
+        [RUN_MACHINE_STANDBY]  = "standby",
+        [RUN_MACHINE_BOOTING]  = "booting",
+        [RUN_MACHINE_READY]    = "ready",
+        [RUN_MACHINE_DOWN]     = "down",
 };
+/* clang-format on */
 
 const char *run_machine_state_to_string(enum run_machine_state s) {
         return s >= 0 && s < _RUN_MACHINE_STATE_MAX ? machine_state_names[s] : NULL;
@@ -61,6 +65,41 @@ static void status_command(struct run_status *st, const char *child, const char 
                          cmd + 2);
 }
 
+static long long kv_pid(const char *const *kv) {
+        const char *s = kv_get(kv, "pid");
+
+        return s ? strtoll(s, NULL, 10) : 0;
+}
+
+/* A QEMU spawned after boot-standby is loaded ahead of start(): the machine
+ * is not started, so not booting either. */
+static const char *status_proc_spawned(struct run_status_machine *m, const char *const *kv) {
+        if (!m->standby_next)
+                return m->state = RUN_MACHINE_BOOTING, "booting";
+        m->standby_next = false;
+        m->standby_pid = kv_pid(kv);
+        return m->state = RUN_MACHINE_STANDBY, "standby (loaded ahead of start())";
+}
+
+/* The standby QEMU's exit before it ran is its giving up: the machine is
+ * still not started (a start() meanwhile spawned another, already booting). */
+static const char *status_proc_exited(struct run_status_machine *m, const char *const *kv) {
+        if (!m->standby_pid || kv_pid(kv) != m->standby_pid)
+                return m->state = RUN_MACHINE_DOWN, "down";
+        m->standby_pid = 0;
+        if (m->state != RUN_MACHINE_STANDBY)
+                return NULL;
+        return m->state = RUN_MACHINE_STARTING, "standby given up";
+}
+
+/* boot-restored: start() let the standby guest run. */
+static const char *status_standby_runs(struct run_status_machine *m) {
+        m->standby_pid = 0;
+        if (m->state != RUN_MACHINE_STANDBY)
+                return NULL;
+        return m->state = RUN_MACHINE_BOOTING, "booting";
+}
+
 const char *run_status_feed(struct run_status *st, const char *name, const char *child, const char *kind,
                             const char *const *kv, const char *message) {
         bool machine = kind && streq(kind, "machine") && child;
@@ -70,15 +109,21 @@ const char *run_status_feed(struct run_status *st, const char *name, const char 
         if (!name || (machine && !m))
                 return NULL;
         if (m && streq(name, "spawned"))
-                m->state = RUN_MACHINE_STARTING;
+                m->state = RUN_MACHINE_STARTING, m->standby_next = false;
         else if (m && streq(name, "proc_spawned"))
-                return m->state = RUN_MACHINE_BOOTING, "booting";
+                return status_proc_spawned(m, kv);
+        else if (m && streq(name, "proc_spawn_failed"))
+                m->standby_next = false;
         else if (m && streq(name, "proc_exited"))
-                return m->state = RUN_MACHINE_DOWN, "down";
+                return status_proc_exited(m, kv);
         else if (m && streq(name, "exited") && !streq(kv_get(kv, "deliberate") ?: "0", "1"))
                 return m->state = RUN_MACHINE_DOWN, "worker exited";
         else if (streq(name, "restarted"))
                 return st->restarts++, "restarted";
+        else if (m && streq(name, "worker_event") && ev && streq(ev, "boot-standby"))
+                m->standby_next = true;
+        else if (m && streq(name, "worker_event") && ev && streq(ev, "boot-restored"))
+                return status_standby_runs(m);
         else if (m && streq(name, "worker_event") && ev && streq(ev, "guest-ready"))
                 return m->state = RUN_MACHINE_READY, "ready";
         else if (m && streq(name, "worker_event") && ev && streq(ev, "command") && message)

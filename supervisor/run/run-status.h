@@ -8,12 +8,14 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define RUN_STATUS_MACHINES_MAX 256 /* counted beyond this, not named */
 
 enum run_machine_state {
-        RUN_MACHINE_STARTING, /* worker up, no hypervisor yet */
+        RUN_MACHINE_STARTING, /* worker up, machine not started */
+        RUN_MACHINE_STANDBY,  /* not started either: its QEMU loads the boot snapshot ahead, the guest paused */
         RUN_MACHINE_BOOTING,  /* QEMU / nspawn running, guest shell not yet */
         RUN_MACHINE_READY,    /* guest shell connected */
         RUN_MACHINE_DOWN,     /* hypervisor or worker gone */
@@ -23,6 +25,8 @@ enum run_machine_state {
 struct run_status_machine {
         char name[64];
         enum run_machine_state state;
+        bool standby_next;     /* boot-standby said: the next proc_spawned is loaded ahead of start() */
+        long long standby_pid; /* that QEMU until it runs (boot-restored) or exits; 0: none */
 };
 
 struct run_status {

@@ -109,8 +109,77 @@ static void test_status(void) {
               "state names");
 }
 
+static const char *state_of(const struct run_status *st, const char *machine) {
+        const struct run_status_machine *m = run_status_machine(st, machine);
+
+        return m ? run_machine_state_to_string(m->state) : "(none)";
+}
+
+/* A QEMU spawned after boot-standby waits for start() with its snapshot
+ * loaded: not booting, and its exit before start() is no machine going down. */
+static void test_status_standby(void) {
+        static struct run_status st;
+        const char *const standby[] = {"name", "boot-standby", NULL};
+        const char *const restored[] = {"name", "boot-restored", NULL};
+        const char *const ready[] = {"name", "guest-ready", NULL};
+        const char *const pid[][3] = {{"pid", "100", NULL}, {"pid", "200", NULL}, {"pid", "201", NULL},
+                                      {"pid", "300", NULL}, {"pid", "301", NULL}, {"pid", "400", NULL}};
+        const char *r;
+
+        /* Taken by start(): standby, then booting once it runs, then ready. */
+        (void) run_status_feed(&st, "spawned", "s", "machine", NULL, NULL);
+        CHECK(run_status_feed(&st, "worker_event", "s", "machine", standby, "loading") == NULL &&
+                      streq(state_of(&st, "s"), "starting"),
+              "boot-standby alone changes nothing (%s)", state_of(&st, "s"));
+        r = run_status_feed(&st, "proc_spawned", "s", "machine", pid[0], NULL);
+        CHECK(streq_ptr(r, "standby (loaded ahead of start())") && streq(state_of(&st, "s"), "standby"),
+              "the QEMU spawned after it stands by, not booting (%s, %s)", r ?: "NULL", state_of(&st, "s"));
+        r = run_status_feed(&st, "worker_event", "s", "machine", restored, NULL);
+        CHECK(streq_ptr(r, "booting") && streq(state_of(&st, "s"), "booting"), "start() lets it run: booting (%s, %s)",
+              r ?: "NULL", state_of(&st, "s"));
+        CHECK(streq_ptr(run_status_feed(&st, "worker_event", "s", "machine", ready, NULL), "ready"), "then ready");
+        CHECK(streq_ptr(run_status_feed(&st, "proc_exited", "s", "machine", pid[0], NULL), "down") &&
+                      streq(state_of(&st, "s"), "down"),
+              "once it ran, its exit takes the machine down");
+
+        /* Given up before start(): not started, then a start() boots anew. */
+        (void) run_status_feed(&st, "spawned", "g", "machine", NULL, NULL);
+        (void) run_status_feed(&st, "worker_event", "g", "machine", standby, NULL);
+        (void) run_status_feed(&st, "proc_spawned", "g", "machine", pid[1], NULL);
+        r = run_status_feed(&st, "proc_exited", "g", "machine", pid[1], NULL);
+        CHECK(streq_ptr(r, "standby given up") && streq(state_of(&st, "g"), "starting"),
+              "a standby QEMU that exits before start(): the machine is not started, not down (%s, %s)", r ?: "NULL",
+              state_of(&st, "g"));
+        CHECK(streq_ptr(run_status_feed(&st, "proc_spawned", "g", "machine", pid[2], NULL), "booting") &&
+                      streq_ptr(run_status_feed(&st, "proc_exited", "g", "machine", pid[2], NULL), "down"),
+              "a start() after it boots and goes down as usual");
+
+        /* A standby dropped for failing still exits after start() spawned another. */
+        (void) run_status_feed(&st, "worker_event", "o", "machine", standby, NULL);
+        (void) run_status_feed(&st, "proc_spawned", "o", "machine", pid[3], NULL);
+        CHECK(streq_ptr(run_status_feed(&st, "proc_spawned", "o", "machine", pid[4], NULL), "booting"),
+              "a spawn without boot-standby before it boots");
+        CHECK(run_status_feed(&st, "proc_exited", "o", "machine", pid[3], NULL) == NULL &&
+                      streq(state_of(&st, "o"), "booting"),
+              "the old standby's late exit leaves the new boot booting (%s)", state_of(&st, "o"));
+
+        /* boot-standby whose spawn failed: the next spawn is start()'s. */
+        (void) run_status_feed(&st, "worker_event", "f", "machine", standby, NULL);
+        (void) run_status_feed(&st, "proc_spawn_failed", "f", "machine", NULL, NULL);
+        CHECK(streq_ptr(run_status_feed(&st, "proc_spawned", "f", "machine", pid[5], NULL), "booting"),
+              "after a failed standby spawn the next QEMU boots");
+        CHECK(run_status_feed(&st, "worker_event", "f", "machine", restored, NULL) == NULL &&
+                      streq(state_of(&st, "f"), "booting"),
+              "boot-restored of a restore inside start() changes nothing");
+        bool named = false;
+        for (int i = 0; i < _RUN_MACHINE_STATE_MAX; i++)
+                named = named || streq_ptr(run_machine_state_to_string(i), "standby");
+        CHECK(named, "the state is named standby");
+}
+
 int main(void) {
         test_roundtrip();
         test_status();
+        test_status_standby();
         return tap_done();
 }

@@ -547,6 +547,9 @@ static int spawn_qemu(struct qemu *q) {
 
         if (!q->standby)
                 log_info("starting vm");
+        else /* before the spawn: the supervisor reads the proc_spawned that follows as not booting */
+                (void) worker_send_event(m->w, "boot-standby",
+                                         "loading the boot snapshot ahead of start(); the guest waits paused");
         log_debug("QEMU command: %s ...", cmd.argv[0]);
         const int fds[] = {in_r, out_w, err_w};
         r = machine_proc_spawn(q->proc, cmd.argv, cmd.env, cmd.cwd, 7, fds, 3);

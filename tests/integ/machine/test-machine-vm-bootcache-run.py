@@ -143,6 +143,11 @@ def main():
         check(outs[2].count("loaded ahead of start() in") == 2 and outs[2].count("Boot cache: restored in") == 1 and
               os.path.exists(console) and os.path.getsize(console) == 0,
               "a machine never started was loaded ahead but never ran: its console says nothing", outs[2])
+        check("vigil: progress: fake standby (loaded ahead of start())" in outs[2] and
+              "vigil: progress: fake booting" not in outs[2] and "vigil: progress: fake down" not in outs[2] and
+              0 <= outs[2].find("vigil: progress: tiny standby") < outs[2].find("vigil: progress: tiny booting"),
+              "the progress says standby, not booting or down, for the machine never started (tiny: standby, "
+              "then booting once started)", "\n".join(l for l in outs[2].splitlines() if "progress:" in l))
         check("not keeping the restore prepared ahead of start(): start() asks for another reboot policy" in outs[3]
               and "booting cold, saving one" in outs[3],
               "start(allow_reboot=True) gives the restore prepared for allow_reboot=False up and boots cold "

@@ -107,10 +107,24 @@ static void test_start_script(void) {
                       !argv_has(q.env, "QEMU_VDE_SOCKET_1=/old"),
               "script: environment like the reference");
         CHECK(streq(q.cwd, "/tmp/r/vm-state-server"), "script: cwd is the state dir");
+        CHECK(argv_has(q.env, "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"),
+              "script: QEMU's big allocations on huge pages");
         qemu_cmd_done(&q);
         CHECK(qemu_build_start_script(&c, true, env_x, &q) == 0 && !strstr(q.argv[2], "-no-reboot") &&
                       !strstr(q.argv[2], "-nographic"),
               "script: allow_reboot and DISPLAY drop -no-reboot/-nographic");
+        qemu_cmd_done(&q);
+        char *env_t[] = {"GLIBC_TUNABLES=glibc.malloc.arena_max=2", NULL},
+             *env_h[] = {"GLIBC_TUNABLES=glibc.malloc.hugetlb=0", NULL};
+        CHECK(qemu_build_start_script(&c, false, env_t, &q) == 0 &&
+                      argv_has(q.env, "GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1") &&
+                      !argv_has(q.env, "GLIBC_TUNABLES=glibc.malloc.arena_max=2"),
+              "script: the user's tunables kept, ours added to them (one GLIBC_TUNABLES)");
+        qemu_cmd_done(&q);
+        CHECK(qemu_build_start_script(&c, false, env_h, &q) == 0 &&
+                      argv_has(q.env, "GLIBC_TUNABLES=glibc.malloc.hugetlb=0") &&
+                      !argv_has(q.env, "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"),
+              "script: a user who chose glibc.malloc.hugetlb keeps that choice");
         qemu_cmd_done(&q);
         CHECK(streq(qemu_default_nic(&c), "virtio-net-pci.1"), "script: default NIC is virtio-net-pci.1");
         machine_config_done(&c);

@@ -4,6 +4,7 @@
  * It knows nothing about individual messages: it walks the field list of the
  * type's msg_info row, so every body is encoded and checked the same way.
  * Decoding is all-or-nothing: a partially decoded body is freed and zeroed.
+ * A body may end before its trailing optional fields, which then stay zero.
  */
 #include <stdint.h>
 
@@ -212,9 +213,12 @@ int codec_unpack_body(const msgpack_object *obj, int type, void *ret_body) {
         if (!info)
                 return -EINVAL;
         memset(ret_body, 0, info->size);
-        if (obj->type != MSGPACK_OBJECT_ARRAY || obj->via.array.size != info->n_fields)
+        if (obj->type != MSGPACK_OBJECT_ARRAY || obj->via.array.size > info->n_fields)
                 return -EBADMSG;
-        for (size_t i = 0; i < info->n_fields; i++) {
+        /* Fields the sender left out stay 0 / false, if they may be left out. */
+        if (obj->via.array.size < info->n_fields && !info->fields[obj->via.array.size].optional)
+                return -EBADMSG;
+        for (size_t i = 0; i < obj->via.array.size; i++) {
                 r = unpack_field(&obj->via.array.ptr[i], &info->fields[i], ret_body);
                 if (r < 0) {
                         codec_free_body(type, ret_body);

@@ -16,7 +16,7 @@ int codec_pack_body(msgpack_packer *pk, int type, const void *body);
 
 /* Decode @obj (the body array) into @ret_body, which must be info->size bytes.
  * On failure nothing needs freeing and @ret_body is zeroed. -EBADMSG on any
- * type/count/length problem. */
+ * type/count/length problem; only trailing optional fields may be missing. */
 int codec_unpack_body(const msgpack_object *obj, int type, void *ret_body);
 
 /* Free what codec_unpack_body() allocated inside @body (not @body itself). */

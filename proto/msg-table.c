@@ -13,7 +13,8 @@
 
 /* The table is laid out by hand, one message per entry. */
 /* clang-format off */
-#define F(st, member, t, mx) { #member, (t), offsetof(struct st, member), (mx) }
+#define F(st, member, t, mx) { #member, (t), offsetof(struct st, member), (mx), false }
+#define F_OPTIONAL(st, member, t) { #member, (t), offsetof(struct st, member), 0, true }
 #define FIELDS(st, ...)                                                                            \
         .size = sizeof(struct st), .fields = (const struct msg_field[]){ __VA_ARGS__ },            \
         .n_fields = sizeof((const struct msg_field[]){ __VA_ARGS__ }) / sizeof(struct msg_field)
@@ -76,7 +77,8 @@ static const struct msg_info table[] = {
                                F(msg_spawn, argv, FIELD_STRV, MSG_STRV_MAX),
                                F(msg_spawn, env, FIELD_STRV, MSG_STRV_MAX),
                                F(msg_spawn, cwd, FIELD_STR, MSG_STR_MAX),
-                               F(msg_spawn, stdio, FIELD_U64, 0)) },
+                               F(msg_spawn, stdio, FIELD_U64, 0),
+                               F_OPTIONAL(msg_spawn, machine, FIELD_BOOL)) },
         [MSG_SPAWNED] = { .name = "SPAWNED", .dir = DIR_TO_WORKER,
                           FIELDS(msg_spawned, F(msg_spawned, name, FIELD_STR, NAME_MAX_LEN),
                                  F(msg_spawned, pid, FIELD_I64, 0)) },

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 /* Bump whenever a body layout or the table changes; test-msg-table pins it. */
-#define PROTO_VERSION 4
+#define PROTO_VERSION 5
 
 /* The supervisor numbers the requests it routes below this; a worker serving
  * brokered channels (MSG_CHANNEL) renumbers their requests at or above it, so
@@ -177,6 +177,7 @@ struct msg_spawn {
         char **env; /* full environment of the new process */
         char *cwd;  /* "" for the supervisor's cwd */
         uint64_t stdio;
+        bool machine; /* optional: this process is the machine itself (QEMU, the container), not a helper */
 };
 
 struct msg_spawned {
@@ -329,6 +330,10 @@ struct msg_field {
         enum field_type type;
         size_t offset;
         size_t max;
+        /* May be left out at the end of a body (decoded as 0 / false): lets a
+         * message grow a trailing field that older senders do not write.
+         * Only scalars, and only after every required field. */
+        bool optional;
 };
 
 struct msg_info {

@@ -32,6 +32,15 @@ static void test_roundtrip_spawn(void) {
         CHECK(streq(out->name, "qemu") && streq(out->cwd, "/tmp") && out->stdio == 3, "scalars survive");
         CHECK(strv_length(out->argv) == 4 && streq(out->argv[3], "ünïcödé"), "string vector survives");
         CHECK(strv_length(out->env) == 1 && streq(out->env[0], "A=1"), "env survives");
+        CHECK(!out->machine, "not the machine unless said so");
+        frame_done(&f);
+
+        in.machine = true;
+        free(buf);
+        buf = NULL;
+        CHECK(frame_encode(MSG_SPAWN, 43, &in, &buf, &len) == 0 && frame_decode(buf, len, &f, NULL) == 0,
+              "SPAWN of the machine itself encodes and decodes");
+        CHECK(f.body && ((struct msg_spawn *) f.body)->machine, "the machine flag survives");
         frame_done(&f);
 }
 
@@ -159,6 +168,62 @@ static void test_rejects(void) {
         expect_reject(buf, n + 1, FRAME_ERR_MSGPACK, "trailing byte");
 }
 
+/* A SPAWN body of @n fields: name, argv, env, cwd, stdio, machine, and a
+ * seventh that no SPAWN has. */
+static size_t pack_spawn(uint8_t *out, size_t cap, size_t n) {
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        size_t len;
+
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_array(&pk, 4);
+        msgpack_pack_int(&pk, PROTO_VERSION);
+        msgpack_pack_int(&pk, MSG_SPAWN);
+        msgpack_pack_int(&pk, 7);
+        msgpack_pack_array(&pk, n);
+        for (size_t i = 0; i < n; i++)
+                if (i == 0 || i == 3) {
+                        msgpack_pack_str(&pk, 1);
+                        msgpack_pack_str_body(&pk, "x", 1);
+                } else if (i == 1) {
+                        msgpack_pack_array(&pk, 1);
+                        msgpack_pack_str(&pk, 4);
+                        msgpack_pack_str_body(&pk, "true", 4);
+                } else if (i == 2)
+                        msgpack_pack_array(&pk, 0);
+                else if (i == 4)
+                        msgpack_pack_int(&pk, 0);
+                else
+                        msgpack_pack_true(&pk);
+        len = MIN(sb.size, cap);
+        memcpy(out, sb.data, len);
+        msgpack_sbuffer_destroy(&sb);
+        return len;
+}
+
+/* SPAWN grew a trailing optional field (machine): a sender that does not
+ * write it still gets its process spawned, as a helper. */
+static void test_optional_field(void) {
+        uint8_t buf[256];
+        struct frame f = {};
+        size_t n;
+
+        n = pack_spawn(buf, sizeof(buf), 5);
+        CHECK(frame_decode(buf, n, &f, NULL) == 0, "a SPAWN without the machine field decodes");
+        CHECK(f.body && streq(((struct msg_spawn *) f.body)->name, "x") && !((struct msg_spawn *) f.body)->machine,
+              "its fields are read and the missing one is false");
+        frame_done(&f);
+        n = pack_spawn(buf, sizeof(buf), 6);
+        CHECK(frame_decode(buf, n, &f, NULL) == 0 && f.body && ((struct msg_spawn *) f.body)->machine,
+              "one with it says true");
+        frame_done(&f);
+        n = pack_spawn(buf, sizeof(buf), 4);
+        expect_reject(buf, n, FRAME_ERR_BODY, "a SPAWN without a required field (stdio)");
+        n = pack_spawn(buf, sizeof(buf), 7);
+        expect_reject(buf, n, FRAME_ERR_BODY, "a SPAWN with a field too many");
+}
+
 static void test_encode_limits(void) {
         _cleanup_free_ uint8_t *b = NULL;
         size_t l;
@@ -176,6 +241,7 @@ int main(void) {
         test_roundtrip_bin_and_ints();
         test_empty_body();
         test_rejects();
+        test_optional_field();
         test_encode_limits();
         return tap_done();
 }

@@ -49,7 +49,7 @@ LAYOUT = {
     "FD_STORE": ["name"],
     "FD_FORGET": ["name"],
     "FD_RESTORE": ["name"],
-    "SPAWN": ["name", "argv", "env", "cwd", "stdio"],
+    "SPAWN": ["name", "argv", "env", "cwd", "stdio", "machine"],
     "SPAWNED": ["name", "pid"],
     "PROC_LIST": ["name", "pid"],
     "PROC_EXIT": ["name", "pid", "code", "signal"],

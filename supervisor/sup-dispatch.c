@@ -111,6 +111,10 @@ static int on_spawn(struct child *c, const struct frame *f, int *fds, size_t n_f
                 dispatch_protocol_error(c, "SPAWN '%s': stdio mask wants %zu fds, %zu attached", m->name, want, n_fds);
                 return 0;
         }
+        if (m->machine && c->spec.kind != KIND_MACHINE && c->spec.kind != KIND_TEST) {
+                dispatch_protocol_error(c, "SPAWN '%s': only a machine worker spawns a machine", m->name);
+                return 0;
+        }
         if (!child_id_valid(m->name))
                 return peer_send_error(c->peer, f->seq, -EINVAL, "SPAWN: invalid process name '%s'", m->name), 0;
         if (proc_find(c, m->name))
@@ -137,7 +141,7 @@ static int on_spawn(struct child *c, const struct frame *f, int *fds, size_t n_f
                         req.stdio[i] = fds[k++];
         bool own_cgroup = c->kind->spawn_own_cgroup && c->kind->spawn_own_cgroup(basename_of(m->argv[0]));
 
-        r = proc_spawn(c, m->name, &req, own_cgroup, &p, err, sizeof(err));
+        r = proc_spawn(c, m->name, &req, own_cgroup, m->machine, &p, err, sizeof(err));
         if (r < 0)
                 return peer_send_error(c->peer, f->seq, r, "%s", err), 0;
         if (reap_watch_proc(p) < 0)

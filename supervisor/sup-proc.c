@@ -64,8 +64,14 @@ static void proc_unlink(struct sup_proc *p) {
                 }
 }
 
-int proc_spawn(struct child *c, const char *name, struct spawn_req *req, bool own_cgroup, struct sup_proc **ret,
-               char *err, size_t errsize) {
+/* role=machine: the machine's own process, whose start and end are the
+ * machine's (run-status.c); role=helper: a KVM probe, a shell, ssh's session. */
+static const char *proc_role(bool machine) {
+        return machine ? "machine" : "helper";
+}
+
+int proc_spawn(struct child *c, const char *name, struct spawn_req *req, bool own_cgroup, bool machine,
+               struct sup_proc **ret, char *err, size_t errsize) {
         struct sup *s = c->sup;
         struct sup_proc *p;
         char pid[32];
@@ -79,6 +85,7 @@ int proc_spawn(struct child *c, const char *name, struct spawn_req *req, bool ow
         }
         p->owner = c;
         p->pidfd = -EBADF;
+        p->machine = machine;
         if (own_cgroup) {
                 r = sup_cgroup_create(s->run_id, c->spec.id, name, &p->cgroup);
                 if (r < 0)
@@ -90,8 +97,8 @@ int proc_spawn(struct child *c, const char *name, struct spawn_req *req, bool ow
         r = spawn_process(req, &p->pid, &p->pidfd, err, errsize);
         if (r < 0) {
                 events_emit(s, c, LOG_WARNING, LOG_EVENT_NONE, "proc_spawn_failed",
-                            (const char *[]){"name", name, "reason", err, NULL}, "Spawn of '%s' for '%s' failed: %s",
-                            name, c->spec.id, err);
+                            (const char *[]){"name", name, "role", proc_role(machine), "reason", err, NULL},
+                            "Spawn of '%s' for '%s' failed: %s", name, c->spec.id, err);
                 proc_free(p);
                 return r;
         }
@@ -100,9 +107,10 @@ int proc_spawn(struct child *c, const char *name, struct spawn_req *req, bool ow
         c->n_procs++;
 
         snprintf(pid, sizeof(pid), "%d", (int) p->pid);
-        events_emit(s, c, LOG_INFO, LOG_EVENT_NONE, "proc_spawned",
-                    (const char *[]){"name", p->name, "pid", pid, "argv0", req->argv[0], NULL},
-                    "Spawned '%s' (pid %d, %s) for '%s'", p->name, (int) p->pid, req->argv[0], c->spec.id);
+        events_emit(
+                s, c, LOG_INFO, LOG_EVENT_NONE, "proc_spawned",
+                (const char *[]){"name", p->name, "pid", pid, "role", proc_role(machine), "argv0", req->argv[0], NULL},
+                "Spawned '%s' (pid %d, %s) for '%s'", p->name, (int) p->pid, req->argv[0], c->spec.id);
         *ret = p;
         return 0;
 }
@@ -127,7 +135,8 @@ void proc_exited(struct sup_proc *p, int code, int sig) {
         snprintf(cs, sizeof(cs), "%d", code);
         snprintf(ss, sizeof(ss), "%d", sig);
         events_emit(c->sup, c, LOG_INFO, LOG_EVENT_NONE, "proc_exited",
-                    (const char *[]){"name", p->name, "pid", pid, "exit_code", cs, "signal", ss, NULL},
+                    (const char *[]){"name", p->name, "pid", pid, "role", proc_role(p->machine), "exit_code", cs,
+                                     "signal", ss, NULL},
                     "Process '%s' (pid %d) of '%s' ended (exit %d, signal %d)", p->name, (int) p->pid, c->spec.id,
                     code, sig);
 

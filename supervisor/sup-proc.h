@@ -14,10 +14,11 @@ struct child;
 struct sup;
 struct sup_proc;
 
-/* Spawn @req as @c's process @name (own cgroup if @own_cgroup) and record it.
+/* Spawn @req as @c's process @name (own cgroup if @own_cgroup) and record it;
+ * @machine: it is the machine itself, which its events say (role=machine).
  * On failure @err says why, for the worker's ERROR reply. */
-int proc_spawn(struct child *c, const char *name, struct spawn_req *req, bool own_cgroup, struct sup_proc **ret,
-               char *err, size_t errsize);
+int proc_spawn(struct child *c, const char *name, struct spawn_req *req, bool own_cgroup, bool machine,
+               struct sup_proc **ret, char *err, size_t errsize);
 struct sup_proc *proc_find(struct child *c, const char *name);
 /* @p ended: log it, send PROC_EXIT to its worker (or keep it for the next
  * one if the worker is down), free @p. */

@@ -62,6 +62,7 @@ struct sup_proc {
         struct event *ev_pidfd;
         struct event *ev_term; /* SIGTERM -> SIGKILL escalation */
         char *cgroup;          /* its own cgroup (sup-cgroup.c), removed with it; or NULL */
+        bool machine;          /* the machine itself (QEMU, the container), not a helper (SPAWN's flag) */
 };
 
 struct pending_exit {

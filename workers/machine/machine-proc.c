@@ -5,7 +5,8 @@
  * leftover's, the kill timer, the fd-store table, and re-adoption after a
  * worker restart. Every process is on one list (a worker runs one machine),
  * so machine_proc_on_frame() can route the supervisor's answers without the
- * backend. Nothing here knows what the process is.
+ * backend. Nothing here knows what the process is, beyond the backend's word
+ * that it is the machine itself (MSG_SPAWN's machine flag).
  */
 #include <signal.h>
 #include <string.h>
@@ -35,7 +36,8 @@ struct machine_proc {
         char *kill_why;
         struct proc_fd fds[PROC_FDS_MAX];
         size_t n_fds;
-        bool stored; /* the fds are in the supervisor's store */
+        bool stored;  /* the fds are in the supervisor's store */
+        bool machine; /* its spawns are the machine itself, not a helper */
         LIST_ENTRY(machine_proc) link;
 };
 
@@ -85,14 +87,22 @@ int machine_proc_spawn(struct machine_proc *p, char **argv, char **env, const ch
         uint32_t seq = peer_next_seq(peer);
         int r;
 
-        r = peer_send(
-                peer, MSG_SPAWN, seq,
-                &(struct msg_spawn){.name = p->name, .argv = argv, .env = env, .cwd = (char *) cwd, .stdio = stdio},
-                fds, n_fds);
+        r = peer_send(peer, MSG_SPAWN, seq,
+                      &(struct msg_spawn){.name = p->name,
+                                          .argv = argv,
+                                          .env = env,
+                                          .cwd = (char *) cwd,
+                                          .stdio = stdio,
+                                          .machine = p->machine},
+                      fds, n_fds);
         if (r < 0)
                 return r;
         p->spawn_seq = seq;
         return 0;
+}
+
+void machine_proc_set_machine(struct machine_proc *p, bool machine) {
+        p->machine = machine;
 }
 
 int64_t machine_proc_pid(const struct machine_proc *p) {

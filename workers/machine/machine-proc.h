@@ -40,6 +40,10 @@ struct machine_proc *machine_proc_free(struct machine_proc *p);
  * @stdio bit mask (MSG_SPAWN). The answer comes through the ops. */
 int machine_proc_spawn(struct machine_proc *p, char **argv, char **env, const char *cwd, unsigned stdio,
                        const int *fds, size_t n_fds);
+/* Its spawns are the machine itself (QEMU, the container), not a helper (a
+ * probe, a shell): the supervisor's progress and `vigil ps` follow only the
+ * machine's process. Off by default. */
+void machine_proc_set_machine(struct machine_proc *p, bool machine);
 int64_t machine_proc_pid(const struct machine_proc *p);
 /* SIGKILL it (no reply; its exit follows). */
 void machine_proc_kill(struct machine_proc *p);

@@ -3,6 +3,11 @@
  * run-status.c owns the reading of a run's lifecycle events into its status:
  * which event moves a machine to which state, what counts as a restart, which
  * script events open and close a subtest. Pure.
+ *
+ * Of the processes a machine worker has spawned, only the machine's own
+ * (role=machine: QEMU, the container, ssh's master) moves its state; a KVM
+ * probe's or a shell's start and exit (role=helper) are no boot and no
+ * machine going down. Exits are told apart by pid.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,9 +76,16 @@ static long long kv_pid(const char *const *kv) {
         return s ? strtoll(s, NULL, 10) : 0;
 }
 
+static bool kv_role_machine(const char *const *kv) {
+        return streq_ptr(kv_get(kv, "role"), "machine");
+}
+
 /* A QEMU spawned after boot-standby is loaded ahead of start(): the machine
  * is not started, so not booting either. */
 static const char *status_proc_spawned(struct run_status_machine *m, const char *const *kv) {
+        if (!kv_role_machine(kv))
+                return NULL;
+        m->pid = kv_pid(kv);
         if (!m->standby_next)
                 return m->state = RUN_MACHINE_BOOTING, "booting";
         m->standby_next = false;
@@ -81,10 +93,18 @@ static const char *status_proc_spawned(struct run_status_machine *m, const char 
         return m->state = RUN_MACHINE_STANDBY, "standby (loaded ahead of start())";
 }
 
-/* The standby QEMU's exit before it ran is its giving up: the machine is
- * still not started (a start() meanwhile spawned another, already booting). */
+/* Only the machine process's exit takes the machine down: not a helper's, nor
+ * that of a machine process another has replaced. The standby QEMU's exit
+ * before it ran is its giving up: the machine is still not started (a
+ * start() meanwhile spawned another, already booting). */
 static const char *status_proc_exited(struct run_status_machine *m, const char *const *kv) {
-        if (!m->standby_pid || kv_pid(kv) != m->standby_pid)
+        long long pid = kv_pid(kv);
+
+        if (pid <= 0 || (pid != m->pid && pid != m->standby_pid))
+                return NULL;
+        if (pid == m->pid)
+                m->pid = 0;
+        if (pid != m->standby_pid)
                 return m->state = RUN_MACHINE_DOWN, "down";
         m->standby_pid = 0;
         if (m->state != RUN_MACHINE_STANDBY)
@@ -112,7 +132,7 @@ const char *run_status_feed(struct run_status *st, const char *name, const char 
                 m->state = RUN_MACHINE_STARTING, m->standby_next = false;
         else if (m && streq(name, "proc_spawned"))
                 return status_proc_spawned(m, kv);
-        else if (m && streq(name, "proc_spawn_failed"))
+        else if (m && streq(name, "proc_spawn_failed") && kv_role_machine(kv))
                 m->standby_next = false;
         else if (m && streq(name, "proc_exited"))
                 return status_proc_exited(m, kv);

@@ -25,7 +25,8 @@ enum run_machine_state {
 struct run_status_machine {
         char name[64];
         enum run_machine_state state;
-        bool standby_next;     /* boot-standby said: the next proc_spawned is loaded ahead of start() */
+        long long pid;         /* its machine process (role=machine) since spawned, until it exits; 0: none */
+        bool standby_next;     /* boot-standby said: the next machine proc_spawned is loaded ahead of start() */
         long long standby_pid; /* that QEMU until it runs (boot-restored) or exits; 0: none */
 };
 

@@ -73,11 +73,12 @@ static void test_status(void) {
         const char *const deliberate[] = {"deliberate", "1", NULL};
         const char *const sub[] = {"name", "subtest-begin", NULL};
         const char *const sub_end[] = {"name", "subtest-end", NULL};
+        const char *const qemu[] = {"name", "qemu", "pid", "50", "role", "machine", NULL};
 
         CHECK(run_status_feed(&st, "spawned", "a", "machine", NULL, NULL) == NULL &&
                       run_status_machine(&st, "a")->state == RUN_MACHINE_STARTING,
               "a machine worker spawned: starting");
-        CHECK(streq(run_status_feed(&st, "proc_spawned", "a", "machine", NULL, NULL), "booting") &&
+        CHECK(streq(run_status_feed(&st, "proc_spawned", "a", "machine", qemu, NULL), "booting") &&
                       run_status_machine(&st, "a")->state == RUN_MACHINE_BOOTING,
               "its QEMU spawned: booting");
         CHECK(streq(run_status_feed(&st, "worker_event", "a", "machine", ready, NULL), "ready") &&
@@ -122,8 +123,11 @@ static void test_status_standby(void) {
         const char *const standby[] = {"name", "boot-standby", NULL};
         const char *const restored[] = {"name", "boot-restored", NULL};
         const char *const ready[] = {"name", "guest-ready", NULL};
-        const char *const pid[][3] = {{"pid", "100", NULL}, {"pid", "200", NULL}, {"pid", "201", NULL},
-                                      {"pid", "300", NULL}, {"pid", "301", NULL}, {"pid", "400", NULL}};
+        const char *const pid[][5] = {
+                {"pid", "100", "role", "machine", NULL}, {"pid", "200", "role", "machine", NULL},
+                {"pid", "201", "role", "machine", NULL}, {"pid", "300", "role", "machine", NULL},
+                {"pid", "301", "role", "machine", NULL}, {"pid", "400", "role", "machine", NULL}};
+        const char *const failed[] = {"name", "qemu", "role", "machine", NULL};
         const char *r;
 
         /* Taken by start(): standby, then booting once it runs, then ready. */
@@ -165,7 +169,7 @@ static void test_status_standby(void) {
 
         /* boot-standby whose spawn failed: the next spawn is start()'s. */
         (void) run_status_feed(&st, "worker_event", "f", "machine", standby, NULL);
-        (void) run_status_feed(&st, "proc_spawn_failed", "f", "machine", NULL, NULL);
+        (void) run_status_feed(&st, "proc_spawn_failed", "f", "machine", failed, NULL);
         CHECK(streq_ptr(run_status_feed(&st, "proc_spawned", "f", "machine", pid[5], NULL), "booting"),
               "after a failed standby spawn the next QEMU boots");
         CHECK(run_status_feed(&st, "worker_event", "f", "machine", restored, NULL) == NULL &&
@@ -177,9 +181,63 @@ static void test_status_standby(void) {
         CHECK(named, "the state is named standby");
 }
 
+/* A machine worker spawns helpers beside the machine: a KVM probe before
+ * QEMU, nspawn's nsenter shell, ssh's session. Only the machine's own
+ * process (role=machine) boots it or takes it down. */
+static void test_status_helpers(void) {
+        static struct run_status st;
+        const char *const ready[] = {"name", "guest-ready", NULL};
+        const char *const probe[] = {"name", "kvm-probe", "pid", "10", "role", "helper", "argv0", "qemu", NULL};
+        const char *const probe_end[] = {"name", "kvm-probe", "pid", "10", "role", "helper", "exit_code", "0", NULL};
+        const char *const probe_failed[] = {"name", "kvm-probe", "role", "helper", "reason", "ENOENT", NULL};
+        const char *const qemu[] = {"name", "qemu", "pid", "11", "role", "machine", NULL};
+        const char *const nspawn[] = {"name", "nspawn", "pid", "20", "role", "machine", NULL};
+        const char *const shell[] = {"name", "shell", "pid", "21", "role", "helper", NULL};
+        const char *const standby[] = {"name", "boot-standby", NULL};
+        const char *r;
+
+        /* The KVM probe runs and ends before the real QEMU starts. */
+        (void) run_status_feed(&st, "spawned", "k", "machine", NULL, NULL);
+        r = run_status_feed(&st, "proc_spawned", "k", "machine", probe, NULL);
+        CHECK(!r && streq(state_of(&st, "k"), "starting"), "the KVM probe's spawn is no boot (%s, %s)", r ?: "NULL",
+              state_of(&st, "k"));
+        r = run_status_feed(&st, "proc_exited", "k", "machine", probe_end, NULL);
+        CHECK(!r && streq(state_of(&st, "k"), "starting"), "nor is its exit the machine going down (%s, %s)",
+              r ?: "NULL", state_of(&st, "k"));
+        CHECK(streq_ptr(run_status_feed(&st, "proc_spawned", "k", "machine", qemu, NULL), "booting") &&
+                      streq(state_of(&st, "k"), "booting"),
+              "the real QEMU boots it");
+        CHECK(!run_status_feed(&st, "proc_exited", "k", "machine", probe_end, NULL) &&
+                      streq(state_of(&st, "k"), "booting"),
+              "a helper's exit (the same pid told again) leaves it booting");
+
+        /* nspawn: the nsenter shell comes and goes while the container runs. */
+        (void) run_status_feed(&st, "spawned", "n", "machine", NULL, NULL);
+        CHECK(streq_ptr(run_status_feed(&st, "proc_spawned", "n", "machine", nspawn, NULL), "booting"),
+              "the container boots");
+        CHECK(!run_status_feed(&st, "proc_spawned", "n", "machine", shell, NULL) &&
+                      streq(state_of(&st, "n"), "booting"),
+              "its nsenter shell's spawn changes nothing");
+        (void) run_status_feed(&st, "worker_event", "n", "machine", ready, NULL);
+        r = run_status_feed(&st, "proc_exited", "n", "machine", shell, NULL);
+        CHECK(!r && streq(state_of(&st, "n"), "ready"), "the shell's exit leaves the machine up (%s, %s)", r ?: "NULL",
+              state_of(&st, "n"));
+        CHECK(streq_ptr(run_status_feed(&st, "proc_exited", "n", "machine", nspawn, NULL), "down") &&
+                      streq(state_of(&st, "n"), "down"),
+              "the container's exit takes it down");
+
+        /* A helper's failed spawn between boot-standby and the QEMU keeps the QEMU standing by. */
+        (void) run_status_feed(&st, "worker_event", "b", "machine", standby, NULL);
+        (void) run_status_feed(&st, "proc_spawn_failed", "b", "machine", probe_failed, NULL);
+        CHECK(streq_ptr(run_status_feed(&st, "proc_spawned", "b", "machine", qemu, NULL),
+                        "standby (loaded ahead of start())"),
+              "a helper's failed spawn is not the standby QEMU's");
+}
+
 int main(void) {
         test_roundtrip();
         test_status();
         test_status_standby();
+        test_status_helpers();
         return tap_done();
 }

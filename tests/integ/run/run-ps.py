@@ -109,6 +109,12 @@ with tempfile.TemporaryDirectory(prefix="vigil-run-ps-") as d:
         proc.kill()
         err = proc.communicate()[1]
     check(proc.returncode == 0, f"the run passed (exit {proc.returncode})")
+    with open(os.path.join(out, "timeline.jsonl")) as f:
+        spawns = [e for e in map(json.loads, f) if e.get("event") == "proc_spawned" and e.get("kind") == "machine"]
+    # ps's "booting" above came from these: a KVM probe (where /dev/kvm works) would say helper and not count.
+    check(spawns and all(e.get("role") == ("machine" if e.get("name") == "qemu" else "helper") for e in spawns),
+          f"the timeline says which spawned process is the machine: QEMU role=machine "
+          f"({[(e.get('name'), e.get('role')) for e in spawns]})")
     p = ps(env, "--json")
     check(p.returncode == 0 and not any(x["out_dir"] == out for x in json.loads(p.stdout)["runs"]) and
           not os.path.exists(r.get("run_dir", "/nonexistent")), "a run that ended is gone from vigil ps")

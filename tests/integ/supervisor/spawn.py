@@ -19,6 +19,7 @@ def body(new_run):
                  and run.worker_events("proc_exit", "k"),
                  what="w restarted with its process listed, x's spawn error, k's PROC_KILL")
     sp = run.events("proc_spawned", child="w")[0]
+    check(sp.get("role") == "helper", f"a process not flagged as the machine is a helper: role={sp.get('role')}")
     pid = host_pid(run.run_id, sp["pid"])
     check(pid and pid_alive(pid), f"the spawned sleep (pid {sp['pid']}) is alive after its worker crashed")
     check(len(run.events("spawned", child="w")) == 2, "w was restarted")

@@ -137,6 +137,12 @@ def main() -> None:
     for sub in SUBTESTS:
         tap.check(cases.get(sub) is False, f"subtest passed: {sub}", str(cases))
     tap.check("additionally exposed symbols:\n    alpha, beta, vm," in r.stdout, "machines sorted by name, as the reference")
+    # The start script's container is the machine; the nsenter shell into it is a helper, whose spawn and exit
+    # are no boot and no machine going down in the progress and `vigil ps` (test-run-registry folds these roles).
+    events = [json.loads(line) for line in (tmp / "out" / "timeline.jsonl").read_text().splitlines()]
+    roles = {(e.get("child"), e.get("name"), e.get("role")) for e in events if e.get("event") == "proc_spawned"}
+    tap.check({("alpha", "nspawn", "machine"), ("alpha", "nsenter-shell", "helper"), ("vm", "qemu", "machine")} <= roles,
+              "the timeline names the container and the VM as machines, the nsenter shell a helper", str(sorted(roles)))
     tap.check(host_leftovers() == before, "no bridge, veth or nixos-nspawn-* namespace left on the host",
               host_leftovers())
 

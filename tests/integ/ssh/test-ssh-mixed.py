@@ -3,6 +3,7 @@
 # over one VLAN, one SSH connection for every command, and a connection killed mid-command (ControlMaster or sshd).
 # Why it matters: fleets include hosts vigil did not start, and a network that drops must not hang or silently
 # repeat a test's commands.
+import json
 import os
 import re
 import sys
@@ -202,6 +203,17 @@ def main() -> None:
                 "accept-new records the key in the run's own known_hosts"):
         tap.check(cases.get(sub) is False, f"subtest passed: {sub}", str(cases))
     tap.check("Enter passphrase" not in r.stderr and "password:" not in r.stderr, "nothing prompted")
+    # The ControlMaster is the SSH machine's process; a session is a helper: the progress says "remote down" once
+    # per master that ended, never for a session (the one killed above, or one closed between commands).
+    events = [json.loads(line) for line in (r.out / "timeline.jsonl").read_text().splitlines()]
+    procs = [e for e in events if e.get("child") == "remote" and e.get("event") in ("proc_spawned", "proc_exited")]
+    roles = {(e["name"], e.get("role")) for e in procs}
+    downs = len(re.findall(r"^vigil: progress: remote down ", r.stderr, re.M))
+    masters_ended = sum(e["event"] == "proc_exited" and e.get("role") == "machine" for e in procs)
+    sessions_ended = sum(e["event"] == "proc_exited" and e.get("role") == "helper" for e in procs)
+    tap.check(roles == {("ssh-master", "machine"), ("ssh-session", "helper")} and sessions_ended > 0 and
+              downs == masters_ended, f"remote: the master is the machine, a session a helper; {downs} 'down' in the "
+              f"progress for {masters_ended} masters and {sessions_ended} sessions ended", str(sorted(roles)))
     tap.done()
 
 

@@ -7,7 +7,8 @@
  * Of the processes a machine worker has spawned, only the machine's own
  * (role=machine: QEMU, the container, ssh's master) moves its state; a KVM
  * probe's or a shell's start and exit (role=helper) are no boot and no
- * machine going down. Exits are told apart by pid.
+ * machine going down. Exits are told apart by pid. Without a role (an older
+ * vigil's timeline) a process is the machine's.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,8 +77,12 @@ static long long kv_pid(const char *const *kv) {
         return s ? strtoll(s, NULL, 10) : 0;
 }
 
+/* A timeline without roles (written by a vigil before them) counted every
+ * process as the machine's, and still does. */
 static bool kv_role_machine(const char *const *kv) {
-        return streq_ptr(kv_get(kv, "role"), "machine");
+        const char *role = kv_get(kv, "role");
+
+        return !role || streq(role, "machine");
 }
 
 /* A QEMU spawned after boot-standby is loaded ahead of start(): the machine

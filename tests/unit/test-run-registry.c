@@ -232,6 +232,13 @@ static void test_status_helpers(void) {
         CHECK(streq_ptr(run_status_feed(&st, "proc_spawned", "b", "machine", qemu, NULL),
                         "standby (loaded ahead of start())"),
               "a helper's failed spawn is not the standby QEMU's");
+
+        /* A timeline from a vigil before roles: every process is the machine's, as it was then. */
+        const char *const old_qemu[] = {"name", "qemu", "pid", "31", NULL};
+        (void) run_status_feed(&st, "spawned", "o", "machine", NULL, NULL);
+        CHECK(streq_ptr(run_status_feed(&st, "proc_spawned", "o", "machine", old_qemu, NULL), "booting") &&
+                      streq_ptr(run_status_feed(&st, "proc_exited", "o", "machine", old_qemu, NULL), "down"),
+              "without a role (an older vigil's timeline) the process is the machine's");
 }
 
 int main(void) {

@@ -693,8 +693,10 @@ static void bootcache_prepared(struct shell_job *j, int error, const char *messa
 
         free(output);
         if (error < 0 || status != 0) {
-                log_warning("Boot cache: not saving a snapshot: unmounting the guest's 9p shares failed (%s)",
-                            message ?: "see the console");
+                log_warning("Boot cache: not saving a snapshot: unmounting the guest's 9p shares failed (%s; QEMU "
+                            "cannot save a VM with a 9p share mounted: a NixOS guest needs its /nix/store on a "
+                            "disk image, virtualisation.mountHostNixStore = false and useNixStoreImage = true)",
+                            message ?: "the console says which share is busy");
                 bootcache_resume_guest(q);
                 return;
         }

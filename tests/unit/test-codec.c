@@ -78,18 +78,31 @@ static void test_empty_body(void) {
         frame_done(&f);
 }
 
+/* A hand-built frame [version, type, seq 7, body]: pack_begin() writes all but
+ * the body, pack_end() copies the frame to @out (at most @cap bytes). */
+static void pack_begin(msgpack_sbuffer *sb, msgpack_packer *pk, int version, int type) {
+        msgpack_sbuffer_init(sb);
+        msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
+        msgpack_pack_array(pk, 4);
+        msgpack_pack_int(pk, version);
+        msgpack_pack_int(pk, type);
+        msgpack_pack_int(pk, 7);
+}
+
+static size_t pack_end(msgpack_sbuffer *sb, uint8_t *out, size_t cap) {
+        size_t n = MIN(sb->size, cap);
+
+        memcpy(out, sb->data, n);
+        msgpack_sbuffer_destroy(sb);
+        return n;
+}
+
 /* Build [version, type, seq, body] by hand so invalid shapes can be produced. */
 static size_t pack_custom(uint8_t *out, size_t cap, int version, int type, int body_kind) {
         msgpack_sbuffer sb;
         msgpack_packer pk;
-        size_t n;
 
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_array(&pk, 4);
-        msgpack_pack_int(&pk, version);
-        msgpack_pack_int(&pk, type);
-        msgpack_pack_int(&pk, 7);
+        pack_begin(&sb, &pk, version, type);
         switch (body_kind) {
         case 0: /* HELLO with a string where an int belongs */
                 msgpack_pack_array(&pk, 4);
@@ -121,10 +134,7 @@ static size_t pack_custom(uint8_t *out, size_t cap, int version, int type, int b
         default:
                 msgpack_pack_array(&pk, 0);
         }
-        n = MIN(sb.size, cap);
-        memcpy(out, sb.data, n);
-        msgpack_sbuffer_destroy(&sb);
-        return n;
+        return pack_end(&sb, out, cap);
 }
 
 static void expect_reject(const uint8_t *buf, size_t len, enum frame_error want, const char *what) {
@@ -173,14 +183,8 @@ static void test_rejects(void) {
 static size_t pack_spawn(uint8_t *out, size_t cap, size_t n) {
         msgpack_sbuffer sb;
         msgpack_packer pk;
-        size_t len;
 
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_array(&pk, 4);
-        msgpack_pack_int(&pk, PROTO_VERSION);
-        msgpack_pack_int(&pk, MSG_SPAWN);
-        msgpack_pack_int(&pk, 7);
+        pack_begin(&sb, &pk, PROTO_VERSION, MSG_SPAWN);
         msgpack_pack_array(&pk, n);
         for (size_t i = 0; i < n; i++)
                 if (i == 0 || i == 3) {
@@ -196,10 +200,7 @@ static size_t pack_spawn(uint8_t *out, size_t cap, size_t n) {
                         msgpack_pack_int(&pk, 0);
                 else
                         msgpack_pack_true(&pk);
-        len = MIN(sb.size, cap);
-        memcpy(out, sb.data, len);
-        msgpack_sbuffer_destroy(&sb);
-        return len;
+        return pack_end(&sb, out, cap);
 }
 
 /* SPAWN grew a trailing optional field (machine): a sender that does not

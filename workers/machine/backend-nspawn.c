@@ -614,7 +614,6 @@ static void spawn_nspawn(struct nspawn *n) {
         /* nspawn's own stdout and stderr both carry the console (a start
          * script's: its PID line, then nspawn's). */
         const int fds[] = {out_w, out_w};
-        machine_proc_set_machine(n->proc, true); /* the container; not the nsenter shell */
         r = machine_proc_spawn(n->proc, argv, n->script ? script_env : env, m->cfg.state_dir, 2 | 4, fds, 2);
         if (r < 0) {
                 start_failed(n, r, "could not ask the supervisor to spawn systemd-nspawn: %s", strerror(-r));

@@ -552,7 +552,6 @@ static int spawn_qemu(struct qemu *q) {
                                          "loading the boot snapshot ahead of start(); the guest waits paused");
         log_debug("QEMU command: %s ...", cmd.argv[0]);
         const int fds[] = {in_r, out_w, err_w};
-        machine_proc_set_machine(q->proc, true); /* the VM; not the KVM probe */
         r = machine_proc_spawn(q->proc, cmd.argv, cmd.env, cmd.cwd, 7, fds, 3);
         if (r < 0)
                 goto out;

@@ -355,9 +355,6 @@ static void spawn_master(struct ssh *s) {
                 return;
         }
         const int fds[] = {err_w, err_w};
-        /* The host is not vigil's, but the master is its hold on it: connecting
-         * is booting, its exit is the machine gone (a session is a helper). */
-        machine_proc_set_machine(s->master, true);
         r = machine_proc_spawn(s->master, argv, env, s->m->cfg.state_dir, 2 | 4, fds, 2);
         if (r < 0) {
                 start_failed(s, r, "could not ask the supervisor to spawn ssh: %s", strerror(-r));
@@ -626,6 +623,8 @@ static int ssh_init(struct machine *m) {
             (r = machine_proc_add_fd(s->session, STORE_CONN, nspawn_relay_conn_fd(s->relay))) < 0 ||
             (r = machine_proc_add_fd(s->session, STORE_SESSION_ERR, &s->session_err)) < 0)
                 return r;
+        /* The host is not vigil's, but the master is its hold on it: connecting
+         * is booting, its exit is the machine gone (a session is a helper). */
         m->proc = s->master;
         return 0;
 }

@@ -608,6 +608,9 @@ static int machine_configure(struct worker *w, const struct msg_config *cfg, voi
         r = m->backend->init(m);
         if (r < 0)
                 return r;
+        /* Its spawns say so (role=machine), a probe's or a shell's do not. */
+        if (m->proc)
+                machine_proc_set_machine(m->proc, true);
 
         if (!restarted) {
                 log_info("Machine %s configured (backend %s, %s)", m->cfg.name, m->backend->name,

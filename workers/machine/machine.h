@@ -97,7 +97,8 @@ struct machine {
 
         struct machine_console *console; /* the console stream: log file, journal, line ring */
         struct machine_shell *shell;     /* the guest shell channel */
-        struct machine_proc *proc;       /* the backend's process that is the machine, if any */
+        struct machine_proc
+                *proc; /* the backend's process that is the machine, if any (its spawns say role=machine) */
 
         /* requests waiting for a lifecycle change */
         LIST_HEAD(, seq_waiter) start_waiters;

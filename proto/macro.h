@@ -134,3 +134,10 @@ static inline unsigned long long now_usec(void) {
         (void) clock_gettime(CLOCK_MONOTONIC, &ts);
         return (unsigned long long) ts.tv_sec * USEC_PER_SEC + (unsigned long long) ts.tv_nsec / NSEC_PER_USEC;
 }
+
+/* CLOCK_REALTIME in microseconds since the epoch. */
+static inline unsigned long long now_realtime_usec(void) {
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        return (unsigned long long) ts.tv_sec * USEC_PER_SEC + (unsigned long long) ts.tv_nsec / NSEC_PER_USEC;
+}

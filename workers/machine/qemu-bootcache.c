@@ -67,6 +67,7 @@ struct qemu_bootcache {
         bool restoring;  /* this boot loads the snapshot */
         bool due;        /* this boot saves one once the guest shell is up */
         bool recovering; /* re-attached in the middle of a save: finish it */
+        bool after_save; /* the VM saved resumes: the marker goes once its shares are back */
         bool ram_file;   /* guest RAM outside the stream: a save copies QEMU's memfd, a restore maps <dir>/ram */
         char *tmp;       /* the save's temporary file (renamed to <dir>/vmstate once complete) */
         char *path;      /* <dir>/vmstate */
@@ -78,8 +79,6 @@ static void bootcache_answered(struct qemu_bootcache *q, int kind, const char *r
 static void bootcache_resume_guest(struct qemu_bootcache *q);
 static void bootcache_abort(struct qemu_bootcache *q, const char *why);
 static void bootcache_migrate(struct qemu_bootcache *q);
-static void bootcache_job_logged(struct shell_job *j, int error, const char *message, int status, uint8_t *output,
-                                 size_t len);
 
 static char *saving_path(const struct qemu_bootcache *q) {
         char *p;
@@ -441,31 +440,100 @@ int qemu_bootcache_load(struct qemu_bootcache *q) {
 
 /* The restored guest runs: its clock is the snapshot's (set it to the
  * host's, taken as the command leaves), its 9p shares were unmounted for the
- * save (mount them again). */
-static void clock_begin(struct shell_job *j, bool restored) {
-        struct timespec ts;
+ * save (mount them again). The agent does both if it waits; the time goes
+ * out as the job begins. */
+static void clock_begin(struct shell_job *j) {
         char *clock;
 
-        (void) clock_gettime(CLOCK_REALTIME, &ts);
-        if (qemu_snapshot_clock_command((unsigned long long) ts.tv_sec * USEC_PER_SEC +
-                                                (unsigned long long) ts.tv_nsec / 1000,
-                                        restored, &clock) < 0)
+        if (qemu_snapshot_agent_command(now_realtime_usec(), &clock) < 0)
                 return;
         free(j->command);
         j->command = clock;
 }
 
-static void bootcache_clock_begin(struct shell_job *j) {
-        const struct qemu_bootcache *q = j->userdata;
+static void shell_clock_begin(struct shell_job *j, bool restored) {
+        char *clock;
 
-        clock_begin(j, !q->recovering);
+        if (qemu_snapshot_clock_command(now_realtime_usec(), restored, &clock) < 0)
+                return;
+        free(j->command);
+        j->command = clock;
 }
 
-/* After a save, whatever became of it: the shares that are missing, then the
- * clock (the VM stood paused while its RAM file was copied and flushed, up
- * to seconds on a busy disk). */
-static void bootcache_resume_begin(struct shell_job *j) {
-        clock_begin(j, false);
+/* After a restore with no agent in the snapshot every share is unmounted. */
+static void shell_clock_begin_restored(struct shell_job *j) {
+        shell_clock_begin(j, true);
+}
+
+/* Otherwise mount only those missing (the agent may have mounted some). */
+static void shell_clock_begin_missing(struct shell_job *j) {
+        shell_clock_begin(j, false);
+}
+
+/* The resume is over, whichever way: after a save, the marker goes. */
+static void resume_finished(struct qemu_bootcache *q) {
+        _cleanup_free_ char *marker = NULL;
+
+        if (!q->after_save)
+                return;
+        q->after_save = false;
+        marker = saving_path(q);
+        if (marker)
+                (void) unlink(marker);
+        q->recovering = false;
+}
+
+static void shell_clock_done(struct shell_job *j, int error, const char *message, int status, uint8_t *output,
+                             size_t len) {
+        struct qemu_bootcache *q = j->userdata;
+
+        free(output);
+        if (error < 0 || status != 0)
+                log_warning("Boot cache: mounting the guest's shares and setting its clock failed in the guest (%s, "
+                            "status %d)",
+                            message ?: "ran", status);
+        else
+                log_info("Boot cache: the guest's shell set its clock and mounted its shares (%.0f ms)",
+                         (double) (now_usec() - j->started) / USEC_PER_MSEC);
+        resume_finished(q);
+}
+
+/* The agent's job ended: done, or the shell does it in the next job (no
+ * agent in the snapshot: a guest of another architecture, VIGIL_RESUME_AGENT=0
+ * or an older vigil at save time; or the agent failed). */
+static void resumed(struct shell_job *j, int error, const char *message, int status, uint8_t *output, size_t len) {
+        struct qemu_bootcache *q = j->userdata;
+        struct shell_job *f;
+        bool absent = error >= 0 && status == QEMU_SNAPSHOT_AGENT_ABSENT;
+
+        if (error >= 0 && status == 0 && output && memmem(output, len, RESUME_AGENT_DONE, strlen(RESUME_AGENT_DONE))) {
+                log_info("Boot cache: vigil-resume set the guest's clock and mounted its shares (%.0f ms)",
+                         (double) (now_usec() - j->started) / USEC_PER_MSEC);
+                free(output);
+                resume_finished(q);
+                return;
+        }
+        free(output);
+        if (error < 0) {
+                log_warning("Boot cache: could not mount the guest's shares and set its clock: %s",
+                            message ?: "the job failed");
+                resume_finished(q);
+                return;
+        }
+        if (!absent)
+                log_warning("Boot cache: vigil-resume failed in the guest (status %d, the console says why); the "
+                            "shell mounts the shares and sets the clock instead",
+                            status);
+        f = shell_job_new(SHELL_JOB_EXEC, "true");
+        if (!f) {
+                resume_finished(q);
+                return;
+        }
+        f->timeout_s = 30;
+        f->begin = absent && !q->after_save && !q->recovering ? shell_clock_begin_restored : shell_clock_begin_missing;
+        f->done = shell_clock_done;
+        f->userdata = q;
+        machine_shell_submit_first(q->m->shell, f);
 }
 
 void qemu_bootcache_restored(struct qemu_bootcache *q) {
@@ -478,8 +546,8 @@ void qemu_bootcache_restored(struct qemu_bootcache *q) {
         /* One round trip: the shares, then the clock. */
         if ((j = shell_job_new(SHELL_JOB_EXEC, "true"))) {
                 j->timeout_s = 30;
-                j->begin = bootcache_clock_begin;
-                j->done = bootcache_job_logged;
+                j->begin = clock_begin;
+                j->done = resumed;
                 j->userdata = q;
                 machine_shell_submit_first(m->shell, j);
         }
@@ -611,40 +679,19 @@ static void bootcache_answered(struct qemu_bootcache *q, int kind, const char *r
         }
 }
 
-static void bootcache_job_logged(struct shell_job *j, int error, const char *message, int status, uint8_t *output,
-                                 size_t len) {
-        if (error < 0 || status != 0)
-                log_warning("Boot cache: `%.60s...` failed in the guest (%s, status %d)", j->command, message ?: "ran",
-                            status);
-        else if (output && memmem(output, len, RESUME_AGENT_DONE, strlen(RESUME_AGENT_DONE)))
-                log_info("Boot cache: vigil-resume set the guest's clock and mounted its shares (%.0f ms)",
-                         (double) (now_usec() - j->started) / USEC_PER_MSEC);
-        free(output);
-}
-
-/* The shares are back: the save is over, whatever became of it. */
-static void bootcache_remounted(struct shell_job *j, int error, const char *message, int status, uint8_t *output,
-                                size_t len) {
-        struct qemu_bootcache *q = j->userdata;
-        _cleanup_free_ char *marker = saving_path(q);
-
-        bootcache_job_logged(j, error, message, status, output, len);
-        if (marker)
-                (void) unlink(marker);
-        q->recovering = false;
-}
-
 /* The original VM runs on after the save: mount its shares again, set its
- * clock (it stood paused), let the queue go. */
+ * clock (it stood paused), let the queue go. The save is over, whatever
+ * became of it, once the shares are back (resume_finished()). */
 static void bootcache_resume_guest(struct qemu_bootcache *q) {
         struct shell_job *j = shell_job_new(SHELL_JOB_EXEC, QEMU_SNAPSHOT_REMOUNT_COMMAND);
 
         /* A migration the test itself asks for (M_QMP) takes all of the RAM. */
         (void) bootcache_submit(q, BOOTCACHE_CAPS_OFF, false, IGNORE_SHARED_OFF_COMMAND);
         if (j) {
+                q->after_save = true;
                 j->timeout_s = 30;
-                j->begin = bootcache_resume_begin;
-                j->done = bootcache_remounted;
+                j->begin = clock_begin;
+                j->done = resumed;
                 j->userdata = q;
                 machine_shell_submit_first(q->m->shell, j);
         }

@@ -174,7 +174,7 @@ int qemu_snapshot_key(char *const *argv, char *const *env, const char *state_dir
  * has some mounted, or all: it mounts the missing ones, and with none
  * missing a first `date` pays the first exec's price and a second one
  * corrects the clock. */
-static int clock_by_shell(unsigned long long usec, bool restored, char **ret) {
+int qemu_snapshot_clock_command(unsigned long long usec, bool restored, char **ret) {
         unsigned long long cs = usec / 10000;
 
         if (restored)
@@ -182,35 +182,29 @@ static int clock_by_shell(unsigned long long usec, bool restored, char **ret) {
                                 "read -r u0 _ </proc/uptime; mount -a -T /run/vigil-9p || s=$?; "
                                 "read -r u1 _ </proc/uptime; date -u -s @$(((%llu + 10#${u1/./} - 10#${u0/./} + "
                                 "50) / 100)) >/dev/null && exit ${s:-0}",
-                                cs);
+                                cs) < 0
+                               ? -ENOMEM
+                               : 0;
         return asprintf(ret,
                         "read -r u0 _ </proc/uptime; if %s; then mount -a -T /run/vigil-9p.todo || s=$?; "
                         "else date -u -s @%llu >/dev/null; fi; read -r u1 _ </proc/uptime; "
                         "date -u -s @$(((%llu + 10#${u1/./} - 10#${u0/./} + 50) / 100)) >/dev/null && "
                         "exit ${s:-0}",
-                        QEMU_SNAPSHOT_SHARES_MISSING, (cs + 50) / 100, cs);
+                        QEMU_SNAPSHOT_SHARES_MISSING, (cs + 50) / 100, cs) < 0
+                       ? -ENOMEM
+                       : 0;
 }
 
-/* With the agent waiting (its pid file names a live process): it gets @usec
- * and the guest's uptime as the job started, and does both by system calls
- * (resume-agent.c). An agent that fails says why, and the shell then mounts
- * what is missing and sets the clock itself. */
-int qemu_snapshot_clock_command(unsigned long long usec, bool restored, char **ret) {
-        _cleanup_free_ char *fallback = NULL, *plain = NULL;
-        char *s;
-
-        if (clock_by_shell(usec, false, &fallback) < 0 || clock_by_shell(usec, restored, &plain) < 0)
-                return -ENOMEM;
-        if (asprintf(&s,
-                     "if read -r p <" RESUME_AGENT_PID " 2>/dev/null && kill -0 \"$p\" 2>/dev/null; then "
-                     "read -r u0 _ </proc/uptime; echo \"%llu ${u0/./}\" >" RESUME_AGENT_IN "; "
-                     "IFS= read -r a <" RESUME_AGENT_OUT " || a='no answer'; "
-                     "if [ \"$a\" = ok ]; then echo '" RESUME_AGENT_DONE "'; exit 0; fi; "
-                     "echo \"vigil-resume: $a\" >&2; %s; else %s; fi",
-                     usec, fallback, plain) < 0)
-                return -ENOMEM;
-        *ret = s;
-        return 0;
+int qemu_snapshot_agent_command(unsigned long long usec, char **ret) {
+        return asprintf(ret,
+                        "if read -r p 2>/dev/null <" RESUME_AGENT_PID " && kill -0 \"$p\" 2>/dev/null; then "
+                        "read -r u0 _ </proc/uptime; echo \"%llu ${u0/./}\" >" RESUME_AGENT_IN "; "
+                        "IFS= read -r a <" RESUME_AGENT_OUT " || a='no answer'; "
+                        "if [ \"$a\" = ok ]; then echo '" RESUME_AGENT_DONE "'; exit 0; fi; "
+                        "echo \"vigil-resume: $a\" >&2; exit %d; fi; exit %d",
+                        usec, QEMU_SNAPSHOT_AGENT_FAILED, QEMU_SNAPSHOT_AGENT_ABSENT) < 0
+                       ? -ENOMEM
+                       : 0;
 }
 
 int qemu_snapshot_prepare_command(const char *agent_base64, char **ret) {

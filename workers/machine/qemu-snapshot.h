@@ -61,12 +61,23 @@ int qemu_snapshot_key(char *const *argv, char *const *env, const char *state_dir
  * with /run not executable resumes by the shell as before). */
 int qemu_snapshot_prepare_command(const char *agent_base64, char **ret);
 
-/* After a restore (@restored: every share is unmounted), after the save in
- * the VM saved, or after a save finished by a re-attached worker (some may
- * be mounted): mount the 9p shares again and set the guest's clock to @usec
- * since the epoch plus the time the command took until then. One round trip:
- * by the agent if one waits (no exec; the job prints RESUME_AGENT_DONE), else
- * by mount(8) and date(1). */
+/* After a restore, after the save in the VM saved, or after a save finished
+ * by a re-attached worker, the guest's 9p shares are mounted again and its
+ * clock set to @usec since the epoch plus the time the command took until
+ * then. First by the agent, if one waits (its pid file names a live
+ * process): the job hands it @usec and the uptime, and exits 0 printing
+ * RESUME_AGENT_DONE, QEMU_SNAPSHOT_AGENT_ABSENT if none waits, or
+ * QEMU_SNAPSHOT_AGENT_FAILED with the agent's reason on stderr. The job holds
+ * nothing else: bash parses a whole job before it runs any of it, and right
+ * after a restore every construct it has not parsed since costs TCG a fresh
+ * translation (the shell's way inline made each restore ~80 ms slower). */
+#define QEMU_SNAPSHOT_AGENT_ABSENT 3
+#define QEMU_SNAPSHOT_AGENT_FAILED 4
+int qemu_snapshot_agent_command(unsigned long long usec, char **ret);
+/* The shell's way, the next job when the agent's did not end in "done":
+ * @restored (after a restore with no agent: every share is unmounted) mounts
+ * them all with one exec of mount(8), else only those /proc/mounts lacks;
+ * then date(1). */
 int qemu_snapshot_clock_command(unsigned long long usec, bool restored, char **ret);
 
 /* Whether the RAM of a direct-boot VM whose extra arguments are @argv may

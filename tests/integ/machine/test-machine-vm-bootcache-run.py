@@ -158,10 +158,13 @@ def main():
               outs[5].count("Boot cache: restored in") == 1 and "not keeping" not in outs[5],
               "a worker killed while its restore waits loaded ahead: the new one stops that QEMU and start() "
               "restores", outs[5])
-        check("Boot cache: saved" in outs[3] and agent not in outs[3] and "Boot cache: restored in" in outs[6] and
-              agent not in outs[6],
-              "a snapshot saved without the agent (VIGIL_RESUME_AGENT=0) resumes by mount(8) and date(1), after "
-              "its save and after its restore, shares and clock right", outs[3] + outs[6])
+        shell = "the guest's shell set its clock and mounted its shares"
+        check("Boot cache: saved" in outs[3] and agent not in outs[3] and shell in outs[3] and
+              "Boot cache: restored in" in outs[6] and agent not in outs[6] and shell in outs[6] and
+              "vigil-resume.pid" not in outs[6],
+              "a snapshot saved without the agent (VIGIL_RESUME_AGENT=0) resumes by mount(8) and date(1) in the job "
+              "after the agent's found none, after its save and after its restore, shares and clock right, nothing "
+              "on the console about the missing pid file", outs[3] + outs[6])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("1..%d" % n)

@@ -98,8 +98,8 @@ int main(void) {
               cmd ?: "");
         free(cmd);
         cmd = NULL;
-        CHECK(qemu_snapshot_agent_command(1700000000400000ull, &cmd) == 0 && cmd &&
-                      strncmp(cmd, "if read -r p 2>/dev/null </run/vigil-resume.pid && kill -0 \"$p\"", 62) == 0 &&
+        CHECK(qemu_snapshot_agent_command(1700000000400000ull, 0, &cmd) == 0 && cmd &&
+                      strncmp(cmd, "if read -r p v 2>/dev/null </run/vigil-resume.pid && kill -0 \"$p\"", 64) == 0 &&
                       strstr(cmd, "echo \"1700000000400000 ${u0/./}\" >/run/vigil-resume.in; ") &&
                       strstr(cmd, "read -r a </run/vigil-resume.out") &&
                       strstr(cmd, "then echo '" RESUME_AGENT_DONE "'; exit 0; fi; ") &&
@@ -107,6 +107,13 @@ int main(void) {
                       strlen(cmd) < 400,
               "the agent's job: it gets the time in microseconds and the uptime; no agent or a failed one exits "
               "with a status of its own, and nothing of the shell's way is in the job for bash to parse (%s)",
+              cmd ?: "");
+        free(cmd);
+        cmd = NULL;
+        CHECK(qemu_snapshot_agent_command(1700000000400000ull, 1700000000100000ull, &cmd) == 0 && cmd &&
+                      strstr(cmd, "echo \"1700000000400000 ${u0/./}${v:+ 1700000000100000}\" >/run/vigil-resume.in"),
+              "with the host's time at cont: only an agent whose pid file gives a version gets it (a session 8 "
+              "agent in an older snapshot takes two fields) (%s)",
               cmd ?: "");
         free(cmd);
         cmd = NULL;

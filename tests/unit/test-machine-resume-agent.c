@@ -22,17 +22,23 @@ int main(void) {
         unsigned long flags = 0;
         char data[64];
 
-        CHECK(resume_parse_request("1700000000400000 1234\n", &usec, &cs) == 0 && usec == 1700000000400000ull &&
-                      cs == 1234,
-              "the request: the host's time in microseconds and the uptime in centiseconds");
-        CHECK(resume_parse_request("1700000000400000 0012", &usec, &cs) == 0 && cs == 12,
+        uint64_t cont = 7;
+        CHECK(resume_parse_request("1700000000400000 1234\n", &usec, &cs, &cont) == 0 && usec == 1700000000400000ull &&
+                      cs == 1234 && cont == 0,
+              "the request: the host's time in microseconds and the uptime in centiseconds (no cont time: 0)");
+        CHECK(resume_parse_request("1700000000400000 1234 1700000000100000\n", &usec, &cs, &cont) == 0 &&
+                      usec == 1700000000400000ull && cs == 1234 && cont == 1700000000100000ull,
+              "a third field: the host's time when the VM went on");
+        CHECK(resume_parse_request("1700000000400000 0012", &usec, &cs, &cont) == 0 && cs == 12,
               "leading zeros (an uptime under 1 s) and no newline");
-        CHECK(resume_parse_request("1700000000400000\n", &usec, &cs) < 0, "one number is a bad request");
-        CHECK(resume_parse_request("17x 12\n", &usec, &cs) < 0, "a non-digit is a bad request");
-        CHECK(resume_parse_request("", &usec, &cs) < 0, "an empty request is bad");
-        CHECK(resume_parse_request("99999999999999999999999 1\n", &usec, &cs) < 0, "an overflowing number is bad");
-        CHECK(resume_parse_request("1 2 3\n", &usec, &cs) < 0, "trailing fields are bad");
-
+        CHECK(resume_parse_request("1700000000400000\n", &usec, &cs, &cont) < 0, "one number is a bad request");
+        CHECK(resume_parse_request("17x 12\n", &usec, &cs, &cont) < 0, "a non-digit is a bad request");
+        CHECK(resume_parse_request("", &usec, &cs, &cont) < 0, "an empty request is bad");
+        CHECK(resume_parse_request("99999999999999999999999 1\n", &usec, &cs, &cont) < 0,
+              "an overflowing number is bad");
+        CHECK(resume_parse_request("1 2 3 4\n", &usec, &cs, &cont) < 0 &&
+                      resume_parse_request("1 2 \n", &usec, &cs, &cont) < 0,
+              "a fourth field, or a third that is no number, is bad");
         CHECK(resume_parse_uptime("5.39 4.12\n", &cs) == 0 && cs == 539, "/proc/uptime in centiseconds");
         CHECK(resume_parse_uptime("12345.07 1.00\n", &cs) == 0 && cs == 1234507, "a long uptime");
         CHECK(resume_parse_uptime("5 4\n", &cs) < 0 && resume_parse_uptime("5.3 4\n", &cs) < 0,
@@ -40,6 +46,11 @@ int main(void) {
 
         CHECK(resume_clock_usec(1000000, 500, 512) == 1120000, "the time the job took is added");
         CHECK(resume_clock_usec(1000000, 512, 500) == 1000000, "an uptime going back adds nothing");
+        CHECK(resume_clock_cont_usec(1700000000000000ull, 5000000000ull, 5250000000ull) == 1700000000250000ull,
+              "with the host's time at cont: plus what the guest's monotonic clock counted since the agent waited "
+              "(it stood still while the VM was paused)");
+        CHECK(resume_clock_cont_usec(1700000000000000ull, 5000000000ull, 4000000000ull) == 1700000000000000ull,
+              "a monotonic clock going back adds nothing");
 
         char escaped[] = "/tmp/a\\040b\\134c\\011d\\012";
         resume_unescape(escaped);

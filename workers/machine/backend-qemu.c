@@ -214,8 +214,11 @@ static void monitor_answered(void *userdata, const struct qemu_request *r, const
         if (qemu_bootcache_answered(q->bootcache, r, reply))
                 return;
         switch ((enum monitor_request_kind) r->kind) {
-        case REQ_HMP_GREETING:
         case REQ_QMP_CONT:
+                qemu_bootcache_continued(q->bootcache);
+                start_step_done(q);
+                break;
+        case REQ_HMP_GREETING:
                 start_step_done(q);
                 break;
         case REQ_QMP_GREETING:

@@ -41,6 +41,7 @@ enum bootcache_kind {
         BOOTCACHE_SAVE_CAPS,                       /* a save of a RAM file: x-ignore-shared, then migrate */
         BOOTCACHE_LOAD_FD,                         /* a restore: getfd, the snapshot's fd for migrate-incoming */
         BOOTCACHE_CAPS_OFF,                        /* after a save: x-ignore-shared off again */
+        BOOTCACHE_STOP,                            /* a save: pause the VM before anything else */
         _BOOTCACHE_KIND_END,
 };
 
@@ -63,14 +64,15 @@ struct qemu_bootcache {
         const struct qemu_bootcache_ops *ops;
         void *userdata;
         char key[QEMU_SNAPSHOT_KEY_LEN + 1];
-        char *dir;       /* <boot_cache>/<key> */
-        bool restoring;  /* this boot loads the snapshot */
-        bool due;        /* this boot saves one once the guest shell is up */
-        bool recovering; /* re-attached in the middle of a save: finish it */
-        bool after_save; /* the VM saved resumes: the marker goes once its shares are back */
-        bool ram_file;   /* guest RAM outside the stream: a save copies QEMU's memfd, a restore maps <dir>/ram */
-        char *tmp;       /* the save's temporary file (renamed to <dir>/vmstate once complete) */
-        char *path;      /* <dir>/vmstate */
+        char *dir;                    /* <boot_cache>/<key> */
+        bool restoring;               /* this boot loads the snapshot */
+        bool due;                     /* this boot saves one once the guest shell is up */
+        bool recovering;              /* re-attached in the middle of a save: finish it */
+        bool after_save;              /* the VM saved resumes: the marker goes once its shares are back */
+        unsigned long long cont_usec; /* CLOCK_REALTIME when QEMU answered the last cont; 0: unknown */
+        bool ram_file; /* guest RAM outside the stream: a save copies QEMU's memfd, a restore maps <dir>/ram */
+        char *tmp;     /* the save's temporary file (renamed to <dir>/vmstate once complete) */
+        char *path;    /* <dir>/vmstate */
         struct event *timer;
         unsigned long long started;
 };
@@ -443,9 +445,10 @@ int qemu_bootcache_load(struct qemu_bootcache *q) {
  * save (mount them again). The agent does both if it waits; the time goes
  * out as the job begins. */
 static void clock_begin(struct shell_job *j) {
+        struct qemu_bootcache *q = j->userdata;
         char *clock;
 
-        if (qemu_snapshot_agent_command(now_realtime_usec(), &clock) < 0)
+        if (qemu_snapshot_agent_command(now_realtime_usec(), q->cont_usec, &clock) < 0)
                 return;
         free(j->command);
         j->command = clock;
@@ -534,6 +537,11 @@ static void resumed(struct shell_job *j, int error, const char *message, int sta
         f->done = shell_clock_done;
         f->userdata = q;
         machine_shell_submit_first(q->m->shell, f);
+}
+
+void qemu_bootcache_continued(struct qemu_bootcache *q) {
+        if (q && q->restoring)
+                q->cont_usec = now_realtime_usec();
 }
 
 void qemu_bootcache_restored(struct qemu_bootcache *q) {
@@ -643,6 +651,7 @@ static void bootcache_answered(struct qemu_bootcache *q, int kind, const char *r
                         bootcache_abort(q, "out of memory");
                 return;
         case BOOTCACHE_CONT:
+                q->cont_usec = now_realtime_usec();
                 bootcache_resume_guest(q);
                 return;
         case BOOTCACHE_RECOVER_POLL:
@@ -674,6 +683,7 @@ static void bootcache_answered(struct qemu_bootcache *q, int kind, const char *r
         case BOOTCACHE_LOAD_CAPS: /* and if without it, the stream does not fit */
         case BOOTCACHE_LOAD_FD:   /* and if without it, there is no stream */
         case BOOTCACHE_CAPS_OFF:
+        case BOOTCACHE_STOP:
         case _BOOTCACHE_KIND_END:
                 return;
         }
@@ -757,6 +767,11 @@ static void bootcache_prepared(struct shell_job *j, int error, const char *messa
                 return;
         }
         q->started = now_usec();
+        /* Paused now, not when the migration gets to it (its set-up, and for
+         * exec: a shell and cat, take 50-70 ms): the agent waiting in the
+         * guest counts the time the guest runs from here on, and its clock
+         * is off by what ran before the pause. */
+        (void) bootcache_submit(q, BOOTCACHE_STOP, false, "{\"execute\": \"stop\"}");
         if (!q->ram_file)
                 bootcache_migrate(q);
         else if (bootcache_submit(q, BOOTCACHE_SAVE_CAPS, false, IGNORE_SHARED_COMMAND) < 0)
@@ -775,6 +790,7 @@ void qemu_bootcache_guest_ready(struct qemu_bootcache *q) {
         if (!q->due)
                 return;
         q->due = false;
+        q->cont_usec = 0;
         /* A name of this QEMU's own: identical machines of one run save at once. */
         free(q->tmp);
         free(q->path);
@@ -826,6 +842,8 @@ bool qemu_bootcache_failed(struct qemu_bootcache *q, const struct qemu_request *
                 return false;
         if (r->kind == BOOTCACHE_CAPS_OFF)
                 log_debug("Boot cache: x-ignore-shared stays on: %s", why);
+        else if (r->kind == BOOTCACHE_STOP)
+                log_debug("Boot cache: QEMU did not pause the VM before the save (the migration will): %s", why);
         else if (r->kind == BOOTCACHE_CONT) {
                 log_warning("Boot cache: QEMU did not continue the VM after the save: %s", why);
                 bootcache_resume_guest(q);

@@ -25,6 +25,10 @@ int qemu_bootcache_new(struct machine *m, struct qemu_control *ctl, const struct
                        void *userdata, struct qemu_bootcache **ret);
 struct qemu_bootcache *qemu_bootcache_free(struct qemu_bootcache *q);
 
+/* QEMU answered the start's cont: the restored VM runs from now (the agent
+ * sets the guest's clock from this moment). No-op unless restoring. */
+void qemu_bootcache_continued(struct qemu_bootcache *q);
+
 /* Before QEMU is spawned: decide (load, save or off) and add -incoming defer
  * to @cmd for a load. @only_restore (a restore prepared ahead of start()):
  * without a snapshot to load, decide nothing (a dead save's leftover file

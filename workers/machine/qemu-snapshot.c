@@ -195,14 +195,19 @@ int qemu_snapshot_clock_command(unsigned long long usec, bool restored, char **r
                        : 0;
 }
 
-int qemu_snapshot_agent_command(unsigned long long usec, char **ret) {
+int qemu_snapshot_agent_command(unsigned long long usec, unsigned long long cont_usec, char **ret) {
+        char cont[48] = "";
+
+        /* Only an agent that says it reads it gets the third field. */
+        if (cont_usec > 0)
+                (void) snprintf(cont, sizeof cont, "${v:+ %llu}", cont_usec);
         return asprintf(ret,
-                        "if read -r p 2>/dev/null <" RESUME_AGENT_PID " && kill -0 \"$p\" 2>/dev/null; then "
-                        "read -r u0 _ </proc/uptime; echo \"%llu ${u0/./}\" >" RESUME_AGENT_IN "; "
+                        "if read -r p v 2>/dev/null <" RESUME_AGENT_PID " && kill -0 \"$p\" 2>/dev/null; then "
+                        "read -r u0 _ </proc/uptime; echo \"%llu ${u0/./}%s\" >" RESUME_AGENT_IN "; "
                         "IFS= read -r a <" RESUME_AGENT_OUT " || a='no answer'; "
                         "if [ \"$a\" = ok ]; then echo '" RESUME_AGENT_DONE "'; exit 0; fi; "
                         "echo \"vigil-resume: $a\" >&2; exit %d; fi; exit %d",
-                        usec, QEMU_SNAPSHOT_AGENT_FAILED, QEMU_SNAPSHOT_AGENT_ABSENT) < 0
+                        usec, cont, QEMU_SNAPSHOT_AGENT_FAILED, QEMU_SNAPSHOT_AGENT_ABSENT) < 0
                        ? -ENOMEM
                        : 0;
 }

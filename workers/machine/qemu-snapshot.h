@@ -65,7 +65,11 @@ int qemu_snapshot_prepare_command(const char *agent_base64, char **ret);
  * by a re-attached worker, the guest's 9p shares are mounted again and its
  * clock set to @usec since the epoch plus the time the command took until
  * then. First by the agent, if one waits (its pid file names a live
- * process): the job hands it @usec and the uptime, and exits 0 printing
+ * process): the job hands it @usec and the uptime (and @cont_usec, the host's
+ * time when QEMU let the VM run, if not 0 and the agent reads it: its clock
+ * is then off by no more than the few ms the guest ran between the agent's
+ * start and the save's pause, where @usec lags by the time the restored
+ * guest took to start the job), and exits 0 printing
  * RESUME_AGENT_DONE, QEMU_SNAPSHOT_AGENT_ABSENT if none waits, or
  * QEMU_SNAPSHOT_AGENT_FAILED with the agent's reason on stderr. The job holds
  * nothing else: bash parses a whole job before it runs any of it, and right
@@ -73,7 +77,7 @@ int qemu_snapshot_prepare_command(const char *agent_base64, char **ret);
  * translation (the shell's way inline made each restore ~80 ms slower). */
 #define QEMU_SNAPSHOT_AGENT_ABSENT 3
 #define QEMU_SNAPSHOT_AGENT_FAILED 4
-int qemu_snapshot_agent_command(unsigned long long usec, char **ret);
+int qemu_snapshot_agent_command(unsigned long long usec, unsigned long long cont_usec, char **ret);
 /* The shell's way, the next job when the agent's did not end in "done":
  * @restored (after a restore with no agent: every share is unmounted) mounts
  * them all with one exec of mount(8), else only those /proc/mounts lacks;

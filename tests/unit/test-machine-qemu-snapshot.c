@@ -134,6 +134,54 @@ int main(void) {
               cmd ?: "");
         free(cmd);
 
+        char disk[64];
+        static const char nixos_script[] =
+                "NIX_DISK_IMAGE=$(readlink -f \"${NIX_DISK_IMAGE:-./vm.qcow2}\") || test -z \"$NIX_DISK_IMAGE\"\n"
+                "if test -n \"$NIX_DISK_IMAGE\" && ! test -e \"$NIX_DISK_IMAGE\"; then\n"
+                "  /nix/store/x-qemu/bin/qemu-img create -f qcow2 \"$NIX_DISK_IMAGE\" 1024M\nfi\n"
+                "exec /nix/store/x-qemu/bin/qemu-kvm -cpu max -name vm -m 1024 \\\n"
+                "    -drive cache=writeback,file=\"$NIX_DISK_IMAGE\",id=drive1,if=none,index=1,werror=report \\\n"
+                "    -device virtio-blk-pci,bootindex=1,drive=drive1,serial=root \\\n"
+                "    $QEMU_OPTS \"$@\"\n";
+        static const char store_script[] =
+                "exec /nix/store/x-qemu/bin/qemu-kvm -name vm -m 1024 \\\n"
+                "    -drive file=\"$TMPDIR\"/store.img,id=drive2,if=none,index=2,format=raw \\\n"
+                "    -drive file=/tmp/seed.iso,media=cdrom,readonly=on \\\n"
+                "    -drive file=/tmp/scratch.qcow2,snapshot=on \"$@\"\n";
+        CHECK(qemu_snapshot_writable_disk(nixos_script, NULL, NULL, disk, sizeof disk) == 1 &&
+                      strstr(disk, "file=\"$NIX_DISK_IMAGE\""),
+              "a NixOS start script's root disk is a disk QEMU writes (%s); its qemu-img line is not QEMU's", disk);
+        CHECK(qemu_snapshot_writable_disk(store_script, NULL, NULL, disk, sizeof disk) == 0,
+              "NixOS's store image, a read-only drive and a snapshot=on drive leave their disks as they were");
+        CHECK(qemu_snapshot_writable_disk(store_script, "-m 2048 -hdb /tmp/extra.img", NULL, disk, sizeof disk) == 1 &&
+                      streq(disk, "/tmp/extra.img"),
+              "a disk in QEMU_OPTS counts (%s)", disk);
+        char *extra[] = {"-device", "e1000", "-blockdev", "driver=file,node-name=d,filename=/tmp/d.raw", NULL};
+        CHECK(qemu_snapshot_writable_disk(store_script, NULL, extra, disk, sizeof disk) == 1,
+              "a -blockdev in the extra arguments counts");
+        char *direct[] = {"qemu-system-x86_64",
+                          "-kernel",
+                          "k",
+                          "-drive",
+                          "index=1,id=drive1,if=none,file=/var/tmp/vm.qcow2,format=qcow2,cache=writeback",
+                          "-append",
+                          "console=ttyS0 -drive",
+                          NULL};
+        CHECK(qemu_snapshot_writable_disk(NULL, NULL, direct, disk, sizeof disk) == 1 && strstr(disk, "vm.qcow2"),
+              "a direct boot's disk counts (%s)", disk);
+        char *diskless[] = {"qemu-system-x86_64",
+                            "-kernel",
+                            "k",
+                            "-append",
+                            "console=ttyS0",
+                            "-blockdev",
+                            "driver=file,node-name=d,filename=/x,read-only=on",
+                            NULL};
+        CHECK(qemu_snapshot_writable_disk("exec qemu-system-x86_64 -m 256 \"$@\"\n", NULL, diskless + 1, disk,
+                                          sizeof disk) == 0 &&
+                      qemu_snapshot_writable_disk(NULL, NULL, diskless, disk, sizeof disk) == 0,
+              "no disk, or a read-only -blockdev: none QEMU writes");
+
         char **args = NULL;
         CHECK(qemu_snapshot_ram_args(NULL, 256, &args) == 0 && strv_length(args) == 4 && streq(args[0], "-object") &&
                       streq(args[1], "memory-backend-memfd,id=vigil-ram,size=256M,share=on") &&

@@ -315,6 +315,21 @@ static bool ram_mappable(const struct machine_config *c, const struct qemu_cmd *
                qemu_snapshot_script_memory(script, qemu_env_get(cmd->env, "QEMU_OPTS"), c->extra_args, ret_mb) >= 0;
 }
 
+/* A disk QEMU writes, in the start script's QEMU line, QEMU_OPTS or the
+ * extra arguments (qemu_snapshot_writable_disk()); an unreadable script
+ * counts as one. */
+static bool writable_disk(const struct machine_config *c, const struct qemu_cmd *cmd, char *ret, size_t size) {
+        _cleanup_free_ char *script = NULL;
+
+        if (c->start_script && read_file_max(c->start_script, 1 << 20, &script) < 0) {
+                (void) snprintf(ret, size, "start script %s unreadable", c->start_script);
+                return true;
+        }
+        /* A direct boot's whole command line is QEMU's (its "disk" among it). */
+        return qemu_snapshot_writable_disk(script, c->start_script ? qemu_env_get(cmd->env, "QEMU_OPTS") : NULL,
+                                           c->start_script ? c->extra_args : cmd->argv, ret, size) > 0;
+}
+
 /* Which snapshot fits this boot: none (cache off), one to load (restoring:
  * QEMU waits for it with -incoming defer), or one to save once the guest
  * shell is up. A direct-boot machine's RAM stays out of the stream: a shared
@@ -324,6 +339,7 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool onl
         const struct machine_config *c = &q->m->cfg;
         _cleanup_free_ char *text = NULL, *path = NULL, *ram = NULL;
         unsigned long long memory_mb;
+        char disk[160];
         bool mappable;
         int r;
 
@@ -334,6 +350,14 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool onl
         bootcache_forget_save(q);
         if (!c->boot_cache || !*c->boot_cache)
                 return 0;
+        if (writable_disk(c, cmd, disk, sizeof disk)) {
+                if (!only_restore)
+                        log_info("Boot cache: off for this VM: it has a disk QEMU writes (%s), and a snapshot "
+                                 "holds its RAM, not its disks; booting cold (a NixOS VM without one: "
+                                 "virtualisation.diskImage = null)",
+                                 disk);
+                return 0;
+        }
         r = qemu_snapshot_key(cmd->argv, cmd->env, c->state_dir, c->shared_dir, q->key, &text);
         if (r < 0)
                 return r;

@@ -249,12 +249,13 @@ bool qemu_snapshot_ram_mappable(char *const *argv) {
 /* Whitespace-separated words, as the shell splits the script's unquoted
  * QEMU command line and $QEMU_OPTS; @fn sees each (NUL-terminated copy). */
 static int words_each(const char *text, int (*fn)(const char *word, void *userdata), void *userdata) {
-        char word[64];
+        char word[1024];
 
         for (const char *p = text ?: ""; *p;) {
                 size_t n = strcspn(p, " \t\n\\");
                 if (n > 0) {
-                        /* Longer words are never one of the options looked for. */
+                        /* Cut: options are short, and a disk's argument is only
+                         * ever looked into for a few words (then cut means "writable"). */
                         (void) snprintf(word, sizeof word, "%.*s", (int) MIN(n, sizeof word - 1), p);
                         int r = fn(word, userdata);
                         if (r != 0)
@@ -324,6 +325,66 @@ int qemu_snapshot_script_memory(const char *script, const char *qemu_opts, char 
         if (r < 0 || !qemu_snapshot_ram_mappable(extra_args))
                 return -ENOENT;
         *ret_mb = sm.mb;
+        return 0;
+}
+
+/* Options whose next argument is a disk QEMU may write. */
+static const char *const disk_options[] = {"-drive", "-hda", "-hdb", "-hdc", "-hdd", "-blockdev", "-pflash"};
+
+static bool is_disk_option(const char *word) {
+        for (size_t i = 0; i < ELEMENTSOF(disk_options); i++)
+                if (streq(word, disk_options[i]))
+                        return true;
+        return false;
+}
+
+/* Whether the argument of a disk option leaves the disk as it was: read-only,
+ * or written to a temporary overlay; or NixOS's store image, which its
+ * start script copies afresh at every start from the same built image and
+ * the guest mounts read-only. */
+static bool disk_unwritten(const char *arg) {
+        return strstr(arg, "readonly=on") || strstr(arg, "read-only=on") || strstr(arg, "snapshot=on") ||
+               strstr(arg, "/store.img");
+}
+
+struct disk_scan {
+        bool after_exec, in_qemu, after_option, whole; /* whole: every word is QEMU's */
+        char *ret;
+        size_t size;
+};
+
+static int disk_word(const char *word, void *userdata) {
+        struct disk_scan *ds = userdata;
+
+        if (!ds->whole) {
+                if (ds->after_exec && word_is_qemu(word))
+                        ds->in_qemu = true;
+                ds->after_exec = streq(word, "exec");
+                if (!ds->in_qemu)
+                        return 0;
+        }
+        if (ds->after_option) {
+                ds->after_option = false;
+                if (disk_unwritten(word))
+                        return 0;
+                (void) snprintf(ds->ret, ds->size, "%s", word);
+                return 1;
+        }
+        ds->after_option = is_disk_option(word);
+        return 0;
+}
+
+int qemu_snapshot_writable_disk(const char *script, const char *qemu_opts, char *const *argv, char *ret, size_t size) {
+        struct disk_scan ds = {.ret = ret, .size = size};
+
+        if (words_each(script, disk_word, &ds) > 0)
+                return 1;
+        ds = (struct disk_scan){.whole = true, .ret = ret, .size = size};
+        if (words_each(qemu_opts, disk_word, &ds) > 0)
+                return 1;
+        for (size_t i = 0; argv && argv[i]; i++)
+                if (disk_word(argv[i], &ds) > 0)
+                        return 1;
         return 0;
 }
 

@@ -84,6 +84,17 @@ int qemu_snapshot_agent_command(unsigned long long usec, unsigned long long cont
  * then date(1). */
 int qemu_snapshot_clock_command(unsigned long long usec, bool restored, char **ret);
 
+/* Whether the VM has a disk QEMU may write: a disk option (-drive, -hda..-hdd,
+ * -blockdev, -pflash) in the QEMU command line of the start script @script
+ * (NULL: none), in @qemu_opts or in @argv (the direct boot's extra arguments,
+ * or the driver's), unless read-only, snapshot=on or NixOS's store image. A
+ * snapshot holds the guest's RAM but not its disks, and a NixOS start script
+ * makes a fresh root disk image ($NIX_DISK_IMAGE) in every run's state dir:
+ * a restored guest would find under its mounted file systems a disk they
+ * were never written to. 1 with the disk's argument in @ret (cut to @size),
+ * 0 if none. */
+int qemu_snapshot_writable_disk(const char *script, const char *qemu_opts, char *const *argv, char *ret, size_t size);
+
 /* Whether the RAM of a direct-boot VM whose extra arguments are @argv may
  * live in a file: not if they choose its memory themselves (-m, -mem-path,
  * -numa, a memory backend of their own). */

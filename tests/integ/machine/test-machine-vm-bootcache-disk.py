@@ -28,18 +28,9 @@ print("BOOTCACHE-DISK-OK")
 
 
 def main():
-    n = 0
-    failed = 0
-
-    def check(cond, what, detail=""):
-        nonlocal n, failed
-        n += 1
-        failed += not cond
-        print("%sok %d - %s" % ("" if cond else "not ", n, what), flush=True)
-        if not cond:
-            for line in str(detail).splitlines()[-40:]:
-                print("#   " + line)
-
+    t = minisup.TapChecks()
+    t.n = t.failed = 0
+    check = t.check
     if not VIGIL or not shutil.which("qemu-system-x86_64"):
         print("1..0 # SKIP no vigil binary or no QEMU")
         sys.exit(77)
@@ -78,8 +69,8 @@ def main():
               outs[0] + outs[1])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("1..%d" % n)
-    sys.exit(1 if failed else 0)
+    print("1..%d" % t.n)
+    sys.exit(1 if t.failed else 0)
 
 
 main()

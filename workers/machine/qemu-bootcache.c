@@ -69,6 +69,8 @@ struct qemu_bootcache {
         bool due;                     /* this boot saves one once the guest shell is up */
         bool recovering;              /* re-attached in the middle of a save: finish it */
         bool after_save;              /* the VM saved resumes: the marker goes once its shares are back */
+        bool resuming;                /* a restored guest resumes: its marker goes once its shares are back */
+        bool again;                   /* re-attached while it did: some shares may be mounted */
         unsigned long long cont_usec; /* CLOCK_REALTIME when QEMU answered the last cont; 0: unknown */
         bool ram_file; /* guest RAM outside the stream: a save copies QEMU's memfd, a restore maps <dir>/ram */
         char *tmp;     /* the save's temporary file (renamed to <dir>/vmstate once complete) */
@@ -86,6 +88,12 @@ static char *saving_path(const struct qemu_bootcache *q) {
         char *p;
 
         return asprintf(&p, "%s/" QEMU_SNAPSHOT_SAVING, q->m->cfg.state_dir) < 0 ? NULL : p;
+}
+
+static char *resuming_path(const struct qemu_bootcache *q) {
+        char *p;
+
+        return asprintf(&p, "%s/" QEMU_SNAPSHOT_RESUMING, q->m->cfg.state_dir) < 0 ? NULL : p;
 }
 
 /* The guest RAM of a boot that saves: QEMU's memfd, opened anew through
@@ -337,14 +345,17 @@ static bool writable_disk(const struct machine_config *c, const struct qemu_cmd 
  * (and that snapshot is only whole with it). */
 int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool only_restore) {
         const struct machine_config *c = &q->m->cfg;
-        _cleanup_free_ char *text = NULL, *path = NULL, *ram = NULL;
+        _cleanup_free_ char *text = NULL, *path = NULL, *ram = NULL, *marker = NULL;
         unsigned long long memory_mb;
         char disk[160];
         bool mappable;
         int r;
 
-        q->restoring = q->due = q->recovering = q->ram_file = false;
+        q->restoring = q->due = q->recovering = q->ram_file = q->resuming = q->again = false;
         q->key[0] = 0;
+        /* A new boot: a resume a dead worker left unfinished concerned the one before. */
+        if ((marker = resuming_path(q)))
+                (void) unlink(marker);
         free(q->dir);
         q->dir = NULL;
         bootcache_forget_save(q);
@@ -497,17 +508,21 @@ static void shell_clock_begin_missing(struct shell_job *j) {
         shell_clock_begin(j, false);
 }
 
-/* The resume is over, whichever way: after a save, the marker goes. */
+/* The resume is over, whichever way: its marker goes (after a save, the
+ * save's). */
 static void resume_finished(struct qemu_bootcache *q) {
         _cleanup_free_ char *marker = NULL;
 
-        if (!q->after_save)
-                return;
-        q->after_save = false;
-        marker = saving_path(q);
+        if (q->resuming) {
+                q->resuming = q->again = false;
+                marker = resuming_path(q);
+        } else if (q->after_save) {
+                q->after_save = false;
+                q->recovering = false;
+                marker = saving_path(q);
+        }
         if (marker)
                 (void) unlink(marker);
-        q->recovering = false;
 }
 
 static void shell_clock_done(struct shell_job *j, int error, const char *message, int status, uint8_t *output,
@@ -557,10 +572,38 @@ static void resumed(struct shell_job *j, int error, const char *message, int sta
                 return;
         }
         f->timeout_s = 30;
-        f->begin = absent && !q->after_save && !q->recovering ? shell_clock_begin_restored : shell_clock_begin_missing;
+        f->begin = absent && !q->after_save && !q->recovering && !q->again ? shell_clock_begin_restored
+                                                                           : shell_clock_begin_missing;
         f->done = shell_clock_done;
         f->userdata = q;
         machine_shell_submit_first(q->m->shell, f);
+}
+
+/* A restored guest's first job: its shares, then its clock (one round
+ * trip by the agent). Until it is over, the marker in the state dir tells a
+ * worker that re-attaches to do it again. */
+static void bootcache_resume_restored(struct qemu_bootcache *q) {
+        _cleanup_free_ char *marker = resuming_path(q);
+        struct shell_job *j;
+        int fd;
+
+        fd = marker ? open(marker, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+        if (fd < 0)
+                log_warning("Boot cache: could not write %s (a worker restarted before the guest resumed would not "
+                            "know to resume it)",
+                            marker ?: "the resume marker");
+        safe_close(fd);
+        q->resuming = true;
+        j = shell_job_new(SHELL_JOB_EXEC, "true");
+        if (!j) {
+                resume_finished(q);
+                return;
+        }
+        j->timeout_s = 30;
+        j->begin = clock_begin;
+        j->done = resumed;
+        j->userdata = q;
+        machine_shell_submit_first(q->m->shell, j);
 }
 
 void qemu_bootcache_continued(struct qemu_bootcache *q) {
@@ -570,19 +613,11 @@ void qemu_bootcache_continued(struct qemu_bootcache *q) {
 
 void qemu_bootcache_restored(struct qemu_bootcache *q) {
         struct machine *m = q->m;
-        struct shell_job *j;
 
         log_info("Boot cache: restored in %.2f s (key %s)", (double) (now_usec() - q->started) / USEC_PER_SEC, q->key);
         (void) worker_send_event(m->w, "boot-restored", "restored the boot snapshot %s", q->key);
         machine_shell_restored(m->shell);
-        /* One round trip: the shares, then the clock. */
-        if ((j = shell_job_new(SHELL_JOB_EXEC, "true"))) {
-                j->timeout_s = 30;
-                j->begin = clock_begin;
-                j->done = resumed;
-                j->userdata = q;
-                machine_shell_submit_first(m->shell, j);
-        }
+        bootcache_resume_restored(q);
 }
 
 static void bootcache_poll_cb(evutil_socket_t fd, short what, void *arg) {
@@ -877,6 +912,16 @@ bool qemu_bootcache_failed(struct qemu_bootcache *q, const struct qemu_request *
 }
 
 void qemu_bootcache_attached(struct qemu_bootcache *q) {
+        _cleanup_free_ char *resuming = resuming_path(q);
+
+        if (resuming && access(resuming, F_OK) == 0) {
+                log_warning("Boot cache: the previous worker died while the restored guest resumed; mounting its "
+                            "shares and setting its clock again");
+                q->again = true;
+                q->cont_usec = 0; /* not known to this worker: the agent, if it still waits, counts from the job */
+                bootcache_resume_restored(q);
+                return;
+        }
         if (saving_load(q) <= 0)
                 return;
         log_warning("Boot cache: the previous worker died while saving a snapshot to %s; finishing the save and "

@@ -16,6 +16,9 @@
  * and the snapshot it becomes, one a line, so a worker that re-attaches
  * after its predecessor died mid-save can finish or undo it. */
 #define QEMU_SNAPSHOT_SAVING "boot-cache-saving"
+/* In the state dir while a restored guest's shares and clock are not back:
+ * a worker that re-attaches and finds it resumes the guest again. */
+#define QEMU_SNAPSHOT_RESUMING "boot-cache-resuming"
 
 /* Direct-boot machines keep their RAM out of the migration stream
  * (qemu_snapshot_ram_args()): the boot that saves has it in a shared memfd

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 # Proves that a machine worker SIGKILLed while it saves a boot snapshot leaves neither a paused VM nor a partial
-# snapshot: the re-attached worker lets the VM run with its shares and clock, and a later run restores or boots cold.
-# It matters because a save pauses the guest and unmounts its shares, and a worker can die at any moment.
+# snapshot: the re-attached worker lets the VM run with its shares and clock, and a later run restores or boots cold;
+# and one SIGKILLed right after a restore, before the guest's shares and clock are back, leaves a worker that brings
+# them back. It matters because a save pauses the guest and unmounts its shares, a restore finds them unmounted, and
+# a worker can die at any moment.
 import glob
 import os
 import signal
@@ -108,7 +110,26 @@ def body(t):
     m.call("M_SHUTDOWN")
     m.close()
 
-    # 3. Killed mid-migration together with QEMU (vigil itself SIGKILLed): the next start forgets the save.
+    # 3. Killed right after a restore, while the guest's first job mounts its shares and sets its clock: the
+    # new worker resumes it again.
+    start = len(t.worker_log())
+    m = t.machine(boot_cache=cache)
+    seq = m.send("M_CONNECT", -1)
+    seen = wait_log(t, "Boot cache: restored in", start)
+    t.check(seen, "killed while resuming: the worker restored the snapshot")
+    if seen:
+        kill_worker(m)
+        try:
+            m.result(seq, timeout=300)
+        except Exception:  # noqa: BLE001 - the connect may fail with the restart; either is fine
+            pass
+        t.check("died while the restored guest resumed" in t.worker_log()[start:],
+                "killed while resuming: the new worker saw the resume unfinished and resumes again")
+        check_guest(t, m, "killed while resuming")
+    m.call("M_SHUTDOWN")
+    m.close()
+
+    # 4. Killed mid-migration together with QEMU (vigil itself SIGKILLed): the next start forgets the save.
     cache = os.path.join(t.tmp, "cache-gone")
     start = before_kill = len(t.worker_log())
     m = t.machine(boot_cache=cache)

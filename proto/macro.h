@@ -127,17 +127,20 @@ static inline bool streq_ptr(const char *a, const char *b) {
 #define USEC_PER_MSEC 1000ULL
 #define NSEC_PER_USEC 1000ULL
 
-/* CLOCK_MONOTONIC in microseconds. */
+/* @clock's time in microseconds. */
 #include <time.h>
-static inline unsigned long long now_usec(void) {
+static inline unsigned long long clock_usec(clockid_t clock) {
         struct timespec ts;
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        (void) clock_gettime(clock, &ts);
         return (unsigned long long) ts.tv_sec * USEC_PER_SEC + (unsigned long long) ts.tv_nsec / NSEC_PER_USEC;
+}
+
+/* CLOCK_MONOTONIC in microseconds. */
+static inline unsigned long long now_usec(void) {
+        return clock_usec(CLOCK_MONOTONIC);
 }
 
 /* CLOCK_REALTIME in microseconds since the epoch. */
 static inline unsigned long long now_realtime_usec(void) {
-        struct timespec ts;
-        (void) clock_gettime(CLOCK_REALTIME, &ts);
-        return (unsigned long long) ts.tv_sec * USEC_PER_SEC + (unsigned long long) ts.tv_nsec / NSEC_PER_USEC;
+        return clock_usec(CLOCK_REALTIME);
 }

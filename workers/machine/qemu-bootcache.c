@@ -311,25 +311,23 @@ static int cmd_add_ram(struct qemu_cmd *cmd, bool script, const char *ram, unsig
 
 /* Whether the guest's RAM can live outside the stream, and its size: a
  * direct boot's unless its extra arguments choose the memory; a start
- * script's if its QEMU command line says `-m <MiB>` and nothing else
- * chooses (qemu_snapshot_script_memory()). */
-static bool ram_mappable(const struct machine_config *c, const struct qemu_cmd *cmd, unsigned long long *ret_mb) {
-        _cleanup_free_ char *script = NULL;
-
+ * script's (@script, its text) if its QEMU command line says `-m <MiB>` and
+ * nothing else chooses (qemu_snapshot_script_memory()). */
+static bool ram_mappable(const struct machine_config *c, const struct qemu_cmd *cmd, const char *script,
+                         unsigned long long *ret_mb) {
         *ret_mb = c->memory_mb;
         if (!c->start_script)
                 return qemu_snapshot_ram_mappable(c->extra_args);
-        return read_file_max(c->start_script, 1 << 20, &script) >= 0 &&
+        return script &&
                qemu_snapshot_script_memory(script, qemu_env_get(cmd->env, "QEMU_OPTS"), c->extra_args, ret_mb) >= 0;
 }
 
-/* A disk QEMU writes, in the start script's QEMU line, QEMU_OPTS or the
- * extra arguments (qemu_snapshot_writable_disk()); an unreadable script
- * counts as one. */
-static bool writable_disk(const struct machine_config *c, const struct qemu_cmd *cmd, char *ret, size_t size) {
-        _cleanup_free_ char *script = NULL;
-
-        if (c->start_script && read_file_max(c->start_script, 1 << 20, &script) < 0) {
+/* A disk QEMU writes, in the start script's QEMU line (@script, its text;
+ * NULL for a start script: unreadable, which counts as one), QEMU_OPTS or
+ * the extra arguments (qemu_snapshot_writable_disk()). */
+static bool writable_disk(const struct machine_config *c, const struct qemu_cmd *cmd, const char *script, char *ret,
+                          size_t size) {
+        if (c->start_script && !script) {
                 (void) snprintf(ret, size, "start script %s unreadable", c->start_script);
                 return true;
         }
@@ -345,7 +343,7 @@ static bool writable_disk(const struct machine_config *c, const struct qemu_cmd 
  * (and that snapshot is only whole with it). */
 int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool only_restore) {
         const struct machine_config *c = &q->m->cfg;
-        _cleanup_free_ char *text = NULL, *path = NULL, *ram = NULL, *marker = NULL;
+        _cleanup_free_ char *text = NULL, *path = NULL, *ram = NULL, *marker = NULL, *script = NULL;
         unsigned long long memory_mb;
         char disk[160];
         bool mappable;
@@ -361,7 +359,10 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool onl
         bootcache_forget_save(q);
         if (!c->boot_cache || !*c->boot_cache)
                 return 0;
-        if (writable_disk(c, cmd, disk, sizeof disk)) {
+        /* Read once: both the disks and the memory are looked for in it. */
+        if (c->start_script && read_file_max(c->start_script, 1 << 20, &script) < 0)
+                script = NULL;
+        if (writable_disk(c, cmd, script, disk, sizeof disk)) {
                 if (!only_restore)
                         log_info("Boot cache: off for this VM: it has a disk QEMU writes (%s), and a snapshot "
                                  "holds its RAM, not its disks; booting cold (a NixOS VM without one: "
@@ -378,7 +379,7 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool onl
                 q->dir = NULL;
                 return -ENOMEM;
         }
-        mappable = ram_mappable(c, cmd, &memory_mb);
+        mappable = ram_mappable(c, cmd, script, &memory_mb);
         if (access(path, R_OK) < 0 || (mappable && access(ram, R_OK) < 0)) {
                 if (only_restore)
                         return 0;
@@ -508,6 +509,23 @@ static void shell_clock_begin_missing(struct shell_job *j) {
         shell_clock_begin(j, false);
 }
 
+/* A job of the resume, first in the queue: @begin makes its command as it
+ * begins (the host's time goes out with it; @command if that fails). */
+static int submit_resume_job(struct qemu_bootcache *q, const char *command, void (*begin)(struct shell_job *j),
+                             void (*done)(struct shell_job *j, int error, const char *message, int status,
+                                          uint8_t *output, size_t len)) {
+        struct shell_job *j = shell_job_new(SHELL_JOB_EXEC, command);
+
+        if (!j)
+                return -ENOMEM;
+        j->timeout_s = 30;
+        j->begin = begin;
+        j->done = done;
+        j->userdata = q;
+        machine_shell_submit_first(q->m->shell, j);
+        return 0;
+}
+
 /* The resume is over, whichever way: its marker goes (after a save, the
  * save's). */
 static void resume_finished(struct qemu_bootcache *q) {
@@ -545,7 +563,6 @@ static void shell_clock_done(struct shell_job *j, int error, const char *message
  * or an older vigil at save time; or the agent failed). */
 static void resumed(struct shell_job *j, int error, const char *message, int status, uint8_t *output, size_t len) {
         struct qemu_bootcache *q = j->userdata;
-        struct shell_job *f;
         bool absent = error >= 0 && status == QEMU_SNAPSHOT_AGENT_ABSENT;
 
         if (error >= 0 && status == 0 && output && memmem(output, len, RESUME_AGENT_DONE, strlen(RESUME_AGENT_DONE))) {
@@ -566,17 +583,12 @@ static void resumed(struct shell_job *j, int error, const char *message, int sta
                 log_warning("Boot cache: vigil-resume failed in the guest (status %d, the console says why); the "
                             "shell mounts the shares and sets the clock instead",
                             status);
-        f = shell_job_new(SHELL_JOB_EXEC, "true");
-        if (!f) {
+        /* Only a fresh restore has every share unmounted. */
+        if (submit_resume_job(q, "true",
+                              absent && q->resuming && !q->again ? shell_clock_begin_restored
+                                                                 : shell_clock_begin_missing,
+                              shell_clock_done) < 0)
                 resume_finished(q);
-                return;
-        }
-        f->timeout_s = 30;
-        f->begin = absent && !q->after_save && !q->recovering && !q->again ? shell_clock_begin_restored
-                                                                           : shell_clock_begin_missing;
-        f->done = shell_clock_done;
-        f->userdata = q;
-        machine_shell_submit_first(q->m->shell, f);
 }
 
 /* A restored guest's first job: its shares, then its clock (one round
@@ -584,7 +596,6 @@ static void resumed(struct shell_job *j, int error, const char *message, int sta
  * worker that re-attaches to do it again. */
 static void bootcache_resume_restored(struct qemu_bootcache *q) {
         _cleanup_free_ char *marker = resuming_path(q);
-        struct shell_job *j;
         int fd;
 
         fd = marker ? open(marker, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
@@ -594,16 +605,8 @@ static void bootcache_resume_restored(struct qemu_bootcache *q) {
                             marker ?: "the resume marker");
         safe_close(fd);
         q->resuming = true;
-        j = shell_job_new(SHELL_JOB_EXEC, "true");
-        if (!j) {
+        if (submit_resume_job(q, "true", clock_begin, resumed) < 0)
                 resume_finished(q);
-                return;
-        }
-        j->timeout_s = 30;
-        j->begin = clock_begin;
-        j->done = resumed;
-        j->userdata = q;
-        machine_shell_submit_first(q->m->shell, j);
 }
 
 void qemu_bootcache_continued(struct qemu_bootcache *q) {
@@ -752,18 +755,9 @@ static void bootcache_answered(struct qemu_bootcache *q, int kind, const char *r
  * clock (it stood paused), let the queue go. The save is over, whatever
  * became of it, once the shares are back (resume_finished()). */
 static void bootcache_resume_guest(struct qemu_bootcache *q) {
-        struct shell_job *j = shell_job_new(SHELL_JOB_EXEC, QEMU_SNAPSHOT_REMOUNT_COMMAND);
-
         /* A migration the test itself asks for (M_QMP) takes all of the RAM. */
         (void) bootcache_submit(q, BOOTCACHE_CAPS_OFF, false, IGNORE_SHARED_OFF_COMMAND);
-        if (j) {
-                q->after_save = true;
-                j->timeout_s = 30;
-                j->begin = clock_begin;
-                j->done = resumed;
-                j->userdata = q;
-                machine_shell_submit_first(q->m->shell, j);
-        }
+        q->after_save = submit_resume_job(q, QEMU_SNAPSHOT_REMOUNT_COMMAND, clock_begin, resumed) >= 0;
         machine_shell_hold(q->m->shell, false);
 }
 

@@ -1,11 +1,11 @@
 #!/usr/bin/python3
 # Proves the boot cache through `vigil run --boot-cache`: a first run boots a tiny guest and a NixOS-shaped
-# start-script VM cold and saves their snapshots, a second run restores both, and in both runs the script
-# sees correct guest clocks (a restored one within 0.15 s of the host's) and mounted 9p shares; later runs show the restore loaded ahead of start() waits
-# paused and unseen (a machine never started stays silent, its uptime does not run before start()), is
-# given up for another reboot policy, and can be turned off; the guest side of each resume is the agent
-# vigil-resume, which leaves nothing behind, and a snapshot without it resumes by the shell. It matters
-# because this is the flag users turn on.
+# start-script VM cold and saves their snapshots, a second run restores both, and in both runs the script sees
+# correct guest clocks (a restored one within 0.15 s of the host's) and mounted 9p shares; later runs show the
+# restore loaded ahead of start() waits paused and unseen (a machine never started stays silent, its uptime does
+# not run before start()), is given up for another reboot policy, and can be turned off; the guest side of each
+# resume is the agent vigil-resume, which leaves nothing behind, and a snapshot without it resumes by the shell.
+# It matters because this is the flag users turn on.
 import json
 import os
 import re

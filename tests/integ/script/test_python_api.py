@@ -221,6 +221,29 @@ class TestLogger(unittest.TestCase):
         self.assertEqual(out.getvalue().splitlines(),
                          ["\x1b[2mserver # booting\x1b[0m", "\x1b[31m!!! \x1b[0mbad thing"])
 
+    def test_test_errors_are_one_write(self):
+        # vigil's progress lines share stderr: a traceback written line by line could be split by one.
+        class Writes(io.StringIO):
+            def __init__(self):
+                super().__init__()
+                self.writes = 0
+
+            def write(self, text):
+                self.writes += 1
+                return super().write(text)
+
+        out = Writes()
+        log = CompositeLogger([TerminalLogger(stream=out)])
+        log.log_test_errors(["Traceback (most recent call last):", "  File x", "", "E: boom"])
+        self.assertEqual(out.writes, 1)
+        self.assertEqual(out.getvalue().splitlines(),
+                         ["\x1b[31m!!! \x1b[0m" + line for line in ["Traceback (most recent call last):", "  File x",
+                                                                     "", "E: boom"]])
+        with tempfile.TemporaryDirectory() as tmp:
+            j = JunitXMLLogger(Path(tmp) / "junit.xml")
+            CompositeLogger([j]).log_test_errors(["a", "b"])
+            self.assertEqual(j.suite.stderr, "a" + os.linesep + "b" + os.linesep)
+
     def test_composite_error_exits_1(self):
         out = io.StringIO()
         log = CompositeLogger([TerminalLogger(stream=out)])

@@ -255,28 +255,23 @@ class Driver:
             except MachineError as e:
                 self.failure = f"{type(e).__name__}: {e}"
                 self._failure_event(traceback.format_exc())
-                for line in traceback.format_exc().splitlines():
-                    self.logger.log_test_error(line)
+                self.logger.log_test_errors(traceback.format_exc().splitlines())
                 sys.exit(1)
             except RequestedAssertionFailed as e:
                 self.failure = f"{type(e).__name__}: {e}"
                 _exc_type, _exc, tb = sys.exc_info()
                 # Only the script's own frames: it runs from a string, hence "<string>".
                 filtered = [frame for frame in traceback.extract_tb(tb) if frame.filename == "<string>"]
-                self.logger.log_test_error("Traceback (most recent call last):")
                 code = self.tests.splitlines()
                 told = ["Traceback (most recent call last):"]
                 for frame, line in zip(filtered, traceback.format_list(filtered)):
-                    self.logger.log_test_error(line.rstrip())
                     told.append(line.rstrip())
                     if frame.lineno and 0 < frame.lineno <= len(code):
-                        self.logger.log_test_error(f"    {code[frame.lineno - 1].strip()}")
                         told.append(f"    {code[frame.lineno - 1].strip()}")
-                self.logger.log_test_error("")
-                for line in f"{type(e).__name__}: {e}".splitlines():
-                    self.logger.log_test_error(line)
-                    told.append(line)
-                self._failure_event("\n".join(told))
+                message = f"{type(e).__name__}: {e}".splitlines()
+                # One block: a progress line of vigil's cannot split it.
+                self.logger.log_test_errors([*told, "", *message])
+                self._failure_event("\n".join(told + message))
                 self.debug.breakpoint()
                 sys.exit(1)
             except Exception as e:

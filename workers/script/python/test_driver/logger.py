@@ -69,6 +69,14 @@ class AbstractLogger:
     def log_test_error(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError
 
+    def log_test_errors(self, lines: list[str], **kwargs: Any) -> None:
+        """vigil's: the lines of one failure (a traceback) as one block. The
+        reference logs them one by one; a terminal logger writes the block
+        at once, so that a line another process writes to the same stderr
+        (vigil's progress lines) cannot land inside it."""
+        for line in lines:
+            self.log_test_error(line, **kwargs)
+
     def log_serial(self, message: str, machine: str) -> None:
         raise NotImplementedError
 
@@ -158,6 +166,10 @@ class TerminalLogger(AbstractLogger):
         # The reference routes this through warning() (so it never exits) and
         # hence through the log level too.
         self.warning(f"{RED}!!! {RESET}{args[0]}", *args[1:], **kwargs)
+
+    def log_test_errors(self, lines: list[str], **kwargs: Any) -> None:
+        if lines and self._log_level <= LogLevel.WARNING:
+            self._eprint("\n".join(self.maybe_prefix(f"{RED}!!! {RESET}{line}", kwargs) for line in lines))
 
 
 class QuietTerminalLogger(TerminalLogger):
@@ -482,6 +494,10 @@ class CompositeLogger(AbstractLogger):
     def log_test_error(self, *args: Any, **kwargs: Any) -> None:
         for logger in self.logger_list:
             logger.log_test_error(*args, **kwargs)
+
+    def log_test_errors(self, lines: list[str], **kwargs: Any) -> None:
+        for logger in self.logger_list:
+            logger.log_test_errors(lines, **kwargs)
 
     def error(self, *args: Any, **kwargs: Any) -> None:
         for logger in self.logger_list:

@@ -59,13 +59,12 @@ static void test_build(void) {
               "build: embedded single quotes");
         free(l);
         CHECK(guest_build_fast_call("echo 'x'", -1, false, &l) == 0 &&
-                      streq(l, "if declare -F __vigil_e >/dev/null; then { BASH_ARGV0=bash; BASH_SUBSHELL=0; "
-                               "SHLVL=$((SHLVL + 1)); unset -f __vigil_r __vigil_e; shopt -u lastpipe; set --; "
-                               "set -euo pipefail; eval 'echo '\"'\"'x'\"'\"''; } | __vigil_r; "
+                      streq(l, "if declare -F __vigil_p >/dev/null; then { __vigil_p; set --; "
+                               "eval 'echo '\"'\"'x'\"'\"''; } | __vigil_r; "
                                "__vigil_e \"${PIPESTATUS[@]}\"; else printf '\\0?\\n'; fi\n"),
               "build: fast framing call line (a pipeline, no file, one short line)");
         free(l);
-        CHECK(guest_build_fast_call("true", 5, false, &l) == 0 && strstr(l, "{ echo $BASHPID; BASH_ARGV0=bash;") &&
+        CHECK(guest_build_fast_call("true", 5, false, &l) == 0 && strstr(l, "{ echo $BASHPID; __vigil_p; set --;") &&
                       strstr(l, "eval true; } | __vigil_r 5; __vigil_e"),
               "build: a timeout is the reader's argument, and the command says its pid first");
         free(l);
@@ -78,6 +77,8 @@ static void test_build(void) {
                       strstr(l, "read -t $1 </dev/ptmx") && strstr(l, "&& s=124; unset __vigil_w") &&
                       strstr(l, "read -r -d '' -n 4096 v") && strstr(l, "printf '%s\\0.' \"$v\"") &&
                       strstr(l, "base64 -w 0") && strstr(l, "__vigil_e() { ") && !strstr(l, "wait $b") &&
+                      strstr(l, "__vigil_p() { BASH_ARGV0=bash; BASH_SUBSHELL=0; SHLVL=$((SHLVL + 1)); "
+                                "unset -f __vigil_r __vigil_e __vigil_p; shopt -u lastpipe; set -euo pipefail; }") &&
                       strstr(l, "eval true; } | __vigil_r 5; __vigil_e \"${PIPESTATUS[@]}\"\n") &&
                       !strstr(l, "/tmp") && strchr(l, '\n') == l + strlen(l) - 1,
               "build: the defining line carries the reader, then the call");

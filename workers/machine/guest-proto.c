@@ -574,6 +574,8 @@ int guest_build_command(const char *command, int64_t timeout_s, char **ret) {
         "done; "                                                                                        \
         "case $l in u) unset LC_ALL;; x*) LC_ALL=${l#x};; esac; "                                       \
         "printf %%s \"$v\"; }; "                                                                        \
+        "__vigil_p() { BASH_ARGV0=bash; BASH_SUBSHELL=0; SHLVL=$((SHLVL + 1)); "                       \
+                "unset -f __vigil_r __vigil_e __vigil_p; shopt -u lastpipe; set -euo pipefail; }; "     \
         "__vigil_e() { local s=$1; "                                                                    \
         "if [[ ${__vigil_w-} ]]; then kill -9 $__vigil_w 2>/dev/null; wait $__vigil_w 2>/dev/null && s=124; unset __vigil_w; fi; " \
         "printf '\\0\\n%%s\\n' $s; }; "
@@ -584,10 +586,13 @@ _Static_assert(GUEST_FAST_CHUNK == 4096 && GUEST_FAST_CHUNKS == 1, "FAST_READER 
  * $0 "bash", no positional parameters, not a subshell as far as
  * $BASH_SUBSHELL tells, one $SHLVL deeper, without the reader's functions or
  * `lastpipe`; stdin the backdoor's (hvc0), stdout the pipe the reader reads.
- * With a timeout it first says its pid (the watchdog's target). */
-#define FAST_COMMAND                                                                                                  \
-        "{ %sBASH_ARGV0=bash; BASH_SUBSHELL=0; SHLVL=$((SHLVL + 1)); unset -f __vigil_r __vigil_e; "                  \
-        "shopt -u lastpipe; set --; set -euo pipefail; eval %s; } | __vigil_r%s; __vigil_e \"${PIPESTATUS[@]}\""
+ * With a timeout it first says its pid (the watchdog's target). The
+ * prologue is __vigil_p, a function the definitions carry: the call line is
+ * ~100 bytes shorter for it, ~0.6 ms at bash's byte-a-syscall read under
+ * TCG. Its assignments and options are global; `set --` stays outside (in a
+ * function it would set the function's parameters), and bash runs a copy of
+ * a function's body, so __vigil_p can unset itself. */
+#define FAST_COMMAND "{ %s__vigil_p; set --; eval %s; } | __vigil_r%s; __vigil_e \"${PIPESTATUS[@]}\""
 
 int guest_build_fast_call(const char *command, int64_t timeout_s, bool define, char **ret) {
         _cleanup_free_ char *quoted = NULL;
@@ -606,9 +611,10 @@ int guest_build_fast_call(const char *command, int64_t timeout_s, bool define, c
         if (define)
                 r = asprintf(&line, FAST_READER FAST_COMMAND "\n", pid, quoted, arg);
         else
-                /* A shell without the reader (a fresh one) says so. */
+                /* A shell without the reader says so (a fresh one; one an
+                 * older vigil defined has no __vigil_p). */
                 r = asprintf(&line,
-                             "if declare -F __vigil_e >/dev/null; then " FAST_COMMAND "; else printf '\\0?\\n'; fi\n",
+                             "if declare -F __vigil_p >/dev/null; then " FAST_COMMAND "; else printf '\\0?\\n'; fi\n",
                              pid, quoted, arg);
         if (r < 0)
                 return -ENOMEM;

@@ -588,8 +588,8 @@ _Static_assert(GUEST_FAST_CHUNK == 4096 && GUEST_FAST_CHUNKS == 1, "FAST_READER 
  * `lastpipe`; stdin the backdoor's (hvc0), stdout the pipe the reader reads.
  * With a timeout it first says its pid (the watchdog's target). The
  * prologue is __vigil_p, a function the definitions carry: the call line is
- * ~100 bytes shorter for it, ~0.6 ms at bash's byte-a-syscall read under
- * TCG. Its assignments and options are global; `set --` stays outside (in a
+ * ~100 bytes shorter for it (bash reads it a byte a syscall; docs/machine.md
+ * has the measurement). Its assignments and options are global; `set --` stays outside (in a
  * function it would set the function's parameters), and bash runs a copy of
  * a function's body, so __vigil_p can unset itself. */
 #define FAST_COMMAND "{ %s__vigil_p; set --; eval %s; } | __vigil_r%s; __vigil_e \"${PIPESTATUS[@]}\""

@@ -135,29 +135,30 @@ int main(void) {
         free(cmd);
 
         char disk[64];
-        static const char nixos_script[] =
-                "NIX_DISK_IMAGE=$(readlink -f \"${NIX_DISK_IMAGE:-./vm.qcow2}\") || test -z \"$NIX_DISK_IMAGE\"\n"
-                "if test -n \"$NIX_DISK_IMAGE\" && ! test -e \"$NIX_DISK_IMAGE\"; then\n"
-                "  /nix/store/x-qemu/bin/qemu-img create -f qcow2 \"$NIX_DISK_IMAGE\" 1024M\nfi\n"
-                "exec /nix/store/x-qemu/bin/qemu-kvm -cpu max -name vm -m 1024 \\\n"
-                "    -drive cache=writeback,file=\"$NIX_DISK_IMAGE\",id=drive1,if=none,index=1,werror=report \\\n"
-                "    -device virtio-blk-pci,bootindex=1,drive=drive1,serial=root \\\n"
-                "    $QEMU_OPTS \"$@\"\n";
-        static const char store_script[] =
-                "exec /nix/store/x-qemu/bin/qemu-kvm -name vm -m 1024 \\\n"
-                "    -drive file=\"$TMPDIR\"/store.img,id=drive2,if=none,index=2,format=raw \\\n"
-                "    -drive file=/tmp/seed.iso,media=cdrom,readonly=on \\\n"
-                "    -drive file=/tmp/scratch.qcow2,snapshot=on \"$@\"\n";
-        CHECK(qemu_snapshot_writable_disk(nixos_script, NULL, NULL, disk, sizeof disk) == 1 &&
-                      strstr(disk, "file=\"$NIX_DISK_IMAGE\""),
-              "a NixOS start script's root disk is a disk QEMU writes (%s); its qemu-img line is not QEMU's", disk);
-        CHECK(qemu_snapshot_writable_disk(store_script, NULL, NULL, disk, sizeof disk) == 0,
-              "NixOS's store image, a read-only drive and a snapshot=on drive leave their disks as they were");
-        CHECK(qemu_snapshot_writable_disk(store_script, "-m 2048 -hdb /tmp/extra.img", NULL, disk, sizeof disk) == 1 &&
+        const char *state = "/run/vigil-1/vm-state-vm";
+        CHECK(qemu_snapshot_writable_disk(NULL, NULL, state, disk, sizeof disk) == 0,
+              "a start script's own QEMU line is not read: its root disk ($NIX_DISK_IMAGE) is the save's to decide");
+        CHECK(qemu_snapshot_writable_disk("-m 2048 -hdb /tmp/extra.img", NULL, state, disk, sizeof disk) == 1 &&
                       streq(disk, "/tmp/extra.img"),
-              "a disk in QEMU_OPTS counts (%s)", disk);
+              "a disk in QEMU_OPTS outside the state dir counts (%s)", disk);
+        CHECK(qemu_snapshot_writable_disk("-drive file=/run/vigil-1/vm-state-vm/data.img,if=virtio -hdb data2.img",
+                                          NULL, state, disk, sizeof disk) == 0,
+              "one in the state dir, or a relative name (QEMU's cwd is the state dir), can be carried: the save "
+              "decides");
+        CHECK(qemu_snapshot_writable_disk("-drive file=/run/vigil-1/vm-state-vm-other/x.img", NULL, state, disk,
+                                          sizeof disk) == 1 &&
+                      qemu_snapshot_writable_disk("-drive file=/run/vigil-1/vm-state-vm/../x.img", NULL, state, disk,
+                                                  sizeof disk) == 1,
+              "a sibling of the state dir with its name as prefix, or a path out of it with .., is outside");
+        CHECK(qemu_snapshot_writable_disk("-drive file=nbd:localhost:10809,if=virtio", NULL, state, disk,
+                                          sizeof disk) == 1 &&
+                      qemu_snapshot_writable_disk("-drive file=/tmp/seed.iso,media=cdrom,readonly=on "
+                                                  "-drive file=/tmp/scratch.qcow2,snapshot=on "
+                                                  "-drive file=/tmp/x/store.img,if=virtio",
+                                                  NULL, state, disk, sizeof disk) == 0,
+              "a protocol can never be carried; read-only, snapshot=on and NixOS's store image are not written");
         char *extra[] = {"-device", "e1000", "-blockdev", "driver=file,node-name=d,filename=/tmp/d.raw", NULL};
-        CHECK(qemu_snapshot_writable_disk(store_script, NULL, extra, disk, sizeof disk) == 1,
+        CHECK(qemu_snapshot_writable_disk(NULL, extra, state, disk, sizeof disk) == 1,
               "a -blockdev in the extra arguments counts");
         char *direct[] = {"qemu-system-x86_64",
                           "-kernel",
@@ -167,8 +168,10 @@ int main(void) {
                           "-append",
                           "console=ttyS0 -drive",
                           NULL};
-        CHECK(qemu_snapshot_writable_disk(NULL, NULL, direct, disk, sizeof disk) == 1 && strstr(disk, "vm.qcow2"),
-              "a direct boot's disk counts (%s)", disk);
+        CHECK(qemu_snapshot_writable_disk(NULL, direct, state, disk, sizeof disk) == 1 && strstr(disk, "vm.qcow2"),
+              "a direct boot's disk outside the state dir counts (%s)", disk);
+        CHECK(qemu_snapshot_writable_disk(NULL, direct, "/var/tmp", disk, sizeof disk) == 0,
+              "the same disk inside the state dir does not");
         char *diskless[] = {"qemu-system-x86_64",
                             "-kernel",
                             "k",
@@ -177,10 +180,100 @@ int main(void) {
                             "-blockdev",
                             "driver=file,node-name=d,filename=/x,read-only=on",
                             NULL};
-        CHECK(qemu_snapshot_writable_disk("exec qemu-system-x86_64 -m 256 \"$@\"\n", NULL, diskless + 1, disk,
-                                          sizeof disk) == 0 &&
-                      qemu_snapshot_writable_disk(NULL, NULL, diskless, disk, sizeof disk) == 0,
+        CHECK(qemu_snapshot_writable_disk(NULL, diskless, state, disk, sizeof disk) == 0,
               "no disk, or a read-only -blockdev: none QEMU writes");
+
+        /* The save's rule, disk by disk. */
+        const char *rel = NULL;
+        CHECK(qemu_snapshot_disk_rule("/run/vigil-1/vm-state-vm/vm.qcow2", true, state, NULL, &rel) ==
+                              QEMU_SNAPSHOT_DISK_CARRIED &&
+                      rel && streq(rel, "vm.qcow2"),
+              "a regular file in the state dir is carried, by its path relative to it (%s)", rel ?: "");
+        rel = NULL;
+        CHECK(qemu_snapshot_disk_rule("/tmp/real/vm-state-vm/d/x.img", true, state, "/tmp/real/vm-state-vm/", &rel) ==
+                              QEMU_SNAPSHOT_DISK_CARRIED &&
+                      rel && streq(rel, "d/x.img"),
+              "also under the state dir's canonical path (NixOS's readlink -f), in a subdirectory (%s)", rel ?: "");
+        CHECK(qemu_snapshot_disk_rule("/run/vigil-1/vm-state-vm/vm.qcow2", false, state, NULL, NULL) ==
+                              QEMU_SNAPSHOT_DISK_NOT_REGULAR &&
+                      qemu_snapshot_disk_rule("/tmp/outside.img", true, state, NULL, NULL) ==
+                              QEMU_SNAPSHOT_DISK_OUTSIDE &&
+                      qemu_snapshot_disk_rule("/run/vigil-1/vm-state-vmx/a.img", true, state, NULL, NULL) ==
+                              QEMU_SNAPSHOT_DISK_OUTSIDE &&
+                      qemu_snapshot_disk_rule("/run/vigil-1/vm-state-vm/../a.img", true, state, NULL, NULL) ==
+                              QEMU_SNAPSHOT_DISK_OUTSIDE &&
+                      qemu_snapshot_disk_rule("/run/vigil-1/vm-state-vm", true, state, NULL, NULL) ==
+                              QEMU_SNAPSHOT_DISK_OUTSIDE &&
+                      qemu_snapshot_disk_rule("json:{\"driver\": \"nbd\"}", true, state, NULL, NULL) ==
+                              QEMU_SNAPSHOT_DISK_PROTOCOL &&
+                      qemu_snapshot_disk_rule("/run/vigil-1/vm-state-vm/store.img", true, state, NULL, NULL) ==
+                              QEMU_SNAPSHOT_DISK_SKIPPED,
+              "a block device, a file outside (a sibling, a ..), the state dir itself or a protocol is never "
+              "carried; NixOS's store image is left alone");
+        CHECK(strstr(qemu_snapshot_disk_why(QEMU_SNAPSHOT_DISK_OUTSIDE), "outside the machine's state dir") &&
+                      strstr(qemu_snapshot_disk_why(QEMU_SNAPSHOT_DISK_NOT_REGULAR), "not a regular file"),
+              "each refusal says why");
+        CHECK(qemu_snapshot_disk_rel_ok("a/b.img") && !qemu_snapshot_disk_rel_ok("") &&
+                      !qemu_snapshot_disk_rel_ok("/a") && !qemu_snapshot_disk_rel_ok("a/../../b") &&
+                      !qemu_snapshot_disk_rel_ok("./a") && !qemu_snapshot_disk_rel_ok("a//b") &&
+                      !qemu_snapshot_disk_rel_ok("a/") && !qemu_snapshot_disk_rel_ok("a\nb"),
+              "a relative path names a file under the state dir and nothing else");
+
+        /* query-block's answer: the writable disks with a medium. */
+        static const char blocks_reply[] =
+                "{\"return\": [{\"io-status\": \"ok\", \"device\": \"drive1\", \"locked\": false, \"removable\": "
+                "false, \"inserted\": {\"iops_rd\": 0, \"ro\": false, \"drv\": \"raw\", \"file\": "
+                "\"/run/vigil-1/vm-state-vm/vm.img\", \"node-name\": \"#block123\"}, \"qdev\": "
+                "\"/machine/peripheral-anon/device[2]/virtio-backend\", \"type\": \"unknown\"}, {\"device\": "
+                "\"ide1-cd0\", \"locked\": false, \"removable\": true, \"tray_open\": false, \"type\": \"unknown\"}, "
+                "{\"device\": \"cd\", \"inserted\": {\"ro\": true, \"file\": \"/tmp/seed.iso\"}}, {\"device\": \"\", "
+                "\"inserted\": {\"ro\": false, \"file\": \"json:{\\\"driver\\\": \\\"nbd\\\"}\", \"node-name\": "
+                "\"n1\"}}]}";
+        struct qemu_snapshot_block *bl = NULL;
+        size_t nb = 0;
+        CHECK(qemu_snapshot_writable_blocks(blocks_reply, &bl, &nb) == 0 && nb == 2 && streq(bl[0].device, "drive1") &&
+                      streq(bl[0].file, "/run/vigil-1/vm-state-vm/vm.img") && streq(bl[1].device, "n1") &&
+                      strncmp(bl[1].file, "json:", 5) == 0,
+              "query-block: the writable disks with a medium, by device (or node) name; no empty drive, no "
+              "read-only one (%zu)",
+              nb);
+        qemu_snapshot_blocks_free(bl, nb);
+        bl = NULL;
+        CHECK(qemu_snapshot_writable_blocks("{\"error\": {\"class\": \"GenericError\"}}", &bl, &nb) == -EBADMSG &&
+                      qemu_snapshot_writable_blocks("not json", &bl, &nb) == -EBADMSG &&
+                      qemu_snapshot_writable_blocks("{\"return\": [{\"inserted\": {\"ro\": false}}]}", &bl, &nb) ==
+                              -EBADMSG &&
+                      !bl,
+              "an error, garbage or a writable disk without a file is not an answer to go by");
+
+        /* The manifest: relative path -> the file beside vmstate. */
+        struct qemu_snapshot_disk md[] = {{.rel = "vm.img", .saved = "disk.42.0"},
+                                          {.rel = "sub dir/b.qcow2", .saved = "disk.42.1"}};
+        struct qemu_snapshot_disk *mp = NULL;
+        size_t nm = 0;
+        char *mtext = NULL;
+        CHECK(qemu_snapshot_manifest_format(md, 2, &mtext) == 0 &&
+                      qemu_snapshot_manifest_parse(mtext, &mp, &nm) == 0 && nm == 2 && streq(mp[0].rel, "vm.img") &&
+                      streq(mp[0].saved, "disk.42.0") && streq(mp[1].rel, "sub dir/b.qcow2") &&
+                      streq(mp[1].saved, "disk.42.1"),
+              "the manifest reads back as written, spaces in a path and all (%s)", mtext ?: "");
+        qemu_snapshot_disks_free(mp, nm);
+        free(mtext);
+        mp = NULL;
+        struct qemu_snapshot_disk bad1[] = {{.rel = "../x", .saved = "disk.1.0"}},
+                                  bad2[] = {{.rel = "x", .saved = "../vmstate"}};
+        CHECK(qemu_snapshot_manifest_format(bad1, 1, &mtext) == -EINVAL &&
+                      qemu_snapshot_manifest_format(bad2, 1, &mtext) == -EINVAL &&
+                      qemu_snapshot_manifest_parse("vigil boot disks 1\ndisk.1.0 /etc/passwd\n", &mp, &nm) ==
+                              -EBADMSG &&
+                      qemu_snapshot_manifest_parse("vigil boot disks 1\nvmstate vm.img\n", &mp, &nm) == -EBADMSG &&
+                      qemu_snapshot_manifest_parse("vigil boot disks 1\ndisk.1.0 vm.img", &mp, &nm) == -EBADMSG &&
+                      qemu_snapshot_manifest_parse("disk.1.0 vm.img\n", &mp, &nm) == -EBADMSG && !mp,
+              "a manifest never names a file outside the state dir or the snapshot dir, nor vmstate; a truncated "
+              "or headless one is refused");
+        CHECK(qemu_snapshot_manifest_parse("vigil boot disks 1\n", &mp, &nm) == 0 && nm == 0,
+              "an empty manifest: no disks");
+        qemu_snapshot_disks_free(mp, nm);
 
         char **args = NULL;
         CHECK(qemu_snapshot_ram_args(NULL, 256, &args) == 0 && strv_length(args) == 4 && streq(args[0], "-object") &&
@@ -240,20 +333,33 @@ int main(void) {
                       qemu_snapshot_migration_of("") == QEMU_SNAPSHOT_MIGRATION_NONE,
               "only a completed migration is a snapshot; one under way is asked about again");
 
-        char *text = NULL, *tmp = NULL, *path = NULL;
-        CHECK(qemu_snapshot_saving_format("/c/k/vmstate.tmp.42", "/c/k/vmstate", &text) == 0 &&
-                      qemu_snapshot_saving_parse(text, &tmp, &path) == 0 && streq(tmp, "/c/k/vmstate.tmp.42") &&
-                      streq(path, "/c/k/vmstate"),
+        char *text = NULL, *tmp = NULL, *path = NULL, **disks = NULL;
+        CHECK(qemu_snapshot_saving_format("/c/k/vmstate.tmp.42", "/c/k/vmstate", NULL, &text) == 0 &&
+                      qemu_snapshot_saving_parse(text, &tmp, &path, &disks) == 0 &&
+                      streq(tmp, "/c/k/vmstate.tmp.42") && streq(path, "/c/k/vmstate") && !disks,
               "the saving marker names the temporary file and the snapshot (%s)", text ?: "");
         free(text);
         free(tmp);
         free(path);
+        char *carried[] = {"vm.img", "d/e f.qcow2", NULL};
+        CHECK(qemu_snapshot_saving_format("/c/k/vmstate.tmp.42", "/c/k/vmstate", carried, &text) == 0 &&
+                      qemu_snapshot_saving_parse(text, &tmp, &path, &disks) == 0 && strv_length(disks) == 2 &&
+                      streq(disks[0], "vm.img") && streq(disks[1], "d/e f.qcow2"),
+              "and the disks the save carries, so a re-attached worker copies them too (%s)", text ?: "");
+        free(text);
+        free(tmp);
+        free(path);
+        strv_free(disks);
         tmp = path = NULL;
-        CHECK(qemu_snapshot_saving_parse("/c/k/vmstate.tmp", &tmp, &path) == -EBADMSG &&
-                      qemu_snapshot_saving_parse("/a\n/b\nextra", &tmp, &path) == -EBADMSG &&
-                      qemu_snapshot_saving_parse("rel\n/b\n", &tmp, &path) == -EBADMSG && !tmp && !path,
-              "a truncated or foreign marker is refused");
-        CHECK(qemu_snapshot_saving_format("/a\nb", "/c", &text) == -EINVAL, "a path with a newline is refused");
+        disks = NULL;
+        CHECK(qemu_snapshot_saving_parse("/c/k/vmstate.tmp", &tmp, &path, &disks) == -EBADMSG &&
+                      qemu_snapshot_saving_parse("/a\n/b\nextra", &tmp, &path, &disks) == -EBADMSG &&
+                      qemu_snapshot_saving_parse("/a\n/b\ndisk ../x\n", &tmp, &path, &disks) == -EBADMSG &&
+                      qemu_snapshot_saving_parse("/a\n/b\ndisk x", &tmp, &path, &disks) == -EBADMSG &&
+                      qemu_snapshot_saving_parse("rel\n/b\n", &tmp, &path, &disks) == -EBADMSG && !tmp && !path &&
+                      !disks,
+              "a truncated or foreign marker, or one naming a disk outside the state dir, is refused");
+        CHECK(qemu_snapshot_saving_format("/a\nb", "/c", NULL, &text) == -EINVAL, "a path with a newline is refused");
 
         (void) unlink(kernel);
         (void) rmdir(dir);

@@ -6,9 +6,10 @@
  * shell queue held, QMP migrate to a file, for a direct-boot machine a
  * copy of its RAM, which QEMU keeps in a memfd, cont, shares mounted again),
  * loading one into a QEMU started with -incoming defer (mapping that RAM
- * copy-on-write), what the guest needs after a restore (shares, clock), and
- * finishing a save whose
- * worker died (the QEMU_SNAPSHOT_SAVING file in the state dir says which: the
+ * copy-on-write), the disks a save carries (query-block says which; a disk
+ * it cannot carry means no snapshot for the key; qemu-bootdisk.c copies
+ * them), what the guest needs after a restore (shares, clock), and
+ * finishing a save whose worker died (the QEMU_SNAPSHOT_SAVING file in the state dir says which: the
  * re-attached worker keeps the file only if QEMU completed the migration,
  * lets the VM run and mounts the shares again). The backend calls it at its
  * start steps and re-attach and hands it the answers to its QMP requests.
@@ -25,6 +26,7 @@
 #include "guest-proto.h"
 #include "log.h"
 #include "qemu-bootcache.h"
+#include "qemu-bootdisk.h"
 #include "qemu-snapshot.h"
 #include "resume-agent-blob.h"
 #include "resume-agent.h"
@@ -42,6 +44,7 @@ enum bootcache_kind {
         BOOTCACHE_LOAD_FD,                         /* a restore: getfd, the snapshot's fd for migrate-incoming */
         BOOTCACHE_CAPS_OFF,                        /* after a save: x-ignore-shared off again */
         BOOTCACHE_STOP,                            /* a save: pause the VM before anything else */
+        BOOTCACHE_BLOCKS,                          /* a save: query-block, which disks it carries */
         _BOOTCACHE_KIND_END,
 };
 
@@ -75,6 +78,9 @@ struct qemu_bootcache {
         bool ram_file; /* guest RAM outside the stream: a save copies QEMU's memfd, a restore maps <dir>/ram */
         char *tmp;     /* the save's temporary file (renamed to <dir>/vmstate once complete) */
         char *path;    /* <dir>/vmstate */
+        char **disks;  /* the save's disks, relative to the state dir (query-block; the marker's for a re-attach) */
+        char **placed; /* the disks the restore put into the state dir (removed if it fails) */
+        unsigned long long disk_bytes, disk_usec; /* the save's disk copies: data, time */
         struct event *timer;
         unsigned long long started;
 };
@@ -83,6 +89,7 @@ static void bootcache_answered(struct qemu_bootcache *q, int kind, const char *r
 static void bootcache_resume_guest(struct qemu_bootcache *q);
 static void bootcache_abort(struct qemu_bootcache *q, const char *why);
 static void bootcache_migrate(struct qemu_bootcache *q);
+static void bootcache_blocks(struct qemu_bootcache *q, const char *reply);
 
 static char *saving_path(const struct qemu_bootcache *q) {
         char *p;
@@ -188,20 +195,30 @@ static int file_sync(const char *path) {
         return fd < 0 || fdatasync(fd) < 0 ? negative_errno() : 0;
 }
 
-/* The migration to q->tmp completed and the VM stands paused: make q->path
- * the snapshot. Guest RAM outside the stream is copied first (the VM runs on
- * in the original) and linked as <dir>/ram before vmstate is renamed, which
- * makes the snapshot whole: of two machines saving the same key at once, the
- * first to link keeps its snapshot and the other drops its own. 1: saved, 0:
- * another machine's snapshot is kept. */
+/* The saver's own suffix, ".<QEMU pid>" (its temporary files end so). */
+static const char *saver_id(const struct qemu_bootcache *q) {
+        return strrchr(q->tmp, '.') ?: "";
+}
+
+/* The migration to q->tmp completed and the VM stands paused, QEMU's disks
+ * flushed: make q->path the snapshot. Guest RAM outside the stream is
+ * copied (the VM runs on in the original), then the disks the save carries
+ * with their manifest; the manifest is linked as <dir>/disks (for a machine
+ * with disks: the first of two identical machines saving at once to link
+ * it keeps its snapshot, the other drops its own copies), then the RAM as
+ * <dir>/ram (likewise for diskless ones), and only then is vmstate renamed,
+ * which makes the snapshot whole. 1: saved, 0: another machine's snapshot
+ * is kept. */
 static int bootcache_commit(struct qemu_bootcache *q) {
-        _cleanup_free_ char *copy = strdup(q->path), *ram = NULL, *ram_tmp = NULL;
+        _cleanup_free_ char *copy = strdup(q->path), *ram = NULL, *ram_tmp = NULL, *manifest_tmp = NULL;
         _cleanup_close_ int in = -EBADF;
-        const char *suffix = strrchr(q->tmp, '.');
-        int r;
+        const char *id = saver_id(q), *dir;
+        bool linked = false;
+        int r = 0;
 
         if (!copy)
                 return -ENOMEM;
+        dir = dirname(copy);
         /* A re-attached worker does not know the mode: QEMU's fds say. */
         if (q->ram_file || q->recovering) {
                 in = ram_open(q);
@@ -209,20 +226,33 @@ static int bootcache_commit(struct qemu_bootcache *q) {
                         return in;
         }
         if (in >= 0) {
-                if (asprintf(&ram, "%s/" QEMU_SNAPSHOT_RAM, dirname(copy)) < 0 ||
-                    asprintf(&ram_tmp, "%s.tmp%s", ram, suffix ?: "") < 0)
+                if (asprintf(&ram, "%s/" QEMU_SNAPSHOT_RAM, dir) < 0 || asprintf(&ram_tmp, "%s.tmp%s", ram, id) < 0)
                         return -ENOMEM;
                 r = ram_copy(in, ram_tmp);
-                if (r >= 0 && link(ram_tmp, ram) < 0)
-                        r = negative_errno();
-                (void) unlink(ram_tmp);
-                if (r == -EEXIST) {
-                        (void) unlink(q->tmp);
-                        return 0;
-                }
-                if (r < 0)
-                        return r;
         }
+        if (r >= 0 && q->disks) {
+                unsigned long long t0 = now_usec();
+                r = qemu_bootdisk_stage(dir, q->m->cfg.state_dir, id, q->disks, &manifest_tmp, &q->disk_bytes);
+                q->disk_usec = now_usec() - t0;
+                if (r >= 0) {
+                        r = qemu_bootdisk_commit(dir, manifest_tmp);
+                        linked = r >= 0;
+                }
+        }
+        if (r >= 0 && ram_tmp && link(ram_tmp, ram) < 0)
+                r = negative_errno();
+        if (ram_tmp)
+                (void) unlink(ram_tmp);
+        if (r < 0 && linked)
+                qemu_bootdisk_remove_saved(dir); /* this saver's manifest, and its disks */
+        if (r < 0)
+                qemu_bootdisk_drop(dir, id, strv_length(q->disks));
+        if (r == -EEXIST) {
+                (void) unlink(q->tmp);
+                return 0;
+        }
+        if (r < 0)
+                return r;
         r = file_sync(q->tmp);
         if (r < 0)
                 return r;
@@ -250,8 +280,9 @@ static int saving_load(struct qemu_bootcache *q) {
         free(q->tmp);
         free(q->path);
         q->tmp = q->path = NULL;
+        q->disks = strv_free(q->disks);
         if (r >= 0)
-                r = qemu_snapshot_saving_parse(text, &q->tmp, &q->path);
+                r = qemu_snapshot_saving_parse(text, &q->tmp, &q->path, &q->disks);
         if (r < 0) {
                 log_warning("Boot cache: ignoring the unreadable %s: %s", marker, strerror(-r));
                 (void) unlink(marker);
@@ -263,14 +294,18 @@ static int saving_load(struct qemu_bootcache *q) {
 /* A new QEMU starts: a save of the previous one that nobody finished (its
  * QEMU died with its worker) leaves no snapshot, only its temporary file. */
 static void bootcache_forget_save(struct qemu_bootcache *q) {
-        _cleanup_free_ char *marker = NULL;
+        _cleanup_free_ char *marker = NULL, *copy = NULL;
 
         if (saving_load(q) > 0) {
                 log_info("Boot cache: removing %s, left by a save that did not finish", q->tmp);
                 (void) unlink(q->tmp);
+                /* Its disk copies too, unless the snapshot's manifest names them. */
+                if (q->disks && (copy = strdup(q->path)))
+                        qemu_bootdisk_drop(dirname(copy), saver_id(q), strv_length(q->disks));
                 if ((marker = saving_path(q)))
                         (void) unlink(marker);
         }
+        q->disks = strv_free(q->disks);
         free(q->tmp);
         free(q->path);
         q->tmp = q->path = NULL;
@@ -322,28 +357,24 @@ static bool ram_mappable(const struct machine_config *c, const struct qemu_cmd *
                qemu_snapshot_script_memory(script, qemu_env_get(cmd->env, "QEMU_OPTS"), c->extra_args, ret_mb) >= 0;
 }
 
-/* A disk QEMU writes, in the start script's QEMU line (@script, its text;
- * NULL for a start script: unreadable, which counts as one), QEMU_OPTS or
- * the extra arguments (qemu_snapshot_writable_disk()). */
-static bool writable_disk(const struct machine_config *c, const struct qemu_cmd *cmd, const char *script, char *ret,
-                          size_t size) {
-        if (c->start_script && !script) {
-                (void) snprintf(ret, size, "start script %s unreadable", c->start_script);
-                return true;
-        }
-        /* A direct boot's whole command line is QEMU's (its "disk" among it). */
-        return qemu_snapshot_writable_disk(script, c->start_script ? qemu_env_get(cmd->env, "QEMU_OPTS") : NULL,
-                                           c->start_script ? c->extra_args : cmd->argv, ret, size) > 0;
+/* A disk QEMU writes that no snapshot can carry, named before QEMU starts:
+ * in QEMU_OPTS or the extra arguments of a start script (its own QEMU line
+ * is left to the save's query-block), or a direct boot's command line
+ * (qemu_snapshot_writable_disk()). */
+static bool writable_disk(const struct machine_config *c, const struct qemu_cmd *cmd, char *ret, size_t size) {
+        return qemu_snapshot_writable_disk(c->start_script ? qemu_env_get(cmd->env, "QEMU_OPTS") : NULL,
+                                           c->start_script ? c->extra_args : cmd->argv, c->state_dir, ret, size) > 0;
 }
 
 /* Which snapshot fits this boot: none (cache off), one to load (restoring:
  * QEMU waits for it with -incoming defer), or one to save once the guest
  * shell is up. A direct-boot machine's RAM stays out of the stream: a shared
  * memfd for a save, the snapshot's RAM file mapped private for a restore
- * (and that snapshot is only whole with it). */
+ * (and that snapshot is only whole with it). A snapshot's disks go into the
+ * state dir before QEMU starts, never over a disk already there. */
 int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool only_restore) {
         const struct machine_config *c = &q->m->cfg;
-        _cleanup_free_ char *text = NULL, *path = NULL, *ram = NULL, *marker = NULL, *script = NULL;
+        _cleanup_free_ char *text = NULL, *path = NULL, *ram = NULL, *marker = NULL, *script = NULL, *why = NULL;
         unsigned long long memory_mb;
         char disk[160];
         bool mappable;
@@ -351,6 +382,7 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool onl
 
         q->restoring = q->due = q->recovering = q->ram_file = q->resuming = q->again = false;
         q->key[0] = 0;
+        q->placed = strv_free(q->placed);
         /* A new boot: a resume a dead worker left unfinished concerned the one before. */
         if ((marker = resuming_path(q)))
                 (void) unlink(marker);
@@ -359,14 +391,12 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool onl
         bootcache_forget_save(q);
         if (!c->boot_cache || !*c->boot_cache)
                 return 0;
-        /* Read once: both the disks and the memory are looked for in it. */
         if (c->start_script && read_file_max(c->start_script, 1 << 20, &script) < 0)
                 script = NULL;
-        if (writable_disk(c, cmd, script, disk, sizeof disk)) {
+        if (writable_disk(c, cmd, disk, sizeof disk)) {
                 if (!only_restore)
-                        log_info("Boot cache: off for this VM: it has a disk QEMU writes (%s), and a snapshot "
-                                 "holds its RAM, not its disks; booting cold (a NixOS VM without one: "
-                                 "virtualisation.diskImage = null)",
+                        log_info("Boot cache: off for this VM: it has a disk QEMU writes outside its state dir "
+                                 "(%s), and a snapshot carries only the disks in the state dir; booting cold",
                                  disk);
                 return 0;
         }
@@ -380,23 +410,50 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool onl
                 return -ENOMEM;
         }
         mappable = ram_mappable(c, cmd, script, &memory_mb);
+        if (access(path, R_OK) < 0 && qemu_bootdisk_refusal(q->dir, &why) > 0) {
+                if (!only_restore)
+                        log_info("Boot cache: off for this VM: %s (recorded in %s/" QEMU_SNAPSHOT_NO_SNAPSHOT
+                                 " by an earlier save); booting cold",
+                                 why, q->dir);
+                return 0;
+        }
         if (access(path, R_OK) < 0 || (mappable && access(ram, R_OK) < 0)) {
                 if (only_restore)
                         return 0;
                 log_info("Boot cache: no snapshot for this VM (key %s) in %s; booting cold, saving one once the "
                          "guest shell is up",
                          q->key, c->boot_cache);
-                /* A RAM file without its vmstate is what a save that died left. */
-                if (access(path, F_OK) < 0)
+                /* A RAM file or disks without their vmstate are what a save that died left. */
+                if (access(path, F_OK) < 0) {
                         (void) unlink(ram);
+                        qemu_bootdisk_remove_saved(q->dir);
+                }
                 q->due = true;
                 q->ram_file = mappable;
                 return mappable ? cmd_add_ram(cmd, c->start_script, NULL, memory_mb) : 0;
         }
+        r = qemu_bootdisk_restore(q->dir, c->state_dir, &q->placed, disk, sizeof disk);
+        if (r == -EEXIST) {
+                if (!only_restore)
+                        log_info("Boot cache: not restoring the snapshot %s: its disk %s exists in the state dir "
+                                 "already (state kept from an earlier run, -K), and the snapshot's copy would "
+                                 "replace it; booting cold, saving nothing",
+                                 path, disk);
+                return 0;
+        }
+        if (r < 0) {
+                if (!only_restore)
+                        log_warning("Boot cache: not restoring the snapshot %s: its disks could not be put in "
+                                    "place (%s); booting cold, saving nothing",
+                                    path, strerror(-r));
+                return 0;
+        }
         if (mappable) {
                 r = cmd_add_ram(cmd, c->start_script, ram, memory_mb);
-                if (r < 0)
+                if (r < 0) {
+                        qemu_bootdisk_unplace(TAKE_PTR(q->placed));
                         return r;
+                }
                 q->ram_file = true;
         }
         if (c->start_script) {
@@ -425,8 +482,8 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool onl
         return 0;
 }
 
-/* The snapshot would not load: move it aside (a later run saves a fresh one)
- * and drop its RAM file. */
+/* The snapshot would not load: move it aside (a later run saves a fresh one),
+ * drop its RAM file and disks, and take back the disks the restore placed. */
 void qemu_bootcache_discard(struct qemu_bootcache *q, const char *why) {
         char path[4096], bad[4200];
 
@@ -437,6 +494,9 @@ void qemu_bootcache_discard(struct qemu_bootcache *q, const char *why) {
         (void) rename(path, bad);
         (void) snprintf(path, sizeof path, "%s/" QEMU_SNAPSHOT_RAM, q->dir);
         (void) unlink(path);
+        qemu_bootdisk_remove_saved(q->dir);
+        /* The cold boot gets what it would have had: no disk, so the start script makes one. */
+        qemu_bootdisk_unplace(TAKE_PTR(q->placed));
         q->restoring = false;
 }
 
@@ -706,6 +766,12 @@ static void bootcache_answered(struct qemu_bootcache *q, int kind, const char *r
                 }
                 if (r == 0)
                         log_info("Boot cache: an identical machine saved %s first; keeping that one", q->path);
+                else if (q->disks)
+                        log_info("Boot cache: saved %s in %.2f s with %zu disk%s (%.1f MiB of data, copied in %.0f "
+                                 "ms)",
+                                 q->path, (double) (now_usec() - q->started) / USEC_PER_SEC, strv_length(q->disks),
+                                 strv_length(q->disks) == 1 ? "" : "s", (double) q->disk_bytes / (1 << 20),
+                                 (double) q->disk_usec / USEC_PER_MSEC);
                 else
                         log_info("Boot cache: saved %s in %.2f s", q->path,
                                  (double) (now_usec() - q->started) / USEC_PER_SEC);
@@ -741,6 +807,9 @@ static void bootcache_answered(struct qemu_bootcache *q, int kind, const char *r
                 else
                         bootcache_migrate(q);
                 return;
+        case BOOTCACHE_BLOCKS:
+                bootcache_blocks(q, reply);
+                return;
         case BOOTCACHE_LOAD:      /* QEMU exits if the snapshot does not load */
         case BOOTCACHE_LOAD_CAPS: /* and if without it, the stream does not fit */
         case BOOTCACHE_LOAD_FD:   /* and if without it, there is no stream */
@@ -762,7 +831,7 @@ static void bootcache_resume_guest(struct qemu_bootcache *q) {
 }
 
 static void bootcache_abort(struct qemu_bootcache *q, const char *why) {
-        log_warning("Boot cache: not saving a snapshot: %.300s", why);
+        log_warning("Boot cache: not saving a snapshot: %.600s", why);
         if (q->tmp)
                 (void) unlink(q->tmp);
         (void) evtimer_del(q->timer);
@@ -770,6 +839,84 @@ static void bootcache_abort(struct qemu_bootcache *q, const char *why) {
          * answer to cont lets the guest go on (bootcache_resume_guest()). */
         if (qemu_control_submit(q->ctl, QEMU_QMP, BOOTCACHE_CONT, false, "{\"execute\": \"cont\"}", 0) < 0)
                 bootcache_resume_guest(q);
+}
+
+/* The QEMU_SNAPSHOT_SAVING marker for q->tmp, q->path and q->disks,
+ * replaced whole (a worker that re-attaches reads one or the other). */
+static int saving_write(struct qemu_bootcache *q) {
+        _cleanup_free_ char *marker = saving_path(q), *tmp = NULL, *text = NULL;
+        _cleanup_fclose_ FILE *f = NULL;
+        int r;
+
+        if (!marker || asprintf(&tmp, "%s.tmp", marker) < 0)
+                return -ENOMEM;
+        r = qemu_snapshot_saving_format(q->tmp, q->path, q->disks, &text);
+        if (r < 0)
+                return r;
+        f = fopen(tmp, "we");
+        if (!f || fputs(text, f) < 0 || fflush(f) != 0 || rename(tmp, marker) < 0) {
+                r = negative_errno();
+                (void) unlink(tmp);
+                return r;
+        }
+        return 0;
+}
+
+/* query-block answered while the VM stands paused: every disk QEMU writes
+ * must be a regular file in the state dir (the snapshot carries a copy);
+ * any other means no snapshot for this key, recorded so that later runs
+ * boot cold without pausing the guest again. Then the migration. */
+static void bootcache_blocks(struct qemu_bootcache *q, const char *reply) {
+        _cleanup_free_ char *real = realpath(q->m->cfg.state_dir, NULL), *why = NULL;
+        _cleanup_strv_free_ char **disks = NULL;
+        struct qemu_snapshot_block *b = NULL;
+        size_t n = 0, k = 0;
+        int r;
+
+        r = qemu_snapshot_writable_blocks(reply, &b, &n);
+        if (r < 0) {
+                bootcache_abort(q, r == -EBADMSG ? "QEMU's query-block answer is not one" : "out of memory");
+                return;
+        }
+        disks = calloc(n + 1, sizeof *disks);
+        for (size_t i = 0; disks && i < n && !why; i++) {
+                struct stat st;
+                const char *rel = NULL;
+                enum qemu_snapshot_disk_verdict v = qemu_snapshot_disk_rule(
+                        b[i].file, stat(b[i].file, &st) == 0 && S_ISREG(st.st_mode), q->m->cfg.state_dir, real, &rel);
+                if (v == QEMU_SNAPSHOT_DISK_CARRIED && !(disks[k++] = strdup(rel)))
+                        disks = strv_free(disks);
+                else if (v != QEMU_SNAPSHOT_DISK_CARRIED && v != QEMU_SNAPSHOT_DISK_SKIPPED &&
+                         asprintf(&why, "it has a disk QEMU writes that a snapshot cannot carry: %s (%s): %s",
+                                  b[i].device, b[i].file, qemu_snapshot_disk_why(v)) < 0)
+                        why = NULL;
+        }
+        qemu_snapshot_blocks_free(b, n);
+        if (why) {
+                r = qemu_bootdisk_refuse(q->dir, why);
+                if (r < 0)
+                        log_warning("Boot cache: could not record why this VM gets no snapshot in %s: %s", q->dir,
+                                    strerror(-r));
+                bootcache_abort(q, why);
+                return;
+        }
+        if (!disks) {
+                bootcache_abort(q, "out of memory");
+                return;
+        }
+        if (k > 0) {
+                q->disks = TAKE_PTR(disks);
+                /* A worker that re-attaches mid-save copies them too. */
+                r = saving_write(q);
+                if (r < 0) {
+                        bootcache_abort(q, "could not record the disks in the saving marker");
+                        return;
+                }
+        }
+        if (!q->ram_file)
+                bootcache_migrate(q);
+        else if (bootcache_submit(q, BOOTCACHE_SAVE_CAPS, false, IGNORE_SHARED_COMMAND) < 0)
+                bootcache_abort(q, "out of memory");
 }
 
 /* Save the VM: QEMU pauses it, writes its device state and the RAM that is
@@ -825,9 +972,8 @@ static void bootcache_prepared(struct shell_job *j, int error, const char *messa
          * guest counts the time the guest runs from here on, and its clock
          * is off by what ran before the pause. */
         (void) bootcache_submit(q, BOOTCACHE_STOP, false, "{\"execute\": \"stop\"}");
-        if (!q->ram_file)
-                bootcache_migrate(q);
-        else if (bootcache_submit(q, BOOTCACHE_SAVE_CAPS, false, IGNORE_SHARED_COMMAND) < 0)
+        /* Paused: the disks QEMU writes say whether there is a snapshot at all. */
+        if (bootcache_submit(q, BOOTCACHE_BLOCKS, false, "{\"execute\": \"query-block\"}") < 0)
                 bootcache_abort(q, "out of memory");
 }
 
@@ -836,8 +982,7 @@ void qemu_bootcache_guest_ready(struct qemu_bootcache *q) {
         struct machine *m = q->m;
         struct shell_job *j;
 
-        _cleanup_free_ char *marker = saving_path(q), *text = NULL, *prepare = NULL;
-        _cleanup_fclose_ FILE *f = NULL;
+        _cleanup_free_ char *marker = saving_path(q), *prepare = NULL;
         const char *env;
 
         if (!q->due)
@@ -854,8 +999,8 @@ void qemu_bootcache_guest_ready(struct qemu_bootcache *q) {
                 return;
         }
         /* Written before anything changes in the guest, removed once its shares are back. */
-        if (!marker || qemu_snapshot_saving_format(q->tmp, q->path, &text) < 0 || !(f = fopen(marker, "we")) ||
-            fputs(text, f) < 0 || fflush(f) != 0) {
+        q->disks = strv_free(q->disks);
+        if (saving_write(q) < 0) {
                 log_warning("Boot cache: not saving a snapshot: could not write %s", marker ?: "the marker");
                 if (marker)
                         (void) unlink(marker);
@@ -960,6 +1105,8 @@ struct qemu_bootcache *qemu_bootcache_free(struct qemu_bootcache *q) {
         free(q->dir);
         free(q->tmp);
         free(q->path);
+        strv_free(q->disks);
+        strv_free(q->placed);
         free(q);
         return NULL;
 }

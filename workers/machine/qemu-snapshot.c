@@ -3,15 +3,17 @@
  * qemu-snapshot.c owns what the boot cache computes without a VM: the key
  * that says whether a saved boot fits the VM about to start (everything that
  * shapes it, and nothing that differs between runs of the same test), the
- * guest commands around a snapshot, and QEMU's arguments that keep a
- * machine's RAM out of the migration stream. qemu-bootcache.c takes and
- * restores the snapshots.
+ * guest commands around a snapshot, QEMU's arguments that keep a
+ * machine's RAM out of the migration stream, and which disks a snapshot
+ * carries (the rule, query-block's answer, the manifest). qemu-bootcache.c
+ * takes and restores the snapshots, qemu-bootdisk.c copies their disks.
  */
 #include <libgen.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "json-util.h"
 #include "macro.h"
 #include "qemu-snapshot.h"
 #include "resume-agent.h"
@@ -331,13 +333,6 @@ int qemu_snapshot_script_memory(const char *script, const char *qemu_opts, char 
 /* Options whose next argument is a disk QEMU may write. */
 static const char *const disk_options[] = {"-drive", "-hda", "-hdb", "-hdc", "-hdd", "-blockdev", "-pflash"};
 
-static bool is_disk_option(const char *word) {
-        for (size_t i = 0; i < ELEMENTSOF(disk_options); i++)
-                if (streq(word, disk_options[i]))
-                        return true;
-        return false;
-}
-
 /* Whether the argument of a disk option leaves the disk as it was: read-only,
  * or written to a temporary overlay; or NixOS's store image, which its
  * start script copies afresh at every start from the same built image and
@@ -347,45 +342,256 @@ static bool disk_unwritten(const char *arg) {
                strstr(arg, "/store.img");
 }
 
+/* The file a disk option's argument names: a -drive's file=, a -blockdev's
+ * filename=, or the whole argument of -hda..-hdd and -pflash; "" if none
+ * (a -blockdev whose file is another node: the save decides). */
+static void disk_file(const char *option, const char *arg, char *ret, size_t size) {
+        static const char *const keys[] = {"file=", "filename="};
+
+        ret[0] = 0;
+        if (!streq(option, "-drive") && !streq(option, "-blockdev")) {
+                (void) snprintf(ret, size, "%s", arg);
+                return;
+        }
+        for (const char *p = arg; *p;) {
+                for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                        if (strncmp(p, keys[i], strlen(keys[i])) == 0) {
+                                const char *v = p + strlen(keys[i]);
+                                (void) snprintf(ret, size, "%.*s", (int) strcspn(v, ","), v);
+                                return;
+                        }
+                p += strcspn(p, ",");
+                p += *p == ',';
+        }
+}
+
+/* Whether @file, named before QEMU runs, can never be carried: an absolute
+ * path outside the state dir, or a protocol. A relative name, or a
+ * variable the shell expands later, is left to the save. */
+static bool disk_never_carried(const char *file, const char *state_dir) {
+        const char *colon = strchr(file, ':');
+
+        if (!*file || strchr(file, '$'))
+                return false;
+        if (colon && (!strchr(file, '/') || colon < strchr(file, '/')))
+                return true;
+        return file[0] == '/' &&
+               qemu_snapshot_disk_rule(file, true, state_dir, NULL, NULL) == QEMU_SNAPSHOT_DISK_OUTSIDE;
+}
+
 struct disk_scan {
-        bool after_exec, in_qemu, after_option, whole; /* whole: every word is QEMU's */
+        const char *state_dir;
+        const char *option; /* the disk option the next word belongs to */
         char *ret;
         size_t size;
 };
 
 static int disk_word(const char *word, void *userdata) {
         struct disk_scan *ds = userdata;
+        char file[1024];
 
-        if (!ds->whole) {
-                if (ds->after_exec && word_is_qemu(word))
-                        ds->in_qemu = true;
-                ds->after_exec = streq(word, "exec");
-                if (!ds->in_qemu)
-                        return 0;
-        }
-        if (ds->after_option) {
-                ds->after_option = false;
-                if (disk_unwritten(word))
+        if (ds->option) {
+                const char *option = ds->option;
+                ds->option = NULL;
+                disk_file(option, word, file, sizeof file);
+                if (disk_unwritten(word) || !disk_never_carried(file, ds->state_dir))
                         return 0;
                 (void) snprintf(ds->ret, ds->size, "%s", word);
                 return 1;
         }
-        ds->after_option = is_disk_option(word);
+        for (size_t i = 0; i < ELEMENTSOF(disk_options); i++)
+                if (streq(word, disk_options[i]))
+                        ds->option = disk_options[i];
         return 0;
 }
 
-int qemu_snapshot_writable_disk(const char *script, const char *qemu_opts, char *const *argv, char *ret, size_t size) {
-        struct disk_scan ds = {.ret = ret, .size = size};
+int qemu_snapshot_writable_disk(const char *qemu_opts, char *const *argv, const char *state_dir, char *ret,
+                                size_t size) {
+        struct disk_scan ds = {.state_dir = state_dir, .ret = ret, .size = size};
 
-        if (words_each(script, disk_word, &ds) > 0)
-                return 1;
-        ds = (struct disk_scan){.whole = true, .ret = ret, .size = size};
         if (words_each(qemu_opts, disk_word, &ds) > 0)
                 return 1;
+        ds.option = NULL;
         for (size_t i = 0; argv && argv[i]; i++)
                 if (disk_word(argv[i], &ds) > 0)
                         return 1;
         return 0;
+}
+
+static const char *const disk_why[_QEMU_SNAPSHOT_DISK_VERDICT_MAX] = {
+        [QEMU_SNAPSHOT_DISK_OUTSIDE] = "it is outside the machine's state dir, and a snapshot carries only the "
+                                       "disks in it (a later run could not have it as it was)",
+        [QEMU_SNAPSHOT_DISK_PROTOCOL] = "it is not a plain file (a protocol or json: filename), which a snapshot "
+                                        "cannot carry",
+        [QEMU_SNAPSHOT_DISK_NOT_REGULAR] = "it is not a regular file (a block device?), which a snapshot cannot "
+                                           "carry",
+};
+
+const char *qemu_snapshot_disk_why(enum qemu_snapshot_disk_verdict v) {
+        return v >= 0 && v < _QEMU_SNAPSHOT_DISK_VERDICT_MAX && disk_why[v] ? disk_why[v] : "it can be carried";
+}
+
+bool qemu_snapshot_disk_rel_ok(const char *rel) {
+        if (!rel || !*rel || rel[0] == '/' || strchr(rel, '\n'))
+                return false;
+        for (const char *p = rel; *p;) {
+                size_t n = strcspn(p, "/");
+                if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+                        return false;
+                p += n;
+                if (*p == '/' && !*++p)
+                        return false; /* a trailing slash: a directory */
+        }
+        return true;
+}
+
+/* @rel if @file is @dir/<rel> with a relative path a manifest may name. */
+static const char *path_under(const char *file, const char *dir) {
+        size_t n = dir ? strlen(dir) : 0;
+
+        while (n > 1 && dir[n - 1] == '/')
+                n--;
+        if (n == 0 || strncmp(file, dir, n) != 0 || file[n] != '/')
+                return NULL;
+        return qemu_snapshot_disk_rel_ok(file + n + 1) ? file + n + 1 : NULL;
+}
+
+enum qemu_snapshot_disk_verdict qemu_snapshot_disk_rule(const char *file, bool regular, const char *state_dir,
+                                                        const char *state_real, const char **ret_rel) {
+        const char *base = strrchr(file, '/'), *rel;
+
+        if (file[0] != '/')
+                return QEMU_SNAPSHOT_DISK_PROTOCOL;
+        if (streq(base, "/store.img"))
+                return QEMU_SNAPSHOT_DISK_SKIPPED;
+        rel = path_under(file, state_dir) ?: path_under(file, state_real);
+        if (!rel)
+                return QEMU_SNAPSHOT_DISK_OUTSIDE;
+        if (!regular)
+                return QEMU_SNAPSHOT_DISK_NOT_REGULAR;
+        if (ret_rel)
+                *ret_rel = rel;
+        return QEMU_SNAPSHOT_DISK_CARRIED;
+}
+
+void qemu_snapshot_blocks_free(struct qemu_snapshot_block *b, size_t n) {
+        for (size_t i = 0; b && i < n; i++) {
+                free(b[i].device);
+                free(b[i].file);
+        }
+        free(b);
+}
+
+int qemu_snapshot_writable_blocks(const char *reply, struct qemu_snapshot_block **ret, size_t *ret_n) {
+        _cleanup_json_ json_object *o = reply ? json_tokener_parse(reply) : NULL;
+        json_object *list, *dev, *ins, *ro, *file;
+        struct qemu_snapshot_block *b = NULL;
+        size_t n = 0;
+
+        if (!o || !json_object_object_get_ex(o, "return", &list) || !json_object_is_type(list, json_type_array))
+                return -EBADMSG;
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+                json_object *e = json_object_array_get_idx(list, i);
+                if (!json_object_object_get_ex(e, "inserted", &ins) || !json_object_object_get_ex(ins, "ro", &ro) ||
+                    json_object_get_boolean(ro))
+                        continue;
+                if (!json_object_object_get_ex(ins, "file", &file) || !json_object_is_type(file, json_type_string))
+                        goto bad;
+                if (!json_object_object_get_ex(e, "device", &dev) || !*json_object_get_string(dev))
+                        (void) (json_object_object_get_ex(ins, "node-name", &dev) ||
+                                json_object_object_get_ex(e, "qdev", &dev));
+                struct qemu_snapshot_block *v = realloc(b, (n + 1) * sizeof *b);
+                if (!v)
+                        goto oom;
+                b = v;
+                b[n].device = strdup(dev ? json_object_get_string(dev) : "?");
+                b[n].file = strdup(json_object_get_string(file));
+                n++;
+                if (!b[n - 1].device || !b[n - 1].file)
+                        goto oom;
+        }
+        *ret = b;
+        *ret_n = n;
+        return 0;
+bad:
+        qemu_snapshot_blocks_free(b, n);
+        return -EBADMSG;
+oom:
+        qemu_snapshot_blocks_free(b, n);
+        return -ENOMEM;
+}
+
+#define MANIFEST_HEADER "vigil boot disks 1\n"
+
+void qemu_snapshot_disks_free(struct qemu_snapshot_disk *d, size_t n) {
+        for (size_t i = 0; d && i < n; i++) {
+                free(d[i].rel);
+                free(d[i].saved);
+        }
+        free(d);
+}
+
+/* A file name beside vmstate: no slash, not hidden, not vmstate itself. */
+static bool saved_name_ok(const char *name, size_t len) {
+        return len > 0 && len < 256 && name[0] != '.' && !memchr(name, '/', len) && !memchr(name, ' ', len) &&
+               !memchr(name, '\n', len) && !(len == strlen(QEMU_SNAPSHOT_STATE) && !strncmp(name, "vmstate", len));
+}
+
+int qemu_snapshot_manifest_format(const struct qemu_snapshot_disk *d, size_t n, char **ret) {
+        struct text t = {};
+
+        text_add(&t, MANIFEST_HEADER, strlen(MANIFEST_HEADER));
+        for (size_t i = 0; i < n; i++) {
+                if (!saved_name_ok(d[i].saved, strlen(d[i].saved)) || !qemu_snapshot_disk_rel_ok(d[i].rel)) {
+                        free(t.buf);
+                        return -EINVAL;
+                }
+                text_printf(&t, "%s %s\n", d[i].saved, d[i].rel);
+        }
+        if (t.oom) {
+                free(t.buf);
+                return -ENOMEM;
+        }
+        *ret = t.buf;
+        return 0;
+}
+
+/* One line "<saved> <rel>" each, after the header. */
+int qemu_snapshot_manifest_parse(const char *text, struct qemu_snapshot_disk **ret, size_t *ret_n) {
+        struct qemu_snapshot_disk *d = NULL;
+        size_t n = 0;
+        int r = -EBADMSG;
+
+        if (strncmp(text, MANIFEST_HEADER, strlen(MANIFEST_HEADER)) != 0)
+                return -EBADMSG;
+        for (const char *p = text + strlen(MANIFEST_HEADER); *p;) {
+                const char *nl = strchr(p, '\n'), *sp = strchr(p, ' ');
+                struct qemu_snapshot_disk *v;
+                if (!nl || !sp || sp > nl || !saved_name_ok(p, (size_t) (sp - p)))
+                        goto fail;
+                v = realloc(d, (n + 1) * sizeof *d);
+                if (!v) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                d = v;
+                d[n].saved = strndup(p, (size_t) (sp - p));
+                d[n].rel = strndup(sp + 1, (size_t) (nl - sp - 1));
+                n++;
+                if (!d[n - 1].saved || !d[n - 1].rel) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                if (!qemu_snapshot_disk_rel_ok(d[n - 1].rel))
+                        goto fail;
+                p = nl + 1;
+        }
+        *ret = d;
+        *ret_n = n;
+        return 0;
+fail:
+        qemu_snapshot_disks_free(d, n);
+        return r;
 }
 
 int qemu_snapshot_ram_args(const char *path, unsigned long long memory_mb, char ***ret) {
@@ -433,31 +639,64 @@ enum qemu_snapshot_migration qemu_snapshot_migration_of(const char *status) {
         return QEMU_SNAPSHOT_MIGRATION_RUNNING;
 }
 
-int qemu_snapshot_saving_format(const char *tmp, const char *path, char **ret) {
-        char *s;
+int qemu_snapshot_saving_format(const char *tmp, const char *path, char *const *disks, char **ret) {
+        struct text t = {};
 
         if (tmp[0] != '/' || path[0] != '/' || strchr(tmp, '\n') || strchr(path, '\n'))
                 return -EINVAL;
-        if (asprintf(&s, "%s\n%s\n", tmp, path) < 0)
+        text_printf(&t, "%s\n%s\n", tmp, path);
+        for (size_t i = 0; disks && disks[i]; i++) {
+                if (!qemu_snapshot_disk_rel_ok(disks[i])) {
+                        free(t.buf);
+                        return -EINVAL;
+                }
+                text_add(&t, "disk ", 5);
+                text_add(&t, disks[i], strlen(disks[i]));
+                text_add(&t, "\n", 1);
+        }
+        if (t.oom) {
+                free(t.buf);
                 return -ENOMEM;
-        *ret = s;
+        }
+        *ret = t.buf;
         return 0;
 }
 
-int qemu_snapshot_saving_parse(const char *text, char **ret_tmp, char **ret_path) {
+/* Two absolute paths, then a "disk <rel>" line per disk the save carries. */
+int qemu_snapshot_saving_parse(const char *text, char **ret_tmp, char **ret_path, char ***ret_disks) {
         const char *nl = strchr(text, '\n'), *end;
         _cleanup_free_ char *tmp = NULL, *path = NULL;
+        _cleanup_strv_free_ char **disks = NULL;
+        size_t n = 0;
 
         if (!nl || text[0] != '/' || nl[1] != '/')
                 return -EBADMSG;
         end = strchr(nl + 1, '\n');
-        if (!end || end[1])
+        if (!end)
                 return -EBADMSG;
+        for (const char *p = end + 1; *p;) {
+                const char *e = strchr(p, '\n');
+                char **v;
+                if (!e || strncmp(p, "disk ", 5) != 0)
+                        return -EBADMSG;
+                v = realloc(disks, (n + 2) * sizeof *v);
+                if (!v)
+                        return -ENOMEM;
+                disks = v;
+                disks[n + 1] = NULL;
+                disks[n] = strndup(p + 5, (size_t) (e - p - 5));
+                if (!disks[n])
+                        return -ENOMEM;
+                if (!qemu_snapshot_disk_rel_ok(disks[n++]))
+                        return -EBADMSG;
+                p = e + 1;
+        }
         tmp = strndup(text, nl - text);
         path = strndup(nl + 1, end - nl - 1);
         if (!tmp || !path)
                 return -ENOMEM;
         *ret_tmp = TAKE_PTR(tmp);
         *ret_path = TAKE_PTR(path);
+        *ret_disks = TAKE_PTR(disks);
         return 0;
 }

@@ -87,16 +87,63 @@ int qemu_snapshot_agent_command(unsigned long long usec, unsigned long long cont
  * then date(1). */
 int qemu_snapshot_clock_command(unsigned long long usec, bool restored, char **ret);
 
-/* Whether the VM has a disk QEMU may write: a disk option (-drive, -hda..-hdd,
- * -blockdev, -pflash) in the QEMU command line of the start script @script
- * (NULL: none), in @qemu_opts or in @argv (the direct boot's extra arguments,
- * or the driver's), unless read-only, snapshot=on or NixOS's store image. A
- * snapshot holds the guest's RAM but not its disks, and a NixOS start script
- * makes a fresh root disk image ($NIX_DISK_IMAGE) in every run's state dir:
- * a restored guest would find under its mounted file systems a disk they
- * were never written to. 1 with the disk's argument in @ret (cut to @size),
- * 0 if none. */
-int qemu_snapshot_writable_disk(const char *script, const char *qemu_opts, char *const *argv, char *ret, size_t size);
+/* Whether the VM has a disk QEMU may write that a snapshot can never carry,
+ * known before it starts: a disk option (-drive, -hda..-hdd, -blockdev,
+ * -pflash) in @qemu_opts or in @argv (the direct boot's whole command line,
+ * its "disk" among it, or a start script's extra arguments) naming an
+ * absolute file outside @state_dir or a protocol (json:, nbd:, ...), unless
+ * read-only, snapshot=on or NixOS's store image. A start script's own QEMU
+ * line is not read: its disks (NixOS's $NIX_DISK_IMAGE, made in the state
+ * dir) are decided by the save, from QEMU's query-block. 1 with the disk's
+ * argument in @ret (cut to @size), 0 if none. */
+int qemu_snapshot_writable_disk(const char *qemu_opts, char *const *argv, const char *state_dir, char *ret,
+                                size_t size);
+
+/* What the save does with one disk QEMU writes (qemu_snapshot_disk_rule()). */
+enum qemu_snapshot_disk_verdict {
+        QEMU_SNAPSHOT_DISK_CARRIED,     /* a regular file in the state dir: copied beside the snapshot */
+        QEMU_SNAPSHOT_DISK_SKIPPED,     /* NixOS's store image: made afresh at every start, mounted read-only */
+        QEMU_SNAPSHOT_DISK_OUTSIDE,     /* a file outside the state dir: no snapshot */
+        QEMU_SNAPSHOT_DISK_PROTOCOL,    /* json:, nbd:, ... or a relative name: no snapshot */
+        QEMU_SNAPSHOT_DISK_NOT_REGULAR, /* a block device, a FIFO, ...: no snapshot */
+        _QEMU_SNAPSHOT_DISK_VERDICT_MAX,
+};
+/* Why a verdict other than CARRIED or SKIPPED means no snapshot. */
+const char *qemu_snapshot_disk_why(enum qemu_snapshot_disk_verdict v);
+/* The rule for the file @file (QEMU's "inserted.file"), @regular if it is a
+ * regular file, in a machine whose state dir is @state_dir (or, if not NULL,
+ * @state_real, its canonical path: NixOS resolves the disk's path). For
+ * CARRIED, @ret_rel points into @file: its path relative to the state dir,
+ * which the next run's different state dir keeps. */
+enum qemu_snapshot_disk_verdict qemu_snapshot_disk_rule(const char *file, bool regular, const char *state_dir,
+                                                        const char *state_real, const char **ret_rel);
+/* A path relative to the state dir that a manifest or marker may name: not
+ * empty, not absolute, no "", "." or ".." component, no newline. */
+bool qemu_snapshot_disk_rel_ok(const char *rel);
+
+/* One disk QEMU writes, from query-block. */
+struct qemu_snapshot_block {
+        char *device; /* QEMU's device (or node) name */
+        char *file;   /* its "inserted.file" */
+};
+/* The devices of QMP's query-block answer @reply that have a medium inserted
+ * that is not read-only ("ro": false). -EBADMSG: not a query-block answer. */
+int qemu_snapshot_writable_blocks(const char *reply, struct qemu_snapshot_block **ret, size_t *ret_n);
+void qemu_snapshot_blocks_free(struct qemu_snapshot_block *b, size_t n);
+
+/* The manifest of the disks a snapshot carries (<dir>/QEMU_SNAPSHOT_DISKS):
+ * for each, its path relative to the state dir and the file beside vmstate
+ * that holds it. */
+#define QEMU_SNAPSHOT_DISKS       "disks"       /* the manifest; its link() is the saver's winning token */
+#define QEMU_SNAPSHOT_NO_SNAPSHOT "no-snapshot" /* why this key never gets a snapshot (a disk it cannot carry) */
+struct qemu_snapshot_disk {
+        char *rel;   /* in the state dir */
+        char *saved; /* a file name in <dir> */
+};
+int qemu_snapshot_manifest_format(const struct qemu_snapshot_disk *d, size_t n, char **ret);
+/* -EBADMSG for a text that is not a manifest (a bad name or path among it). */
+int qemu_snapshot_manifest_parse(const char *text, struct qemu_snapshot_disk **ret, size_t *ret_n);
+void qemu_snapshot_disks_free(struct qemu_snapshot_disk *d, size_t n);
 
 /* Whether the RAM of a direct-boot VM whose extra arguments are @argv may
  * live in a file: not if they choose its memory themselves (-m, -mem-path,
@@ -123,7 +170,9 @@ enum qemu_snapshot_migration {
 };
 enum qemu_snapshot_migration qemu_snapshot_migration_of(const char *status);
 
-/* The QEMU_SNAPSHOT_SAVING file's text for a save to @tmp becoming @path,
- * and back; -EBADMSG for a text that is not two absolute paths. */
-int qemu_snapshot_saving_format(const char *tmp, const char *path, char **ret);
-int qemu_snapshot_saving_parse(const char *text, char **ret_tmp, char **ret_path);
+/* The QEMU_SNAPSHOT_SAVING file's text for a save to @tmp becoming @path
+ * that carries the disks @disks (paths relative to the state dir; NULL:
+ * none, or not known yet), and back (@ret_disks: NULL if none);
+ * -EBADMSG for a text that is not two absolute paths and disk lines. */
+int qemu_snapshot_saving_format(const char *tmp, const char *path, char *const *disks, char **ret);
+int qemu_snapshot_saving_parse(const char *text, char **ret_tmp, char **ret_path, char ***ret_disks);

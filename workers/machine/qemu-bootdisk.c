@@ -1,0 +1,366 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * qemu-bootdisk.c owns the disks a boot snapshot carries (docs/machine.md,
+ * "Boot snapshots"): copying the disks a paused VM writes in its state dir
+ * beside vmstate with the manifest that names them (whose link() decides
+ * which of two savers of one key wins), putting them back into a new run's
+ * state dir before QEMU starts (never over a disk already there), taking
+ * them away again when the restore fails, and the note that a key never gets
+ * a snapshot. Copies are reflinks where the file system can, else sparse.
+ * Which disks a save carries is qemu-snapshot.c's pure rule;
+ * qemu-bootcache.c decides when.
+ */
+#include <fcntl.h>
+#include <libgen.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+
+#include "fs-util.h"
+#include "log.h"
+#include "macro.h"
+#include "qemu-bootdisk.h"
+#include "qemu-snapshot.h"
+
+#define COPY_CHUNK (8ULL << 20)
+
+struct copy_stats {
+        unsigned long long size, allocated;
+        bool reflinked;
+};
+
+static int pread_pwrite(int in, int out, off_t off, size_t len) {
+        _cleanup_free_ char *buf = malloc(MIN(len, (size_t) COPY_CHUNK));
+
+        if (!buf)
+                return -ENOMEM;
+        while (len > 0) {
+                ssize_t n = pread(in, buf, MIN(len, (size_t) COPY_CHUNK), off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return n < 0 ? negative_errno() : -EIO;
+                for (ssize_t w = 0; w < n;) {
+                        ssize_t k = pwrite(out, buf + w, (size_t) (n - w), off + w);
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        if (k <= 0)
+                                return k < 0 ? negative_errno() : -EIO;
+                        w += k;
+                }
+                off += n;
+                len -= (size_t) n;
+        }
+        return 0;
+}
+
+/* [@off, @off + @len) of @in to the same place in @out: copy_file_range,
+ * or read and write where the kernel cannot. */
+static int copy_range(int in, int out, off_t off, size_t len) {
+        while (len > 0) {
+                loff_t a = off, b = off;
+                ssize_t n = copy_file_range(in, &a, out, &b, MIN(len, (size_t) 1 << 30), 0);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP))
+                        return pread_pwrite(in, out, off, len);
+                if (n <= 0)
+                        return n < 0 ? negative_errno() : -EIO;
+                off += n;
+                len -= (size_t) n;
+        }
+        return 0;
+}
+
+/* The data of @in into the empty @out, holes left holes. */
+static int copy_sparse(int in, int out, off_t size) {
+        for (off_t off = 0; off < size;) {
+                off_t data = lseek(in, off, SEEK_DATA), hole;
+                if (data < 0 && errno == ENXIO)
+                        break;
+                if (data < 0)
+                        return negative_errno();
+                hole = lseek(in, data, SEEK_HOLE);
+                if (hole < 0)
+                        return negative_errno();
+                int r = copy_range(in, out, data, (size_t) (hole - data));
+                if (r < 0)
+                        return r;
+                off = hole;
+        }
+        return ftruncate(out, size) < 0 ? negative_errno() : 0;
+}
+
+/* @from as the new file @to (which must not exist), on disk when this
+ * returns: a snapshot names only files whose data is there. */
+static int disk_copy(const char *from, const char *to, struct copy_stats *ret) {
+        _cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), out = -EBADF;
+        struct stat st;
+        int r = 0;
+
+        if (in < 0 || fstat(in, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (out < 0)
+                return negative_errno();
+        ret->reflinked = ioctl(out, FICLONE, in) == 0;
+        if (!ret->reflinked)
+                r = copy_sparse(in, out, st.st_size);
+        if (r >= 0 && (fdatasync(out) < 0 || fstat(out, &st) < 0))
+                r = negative_errno();
+        if (r < 0) {
+                (void) unlink(to);
+                return r;
+        }
+        ret->size = (unsigned long long) st.st_size;
+        ret->allocated = (unsigned long long) st.st_blocks * 512;
+        return 0;
+}
+
+static char *saved_name(const char *id, size_t i) {
+        char *s;
+
+        return asprintf(&s, "disk%s.%zu", id, i) < 0 ? NULL : s;
+}
+
+static int write_new(const char *path, const char *text) {
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+        size_t len = strlen(text);
+
+        if (fd < 0)
+                return negative_errno();
+        if (write(fd, text, len) != (ssize_t) len || fdatasync(fd) < 0) {
+                int r = errno ? negative_errno() : -EIO;
+                (void) unlink(path);
+                return r;
+        }
+        return 0;
+}
+
+int qemu_bootdisk_stage(const char *dir, const char *state_dir, const char *id, char *const *rels,
+                        char **ret_manifest_tmp, unsigned long long *ret_bytes) {
+        size_t n = strv_length(rels);
+        _cleanup_free_ struct qemu_snapshot_disk *d = calloc(n + 1, sizeof *d);
+        _cleanup_free_ char *text = NULL, *manifest = NULL;
+        unsigned long long bytes = 0;
+        size_t done = 0;
+        int r = 0;
+
+        if (!d || asprintf(&manifest, "%s/" QEMU_SNAPSHOT_DISKS ".tmp%s", dir, id) < 0)
+                return -ENOMEM;
+        for (; done < n; done++) {
+                _cleanup_free_ char *from = NULL, *to = NULL;
+                struct copy_stats st;
+                d[done].rel = rels[done];
+                d[done].saved = saved_name(id, done);
+                if (!d[done].saved || asprintf(&from, "%s/%s", state_dir, rels[done]) < 0 ||
+                    asprintf(&to, "%s/%s", dir, d[done].saved) < 0) {
+                        r = -ENOMEM;
+                        break;
+                }
+                r = disk_copy(from, to, &st);
+                if (r < 0) {
+                        log_warning("Boot cache: could not copy the disk %s into the snapshot: %s", from,
+                                    strerror(-r));
+                        break;
+                }
+                bytes += st.allocated;
+        }
+        if (r >= 0)
+                r = qemu_snapshot_manifest_format(d, n, &text);
+        if (r >= 0)
+                r = write_new(manifest, text);
+        for (size_t i = 0; i < n; i++)
+                free(d[i].saved);
+        if (r < 0) {
+                qemu_bootdisk_drop(dir, id, n);
+                return r;
+        }
+        *ret_manifest_tmp = TAKE_PTR(manifest);
+        *ret_bytes = bytes;
+        return 0;
+}
+
+int qemu_bootdisk_commit(const char *dir, const char *manifest_tmp) {
+        _cleanup_free_ char *manifest = NULL;
+        int r = 0;
+
+        if (asprintf(&manifest, "%s/" QEMU_SNAPSHOT_DISKS, dir) < 0)
+                r = -ENOMEM;
+        else if (link(manifest_tmp, manifest) < 0)
+                r = negative_errno();
+        (void) unlink(manifest_tmp);
+        return r;
+}
+
+/* The manifest of the snapshot in @dir: -ENOENT if none. */
+static int manifest_read(const char *dir, struct qemu_snapshot_disk **ret, size_t *ret_n) {
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        int r;
+
+        if (asprintf(&path, "%s/" QEMU_SNAPSHOT_DISKS, dir) < 0)
+                return -ENOMEM;
+        r = read_file_max(path, 1 << 20, &text);
+        if (r < 0)
+                return r;
+        return qemu_snapshot_manifest_parse(text, ret, ret_n);
+}
+
+void qemu_bootdisk_drop(const char *dir, const char *id, size_t n) {
+        struct qemu_snapshot_disk *d = NULL;
+        size_t nd = 0;
+        char path[4400];
+
+        (void) manifest_read(dir, &d, &nd);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *name = saved_name(id, i);
+                bool kept = false;
+                for (size_t k = 0; name && k < nd; k++)
+                        kept = kept || streq(d[k].saved, name);
+                if (name && !kept) {
+                        (void) snprintf(path, sizeof path, "%s/%s", dir, name);
+                        (void) unlink(path);
+                }
+        }
+        (void) snprintf(path, sizeof path, "%s/" QEMU_SNAPSHOT_DISKS ".tmp%s", dir, id);
+        (void) unlink(path);
+        qemu_snapshot_disks_free(d, nd);
+}
+
+void qemu_bootdisk_remove_saved(const char *dir) {
+        struct qemu_snapshot_disk *d = NULL;
+        size_t n = 0;
+        char path[4400];
+
+        if (manifest_read(dir, &d, &n) == -ENOENT)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                (void) snprintf(path, sizeof path, "%s/%s", dir, d[i].saved);
+                (void) unlink(path);
+        }
+        qemu_snapshot_disks_free(d, n);
+        (void) snprintf(path, sizeof path, "%s/" QEMU_SNAPSHOT_DISKS, dir);
+        (void) unlink(path);
+}
+
+void qemu_bootdisk_unplace(char **placed) {
+        for (size_t i = 0; placed && placed[i]; i++)
+                if (unlink(placed[i]) == 0)
+                        log_info("Boot cache: removed %s, which the failed restore had put in place", placed[i]);
+        strv_free(placed);
+}
+
+/* @saved of the snapshot as @to (through a temporary name beside it: the
+ * start script must find a whole disk or none). */
+static int place_one(const char *dir, const char *saved, const char *to, const char *rel) {
+        _cleanup_free_ char *from = NULL, *tmp = NULL, *parent = strdup(to);
+        unsigned long long t0 = now_usec();
+        struct copy_stats st;
+        int r;
+
+        if (!parent || asprintf(&from, "%s/%s", dir, saved) < 0 || asprintf(&tmp, "%s.vigil-restore", to) < 0)
+                return -ENOMEM;
+        r = mkdir_p(dirname(parent), 0755);
+        if (r < 0)
+                return r;
+        (void) unlink(tmp);
+        r = disk_copy(from, tmp, &st);
+        if (r >= 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, to, RENAME_NOREPLACE) < 0)
+                r = negative_errno();
+        if (r < 0) {
+                (void) unlink(tmp);
+                return r;
+        }
+        log_info("Boot cache: put the disk %s back from the snapshot in %.0f ms (%s, %.1f MiB, %.1f MiB of data)", rel,
+                 (double) (now_usec() - t0) / USEC_PER_MSEC, st.reflinked ? "reflink" : "sparse copy",
+                 (double) st.size / (1 << 20), (double) st.allocated / (1 << 20));
+        return 0;
+}
+
+int qemu_bootdisk_restore(const char *dir, const char *state_dir, char ***ret_placed, char *ret_exists,
+                          size_t size) {
+        struct qemu_snapshot_disk *d = NULL;
+        _cleanup_strv_free_ char **placed = NULL;
+        size_t n = 0;
+        struct stat st;
+        int r;
+
+        r = manifest_read(dir, &d, &n);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        placed = calloc(n + 1, sizeof *placed);
+        if (!placed) {
+                qemu_snapshot_disks_free(d, n);
+                return -ENOMEM;
+        }
+        /* All checked before any is placed: either every disk is the snapshot's, or none. */
+        for (size_t i = 0; i < n; i++) {
+                if (asprintf(&placed[i], "%s/%s", state_dir, d[i].rel) < 0) {
+                        placed[i] = NULL;
+                        r = -ENOMEM;
+                        goto out;
+                }
+                if (lstat(placed[i], &st) == 0) {
+                        (void) snprintf(ret_exists, size, "%s", d[i].rel);
+                        r = -EEXIST;
+                        goto out;
+                }
+        }
+        for (size_t i = 0; i < n; i++) {
+                r = place_one(dir, d[i].saved, placed[i], d[i].rel);
+                if (r < 0) {
+                        log_warning("Boot cache: could not put the disk %s back from the snapshot: %s", d[i].rel,
+                                    strerror(-r));
+                        /* Only those before it are there. */
+                        for (size_t k = i; k < n; k++) {
+                                free(placed[k]);
+                                placed[k] = NULL;
+                        }
+                        qemu_bootdisk_unplace(TAKE_PTR(placed));
+                        goto out;
+                }
+        }
+        *ret_placed = TAKE_PTR(placed);
+        r = 1;
+out:
+        qemu_snapshot_disks_free(d, n);
+        return r;
+}
+
+int qemu_bootdisk_refusal(const char *dir, char **ret) {
+        _cleanup_free_ char *path = NULL;
+        char *text = NULL;
+        int r;
+
+        if (asprintf(&path, "%s/" QEMU_SNAPSHOT_NO_SNAPSHOT, dir) < 0)
+                return -ENOMEM;
+        r = read_file_max(path, 4096, &text);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        text[strcspn(text, "\n")] = 0;
+        *ret = text;
+        return 1;
+}
+
+int qemu_bootdisk_refuse(const char *dir, const char *why) {
+        _cleanup_free_ char *path = NULL, *tmp = NULL, *text = NULL;
+        int r;
+
+        if (asprintf(&path, "%s/" QEMU_SNAPSHOT_NO_SNAPSHOT, dir) < 0 ||
+            asprintf(&tmp, "%s.tmp.%lld", path, (long long) getpid()) < 0 || asprintf(&text, "%s\n", why) < 0)
+                return -ENOMEM;
+        (void) unlink(tmp);
+        r = write_new(tmp, text);
+        if (r >= 0 && rename(tmp, path) < 0)
+                r = negative_errno();
+        if (r < 0)
+                (void) unlink(tmp);
+        return r;
+}

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * qemu-bootdisk.h: the disks a boot snapshot carries (see qemu-bootdisk.c).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Copy the saved disks @rels (relative to @state_dir) of a paused VM into
+ * the snapshot dir @dir as disk<@id>.<i> (@id: the saver's own suffix,
+ * ".<QEMU pid>"), and write their manifest as @ret_manifest_tmp; the total
+ * bytes copied (allocated) in @ret_bytes. Nothing of it is left on error. */
+int qemu_bootdisk_stage(const char *dir, const char *state_dir, const char *id, char *const *rels,
+                        char **ret_manifest_tmp, unsigned long long *ret_bytes);
+/* Link @manifest_tmp as the snapshot's manifest (and remove it): -EEXIST if
+ * another saver of the key linked its own first (this save lost). */
+int qemu_bootdisk_commit(const char *dir, const char *manifest_tmp);
+/* Remove the disk copies and manifest of the saver @id (@n disks) that the
+ * snapshot's manifest does not name: a save that lost, failed or died. */
+void qemu_bootdisk_drop(const char *dir, const char *id, size_t n);
+/* Remove the manifest and the files it names: a snapshot without its
+ * vmstate (a save that died before the rename) or one set aside. */
+void qemu_bootdisk_remove_saved(const char *dir);
+
+/* Put the disks of the snapshot in @dir back into @state_dir before QEMU
+ * starts (its start script then finds them): 0 if the snapshot carries none,
+ * 1 with the paths placed in @ret_placed, -EEXIST (nothing placed) if one
+ * is there already (kept state), its relative path in @ret_exists; other
+ * errors place nothing. Logs the copy's time and size. */
+int qemu_bootdisk_restore(const char *dir, const char *state_dir, char ***ret_placed, char *ret_exists,
+                          size_t size);
+/* Remove the disks a restore placed (@placed, freed): the cold boot that
+ * follows a failed restore gets what it would have had. */
+void qemu_bootdisk_unplace(char **placed);
+
+/* Why the key of @dir gets no snapshot, recorded by a save that found a disk
+ * it cannot carry: 1 with it in @ret, 0 if none. */
+int qemu_bootdisk_refusal(const char *dir, char **ret);
+int qemu_bootdisk_refuse(const char *dir, const char *why);

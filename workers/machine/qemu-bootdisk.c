@@ -280,8 +280,7 @@ static int place_one(const char *dir, const char *saved, const char *to, const c
         return 0;
 }
 
-int qemu_bootdisk_restore(const char *dir, const char *state_dir, char ***ret_placed, char *ret_exists,
-                          size_t size) {
+int qemu_bootdisk_restore(const char *dir, const char *state_dir, char ***ret_placed, char *ret_exists, size_t size) {
         struct qemu_snapshot_disk *d = NULL;
         _cleanup_strv_free_ char **placed = NULL;
         size_t n = 0;

@@ -28,8 +28,7 @@ void qemu_bootdisk_remove_saved(const char *dir);
  * 1 with the paths placed in @ret_placed, -EEXIST (nothing placed) if one
  * is there already (kept state), its relative path in @ret_exists; other
  * errors place nothing. Logs the copy's time and size. */
-int qemu_bootdisk_restore(const char *dir, const char *state_dir, char ***ret_placed, char *ret_exists,
-                          size_t size);
+int qemu_bootdisk_restore(const char *dir, const char *state_dir, char ***ret_placed, char *ret_exists, size_t size);
 /* Remove the disks a restore placed (@placed, freed): the cold boot that
  * follows a failed restore gets what it would have had. */
 void qemu_bootdisk_unplace(char **placed);

@@ -2,9 +2,10 @@
 # Proves the boot cache keeps the disks a boot creates in its state dir: a NixOS-shaped start script whose root
 # disk ($NIX_DISK_IMAGE, made by the script in the state dir when missing, as qemu-vm.nix does) is saved with its
 # disk, restored in the next run onto that disk (the script makes none, the guest reads the first run's token and
-# writes to it), never restored over a disk kept by -K, and a VM whose disk lives outside the state dir is refused
-# at its save and then at plan time. It matters because every default NixOS test VM has such a disk: without it the
-# cache would not apply to them, and restored over a fresh disk a guest would find a disk it never wrote.
+# writes to it), never restored over a disk kept by -K nor left behind by a restore that fails, and a VM whose
+# disk lives outside the state dir is refused at its save and then at plan time. It matters because every default
+# NixOS test VM has such a disk: without this the cache would not apply to them, and restored over a fresh disk a
+# guest would find a disk it never wrote.
 import glob
 import hashlib
 import json
@@ -123,6 +124,17 @@ def main():
               "run 3b (-K): the kept disk is there, so the machine boots cold and saves nothing", out4)
         check(before is not None and before == after and "KEPT=written-after-3a" in out4 and token4 == token1,
               "run 3b: the kept disk's bytes are untouched, the cold boot uses it", out4)
+
+        # Run 4: a snapshot that does not load: the disk its restore placed goes, the cold boot makes a fresh one.
+        for state in glob.glob(os.path.join(cache, "*", "disks")):
+            with open(os.path.join(os.path.dirname(state), "vmstate"), "r+b") as f:
+                f.write(b"not a migration stream" * 64)
+        out5, token5 = run(4, "disk")
+        check("Boot cache: put the disk disk.img back" in out5 and "failed (QEMU" in out5 and
+              "which the failed restore had put in place" in out5 and token5 and token5 != token1 and
+              "with 1 disk (" in out5,
+              "run 4: the restore fails, its disk is removed, the cold boot's start script makes a fresh one (%s, "
+              "not %s) and saves anew" % (token5, token1), out5)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("1..%d" % t.n)

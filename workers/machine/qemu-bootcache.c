@@ -219,6 +219,12 @@ static int bootcache_commit(struct qemu_bootcache *q) {
         if (!copy)
                 return -ENOMEM;
         dir = dirname(copy);
+        /* On disk before the links: from the manifest's link to the rename
+         * is a moment (a manifest older than that without vmstate is a dead
+         * save's, qemu_bootdisk_remove_saved()). */
+        r = file_sync(q->tmp);
+        if (r < 0)
+                return r;
         /* A re-attached worker does not know the mode: QEMU's fds say. */
         if (q->ram_file || q->recovering) {
                 in = ram_open(q);
@@ -244,16 +250,13 @@ static int bootcache_commit(struct qemu_bootcache *q) {
         if (ram_tmp)
                 (void) unlink(ram_tmp);
         if (r < 0 && linked)
-                qemu_bootdisk_remove_saved(dir); /* this saver's manifest, and its disks */
+                qemu_bootdisk_remove_saved(dir, false); /* this saver's manifest, and its disks */
         if (r < 0)
                 qemu_bootdisk_drop(dir, id, strv_length(q->disks));
         if (r == -EEXIST) {
                 (void) unlink(q->tmp);
                 return 0;
         }
-        if (r < 0)
-                return r;
-        r = file_sync(q->tmp);
         if (r < 0)
                 return r;
         if (rename(q->tmp, q->path) < 0)
@@ -426,7 +429,7 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool onl
                 /* A RAM file or disks without their vmstate are what a save that died left. */
                 if (access(path, F_OK) < 0) {
                         (void) unlink(ram);
-                        qemu_bootdisk_remove_saved(q->dir);
+                        qemu_bootdisk_remove_saved(q->dir, true);
                 }
                 q->due = true;
                 q->ram_file = mappable;
@@ -436,8 +439,8 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool onl
         if (r == -EEXIST) {
                 if (!only_restore)
                         log_info("Boot cache: not restoring the snapshot %s: its disk %s exists in the state dir "
-                                 "already (state kept from an earlier run, -K), and the snapshot's copy would "
-                                 "replace it; booting cold, saving nothing",
+                                 "already (kept from an earlier run by -K, or this machine's from an earlier boot), "
+                                 "and the snapshot's copy would replace it; booting cold, saving nothing",
                                  path, disk);
                 return 0;
         }
@@ -494,7 +497,7 @@ void qemu_bootcache_discard(struct qemu_bootcache *q, const char *why) {
         (void) rename(path, bad);
         (void) snprintf(path, sizeof path, "%s/" QEMU_SNAPSHOT_RAM, q->dir);
         (void) unlink(path);
-        qemu_bootdisk_remove_saved(q->dir);
+        qemu_bootdisk_remove_saved(q->dir, false);
         /* The cold boot gets what it would have had: no disk, so the start script makes one. */
         qemu_bootdisk_unplace(TAKE_PTR(q->placed));
         q->restoring = false;

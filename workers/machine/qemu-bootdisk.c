@@ -24,6 +24,9 @@
 #include "qemu-snapshot.h"
 
 #define COPY_CHUNK (8ULL << 20)
+/* A manifest without its vmstate this old is a dead save's: a live one
+ * renames vmstate right after the link (its data already synced). */
+#define STALE_USEC (10ULL * 60 * USEC_PER_SEC)
 
 struct copy_stats {
         unsigned long long size, allocated;
@@ -161,6 +164,7 @@ int qemu_bootdisk_stage(const char *dir, const char *state_dir, const char *id, 
                         r = -ENOMEM;
                         break;
                 }
+                (void) unlink(to); /* this saver's own: a worker before it died copying */
                 r = disk_copy(from, to, &st);
                 if (r < 0) {
                         log_warning("Boot cache: could not copy the disk %s into the snapshot: %s", from,
@@ -171,8 +175,10 @@ int qemu_bootdisk_stage(const char *dir, const char *state_dir, const char *id, 
         }
         if (r >= 0)
                 r = qemu_snapshot_manifest_format(d, n, &text);
-        if (r >= 0)
+        if (r >= 0) {
+                (void) unlink(manifest);
                 r = write_new(manifest, text);
+        }
         for (size_t i = 0; i < n; i++)
                 free(d[i].saved);
         if (r < 0) {
@@ -185,13 +191,18 @@ int qemu_bootdisk_stage(const char *dir, const char *state_dir, const char *id, 
 }
 
 int qemu_bootdisk_commit(const char *dir, const char *manifest_tmp) {
-        _cleanup_free_ char *manifest = NULL;
+        _cleanup_free_ char *manifest = NULL, *ours = NULL, *theirs = NULL;
         int r = 0;
 
         if (asprintf(&manifest, "%s/" QEMU_SNAPSHOT_DISKS, dir) < 0)
                 r = -ENOMEM;
         else if (link(manifest_tmp, manifest) < 0)
                 r = negative_errno();
+        /* The same text names this saver's own files: its previous worker
+         * linked it, then died (a re-attached worker finishes the save). */
+        if (r == -EEXIST && read_file_max(manifest_tmp, 1 << 20, &ours) >= 0 &&
+            read_file_max(manifest, 1 << 20, &theirs) >= 0 && streq(ours, theirs))
+                r = 0;
         (void) unlink(manifest_tmp);
         return r;
 }
@@ -230,11 +241,18 @@ void qemu_bootdisk_drop(const char *dir, const char *id, size_t n) {
         qemu_snapshot_disks_free(d, nd);
 }
 
-void qemu_bootdisk_remove_saved(const char *dir) {
+void qemu_bootdisk_remove_saved(const char *dir, bool stale_only) {
         struct qemu_snapshot_disk *d = NULL;
         size_t n = 0;
         char path[4400];
+        struct stat st;
 
+        (void) snprintf(path, sizeof path, "%s/" QEMU_SNAPSHOT_DISKS, dir);
+        if (stat(path, &st) < 0 ||
+            (stale_only && (unsigned long long) st.st_mtim.tv_sec * USEC_PER_SEC + STALE_USEC > now_realtime_usec()))
+                return;
+        if (stale_only)
+                log_info("Boot cache: removing %s and its disks, left by a save that did not finish", path);
         if (manifest_read(dir, &d, &n) == -ENOENT)
                 return;
         for (size_t i = 0; i < n; i++) {

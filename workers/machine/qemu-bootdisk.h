@@ -19,9 +19,10 @@ int qemu_bootdisk_commit(const char *dir, const char *manifest_tmp);
 /* Remove the disk copies and manifest of the saver @id (@n disks) that the
  * snapshot's manifest does not name: a save that lost, failed or died. */
 void qemu_bootdisk_drop(const char *dir, const char *id, size_t n);
-/* Remove the manifest and the files it names: a snapshot without its
- * vmstate (a save that died before the rename) or one set aside. */
-void qemu_bootdisk_remove_saved(const char *dir);
+/* Remove the manifest and the files it names: a snapshot set aside, or
+ * (@stale_only) one without its vmstate whose manifest is old enough that
+ * no save can still be about to rename it (a save that died). */
+void qemu_bootdisk_remove_saved(const char *dir, bool stale_only);
 
 /* Put the disks of the snapshot in @dir back into @state_dir before QEMU
  * starts (its start script then finds them): 0 if the snapshot carries none,

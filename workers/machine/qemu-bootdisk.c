@@ -95,9 +95,10 @@ static int copy_sparse(int in, int out, off_t size) {
         return ftruncate(out, size) < 0 ? negative_errno() : 0;
 }
 
-/* @from as the new file @to (which must not exist), on disk when this
- * returns: a snapshot names only files whose data is there. */
-static int disk_copy(const char *from, const char *to, struct copy_stats *ret) {
+/* @from as the new file @to (which must not exist); with @sync on disk when
+ * this returns: a snapshot names only files whose data is there. (A disk
+ * put back into a state dir needs no sync: a host crash ends that run.) */
+static int disk_copy(const char *from, const char *to, bool sync, struct copy_stats *ret) {
         _cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), out = -EBADF;
         struct stat st;
         int r = 0;
@@ -112,7 +113,7 @@ static int disk_copy(const char *from, const char *to, struct copy_stats *ret) {
         ret->reflinked = ioctl(out, FICLONE, in) == 0;
         if (!ret->reflinked)
                 r = copy_sparse(in, out, st.st_size);
-        if (r >= 0 && (fdatasync(out) < 0 || fstat(out, &st) < 0))
+        if (r >= 0 && ((sync && fdatasync(out) < 0) || fstat(out, &st) < 0))
                 r = negative_errno();
         if (r < 0) {
                 (void) unlink(to);
@@ -165,7 +166,7 @@ int qemu_bootdisk_stage(const char *dir, const char *state_dir, const char *id, 
                         break;
                 }
                 (void) unlink(to); /* this saver's own: a worker before it died copying */
-                r = disk_copy(from, to, &st);
+                r = disk_copy(from, to, true, &st);
                 if (r < 0) {
                         log_warning("Boot cache: could not copy the disk %s into the snapshot: %s", from,
                                     strerror(-r));
@@ -285,7 +286,7 @@ static int place_one(const char *dir, const char *saved, const char *to, const c
         if (r < 0)
                 return r;
         (void) unlink(tmp);
-        r = disk_copy(from, tmp, &st);
+        r = disk_copy(from, tmp, false, &st);
         if (r >= 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, to, RENAME_NOREPLACE) < 0)
                 r = negative_errno();
         if (r < 0) {

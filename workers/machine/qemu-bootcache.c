@@ -870,31 +870,15 @@ static int saving_write(struct qemu_bootcache *q) {
  * any other means no snapshot for this key, recorded so that later runs
  * boot cold without pausing the guest again. Then the migration. */
 static void bootcache_blocks(struct qemu_bootcache *q, const char *reply) {
-        _cleanup_free_ char *real = realpath(q->m->cfg.state_dir, NULL), *why = NULL;
+        _cleanup_free_ char *why = NULL;
         _cleanup_strv_free_ char **disks = NULL;
-        struct qemu_snapshot_block *b = NULL;
-        size_t n = 0, k = 0;
         int r;
 
-        r = qemu_snapshot_writable_blocks(reply, &b, &n);
+        r = qemu_bootdisk_choose(reply, q->m->cfg.state_dir, &disks, &why);
         if (r < 0) {
                 bootcache_abort(q, r == -EBADMSG ? "QEMU's query-block answer is not one" : "out of memory");
                 return;
         }
-        disks = calloc(n + 1, sizeof *disks);
-        for (size_t i = 0; disks && i < n && !why; i++) {
-                struct stat st;
-                const char *rel = NULL;
-                enum qemu_snapshot_disk_verdict v = qemu_snapshot_disk_rule(
-                        b[i].file, stat(b[i].file, &st) == 0 && S_ISREG(st.st_mode), q->m->cfg.state_dir, real, &rel);
-                if (v == QEMU_SNAPSHOT_DISK_CARRIED && !(disks[k++] = strdup(rel)))
-                        disks = strv_free(disks);
-                else if (v != QEMU_SNAPSHOT_DISK_CARRIED && v != QEMU_SNAPSHOT_DISK_SKIPPED &&
-                         asprintf(&why, "it has a disk QEMU writes that a snapshot cannot carry: %s (%s): %s",
-                                  b[i].device, b[i].file, qemu_snapshot_disk_why(v)) < 0)
-                        why = NULL;
-        }
-        qemu_snapshot_blocks_free(b, n);
         if (why) {
                 r = qemu_bootdisk_refuse(q->dir, why);
                 if (r < 0)
@@ -903,11 +887,7 @@ static void bootcache_blocks(struct qemu_bootcache *q, const char *reply) {
                 bootcache_abort(q, why);
                 return;
         }
-        if (!disks) {
-                bootcache_abort(q, "out of memory");
-                return;
-        }
-        if (k > 0) {
+        if (disks) {
                 q->disks = TAKE_PTR(disks);
                 /* A worker that re-attaches mid-save copies them too. */
                 r = saving_write(q);

@@ -29,10 +29,11 @@ struct qemu_bootcache *qemu_bootcache_free(struct qemu_bootcache *q);
  * sets the guest's clock from this moment). No-op unless restoring. */
 void qemu_bootcache_continued(struct qemu_bootcache *q);
 
-/* Before QEMU is spawned: decide (load, save or off) and add -incoming defer
- * to @cmd for a load. @only_restore (a restore prepared ahead of start()):
- * without a snapshot to load, decide nothing (a dead save's leftover file
- * is still removed). */
+/* Before QEMU is spawned: decide (load, save or off), and for a load put the
+ * snapshot's disks into the state dir (none may be there already) and add
+ * -incoming defer to @cmd. @only_restore (a restore prepared ahead of
+ * start()): without a snapshot to load, decide nothing (a dead save's
+ * leftover file is still removed). */
 int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool only_restore);
 bool qemu_bootcache_restoring(const struct qemu_bootcache *q);
 /* Seconds since the restore began; @reset: it begins now (the start() that
@@ -42,9 +43,12 @@ double qemu_bootcache_restore_clock(struct qemu_bootcache *q, bool reset);
 int qemu_bootcache_load(struct qemu_bootcache *q);
 /* After machine_started() of a restored boot. */
 void qemu_bootcache_restored(struct qemu_bootcache *q);
-/* QEMU exited while loading: set the snapshot aside (the backend boots cold). */
+/* QEMU exited while loading: set the snapshot aside and remove the disks
+ * the restore placed (the backend boots cold). */
 void qemu_bootcache_discard(struct qemu_bootcache *q, const char *why);
-/* The guest shell came up: save a snapshot if this boot is to. */
+/* The guest shell came up: save a snapshot if this boot is to (with the
+ * disks QEMU writes in the state dir; any other disk: none, ever, for the
+ * key). */
 void qemu_bootcache_guest_ready(struct qemu_bootcache *q);
 /* Re-attached to a running QEMU: if the previous worker died saving a
  * snapshot, finish the save (keep the file only if the migration completed),

@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * qemu-bootdisk.c owns the disks a boot snapshot carries (docs/machine.md,
- * "Boot snapshots"): copying the disks a paused VM writes in its state dir
- * beside vmstate with the manifest that names them (whose link() decides
- * which of two savers of one key wins), putting them back into a new run's
- * state dir before QEMU starts (never over a disk already there), taking
- * them away again when the restore fails, and the note that a key never gets
- * a snapshot. Copies are reflinks where the file system can, else sparse.
- * Which disks a save carries is qemu-snapshot.c's pure rule;
- * qemu-bootcache.c decides when.
+ * "Boot snapshots"): which disks a save carries (query-block's answer under
+ * qemu-snapshot.c's pure rule, with stat() on each file), copying them from
+ * the paused VM's state dir beside vmstate with the manifest that names
+ * them (whose link() decides which of two savers of one key wins), putting
+ * them back into a new run's state dir before QEMU starts (never over a disk
+ * already there), taking them away again when the restore fails, and the
+ * note that a key never gets a snapshot. Copies are reflinks where the file
+ * system can, else sparse. qemu-bootcache.c decides when.
  */
 #include <fcntl.h>
 #include <libgen.h>
@@ -141,6 +141,45 @@ static int write_new(const char *path, const char *text) {
                 (void) unlink(path);
                 return r;
         }
+        return 0;
+}
+
+int qemu_bootdisk_choose(const char *reply, const char *state_dir, char ***ret_disks, char **ret_why) {
+        _cleanup_free_ char *real = realpath(state_dir, NULL), *why = NULL;
+        _cleanup_strv_free_ char **disks = NULL;
+        struct qemu_snapshot_block *b = NULL;
+        size_t n = 0, k = 0;
+        int r;
+
+        r = qemu_snapshot_writable_blocks(reply, &b, &n);
+        if (r < 0)
+                return r;
+        disks = calloc(n + 1, sizeof *disks);
+        for (size_t i = 0; disks && i < n && !why; i++) {
+                struct stat st;
+                const char *rel = NULL;
+                bool regular = stat(b[i].file, &st) == 0 && S_ISREG(st.st_mode);
+                enum qemu_snapshot_disk_verdict v = qemu_snapshot_disk_rule(b[i].file, regular, state_dir, real, &rel);
+
+                if (v == QEMU_SNAPSHOT_DISK_CARRIED && !(disks[k++] = strdup(rel)))
+                        disks = strv_free(disks);
+                else if (v != QEMU_SNAPSHOT_DISK_CARRIED && v != QEMU_SNAPSHOT_DISK_SKIPPED &&
+                         asprintf(&why, "it has a disk QEMU writes that a snapshot cannot carry: %s (%s): %s",
+                                  b[i].device, b[i].file, qemu_snapshot_disk_why(v)) < 0) {
+                        why = NULL;
+                        disks = strv_free(disks);
+                }
+        }
+        qemu_snapshot_blocks_free(b, n);
+        if (!disks)
+                return -ENOMEM;
+        if (why) {
+                *ret_disks = NULL;
+                *ret_why = TAKE_PTR(why);
+                return 0;
+        }
+        *ret_disks = k > 0 ? TAKE_PTR(disks) : NULL;
+        *ret_why = NULL;
         return 0;
 }
 

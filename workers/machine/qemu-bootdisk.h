@@ -7,6 +7,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Which disks a save carries, from QMP's query-block answer @reply for a
+ * machine whose state dir is @state_dir (qemu_snapshot_disk_rule() on each
+ * writable one, which this stat()s): their paths relative to the state dir
+ * in @ret_disks (NULL: none), or in @ret_why why the VM can have no
+ * snapshot (a disk it cannot carry; @ret_disks NULL then). */
+int qemu_bootdisk_choose(const char *reply, const char *state_dir, char ***ret_disks, char **ret_why);
 /* Copy the saved disks @rels (relative to @state_dir) of a paused VM into
  * the snapshot dir @dir as disk<@id>.<i> (@id: the saver's own suffix,
  * ".<QEMU pid>"), and write their manifest as @ret_manifest_tmp; the total

@@ -75,6 +75,14 @@ int main(void) {
         key_of(argv1, env1, "/tmp/run1/vm-state-a", "/tmp/run1/shared", c);
         CHECK(!streq(a, c), "a rebuilt kernel (another mtime) gives another key");
 
+        char in_state[17];
+        key_of(argv1, env1, dir, "/tmp/run1/shared", in_state);
+        ts[1].tv_sec = 3000000;
+        (void) utimensat(AT_FDCWD, kernel, ts, 0);
+        key_of(argv1, env1, dir, "/tmp/run1/shared", c);
+        CHECK(streq(in_state, c), "a file in the state dir (a disk the snapshot carries, written at every boot) is "
+                                  "not part of the key: its mtime changes nothing");
+
         argv1[4] = "/nonexistent/kernel";
         key_of(argv1, env1, "/tmp/run1/vm-state-a", "/tmp/run1/shared", c);
         CHECK(!streq(a, c), "another kernel path gives another key");

@@ -72,11 +72,16 @@ static void text_add_normalised(struct text *t, const char *s, const char *const
 }
 
 /* The identity of a file an argument names: absolute paths, and bare names
- * found in PATH (the QEMU binary). */
-static void text_add_file(struct text *t, const char *word) {
+ * found in PATH (the QEMU binary); not those in the state dir @state_dir,
+ * which are the run's own (a disk there is carried with the snapshot, and
+ * its identity changes with every write). */
+static void text_add_file(struct text *t, const char *word, const char *state_dir) {
+        size_t n = strlen(state_dir);
         char path[8400];
         struct stat st;
 
+        if (n > 0 && strncmp(word, state_dir, n) == 0 && word[n] == '/')
+                return;
         if (word[0] == '/')
                 (void) snprintf(path, sizeof path, "%s", word);
         else if (!strchr(word, '/') && strncmp(word, "qemu-system-", 12) == 0) {
@@ -101,7 +106,7 @@ static void text_add_file(struct text *t, const char *word) {
 }
 
 /* Every word of @s that looks like a file (a start script's sh -c line). */
-static void text_add_files_of(struct text *t, const char *s) {
+static void text_add_files_of(struct text *t, const char *s, const char *state_dir) {
         char word[4096];
 
         while (*s) {
@@ -109,7 +114,7 @@ static void text_add_files_of(struct text *t, const char *s) {
                 if (len > 0 && len < sizeof word) {
                         memcpy(word, s, len);
                         word[len] = 0;
-                        text_add_file(t, word);
+                        text_add_file(t, word, state_dir);
                 }
                 s += len;
                 if (*s)
@@ -152,7 +157,7 @@ int qemu_snapshot_key(char *const *argv, char *const *env, const char *state_dir
                         text_add(&t, "\n", 1);
                 }
         for (size_t i = 0; argv && argv[i]; i++)
-                text_add_files_of(&t, argv[i]);
+                text_add_files_of(&t, argv[i], state_dir);
         if (t.oom) {
                 free(t.buf);
                 return -ENOMEM;

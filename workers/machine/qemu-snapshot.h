@@ -52,7 +52,7 @@
  * with @state_dir, @shared_dir and the run directory (the parent of
  * @state_dir) replaced by placeholders, plus the size, mtime and inode of
  * every file an argument names (kernel, initrd, disks, start script, QEMU
- * binary). @ret_key gets QEMU_SNAPSHOT_KEY_LEN hex digits; @ret_text (may be
+ * binary) outside @state_dir. @ret_key gets QEMU_SNAPSHOT_KEY_LEN hex digits; @ret_text (may be
  * NULL) what was hashed. */
 int qemu_snapshot_key(char *const *argv, char *const *env, const char *state_dir, const char *shared_dir,
                       char ret_key[QEMU_SNAPSHOT_KEY_LEN + 1], char **ret_text);

@@ -2,14 +2,15 @@
 # Proves that a machine worker SIGKILLed while it saves a boot snapshot leaves neither a paused VM nor a partial
 # snapshot: the re-attached worker lets the VM run with its shares and clock, and a later run restores or boots cold;
 # and one SIGKILLed right after a restore, before the guest's shares and clock are back, leaves a worker that brings
-# them back. It matters because a save pauses the guest and unmounts its shares, a restore finds them unmounted, and
+# them back; a save that carries a disk is finished with it. It matters because a save pauses the guest and unmounts its shares, a restore finds them unmounted, and
 # a worker can die at any moment.
 import glob
 import os
 import signal
+import subprocess
 import time
 
-from vmtest import Test
+from vmtest import SOURCE_ROOT, Test
 
 SAVING = "Boot cache: saving a snapshot of the VM to "
 
@@ -53,10 +54,10 @@ def check_guest(t, m, what):
     t.check(b'"running"' in m.call("M_QMP", '{"execute": "query-status"}').data, "%s: QEMU runs the VM" % what)
 
 
-def kill_during_save(t, cache, needle, what):
+def kill_during_save(t, cache, needle, what, **over):
     """Boot cold with cache, SIGKILL the worker when the log shows needle, re-attach; the VM must be whole."""
     start = len(t.worker_log())
-    m = t.machine(boot_cache=cache)
+    m = t.machine(boot_cache=cache, **over)
     seq = m.send("M_CONNECT", -1)
     seen = wait_log(t, needle, start)
     t.check(seen, "%s: the worker announced the save" % what)
@@ -151,6 +152,43 @@ def body(t):
     t.check("left by a save that did not finish" in t.worker_log()[before_kill:] and not os.path.exists(tmp),
             "and removes the dead save's temporary file (%s)" % tmp)
     t.check(m.execute("echo up") == (0, b"up\n"), "and the machine works")
+    m.call("M_SHUTDOWN")
+    m.close()
+
+    # 5. A NixOS-shaped machine whose root disk its start script makes in the state dir, killed mid-save: the
+    # new worker finishes the save with the disk (the saving marker lists it) or drops it whole, and the next
+    # boot (a state dir without the disk, as a new run's) restores onto the saved disk.
+    fake = os.path.join(t.tmp, "fake")
+    subprocess.run(["sh", os.path.join(SOURCE_ROOT, "tests/helpers/make-fake-vm"), "alpha", t.guest, fake, "--disk"],
+                   check=True)
+    qemu = {"start_script": os.path.join(fake, "bin", "run-alpha-vm")}
+    disk = os.path.join(t.tmp, "vm-state-alpha", "alpha.img")
+    cache = os.path.join(t.tmp, "cache-disk")
+    m = kill_during_save(t, cache, SAVING, "with a disk, killed mid-save", qemu=qemu)
+    m.call("M_SHUTDOWN")
+    m.close()
+    with open(disk, "rb") as f:
+        token = f.readline()
+    saved, copies = glob.glob(cache + "/*/vmstate"), glob.glob(cache + "/*/disk.*")
+    whole = len(saved) == 1 and len(glob.glob(cache + "/*/disks")) == 1 and len(copies) == 1
+    if whole:
+        with open(copies[0], "rb") as f:
+            whole = f.readline() == token
+    t.check(whole or (not saved and not copies), "with a disk: the interrupted save left a snapshot with its manifest "
+            "and the disk, or nothing (%d snapshot(s))" % len(saved), glob.glob(cache + "/*/*"))
+    os.unlink(disk)
+    start = len(t.worker_log())
+    m = t.machine(boot_cache=cache, qemu=qemu)
+    m.connect()
+    log = t.worker_log()[start:]
+    with open(disk, "rb") as f:
+        now = f.readline()
+    if saved:
+        t.check("Boot cache: put the disk alpha.img back" in log and "Boot cache: restored" in log and now == token,
+                "with a disk: the next boot restores onto the saved disk (%r, %r)" % (now, token), log[-3000:])
+    else:
+        t.check("no snapshot for this VM" in log and now != token, "with a disk: the next boot is cold", log[-3000:])
+    check_guest(t, m, "with a disk, next boot")
     m.call("M_SHUTDOWN")
 
 

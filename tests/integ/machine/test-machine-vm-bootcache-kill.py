@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 # Proves that a machine worker SIGKILLed while it saves a boot snapshot leaves neither a paused VM nor a partial
 # snapshot: the re-attached worker lets the VM run with its shares and clock, and a later run restores or boots cold;
-# and one SIGKILLed right after a restore, before the guest's shares and clock are back, leaves a worker that brings
-# them back; a save that carries a disk is finished with it. It matters because a save pauses the guest and unmounts its shares, a restore finds them unmounted, and
-# a worker can die at any moment.
+# one SIGKILLed right after a restore, before the guest's shares and clock are back, leaves a worker that brings them
+# back; and a save that carries a disk is finished with it. It matters because a save pauses the guest and unmounts
+# its shares, a restore finds them unmounted, and a worker can die at any moment.
 import glob
 import os
 import signal

@@ -9,10 +9,11 @@
  * copy-on-write), the disks a save carries (query-block says which; a disk
  * it cannot carry means no snapshot for the key; qemu-bootdisk.c copies
  * them), what the guest needs after a restore (shares, clock), and
- * finishing a save whose worker died (the QEMU_SNAPSHOT_SAVING file in the state dir says which: the
- * re-attached worker keeps the file only if QEMU completed the migration,
- * lets the VM run and mounts the shares again). The backend calls it at its
- * start steps and re-attach and hands it the answers to its QMP requests.
+ * finishing a save whose worker died (the QEMU_SNAPSHOT_SAVING file in the
+ * state dir says which: the re-attached worker keeps the file only if QEMU
+ * completed the migration, lets the VM run and mounts the shares again).
+ * The backend calls it at its start steps and re-attach and hands it the
+ * answers to its QMP requests.
  */
 #include <dirent.h>
 #include <fcntl.h>

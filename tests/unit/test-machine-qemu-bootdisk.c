@@ -50,9 +50,9 @@ static bool same_disk(const char *path, const char *token) {
         struct stat st;
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         bool ok = fd >= 0 && fstat(fd, &st) == 0 && st.st_size == DISK_SIZE &&
-                  pread(fd, buf, strlen(token), 5 << 20) == (ssize_t) strlen(token) && !strncmp(buf, token, strlen(token)) &&
-                  pread(fd, buf, strlen(token), 0) == (ssize_t) strlen(token) && !strncmp(buf, token, strlen(token)) &&
-                  (unsigned long long) st.st_blocks * 512 < DISK_SIZE / 2;
+                  pread(fd, buf, strlen(token), 5 << 20) == (ssize_t) strlen(token) &&
+                  !strncmp(buf, token, strlen(token)) && pread(fd, buf, strlen(token), 0) == (ssize_t) strlen(token) &&
+                  !strncmp(buf, token, strlen(token)) && (unsigned long long) st.st_blocks * 512 < DISK_SIZE / 2;
 
         if (fd >= 0)
                 (void) close(fd);
@@ -63,7 +63,6 @@ int main(void) {
         _cleanup_free_ char *cache = NULL, *state1 = NULL, *state2 = NULL, *disk1 = NULL, *m1 = NULL, *m2 = NULL,
                             *why = NULL;
         char *rels[] = {"root.img", NULL}, exists_rel[64] = "";
-        char **placed = NULL;
         unsigned long long bytes = 0;
 
         CHECK(mkdtemp(base) != NULL, "temporary directory");
@@ -89,19 +88,25 @@ int main(void) {
               "the loser drops its copy; dropping never takes a file the manifest names");
 
         /* Restore into a new run's state dir. */
-        CHECK(qemu_bootdisk_restore(cache, state2, &placed, exists_rel, sizeof exists_rel) == 1 && placed &&
-                      placed[0] && !placed[1],
-              "a restore puts the disk back");
+        CHECK(qemu_bootdisk_restore(cache, state2, exists_rel, sizeof exists_rel) == 1 &&
+                      exists("state2", QEMU_SNAPSHOT_PLACED),
+              "a restore puts the disk back, listed as placed until the guest runs");
         _cleanup_free_ char *disk2 = path_of("state2", "root.img");
         CHECK(same_disk(disk2, "token-run-1") && !exists("state2", "root.img.vigil-restore"),
               "the disk put back holds the saved bytes, sparse, under its own name only");
-        char **again = NULL;
-        CHECK(qemu_bootdisk_restore(cache, state2, &again, exists_rel, sizeof exists_rel) == -EEXIST && !again &&
+        CHECK(qemu_bootdisk_restore(cache, state2, exists_rel, sizeof exists_rel) == -EEXIST &&
                       streq(exists_rel, "root.img"),
               "a disk already in the state dir is never overwritten (%s)", exists_rel);
         CHECK(same_disk(disk2, "token-run-1"), "and is left as it was");
-        qemu_bootdisk_unplace(placed);
-        CHECK(!exists("state2", "root.img"), "a failed restore's disks are taken back");
+        qemu_bootdisk_unplace(state2);
+        CHECK(!exists("state2", "root.img") && !exists("state2", QEMU_SNAPSHOT_PLACED),
+              "disks placed for a guest that never ran (a failed restore, a dropped QEMU) are taken back");
+        CHECK(qemu_bootdisk_restore(cache, state2, exists_rel, sizeof exists_rel) == 1, "placed again");
+        qemu_bootdisk_keep(state2);
+        qemu_bootdisk_unplace(state2);
+        CHECK(exists("state2", "root.img") && !exists("state2", QEMU_SNAPSHOT_PLACED),
+              "once the restored guest runs, its disks are its own: nothing takes them");
+        CHECK(unlink(disk2) == 0, "(a new run's state dir)");
 
         /* A manifest without vmstate: a live save's (fresh) stays, a set-aside one goes. */
         qemu_bootdisk_remove_saved(cache, true);
@@ -110,7 +115,7 @@ int main(void) {
         qemu_bootdisk_remove_saved(cache, false);
         CHECK(!exists("cache", QEMU_SNAPSHOT_DISKS) && !exists("cache", "disk.100.0"),
               "a snapshot set aside loses its manifest and disks");
-        CHECK(qemu_bootdisk_restore(cache, state2, &placed, exists_rel, sizeof exists_rel) == 0,
+        CHECK(qemu_bootdisk_restore(cache, state2, exists_rel, sizeof exists_rel) == 0,
               "no manifest: no disks to restore");
 
         /* A worker that died after linking: its successor's commit of the same text succeeds. */
@@ -125,8 +130,7 @@ int main(void) {
 
         /* The refusal. */
         CHECK(qemu_bootdisk_refusal(cache, &why) == 0 && qemu_bootdisk_refuse(cache, "it has a disk outside") == 0 &&
-                      qemu_bootdisk_refusal(cache, &why) == 1 &&
-                      streq(why, "it has a disk outside"),
+                      qemu_bootdisk_refusal(cache, &why) == 1 && streq(why, "it has a disk outside"),
               "no refusal at first; one recorded reads back (%s)", why ?: "");
 
         /* Which disks a save carries, from query-block. */
@@ -155,7 +159,8 @@ int main(void) {
         free(reply);
         CHECK(asprintf(&reply, "{\"return\": [{\"device\": \"d\", \"inserted\": {\"ro\": false, \"file\": \"%s\"}}]}",
                        state1) > 0 &&
-                      qemu_bootdisk_choose(reply, base, &chosen, &why2) == 0 && why2 && strstr(why2, "not a regular file"),
+                      qemu_bootdisk_choose(reply, base, &chosen, &why2) == 0 && why2 &&
+                      strstr(why2, "not a regular file"),
               "a disk that is not a regular file means no snapshot (%s)", why2 ?: "");
 
         rm_rf(base);

@@ -368,6 +368,15 @@ int main(void) {
                       !disks,
               "a truncated or foreign marker, or one naming a disk outside the state dir, is refused");
         CHECK(qemu_snapshot_saving_format("/a\nb", "/c", NULL, &text) == -EINVAL, "a path with a newline is refused");
+        CHECK(qemu_snapshot_placed_format(carried, &text) == 0 && qemu_snapshot_placed_parse(text, &disks) == 0 &&
+                      strv_length(disks) == 2 && streq(disks[1], "d/e f.qcow2"),
+              "the list of disks a restore placed reads back (%s)", text ?: "");
+        free(text);
+        strv_free(disks);
+        disks = NULL;
+        CHECK(qemu_snapshot_placed_parse("disk ../../etc/passwd\n", &disks) == -EBADMSG &&
+                      qemu_snapshot_placed_parse("disk /etc/passwd\n", &disks) == -EBADMSG && !disks,
+              "it never names a file outside the state dir (a plan removes what it names)");
 
         (void) unlink(kernel);
         (void) rmdir(dir);

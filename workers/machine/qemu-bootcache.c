@@ -80,7 +80,6 @@ struct qemu_bootcache {
         char *tmp;     /* the save's temporary file (renamed to <dir>/vmstate once complete) */
         char *path;    /* <dir>/vmstate */
         char **disks;  /* the save's disks, relative to the state dir (query-block; the marker's for a re-attach) */
-        char **placed; /* the disks the restore put into the state dir (removed if it fails) */
         unsigned long long disk_bytes, disk_usec; /* the save's disk copies: data, time */
         struct event *timer;
         unsigned long long started;
@@ -386,8 +385,10 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool onl
 
         q->restoring = q->due = q->recovering = q->ram_file = q->resuming = q->again = false;
         q->key[0] = 0;
-        q->placed = strv_free(q->placed);
-        /* A new boot: a resume a dead worker left unfinished concerned the one before. */
+        /* A new boot: disks a restore placed for a guest that never ran are no one's (its QEMU was
+         * dropped, or its worker died before start()); a resume a dead worker left unfinished
+         * concerned the boot before. */
+        qemu_bootdisk_unplace(c->state_dir);
         if ((marker = resuming_path(q)))
                 (void) unlink(marker);
         free(q->dir);
@@ -436,7 +437,7 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool onl
                 q->ram_file = mappable;
                 return mappable ? cmd_add_ram(cmd, c->start_script, NULL, memory_mb) : 0;
         }
-        r = qemu_bootdisk_restore(q->dir, c->state_dir, &q->placed, disk, sizeof disk);
+        r = qemu_bootdisk_restore(q->dir, c->state_dir, disk, sizeof disk);
         if (r == -EEXIST) {
                 if (!only_restore)
                         log_info("Boot cache: not restoring the snapshot %s: its disk %s exists in the state dir "
@@ -455,7 +456,7 @@ int qemu_bootcache_plan(struct qemu_bootcache *q, struct qemu_cmd *cmd, bool onl
         if (mappable) {
                 r = cmd_add_ram(cmd, c->start_script, ram, memory_mb);
                 if (r < 0) {
-                        qemu_bootdisk_unplace(TAKE_PTR(q->placed));
+                        qemu_bootdisk_unplace(c->state_dir);
                         return r;
                 }
                 q->ram_file = true;
@@ -500,7 +501,7 @@ void qemu_bootcache_discard(struct qemu_bootcache *q, const char *why) {
         (void) unlink(path);
         qemu_bootdisk_remove_saved(q->dir, false);
         /* The cold boot gets what it would have had: no disk, so the start script makes one. */
-        qemu_bootdisk_unplace(TAKE_PTR(q->placed));
+        qemu_bootdisk_unplace(q->m->cfg.state_dir);
         q->restoring = false;
 }
 
@@ -674,8 +675,10 @@ static void bootcache_resume_restored(struct qemu_bootcache *q) {
 }
 
 void qemu_bootcache_continued(struct qemu_bootcache *q) {
-        if (q && q->restoring)
-                q->cont_usec = now_realtime_usec();
+        if (!q || !q->restoring)
+                return;
+        q->cont_usec = now_realtime_usec();
+        qemu_bootdisk_keep(q->m->cfg.state_dir); /* the guest runs on them */
 }
 
 void qemu_bootcache_restored(struct qemu_bootcache *q) {
@@ -1037,6 +1040,8 @@ bool qemu_bootcache_failed(struct qemu_bootcache *q, const struct qemu_request *
 void qemu_bootcache_attached(struct qemu_bootcache *q) {
         _cleanup_free_ char *resuming = resuming_path(q);
 
+        /* The QEMU re-attached to owns its disks, whether or not the dead worker saw its cont. */
+        qemu_bootdisk_keep(q->m->cfg.state_dir);
         if (resuming && access(resuming, F_OK) == 0) {
                 log_warning("Boot cache: the previous worker died while the restored guest resumed; mounting its "
                             "shares and setting its clock again");
@@ -1090,7 +1095,6 @@ struct qemu_bootcache *qemu_bootcache_free(struct qemu_bootcache *q) {
         free(q->tmp);
         free(q->path);
         strv_free(q->disks);
-        strv_free(q->placed);
         free(q);
         return NULL;
 }

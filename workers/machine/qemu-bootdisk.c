@@ -304,11 +304,37 @@ void qemu_bootdisk_remove_saved(const char *dir, bool stale_only) {
         (void) unlink(path);
 }
 
-void qemu_bootdisk_unplace(char **placed) {
-        for (size_t i = 0; placed && placed[i]; i++)
-                if (unlink(placed[i]) == 0)
-                        log_info("Boot cache: removed %s, which the failed restore had put in place", placed[i]);
-        strv_free(placed);
+static char *placed_path(const char *state_dir) {
+        char *p;
+
+        return asprintf(&p, "%s/" QEMU_SNAPSHOT_PLACED, state_dir) < 0 ? NULL : p;
+}
+
+void qemu_bootdisk_unplace(const char *state_dir) {
+        _cleanup_free_ char *marker = placed_path(state_dir), *text = NULL;
+        _cleanup_strv_free_ char **disks = NULL;
+        char path[4400];
+
+        if (!marker || read_file_max(marker, 1 << 20, &text) < 0)
+                return;
+        /* Only paths in the state dir: the marker is checked as any input. */
+        if (qemu_snapshot_placed_parse(text, &disks) < 0)
+                log_warning("Boot cache: ignoring the unreadable %s", marker);
+        for (size_t i = 0; disks && disks[i]; i++) {
+                (void) snprintf(path, sizeof path, "%s/%s", state_dir, disks[i]);
+                if (unlink(path) == 0)
+                        log_info("Boot cache: removed %s, which a restore had put in place for a guest that never "
+                                 "ran on it",
+                                 path);
+        }
+        (void) unlink(marker);
+}
+
+void qemu_bootdisk_keep(const char *state_dir) {
+        _cleanup_free_ char *marker = placed_path(state_dir);
+
+        if (marker)
+                (void) unlink(marker);
 }
 
 /* @saved of the snapshot as @to (through a temporary name beside it: the
@@ -338,9 +364,11 @@ static int place_one(const char *dir, const char *saved, const char *to, const c
         return 0;
 }
 
-int qemu_bootdisk_restore(const char *dir, const char *state_dir, char ***ret_placed, char *ret_exists, size_t size) {
+int qemu_bootdisk_restore(const char *dir, const char *state_dir, char *ret_exists, size_t size) {
         struct qemu_snapshot_disk *d = NULL;
-        _cleanup_strv_free_ char **placed = NULL;
+        _cleanup_strv_free_ char **rels = NULL;
+        _cleanup_free_ char *marker = placed_path(state_dir), *text = NULL, *tmp = NULL;
+        char path[4400];
         size_t n = 0;
         struct stat st;
         int r;
@@ -350,39 +378,46 @@ int qemu_bootdisk_restore(const char *dir, const char *state_dir, char ***ret_pl
                 return 0;
         if (r < 0)
                 return r;
-        placed = calloc(n + 1, sizeof *placed);
-        if (!placed) {
-                qemu_snapshot_disks_free(d, n);
-                return -ENOMEM;
+        rels = calloc(n + 1, sizeof *rels);
+        if (!rels || !marker || asprintf(&tmp, "%s.tmp", marker) < 0) {
+                r = -ENOMEM;
+                goto out;
         }
         /* All checked before any is placed: either every disk is the snapshot's, or none. */
         for (size_t i = 0; i < n; i++) {
-                if (asprintf(&placed[i], "%s/%s", state_dir, d[i].rel) < 0) {
-                        placed[i] = NULL;
-                        r = -ENOMEM;
-                        goto out;
-                }
-                if (lstat(placed[i], &st) == 0) {
+                (void) snprintf(path, sizeof path, "%s/%s", state_dir, d[i].rel);
+                if (lstat(path, &st) == 0) {
                         (void) snprintf(ret_exists, size, "%s", d[i].rel);
                         r = -EEXIST;
                         goto out;
                 }
-        }
-        for (size_t i = 0; i < n; i++) {
-                r = place_one(dir, d[i].saved, placed[i], d[i].rel);
-                if (r < 0) {
-                        log_warning("Boot cache: could not put the disk %s back from the snapshot: %s", d[i].rel,
-                                    strerror(-r));
-                        /* Only those before it are there. */
-                        for (size_t k = i; k < n; k++) {
-                                free(placed[k]);
-                                placed[k] = NULL;
-                        }
-                        qemu_bootdisk_unplace(TAKE_PTR(placed));
+                rels[i] = strdup(d[i].rel);
+                if (!rels[i]) {
+                        r = -ENOMEM;
                         goto out;
                 }
         }
-        *ret_placed = TAKE_PTR(placed);
+        /* Listed before the first copy: whoever finds the list knows they are no guest's. */
+        (void) unlink(tmp);
+        r = qemu_snapshot_placed_format(rels, &text);
+        if (r >= 0)
+                r = write_new(tmp, text);
+        if (r >= 0 && rename(tmp, marker) < 0)
+                r = negative_errno();
+        if (r < 0) {
+                (void) unlink(tmp);
+                goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+                (void) snprintf(path, sizeof path, "%s/%s", state_dir, d[i].rel);
+                r = place_one(dir, d[i].saved, path, d[i].rel);
+                if (r < 0) {
+                        log_warning("Boot cache: could not put the disk %s back from the snapshot: %s", d[i].rel,
+                                    strerror(-r));
+                        qemu_bootdisk_unplace(state_dir);
+                        goto out;
+                }
+        }
         r = 1;
 out:
         qemu_snapshot_disks_free(d, n);

@@ -31,14 +31,18 @@ void qemu_bootdisk_drop(const char *dir, const char *id, size_t n);
 void qemu_bootdisk_remove_saved(const char *dir, bool stale_only);
 
 /* Put the disks of the snapshot in @dir back into @state_dir before QEMU
- * starts (its start script then finds them): 0 if the snapshot carries none,
- * 1 with the paths placed in @ret_placed, -EEXIST (nothing placed) if one
- * is there already (kept state), its relative path in @ret_exists; other
- * errors place nothing. Logs the copy's time and size. */
-int qemu_bootdisk_restore(const char *dir, const char *state_dir, char ***ret_placed, char *ret_exists, size_t size);
-/* Remove the disks a restore placed (@placed, freed): the cold boot that
- * follows a failed restore gets what it would have had. */
-void qemu_bootdisk_unplace(char **placed);
+ * starts (its start script then finds them), listed first in
+ * QEMU_SNAPSHOT_PLACED there: 0 if the snapshot carries none, 1 if placed,
+ * -EEXIST (nothing placed) if one is there already (kept state), its
+ * relative path in @ret_exists; other errors place nothing. Logs the copy's
+ * time and size. */
+int qemu_bootdisk_restore(const char *dir, const char *state_dir, char *ret_exists, size_t size);
+/* Remove the disks QEMU_SNAPSHOT_PLACED in @state_dir lists, and it: their
+ * restore failed or its QEMU never ran the guest (the cold boot that follows
+ * gets what it would have had). */
+void qemu_bootdisk_unplace(const char *state_dir);
+/* The restored guest runs: its disks are its own from now on. */
+void qemu_bootdisk_keep(const char *state_dir);
 
 /* Why the key of @dir gets no snapshot, recorded by a save that found a disk
  * it cannot carry: 1 with it in @ret, 0 if none. */

@@ -644,42 +644,31 @@ enum qemu_snapshot_migration qemu_snapshot_migration_of(const char *status) {
         return QEMU_SNAPSHOT_MIGRATION_RUNNING;
 }
 
-int qemu_snapshot_saving_format(const char *tmp, const char *path, char *const *disks, char **ret) {
-        struct text t = {};
-
-        if (tmp[0] != '/' || path[0] != '/' || strchr(tmp, '\n') || strchr(path, '\n'))
-                return -EINVAL;
-        text_printf(&t, "%s\n%s\n", tmp, path);
+/* A "disk <rel>" line per disk, after the text of @t. */
+static int disk_lines_format(struct text *t, char *const *disks, char **ret) {
         for (size_t i = 0; disks && disks[i]; i++) {
                 if (!qemu_snapshot_disk_rel_ok(disks[i])) {
-                        free(t.buf);
+                        free(t->buf);
                         return -EINVAL;
                 }
-                text_add(&t, "disk ", 5);
-                text_add(&t, disks[i], strlen(disks[i]));
-                text_add(&t, "\n", 1);
+                text_add(t, "disk ", 5);
+                text_add(t, disks[i], strlen(disks[i]));
+                text_add(t, "\n", 1);
         }
-        if (t.oom) {
-                free(t.buf);
+        if (t->oom) {
+                free(t->buf);
                 return -ENOMEM;
         }
-        *ret = t.buf;
-        return 0;
+        *ret = t->buf ?: strdup("");
+        return *ret ? 0 : -ENOMEM;
 }
 
-/* Two absolute paths, then a "disk <rel>" line per disk the save carries. */
-int qemu_snapshot_saving_parse(const char *text, char **ret_tmp, char **ret_path, char ***ret_disks) {
-        const char *nl = strchr(text, '\n'), *end;
-        _cleanup_free_ char *tmp = NULL, *path = NULL;
+/* Those lines back (@ret NULL if none). */
+static int disk_lines_parse(const char *p, char ***ret) {
         _cleanup_strv_free_ char **disks = NULL;
         size_t n = 0;
 
-        if (!nl || text[0] != '/' || nl[1] != '/')
-                return -EBADMSG;
-        end = strchr(nl + 1, '\n');
-        if (!end)
-                return -EBADMSG;
-        for (const char *p = end + 1; *p;) {
+        while (*p) {
                 const char *e = strchr(p, '\n');
                 char **v;
                 if (!e || strncmp(p, "disk ", 5) != 0)
@@ -696,6 +685,44 @@ int qemu_snapshot_saving_parse(const char *text, char **ret_tmp, char **ret_path
                         return -EBADMSG;
                 p = e + 1;
         }
+        *ret = TAKE_PTR(disks);
+        return 0;
+}
+
+int qemu_snapshot_placed_format(char *const *disks, char **ret) {
+        struct text t = {};
+
+        return disk_lines_format(&t, disks, ret);
+}
+
+int qemu_snapshot_placed_parse(const char *text, char ***ret_disks) {
+        return disk_lines_parse(text, ret_disks);
+}
+
+int qemu_snapshot_saving_format(const char *tmp, const char *path, char *const *disks, char **ret) {
+        struct text t = {};
+
+        if (tmp[0] != '/' || path[0] != '/' || strchr(tmp, '\n') || strchr(path, '\n'))
+                return -EINVAL;
+        text_printf(&t, "%s\n%s\n", tmp, path);
+        return disk_lines_format(&t, disks, ret);
+}
+
+/* Two absolute paths, then a "disk <rel>" line per disk the save carries. */
+int qemu_snapshot_saving_parse(const char *text, char **ret_tmp, char **ret_path, char ***ret_disks) {
+        const char *nl = strchr(text, '\n'), *end;
+        _cleanup_free_ char *tmp = NULL, *path = NULL;
+        _cleanup_strv_free_ char **disks = NULL;
+        int r;
+
+        if (!nl || text[0] != '/' || nl[1] != '/')
+                return -EBADMSG;
+        end = strchr(nl + 1, '\n');
+        if (!end)
+                return -EBADMSG;
+        r = disk_lines_parse(end + 1, &disks);
+        if (r < 0)
+                return r;
         tmp = strndup(text, nl - text);
         path = strndup(nl + 1, end - nl - 1);
         if (!tmp || !path)

@@ -170,6 +170,15 @@ enum qemu_snapshot_migration {
 };
 enum qemu_snapshot_migration qemu_snapshot_migration_of(const char *status);
 
+/* In the state dir from the moment a restore puts a snapshot's disks there
+ * until its guest runs: they are the snapshot's copies, not a guest's, so a
+ * plan that finds them (the restore's QEMU was dropped before it ran, or its
+ * worker died) removes them first. One "disk <relative path>" line each. */
+#define QEMU_SNAPSHOT_PLACED "boot-cache-placed"
+int qemu_snapshot_placed_format(char *const *disks, char **ret);
+/* -EBADMSG for a line that is not a disk line naming a path in the state dir. */
+int qemu_snapshot_placed_parse(const char *text, char ***ret_disks);
+
 /* The QEMU_SNAPSHOT_SAVING file's text for a save to @tmp becoming @path
  * that carries the disks @disks (paths relative to the state dir; NULL:
  * none, or not known yet), and back (@ret_disks: NULL if none);

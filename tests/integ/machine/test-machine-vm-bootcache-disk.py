@@ -2,10 +2,10 @@
 # Proves the boot cache keeps the disks a boot creates in its state dir: a NixOS-shaped start script whose root
 # disk ($NIX_DISK_IMAGE, made by the script in the state dir when missing, as qemu-vm.nix does) is saved with its
 # disk, restored in the next run onto that disk (the script makes none, the guest reads the first run's token and
-# writes to it), never restored over a disk kept by -K nor left behind by a restore that fails, and a VM whose
-# disk lives outside the state dir is refused at its save and then at plan time. It matters because every default
-# NixOS test VM has such a disk: without this the cache would not apply to them, and restored over a fresh disk a
-# guest would find a disk it never wrote.
+# writes to it), never restored over a disk kept by -K nor left behind by a restore that fails or is dropped, and
+# a VM whose disk lives outside the state dir is refused at its save and then at plan time. It matters because
+# every default NixOS test VM has such a disk: without this the cache would not apply to them, and restored over a
+# fresh disk a guest would find a disk it never wrote.
 import glob
 import hashlib
 import json
@@ -24,7 +24,7 @@ VIGIL = os.environ.get("VIGIL") or (sys.argv[1] if len(sys.argv) > 1 else None)
 # The guest reads its disk past its page cache (a restored guest has run 1's in RAM).
 READ = "echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=64 count=1 2>/dev/null | head -n 1"
 SCRIPT = r'''
-start_all()
+%s
 print("TOKEN=" + disk.succeed("%s").strip())
 %s
 for m in machines:
@@ -68,10 +68,10 @@ def main():
             with open(os.path.join(tmp, name + ".json"), "w") as f:
                 json.dump(spec, f)
 
-        def run(n, spec, extra="", keep=False):
+        def run(n, spec, extra="", keep=False, start="start_all()"):
             test = os.path.join(tmp, "test%s.py" % n)
             with open(test, "w") as f:
-                f.write(SCRIPT % (READ, extra))
+                f.write(SCRIPT % (start, READ, extra))
             r = subprocess.run([VIGIL, "run", test, "--spec", os.path.join(tmp, spec + ".json"), "-o",
                                 os.path.join(tmp, "out%s" % n), "--global-timeout", "120", "--log-level", "info"] +
                                (["-K"] if keep else []), cwd=tmp, env=env, stdout=subprocess.PIPE,
@@ -131,10 +131,20 @@ def main():
                 f.write(b"not a migration stream" * 64)
         out5, token5 = run(4, "disk")
         check("Boot cache: put the disk disk.img back" in out5 and "failed (QEMU" in out5 and
-              "which the failed restore had put in place" in out5 and token5 and token5 != token1 and
+              "which a restore had put in place for a guest that never ran on it" in out5 and token5 and
+              token5 != token1 and
               "with 1 disk (" in out5,
               "run 4: the restore fails, its disk is removed, the cold boot's start script makes a fresh one (%s, "
               "not %s) and saves anew" % (token5, token1), out5)
+
+        # Run 5: the restore loaded ahead of start() is dropped (start() asks for another reboot policy, another
+        # key): the disk it placed goes too, and the cold boot makes a fresh one.
+        out6, token6 = run(5, "disk", start="disk.start(allow_reboot=True)")
+        check("loaded ahead of start()" in out6 and "start() asks for another reboot policy" in out6 and
+              "which a restore had put in place for a guest that never ran on it" in out6 and token6 and
+              token6 != token5,
+              "run 5: a restore dropped before it ran takes its disk away, the cold boot makes a fresh one (%s, "
+              "not %s)" % (token6, token5), out6)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("1..%d" % t.n)

@@ -20,7 +20,8 @@ int qemu_bootdisk_choose(const char *reply, const char *state_dir, char ***ret_d
 int qemu_bootdisk_stage(const char *dir, const char *state_dir, const char *id, char *const *rels,
                         char **ret_manifest_tmp, unsigned long long *ret_bytes);
 /* Link @manifest_tmp as the snapshot's manifest (and remove it): -EEXIST if
- * another saver of the key linked its own first (this save lost). */
+ * another saver of the key linked its own first (this save lost); one of
+ * the same text is this saver's own (its dead worker linked it). */
 int qemu_bootdisk_commit(const char *dir, const char *manifest_tmp);
 /* Remove the disk copies and manifest of the saver @id (@n disks) that the
  * snapshot's manifest does not name: a save that lost, failed or died. */

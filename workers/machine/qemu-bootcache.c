@@ -505,6 +505,21 @@ void qemu_bootcache_discard(struct qemu_bootcache *q, const char *why) {
         q->restoring = false;
 }
 
+/* Written as the restore begins, before QEMU's fds are stored (the start's
+ * end), from which on a worker that dies is followed by one that
+ * re-attaches: that one must find it. A new boot removes it. */
+static void resuming_mark(const struct qemu_bootcache *q) {
+        _cleanup_free_ char *marker = resuming_path(q);
+        int fd;
+
+        fd = marker ? open(marker, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+        if (fd < 0)
+                log_warning("Boot cache: could not write %s (a worker restarted before the guest resumed would not "
+                            "know to resume it)",
+                            marker ?: "the resume marker");
+        safe_close(fd);
+}
+
 /* QEMU reads the snapshot from an fd the worker opened and passed with
  * getfd (no `exec:cat`, whose fork and pipe cost ~30-50 ms). */
 int qemu_bootcache_load(struct qemu_bootcache *q) {
@@ -518,6 +533,7 @@ int qemu_bootcache_load(struct qemu_bootcache *q) {
                 json_object_put(a);
                 return -ENOMEM;
         }
+        resuming_mark(q);
         (void) snprintf(uri, sizeof uri, "%s/" QEMU_SNAPSHOT_STATE, q->dir);
         fd = open(uri, O_RDONLY | O_CLOEXEC);
         if (fd >= 0)
@@ -657,18 +673,9 @@ static void resumed(struct shell_job *j, int error, const char *message, int sta
 }
 
 /* A restored guest's first job: its shares, then its clock (one round
- * trip by the agent). Until it is over, the marker in the state dir tells a
- * worker that re-attaches to do it again. */
+ * trip by the agent). Until it is over, the marker in the state dir
+ * (resuming_mark()) tells a worker that re-attaches to do it again. */
 static void bootcache_resume_restored(struct qemu_bootcache *q) {
-        _cleanup_free_ char *marker = resuming_path(q);
-        int fd;
-
-        fd = marker ? open(marker, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
-        if (fd < 0)
-                log_warning("Boot cache: could not write %s (a worker restarted before the guest resumed would not "
-                            "know to resume it)",
-                            marker ?: "the resume marker");
-        safe_close(fd);
         q->resuming = true;
         if (submit_resume_job(q, "true", clock_begin, resumed) < 0)
                 resume_finished(q);

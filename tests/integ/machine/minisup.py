@@ -270,6 +270,7 @@ class MiniSup:
         self.done = {}           # seq -> Reply
         self.seq = 1000
         self.ready = False
+        self.configured = False  # CONFIG sent to the current worker: exits go to it from then on
         self.events = []
         self.worker_exits = []
         self.stopping = False
@@ -316,6 +317,7 @@ class MiniSup:
         child.close()
         self.sock = parent
         self.ready = False
+        self.configured = False
         t = threading.Thread(target=self._reader, args=(parent, self.proc), daemon=True)
         t.start()
 
@@ -347,7 +349,7 @@ class MiniSup:
                 pass  # the worker died while we answered: its EOF comes next, then the restart
         rc = proc.wait()
         with self.lock:
-            self.ready = False
+            self.ready = self.configured = False
             self.worker_exits.append(rc)
             self.cond.notify_all()
         if self.stopping or not self.restart or self.restarts >= 5:
@@ -376,12 +378,13 @@ class MiniSup:
                 self._send(T["FD_RESTORE"], 0, body_of("FD_RESTORE", name=sname), [fd])
             self._send(T["CONFIG"], 0, body_of("CONFIG", restarts=self.restarts, run_id="test",
                                                       json=json.dumps(self.config)))
+            with self.lock:
+                self.configured = True
             self._flush_exits()
         elif type_ == T["READY"]:
             with self.lock:
                 self.ready = True
                 self.cond.notify_all()
-            self._flush_exits()
         elif type_ == T["FD_STORE"]:
             old = self.store.pop(body[0], None)
             if old is not None:
@@ -441,9 +444,10 @@ class MiniSup:
         rc = p.wait()
         code, sig = (rc, 0) if rc >= 0 else (-1, -rc)
         # As the supervisor: an exit while the worker is down or not yet configured is told to the
-        # next one after its CONFIG (anything else before CONFIG is a protocol error to it).
+        # next one after its CONFIG (anything else before CONFIG is a protocol error to it). Not after
+        # its READY: a worker that re-attached to a QEMU that died meanwhile only learns it so.
         with self.lock:
-            if not self.ready:
+            if not self.configured:
                 self.pending_exits.append((pname, p.pid, code, sig))
                 return
         self._send_exit(pname, p.pid, code, sig)

@@ -229,11 +229,48 @@ static void test_accel(void) {
               "accel: probe names round-trip");
 }
 
+static void test_probe_host_cache(void) {
+        const char *key = "boot=1234-abcd,kvm=10:232,qemu=qemu-system-x86_64";
+        char line[256];
+
+        CHECK(qemu_kvm_probe_host_line(key, QEMU_KVM_HANGS, line, sizeof line) == 0 &&
+                      streq(line, "boot=1234-abcd,kvm=10:232,qemu=qemu-system-x86_64 hangs\n") &&
+                      qemu_kvm_probe_host_parse(line, key) == QEMU_KVM_HANGS,
+              "probe cache: a verdict round-trips for its key");
+        CHECK(qemu_kvm_probe_host_line(key, QEMU_KVM_WORKS, line, sizeof line) == 0 &&
+                      qemu_kvm_probe_host_parse(line, key) == QEMU_KVM_WORKS,
+              "probe cache: works too");
+        CHECK(qemu_kvm_probe_host_parse(line, "boot=9999-abcd,kvm=10:232,qemu=qemu-system-x86_64") ==
+                              QEMU_KVM_UNTESTED &&
+                      qemu_kvm_probe_host_parse(line, "boot=1234-abcd,kvm=10:232,qemu=/usr/bin/qemu") ==
+                              QEMU_KVM_UNTESTED &&
+                      qemu_kvm_probe_host_parse(line, "boot=1234-abcd,kvm=10:232,qemu=qemu-system-x86") ==
+                              QEMU_KVM_UNTESTED,
+              "probe cache: another boot or another QEMU (even a prefix of the key) probes anew");
+        CHECK(qemu_kvm_probe_host_line(key, QEMU_KVM_MISSING, line, sizeof line) == -EINVAL &&
+                      qemu_kvm_probe_host_line(key, QEMU_KVM_UNTESTED, line, sizeof line) == -EINVAL &&
+                      qemu_kvm_probe_host_parse("boot=1234-abcd,kvm=10:232,qemu=qemu-system-x86_64 missing\n", key) ==
+                              QEMU_KVM_UNTESTED,
+              "probe cache: only a probe's verdicts are kept (no /dev/kvm may change within a boot)");
+        CHECK(qemu_kvm_probe_host_line("a b", QEMU_KVM_HANGS, line, sizeof line) == -EINVAL &&
+                      qemu_kvm_probe_host_line(key, QEMU_KVM_HANGS, line, 10) == -ENOBUFS,
+              "probe cache: a key with a space, a line that does not fit");
+        CHECK(qemu_kvm_probe_host_parse("boot=1234-abcd,kvm=10:232,qemu=qemu-system-x86_64 hangs\nmore\n", key) ==
+                              QEMU_KVM_UNTESTED &&
+                      qemu_kvm_probe_host_parse("boot=1234-abcd,kvm=10:232,qemu=qemu-system-x86_64 \n", key) ==
+                              QEMU_KVM_UNTESTED &&
+                      qemu_kvm_probe_host_parse("boot=1234-abcd,kvm=10:232,qemu=qemu-system-x86_64 bogus", key) ==
+                              QEMU_KVM_UNTESTED &&
+                      qemu_kvm_probe_host_parse(NULL, key) == QEMU_KVM_UNTESTED,
+              "probe cache: anything else is no verdict");
+}
+
 int main(void) {
         test_config();
         test_start_script();
         test_direct();
         test_shell_setup();
         test_accel();
+        test_probe_host_cache();
         return tap_done();
 }

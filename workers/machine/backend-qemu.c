@@ -659,7 +659,7 @@ static int start_boot(struct qemu *q, bool allow_reboot) {
 
         if (!m->cfg.start_script) {
                 if (qemu_accel_needs_probe(m->cfg.accel)) {
-                        enum qemu_kvm_probe p = qemu_probe_cached(q->probe);
+                        enum qemu_kvm_probe p = qemu_probe_cached(q->probe, m->cfg.binary);
                         if (p == QEMU_KVM_UNTESTED) {
                                 q->step = STEP_PROBING;
                                 r = qemu_probe_start(q->probe, m->cfg.binary, m->cfg.kernel);

@@ -315,6 +315,39 @@ enum qemu_kvm_probe qemu_kvm_probe_from_string(const char *s) {
         return _QEMU_KVM_PROBE_INVALID;
 }
 
+/* Only what a probe found: /dev/kvm missing is cheap to see again, and may
+ * change within a boot (modprobe kvm). */
+static bool probe_verdict(enum qemu_kvm_probe p) {
+        return p == QEMU_KVM_WORKS || p == QEMU_KVM_HANGS || p == QEMU_KVM_FAILED;
+}
+
+int qemu_kvm_probe_host_line(const char *key, enum qemu_kvm_probe p, char *ret, size_t size) {
+        int n;
+
+        if (!key || !*key || strpbrk(key, " \t\n") || !probe_verdict(p))
+                return -EINVAL;
+        n = snprintf(ret, size, "%s %s\n", key, qemu_kvm_probe_to_string(p));
+        return n < 0 || (size_t) n >= size ? -ENOBUFS : 0;
+}
+
+enum qemu_kvm_probe qemu_kvm_probe_host_parse(const char *text, const char *key) {
+        size_t k = key ? strlen(key) : 0;
+        char verdict[16];
+        const char *v;
+        size_t len;
+
+        if (!text || k == 0 || strncmp(text, key, k) != 0 || text[k] != ' ')
+                return QEMU_KVM_UNTESTED;
+        v = text + k + 1;
+        len = strcspn(v, "\n");
+        if (len == 0 || len >= sizeof verdict || (v[len] == '\n' && v[len + 1] != 0))
+                return QEMU_KVM_UNTESTED;
+        memcpy(verdict, v, len);
+        verdict[len] = 0;
+        enum qemu_kvm_probe p = qemu_kvm_probe_from_string(verdict);
+        return probe_verdict(p) ? p : QEMU_KVM_UNTESTED;
+}
+
 bool qemu_accel_needs_probe(enum machine_accel requested) {
         return requested == MACHINE_ACCEL_AUTO;
 }

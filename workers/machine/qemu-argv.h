@@ -71,6 +71,15 @@ enum qemu_kvm_probe {
 const char *qemu_kvm_probe_to_string(enum qemu_kvm_probe p);
 enum qemu_kvm_probe qemu_kvm_probe_from_string(const char *s);
 
+/* The host's verdict for this boot (qemu-probe.c keeps it beside the run's):
+ * one line "<key> <verdict>", the key naming the boot (boot_id), /dev/kvm
+ * and the QEMU binary, with no spaces. @ret gets the line; -ENOBUFS if it
+ * does not fit, -EINVAL for a key with a space or an untested verdict. */
+int qemu_kvm_probe_host_line(const char *key, enum qemu_kvm_probe p, char *ret, size_t size);
+/* The verdict of such a @text for @key: QEMU_KVM_UNTESTED unless it is one
+ * line for exactly this key with a probe's verdict (works, hangs, failed). */
+enum qemu_kvm_probe qemu_kvm_probe_host_parse(const char *text, const char *key);
+
 /* Whether @requested needs a probe at all. */
 bool qemu_accel_needs_probe(enum machine_accel requested);
 /* "kvm" or "tcg", and a human reason for the log line. */

@@ -3,11 +3,16 @@
  * qemu-probe.c owns the bounded KVM probe: /dev/kvm exists on hosts whose
  * KVM guests hang, so before the first direct-boot machine of a run uses it,
  * a throw-away QEMU with the machine's kernel must print the kernel banner
- * within PROBE_USEC; the answer is cached for the run beside the state dirs.
- * The verdict goes to qemu_accel_decide() (qemu-argv.c) through ops->done.
+ * within PROBE_USEC; the answer is cached for the run beside the state dirs,
+ * and for the host until it reboots (a hanging /dev/kvm cost every run its
+ * 3 s): in $XDG_RUNTIME_DIR, or /run for root, keyed by the boot, /dev/kvm
+ * and the QEMU binary. The verdict goes to qemu_accel_decide() (qemu-argv.c)
+ * through ops->done.
  */
 #include <fcntl.h>
 #include <libgen.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "fd-util.h"
 #include "log.h"
@@ -30,6 +35,7 @@ struct qemu_probe {
         struct event *probe_ev;
         struct event *probe_timer;
         char probe_tail[64];
+        char *binary; /* of the probe under way (the host cache's key) */
         bool probing;
 };
 
@@ -38,7 +44,65 @@ static void probe_cache_path(struct qemu_probe *q, char *buf, size_t size) {
         (void) snprintf(buf, size, "%s/" PROBE_CACHE, copy ? dirname(copy) : "/tmp");
 }
 
-enum qemu_kvm_probe qemu_probe_cached(struct qemu_probe *q) {
+/* The host's cache: $XDG_RUNTIME_DIR (a tmpfs of this user's, emptied at
+ * logout or reboot), or /run for root; none otherwise (a shared /tmp is not
+ * to be trusted with it). false: none. */
+static bool host_cache_path(char *buf, size_t size) {
+        const char *dir = getenv("XDG_RUNTIME_DIR");
+
+        if (dir && dir[0] == '/')
+                return snprintf(buf, size, "%s/" PROBE_CACHE, dir) < (int) size;
+        if (geteuid() == 0)
+                return snprintf(buf, size, "/run/" PROBE_CACHE) < (int) size;
+        return false;
+}
+
+/* "boot=<boot_id>,kvm=<major:minor>,qemu=<binary>": a verdict holds for
+ * this boot of the host, this /dev/kvm and this QEMU. */
+static bool host_cache_key(const char *binary, char *buf, size_t size) {
+        char boot[64] = "";
+        _cleanup_close_ int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        ssize_t n;
+
+        if (fd < 0 || (n = read(fd, boot, sizeof boot - 1)) <= 0 || stat("/dev/kvm", &st) < 0)
+                return false;
+        boot[n] = 0;
+        boot[strcspn(boot, "\n")] = 0;
+        return snprintf(buf, size, "boot=%s,kvm=%u:%u,qemu=%s", boot, major(st.st_rdev), minor(st.st_rdev), binary) <
+               (int) size;
+}
+
+static enum qemu_kvm_probe host_cached(const char *binary, char *path, size_t size) {
+        char key[PATH_MAX + 128], text[PATH_MAX + 160];
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        ssize_t n;
+
+        if (!host_cache_path(path, size) || !host_cache_key(binary, key, sizeof key))
+                return QEMU_KVM_UNTESTED;
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        /* Only a file of ours: another user's could steer us to a hanging KVM. */
+        if (fd < 0 || fstat(fd, &st) < 0 || st.st_uid != geteuid() || (n = read(fd, text, sizeof text - 1)) <= 0)
+                return QEMU_KVM_UNTESTED;
+        text[n] = 0;
+        return qemu_kvm_probe_host_parse(text, key);
+}
+
+static void host_cache(const char *binary, enum qemu_kvm_probe p) {
+        char path[PATH_MAX], tmp[PATH_MAX + 16], key[PATH_MAX + 128], line[PATH_MAX + 160];
+        _cleanup_close_ int fd = -EBADF;
+
+        if (!host_cache_path(path, sizeof path) || !host_cache_key(binary, key, sizeof key) ||
+            qemu_kvm_probe_host_line(key, p, line, sizeof line) < 0)
+                return;
+        (void) snprintf(tmp, sizeof tmp, "%s.%d", path, (int) getpid());
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t) strlen(line) || rename(tmp, path) < 0)
+                (void) unlink(tmp);
+}
+
+static enum qemu_kvm_probe run_cached(struct qemu_probe *q) {
         char path[512], text[32] = "";
         _cleanup_close_ int fd = -EBADF;
         ssize_t n;
@@ -51,6 +115,21 @@ enum qemu_kvm_probe qemu_probe_cached(struct qemu_probe *q) {
         text[strcspn(text, "\n")] = 0;
         enum qemu_kvm_probe p = qemu_kvm_probe_from_string(text);
         return p < 0 ? QEMU_KVM_UNTESTED : p;
+}
+
+enum qemu_kvm_probe qemu_probe_cached(struct qemu_probe *q, const char *binary) {
+        enum qemu_kvm_probe p = run_cached(q);
+        char path[PATH_MAX];
+
+        if (p != QEMU_KVM_UNTESTED)
+                return p;
+        p = host_cached(binary, path, sizeof path);
+        if (p == QEMU_KVM_UNTESTED)
+                return p;
+        log_info("KVM probe: this boot's verdict for %s is \"%s\" (%s; remove it to probe again)", binary,
+                 qemu_kvm_probe_to_string(p), path);
+        qemu_probe_cache(q, p);
+        return p;
 }
 
 void qemu_probe_cache(struct qemu_probe *q, enum qemu_kvm_probe p) {
@@ -74,6 +153,7 @@ static void probe_finish(struct qemu_probe *q, enum qemu_kvm_probe p) {
         q->probe_fd = safe_close(q->probe_fd);
         machine_proc_kill(q->proc);
         qemu_probe_cache(q, p);
+        host_cache(q->binary, p);
         q->ops->done(q->userdata, p);
 }
 
@@ -134,6 +214,8 @@ int qemu_probe_start(struct qemu_probe *q, char *binary, char *kernel) {
         r = machine_proc_spawn(q->proc, argv, env, "", 2, &out_w, 1);
         if (r < 0)
                 return r;
+        free(q->binary);
+        q->binary = strdup(binary);
         q->probing = true;
         machine_timer_set(q->probe_timer, PROBE_USEC);
         log_info("/dev/kvm exists; probing whether a KVM guest makes progress (at most %llu s)",
@@ -188,6 +270,7 @@ struct qemu_probe *qemu_probe_free(struct qemu_probe *q) {
         q->probe_fd = safe_close(q->probe_fd);
         q->proc = machine_proc_free(q->proc);
         free(q->state_dir);
+        free(q->binary);
         free(q);
         return NULL;
 }

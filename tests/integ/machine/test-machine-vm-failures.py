@@ -17,6 +17,10 @@ def rss_kib(pid):
 
 
 def body(t):
+    # The KVM probe's verdict for this boot of the host goes to $XDG_RUNTIME_DIR: this test's own.
+    xdg = os.path.join(t.tmp, "xdg")
+    os.makedirs(xdg)
+    os.environ["XDG_RUNTIME_DIR"] = xdg
     m = t.machine("nokernel", qemu={"kernel": "/nonexistent/vmlinuz", "initrd": "/nonexistent/initrd"})
     t0 = time.monotonic()
     t.raises(lambda: m.start(), "missing kernel: clear error naming the file", "kernel /nonexistent/vmlinuz is not readable")
@@ -45,6 +49,21 @@ def body(t):
         cache = os.path.join(t.tmp, "vigil-kvm-probe")
         t.check(os.path.exists(cache), "probe result cached for the run (%s)" % (open(cache).read().strip()
                                                                                if os.path.exists(cache) else "-"))
+        host = os.path.join(xdg, "vigil-kvm-probe")
+        verdict = open(host).read().strip() if os.path.exists(host) else "-"
+        t.check(verdict.startswith("boot=") and verdict.split()[-1] in ("hangs", "works", "failed"),
+                "and for this boot of the host, in $XDG_RUNTIME_DIR (%s)" % verdict)
+        # Another run (no run cache) takes this boot's verdict instead of probing for up to 3 s again.
+        os.unlink(cache)
+        start = len(t.worker_log())
+        again = t.machine("again", accel="auto", timeouts={"connect_s": 2})
+        t0 = time.monotonic()
+        again.start()
+        el = time.monotonic() - t0
+        log = t.worker_log()[start:]
+        t.check("this boot's verdict for" in log and "/dev/kvm exists; probing" not in log,
+                "a later run takes this boot's verdict without probing (%.1f s)" % el, log)
+        again.call("M_CRASH")
     else:
         t.check("/dev/kvm is not available" in log, "auto accel without /dev/kvm says so")
     t0 = time.monotonic()

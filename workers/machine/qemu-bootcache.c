@@ -15,7 +15,6 @@
  * The backend calls it at its start steps and re-attach and hands it the
  * answers to its QMP requests.
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <libgen.h>
@@ -28,6 +27,7 @@
 #include "log.h"
 #include "qemu-bootcache.h"
 #include "qemu-bootdisk.h"
+#include "qemu-bootram.h"
 #include "qemu-snapshot.h"
 #include "resume-agent-blob.h"
 #include "resume-agent.h"
@@ -59,8 +59,6 @@ enum bootcache_kind {
 #define SNAPSHOT_FDNAME    "vigil-snapshot"
 #define GETFD_COMMAND      "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"" SNAPSHOT_FDNAME "\"}}"
 #define INCOMING_POLL_USEC (2 * USEC_PER_MSEC) /* a RAM file's restore loads in ~20 ms */
-#define RAM_COPY_CHUNK     (1024 * 1024)
-#define RAM_PAGE           4096
 
 struct qemu_bootcache {
         struct machine *m;
@@ -103,92 +101,6 @@ static char *resuming_path(const struct qemu_bootcache *q) {
         return asprintf(&p, "%s/" QEMU_SNAPSHOT_RESUMING, q->m->cfg.state_dir) < 0 ? NULL : p;
 }
 
-/* The guest RAM of a boot that saves: QEMU's memfd, opened anew through
- * /proc (nothing of it outlives QEMU, whatever dies when). -ENOENT: none. */
-static int ram_open(const struct qemu_bootcache *q) {
-        char dir[64], target[128];
-        _cleanup_closedir_ DIR *d = NULL;
-        struct dirent *e;
-
-        (void) snprintf(dir, sizeof dir, "/proc/%lld/fd", (long long) machine_pid(q->m));
-        d = opendir(dir);
-        if (!d)
-                return negative_errno();
-        while ((e = readdir(d))) {
-                ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof target - 1);
-                if (n <= 0)
-                        continue;
-                target[n] = 0;
-                if (strncmp(target, QEMU_SNAPSHOT_RAM_MEMFD " ", strlen(QEMU_SNAPSHOT_RAM_MEMFD) + 1) == 0 ||
-                    streq(target, QEMU_SNAPSHOT_RAM_MEMFD)) {
-                        int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC);
-                        return fd < 0 ? negative_errno() : fd;
-                }
-        }
-        return -ENOENT;
-}
-
-static bool page_is_zero(const uint8_t *p, size_t len) {
-        return p[0] == 0 && memcmp(p, p + 1, len - 1) == 0;
-}
-
-static int pwrite_all(int fd, const uint8_t *p, size_t len, off_t off) {
-        while (len > 0) {
-                ssize_t n = pwrite(fd, p, len, off);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        return n < 0 ? negative_errno() : -EIO;
-                p += n;
-                len -= (size_t) n;
-                off += n;
-        }
-        return 0;
-}
-
-/* A copy of the guest RAM @in as the file @to, sparse: holes and all-zero
- * pages stay holes. */
-static int ram_copy(int in, const char *to) {
-        _cleanup_close_ int out = -EBADF;
-        _cleanup_free_ uint8_t *buf = malloc(RAM_COPY_CHUNK);
-        struct stat st;
-        off_t off = 0;
-        int r;
-
-        if (!buf)
-                return -ENOMEM;
-        if (fstat(in, &st) < 0)
-                return negative_errno();
-        out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (out < 0)
-                return negative_errno();
-        while (off < st.st_size) {
-                off_t data = lseek(in, off, SEEK_DATA);
-                if (data < 0 && errno == ENXIO)
-                        break;
-                if (data < 0)
-                        return negative_errno();
-                ssize_t n = pread(in, buf, (size_t) MIN((off_t) RAM_COPY_CHUNK, st.st_size - data), data);
-                if (n <= 0)
-                        return n < 0 ? negative_errno() : -EIO;
-                /* One write per run of pages that are not all zero. */
-                for (size_t i = 0; i < (size_t) n;) {
-                        size_t end = i;
-                        while (end < (size_t) n && !page_is_zero(buf + end, MIN((size_t) RAM_PAGE, n - end)))
-                                end += MIN((size_t) RAM_PAGE, n - end);
-                        if (end > i && (r = pwrite_all(out, buf + i, end - i, data + (off_t) i)) < 0)
-                                return r;
-                        i = end < (size_t) n ? end + MIN((size_t) RAM_PAGE, n - end) : end;
-                }
-                off = data + n;
-        }
-        /* On disk before the snapshot names it: a host crash must not leave
-         * a vmstate whose RAM reads back as zeros. */
-        if (ftruncate(out, st.st_size) < 0 || fdatasync(out) < 0)
-                return negative_errno();
-        return 0;
-}
-
 static int file_sync(const char *path) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 
@@ -227,14 +139,14 @@ static int bootcache_commit(struct qemu_bootcache *q) {
                 return r;
         /* A re-attached worker does not know the mode: QEMU's fds say. */
         if (q->ram_file || q->recovering) {
-                in = ram_open(q);
+                in = qemu_bootram_open(machine_pid(q->m));
                 if (in < 0 && (q->ram_file || in != -ENOENT))
                         return in;
         }
         if (in >= 0) {
                 if (asprintf(&ram, "%s/" QEMU_SNAPSHOT_RAM, dir) < 0 || asprintf(&ram_tmp, "%s.tmp%s", ram, id) < 0)
                         return -ENOMEM;
-                r = ram_copy(in, ram_tmp);
+                r = qemu_bootram_copy(in, ram_tmp);
         }
         if (r >= 0 && q->disks) {
                 unsigned long long t0 = now_usec();

@@ -31,8 +31,8 @@ static bool same(int a, int b, off_t size) {
         static char x[1 << 16], y[1 << 16];
 
         for (off_t off = 0; off < size; off += sizeof x)
-                if (pread(a, x, sizeof x, off) != (ssize_t) sizeof x || pread(b, y, sizeof y, off) != (ssize_t) sizeof y ||
-                    memcmp(x, y, sizeof x) != 0)
+                if (pread(a, x, sizeof x, off) != (ssize_t) sizeof x ||
+                    pread(b, y, sizeof y, off) != (ssize_t) sizeof y || memcmp(x, y, sizeof x) != 0)
                         return false;
         return true;
 }
@@ -52,10 +52,10 @@ int main(void) {
         ram = memfd_create("memory-backend-memfd", MFD_CLOEXEC);
         if (ram < 0 || ftruncate(ram, RAM_SIZE) < 0)
                 return 1;
-        put(ram, 0, 'a', 2 * PAGE);               /* data */
-        put(ram, 10 * PAGE, 0, PAGE);             /* written, but all zeros */
-        put(ram, 5 << 20, 'b', PAGE + PAGE / 2);  /* data, then half a page of it */
-        put(ram, RAM_SIZE - PAGE, 'z', PAGE);     /* the last page */
+        put(ram, 0, 'a', 2 * PAGE);              /* data */
+        put(ram, 10 * PAGE, 0, PAGE);            /* written, but all zeros */
+        put(ram, 5 << 20, 'b', PAGE + PAGE / 2); /* data, then half a page of it */
+        put(ram, RAM_SIZE - PAGE, 'z', PAGE);    /* the last page */
         found = qemu_bootram_open(getpid());
         CHECK(found >= 0 && fstat(found, &st) == 0 && st.st_size == RAM_SIZE,
               "open: QEMU's RAM memfd is found through /proc (%d)", found);

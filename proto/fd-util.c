@@ -14,6 +14,22 @@
 #include "macro.h"
 #include "msg.h"
 
+int pwrite_all(int fd, const void *p, size_t len, off_t off) {
+        const uint8_t *b = p;
+
+        while (len > 0) {
+                ssize_t n = pwrite(fd, b, len, off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return n < 0 ? negative_errno() : -EIO;
+                b += n;
+                len -= (size_t) n;
+                off += n;
+        }
+        return 0;
+}
+
 int fd_send_datagram(int sock, const void *buf, size_t len, const int *fds, size_t n_fds) {
         union {
                 struct cmsghdr h;

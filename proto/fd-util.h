@@ -11,6 +11,9 @@
 
 #include "msg.h"
 
+/* All @len bytes of @p at @off of @fd (short writes and EINTR retried). */
+int pwrite_all(int fd, const void *p, size_t len, off_t off);
+
 /* sendmsg one datagram with up to FRAME_FDS_MAX fds. */
 int fd_send_datagram(int sock, const void *buf, size_t len, const int *fds, size_t n_fds);
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* fs-util.c: see fs-util.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,4 +67,22 @@ static int rm_rf_one(const char *path, const struct stat *st, int flag, struct F
 
 void rm_rf(const char *path) {
         (void) nftw(path, rm_rf_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+int write_file_atomic(const char *path, const char *text, mode_t mode, bool sync) {
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        size_t len = strlen(text);
+
+        if (asprintf(&tmp, "%s.tmp.%lld", path, (long long) getpid()) < 0)
+                return -ENOMEM;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd < 0)
+                return negative_errno();
+        if (write(fd, text, len) != (ssize_t) len || (sync && fdatasync(fd) < 0) || rename(tmp, path) < 0) {
+                int r = errno ? negative_errno() : -EIO;
+                (void) unlink(tmp);
+                return r;
+        }
+        return 0;
 }

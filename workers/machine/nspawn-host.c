@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "fs-util.h"
 #include "log.h"
 #include "nspawn-argv.h"
 #include "nspawn-host.h"
@@ -169,24 +170,6 @@ int nspawn_preflight(const struct machine_config *c, char *why, size_t size) {
         return 0;
 }
 
-static int write_file_atomic(const char *path, const char *text, mode_t mode) {
-        char tmp[512];
-        _cleanup_close_ int fd = -EBADF;
-        size_t len = strlen(text);
-
-        if ((size_t) snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
-                return -ENAMETOOLONG;
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-        if (fd < 0)
-                return negative_errno();
-        if (write(fd, text, len) != (ssize_t) len || rename(tmp, path) < 0) {
-                int r = negative_errno();
-                (void) unlink(tmp);
-                return r;
-        }
-        return 0;
-}
-
 /* Host files the container sees under /run/vigil-host. */
 int nspawn_prepare_host_dir(const struct machine_config *c, char *why, size_t size) {
         _cleanup_free_ char *setup = NULL;
@@ -208,10 +191,10 @@ int nspawn_prepare_host_dir(const struct machine_config *c, char *why, size_t si
                 goto fail;
         strcat(host, "\n");
         host_path(c, NSPAWN_SETUP_NAME, path, sizeof path);
-        if ((r = write_file_atomic(path, setup, 0644)) < 0)
+        if ((r = write_file_atomic(path, setup, 0644, false)) < 0)
                 goto fail;
         host_path(c, NSPAWN_HOSTNAME_NAME, path, sizeof path);
-        if ((r = write_file_atomic(path, host, 0644)) < 0)
+        if ((r = write_file_atomic(path, host, 0644, false)) < 0)
                 goto fail;
         return 0;
 fail:

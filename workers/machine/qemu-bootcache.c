@@ -770,22 +770,13 @@ static void bootcache_abort(struct qemu_bootcache *q, const char *why) {
 /* The QEMU_SNAPSHOT_SAVING marker for q->tmp, q->path and q->disks,
  * replaced whole (a worker that re-attaches reads one or the other). */
 static int saving_write(struct qemu_bootcache *q) {
-        _cleanup_free_ char *marker = saving_path(q), *tmp = NULL, *text = NULL;
-        _cleanup_fclose_ FILE *f = NULL;
+        _cleanup_free_ char *marker = saving_path(q), *text = NULL;
         int r;
 
-        if (!marker || asprintf(&tmp, "%s.tmp", marker) < 0)
+        if (!marker)
                 return -ENOMEM;
         r = qemu_snapshot_saving_format(q->tmp, q->path, q->disks, &text);
-        if (r < 0)
-                return r;
-        f = fopen(tmp, "we");
-        if (!f || fputs(text, f) < 0 || fflush(f) != 0 || rename(tmp, marker) < 0) {
-                r = negative_errno();
-                (void) unlink(tmp);
-                return r;
-        }
-        return 0;
+        return r < 0 ? r : write_file_atomic(marker, text, 0666, false);
 }
 
 /* query-block answered while the VM stands paused: every disk QEMU writes
@@ -799,7 +790,7 @@ static void bootcache_blocks(struct qemu_bootcache *q, const char *reply) {
 
         r = qemu_bootdisk_choose(reply, q->m->cfg.state_dir, &disks, &why);
         if (r < 0) {
-                bootcache_abort(q, r == -EBADMSG ? "QEMU's query-block answer is not one" : "out of memory");
+                bootcache_abort(q, r == -EBADMSG ? "QEMU's query-block answer could not be parsed" : "out of memory");
                 return;
         }
         if (why) {

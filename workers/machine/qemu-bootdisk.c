@@ -17,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 
+#include "fd-util.h"
 #include "fs-util.h"
 #include "log.h"
 #include "macro.h"
@@ -44,14 +45,9 @@ static int pread_pwrite(int in, int out, off_t off, size_t len) {
                         continue;
                 if (n <= 0)
                         return n < 0 ? negative_errno() : -EIO;
-                for (ssize_t w = 0; w < n;) {
-                        ssize_t k = pwrite(out, buf + w, (size_t) (n - w), off + w);
-                        if (k < 0 && errno == EINTR)
-                                continue;
-                        if (k <= 0)
-                                return k < 0 ? negative_errno() : -EIO;
-                        w += k;
-                }
+                int r = pwrite_all(out, buf, (size_t) n, off);
+                if (r < 0)
+                        return r;
                 off += n;
                 len -= (size_t) n;
         }
@@ -367,7 +363,7 @@ static int place_one(const char *dir, const char *saved, const char *to, const c
 int qemu_bootdisk_restore(const char *dir, const char *state_dir, char *ret_exists, size_t size) {
         struct qemu_snapshot_disk *d = NULL;
         _cleanup_strv_free_ char **rels = NULL;
-        _cleanup_free_ char *marker = placed_path(state_dir), *text = NULL, *tmp = NULL;
+        _cleanup_free_ char *marker = placed_path(state_dir), *text = NULL;
         char path[4400];
         size_t n = 0;
         struct stat st;
@@ -379,7 +375,7 @@ int qemu_bootdisk_restore(const char *dir, const char *state_dir, char *ret_exis
         if (r < 0)
                 return r;
         rels = calloc(n + 1, sizeof *rels);
-        if (!rels || !marker || asprintf(&tmp, "%s.tmp", marker) < 0) {
+        if (!rels || !marker) {
                 r = -ENOMEM;
                 goto out;
         }
@@ -398,16 +394,11 @@ int qemu_bootdisk_restore(const char *dir, const char *state_dir, char *ret_exis
                 }
         }
         /* Listed before the first copy: whoever finds the list knows they are no guest's. */
-        (void) unlink(tmp);
         r = qemu_snapshot_placed_format(rels, &text);
         if (r >= 0)
-                r = write_new(tmp, text);
-        if (r >= 0 && rename(tmp, marker) < 0)
-                r = negative_errno();
-        if (r < 0) {
-                (void) unlink(tmp);
+                r = write_file_atomic(marker, text, 0644, true);
+        if (r < 0)
                 goto out;
-        }
         for (size_t i = 0; i < n; i++) {
                 (void) snprintf(path, sizeof path, "%s/%s", state_dir, d[i].rel);
                 r = place_one(dir, d[i].saved, path, d[i].rel);
@@ -442,17 +433,9 @@ int qemu_bootdisk_refusal(const char *dir, char **ret) {
 }
 
 int qemu_bootdisk_refuse(const char *dir, const char *why) {
-        _cleanup_free_ char *path = NULL, *tmp = NULL, *text = NULL;
-        int r;
+        _cleanup_free_ char *path = NULL, *text = NULL;
 
-        if (asprintf(&path, "%s/" QEMU_SNAPSHOT_NO_SNAPSHOT, dir) < 0 ||
-            asprintf(&tmp, "%s.tmp.%lld", path, (long long) getpid()) < 0 || asprintf(&text, "%s\n", why) < 0)
+        if (asprintf(&path, "%s/" QEMU_SNAPSHOT_NO_SNAPSHOT, dir) < 0 || asprintf(&text, "%s\n", why) < 0)
                 return -ENOMEM;
-        (void) unlink(tmp);
-        r = write_new(tmp, text);
-        if (r >= 0 && rename(tmp, path) < 0)
-                r = negative_errno();
-        if (r < 0)
-                (void) unlink(tmp);
-        return r;
+        return write_file_atomic(path, text, 0644, true);
 }

@@ -46,20 +46,6 @@ static bool page_is_zero(const uint8_t *p, size_t len) {
         return p[0] == 0 && memcmp(p, p + 1, len - 1) == 0;
 }
 
-static int pwrite_all(int fd, const uint8_t *p, size_t len, off_t off) {
-        while (len > 0) {
-                ssize_t n = pwrite(fd, p, len, off);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        return n < 0 ? negative_errno() : -EIO;
-                p += n;
-                len -= (size_t) n;
-                off += n;
-        }
-        return 0;
-}
-
 int qemu_bootram_copy(int in, const char *to) {
         _cleanup_close_ int out = -EBADF;
         _cleanup_free_ uint8_t *buf = malloc(RAM_COPY_CHUNK);

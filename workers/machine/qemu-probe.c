@@ -15,6 +15,7 @@
 #include <sys/sysmacros.h>
 
 #include "fd-util.h"
+#include "fs-util.h"
 #include "log.h"
 #include "machine-proc.h"
 #include "machine-util.h"
@@ -90,16 +91,11 @@ static enum qemu_kvm_probe host_cached(const char *binary, char *path, size_t si
 }
 
 static void host_cache(const char *binary, enum qemu_kvm_probe p) {
-        char path[PATH_MAX], tmp[PATH_MAX + 16], key[PATH_MAX + 128], line[PATH_MAX + 160];
-        _cleanup_close_ int fd = -EBADF;
+        char path[PATH_MAX], key[PATH_MAX + 128], line[PATH_MAX + 160];
 
-        if (!host_cache_path(path, sizeof path) || !host_cache_key(binary, key, sizeof key) ||
-            qemu_kvm_probe_host_line(key, p, line, sizeof line) < 0)
-                return;
-        (void) snprintf(tmp, sizeof tmp, "%s.%d", path, (int) getpid());
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t) strlen(line) || rename(tmp, path) < 0)
-                (void) unlink(tmp);
+        if (host_cache_path(path, sizeof path) && host_cache_key(binary, key, sizeof key) &&
+            qemu_kvm_probe_host_line(key, p, line, sizeof line) >= 0)
+                (void) write_file_atomic(path, line, 0644, false);
 }
 
 static enum qemu_kvm_probe run_cached(struct qemu_probe *q) {
@@ -133,15 +129,11 @@ enum qemu_kvm_probe qemu_probe_cached(struct qemu_probe *q, const char *binary) 
 }
 
 void qemu_probe_cache(struct qemu_probe *q, enum qemu_kvm_probe p) {
-        char path[512], tmp[520];
-        _cleanup_close_ int fd = -EBADF;
-        const char *s = qemu_kvm_probe_to_string(p);
+        char path[512], line[32];
 
         probe_cache_path(q, path, sizeof path);
-        (void) snprintf(tmp, sizeof tmp, "%s.%d", path, (int) getpid());
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0 || write(fd, s, strlen(s)) < 0 || write(fd, "\n", 1) < 0 || rename(tmp, path) < 0)
-                (void) unlink(tmp);
+        (void) snprintf(line, sizeof line, "%s\n", qemu_kvm_probe_to_string(p));
+        (void) write_file_atomic(path, line, 0644, false);
 }
 
 static void probe_finish(struct qemu_probe *q, enum qemu_kvm_probe p) {
